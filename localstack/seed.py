@@ -1,0 +1,320 @@
+"""Create the preconditions of AWS Cookbook recipe 4.3 in a local emulator.
+
+    localstack/.venv/bin/python localstack/seed.py [--prefix P] [--out FILE]
+
+Needs AWS_ENDPOINT_URL (it refuses to run against real AWS). Idempotent: every
+resource is looked up by name/tag first, so a second run creates nothing and
+prints the same exports. Progress goes to stderr; the exports (one
+`export NAME=value` per line) go to stdout or --out. The DB password lives
+only in the DB and the secret: it is never printed or written anywhere else.
+"""
+
+import argparse
+import io
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+import zipfile
+
+import boto3
+from botocore.exceptions import ClientError
+
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+LAMBDA_CODE = '''\
+def lambda_handler(event, context):
+    # Stand-in for the book's function (which connects through the proxy).
+    return "Successfully connected to RDS via RDS Proxy!"
+'''
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def error_code(e):
+    return e.response.get("Error", {}).get("Code", "")
+
+
+def wait_for(what, check, timeout=900, delay=2):
+    """Poll check() until it returns a truthy value (instant on moto)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            sys.exit(f"seed: timed out waiting for {what}")
+        time.sleep(delay)
+
+
+def tag_filter(name):
+    return [{"Name": "tag:Name", "Values": [name]}]
+
+
+def name_tags(kind, name):
+    return [{"ResourceType": kind, "Tags": [{"Key": "Name", "Value": name}]}]
+
+
+def ensure_vpc(ec2, name):
+    vpcs = ec2.describe_vpcs(Filters=tag_filter(name))["Vpcs"]
+    if vpcs:
+        log(f"found VPC {name}: {vpcs[0]['VpcId']}")
+        return vpcs[0]["VpcId"]
+    vpc_id = ec2.create_vpc(CidrBlock="10.10.0.0/16",
+                            TagSpecifications=name_tags("vpc", name))["Vpc"]["VpcId"]
+    log(f"created VPC {name}: {vpc_id}")
+    return vpc_id
+
+
+def ensure_subnet(ec2, vpc_id, name, cidr, az):
+    subnets = ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}] + tag_filter(name))["Subnets"]
+    if subnets:
+        log(f"found subnet {name}: {subnets[0]['SubnetId']}")
+        return subnets[0]["SubnetId"]
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=az,
+                                  TagSpecifications=name_tags("subnet", name))["Subnet"]["SubnetId"]
+    log(f"created subnet {name} in {az}: {subnet_id}")
+    return subnet_id
+
+
+def ensure_sg(ec2, vpc_id, name, description):
+    groups = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "group-name", "Values": [name]}])["SecurityGroups"]
+    if groups:
+        log(f"found security group {name}: {groups[0]['GroupId']}")
+        return groups[0]["GroupId"]
+    sg_id = ec2.create_security_group(
+        GroupName=name, Description=description, VpcId=vpc_id,
+        TagSpecifications=name_tags("security-group", name))["GroupId"]
+    log(f"created security group {name}: {sg_id}")
+    return sg_id
+
+
+def ensure_db_subnet_group(rds, name, subnet_ids):
+    try:
+        rds.describe_db_subnet_groups(DBSubnetGroupName=name)
+        log(f"found DB subnet group {name}")
+    except ClientError as e:
+        if error_code(e) != "DBSubnetGroupNotFoundFault":
+            raise
+        rds.create_db_subnet_group(DBSubnetGroupName=name, SubnetIds=subnet_ids,
+                                   DBSubnetGroupDescription="isolated subnets for the recipe 4.3 DB")
+        log(f"created DB subnet group {name}")
+
+
+def find_db(rds, db_id):
+    try:
+        return rds.describe_db_instances(DBInstanceIdentifier=db_id)["DBInstances"][0]
+    except ClientError as e:
+        if error_code(e) != "DBInstanceNotFound":
+            raise
+        return None
+
+
+def find_secret_password(sm, name):
+    """The password kept in an existing secret, or None if there is no secret."""
+    try:
+        value = sm.get_secret_value(SecretId=name)
+    except ClientError as e:
+        if error_code(e) != "ResourceNotFoundException":
+            raise
+        return None
+    return json.loads(value["SecretString"])["password"]
+
+
+def ensure_db_and_secret(rds, sm, db_id, secret_name, subnet_group, sg_id):
+    """DB instance + secret holding its credentials; returns (endpoint, secret ARN).
+
+    The password comes from the secret when one exists; otherwise a new one is
+    generated (and, should the DB exist without a secret, set on the DB), so
+    the DB and the secret always agree.
+    """
+    db = find_db(rds, db_id)
+    password = find_secret_password(sm, secret_name)
+    secret_exists = password is not None
+    if not secret_exists:
+        # RDS MySQL: 8-41 printable chars, no / @ " or space; urlsafe is fine.
+        password = secrets.token_urlsafe(24)
+
+    if db is None:
+        rds.create_db_instance(
+            DBInstanceIdentifier=db_id, DBInstanceClass="db.t3.micro", Engine="mysql",
+            MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20,
+            DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
+            PubliclyAccessible=False)
+        log(f"created DB instance {db_id}")
+    else:
+        log(f"found DB instance {db_id}")
+        if not secret_exists:
+            rds.modify_db_instance(DBInstanceIdentifier=db_id, MasterUserPassword=password,
+                                   ApplyImmediately=True)
+            log(f"reset the master password of {db_id} (its secret was missing)")
+
+    def available():
+        d = find_db(rds, db_id)
+        return d if d and d.get("DBInstanceStatus") == "available" and d.get("Endpoint") else None
+    db = wait_for(f"DB instance {db_id} to be available", available)
+    endpoint = db["Endpoint"]
+
+    secret = json.dumps({
+        "username": "admin", "password": password, "engine": "mysql",
+        "host": endpoint["Address"], "port": endpoint.get("Port", 3306),
+        "dbInstanceIdentifier": db_id,
+    })
+    if not secret_exists:
+        arn = sm.create_secret(Name=secret_name, SecretString=secret,
+                               Description=f"credentials of {db_id}")["ARN"]
+        log(f"created secret {secret_name}")
+    else:
+        arn = sm.describe_secret(SecretId=secret_name)["ARN"]
+        current = sm.get_secret_value(SecretId=secret_name)["SecretString"]
+        if json.loads(current) != json.loads(secret):
+            sm.put_secret_value(SecretId=secret_name, SecretString=secret)
+            log(f"updated secret {secret_name} (DB endpoint changed)")
+        else:
+            log(f"found secret {secret_name}")
+    return endpoint["Address"], arn
+
+
+def ensure_lambda_role(iam, name):
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        log(f"found IAM role {name}")
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+                              Description="execution role of the recipe 4.3 Lambda")["Role"]["Arn"]
+        log(f"created IAM role {name}")
+    attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+    if VPC_ACCESS_POLICY not in [p["PolicyArn"] for p in attached]:
+        iam.attach_role_policy(RoleName=name, PolicyArn=VPC_ACCESS_POLICY)
+        log(f"attached AWSLambdaVPCAccessExecutionRole to {name}")
+    return arn
+
+
+def lambda_zip():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("lambda_function.py", LAMBDA_CODE)
+    return buf.getvalue()
+
+
+def ensure_function(lam, name, role_arn, subnet_ids, sg_id, db_host):
+    # An existing function is left as it is: a runbook may since have pointed
+    # DB_HOST at the proxy, and the seed must not undo that.
+    try:
+        lam.get_function(FunctionName=name)
+        log(f"found Lambda function {name}")
+    except ClientError as e:
+        if error_code(e) != "ResourceNotFoundException":
+            raise
+        for attempt in range(10):
+            try:
+                lam.create_function(
+                    FunctionName=name, Runtime="python3.12", Role=role_arn,
+                    Handler="lambda_function.lambda_handler", Code={"ZipFile": lambda_zip()},
+                    Timeout=30, MemorySize=128,
+                    VpcConfig={"SubnetIds": subnet_ids, "SecurityGroupIds": [sg_id]},
+                    Environment={"Variables": {"DB_HOST": db_host, "DB_USER": "admin",
+                                               "LOG_LEVEL": "info"}})
+                break
+            except ClientError as e:
+                # A new role takes seconds to become assumable (on real AWS).
+                if error_code(e) != "InvalidParameterValueException" or attempt == 9:
+                    raise
+                time.sleep(3)
+        log(f"created Lambda function {name}")
+
+    def ready():
+        c = lam.get_function_configuration(FunctionName=name)
+        state, update = c.get("State", "Active"), c.get("LastUpdateStatus", "Successful")
+        if state == "Failed" or update == "Failed":
+            sys.exit(f"seed: Lambda function {name} failed: {c.get('StateReason')}")
+        return state == "Active" and update != "InProgress"
+    wait_for(f"Lambda function {name} to be Active", ready)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prefix", default="awscookbook403", help="prefix of every name")
+    p.add_argument("--out", help="write the exports to this file instead of stdout")
+    args = p.parse_args()
+    prefix = args.prefix
+
+    endpoint_url = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint_url:
+        sys.exit("seed: AWS_ENDPOINT_URL is not set (run `eval \"$(localstack/start.sh)\"` first); "
+                 "refusing to touch real AWS")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    session = boto3.session.Session(region_name=region)
+    if session.get_credentials() is None:
+        session = boto3.session.Session(region_name=region, aws_access_key_id="test",
+                                        aws_secret_access_key="test")
+
+    def client(name):
+        return session.client(name, endpoint_url=endpoint_url)
+
+    ec2, rds, sm, iam, lam, sts = (client(n) for n in
+                                   ("ec2", "rds", "secretsmanager", "iam", "lambda", "sts"))
+    log(f"seeding recipe 4.3 preconditions (prefix {prefix}) at {endpoint_url}, region {region}")
+
+    account_id = sts.get_caller_identity()["Account"]
+    vpc_id = ensure_vpc(ec2, f"{prefix}-vpc")
+    zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
+        Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
+    if len(zones) < 2:
+        zones = [f"{region}a", f"{region}b"]
+    subnet_ids = [
+        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-a", "10.10.1.0/24", zones[0]),
+        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-b", "10.10.2.0/24", zones[1]),
+    ]
+    db_sg = ensure_sg(ec2, vpc_id, f"{prefix}-db-sg", "recipe 4.3 database")
+    lambda_sg = ensure_sg(ec2, vpc_id, f"{prefix}-lambda-sg", "recipe 4.3 Lambda function")
+
+    db_id = f"{prefix}-db"
+    subnet_group = f"{prefix}-db-subnets"
+    ensure_db_subnet_group(rds, subnet_group, subnet_ids)
+    db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, f"{prefix}-db-secret",
+                                               subnet_group, db_sg)
+
+    role_name = f"{prefix}-lambda-role"
+    role_arn = ensure_lambda_role(iam, role_name)
+    function_name = f"{prefix}-db-app"
+    ensure_function(lam, function_name, role_arn, subnet_ids, lambda_sg, db_host)
+
+    exports = {
+        "AWS_REGION": region,
+        "AWS_ACCOUNT_ID": account_id,
+        "VPC_ID": vpc_id,
+        "ISOLATED_SUBNETS": " ".join(subnet_ids),
+        "DB_NAME": db_id,
+        "RDS_ID": db_id,
+        "RDS_SG": db_sg,
+        "RDS_SECRET_ARN": secret_arn,
+        "DB_APP_FUNCTION_NAME": function_name,
+        "DB_APP_FUNCTION_ROLE_NAME": role_name,
+        "DB_APP_FUNCTION_SG_ID": lambda_sg,
+    }
+    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+        log(f"wrote {len(exports)} exports to {args.out}")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Start (or reuse) a local AWS emulator: moto's server, pinned to 5.2.5.
+#
+#   eval "$(localstack/start.sh [--port N])"     # default port: $MOTO_PORT or 4566
+#
+# stdout carries only `export AWS_ENDPOINT_URL=...`; messages go to stderr.
+# If AWS_ENDPOINT_URL is already set, that emulator is used as is.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$HERE/.venv"
+RUN="$HERE/.run"
+MOTO_VERSION=5.2.5
+PORT="${MOTO_PORT:-4566}"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) PORT="${2:?--port needs a value}"; shift 2 ;;
+    --port=*) PORT="${1#--port=}"; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    *) echo "start.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+case "$PORT" in ''|*[!0-9]*) echo "start.sh: bad port: $PORT" >&2; exit 2 ;; esac
+
+say() { echo "$*" >&2; }
+
+# `curl` without -f: any HTTP answer (even 404/500) means "something listens".
+answers() { curl -s -o /dev/null --max-time 2 "$1"; }
+
+# The venv also provides the python + boto3 that seed.py runs with, so it is
+# made even when the emulator itself is someone else's.
+# (Output captured first: `pip show | grep -q` fails under pipefail when grep
+# exits early and pip gets SIGPIPE.)
+ensure_venv() {
+  local shown=""
+  [ -x "$VENV/bin/moto_server" ] &&
+    shown="$("$VENV/bin/python" -m pip show moto 2>/dev/null || true)"
+  if grep -qx "Version: $MOTO_VERSION" <<<"$shown"; then
+    return
+  fi
+  say "installing moto[server]==$MOTO_VERSION into $VENV (first use) ..."
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" >&2
+}
+
+# Lambda must not try to use Docker (there is none); must be set before any
+# function is created. Idempotent.
+configure_lambda() {
+  curl -sf --max-time 5 -X POST -H 'Content-Type: application/json' \
+    -d '{"lambda":{"use_docker":false}}' "$1/moto-api/config" >/dev/null
+}
+
+ensure_venv
+
+# --- someone else's emulator: check it and hand it back unchanged ----------
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+  if ! answers "$AWS_ENDPOINT_URL"; then
+    say "start.sh: AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL does not answer"
+    exit 1
+  fi
+  say "using the emulator at $AWS_ENDPOINT_URL"
+  printf 'export AWS_ENDPOINT_URL=%q\n' "$AWS_ENDPOINT_URL"
+  exit 0
+fi
+
+# --- our own moto_server ---------------------------------------------------
+URL="http://127.0.0.1:$PORT"
+PIDFILE="$RUN/moto-$PORT.pid"
+LOG="$RUN/moto-$PORT.log"
+mkdir -p "$RUN"
+
+is_moto() { [ -r "/proc/$1/cmdline" ] && grep -q moto_server <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
+
+pid=""
+[ -f "$PIDFILE" ] && pid="$(cat "$PIDFILE")"
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && is_moto "$pid" && answers "$URL/moto-api/"; then
+  say "reusing moto_server (pid $pid) at $URL"
+else
+  rm -f "$PIDFILE"
+  if answers "$URL/"; then
+    say "start.sh: port $PORT is taken by something this script did not start;"
+    say "  use --port N, or set AWS_ENDPOINT_URL=$URL to use it as is"
+    exit 1
+  fi
+  # nohup + </dev/null + own log: the server must outlive this script and must
+  # not hold the stdout of `$(start.sh)` open (or the caller would hang).
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true \
+    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PIDFILE"
+  for _ in $(seq 300); do   # ~30 s
+    answers "$URL/moto-api/" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! answers "$URL/moto-api/"; then
+    say "start.sh: moto_server did not come up on $URL; last lines of $LOG:"
+    tail -n 20 "$LOG" >&2 || true
+    kill "$pid" 2>/dev/null || true
+    rm -f "$PIDFILE"
+    exit 1
+  fi
+  say "started moto_server $MOTO_VERSION (pid $pid) at $URL, log: $LOG"
+fi
+
+configure_lambda "$URL"
+echo "export AWS_ENDPOINT_URL=$URL"

@@ -1,0 +1,117 @@
+//! One SDK configuration from --profile / --region / --endpoint-url (and
+//! everything aws-config reads: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+//! SSO, ...), and the clients built from it.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+pub struct Aws {
+    pub region: String,
+    pub iam: aws_sdk_iam::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Aws {
+    /// `runbook_region` is used when neither --region nor the environment
+    /// or profile gives one.
+    pub async fn connect(opts: &AwsOptions, runbook_region: Option<&str>) -> anyhow::Result<Aws> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // Throttling and transient errors are retried by the SDK with
+            // exponential backoff and jitter.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(e) = &opts.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        let mut config = loader.load().await;
+        if opts.region.is_none()
+            && let Some(r) = runbook_region
+        {
+            config = config
+                .into_builder()
+                .region(Region::new(r.to_string()))
+                .build();
+        }
+        let Some(region) = config.region().map(|r| r.to_string()) else {
+            anyhow::bail!(
+                "no AWS region: pass --region, set AWS_REGION, set `region` in the runbook, \
+                 or give the profile a region"
+            );
+        };
+        if config.credentials_provider().is_none() {
+            anyhow::bail!(
+                "no AWS credentials: set a profile (--profile or AWS_PROFILE), \
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`"
+            );
+        }
+        Ok(Aws {
+            region,
+            iam: aws_sdk_iam::Client::new(&config),
+            // IAM is global: the SDK picks its endpoint itself.
+            ec2: aws_sdk_ec2::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+        })
+    }
+}
+
+/// The AWS error code of a failed call (`NoSuchEntity`,
+/// `InvalidGroup.NotFound`, ...), if the service sent one.
+pub fn error_code<E: ProvideErrorMetadata, R>(
+    err: &aws_sdk_ec2::error::SdkError<E, R>,
+) -> Option<&str> {
+    err.as_service_error().and_then(|e| e.code())
+}
+
+/// A readable one-line message for an SDK error: code and message when the
+/// service answered, the underlying cause otherwise.
+pub fn describe_error<E, R>(err: &aws_sdk_ec2::error::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_ec2::error::SdkError;
+    match err {
+        SdkError::ServiceError(s) => {
+            let e = s.err();
+            match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => format!("{e}"),
+            }
+        }
+        other => {
+            let mut msg = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                msg = format!("{msg}: {s}");
+                source = s.source();
+            }
+            msg
+        }
+    }
+}

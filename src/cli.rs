@@ -1,0 +1,109 @@
+//! The command tree, and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (including: nothing to change)
+  1    a step failed (AWS error, drift, something not ours in the way, timeout)
+  2    command-line misuse (including rollback or run without --yes off a terminal)
+  3    bad input: the runbook or the state file is invalid (nothing was changed)
+  4    the state is locked by another rds-proxy-runbook process
+  130  interrupted (Ctrl-C); the state is saved: run `resume` to continue";
+
+/// Put Amazon RDS Proxy in front of an RDS database for AWS Lambda, as a
+/// runbook you can run step by step, resume, and roll back.
+#[derive(Debug, Parser)]
+#[command(name = "rds-proxy-runbook", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// AWS profile to use (else AWS_PROFILE, else the default chain).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// AWS region (else AWS_REGION, the profile, or the runbook's `region`).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Send every AWS call to this endpoint, e.g. a local emulator
+    /// (AWS_ENDPOINT_URL works too).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The state file [default: .rds-proxy-runbook/<name>.state.json beside
+    /// the runbook].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// More detail on stderr (-v: the tool's own trace, -vv: AWS SDK calls).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Plain timestamped lines instead of spinners.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show each step and what its check finds in the account. Changes nothing.
+    Plan {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+    },
+    /// Run the steps in order (all, one, or a range); each checks the
+    /// account before acting.
+    Run {
+        runbook: PathBuf,
+        #[command(flatten)]
+        select: Selection,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Continue a run that stopped or failed, re-checking every step
+    /// against the account.
+    Resume {
+        runbook: PathBuf,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Each step's state, outputs, when, and the last error. No AWS call.
+    Status { runbook: PathBuf },
+    /// Undo applied steps in reverse order, deleting only what this runbook
+    /// created and restoring what it changed.
+    Rollback {
+        runbook: PathBuf,
+        /// Keep this step and the ones before it; undo only the steps after it.
+        #[arg(long, value_name = "STEP")]
+        to: Option<String>,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+#[group(multiple = true)]
+pub struct Selection {
+    /// Run only this step.
+    #[arg(long, value_name = "STEP", conflicts_with_all = ["from", "until"])]
+    pub step: Option<String>,
+    /// Start at this step.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Stop after this step.
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<String>,
+}

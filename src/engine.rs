@@ -1,0 +1,656 @@
+//! The orchestrator: load the runbook and the state, take the lock, and
+//! drive each step's check / apply / rollback, saving the state after every
+//! transition.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::aws::{Aws, AwsOptions};
+use crate::cli::Selection;
+use crate::poll::{self, Interrupted};
+use crate::progress::Progress;
+use crate::runbook::{Runbook, RunbookError};
+use crate::state::{self, Event, Lock, State, Status};
+use crate::steps::{self, Ctx, Found, Resolver, Step, Undone};
+
+/// An error that ends the command with a specific exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
+}
+
+pub const EXIT_STEP_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_BAD_INPUT: i32 = 3;
+pub const EXIT_LOCKED: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+pub struct Options {
+    pub aws: AwsOptions,
+    pub state: Option<PathBuf>,
+    pub no_progress: bool,
+}
+
+/// How `${env.*}` references are filled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum EnvMode {
+    /// Every reference must be set: the values are about to be used.
+    Strict,
+    /// Unset references become placeholders: `status` and `rollback` work
+    /// from the state alone, in a shell without the exports.
+    Lenient,
+}
+
+pub fn load_runbook(path: &Path, mode: EnvMode) -> Result<Runbook, RunbookError> {
+    let env = move |name: &str| match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if mode == EnvMode::Lenient => Some(format!("${{env.{name}}}")),
+        _ => None,
+    };
+    Runbook::load(path, &env)
+}
+
+/// The state file: --state, or `.rds-proxy-runbook/<name>.state.json`
+/// beside the runbook.
+pub fn state_path(rb: &Runbook, opts: &Options) -> PathBuf {
+    opts.state.clone().unwrap_or_else(|| {
+        rb.path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".rds-proxy-runbook")
+            .join(format!("{}.state.json", rb.name))
+    })
+}
+
+/// The command line to type to continue, for hints.
+fn command_hint(verb: &str, rb: &Runbook, opts: &Options) -> String {
+    let mut s = format!("rds-proxy-runbook {verb} {}", rb.path.display());
+    if let Some(p) = &opts.state {
+        s.push_str(&format!(" --state {}", p.display()));
+    }
+    s
+}
+
+/// Asks before a change when on a terminal; off a terminal, --yes is the
+/// only way to agree.
+fn confirm(question: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(exit(
+            EXIT_USAGE,
+            "stdin is not a terminal, so there is no one to confirm: pass --yes",
+        ));
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(exit(EXIT_STEP_FAILED, "cancelled; nothing was changed"))
+    }
+}
+
+/// The outputs of applied steps, for `${steps.*}` references.
+fn lookup_in(state: &State) -> impl Fn(&str, &str) -> Option<String> + '_ {
+    |step, output| {
+        state
+            .record(step)
+            .filter(|r| r.status == Status::Applied)
+            .and_then(|r| r.outputs.get(output).cloned())
+    }
+}
+
+fn resolve(step: &dyn Step, rb: &Runbook, state: &State) -> (Value, Vec<(String, String)>) {
+    let lookup = lookup_in(state);
+    let mut r = Resolver::new(&lookup);
+    let inputs = step.inputs(rb, &mut r);
+    (inputs, r.missing)
+}
+
+/// Top-level input fields that differ between two input documents.
+fn changed_fields(old: Option<&Value>, new: &Value) -> Vec<String> {
+    let (Some(Value::Object(old)), Value::Object(new)) = (old, new) else {
+        return vec!["(inputs)".into()];
+    };
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            let show = |v: Option<&Value>| v.map_or("(none)".to_string(), compact);
+            format!("{k}: {} -> {}", show(old.get(k)), show(new.get(k)))
+        })
+        .collect()
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => {
+            let s = other.to_string();
+            if s.len() > 120 {
+                format!("{}...", &s[..117])
+            } else {
+                s
+            }
+        }
+    }
+}
+
+fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
+    let names: Vec<&str> = rb.step_names().collect();
+    let index = |name: &str| {
+        names.iter().position(|n| *n == name).ok_or_else(|| {
+            exit(
+                EXIT_USAGE,
+                format!(
+                    "runbook `{}` has no step `{name}`; its steps are: {}",
+                    rb.name,
+                    names.join(", ")
+                ),
+            )
+        })
+    };
+    if let Some(s) = &sel.step {
+        let i = index(s)?;
+        return Ok(vec![names[i]]);
+    }
+    let from = sel.from.as_deref().map(index).transpose()?.unwrap_or(0);
+    let until = sel
+        .until
+        .as_deref()
+        .map(index)
+        .transpose()?
+        .unwrap_or(names.len() - 1);
+    if from > until {
+        return Err(exit(
+            EXIT_USAGE,
+            format!(
+                "--from {} comes after --until {} in the runbook",
+                names[from], names[until]
+            ),
+        ));
+    }
+    Ok(names[from..=until].to_vec())
+}
+
+fn state_error(e: state::StateError) -> anyhow::Error {
+    let code = match e {
+        state::StateError::Locked { .. } => EXIT_LOCKED,
+        _ => EXIT_BAD_INPUT,
+    };
+    exit(code, e.to_string())
+}
+
+fn save(state: &State, path: &Path) -> Result<()> {
+    state.save(path).map_err(state_error)
+}
+
+pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let path = state_path(&rb, opts);
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let progress = Progress::new(true);
+    progress.line(format!(
+        "Plan for runbook `{}` ({}) in {}:",
+        rb.name,
+        rb.path.display(),
+        aws.region
+    ));
+    let (mut create, mut done, mut blocked) = (0, 0, 0);
+    for name in rb.step_names() {
+        let step = steps::get(name).expect("validated");
+        let (inputs, missing) = resolve(step, &rb, &state);
+        let what = step.describe(&inputs)?;
+        if let Some((needs, _)) = missing.first() {
+            create += 1;
+            println!("  + {name:<22} to create, after {needs}: {what}");
+            continue;
+        }
+        let bar = progress.step(name);
+        let cx = Ctx {
+            aws: &aws,
+            runbook: &rb.name,
+            bar: &bar,
+        };
+        let found = step.check(&cx, &inputs).await;
+        drop(bar);
+        match found? {
+            Found::Done(outputs) => {
+                done += 1;
+                println!("  = {name:<22} done: {what}");
+                // Later steps in this plan may read these outputs.
+                let rec = state.steps.entry(name.to_string()).or_default();
+                rec.status = Status::Applied;
+                rec.outputs = outputs;
+            }
+            Found::Missing => {
+                create += 1;
+                println!("  + {name:<22} to create: {what}");
+            }
+            Found::Drifted(diffs) => {
+                blocked += 1;
+                println!("  ~ {name:<22} drifted: {what}");
+                for d in diffs {
+                    println!("      {d}");
+                }
+            }
+            Found::Foreign(why) => {
+                blocked += 1;
+                println!("  ! {name:<22} blocked: {why}");
+            }
+        }
+    }
+    if create == 0 && blocked == 0 {
+        println!("Nothing to change: all {done} steps are done.");
+    } else {
+        println!("Plan: {create} to create, {done} done, {blocked} drifted or blocked.");
+    }
+    Ok(())
+}
+
+pub async fn run(
+    runbook: &Path,
+    sel: &Selection,
+    yes: bool,
+    resume: bool,
+    opts: &Options,
+) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let selected = select(&rb, sel)?;
+    let path = state_path(&rb, opts);
+    if resume && !State::exists(&path) {
+        return Err(exit(
+            EXIT_USAGE,
+            format!(
+                "there is no state at {}: nothing to resume; start with `{}`",
+                path.display(),
+                command_hint("run", &rb, opts)
+            ),
+        ));
+    }
+    let _lock = Lock::acquire(&path).map_err(state_error)?;
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+
+    // Catch a runbook edited after a step was applied before touching AWS.
+    for name in &selected {
+        let step = steps::get(name).expect("validated");
+        let Some(rec) = state.record(name).filter(|r| r.status == Status::Applied) else {
+            continue;
+        };
+        let (inputs, missing) = resolve(step, &rb, &state);
+        if missing.is_empty() && rec.checksum.as_deref() != Some(&state::checksum(&inputs)) {
+            let changes = changed_fields(rec.inputs.as_ref(), &inputs).join("; ");
+            let before = rb
+                .step_names()
+                .take_while(|n| n != name)
+                .last()
+                .map_or_else(
+                    || command_hint("rollback", &rb, opts),
+                    |prev| format!("{} --to {prev}", command_hint("rollback", &rb, opts)),
+                );
+            return Err(exit(
+                EXIT_BAD_INPUT,
+                format!(
+                    "the runbook changed after step `{name}` was applied ({changes}); \
+                     nothing was changed. Undo the edit, or roll the step back and run again: \
+                     `{before}` then `{}`",
+                    command_hint("run", &rb, opts)
+                ),
+            ));
+        }
+    }
+
+    let verb = if resume { "Resume" } else { "Run" };
+    confirm(
+        &format!(
+            "{verb} {} step(s) of runbook `{}` ({}); each checks the account before acting. Continue?",
+            selected.len(),
+            rb.name,
+            selected.join(", ")
+        ),
+        yes,
+    )?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let progress = Progress::new(opts.no_progress);
+    progress.line(format!(
+        "{verb} of runbook `{}` in {}; state: {}",
+        rb.name,
+        aws.region,
+        path.display()
+    ));
+
+    let mut changed = 0;
+    for name in &selected {
+        if poll::interrupted() {
+            return Err(interrupted(&rb, opts));
+        }
+        let step = steps::get(name).expect("validated");
+        let (inputs, missing) = resolve(step, &rb, &state);
+        if let Some((needs, output)) = missing.first() {
+            return Err(exit(
+                EXIT_USAGE,
+                format!(
+                    "step `{name}` needs output `{output}` of step `{needs}`, which is not applied: \
+                     run it first with `{} --step {needs}`",
+                    command_hint("run", &rb, opts)
+                ),
+            ));
+        }
+        let checksum = state::checksum(&inputs);
+        let was = state.status(name);
+        let bar = progress.step(name);
+        let cx = Ctx {
+            aws: &aws,
+            runbook: &rb.name,
+            bar: &bar,
+        };
+        bar.set(format!("checking {}", step.describe(&inputs)?));
+        let found = match step.check(&cx, &inputs).await {
+            Ok(f) => f,
+            Err(e) => {
+                bar.finish("✗", "check failed");
+                return Err(fail(&mut state, &path, name, &e, &rb, opts));
+            }
+        };
+        match found {
+            Found::Done(outputs) => {
+                let rec = state.record(name);
+                let unchanged = was == Status::Applied
+                    && rec.is_some_and(|r| r.outputs == outputs && r.checksum.as_ref() == Some(&checksum));
+                if !unchanged {
+                    let rec = state.advance(name, Event::Applied).map_err(anyhow::Error::msg)?;
+                    rec.outputs = outputs;
+                    rec.inputs = Some(inputs);
+                    rec.checksum = Some(checksum);
+                    rec.error = None;
+                    save(&state, &path)?;
+                }
+                let note = if was == Status::Applied {
+                    "already done, no change"
+                } else {
+                    "found done in the account, recorded, no change"
+                };
+                bar.finish("=", note);
+            }
+            Found::Missing => {
+                if was == Status::Applied {
+                    progress.line(format!(
+                        "  note: step `{name}` was applied but is missing from the account \
+                         (deleted by hand?); creating it again"
+                    ));
+                }
+                let rec = state.advance(name, Event::Start).map_err(anyhow::Error::msg)?;
+                rec.inputs = Some(inputs.clone());
+                rec.checksum = Some(checksum);
+                rec.outputs.clear();
+                rec.error = None;
+                save(&state, &path)?;
+                match step.apply(&cx, &inputs).await {
+                    Ok(outputs) => {
+                        let rec = state.advance(name, Event::Applied).map_err(anyhow::Error::msg)?;
+                        rec.outputs = outputs;
+                        save(&state, &path)?;
+                        changed += 1;
+                        bar.finish("✓", format!("created: {}", step.describe(&inputs)?));
+                    }
+                    Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                        // The step stays `started`: resume re-checks it.
+                        bar.finish("✗", "interrupted");
+                        return Err(interrupted(&rb, opts));
+                    }
+                    Err(e) => {
+                        bar.finish("✗", "failed");
+                        return Err(fail(&mut state, &path, name, &e, &rb, opts));
+                    }
+                }
+            }
+            Found::Drifted(diffs) => {
+                bar.finish("✗", "drifted");
+                let e = anyhow::anyhow!(
+                    "{} differs from the runbook: {}. Fix the runbook to match, or roll the step back and run again",
+                    step.describe(&inputs)?,
+                    diffs.join("; ")
+                );
+                return Err(fail(&mut state, &path, name, &e, &rb, opts));
+            }
+            Found::Foreign(why) => {
+                bar.finish("✗", "blocked");
+                return Err(fail(&mut state, &path, name, &anyhow::anyhow!(why), &rb, opts));
+            }
+        }
+    }
+    if changed == 0 {
+        println!(
+            "No changes: {} step(s) checked, all already done.",
+            selected.len()
+        );
+    } else {
+        println!(
+            "Done: {changed} step(s) applied, {} already done.",
+            selected.len() - changed
+        );
+    }
+    Ok(())
+}
+
+fn interrupted(rb: &Runbook, opts: &Options) -> anyhow::Error {
+    exit(
+        EXIT_INTERRUPTED,
+        format!(
+            "interrupted; the state is saved. To continue: {}",
+            command_hint("resume", rb, opts)
+        ),
+    )
+}
+
+/// Records a failed step and builds the error that names the way on.
+fn fail(
+    state: &mut State,
+    path: &Path,
+    name: &str,
+    err: &anyhow::Error,
+    rb: &Runbook,
+    opts: &Options,
+) -> anyhow::Error {
+    let message = format!("{err:#}");
+    if let Ok(rec) = state.advance(name, Event::Fail) {
+        rec.error = Some(message.clone());
+    }
+    if let Err(e) = save(state, path) {
+        return e;
+    }
+    exit(
+        EXIT_STEP_FAILED,
+        format!(
+            "step `{name}` failed: {message}\nTo continue after fixing it: {}\nTo undo: {}",
+            command_hint("resume", rb, opts),
+            command_hint("rollback", rb, opts)
+        ),
+    )
+}
+
+pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Lenient)?;
+    let path = state_path(&rb, opts);
+    let exists = State::exists(&path);
+    let state = State::load(&path, &rb.name).map_err(state_error)?;
+    println!("Runbook `{}` ({})", rb.name, rb.path.display());
+    println!(
+        "State: {}{}",
+        path.display(),
+        if exists { "" } else { " (none yet: nothing has run)" }
+    );
+    let mut last_error = None;
+    for name in order_for_status(&rb, &state) {
+        let rec = state.record(&name).cloned().unwrap_or_default();
+        println!(
+            "  {:<22} {:<12} {}",
+            name,
+            rec.status.label(),
+            rec.updated_at.as_deref().unwrap_or("")
+        );
+        for (k, v) in &rec.outputs {
+            println!("      {k} = {v}");
+        }
+        if let Some(e) = &rec.error {
+            println!("      error: {e}");
+            last_error = Some(name.clone());
+        }
+    }
+    if let Some(name) = last_error {
+        println!(
+            "Last error in step `{name}`. To continue after fixing it: {}",
+            command_hint("resume", &rb, opts)
+        );
+    }
+    Ok(())
+}
+
+/// The runbook's steps, then any step the state knows that the runbook no
+/// longer lists (still ours to roll back).
+fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
+    let mut names: Vec<String> = rb.step_names().map(String::from).collect();
+    for known in steps::names() {
+        if state.steps.contains_key(known) && !names.iter().any(|n| n == known) {
+            names.push(known.to_string());
+        }
+    }
+    names
+}
+
+pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Lenient)?;
+    let path = state_path(&rb, opts);
+    let _lock = Lock::acquire(&path).map_err(state_error)?;
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let order = order_for_status(&rb, &state);
+    let keep = match to {
+        Some(t) => {
+            order.iter().position(|n| n == t).ok_or_else(|| {
+                exit(
+                    EXIT_USAGE,
+                    format!("--to {t}: no such step; the steps are: {}", order.join(", ")),
+                )
+            })? + 1
+        }
+        None => 0,
+    };
+    let undo: Vec<String> = order[keep..]
+        .iter()
+        .rev()
+        .filter(|n| state.status(n).may_have_changed_account())
+        .cloned()
+        .collect();
+    if undo.is_empty() {
+        println!("Nothing to roll back: no step after that point has changed the account.");
+        return Ok(());
+    }
+    confirm(
+        &format!(
+            "Roll back {} step(s) of runbook `{}` ({}), deleting only what this runbook created?",
+            undo.len(),
+            rb.name,
+            undo.join(", ")
+        ),
+        yes,
+    )?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let progress = Progress::new(opts.no_progress);
+    progress.line(format!(
+        "Rollback of runbook `{}` in {}; state: {}",
+        rb.name,
+        aws.region,
+        path.display()
+    ));
+    for name in &undo {
+        if poll::interrupted() {
+            return Err(exit(
+                EXIT_INTERRUPTED,
+                format!(
+                    "interrupted; the state is saved. To continue: {}",
+                    command_hint("rollback", &rb, opts)
+                ),
+            ));
+        }
+        let step = steps::get(name).expect("known step");
+        let rec = state.record(name).cloned().unwrap_or_default();
+        let bar = progress.step(name);
+        let Some(inputs) = rec.inputs else {
+            // Never got as far as acting: nothing in the account to undo.
+            state.advance(name, Event::RolledBack).map_err(anyhow::Error::msg)?;
+            save(&state, &path)?;
+            bar.finish("=", "nothing to undo");
+            continue;
+        };
+        let cx = Ctx {
+            aws: &aws,
+            runbook: &rb.name,
+            bar: &bar,
+        };
+        match step.rollback(&cx, &inputs, &rec.outputs).await {
+            Ok(undone) => {
+                let rec = state.advance(name, Event::RolledBack).map_err(anyhow::Error::msg)?;
+                rec.outputs.clear();
+                rec.error = None;
+                save(&state, &path)?;
+                match undone {
+                    Undone::Done(msg) => bar.finish("✓", msg),
+                    Undone::AlreadyGone(msg) => bar.finish("=", msg),
+                    Undone::LeftAlone(msg) => bar.finish("!", format!("left alone: {msg}")),
+                }
+            }
+            Err(e) => {
+                bar.finish("✗", "rollback failed");
+                let message = format!("{e:#}");
+                if let Some(rec) = state.steps.get_mut(name.as_str()) {
+                    rec.error = Some(format!("rollback: {message}"));
+                }
+                save(&state, &path)?;
+                return Err(exit(
+                    EXIT_STEP_FAILED,
+                    format!(
+                        "rolling back step `{name}` failed: {message}\nFix it and run again: {}",
+                        command_hint("rollback", &rb, opts)
+                    ),
+                ));
+            }
+        }
+    }
+    println!("Rolled back {} step(s).", undo.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_fields_names_each_difference() {
+        let old: Value = serde_json::json!({"role_name": "a", "tags": {"x": "1"}, "same": 1});
+        let new: Value = serde_json::json!({"role_name": "b", "tags": {"x": "2"}, "same": 1});
+        let diffs = changed_fields(Some(&old), &new);
+        assert_eq!(diffs.len(), 2);
+        assert_eq!(diffs[0], "role_name: a -> b");
+        assert!(diffs[1].starts_with("tags: "));
+    }
+}

@@ -1,0 +1,106 @@
+mod aws;
+mod cli;
+mod engine;
+mod poll;
+mod progress;
+mod runbook;
+mod state;
+mod steps;
+mod template;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::engine::{EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STEP_FAILED, Exit, Options};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("error: {e:#}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(x) = e.downcast_ref::<Exit>() {
+        x.code
+    } else if e.downcast_ref::<runbook::RunbookError>().is_some() {
+        EXIT_BAD_INPUT
+    } else if e.downcast_ref::<poll::Interrupted>().is_some() {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_STEP_FAILED
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let filter = match verbose {
+        0 => return,
+        1 => "rds_proxy_runbook=debug",
+        2 => "rds_proxy_runbook=trace,aws_config=debug,aws_smithy_runtime=debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    let opts = Options {
+        aws: aws::AwsOptions {
+            profile: g.profile,
+            region: g.region,
+            endpoint_url: g.endpoint_url,
+        },
+        state: g.state,
+        no_progress: g.no_progress,
+    };
+    if let Command::Status { runbook } = &cli.command {
+        // No AWS call and no runtime needed: keeps `status` fast.
+        return engine::status(runbook, &opts);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        watch_ctrl_c();
+        match &cli.command {
+            Command::Plan { runbook } => engine::plan(runbook, &opts).await,
+            Command::Run {
+                runbook,
+                select,
+                yes,
+            } => engine::run(runbook, select, *yes, false, &opts).await,
+            Command::Resume { runbook, yes } => {
+                engine::run(runbook, &Default::default(), *yes, true, &opts).await
+            }
+            Command::Rollback { runbook, to, yes } => {
+                engine::rollback(runbook, to.as_deref(), *yes, &opts).await
+            }
+            Command::Status { .. } => unreachable!("handled above"),
+        }
+    })
+}
+
+/// First Ctrl-C: let the call in flight finish, save, and stop. Second:
+/// exit at once (the state on disk is always a complete file).
+fn watch_ctrl_c() {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            poll::interrupt();
+            eprintln!("\nstopping after the current AWS call (press Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("quitting now; run `resume` to continue");
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        }
+    });
+}

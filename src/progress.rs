@@ -1,0 +1,101 @@
+//! What the user sees while steps work: a spinner per step with elapsed
+//! time and what it waits on, or plain timestamped lines when stdout is not
+//! a terminal (or with --no-progress).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Clone)]
+pub struct Progress {
+    multi: Option<MultiProgress>,
+}
+
+impl Progress {
+    pub fn new(no_progress: bool) -> Progress {
+        let fancy = !no_progress && std::io::stdout().is_terminal();
+        Progress {
+            multi: fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
+        }
+    }
+
+    /// A line of output that does not belong to one step.
+    pub fn line(&self, msg: impl AsRef<str>) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(msg.as_ref());
+            }
+            None => println!("{}", msg.as_ref()),
+        }
+    }
+
+    pub fn step(&self, name: &str) -> StepBar {
+        let bar = self.multi.as_ref().map(|m| {
+            let pb = m.add(ProgressBar::new_spinner());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}")
+                    .expect("valid template"),
+            );
+            pb.set_prefix(name.to_string());
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        });
+        StepBar {
+            bar,
+            multi: self.multi.clone(),
+            name: name.to_string(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pub struct StepBar {
+    bar: Option<ProgressBar>,
+    multi: Option<MultiProgress>,
+    name: String,
+    started: Instant,
+}
+
+impl StepBar {
+    /// What the step is doing or waiting on now.
+    pub fn set(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        match &self.bar {
+            Some(pb) => pb.set_message(msg),
+            None => println!("{} {}: {msg}", crate::state::now(), self.name),
+        }
+    }
+
+    /// Ends the spinner with a final line (`mark` is ✓, ✗, = ...).
+    pub fn finish(&self, mark: &str, msg: impl AsRef<str>) {
+        let elapsed = self.started.elapsed();
+        let line = format!(
+            "{mark} {} {} ({:.1}s)",
+            self.name,
+            msg.as_ref(),
+            elapsed.as_secs_f64()
+        );
+        match &self.bar {
+            Some(pb) => {
+                // Clear the spinner first so the line (or an error after
+                // it) is not overdrawn.
+                pb.finish_and_clear();
+                if let Some(m) = &self.multi {
+                    let _ = m.println(&line);
+                }
+            }
+            None => println!("{} {line}", crate::state::now()),
+        }
+    }
+}
+
+impl Drop for StepBar {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.bar
+            && !pb.is_finished()
+        {
+            pb.finish_and_clear();
+        }
+    }
+}

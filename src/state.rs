@@ -1,0 +1,423 @@
+//! The state file: what each step did, its outputs and the inputs it ran
+//! with. Saved atomically after every transition; guarded by a lock so two
+//! processes never drive the same state.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::steps::Outputs;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Pending,
+    Started,
+    Applied,
+    Failed,
+    RolledBack,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Started => "started",
+            Status::Applied => "applied",
+            Status::Failed => "failed",
+            Status::RolledBack => "rolled back",
+        }
+    }
+
+    /// Whether the account may hold something this step made: only such
+    /// steps are rolled back.
+    pub fn may_have_changed_account(self) -> bool {
+        matches!(self, Status::Started | Status::Applied | Status::Failed)
+    }
+}
+
+/// What happens to a step, in the order the engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Start,
+    Applied,
+    Fail,
+    RolledBack,
+}
+
+/// The state machine of one step. Everything may start again (a resume, a
+/// re-run after a rollback, a re-creation of something deleted by hand);
+/// only a started step can end, and only a step that may have changed the
+/// account can be rolled back.
+pub fn transition(from: Status, event: Event) -> Result<Status, String> {
+    use Status::*;
+    let to = match (from, event) {
+        (_, Event::Start) => Started,
+        // A check that finds the step done records it as applied without a
+        // start (a re-run, or a resume that adopts what it finds).
+        (Started | Pending | Failed | RolledBack | Applied, Event::Applied) => Applied,
+        // A check can fail a step before it starts (drift, a name taken).
+        (_, Event::Fail) => Failed,
+        (Started | Applied | Failed, Event::RolledBack) => RolledBack,
+        (from, event) => return Err(format!("a {} step cannot take {event:?}", from.label())),
+    };
+    Ok(to)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub status: Status,
+    /// sha256 of the resolved inputs the step was applied with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// The resolved inputs (names, ids, documents; never secret values),
+    /// so rollback works from the state alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: Outputs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub schema_version: u32,
+    pub runbook: String,
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "state file {path} is not readable JSON ({why}); move it aside, then run `resume` \
+         (the tool re-checks the account) or `rollback` after restoring a backup"
+    )]
+    Corrupt { path: PathBuf, why: String },
+    #[error(
+        "state file {path} has schema version {found}, newer than this tool's {SCHEMA_VERSION}; \
+         upgrade rds-proxy-runbook"
+    )]
+    Newer { path: PathBuf, found: u32 },
+    #[error(
+        "state file {path} belongs to runbook `{found}`, not `{expected}`; \
+         pass the right runbook, or a different --state"
+    )]
+    OtherRunbook {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state {path} is locked by another rds-proxy-runbook (pid {pid} on {host}, since {since}); \
+         wait for it to finish, or if that process is gone, run again"
+    )]
+    Locked {
+        path: PathBuf,
+        pid: String,
+        host: String,
+        since: String,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl State {
+    pub fn new(runbook: &str) -> State {
+        State {
+            schema_version: SCHEMA_VERSION,
+            runbook: runbook.to_string(),
+            steps: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the state, or a fresh one if the file does not exist.
+    pub fn load(path: &Path, runbook: &str) -> Result<State, StateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(runbook)),
+            Err(e) => return Err(io("read", path)(e)),
+        };
+        State::parse(path, &text, runbook)
+    }
+
+    pub fn parse(path: &Path, text: &str, runbook: &str) -> Result<State, StateError> {
+        let corrupt = |why: String| StateError::Corrupt {
+            path: path.to_path_buf(),
+            why,
+        };
+        let raw: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        let version = raw
+            .get("schema_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| corrupt("no schema_version".into()))?;
+        if version > u64::from(SCHEMA_VERSION) {
+            return Err(StateError::Newer {
+                path: path.to_path_buf(),
+                found: version as u32,
+            });
+        }
+        let state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+        if state.runbook != runbook {
+            return Err(StateError::OtherRunbook {
+                path: path.to_path_buf(),
+                found: state.runbook,
+                expected: runbook.to_string(),
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn exists(path: &Path) -> bool {
+        path.exists()
+    }
+
+    pub fn record(&self, step: &str) -> Option<&StepRecord> {
+        self.steps.get(step)
+    }
+
+    pub fn status(&self, step: &str) -> Status {
+        self.record(step).map_or(Status::Pending, |r| r.status)
+    }
+
+    /// Moves a step through `event`, stamping the time.
+    pub fn advance(&mut self, step: &str, event: Event) -> Result<&mut StepRecord, String> {
+        let record = self.steps.entry(step.to_string()).or_default();
+        record.status = transition(record.status, event)?;
+        record.updated_at = Some(now());
+        Ok(record)
+    }
+
+    /// Writes the state atomically: a temp file in the same folder, fsync,
+    /// rename, fsync of the folder. Mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io("create the folder of", path))?;
+        let file_name = path.file_name().map_or("state".into(), |n| n.to_string_lossy());
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let mut json = serde_json::to_vec_pretty(self).expect("state serializes");
+        json.push(b'\n');
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("write", &tmp))?;
+        f.write_all(&json).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io("replace", path))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// sha256 of the inputs in canonical JSON (serde_json sorts object keys).
+pub fn checksum(inputs: &Value) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(inputs).expect("inputs serialize"));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Holds the state's lock for as long as it lives.
+pub struct Lock {
+    _file: File,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    host: String,
+    since: String,
+}
+
+impl Lock {
+    /// Takes the lock beside the state file (`<state>.lock`), or names the
+    /// process that holds it.
+    pub fn acquire(state_path: &Path) -> Result<Lock, StateError> {
+        let path = lock_path(state_path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io("create the folder of", &path))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder: Option<Holder> = serde_json::from_str(&text).ok();
+                return Err(StateError::Locked {
+                    path: state_path.to_path_buf(),
+                    pid: holder.as_ref().map_or("?".into(), |h| h.pid.to_string()),
+                    host: holder.as_ref().map_or("?".into(), |h| h.host.clone()),
+                    since: holder.map_or("?".into(), |h| h.since),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
+        }
+        let holder = Holder {
+            pid: std::process::id(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            since: now(),
+        };
+        file.set_len(0).map_err(io("write", &path))?;
+        file.write_all(&serde_json::to_vec(&holder).expect("holder serializes"))
+            .map_err(io("write", &path))?;
+        file.sync_all().map_err(io("write", &path))?;
+        Ok(Lock { _file: file })
+    }
+}
+
+pub fn lock_path(state_path: &Path) -> PathBuf {
+    let mut s = state_path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rpr-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn transitions() {
+        use Status::*;
+        assert_eq!(transition(Pending, Event::Start), Ok(Started));
+        assert_eq!(transition(Started, Event::Applied), Ok(Applied));
+        assert_eq!(transition(Started, Event::Fail), Ok(Failed));
+        assert_eq!(transition(Failed, Event::Start), Ok(Started));
+        assert_eq!(transition(Applied, Event::RolledBack), Ok(RolledBack));
+        assert_eq!(transition(RolledBack, Event::Start), Ok(Started));
+        assert_eq!(transition(Pending, Event::Applied), Ok(Applied));
+        assert!(transition(Pending, Event::RolledBack).is_err());
+        assert!(transition(RolledBack, Event::RolledBack).is_err());
+        assert_eq!(transition(Pending, Event::Fail), Ok(Failed));
+    }
+
+    #[test]
+    fn only_steps_that_may_have_acted_roll_back() {
+        assert!(Status::Applied.may_have_changed_account());
+        assert!(Status::Started.may_have_changed_account());
+        assert!(Status::Failed.may_have_changed_account());
+        assert!(!Status::Pending.may_have_changed_account());
+        assert!(!Status::RolledBack.may_have_changed_account());
+    }
+
+    #[test]
+    fn save_is_atomic_private_and_round_trips() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("save");
+        let path = dir.join("sub/x.state.json");
+        let mut st = State::new("rb");
+        let rec = st.advance("proxy-role", Event::Start).unwrap();
+        rec.outputs.insert("arn".into(), "arn:aws:iam::1:role/r".into());
+        st.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = State::load(&path, "rb").unwrap();
+        assert_eq!(back, st);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn missing_file_is_a_fresh_state() {
+        let dir = tmpdir("missing");
+        let st = State::load(&dir.join("none.json"), "rb").unwrap();
+        assert!(st.steps.is_empty());
+    }
+
+    #[test]
+    fn corrupt_newer_and_foreign_states_are_refused() {
+        let p = Path::new("s.json");
+        assert!(matches!(
+            State::parse(p, "{\"schema_version\": 1, \"runb", "rb"),
+            Err(StateError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            State::parse(p, "{\"schema_version\": 99, \"runbook\": \"rb\"}", "rb"),
+            Err(StateError::Newer { found: 99, .. })
+        ));
+        let err = State::parse(p, "{\"schema_version\": 1, \"runbook\": \"other\"}", "rb")
+            .unwrap_err();
+        assert!(err.to_string().contains("belongs to runbook `other`"));
+        assert!(matches!(
+            State::parse(p, "[]", "rb"),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn checksum_ignores_key_order_and_sees_changes() {
+        let a: Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
+        let c: Value = serde_json::from_str(r#"{"b":[2,1],"a":1}"#).unwrap();
+        assert_eq!(checksum(&a), checksum(&b));
+        assert_ne!(checksum(&a), checksum(&c));
+        assert_eq!(checksum(&a).len(), 64);
+    }
+
+    #[test]
+    fn second_lock_names_the_holder() {
+        let dir = tmpdir("lock");
+        let path = dir.join("x.state.json");
+        let held = Lock::acquire(&path).unwrap();
+        match Lock::acquire(&path) {
+            Err(StateError::Locked { pid, host, .. }) => {
+                assert_eq!(pid, std::process::id().to_string());
+                assert!(!host.is_empty());
+            }
+            other => panic!("expected Locked, got {:?}", other.err()),
+        }
+        drop(held);
+        Lock::acquire(&path).unwrap();
+    }
+}

@@ -1,0 +1,229 @@
+//! The steps of the recipe. Each lives in its own file and implements
+//! [`StepImpl`]: what it needs from the runbook (`inputs`), what it would do
+//! (`describe`, no AWS call), what the account already has (`check`), how to
+//! make it so (`apply`) and how to undo only what we made (`rollback`).
+//! Adding a step is one new file plus one line in [`STEPS`].
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::aws::Aws;
+use crate::progress::StepBar;
+use crate::runbook::{Diagnostic, Runbook, Text};
+
+mod proxy_role;
+mod proxy_security_group;
+
+/// Every step the tool knows, in the recipe's order.
+static STEPS: &[&dyn Step] = &[
+    &proxy_role::ProxyRole,
+    &proxy_security_group::ProxySecurityGroup,
+];
+
+pub fn names() -> Vec<&'static str> {
+    STEPS.iter().map(|s| s.name()).collect()
+}
+
+pub fn get(name: &str) -> Option<&'static dyn Step> {
+    STEPS.iter().copied().find(|s| s.name() == name)
+}
+
+pub type Outputs = BTreeMap<String, String>;
+
+/// What a step's check found in the account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// Exists, carries our tag, and matches the runbook.
+    Done(Outputs),
+    /// Not there: apply will create it.
+    Missing,
+    /// Ours, but it differs from the runbook: each entry says how.
+    Drifted(Vec<String>),
+    /// Something of that name exists that this runbook did not create.
+    Foreign(String),
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Undone {
+    /// Deleted or restored; the text says what.
+    Done(String),
+    /// Nothing to undo: already gone.
+    AlreadyGone(String),
+    /// Left alone on purpose (not ours); the text says why.
+    LeftAlone(String),
+}
+
+/// What a step may use while it works.
+pub struct Ctx<'a> {
+    pub aws: &'a Aws,
+    pub runbook: &'a str,
+    pub bar: &'a StepBar,
+}
+
+impl Ctx<'_> {
+    /// The value of our ownership tag on a resource, compared with ours.
+    pub fn owns<'t>(&self, mut tags: impl Iterator<Item = (&'t str, &'t str)>) -> bool {
+        tags.any(|(k, v)| k == crate::runbook::OWNER_TAG && v == self.runbook)
+    }
+
+    pub fn not_ours(&self, what: &str) -> String {
+        format!(
+            "{what} exists but was not created by runbook `{}` (it lacks the tag {}={}); \
+             the tool will not adopt or delete it: choose another name in the runbook, \
+             or delete it yourself if it is a leftover",
+            self.runbook,
+            crate::runbook::OWNER_TAG,
+            self.runbook
+        )
+    }
+}
+
+/// Fills `${steps.*}` references while a step's inputs are built, and
+/// remembers which ones it met (to check them, and to order the steps).
+pub struct Resolver<'a> {
+    lookup: &'a dyn Fn(&str, &str) -> Option<String>,
+    pub used: Vec<(String, String, Text)>,
+    pub missing: Vec<(String, String)>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str, &str) -> Option<String>) -> Self {
+        Resolver {
+            lookup,
+            used: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    pub fn text(&mut self, text: &Text) -> String {
+        for (step, output) in text.refs() {
+            self.used
+                .push((step.to_string(), output.to_string(), text.clone()));
+        }
+        text.fill(self.lookup).unwrap_or_else(|(step, output)| {
+            let placeholder = format!("${{steps.{step}.{output}}}");
+            self.missing.push((step, output));
+            placeholder
+        })
+    }
+
+    pub fn list(&mut self, texts: &[Text]) -> Vec<String> {
+        texts.iter().map(|t| self.text(t)).collect()
+    }
+}
+
+/// The contract each step file implements, with typed inputs.
+#[async_trait]
+pub trait StepImpl: Send + Sync + 'static {
+    type Inputs: Serialize + DeserializeOwned + Send + Sync;
+    const NAME: &'static str;
+    /// The outputs later steps may reference as `${steps.NAME.OUTPUT}`.
+    const OUTPUTS: &'static [&'static str];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Self::Inputs;
+    /// One line: what the step makes, from the runbook alone.
+    fn describe(&self, inputs: &Self::Inputs) -> String;
+    async fn check(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Found>;
+    async fn apply(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Outputs>;
+    async fn rollback(&self, cx: &Ctx, inputs: &Self::Inputs, outputs: &Outputs)
+    -> Result<Undone>;
+}
+
+/// The object-safe face of a step that the engine drives; inputs travel as
+/// JSON so they can be saved in the state and checksummed.
+#[async_trait]
+pub trait Step: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn outputs(&self) -> &'static [&'static str];
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
+    fn describe(&self, inputs: &Value) -> Result<String>;
+    async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
+    async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
+    async fn rollback(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Undone>;
+}
+
+fn typed<I: DeserializeOwned>(step: &str, inputs: &Value) -> Result<I> {
+    serde_json::from_value(inputs.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "the recorded inputs of step `{step}` cannot be read ({e}); \
+             the state file may come from another version of the tool"
+        )
+    })
+}
+
+#[async_trait]
+impl<T: StepImpl> Step for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn outputs(&self) -> &'static [&'static str] {
+        T::OUTPUTS
+    }
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value {
+        serde_json::to_value(StepImpl::inputs(self, rb, r)).expect("inputs serialize")
+    }
+    fn describe(&self, inputs: &Value) -> Result<String> {
+        Ok(StepImpl::describe(self, &typed(T::NAME, inputs)?))
+    }
+    async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found> {
+        StepImpl::check(self, cx, &typed(T::NAME, inputs)?).await
+    }
+    async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs> {
+        StepImpl::apply(self, cx, &typed(T::NAME, inputs)?).await
+    }
+    async fn rollback(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Undone> {
+        StepImpl::rollback(self, cx, &typed(T::NAME, inputs)?, outputs).await
+    }
+}
+
+/// Checks every `${steps.STEP.OUTPUT}` that a listed step reads: the step
+/// must be listed, earlier, and have that output.
+pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let order: Vec<&str> = rb.step_names().collect();
+    let none = |_: &str, _: &str| None;
+    for (index, entry) in rb.steps.iter().enumerate() {
+        let Some(step) = get(&entry.name) else {
+            continue;
+        };
+        let mut r = Resolver::new(&none);
+        step.inputs(rb, &mut r);
+        for (target, output, text) in r.used {
+            let message = match (order.iter().position(|s| *s == target), get(&target)) {
+                (_, None) => Some(format!(
+                    "no step is named `{target}`; the steps are: {}",
+                    names().join(", ")
+                )),
+                (None, Some(_)) => Some(format!(
+                    "step `{}` uses `${{steps.{target}.{output}}}` but `{target}` is not in \
+                     `steps`: add it before `{}`, or write the value here instead",
+                    entry.name, entry.name
+                )),
+                (Some(at), Some(_)) if at >= index => Some(format!(
+                    "step `{}` uses an output of `{target}`, which runs later: \
+                     list `{target}` before `{}` in `steps`",
+                    entry.name, entry.name
+                )),
+                (Some(_), Some(s)) if !s.outputs().contains(&output.as_str()) => Some(format!(
+                    "step `{target}` has no output `{output}`; its outputs are: {}",
+                    s.outputs().join(", ")
+                )),
+                _ => None,
+            };
+            if let Some(message) = message {
+                diags.push(Diagnostic {
+                    pos: text.pos,
+                    key: text.key.clone(),
+                    message,
+                });
+            }
+        }
+    }
+    diags
+}

@@ -1,0 +1,257 @@
+//! Recipe step 1: the IAM role the proxy assumes to read the DB secret.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::{describe_error, error_code};
+use crate::runbook::Runbook;
+
+pub struct ProxyRole;
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    role_name: String,
+    trust_policy: Value,
+    tags: BTreeMap<String, String>,
+}
+
+fn is_no_such_entity(code: Option<&str>) -> bool {
+    code == Some("NoSuchEntity")
+}
+
+fn is_already_exists(code: Option<&str>) -> bool {
+    code == Some("EntityAlreadyExists")
+}
+
+fn is_delete_conflict(code: Option<&str>) -> bool {
+    code == Some("DeleteConflict")
+}
+
+/// IAM returns policy documents URL-encoded; some emulators return them as
+/// they were sent.
+pub(crate) fn decode_policy(doc: &str) -> Option<Value> {
+    serde_json::from_str(doc)
+        .ok()
+        .or_else(|| serde_json::from_str(&percent_decode(doc)).ok())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn trusted_services(policy: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let statements = match &policy["Statement"] {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    for st in statements {
+        match &st["Principal"]["Service"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => out.extend(a.iter().filter_map(|v| v.as_str().map(String::from))),
+            _ => {}
+        }
+    }
+    out
+}
+
+struct RoleFound {
+    arn: String,
+    ours: bool,
+    trust_policy: Option<Value>,
+}
+
+async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
+    let role = match cx.aws.iam.get_role().role_name(name).send().await {
+        Ok(out) => out.role.context("GetRole answered without a role")?,
+        Err(e) if is_no_such_entity(error_code(&e)) => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read IAM role {name}: {}", describe_error(&e)),
+    };
+    let mut tags: Vec<Tag> = role.tags().to_vec();
+    if tags.is_empty() {
+        // GetRole does not always carry the tags; ListRoleTags does.
+        let listed = cx
+            .aws
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read the tags of role {name}: {}", describe_error(&e))
+            })?;
+        tags = listed.tags().to_vec();
+    }
+    Ok(Some(RoleFound {
+        arn: role.arn().to_string(),
+        ours: cx.owns(tags.iter().map(|t| (t.key(), t.value()))),
+        trust_policy: role.assume_role_policy_document().and_then(decode_policy),
+    }))
+}
+
+fn outputs(name: &str, arn: &str) -> Outputs {
+    Outputs::from([
+        ("arn".to_string(), arn.to_string()),
+        ("name".to_string(), name.to_string()),
+    ])
+}
+
+#[async_trait]
+impl StepImpl for ProxyRole {
+    type Inputs = Inputs;
+    const NAME: &'static str = "proxy-role";
+    const OUTPUTS: &'static [&'static str] = &["arn", "name"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        Inputs {
+            role_name: r.text(&rb.proxy_role.name),
+            trust_policy: rb.proxy_role.trust_policy.clone(),
+            tags: rb.tags.clone(),
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        format!(
+            "IAM role {} trusted by {}",
+            i.role_name,
+            trusted_services(&i.trust_policy).join(", ")
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let Some(role) = find_role(cx, &i.role_name).await? else {
+            return Ok(Found::Missing);
+        };
+        if !role.ours {
+            return Ok(Found::Foreign(
+                cx.not_ours(&format!("IAM role {}", i.role_name)),
+            ));
+        }
+        if role.trust_policy.as_ref() != Some(&i.trust_policy) {
+            return Ok(Found::Drifted(vec![format!(
+                "trust policy: the account has {}, the runbook wants {}",
+                role.trust_policy
+                    .map_or("an unreadable document".into(), |v| v.to_string()),
+                i.trust_policy
+            )]));
+        }
+        Ok(Found::Done(outputs(&i.role_name, &role.arn)))
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        cx.bar.set(format!("creating IAM role {}", i.role_name));
+        let tags = i
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = cx
+            .aws
+            .iam
+            .create_role()
+            .role_name(&i.role_name)
+            .assume_role_policy_document(i.trust_policy.to_string())
+            .description("RDS Proxy role, created by rds-proxy-runbook")
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                let arn = out.role.map(|r| r.arn).context("CreateRole answered without a role")?;
+                Ok(outputs(&i.role_name, &arn))
+            }
+            // A run that died after the create: adopt the role if it is ours.
+            Err(e) if is_already_exists(error_code(&e)) => match self.check(cx, i).await? {
+                Found::Done(out) => Ok(out),
+                _ => anyhow::bail!(
+                    "IAM role {} appeared while we created it and is not ours as the runbook describes it",
+                    i.role_name
+                ),
+            },
+            Err(e) => anyhow::bail!(
+                "cannot create IAM role {}: {}",
+                i.role_name,
+                describe_error(&e)
+            ),
+        }
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Undone> {
+        let name = &i.role_name;
+        let Some(role) = find_role(cx, name).await? else {
+            return Ok(Undone::AlreadyGone(format!("IAM role {name} is already gone")));
+        };
+        if !role.ours {
+            return Ok(Undone::LeftAlone(format!(
+                "IAM role {name} lacks our tag, so it is not ours to delete"
+            )));
+        }
+        cx.bar.set(format!("deleting IAM role {name}"));
+        match cx.aws.iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(Undone::Done(format!("deleted IAM role {name}"))),
+            Err(e) if is_no_such_entity(error_code(&e)) => {
+                Ok(Undone::AlreadyGone(format!("IAM role {name} is already gone")))
+            }
+            Err(e) if is_delete_conflict(error_code(&e)) => anyhow::bail!(
+                "IAM role {name} still has policies attached, so it cannot be deleted: \
+                 roll back the steps that attached them first, or detach policies \
+                 you added by hand ({})",
+                describe_error(&e)
+            ),
+            Err(e) => anyhow::bail!("cannot delete IAM role {name}: {}", describe_error(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_url_encoded_and_plain_documents() {
+        let plain = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(decode_policy(plain), decode_policy(encoded));
+        assert!(decode_policy(plain).is_some());
+        assert!(decode_policy("%7").is_none());
+    }
+
+    #[test]
+    fn finds_trusted_services() {
+        let p: Value = serde_json::from_str(include_str!(
+            "../../runbooks/policies/rds-proxy-trust-policy.json"
+        ))
+        .unwrap();
+        assert_eq!(trusted_services(&p), vec!["rds.amazonaws.com"]);
+    }
+
+    #[test]
+    fn error_predicates() {
+        assert!(is_no_such_entity(Some("NoSuchEntity")));
+        assert!(!is_no_such_entity(Some("AccessDenied")));
+        assert!(!is_no_such_entity(None));
+        assert!(is_already_exists(Some("EntityAlreadyExists")));
+        assert!(is_delete_conflict(Some("DeleteConflict")));
+    }
+}

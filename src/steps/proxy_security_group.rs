@@ -1,0 +1,225 @@
+//! Recipe step 2 (first half): the proxy's security group, in the runbook's
+//! VPC, with no ingress yet (later steps add the rules).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, ResourceType, SecurityGroup, Tag, TagSpecification};
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::{describe_error, error_code};
+use crate::poll::{Backoff, Deadline};
+use crate::runbook::Runbook;
+
+pub struct ProxySecurityGroup;
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    group_name: String,
+    description: String,
+    vpc_id: String,
+    tags: BTreeMap<String, String>,
+}
+
+fn is_duplicate_group(code: Option<&str>) -> bool {
+    code == Some("InvalidGroup.Duplicate")
+}
+
+fn is_group_not_found(code: Option<&str>) -> bool {
+    code == Some("InvalidGroup.NotFound") || code == Some("InvalidGroupId.NotFound")
+}
+
+fn is_dependency_violation(code: Option<&str>) -> bool {
+    code == Some("DependencyViolation")
+}
+
+/// How long a delete keeps retrying while ENIs or rules still use the group.
+const DELETE_DEADLINE: Duration = Duration::from_secs(300);
+
+async fn find_group(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
+    let out = cx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&i.vpc_id).build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values(&i.group_name)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot look up security group {} in {}: {}",
+                i.group_name,
+                i.vpc_id,
+                describe_error(&e)
+            )
+        })?;
+    Ok(out
+        .security_groups
+        .unwrap_or_default()
+        .into_iter()
+        .find(|g| g.group_name() == Some(i.group_name.as_str())))
+}
+
+fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
+    cx.owns(
+        group
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    )
+}
+
+#[async_trait]
+impl StepImpl for ProxySecurityGroup {
+    type Inputs = Inputs;
+    const NAME: &'static str = "proxy-security-group";
+    const OUTPUTS: &'static [&'static str] = &["group_id"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        Inputs {
+            group_name: r.text(&rb.proxy_security_group.name),
+            description: r.text(&rb.proxy_security_group.description),
+            vpc_id: r.text(&rb.network.vpc_id),
+            tags: rb.tags.clone(),
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        format!(
+            "security group {} in {}, no ingress yet",
+            i.group_name, i.vpc_id
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let Some(group) = find_group(cx, i).await? else {
+            return Ok(Found::Missing);
+        };
+        let id = group.group_id().unwrap_or_default().to_string();
+        if !owned(cx, &group) {
+            return Ok(Found::Foreign(cx.not_ours(&format!(
+                "security group {} ({id}) in {}",
+                i.group_name, i.vpc_id
+            ))));
+        }
+        if group.description() != Some(i.description.as_str()) {
+            return Ok(Found::Drifted(vec![format!(
+                "description: the account has {:?}, the runbook wants {:?} \
+                 (a security group's description cannot be changed: roll the step back and run it again)",
+                group.description().unwrap_or_default(),
+                i.description
+            )]));
+        }
+        Ok(Found::Done(Outputs::from([("group_id".to_string(), id)])))
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        cx.bar.set(format!(
+            "creating security group {} in {}",
+            i.group_name, i.vpc_id
+        ));
+        let tags = i
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let created = cx
+            .aws
+            .ec2
+            .create_security_group()
+            .group_name(&i.group_name)
+            .description(&i.description)
+            .vpc_id(&i.vpc_id)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .set_tags(Some(tags))
+                    .build(),
+            )
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                let id = out
+                    .group_id
+                    .context("CreateSecurityGroup answered without a group id")?;
+                Ok(Outputs::from([("group_id".to_string(), id)]))
+            }
+            Err(e) if is_duplicate_group(error_code(&e)) => match self.check(cx, i).await? {
+                Found::Done(out) => Ok(out),
+                _ => anyhow::bail!(
+                    "security group {} already exists in {} and is not ours as the runbook describes it",
+                    i.group_name,
+                    i.vpc_id
+                ),
+            },
+            Err(e) => anyhow::bail!(
+                "cannot create security group {} in {}: {}",
+                i.group_name,
+                i.vpc_id,
+                describe_error(&e)
+            ),
+        }
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Undone> {
+        let what = format!("security group {} in {}", i.group_name, i.vpc_id);
+        let Some(group) = find_group(cx, i).await? else {
+            return Ok(Undone::AlreadyGone(format!("{what} is already gone")));
+        };
+        if !owned(cx, &group) {
+            return Ok(Undone::LeftAlone(format!(
+                "{what} lacks our tag, so it is not ours to delete"
+            )));
+        }
+        let id = group.group_id().unwrap_or_default().to_string();
+        let deadline = Deadline::after(DELETE_DEADLINE);
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(20));
+        loop {
+            cx.bar.set(format!("deleting {what} ({id})"));
+            match cx.aws.ec2.delete_security_group().group_id(&id).send().await {
+                Ok(_) => return Ok(Undone::Done(format!("deleted {what} ({id})"))),
+                Err(e) if is_group_not_found(error_code(&e)) => {
+                    return Ok(Undone::AlreadyGone(format!("{what} is already gone")));
+                }
+                // Proxy ENIs linger after the proxy is deleted: wait for them.
+                Err(e) if is_dependency_violation(error_code(&e)) && !deadline.passed() => {
+                    let wait = backoff.next_delay();
+                    cx.bar.set(format!(
+                        "{what} is still in use (network interfaces or rules); retrying in {}s",
+                        wait.as_secs()
+                    ));
+                    crate::poll::sleep(wait).await?;
+                }
+                Err(e) => anyhow::bail!(
+                    "cannot delete {what} ({id}): {}; if network interfaces still use it, \
+                     wait for them to go and run rollback again",
+                    describe_error(&e)
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_predicates() {
+        assert!(is_duplicate_group(Some("InvalidGroup.Duplicate")));
+        assert!(is_group_not_found(Some("InvalidGroup.NotFound")));
+        assert!(is_group_not_found(Some("InvalidGroupId.NotFound")));
+        assert!(is_dependency_violation(Some("DependencyViolation")));
+        assert!(!is_dependency_violation(Some("UnauthorizedOperation")));
+        assert!(!is_group_not_found(None));
+    }
+}
