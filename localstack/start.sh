@@ -10,7 +10,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$HERE/.venv"
 RUN="$HERE/.run"
-MOTO_VERSION=5.2.5
 PORT="${MOTO_PORT:-4566}"
 
 while [ $# -gt 0 ]; do
@@ -30,20 +29,7 @@ answers() { curl -s -o /dev/null --max-time 2 "$1"; }
 
 # The venv also provides the python + boto3 that seed.py runs with, so it is
 # made even when the emulator itself is someone else's.
-# (Output captured first: `pip show | grep -q` fails under pipefail when grep
-# exits early and pip gets SIGPIPE.)
-ensure_venv() {
-  local shown=""
-  [ -x "$VENV/bin/moto_server" ] &&
-    shown="$("$VENV/bin/python" -m pip show moto 2>/dev/null || true)"
-  if grep -qx "Version: $MOTO_VERSION" <<<"$shown"; then
-    return
-  fi
-  say "installing moto[server]==$MOTO_VERSION into $VENV (first use) ..."
-  python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION" >&2
-}
+ensure_venv() { "$HERE/install.sh"; }
 
 # Lambda must not try to use Docker (there is none); must be set before any
 # function is created. Idempotent.
@@ -102,7 +88,7 @@ else
     rm -f "$PIDFILE"
     exit 1
   fi
-  say "started moto_server $MOTO_VERSION (pid $pid) at $URL, log: $LOG"
+  say "started moto_server (pid $pid) at $URL, log: $LOG"
 fi
 
 configure_lambda "$URL"

@@ -14,6 +14,7 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
+#[allow(dead_code)] // rds, lambda, secrets, sts: for the rest of the recipe
 pub struct Aws {
     pub region: String,
     pub iam: aws_sdk_iam::Client,

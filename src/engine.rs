@@ -55,12 +55,8 @@ pub enum EnvMode {
 }
 
 pub fn load_runbook(path: &Path, mode: EnvMode) -> Result<Runbook, RunbookError> {
-    let env = move |name: &str| match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if mode == EnvMode::Lenient => Some(format!("${{env.{name}}}")),
-        _ => None,
-    };
-    Runbook::load(path, &env)
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Runbook::load(path, &env, mode == EnvMode::Lenient)
 }
 
 /// The state file: --state, or `.rds-proxy-runbook/<name>.state.json`
@@ -376,9 +372,13 @@ pub async fn run(
             Found::Done(outputs) => {
                 let rec = state.record(name);
                 let unchanged = was == Status::Applied
-                    && rec.is_some_and(|r| r.outputs == outputs && r.checksum.as_ref() == Some(&checksum));
+                    && rec.is_some_and(|r| {
+                        r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
+                    });
                 if !unchanged {
-                    let rec = state.advance(name, Event::Applied).map_err(anyhow::Error::msg)?;
+                    let rec = state
+                        .advance(name, Event::Applied)
+                        .map_err(anyhow::Error::msg)?;
                     rec.outputs = outputs;
                     rec.inputs = Some(inputs);
                     rec.checksum = Some(checksum);
@@ -399,7 +399,9 @@ pub async fn run(
                          (deleted by hand?); creating it again"
                     ));
                 }
-                let rec = state.advance(name, Event::Start).map_err(anyhow::Error::msg)?;
+                let rec = state
+                    .advance(name, Event::Start)
+                    .map_err(anyhow::Error::msg)?;
                 rec.inputs = Some(inputs.clone());
                 rec.checksum = Some(checksum);
                 rec.outputs.clear();
@@ -407,7 +409,9 @@ pub async fn run(
                 save(&state, &path)?;
                 match step.apply(&cx, &inputs).await {
                     Ok(outputs) => {
-                        let rec = state.advance(name, Event::Applied).map_err(anyhow::Error::msg)?;
+                        let rec = state
+                            .advance(name, Event::Applied)
+                            .map_err(anyhow::Error::msg)?;
                         rec.outputs = outputs;
                         save(&state, &path)?;
                         changed += 1;
@@ -435,7 +439,14 @@ pub async fn run(
             }
             Found::Foreign(why) => {
                 bar.finish("✗", "blocked");
-                return Err(fail(&mut state, &path, name, &anyhow::anyhow!(why), &rb, opts));
+                return Err(fail(
+                    &mut state,
+                    &path,
+                    name,
+                    &anyhow::anyhow!(why),
+                    &rb,
+                    opts,
+                ));
             }
         }
     }
@@ -498,7 +509,11 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
     println!(
         "State: {}{}",
         path.display(),
-        if exists { "" } else { " (none yet: nothing has run)" }
+        if exists {
+            ""
+        } else {
+            " (none yet: nothing has run)"
+        }
     );
     let mut last_error = None;
     for name in order_for_status(&rb, &state) {
@@ -549,7 +564,10 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
             order.iter().position(|n| n == t).ok_or_else(|| {
                 exit(
                     EXIT_USAGE,
-                    format!("--to {t}: no such step; the steps are: {}", order.join(", ")),
+                    format!(
+                        "--to {t}: no such step; the steps are: {}",
+                        order.join(", ")
+                    ),
                 )
             })? + 1
         }
@@ -562,7 +580,12 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         .cloned()
         .collect();
     if undo.is_empty() {
-        println!("Nothing to roll back: no step after that point has changed the account.");
+        match to {
+            Some(t) => {
+                println!("Nothing to roll back: no step after `{t}` has changed the account.")
+            }
+            None => println!("Nothing to roll back: no step has changed the account."),
+        }
         return Ok(());
     }
     confirm(
@@ -597,7 +620,9 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         let bar = progress.step(name);
         let Some(inputs) = rec.inputs else {
             // Never got as far as acting: nothing in the account to undo.
-            state.advance(name, Event::RolledBack).map_err(anyhow::Error::msg)?;
+            state
+                .advance(name, Event::RolledBack)
+                .map_err(anyhow::Error::msg)?;
             save(&state, &path)?;
             bar.finish("=", "nothing to undo");
             continue;
@@ -609,7 +634,9 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         };
         match step.rollback(&cx, &inputs, &rec.outputs).await {
             Ok(undone) => {
-                let rec = state.advance(name, Event::RolledBack).map_err(anyhow::Error::msg)?;
+                let rec = state
+                    .advance(name, Event::RolledBack)
+                    .map_err(anyhow::Error::msg)?;
                 rec.outputs.clear();
                 rec.error = None;
                 save(&state, &path)?;

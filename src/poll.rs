@@ -83,7 +83,11 @@ impl Backoff {
         let cap = self.next.min(self.max);
         let half = cap / 2;
         let spread = (cap - half).as_millis() as u64;
-        let jitter = if spread == 0 { 0 } else { self.rng % (spread + 1) };
+        let jitter = if spread == 0 {
+            0
+        } else {
+            self.rng % (spread + 1)
+        };
         self.next = (self.next * 2).min(self.max);
         half + Duration::from_millis(jitter)
     }
@@ -100,7 +104,11 @@ mod tests {
         let caps = [1, 2, 4, 8, 8, 8, 8, 8];
         for (d, cap) in delays.iter().zip(caps) {
             let cap = Duration::from_secs(cap);
-            assert!(*d >= cap / 2 && *d <= cap, "{d:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                *d >= cap / 2 && *d <= cap,
+                "{d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         // Jitter: the capped delays are not all the same.
         assert!(delays[3..].windows(2).any(|w| w[0] != w[1]), "{delays:?}");

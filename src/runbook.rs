@@ -6,6 +6,11 @@
 //! That keeps the schema in one place (the code below) and lets every
 //! problem be collected and reported at once, each with its file position.
 
+// The recipe's parameters are all parsed and checked now, so that a runbook
+// is validated whole; the steps that read the proxy, pool, policy and Lambda
+// parameters are the rest of the recipe (see README, "Known limits").
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
@@ -95,6 +100,9 @@ pub struct Text {
     parts: Vec<Part>,
     pub pos: Pos,
     pub key: String,
+    /// Holds a placeholder for an unset `${env.*}` (lenient loading only):
+    /// its value is unknown, so value checks skip it.
+    pub unset_env: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +118,7 @@ impl Text {
             parts: vec![Part::Lit(value.to_string())],
             pos,
             key: key.to_string(),
+            unset_env: false,
         }
     }
 
@@ -255,13 +264,8 @@ pub struct InvokeCheck {
 #[derive(Debug, Clone)]
 pub struct StepEntry {
     pub name: String,
-    pub pos: Pos,
 }
 
-// The recipe's parameters are all parsed and checked now, so that a runbook
-// is validated whole; the steps that read the proxy, pool, policy and Lambda
-// parameters are the rest of the recipe (see README, "Known limits").
-#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct Runbook {
     pub path: PathBuf,
@@ -287,7 +291,9 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Runbook {
     /// Reads and checks a runbook. Every problem is reported at once.
-    pub fn load(path: &Path, env: EnvLookup) -> Result<Runbook, RunbookError> {
+    /// `lenient`: an unset `${env.*}` becomes a placeholder instead of an
+    /// error (for commands that work from the state alone).
+    pub fn load(path: &Path, env: EnvLookup, lenient: bool) -> Result<Runbook, RunbookError> {
         let src = std::fs::read_to_string(path).map_err(|e| RunbookError {
             path: path.to_path_buf(),
             diagnostics: vec![Diagnostic {
@@ -296,10 +302,20 @@ impl Runbook {
                 message: format!("cannot read the runbook: {e}; check the path"),
             }],
         })?;
-        Runbook::parse(path, &src, env)
+        Runbook::parse_with(path, &src, env, lenient)
     }
 
+    #[cfg(test)]
     pub fn parse(path: &Path, src: &str, env: EnvLookup) -> Result<Runbook, RunbookError> {
+        Runbook::parse_with(path, src, env, false)
+    }
+
+    fn parse_with(
+        path: &Path,
+        src: &str,
+        env: EnvLookup,
+        lenient: bool,
+    ) -> Result<Runbook, RunbookError> {
         let fail = |diagnostics| RunbookError {
             path: path.to_path_buf(),
             diagnostics,
@@ -316,6 +332,7 @@ impl Runbook {
         let mut cx = Cx {
             src,
             env,
+            lenient,
             base_dir,
             diags: Vec::new(),
         };
@@ -363,6 +380,7 @@ impl<'a> Tbl<'a> {
 struct Cx<'s> {
     src: &'s str,
     env: EnvLookup<'s>,
+    lenient: bool,
     base_dir: PathBuf,
     diags: Vec<Diagnostic>,
 }
@@ -582,6 +600,7 @@ impl<'s> Cx<'s> {
         };
         let mut parts: Vec<Part> = Vec::new();
         let mut ok = true;
+        let mut unset_env = false;
         let push_lit = |parts: &mut Vec<Part>, s: &str| match parts.last_mut() {
             Some(Part::Lit(prev)) => prev.push_str(s),
             _ => parts.push(Part::Lit(s.to_string())),
@@ -591,6 +610,10 @@ impl<'s> Cx<'s> {
                 Piece::Lit(s) => push_lit(&mut parts, &s),
                 Piece::Env(name) => match (self.env)(&name).filter(|v| !v.is_empty()) {
                     Some(v) => push_lit(&mut parts, &v),
+                    None if self.lenient => {
+                        unset_env = true;
+                        push_lit(&mut parts, &format!("${{env.{name}}}"));
+                    }
                     None => {
                         ok = false;
                         let p = pos_in(self, range.start);
@@ -605,13 +628,21 @@ impl<'s> Cx<'s> {
                         );
                     }
                 },
-                Piece::Step { step, output } => parts.push(Part::Ref { step, output }),
+                Piece::Step { step, output } => {
+                    if let Some(why) = unknown_output(&step, &output) {
+                        ok = false;
+                        let p = pos_in(self, range.start);
+                        self.error(p, path, why);
+                    }
+                    parts.push(Part::Ref { step, output });
+                }
             }
         }
         ok.then(|| Text {
             parts,
             pos,
             key: path.to_string(),
+            unset_env,
         })
     }
 
@@ -631,7 +662,7 @@ impl<'s> Cx<'s> {
             Some(Value::String(s)) => {
                 let start = s.span().map(|r| r.start + self.quote_len(r.start));
                 let text = self.fill_env(s.value(), start, &path, pos)?;
-                match text.literal() {
+                match text.literal().filter(|_| !text.unset_env) {
                     Some(lit) => out.extend(
                         lit.split([' ', ',', '\t', '\n'])
                             .filter(|s| !s.is_empty())
@@ -727,6 +758,9 @@ impl<'s> Cx<'s> {
         let Some(text) = self.text(tbl, key, false) else {
             return default;
         };
+        if text.unset_env {
+            return default;
+        }
         let Some(value) = text.literal() else {
             self.error(text.pos, &text.key, "step outputs cannot be used here");
             return default;
@@ -749,7 +783,11 @@ impl<'s> Cx<'s> {
             return default.to_string();
         };
         let Some(rel) = text.literal() else {
-            self.error(text.pos, &text.key, "step outputs cannot be used in a file path");
+            self.error(
+                text.pos,
+                &text.key,
+                "step outputs cannot be used in a file path",
+            );
             return default.to_string();
         };
         let path = self.base_dir.join(&rel);
@@ -812,13 +850,23 @@ impl<'s> Cx<'s> {
             pos: Pos::start(),
             known: Vec::new(),
         };
-        let name = self.literal(&mut top, "name", true);
-        if let Some(n) = &name {
-            if let Err(why) = check_runbook_name(n) {
-                let pos = self.item_pos(&top, "name", root.get("name").expect("read above"));
-                self.error(pos, "name", why);
-            }
+        let name_text = self.text(&mut top, "name", true);
+        if let Some(t) = name_text.as_ref().filter(|t| !t.unset_env)
+            && let Err(why) = t.literal().as_deref().map_or(Ok(()), check_runbook_name)
+        {
+            self.error(t.pos, "name", why);
         }
+        let name = match name_text {
+            Some(t) if t.literal().is_none() => {
+                self.error(
+                    t.pos,
+                    "name",
+                    "step outputs cannot be used in the runbook name",
+                );
+                None
+            }
+            other => other.and_then(|t| t.literal()),
+        };
         let region = self.literal(&mut top, "region", false);
         let steps = self.step_list(&mut top);
 
@@ -890,13 +938,19 @@ impl<'s> Cx<'s> {
 
         let proxy = self.table(&mut top, "proxy", true).map(|mut t| {
             let name = self.text(&mut t, "name", true);
-            if let Some(lit) = name.as_ref().and_then(Text::literal)
+            if let Some(lit) = name
+                .as_ref()
+                .filter(|n| !n.unset_env)
+                .and_then(Text::literal)
                 && let Err(why) = check_proxy_name(&lit)
             {
                 let n = name.as_ref().expect("checked");
                 self.error(n.pos, &n.key, why);
             }
-            let role_arn = self.text_or(&mut t, "role_arn", "${steps.proxy-role.arn}");
+            let pos = t.pos;
+            let role_arn = self
+                .text(&mut t, "role_arn", false)
+                .unwrap_or_else(|| Text::fixed_ref("proxy-role", "arn", "proxy.role_arn", pos));
             let subnet_ids = self.text_list(&mut t, "subnet_ids", false);
             let security_group_ids = self.text_list(&mut t, "security_group_ids", false);
             let require_tls = self.bool(&mut t, "require_tls", true);
@@ -936,8 +990,20 @@ impl<'s> Cx<'s> {
                 Some(t) => cx.int(t, key, default, range, why),
                 None => default,
             };
-            let max_conn = int(self, "max_connections_percent", 100, 1..=100, "a percentage");
-            let max_idle = int(self, "max_idle_connections_percent", 50, 0..=100, "a percentage");
+            let max_conn = int(
+                self,
+                "max_connections_percent",
+                100,
+                1..=100,
+                "a percentage",
+            );
+            let max_idle = int(
+                self,
+                "max_idle_connections_percent",
+                50,
+                0..=100,
+                "a percentage",
+            );
             let borrow = int(
                 self,
                 "connection_borrow_timeout",
@@ -947,7 +1013,9 @@ impl<'s> Cx<'s> {
             );
             let (init_query, filters) = match t.as_mut() {
                 Some(t) => {
-                    let q = self.literal(t, "init_query", false).filter(|q| !q.is_empty());
+                    let q = self
+                        .literal(t, "init_query", false)
+                        .filter(|q| !q.is_empty());
                     let f = self
                         .text_list(t, "session_pinning_filters", false)
                         .unwrap_or_default()
@@ -1029,10 +1097,16 @@ impl<'s> Cx<'s> {
 
         let invoke_check = match self.table(&mut top, "invoke_check", false) {
             Some(mut t) => {
-                let payload = self.literal(&mut t, "payload", false).unwrap_or("{}".into());
+                let payload = self
+                    .literal(&mut t, "payload", false)
+                    .unwrap_or("{}".into());
                 if serde_json::from_str::<serde_json::Value>(&payload).is_err() {
                     let pos = t.pos;
-                    self.error(pos, "invoke_check.payload", "must be a JSON document, e.g. \"{}\"");
+                    self.error(
+                        pos,
+                        "invoke_check.payload",
+                        "must be a JSON document, e.g. \"{}\"",
+                    );
                 }
                 let expect = self.literal(&mut t, "expect", false);
                 self.finish(t);
@@ -1125,7 +1199,7 @@ impl<'s> Cx<'s> {
     }
 
     fn engine_family(&mut self, t: &mut Tbl) -> EngineFamily {
-        let Some(text) = self.text(t, "engine_family", true) else {
+        let Some(text) = self.text(t, "engine_family", true).filter(|t| !t.unset_env) else {
             return EngineFamily::Mysql;
         };
         let value = text.literal().unwrap_or_default().to_ascii_uppercase();
@@ -1135,7 +1209,8 @@ impl<'s> Cx<'s> {
             "SQLSERVER" => EngineFamily::Sqlserver,
             other => {
                 let why = if other.starts_with("ORACLE") {
-                    "RDS Proxy does not support Oracle: use MYSQL, POSTGRESQL or SQLSERVER".to_string()
+                    "RDS Proxy does not support Oracle: use MYSQL, POSTGRESQL or SQLSERVER"
+                        .to_string()
                 } else {
                     format!("`{value}` is not an engine family: use MYSQL, POSTGRESQL or SQLSERVER")
                 };
@@ -1181,11 +1256,14 @@ impl<'s> Cx<'s> {
                 };
                 self.error(p, &key, format!("unknown step `{name}`; {hint}"));
             } else if out.iter().any(|s| s.name == name) {
-                self.error(p, &key, format!("step `{name}` is listed twice; remove one"));
+                self.error(
+                    p,
+                    &key,
+                    format!("step `{name}` is listed twice; remove one"),
+                );
             } else {
                 out.push(StepEntry {
                     name: name.to_string(),
-                    pos: p,
                 });
             }
         }
@@ -1205,6 +1283,7 @@ impl Text {
             }],
             pos,
             key: key.to_string(),
+            unset_env: false,
         }
     }
 }
@@ -1216,7 +1295,10 @@ pub fn check_runbook_name(name: &str) -> Result<(), String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -1248,6 +1330,25 @@ pub fn check_proxy_name(name: &str) -> Result<(), String> {
             "proxy name `{name}` {p} (AWS: 1 to 60 letters, digits and single hyphens, starting with a letter, not ending with a hyphen)"
         )),
         None => Ok(()),
+    }
+}
+
+/// Why `${steps.STEP.OUTPUT}` names nothing, if it does not.
+fn unknown_output(step: &str, output: &str) -> Option<String> {
+    let names = crate::steps::names();
+    match crate::steps::get(step) {
+        None => Some(match closest(step, &names) {
+            Some(s) => format!("no step is named `{step}`; did you mean `{s}`?"),
+            None => format!(
+                "no step is named `{step}`; the steps are: {}",
+                names.join(", ")
+            ),
+        }),
+        Some(s) if !s.outputs().contains(&output) => Some(format!(
+            "step `{step}` has no output `{output}`; its outputs are: {}",
+            s.outputs().join(", ")
+        )),
+        Some(_) => None,
     }
 }
 

@@ -218,7 +218,9 @@ impl State {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         let dir = dir.unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("create the folder of", path))?;
-        let file_name = path.file_name().map_or("state".into(), |n| n.to_string_lossy());
+        let file_name = path
+            .file_name()
+            .map_or("state".into(), |n| n.to_string_lossy());
         let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
         let mut json = serde_json::to_vec_pretty(self).expect("state serializes");
         json.push(b'\n');
@@ -354,7 +356,8 @@ mod tests {
         let path = dir.join("sub/x.state.json");
         let mut st = State::new("rb");
         let rec = st.advance("proxy-role", Event::Start).unwrap();
-        rec.outputs.insert("arn".into(), "arn:aws:iam::1:role/r".into());
+        rec.outputs
+            .insert("arn".into(), "arn:aws:iam::1:role/r".into());
         st.save(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -386,8 +389,8 @@ mod tests {
             State::parse(p, "{\"schema_version\": 99, \"runbook\": \"rb\"}", "rb"),
             Err(StateError::Newer { found: 99, .. })
         ));
-        let err = State::parse(p, "{\"schema_version\": 1, \"runbook\": \"other\"}", "rb")
-            .unwrap_err();
+        let err =
+            State::parse(p, "{\"schema_version\": 1, \"runbook\": \"other\"}", "rb").unwrap_err();
         assert!(err.to_string().contains("belongs to runbook `other`"));
         assert!(matches!(
             State::parse(p, "[]", "rb"),

@@ -99,7 +99,10 @@ async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!("cannot read the tags of role {name}: {}", describe_error(&e))
+                anyhow::anyhow!(
+                    "cannot read the tags of role {name}: {}",
+                    describe_error(&e)
+                )
             })?;
         tags = listed.tags().to_vec();
     }
@@ -178,7 +181,10 @@ impl StepImpl for ProxyRole {
             .await;
         match created {
             Ok(out) => {
-                let arn = out.role.map(|r| r.arn).context("CreateRole answered without a role")?;
+                let arn = out
+                    .role
+                    .map(|r| r.arn)
+                    .context("CreateRole answered without a role")?;
                 Ok(outputs(&i.role_name, &arn))
             }
             // A run that died after the create: adopt the role if it is ours.
@@ -200,7 +206,9 @@ impl StepImpl for ProxyRole {
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Undone> {
         let name = &i.role_name;
         let Some(role) = find_role(cx, name).await? else {
-            return Ok(Undone::AlreadyGone(format!("IAM role {name} is already gone")));
+            return Ok(Undone::AlreadyGone(format!(
+                "IAM role {name} is already gone"
+            )));
         };
         if !role.ours {
             return Ok(Undone::LeftAlone(format!(
@@ -210,9 +218,9 @@ impl StepImpl for ProxyRole {
         cx.bar.set(format!("deleting IAM role {name}"));
         match cx.aws.iam.delete_role().role_name(name).send().await {
             Ok(_) => Ok(Undone::Done(format!("deleted IAM role {name}"))),
-            Err(e) if is_no_such_entity(error_code(&e)) => {
-                Ok(Undone::AlreadyGone(format!("IAM role {name} is already gone")))
-            }
+            Err(e) if is_no_such_entity(error_code(&e)) => Ok(Undone::AlreadyGone(format!(
+                "IAM role {name} is already gone"
+            ))),
             Err(e) if is_delete_conflict(error_code(&e)) => anyhow::bail!(
                 "IAM role {name} still has policies attached, so it cannot be deleted: \
                  roll back the steps that attached them first, or detach policies \

@@ -185,7 +185,14 @@ impl StepImpl for ProxySecurityGroup {
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(20));
         loop {
             cx.bar.set(format!("deleting {what} ({id})"));
-            match cx.aws.ec2.delete_security_group().group_id(&id).send().await {
+            match cx
+                .aws
+                .ec2
+                .delete_security_group()
+                .group_id(&id)
+                .send()
+                .await
+            {
                 Ok(_) => return Ok(Undone::Done(format!("deleted {what} ({id})"))),
                 Err(e) if is_group_not_found(error_code(&e)) => {
                     return Ok(Undone::AlreadyGone(format!("{what} is already gone")));

@@ -1,0 +1,487 @@
+//! The one integration test binary: the real `rds-proxy-runbook` against a
+//! local AWS emulator (moto, started per test), comparing what the emulator
+//! holds before and after.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn setup(test: &str) -> (Emulator, Workspace) {
+    let emu = Emulator::start(test);
+    let exports = emu.seed();
+    let ws = Workspace::new(&emu, exports);
+    (emu, ws)
+}
+
+fn vpc(ws: &Workspace) -> String {
+    ws.env["VPC_ID"].clone()
+}
+
+#[test]
+fn plan_on_an_empty_account_changes_nothing() {
+    let (emu, ws) = setup("plan_empty");
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("+ proxy-role")
+        .stdout_has("to create: IAM role")
+        .stdout_has("trusted by rds.amazonaws.com")
+        .stdout_has("+ proxy-security-group")
+        .stdout_has("Plan: 2 to create, 0 done");
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "plan changed the emulator",
+    );
+    assert!(!ws.state.exists(), "plan must not write a state");
+}
+
+#[test]
+fn run_rerun_and_rollback() {
+    let (emu, ws) = setup("run_rerun");
+    let before = snapshot(&emu, &vpc(&ws));
+
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy-role created")
+        .stdout_has("✓ proxy-security-group created")
+        .stdout_has("Done: 2 step(s) applied");
+    let after_run = snapshot(&emu, &vpc(&ws));
+    let role = format!("iam role {}-proxy-role", ws.prefix);
+    let role_line = after_run
+        .get(&role)
+        .unwrap_or_else(|| panic!("no {role}: {after_run:?}"));
+    assert!(
+        role_line.contains(&format!("rds-proxy-runbook:runbook={}", ws.prefix)),
+        "{role_line}"
+    );
+    assert!(role_line.contains("Project=AWSCookbook403"), "{role_line}");
+    let sg = after_run
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("security group {}-proxy-sg ", ws.prefix)))
+        .expect("proxy SG created");
+    assert!(sg.1.contains("ingress=[]"), "no ingress yet: {}", sg.1);
+    assert_eq!(
+        diff(&before, &after_run)
+            .lines()
+            .filter(|l| l.starts_with('+'))
+            .count(),
+        2
+    );
+
+    // The state records both steps, their outputs and no secret.
+    let state = ws.state_json();
+    assert_eq!(state["steps"]["proxy-role"]["status"], "applied");
+    assert!(
+        state["steps"]["proxy-role"]["outputs"]["arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:iam::123456789012:role/")
+    );
+    assert!(
+        state["steps"]["proxy-security-group"]["outputs"]["group_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sg-")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&ws.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // A re-run changes nothing, and says so.
+    let state_before = std::fs::read_to_string(&ws.state).unwrap();
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("= proxy-role already done, no change")
+        .stdout_has("No changes: 2 step(s) checked, all already done.");
+    assert_same(
+        &after_run,
+        &snapshot(&emu, &vpc(&ws)),
+        "a re-run changed the emulator",
+    );
+    assert_eq!(
+        state_before,
+        std::fs::read_to_string(&ws.state).unwrap(),
+        "a re-run rewrote the state"
+    );
+
+    // Plan of a finished runbook: nothing to change.
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("Nothing to change: all 2 steps are done.");
+
+    // Status shows each step, its outputs and when.
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied")
+        .stdout_has("arn = arn:aws:iam::123456789012:role/")
+        .stdout_has("group_id = sg-");
+
+    // Rollback off a terminal needs --yes, and changes nothing without it.
+    ws.run(&["rollback"]).code(2).stderr_has("pass --yes");
+    assert_same(
+        &after_run,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback without --yes acted",
+    );
+
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy-security-group deleted security group")
+        .stdout_has("✓ proxy-role deleted IAM role")
+        .stdout_has("Rolled back 2 step(s).");
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback did not restore the emulator",
+    );
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             rolled back");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("Nothing to roll back");
+
+    // And it runs again after a rollback.
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("Done: 2 step(s) applied");
+    let again = snapshot(&emu, &vpc(&ws));
+    assert_eq!(again.len(), after_run.len());
+}
+
+#[test]
+fn step_by_step_and_rollback_to() {
+    let (emu, ws) = setup("step_by_step");
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.run(&["run", "--yes", "--step", "proxy-role"])
+        .ok()
+        .stdout_has("✓ proxy-role created")
+        .stdout_has("Done: 1 step(s) applied");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied")
+        .stdout_has("proxy-security-group   pending");
+    ws.run(&["run", "--yes", "--from", "proxy-security-group"])
+        .ok()
+        .stdout_has("✓ proxy-security-group created");
+    ws.run(&["run", "--yes", "--until", "proxy-role"])
+        .ok()
+        .stdout_has("No changes: 1 step(s) checked");
+    ws.run(&["run", "--yes", "--step", "nope"])
+        .code(2)
+        .stderr_has("has no step `nope`; its steps are: proxy-role, proxy-security-group");
+
+    // --to keeps that step and undoes the ones after it.
+    ws.run(&["rollback", "--yes", "--to", "proxy-role"])
+        .ok()
+        .stdout_has("✓ proxy-security-group deleted")
+        .stdout_has("Rolled back 1 step(s).");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied")
+        .stdout_has("proxy-security-group   rolled back");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy-role deleted");
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback did not restore the emulator",
+    );
+}
+
+#[test]
+fn a_second_concurrent_run_fails_on_the_lock_naming_the_holder() {
+    let (_emu, ws) = setup("lock");
+    // The first run talks to an endpoint that accepts and never answers, so
+    // it holds the lock for as long as the test wants.
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = format!("http://{}", blackhole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in blackhole.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let mut first = ws
+        .cmd(&["run", "--yes"])
+        .env("AWS_ENDPOINT_URL", &hole)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = {
+        let mut s = ws.state.as_os_str().to_owned();
+        s.push(".lock");
+        std::path::PathBuf::from(s)
+    };
+    let pid = first.id().to_string();
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains(&pid)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = std::fs::read_to_string(&lock).unwrap();
+    ws.run(&["run", "--yes"])
+        .code(4)
+        .stderr_has(&format!(
+            "locked by another rds-proxy-runbook (pid {pid} on "
+        ))
+        .stderr_has("since ");
+    ws.run(&["rollback", "--yes"]).code(4);
+    assert_eq!(before, std::fs::read_to_string(&lock).unwrap());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Once the holder is gone, the lock is free again.
+    ws.run(&["run", "--yes"]).ok();
+}
+
+#[test]
+fn bad_input_is_reported_with_positions_and_creates_nothing() {
+    let (emu, ws) = setup("bad_input");
+    let before = snapshot(&emu, &vpc(&ws));
+    // (edit, the key the error names, a piece of the message)
+    type Edit = fn(String) -> String;
+    let cases: Vec<(Edit, &str, &str)> = vec![
+        (
+            |s| {
+                s.replace(
+                    "require_tls = true",
+                    "require_tls = true\nrequire_tsl = true",
+                )
+            },
+            "`proxy.require_tsl`",
+            "unknown key; did you mean `require_tls`?",
+        ),
+        (
+            |s| s.replace("port = 3306", "port = \"3306\""),
+            "`database.port`",
+            "expected an integer, found string",
+        ),
+        (
+            |s| s.replace("secret_arn = \"${env.RDS_SECRET_ARN}\"\n", ""),
+            "`database.secret_arn`",
+            "missing required key: add `secret_arn = ",
+        ),
+        (
+            |s| s.replace("${env.VPC_ID}", "${env.NO_SUCH_VARIABLE}"),
+            "`network.vpc_id`",
+            "environment variable `NO_SUCH_VARIABLE` is not set",
+        ),
+        (
+            |s| s.replace("\"proxy-security-group\"]", "\"proxy-securitygroup\"]"),
+            "`steps[1]`",
+            "unknown step `proxy-securitygroup`; did you mean `proxy-security-group`?",
+        ),
+        (
+            |s| s.replace("${steps.proxy-role.arn}", "${steps.proxy-role.ar}"),
+            "`proxy.role_arn`",
+            "step `proxy-role` has no output `ar`",
+        ),
+    ];
+    for (edit, key, message) in &cases {
+        ws.write_runbook(edit);
+        for cmd in [&["run", "--yes"][..], &["plan"][..]] {
+            let out = ws.run(cmd);
+            out.code(3)
+                .stderr_has(key)
+                .stderr_has(message)
+                .stderr_has("nothing was changed");
+            // file:line:col before the key
+            let line = out.stderr.lines().find(|l| l.contains(key)).unwrap();
+            let runbook = ws.runbook.display().to_string();
+            let pos = line
+                .trim()
+                .strip_prefix(&format!("{runbook}:"))
+                .unwrap_or_else(|| panic!("{line}"));
+            let mut nums = pos.split(':').take(2).map(|n| n.parse::<usize>());
+            assert!(
+                nums.all(|n| n.is_ok_and(|n| n > 0)),
+                "no line:col in {line}"
+            );
+        }
+    }
+    // Several problems at once: all reported.
+    ws.write_runbook(|s| cases.iter().fold(s, |s, (edit, _, _)| edit(s)));
+    let out = ws.run(&["run", "--yes"]);
+    out.code(3);
+    for (_, key, _) in &cases {
+        out.stderr_has(key);
+    }
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "bad input created something",
+    );
+    assert!(!ws.state.exists(), "bad input wrote a state");
+}
+
+#[test]
+fn something_not_ours_blocks_the_step_and_survives_rollback() {
+    let (emu, ws) = setup("not_ours");
+    // Someone made a role with our role's name by hand (no tag).
+    let config = emu.sdk_config();
+    let role = format!("{}-proxy-role", ws.prefix);
+    runtime().block_on(async {
+        aws_sdk_iam::Client::new(&config)
+            .create_role()
+            .role_name(&role)
+            .assume_role_policy_document(include_str!(
+                "../runbooks/policies/rds-proxy-trust-policy.json"
+            ))
+            .send()
+            .await
+            .unwrap();
+    });
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("! proxy-role")
+        .stdout_has("was not created by runbook");
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("step `proxy-role` failed")
+        .stderr_has(&format!(
+            "IAM role {role} exists but was not created by runbook"
+        ))
+        .stderr_has("To continue after fixing it: rds-proxy-runbook resume");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             failed")
+        .stdout_has("error: IAM role")
+        .stdout_has("To continue after fixing it: rds-proxy-runbook resume");
+    // The step never acted, so there is nothing of ours to undo.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("= proxy-role nothing to undo");
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback touched a role that is not ours",
+    );
+
+    // Once the user renames the role in the runbook, resume finishes the run.
+    ws.write_runbook(|s| {
+        s.replace(
+            &format!("{}-proxy-role", ws.prefix),
+            &format!("{}-proxy-role2", ws.prefix),
+        )
+    });
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy-role created")
+        .stdout_has("✓ proxy-security-group created");
+}
+
+#[test]
+fn resume_needs_a_state_and_rechecks_the_account() {
+    let (emu, ws) = setup("resume");
+    ws.run(&["resume", "--yes"])
+        .code(2)
+        .stderr_has("nothing to resume; start with `rds-proxy-runbook run");
+    ws.run(&["run", "--yes"]).ok();
+    // Someone deletes the security group by hand: resume re-checks the
+    // account, not the file, and makes it again.
+    let config = emu.sdk_config();
+    let sg_id = ws.state_json()["steps"]["proxy-security-group"]["outputs"]["group_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .delete_security_group()
+            .group_id(&sg_id)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("= proxy-role already done")
+        .stdout_has("was applied but is missing from the account")
+        .stdout_has("✓ proxy-security-group created");
+    let new_id = ws.state_json()["steps"]["proxy-security-group"]["outputs"]["group_id"].clone();
+    assert_ne!(new_id, sg_id.as_str());
+}
+
+#[test]
+fn a_runbook_edited_after_apply_is_caught_before_any_change() {
+    let (emu, ws) = setup("edited");
+    ws.run(&["run", "--yes"]).ok();
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.write_runbook(|s| s.replace("Project = \"AWSCookbook403\"", "Project = \"Renamed\""));
+    ws.run(&["run", "--yes"])
+        .code(3)
+        .stderr_has("the runbook changed after step `proxy-role` was applied")
+        .stderr_has("tags: ")
+        .stderr_has("rollback");
+    ws.run(&["resume", "--yes"]).code(3);
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "an edited runbook changed the emulator",
+    );
+    // Rolling back works from the state alone, whatever the runbook says now.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("Rolled back 2 step(s).");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("Done: 2 step(s) applied");
+}
+
+#[test]
+fn status_and_rollback_work_without_the_exports() {
+    let (emu, mut ws) = setup("no_exports");
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.run(&["run", "--yes"]).ok();
+    // A new shell, without the seed's exports.
+    let exports = std::mem::take(&mut ws.env);
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied");
+    ws.run(&["plan"])
+        .code(3)
+        .stderr_has("environment variable `VPC_ID` is not set");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("Rolled back 2 step(s).");
+    ws.env = exports;
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback did not restore the emulator",
+    );
+}
+
+#[test]
+fn help_lists_exit_codes_and_commands() {
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "plan",
+        "run",
+        "resume",
+        "status",
+        "rollback",
+        "--endpoint-url",
+        "--state",
+        "Exit codes",
+        "130",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+}

@@ -1,0 +1,552 @@
+//! Test support: an emulator per test (or one given by
+//! RDS_PROXY_RUNBOOK_TEST_ENDPOINT), the recipe's preconditions seeded into
+//! it, the real binary run against it, and snapshots of what the emulator
+//! holds so tests can compare before and after.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rds-proxy-runbook");
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub const REGION: &str = "us-east-1";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("rpr-it-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.0 request, enough for moto's control API.
+pub fn http(url: &str, method: &str, body: &str) -> std::io::Result<String> {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+pub struct Emulator {
+    pub url: String,
+    child: Option<Child>,
+    /// Unique per test: every name the seed and the runbook use carries it.
+    pub prefix: String,
+}
+
+impl Emulator {
+    pub fn start(test: &str) -> Emulator {
+        let prefix = format!(
+            "t{}{}",
+            std::process::id() % 10_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ) + "-"
+            + &test.replace('_', "-");
+        let prefix: String = prefix
+            .chars()
+            .take(28)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string();
+        if let Ok(url) = std::env::var("RDS_PROXY_RUNBOOK_TEST_ENDPOINT") {
+            return Emulator {
+                url,
+                child: None,
+                prefix,
+            };
+        }
+        let venv = Path::new(ROOT).join("localstack/.venv/bin/moto_server");
+        // Installs the pinned emulator on a fresh machine, once per process.
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let ok = Command::new(Path::new(ROOT).join("localstack/install.sh"))
+                .status()
+                .expect("run localstack/install.sh")
+                .success();
+            assert!(ok, "localstack/install.sh failed");
+        });
+        let port = free_port();
+        let log = std::fs::File::create(temp_dir("moto").join("moto.log")).unwrap();
+        let child = Command::new(venv)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        let emu = Emulator {
+            url: url.clone(),
+            child: Some(child),
+            prefix,
+        };
+        let started = Instant::now();
+        while http(&format!("{url}/moto-api/"), "GET", "").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        http(
+            &format!("{url}/moto-api/config"),
+            "POST",
+            r#"{"lambda":{"use_docker":false}}"#,
+        )
+        .unwrap();
+        emu
+    }
+
+    /// Seeds the recipe's preconditions; returns the exports.
+    pub fn seed(&self) -> HashMap<String, String> {
+        let out = Command::new(Path::new(ROOT).join("localstack/.venv/bin/python"))
+            .arg(Path::new(ROOT).join("localstack/seed.py"))
+            .args(["--prefix", &self.prefix])
+            .envs(self.aws_env())
+            .output()
+            .expect("run seed.py");
+        assert!(
+            out.status.success(),
+            "seed failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect()
+    }
+
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        runtime().block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(&self.url)
+                .region(aws_config::Region::new(REGION))
+                .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                    "test", "test", None, None, "tests",
+                ))
+                .load(),
+        )
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A runbook for one test: the shipped cookbook runbook with every name
+/// made unique by the emulator's prefix, written into its own folder with
+/// the policy files beside it.
+pub struct Workspace {
+    pub dir: PathBuf,
+    pub runbook: PathBuf,
+    pub state: PathBuf,
+    pub env: HashMap<String, String>,
+    pub emu_env: Vec<(String, String)>,
+    pub prefix: String,
+}
+
+impl Workspace {
+    pub fn new(emu: &Emulator, exports: HashMap<String, String>) -> Workspace {
+        let dir = temp_dir(&emu.prefix);
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        for f in [
+            "rds-proxy-trust-policy.json",
+            "rds-connect-policy-template.json",
+        ] {
+            std::fs::copy(
+                Path::new(ROOT).join("runbooks/policies").join(f),
+                dir.join("policies").join(f),
+            )
+            .unwrap();
+        }
+        let ws = Workspace {
+            runbook: dir.join("runbook.toml"),
+            state: dir.join("state/runbook.state.json"),
+            dir,
+            env: exports,
+            emu_env: emu.aws_env(),
+            prefix: emu.prefix.clone(),
+        };
+        ws.write_runbook(|s| s);
+        ws
+    }
+
+    /// Writes the cookbook runbook, renamed for this test, through `edit`.
+    pub fn write_runbook(&self, edit: impl FnOnce(String) -> String) {
+        let p = &self.prefix;
+        let src = std::fs::read_to_string(Path::new(ROOT).join("runbooks/cookbook-4.3-mysql.toml"))
+            .unwrap()
+            .replace("name = \"cookbook-4-3\"", &format!("name = \"{p}\""))
+            .replace("AWSCookbook403RDSProxySG", &format!("{p}-proxy-sg"))
+            .replace("AWSCookbook403RDSProxy", &format!("{p}-proxy-role"))
+            .replace("AWSCookbook403RdsIamPolicy", &format!("{p}-connect"));
+        std::fs::write(&self.runbook, edit(src)).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .arg(&self.runbook)
+            .arg("--no-progress")
+            .arg("--state")
+            .arg(&self.state)
+            .env_remove("AWS_PROFILE")
+            .envs(self.emu_env.iter().cloned())
+            .envs(self.env.iter())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        Out::from(self.cmd(args).output().expect("run the binary"))
+    }
+
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&self.state).unwrap()).unwrap()
+    }
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code, want,
+            "exit code {} (want {want})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Everything in the emulator that the recipe could touch, as sorted text
+/// lines keyed by resource, restricted to this test's names and VPC.
+pub type Snapshot = BTreeMap<String, String>;
+
+pub fn snapshot(emu: &Emulator, vpc_id: &str) -> Snapshot {
+    let config = emu.sdk_config();
+    let p = emu.prefix.clone();
+    let vpc = vpc_id.to_string();
+    runtime().block_on(async move {
+        let mut snap = Snapshot::new();
+        let iam = aws_sdk_iam::Client::new(&config);
+        let roles = iam.list_roles().send().await.unwrap();
+        for role in roles.roles() {
+            let name = role.role_name();
+            if !name.contains(&p) {
+                continue;
+            }
+            let attached = iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .unwrap();
+            let mut arns: Vec<_> = attached
+                .attached_policies()
+                .iter()
+                .filter_map(|a| a.policy_arn())
+                .collect();
+            arns.sort();
+            let inline = iam
+                .list_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .unwrap();
+            let mut inline_docs = Vec::new();
+            for pn in inline.policy_names() {
+                let doc = iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(pn)
+                    .send()
+                    .await
+                    .unwrap();
+                inline_docs.push(format!("{pn}={}", doc.policy_document()));
+            }
+            let tags = iam.list_role_tags().role_name(name).send().await.unwrap();
+            let mut tags: Vec<_> = tags
+                .tags()
+                .iter()
+                .map(|t| format!("{}={}", t.key(), t.value()))
+                .collect();
+            tags.sort();
+            snap.insert(
+                format!("iam role {name}"),
+                format!("attached={arns:?} inline={inline_docs:?} tags={tags:?}"),
+            );
+        }
+        let policies = iam
+            .list_policies()
+            .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+            .send()
+            .await
+            .unwrap();
+        for pol in policies.policies() {
+            let name = pol.policy_name().unwrap_or_default();
+            if !name.contains(&p) {
+                continue;
+            }
+            let arn = pol.arn().unwrap_or_default();
+            let versions = iam
+                .list_policy_versions()
+                .policy_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            let mut vs = Vec::new();
+            for v in versions.versions() {
+                let id = v.version_id().unwrap_or_default();
+                let doc = iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .unwrap();
+                let doc = doc
+                    .policy_version()
+                    .and_then(|v| v.document())
+                    .unwrap_or_default()
+                    .to_string();
+                vs.push(format!("{id} default={} {doc}", v.is_default_version()));
+            }
+            vs.sort();
+            snap.insert(format!("iam policy {name}"), format!("{vs:?}"));
+        }
+        let ec2 = aws_sdk_ec2::Client::new(&config);
+        let groups = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(&vpc)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for g in groups.security_groups() {
+            let rules = |perms: &[aws_sdk_ec2::types::IpPermission]| {
+                let mut r: Vec<String> = perms
+                    .iter()
+                    .map(|p| {
+                        let mut srcs: Vec<String> = p
+                            .user_id_group_pairs()
+                            .iter()
+                            .filter_map(|u| u.group_id().map(String::from))
+                            .chain(
+                                p.ip_ranges()
+                                    .iter()
+                                    .filter_map(|r| r.cidr_ip().map(String::from)),
+                            )
+                            .collect();
+                        srcs.sort();
+                        format!(
+                            "{}:{:?}-{:?} from {srcs:?}",
+                            p.ip_protocol().unwrap_or_default(),
+                            p.from_port(),
+                            p.to_port()
+                        )
+                    })
+                    .collect();
+                r.sort();
+                r
+            };
+            let mut tags: Vec<_> = g
+                .tags()
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}={}",
+                        t.key().unwrap_or_default(),
+                        t.value().unwrap_or_default()
+                    )
+                })
+                .collect();
+            tags.sort();
+            snap.insert(
+                format!(
+                    "security group {} {}",
+                    g.group_name().unwrap_or_default(),
+                    g.group_id().unwrap_or_default()
+                ),
+                format!(
+                    "ingress={:?} egress={:?} tags={tags:?}",
+                    rules(g.ip_permissions()),
+                    rules(g.ip_permissions_egress())
+                ),
+            );
+        }
+        let rds = aws_sdk_rds::Client::new(&config);
+        // moto answers 500 for proxy calls in some states: treat as none.
+        if let Ok(proxies) = rds.describe_db_proxies().send().await {
+            for px in proxies.db_proxies() {
+                let name = px.db_proxy_name().unwrap_or_default();
+                if !name.contains(&p) {
+                    continue;
+                }
+                let targets = rds
+                    .describe_db_proxy_targets()
+                    .db_proxy_name(name)
+                    .send()
+                    .await
+                    .map(|t| {
+                        t.targets()
+                            .iter()
+                            .map(|t| t.rds_resource_id().unwrap_or_default().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                snap.insert(
+                    format!("db proxy {name}"),
+                    format!(
+                        "status={:?} engine={:?} tls={:?} targets={targets:?}",
+                        px.status(),
+                        px.engine_family(),
+                        px.require_tls()
+                    ),
+                );
+            }
+        }
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        let functions = lambda.list_functions().send().await.unwrap();
+        for f in functions.functions() {
+            let name = f.function_name().unwrap_or_default();
+            if !name.contains(&p) {
+                continue;
+            }
+            let env: BTreeMap<_, _> = f
+                .environment()
+                .and_then(|e| e.variables())
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            snap.insert(format!("lambda {name}"), format!("env={env:?}"));
+        }
+        snap
+    })
+}
+
+/// Lines that differ between two snapshots, for assertion messages.
+pub fn diff(a: &Snapshot, b: &Snapshot) -> String {
+    let mut out = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out.push_str(&format!("- {k}: {v}\n")),
+            Some(w) if w != v => out.push_str(&format!("~ {k}:\n    {v}\n -> {w}\n")),
+            _ => {}
+        }
+    }
+    for (k, v) in b {
+        if !a.contains_key(k) {
+            out.push_str(&format!("+ {k}: {v}\n"));
+        }
+    }
+    out
+}
+
+#[track_caller]
+pub fn assert_same(before: &Snapshot, after: &Snapshot, what: &str) {
+    assert!(before == after, "{what}:\n{}", diff(before, after));
+}
