@@ -14,9 +14,9 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
-#[allow(dead_code)] // rds, lambda, secrets, sts: for the rest of the recipe
 pub struct Aws {
     pub region: String,
+    account: tokio::sync::OnceCell<String>,
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub rds: aws_sdk_rds::Client,
@@ -69,6 +69,7 @@ impl Aws {
         }
         Ok(Aws {
             region,
+            account: tokio::sync::OnceCell::new(),
             iam: aws_sdk_iam::Client::new(&config),
             // IAM is global: the SDK picks its endpoint itself.
             ec2: aws_sdk_ec2::Client::new(&config),
@@ -77,6 +78,58 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
         })
+    }
+}
+
+impl Aws {
+    /// Clients made elsewhere (mocked ones, in unit tests).
+    #[cfg(test)]
+    pub fn from_clients(
+        iam: aws_sdk_iam::Client,
+        ec2: aws_sdk_ec2::Client,
+        rds: aws_sdk_rds::Client,
+        lambda: aws_sdk_lambda::Client,
+    ) -> Aws {
+        let account = tokio::sync::OnceCell::new();
+        account.set("123456789012".to_string()).expect("new cell");
+        let secrets = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
+        Aws {
+            region: "us-east-1".into(),
+            account,
+            iam,
+            ec2,
+            rds,
+            lambda,
+            secrets,
+            sts,
+        }
+    }
+
+    /// The account id (STS GetCallerIdentity, asked once).
+    pub async fn account_id(&self) -> anyhow::Result<&str> {
+        let id = self
+            .account
+            .get_or_try_init(|| async {
+                let me = self.sts.get_caller_identity().send().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot tell which AWS account this is: {}",
+                        describe_error(&e)
+                    )
+                })?;
+                me.account
+                    .ok_or_else(|| anyhow::anyhow!("GetCallerIdentity answered without an account"))
+            })
+            .await?;
+        Ok(id)
     }
 }
 

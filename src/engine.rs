@@ -212,11 +212,16 @@ pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
         rb.path.display(),
         aws.region
     ));
-    let (mut create, mut done, mut blocked) = (0, 0, 0);
+    let (mut create, mut change, mut done, mut blocked, mut verify) = (0, 0, 0, 0, 0);
     for name in rb.step_names() {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
         let what = step.describe(&inputs)?;
+        if !step.changes_account() {
+            verify += 1;
+            println!("  ? {name:<22} will verify: {what}");
+            continue;
+        }
         if let Some((needs, _)) = missing.first() {
             create += 1;
             println!("  + {name:<22} to create, after {needs}: {what}");
@@ -243,9 +248,14 @@ pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
                 create += 1;
                 println!("  + {name:<22} to create: {what}");
             }
+            Found::Incomplete(why) => {
+                change += 1;
+                println!("  ~ {name:<22} to finish: {what}");
+                println!("      {why}");
+            }
             Found::Drifted(diffs) => {
                 blocked += 1;
-                println!("  ~ {name:<22} drifted: {what}");
+                println!("  ! {name:<22} drifted: {what}");
                 for d in diffs {
                     println!("      {d}");
                 }
@@ -256,10 +266,16 @@ pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
             }
         }
     }
-    if create == 0 && blocked == 0 {
-        println!("Nothing to change: all {done} steps are done.");
+    let verifies = match verify {
+        0 => String::new(),
+        n => format!(" ({n} verification step(s) will run)"),
+    };
+    if create + change + blocked == 0 {
+        println!("Nothing to change: all {done} steps are done{verifies}.");
     } else {
-        println!("Plan: {create} to create, {done} done, {blocked} drifted or blocked.");
+        println!(
+            "Plan: {create} to create, {change} to finish, {done} done, {blocked} drifted or blocked{verifies}."
+        );
     }
     Ok(())
 }
@@ -335,7 +351,7 @@ pub async fn run(
         path.display()
     ));
 
-    let mut changed = 0;
+    let (mut changed, mut verified) = (0, 0);
     for name in &selected {
         if poll::interrupted() {
             return Err(interrupted(&rb, opts));
@@ -360,13 +376,23 @@ pub async fn run(
             runbook: &rb.name,
             bar: &bar,
         };
-        bar.set(format!("checking {}", step.describe(&inputs)?));
-        let found = match step.check(&cx, &inputs).await {
-            Ok(f) => f,
-            Err(e) => {
-                bar.finish("✗", "check failed");
-                return Err(fail(&mut state, &path, name, &e, &rb, opts));
+        // A verification changes nothing, so it has nothing to check first.
+        let verb = if step.changes_account() {
+            "checking"
+        } else {
+            "running"
+        };
+        bar.set(format!("{verb} {}", step.describe(&inputs)?));
+        let found = if step.changes_account() {
+            match step.check(&cx, &inputs).await {
+                Ok(f) => f,
+                Err(e) => {
+                    bar.finish("✗", "check failed");
+                    return Err(fail(&mut state, &path, name, &e, &rb, opts));
+                }
             }
+        } else {
+            Found::Missing
         };
         match found {
             Found::Done(outputs) => {
@@ -392,18 +418,38 @@ pub async fn run(
                 };
                 bar.finish("=", note);
             }
-            Found::Missing => {
-                if was == Status::Applied {
+            Found::Missing | Found::Incomplete(_) => {
+                let finishing = match &found {
+                    Found::Incomplete(why) => {
+                        progress.line(format!("  {name}: {why}"));
+                        true
+                    }
+                    _ => false,
+                };
+                if !finishing && was == Status::Applied && step.changes_account() {
                     progress.line(format!(
                         "  note: step `{name}` was applied but is missing from the account \
                          (deleted by hand?); creating it again"
                     ));
+                }
+                // What the step replaces, read once before it first acts: a
+                // retry must not mistake our own change for the original.
+                let mut before = state.record(name).and_then(|r| r.before.clone());
+                if before.is_none() {
+                    before = match step.before(&cx, &inputs).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            bar.finish("✗", "failed");
+                            return Err(fail(&mut state, &path, name, &e, &rb, opts));
+                        }
+                    };
                 }
                 let rec = state
                     .advance(name, Event::Start)
                     .map_err(anyhow::Error::msg)?;
                 rec.inputs = Some(inputs.clone());
                 rec.checksum = Some(checksum);
+                rec.before = before;
                 rec.outputs.clear();
                 rec.error = None;
                 save(&state, &path)?;
@@ -414,8 +460,23 @@ pub async fn run(
                             .map_err(anyhow::Error::msg)?;
                         rec.outputs = outputs;
                         save(&state, &path)?;
-                        changed += 1;
-                        bar.finish("✓", format!("created: {}", step.describe(&inputs)?));
+                        let what = step.describe(&inputs)?;
+                        if !step.changes_account() {
+                            verified += 1;
+                            let response = state.record(name).map(|r| {
+                                r.outputs.values().cloned().collect::<Vec<_>>().join("; ")
+                            });
+                            bar.finish(
+                                "✓",
+                                format!("verified: {what}: {}", response.unwrap_or_default()),
+                            );
+                        } else if finishing {
+                            changed += 1;
+                            bar.finish("✓", format!("finished: {what}"));
+                        } else {
+                            changed += 1;
+                            bar.finish("✓", format!("created: {what}"));
+                        }
                     }
                     Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
                         // The step stays `started`: resume re-checks it.
@@ -450,15 +511,19 @@ pub async fn run(
             }
         }
     }
+    let verified_note = match verified {
+        0 => String::new(),
+        n => format!("; {n} verification(s) passed"),
+    };
     if changed == 0 {
         println!(
-            "No changes: {} step(s) checked, all already done.",
+            "No changes: {} step(s) checked, all already done{verified_note}.",
             selected.len()
         );
     } else {
         println!(
-            "Done: {changed} step(s) applied, {} already done.",
-            selected.len() - changed
+            "Done: {changed} step(s) applied, {} already done{verified_note}.",
+            selected.len() - changed - verified
         );
     }
     Ok(())
@@ -632,12 +697,13 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
             runbook: &rb.name,
             bar: &bar,
         };
-        match step.rollback(&cx, &inputs, &rec.outputs).await {
+        match step.rollback(&cx, &inputs, rec.before.as_ref()).await {
             Ok(undone) => {
                 let rec = state
                     .advance(name, Event::RolledBack)
                     .map_err(anyhow::Error::msg)?;
                 rec.outputs.clear();
+                rec.before = None;
                 rec.error = None;
                 save(&state, &path)?;
                 match undone {

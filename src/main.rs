@@ -1,3 +1,4 @@
+mod arn;
 mod aws;
 mod cli;
 mod engine;

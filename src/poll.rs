@@ -1,8 +1,13 @@
 //! Waiting: deadlines, backoff with jitter, and sleeps that give way to
 //! Ctrl-C.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use crate::progress::StepBar;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -21,9 +26,21 @@ pub fn interrupted() -> bool {
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// Unit tests drive the real wait and retry loops against mocked AWS
+/// answers, with every delay and deadline a thousand times shorter.
+#[cfg(test)]
+fn scaled(d: Duration) -> Duration {
+    d / 1000
+}
+
+#[cfg(not(test))]
+fn scaled(d: Duration) -> Duration {
+    d
+}
+
 /// Sleeps for `d`, waking early (with `Err`) if the user presses Ctrl-C.
 pub async fn sleep(d: Duration) -> Result<(), Interrupted> {
-    let end = Instant::now() + d;
+    let end = Instant::now() + scaled(d);
     while Instant::now() < end {
         if interrupted() {
             return Err(Interrupted);
@@ -42,7 +59,7 @@ pub struct Deadline(Instant);
 
 impl Deadline {
     pub fn after(d: Duration) -> Deadline {
-        Deadline(Instant::now() + d)
+        Deadline(Instant::now() + scaled(d))
     }
 
     pub fn passed(&self) -> bool {
@@ -90,6 +107,88 @@ impl Backoff {
         };
         self.next = (self.next * 2).min(self.max);
         half + Duration::from_millis(jitter)
+    }
+}
+
+/// What one look at a slow resource found.
+#[derive(Debug, PartialEq)]
+pub enum Wait<T> {
+    Ready(T),
+    /// Not yet: the status to show while waiting.
+    Pending(String),
+}
+
+/// Polls `probe` until it is ready, failing when `timeout` passes. The first
+/// poll comes soon (about a second), then the delay grows with jitter up to
+/// 30 s. `probe` fails early by returning `Err` (a terminal status).
+pub async fn wait_for<T, F, Fut>(
+    bar: &StepBar,
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Wait<T>>>,
+{
+    let started = Instant::now();
+    let deadline = Deadline::after(timeout);
+    let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(30));
+    loop {
+        let status = match probe().await? {
+            Wait::Ready(v) => return Ok(v),
+            Wait::Pending(status) => status,
+        };
+        let elapsed = started.elapsed();
+        if deadline.passed() {
+            anyhow::bail!(
+                "{what} is still {status} after {}s (the limit is {}s); \
+                 run the same command again to keep waiting, or raise the limit in the runbook",
+                elapsed.as_secs(),
+                timeout.as_secs()
+            );
+        }
+        bar.set(format!(
+            "waiting for {what}: {status} ({}s)",
+            elapsed.as_secs()
+        ));
+        sleep(backoff.next_delay().min(timeout.saturating_sub(elapsed))).await?;
+    }
+}
+
+/// Calls `call` again while it fails with one of `codes` (a busy DB, a
+/// Lambda update in progress, a group still in use), with backoff, for at
+/// most `limit`. The last result is returned as it is.
+pub async fn retry_on<T, E, R, F, Fut>(
+    bar: &StepBar,
+    codes: &[&str],
+    limit: Duration,
+    mut call: F,
+) -> Result<Result<T, SdkError<E, R>>, Interrupted>
+where
+    E: ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+{
+    let deadline = Deadline::after(limit);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
+    loop {
+        let result = call().await;
+        let code = match &result {
+            Err(e) => crate::aws::error_code(e).map(str::to_string),
+            Ok(_) => None,
+        };
+        match code {
+            Some(code) if codes.contains(&code.as_str()) && !deadline.passed() => {
+                let delay = backoff.next_delay();
+                bar.set(format!(
+                    "{code}: retrying in {:.0}s",
+                    delay.as_secs_f64().ceil()
+                ));
+                sleep(delay).await?;
+            }
+            _ => return Ok(result),
+        }
     }
 }
 

@@ -6,11 +6,6 @@
 //! That keeps the schema in one place (the code below) and lets every
 //! problem be collected and reported at once, each with its file position.
 
-// The recipe's parameters are all parsed and checked now, so that a runbook
-// is validated whole; the steps that read the proxy, pool, policy and Lambda
-// parameters are the rest of the recipe (see README, "Known limits").
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
@@ -192,7 +187,6 @@ impl EngineFamily {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub vpc_id: Text,
-    pub subnet_ids: Vec<Text>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +258,7 @@ pub struct InvokeCheck {
 #[derive(Debug, Clone)]
 pub struct StepEntry {
     pub name: String,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone)]
@@ -1147,10 +1142,7 @@ impl<'s> Cx<'s> {
             name,
             region,
             tags,
-            network: Network {
-                vpc_id: vpc_id?,
-                subnet_ids: subnet_ids.clone(),
-            },
+            network: Network { vpc_id: vpc_id? },
             database: Database {
                 instance_id,
                 cluster_id,
@@ -1264,6 +1256,7 @@ impl<'s> Cx<'s> {
             } else {
                 out.push(StepEntry {
                     name: name.to_string(),
+                    pos: p,
                 });
             }
         }
@@ -1275,6 +1268,11 @@ impl<'s> Cx<'s> {
 }
 
 impl Text {
+    /// A step's own need for another step's output, made in code.
+    pub fn step_output(step: &str, output: &str) -> Text {
+        Text::fixed_ref(step, output, "", Pos::start())
+    }
+
     fn fixed_ref(step: &str, output: &str, key: &str, pos: Pos) -> Text {
         Text {
             parts: vec![Part::Ref {

@@ -85,6 +85,10 @@ pub struct StepRecord {
     pub inputs: Option<Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: Outputs,
+    /// What the step replaced (the old `DB_HOST`), read before it first
+    /// acted: rollback puts it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,10 +250,58 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// sha256 of the inputs in canonical JSON (serde_json sorts object keys).
+/// sha256 of the inputs in canonical JSON (object keys sorted at every
+/// level: serde_json keeps insertion order here, a dependency enables
+/// `preserve_order`). Top-level fields whose names start with `_` tune how a
+/// step runs (how long it waits), not what it makes: they are left out.
 pub fn checksum(inputs: &Value) -> String {
-    let digest = Sha256::digest(serde_json::to_vec(inputs).expect("inputs serialize"));
+    let mut text = String::new();
+    canonical(&resource_inputs(inputs), &mut text);
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (n, k) in keys.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (n, item) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The inputs without the `_` settings.
+pub fn resource_inputs(inputs: &Value) -> Value {
+    match inputs {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Holds the state's lock for as long as it lives.
@@ -406,6 +458,11 @@ mod tests {
         assert_eq!(checksum(&a), checksum(&b));
         assert_ne!(checksum(&a), checksum(&c));
         assert_eq!(checksum(&a).len(), 64);
+        let nested_a: Value = serde_json::from_str(r#"{"x":{"p":1,"q":2}}"#).unwrap();
+        let nested_b: Value = serde_json::from_str(r#"{"x":{"q":2,"p":1}}"#).unwrap();
+        assert_eq!(checksum(&nested_a), checksum(&nested_b));
+        let waits: Value = serde_json::from_str(r#"{"a":1,"b":[1,2],"_wait":9}"#).unwrap();
+        assert_eq!(checksum(&a), checksum(&waits), "settings are not inputs");
     }
 
     #[test]

@@ -93,7 +93,6 @@ fn parse_reference(body: &str, offset: usize) -> Result<Piece, TemplateError> {
 /// step): every `KEY` of `vars` found in `text` is replaced by its value.
 /// Longer keys are replaced first so that one key being a prefix of another
 /// cannot corrupt the result.
-#[allow(dead_code)] // for the connect-policy step
 pub fn fill_placeholders(text: &str, vars: &[(&str, &str)]) -> String {
     let mut vars = vars.to_vec();
     vars.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));

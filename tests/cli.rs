@@ -20,6 +20,16 @@ fn vpc(ws: &Workspace) -> String {
     ws.env["VPC_ID"].clone()
 }
 
+/// `s` with `from` replaced by `to`; panics if `from` is not there, so a
+/// test cannot silently run an unedited runbook.
+#[track_caller]
+fn edit(s: &str, from: &str, to: &str) -> String {
+    assert!(s.contains(from), "the runbook has no {from:?}");
+    s.replace(from, to)
+}
+
+const ALL_STEPS: usize = 10;
+
 #[test]
 fn plan_on_an_empty_account_changes_nothing() {
     let (emu, ws) = setup("plan_empty");
@@ -30,7 +40,9 @@ fn plan_on_an_empty_account_changes_nothing() {
         .stdout_has("to create: IAM role")
         .stdout_has("trusted by rds.amazonaws.com")
         .stdout_has("+ proxy-security-group")
-        .stdout_has("Plan: 2 to create, 0 done");
+        .stdout_has("+ proxy                  to create, after proxy-role")
+        .stdout_has("? invoke-check           will verify")
+        .stdout_has("Plan: 9 to create, 0 to finish, 0 done, 0 drifted or blocked (1 verification step(s) will run).");
     assert_same(
         &before,
         &snapshot(&emu, &vpc(&ws)),
@@ -42,61 +54,124 @@ fn plan_on_an_empty_account_changes_nothing() {
 #[test]
 fn run_rerun_and_rollback() {
     let (emu, ws) = setup("run_rerun");
+    let p = ws.prefix.clone();
     let before = snapshot(&emu, &vpc(&ws));
 
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("✓ proxy-role created")
+        .stdout_has("✓ secret-access created")
         .stdout_has("✓ proxy-security-group created")
-        .stdout_has("Done: 2 step(s) applied");
+        .stdout_has("✓ proxy created")
+        .stdout_has("✓ connect-policy created")
+        .stdout_has("✓ db-ingress created")
+        .stdout_has("✓ targets created")
+        .stdout_has("✓ lambda-ingress created")
+        .stdout_has("✓ lambda-env created")
+        .stdout_has("✓ invoke-check verified")
+        .stdout_has("Done: 9 step(s) applied, 0 already done; 1 verification(s) passed.");
     let after_run = snapshot(&emu, &vpc(&ws));
-    let role = format!("iam role {}-proxy-role", ws.prefix);
-    let role_line = after_run
-        .get(&role)
-        .unwrap_or_else(|| panic!("no {role}: {after_run:?}"));
-    assert!(
-        role_line.contains(&format!("rds-proxy-runbook:runbook={}", ws.prefix)),
-        "{role_line}"
+    let state = ws.state_json();
+    let out = |step: &str, key: &str| {
+        state["steps"][step]["outputs"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no output {step}.{key}"))
+            .to_string()
+    };
+    let (endpoint, proxy_id) = (out("proxy", "endpoint"), out("proxy", "id"));
+    let (proxy_sg, db_sg) = (
+        out("proxy-security-group", "group_id"),
+        ws.env["RDS_SG"].clone(),
     );
-    assert!(role_line.contains("Project=AWSCookbook403"), "{role_line}");
-    let sg = after_run
-        .iter()
-        .find(|(k, _)| k.starts_with(&format!("security group {}-proxy-sg ", ws.prefix)))
-        .expect("proxy SG created");
-    assert!(sg.1.contains("ingress=[]"), "no ingress yet: {}", sg.1);
+    assert!(proxy_id.starts_with("prx-"), "{proxy_id}");
+
+    // The function points at the proxy, its other variables intact.
+    let function = &after_run[&format!("lambda {p}-db-app")];
     assert_eq!(
-        diff(&before, &after_run)
-            .lines()
-            .filter(|l| l.starts_with('+'))
-            .count(),
-        2
+        function,
+        &format!(r#"env={{"DB_HOST": "{endpoint}", "DB_USER": "admin", "LOG_LEVEL": "info"}}"#)
     );
 
-    // The state records both steps, their outputs and no secret.
-    let state = ws.state_json();
-    assert_eq!(state["steps"]["proxy-role"]["status"], "applied");
+    // The proxy role: trusted by RDS, only our least-privilege inline policy.
+    let role = &after_run[&format!("iam role {p}-proxy-role")];
+    let secret = &ws.env["RDS_SECRET_ARN"];
     assert!(
-        state["steps"]["proxy-role"]["outputs"]["arn"]
-            .as_str()
-            .unwrap()
-            .starts_with("arn:aws:iam::123456789012:role/")
+        role.starts_with("attached=[] inline=[\"rds-proxy-runbook-secret-access="),
+        "{role}"
+    );
+    assert!(role.contains("secretsmanager:GetSecretValue"), "{role}");
+    assert!(role.contains(secret.as_str()), "{role}");
+    assert!(
+        !role.contains("kms:Decrypt"),
+        "the seed's secret uses the AWS-managed key: {role}"
     );
     assert!(
-        state["steps"]["proxy-security-group"]["outputs"]["group_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("sg-")
+        role.contains(&format!("rds-proxy-runbook:runbook={p}")),
+        "{role}"
     );
+
+    // The Lambda role: its own policy plus our connect policy, one version
+    // with the book's resource on the prx- id.
+    let lambda_role = &after_run[&format!("iam role {p}-lambda-role")];
+    assert!(
+        lambda_role.starts_with(&format!(
+            "attached=[\"arn:aws:iam::123456789012:policy/{p}-connect\", \
+             \"arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole\"] inline=[]"
+        )),
+        "{lambda_role}"
+    );
+    let policy = &after_run[&format!("iam policy {p}-connect")];
+    assert!(
+        policy.starts_with("[\"v1 default=true "),
+        "one version: {policy}"
+    );
+    assert!(
+        policy.contains(&format!(
+            "arn:aws:rds-db:us-east-1:123456789012:dbuser:{proxy_id}/*"
+        )),
+        "{policy}"
+    );
+    assert!(policy.contains("rds-db:connect"), "{policy}");
+
+    // Both ingress rules, and the proxy with its target.
+    let sg_line = |id: &str| {
+        after_run
+            .iter()
+            .find(|(k, _)| k.ends_with(&format!(" {id}")))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no group {id}"))
+    };
+    let admits = |group: &str, source: &str| {
+        let rules = sg_line(group);
+        let ingress = rules.split(" egress=").next().unwrap().to_string();
+        assert!(
+            ingress.contains("tcp:Some(3306)-Some(3306)") && ingress.contains(source),
+            "{group} should admit {source} on 3306: {rules}"
+        );
+    };
+    admits(&db_sg, &proxy_sg);
+    admits(&proxy_sg, &ws.env["DB_APP_FUNCTION_SG_ID"]);
+    let proxy = &after_run[&format!("db proxy {p}-db")];
+    assert!(proxy.contains("status=Some(Available)"), "{proxy}");
+    assert!(proxy.contains("tls=Some(true)"), "{proxy}");
+    assert!(proxy.contains(&format!("targets=[\"{p}-db\"]")), "{proxy}");
+
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&ws.state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    // A re-run changes nothing, and says so.
-    let state_before = std::fs::read_to_string(&ws.state).unwrap();
+    // A re-run changes nothing, and says so; only the verification's own
+    // record is refreshed in the state.
+    let without_verification = |mut v: serde_json::Value| {
+        v["steps"].as_object_mut().unwrap().remove("invoke-check");
+        v
+    };
+    let state_before = without_verification(ws.state_json());
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("= proxy-role already done, no change")
-        .stdout_has("No changes: 2 step(s) checked, all already done.");
+        .stdout_has("= lambda-env already done, no change")
+        .stdout_has("No changes: 10 step(s) checked, all already done; 1 verification(s) passed.");
     assert_same(
         &after_run,
         &snapshot(&emu, &vpc(&ws)),
@@ -104,21 +179,22 @@ fn run_rerun_and_rollback() {
     );
     assert_eq!(
         state_before,
-        std::fs::read_to_string(&ws.state).unwrap(),
+        without_verification(ws.state_json()),
         "a re-run rewrote the state"
     );
 
     // Plan of a finished runbook: nothing to change.
     ws.run(&["plan"])
         .ok()
-        .stdout_has("Nothing to change: all 2 steps are done.");
+        .stdout_has("Nothing to change: all 9 steps are done (1 verification step(s) will run).");
 
     // Status shows each step, its outputs and when.
     ws.run(&["status"])
         .ok()
         .stdout_has("proxy-role             applied")
         .stdout_has("arn = arn:aws:iam::123456789012:role/")
-        .stdout_has("group_id = sg-");
+        .stdout_has(&format!("endpoint = {endpoint}"))
+        .stdout_has(&format!("id = {proxy_id}"));
 
     // Rollback off a terminal needs --yes, and changes nothing without it.
     ws.run(&["rollback"]).code(2).stderr_has("pass --yes");
@@ -128,11 +204,37 @@ fn run_rerun_and_rollback() {
         "rollback without --yes acted",
     );
 
-    ws.run(&["rollback", "--yes"])
-        .ok()
+    let out = ws.run(&["rollback", "--yes"]);
+    out.ok()
+        .stdout_has("✓ lambda-env restored")
+        .stdout_has("✓ lambda-ingress revoked")
+        .stdout_has("✓ targets deregistered")
+        .stdout_has("✓ db-ingress revoked")
+        .stdout_has("✓ connect-policy detached and deleted IAM policy")
+        .stdout_has("✓ proxy deleted DB proxy")
         .stdout_has("✓ proxy-security-group deleted security group")
+        .stdout_has("✓ secret-access deleted inline policy")
         .stdout_has("✓ proxy-role deleted IAM role")
-        .stdout_has("Rolled back 2 step(s).");
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    // In the book's cleanup order, done right (DB_HOST first, role last).
+    let order: Vec<usize> = [
+        "lambda-env",
+        "lambda-ingress",
+        "targets",
+        "db-ingress",
+        "connect-policy",
+        "✓ proxy ",
+        "proxy-security-group",
+        "secret-access",
+        "proxy-role",
+    ]
+    .iter()
+    .map(|s| out.stdout.find(s).unwrap())
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "rollback order: {order:?}"
+    );
     assert_same(
         &before,
         &snapshot(&emu, &vpc(&ws)),
@@ -148,7 +250,7 @@ fn run_rerun_and_rollback() {
     // And it runs again after a rollback.
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("Done: 2 step(s) applied");
+        .stdout_has("Done: 9 step(s) applied");
     let again = snapshot(&emu, &vpc(&ws));
     assert_eq!(again.len(), after_run.len());
 }
@@ -165,24 +267,40 @@ fn step_by_step_and_rollback_to() {
         .ok()
         .stdout_has("proxy-role             applied")
         .stdout_has("proxy-security-group   pending");
-    ws.run(&["run", "--yes", "--from", "proxy-security-group"])
-        .ok()
-        .stdout_has("✓ proxy-security-group created");
+    // A step whose input is another step's output waits for that step.
+    ws.run(&["run", "--yes", "--step", "proxy"])
+        .code(2)
+        .stderr_has("step `proxy` needs output `group_id` of step `proxy-security-group`, which is not applied");
+    ws.run(&[
+        "run",
+        "--yes",
+        "--from",
+        "secret-access",
+        "--until",
+        "proxy",
+    ])
+    .ok()
+    .stdout_has("✓ secret-access created")
+    .stdout_has("✓ proxy created")
+    .stdout_has("Done: 3 step(s) applied");
     ws.run(&["run", "--yes", "--until", "proxy-role"])
         .ok()
         .stdout_has("No changes: 1 step(s) checked");
     ws.run(&["run", "--yes", "--step", "nope"])
         .code(2)
-        .stderr_has("has no step `nope`; its steps are: proxy-role, proxy-security-group");
+        .stderr_has(
+            "has no step `nope`; its steps are: proxy-role, secret-access, proxy-security-group",
+        );
 
     // --to keeps that step and undoes the ones after it.
-    ws.run(&["rollback", "--yes", "--to", "proxy-role"])
+    ws.run(&["rollback", "--yes", "--to", "secret-access"])
         .ok()
+        .stdout_has("✓ proxy deleted")
         .stdout_has("✓ proxy-security-group deleted")
-        .stdout_has("Rolled back 1 step(s).");
+        .stdout_has("Rolled back 2 step(s).");
     ws.run(&["status"])
         .ok()
-        .stdout_has("proxy-role             applied")
+        .stdout_has("secret-access          applied")
         .stdout_has("proxy-security-group   rolled back");
     ws.run(&["rollback", "--yes"])
         .ok()
@@ -255,7 +373,8 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
     let cases: Vec<(Edit, &str, &str)> = vec![
         (
             |s| {
-                s.replace(
+                edit(
+                    &s,
                     "require_tls = true",
                     "require_tls = true\nrequire_tsl = true",
                 )
@@ -264,27 +383,27 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
             "unknown key; did you mean `require_tls`?",
         ),
         (
-            |s| s.replace("port = 3306", "port = \"3306\""),
+            |s| edit(&s, "port = 3306", "port = \"3306\""),
             "`database.port`",
             "expected an integer, found string",
         ),
         (
-            |s| s.replace("secret_arn = \"${env.RDS_SECRET_ARN}\"\n", ""),
+            |s| edit(&s, "secret_arn = \"${env.RDS_SECRET_ARN}\"\n", ""),
             "`database.secret_arn`",
             "missing required key: add `secret_arn = ",
         ),
         (
-            |s| s.replace("${env.VPC_ID}", "${env.NO_SUCH_VARIABLE}"),
+            |s| edit(&s, "${env.VPC_ID}", "${env.NO_SUCH_VARIABLE}"),
             "`network.vpc_id`",
             "environment variable `NO_SUCH_VARIABLE` is not set",
         ),
         (
-            |s| s.replace("\"proxy-security-group\"]", "\"proxy-securitygroup\"]"),
-            "`steps[1]`",
+            |s| edit(&s, "\"proxy-security-group\",", "\"proxy-securitygroup\","),
+            "`steps[2]`",
             "unknown step `proxy-securitygroup`; did you mean `proxy-security-group`?",
         ),
         (
-            |s| s.replace("${steps.proxy-role.arn}", "${steps.proxy-role.ar}"),
+            |s| edit(&s, "${steps.proxy-role.arn}", "${steps.proxy-role.ar}"),
             "`proxy.role_arn`",
             "step `proxy-role` has no output `ar`",
         ),
@@ -390,17 +509,33 @@ fn resume_needs_a_state_and_rechecks_the_account() {
         .code(2)
         .stderr_has("nothing to resume; start with `rds-proxy-runbook run");
     ws.run(&["run", "--yes"]).ok();
-    // Someone deletes the security group by hand: resume re-checks the
-    // account, not the file, and makes it again.
+    let finished = snapshot(&emu, &vpc(&ws));
+    // Someone revokes the DB ingress and detaches the connect policy by
+    // hand: resume re-checks the account, not the file, and repairs both.
     let config = emu.sdk_config();
-    let sg_id = ws.state_json()["steps"]["proxy-security-group"]["outputs"]["group_id"]
+    let state = ws.state_json();
+    let rule = state["steps"]["db-ingress"]["outputs"]["rule_ids"]
         .as_str()
         .unwrap()
         .to_string();
+    let policy = state["steps"]["connect-policy"]["outputs"]["arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db_sg = ws.env["RDS_SG"].clone();
+    let lambda_role = ws.env["DB_APP_FUNCTION_ROLE_NAME"].clone();
     runtime().block_on(async {
         aws_sdk_ec2::Client::new(&config)
-            .delete_security_group()
-            .group_id(&sg_id)
+            .revoke_security_group_ingress()
+            .group_id(&db_sg)
+            .security_group_rule_ids(&rule)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_iam::Client::new(&config)
+            .detach_role_policy()
+            .role_name(&lambda_role)
+            .policy_arn(&policy)
             .send()
             .await
             .unwrap();
@@ -408,10 +543,25 @@ fn resume_needs_a_state_and_rechecks_the_account() {
     ws.run(&["resume", "--yes"])
         .ok()
         .stdout_has("= proxy-role already done")
+        .stdout_has(&format!(
+            "connect-policy: not attached to role {lambda_role} yet"
+        ))
+        .stdout_has("✓ connect-policy finished")
         .stdout_has("was applied but is missing from the account")
-        .stdout_has("✓ proxy-security-group created");
-    let new_id = ws.state_json()["steps"]["proxy-security-group"]["outputs"]["group_id"].clone();
-    assert_ne!(new_id, sg_id.as_str());
+        .stdout_has("✓ db-ingress created")
+        .stdout_has("= lambda-env already done")
+        .stdout_has("Done: 2 step(s) applied");
+    // The same resources as before, apart from the new rule's id.
+    let repaired = snapshot(&emu, &vpc(&ws));
+    assert_eq!(
+        finished.keys().collect::<Vec<_>>(),
+        repaired.keys().collect::<Vec<_>>()
+    );
+    assert_same(
+        &finished,
+        &repaired,
+        "resume did not restore what was removed by hand",
+    );
 }
 
 #[test]
@@ -434,10 +584,10 @@ fn a_runbook_edited_after_apply_is_caught_before_any_change() {
     // Rolling back works from the state alone, whatever the runbook says now.
     ws.run(&["rollback", "--yes"])
         .ok()
-        .stdout_has("Rolled back 2 step(s).");
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("Done: 2 step(s) applied");
+        .stdout_has("Done: 9 step(s) applied");
 }
 
 #[test]
@@ -455,7 +605,7 @@ fn status_and_rollback_work_without_the_exports() {
         .stderr_has("environment variable `VPC_ID` is not set");
     ws.run(&["rollback", "--yes"])
         .ok()
-        .stdout_has("Rolled back 2 step(s).");
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
     ws.env = exports;
     assert_same(
         &before,

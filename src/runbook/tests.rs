@@ -72,7 +72,7 @@ fn the_shipped_cookbook_runbook_parses() {
     assert_eq!(rb.tags.get(OWNER_TAG).unwrap(), "cookbook-4-3");
     assert_eq!(rb.tags.get("Project").unwrap(), "AWSCookbook403");
     let subnets: Vec<_> = rb
-        .network
+        .proxy
         .subnet_ids
         .iter()
         .map(|t| t.literal().unwrap())
@@ -320,7 +320,7 @@ fn lambdas_and_subnet_arrays() {
         "subnet_ids = [\"subnet-1\", \"subnet-2\", \"subnet-3\"]",
     ) + "[[lambda]]\nfunction_name = \"a\"\n[[lambda]]\nfunction_name = \"b\"\nenv_var = \"DATABASE_HOST\"\n";
     let rb = parse(&src).unwrap();
-    assert_eq!(rb.network.subnet_ids.len(), 3);
+    assert_eq!(rb.proxy.subnet_ids.len(), 3);
     assert_eq!(rb.lambdas.len(), 2);
     assert_eq!(rb.lambdas[0].env_var, "DB_HOST");
     assert_eq!(rb.lambdas[1].env_var, "DATABASE_HOST");

@@ -16,13 +16,35 @@ use crate::aws::Aws;
 use crate::progress::StepBar;
 use crate::runbook::{Diagnostic, Runbook, Text};
 
+mod connect_policy;
+mod db_ingress;
+mod ingress;
+mod invoke_check;
+mod lambda_env;
+mod lambda_ingress;
+#[cfg(test)]
+mod mock;
+mod proxy;
 mod proxy_role;
 mod proxy_security_group;
+mod secret_access;
+mod targets;
 
-/// Every step the tool knows, in the recipe's order.
+/// Every step the tool knows, in the recipe's order. Rolled back in the
+/// reverse order: restore DB_HOST, revoke the Lambda ingress, deregister the
+/// target, revoke the DB ingress, delete the connect policy, the proxy, its
+/// security group, the secret access, the role.
 static STEPS: &[&dyn Step] = &[
     &proxy_role::ProxyRole,
+    &secret_access::SecretAccess,
     &proxy_security_group::ProxySecurityGroup,
+    &proxy::Proxy,
+    &connect_policy::ConnectPolicy,
+    &db_ingress::DbIngress,
+    &targets::Targets,
+    &lambda_ingress::LambdaIngress,
+    &lambda_env::LambdaEnv,
+    &invoke_check::InvokeCheck,
 ];
 
 pub fn names() -> Vec<&'static str> {
@@ -42,6 +64,9 @@ pub enum Found {
     Done(Outputs),
     /// Not there: apply will create it.
     Missing,
+    /// Ours and partly there (still creating, a document to update, an
+    /// attachment missing): apply will finish it. The text says what.
+    Incomplete(String),
     /// Ours, but it differs from the runbook: each entry says how.
     Drifted(Vec<String>),
     /// Something of that name exists that this runbook did not create.
@@ -67,6 +92,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The tag every resource we create carries.
+    pub fn owner_tag(&self) -> (&'static str, &str) {
+        (crate::runbook::OWNER_TAG, self.runbook)
+    }
+
     /// The value of our ownership tag on a resource, compared with ours.
     pub fn owns<'t>(&self, mut tags: impl Iterator<Item = (&'t str, &'t str)>) -> bool {
         tags.any(|(k, v)| k == crate::runbook::OWNER_TAG && v == self.runbook)
@@ -101,6 +131,12 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// An output of another step that this step needs (which also orders
+    /// the steps: the runbook must list `step` first).
+    pub fn output(&mut self, step: &str, output: &str) -> String {
+        self.text(&Text::step_output(step, output))
+    }
+
     pub fn text(&mut self, text: &Text) -> String {
         for (step, output) in text.refs() {
             self.used
@@ -113,7 +149,6 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    #[allow(dead_code)] // for the rest of the recipe
     pub fn list(&mut self, texts: &[Text]) -> Vec<String> {
         texts.iter().map(|t| self.text(t)).collect()
     }
@@ -127,12 +162,27 @@ pub trait StepImpl: Send + Sync + 'static {
     /// The outputs later steps may reference as `${steps.NAME.OUTPUT}`.
     const OUTPUTS: &'static [&'static str];
 
+    /// False for a step that only verifies (it changes nothing, so a run
+    /// that only repeats it reports no change).
+    const CHANGES_ACCOUNT: bool = true;
+
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Self::Inputs;
     /// One line: what the step makes, from the runbook alone.
     fn describe(&self, inputs: &Self::Inputs) -> String;
     async fn check(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Found>;
+    /// What the step is about to replace (the old `DB_HOST`), read once
+    /// before it first acts and kept in the state for rollback.
+    async fn before(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Option<Value>> {
+        Ok(None)
+    }
     async fn apply(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Outputs>;
-    async fn rollback(&self, cx: &Ctx, inputs: &Self::Inputs, outputs: &Outputs) -> Result<Undone>;
+    /// Undoes what the step did; `before` is what `before` recorded.
+    async fn rollback(
+        &self,
+        cx: &Ctx,
+        inputs: &Self::Inputs,
+        before: Option<&Value>,
+    ) -> Result<Undone>;
 }
 
 /// The object-safe face of a step that the engine drives; inputs travel as
@@ -141,11 +191,13 @@ pub trait StepImpl: Send + Sync + 'static {
 pub trait Step: Send + Sync {
     fn name(&self) -> &'static str;
     fn outputs(&self) -> &'static [&'static str];
+    fn changes_account(&self) -> bool;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
+    async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>>;
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
-    async fn rollback(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Undone>;
+    async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone>;
 }
 
 fn typed<I: DeserializeOwned>(step: &str, inputs: &Value) -> Result<I> {
@@ -165,6 +217,9 @@ impl<T: StepImpl> Step for T {
     fn outputs(&self) -> &'static [&'static str] {
         T::OUTPUTS
     }
+    fn changes_account(&self) -> bool {
+        T::CHANGES_ACCOUNT
+    }
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value {
         serde_json::to_value(StepImpl::inputs(self, rb, r)).expect("inputs serialize")
     }
@@ -174,13 +229,24 @@ impl<T: StepImpl> Step for T {
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found> {
         StepImpl::check(self, cx, &typed(T::NAME, inputs)?).await
     }
+    async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>> {
+        StepImpl::before(self, cx, &typed(T::NAME, inputs)?).await
+    }
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs> {
         StepImpl::apply(self, cx, &typed(T::NAME, inputs)?).await
     }
-    async fn rollback(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Undone> {
-        StepImpl::rollback(self, cx, &typed(T::NAME, inputs)?, outputs).await
+    async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone> {
+        StepImpl::rollback(self, cx, &typed(T::NAME, inputs)?, before).await
     }
 }
+
+/// The steps that act on the runbook's `[[lambda]]` functions.
+const NEEDS_LAMBDAS: &[&str] = &[
+    "connect-policy",
+    "lambda-ingress",
+    "lambda-env",
+    "invoke-check",
+];
 
 /// Checks every `${steps.STEP.OUTPUT}` that a listed step reads: the step
 /// it names must be listed, and earlier.
@@ -192,6 +258,17 @@ pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
         let Some(step) = get(&entry.name) else {
             continue;
         };
+        if NEEDS_LAMBDAS.contains(&step.name()) && rb.lambdas.is_empty() {
+            diags.push(Diagnostic {
+                pos: entry.pos,
+                key: format!("steps[{index}]"),
+                message: format!(
+                    "step `{}` works on the Lambda functions, but the runbook has none: \
+                     add a [[lambda]] table with function_name",
+                    entry.name
+                ),
+            });
+        }
         let mut r = Resolver::new(&none);
         step.inputs(rb, &mut r);
         for (target, output, text) in r.used {
@@ -210,11 +287,13 @@ pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
                 Some(_) => None,
             };
             if let Some(message) = message {
-                diags.push(Diagnostic {
-                    pos: text.pos,
-                    key: text.key.clone(),
-                    message,
-                });
+                // A step's own need (not a runbook value): point at the step.
+                let (pos, key) = if text.key.is_empty() {
+                    (entry.pos, format!("steps[{index}]"))
+                } else {
+                    (text.pos, text.key.clone())
+                };
+                diags.push(Diagnostic { pos, key, message });
             }
         }
     }

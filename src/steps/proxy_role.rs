@@ -203,7 +203,7 @@ impl StepImpl for ProxyRole {
         }
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Undone> {
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
         let name = &i.role_name;
         let Some(role) = find_role(cx, name).await? else {
             return Ok(Undone::AlreadyGone(format!(

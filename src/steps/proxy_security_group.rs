@@ -8,10 +8,11 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, ResourceType, SecurityGroup, Tag, TagSpecification};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
-use crate::poll::{Backoff, Deadline};
+use crate::poll::{Backoff, Deadline, Wait, wait_for};
 use crate::runbook::Runbook;
 
 pub struct ProxySecurityGroup;
@@ -38,6 +39,75 @@ fn is_dependency_violation(code: Option<&str>) -> bool {
 
 /// How long a delete keeps retrying while ENIs or rules still use the group.
 const DELETE_DEADLINE: Duration = Duration::from_secs(300);
+/// How long to wait for the proxy's network interfaces to go by themselves
+/// after the proxy is deleted, before deleting the detached ones.
+const ENI_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The network interfaces still in the group: (id, status).
+async fn interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<(String, String)>> {
+    let out = cx
+        .aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("group-id").values(group_id).build())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot list the network interfaces of {group_id}: {}",
+                describe_error(&e)
+            )
+        })?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .map(|n| {
+            (
+                n.network_interface_id().unwrap_or_default().to_string(),
+                n.status().map_or("unknown", |s| s.as_str()).to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The book's cleanup done right: proxy ENIs linger after the proxy is
+/// gone; wait for them, then delete those left detached past the deadline.
+async fn clear_interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<()> {
+    let left = wait_for(
+        cx.bar,
+        &format!("the network interfaces of {group_id} to go"),
+        ENI_DEADLINE,
+        || async {
+            let now = interfaces(cx, group_id).await?;
+            Ok(if now.is_empty() {
+                Wait::Ready(Vec::new())
+            } else if now.iter().all(|(_, status)| status == "available") {
+                // Detached: nothing will remove them but us.
+                Wait::Ready(now)
+            } else {
+                Wait::Pending(format!("{} still in use", now.len()))
+            })
+        },
+    )
+    .await?;
+    for (id, _) in left {
+        cx.bar
+            .set(format!("deleting leftover network interface {id}"));
+        cx.aws
+            .ec2
+            .delete_network_interface()
+            .network_interface_id(&id)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot delete network interface {id}: {}",
+                    describe_error(&e)
+                )
+            })?;
+    }
+    Ok(())
+}
 
 async fn find_group(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
     let out = cx
@@ -170,7 +240,7 @@ impl StepImpl for ProxySecurityGroup {
         }
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Undone> {
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
         let what = format!("security group {} in {}", i.group_name, i.vpc_id);
         let Some(group) = find_group(cx, i).await? else {
             return Ok(Undone::AlreadyGone(format!("{what} is already gone")));
@@ -181,6 +251,7 @@ impl StepImpl for ProxySecurityGroup {
             )));
         }
         let id = group.group_id().unwrap_or_default().to_string();
+        clear_interfaces(cx, &id).await?;
         let deadline = Deadline::after(DELETE_DEADLINE);
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(20));
         loop {
@@ -228,5 +299,125 @@ mod tests {
         assert!(is_dependency_violation(Some("DependencyViolation")));
         assert!(!is_dependency_violation(Some("UnauthorizedOperation")));
         assert!(!is_group_not_found(None));
+    }
+
+    mod mocked {
+        use super::*;
+        use crate::steps::mock::{Mocked, RUNBOOK, block_on};
+        use aws_sdk_ec2::Client;
+        use aws_sdk_ec2::error::ErrorMetadata;
+        use aws_sdk_ec2::operation::delete_security_group::{
+            DeleteSecurityGroupError, DeleteSecurityGroupOutput,
+        };
+        use aws_sdk_ec2::operation::describe_network_interfaces::DescribeNetworkInterfacesOutput;
+        use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
+        use aws_smithy_mocks::mock;
+
+        fn inputs() -> Inputs {
+            Inputs {
+                group_name: "g".into(),
+                description: "d".into(),
+                vpc_id: "vpc-1".into(),
+                tags: BTreeMap::new(),
+            }
+        }
+
+        fn ours() -> aws_smithy_mocks::Rule {
+            mock!(Client::describe_security_groups).then_output(|| {
+                DescribeSecurityGroupsOutput::builder()
+                    .security_groups(
+                        SecurityGroup::builder()
+                            .group_name("g")
+                            .group_id("sg-1")
+                            .description("d")
+                            .tags(
+                                Tag::builder()
+                                    .key(crate::runbook::OWNER_TAG)
+                                    .value(RUNBOOK)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            })
+        }
+
+        fn no_interfaces() -> aws_smithy_mocks::Rule {
+            mock!(Client::describe_network_interfaces)
+                .then_output(|| DescribeNetworkInterfacesOutput::builder().build())
+        }
+
+        fn in_use() -> DeleteSecurityGroupError {
+            DeleteSecurityGroupError::generic(
+                ErrorMetadata::builder().code("DependencyViolation").build(),
+            )
+        }
+
+        #[test]
+        fn dependency_violation_is_retried_until_the_group_is_free() {
+            let (describe, enis) = (ours(), no_interfaces());
+            let delete = mock!(Client::delete_security_group)
+                .sequence()
+                .error(in_use)
+                .times(2)
+                .output(|| DeleteSecurityGroupOutput::builder().build())
+                .build();
+            let m = Mocked::new(&[], &[&describe, &enis, &delete], &[]);
+            let undone = block_on(StepImpl::rollback(
+                &ProxySecurityGroup,
+                &m.cx(),
+                &inputs(),
+                None,
+            ))
+            .unwrap();
+            assert!(matches!(undone, Undone::Done(_)), "{undone:?}");
+            assert_eq!(delete.num_calls(), 3);
+        }
+
+        #[test]
+        fn a_group_that_stays_in_use_fails_with_what_to_do() {
+            let (describe, enis) = (ours(), no_interfaces());
+            let delete = mock!(Client::delete_security_group).then_error(in_use);
+            let m = Mocked::new(&[], &[&describe, &enis, &delete], &[]);
+            let e = block_on(StepImpl::rollback(
+                &ProxySecurityGroup,
+                &m.cx(),
+                &inputs(),
+                None,
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("DependencyViolation") && e.contains("run rollback again"),
+                "{e}"
+            );
+            assert!(delete.num_calls() > 2);
+        }
+
+        #[test]
+        fn a_group_without_our_tag_is_never_deleted() {
+            let describe = mock!(Client::describe_security_groups).then_output(|| {
+                DescribeSecurityGroupsOutput::builder()
+                    .security_groups(
+                        SecurityGroup::builder()
+                            .group_name("g")
+                            .group_id("sg-1")
+                            .build(),
+                    )
+                    .build()
+            });
+            let delete = mock!(Client::delete_security_group)
+                .then_output(|| DeleteSecurityGroupOutput::builder().build());
+            let m = Mocked::new(&[], &[&describe, &delete], &[]);
+            let undone = block_on(StepImpl::rollback(
+                &ProxySecurityGroup,
+                &m.cx(),
+                &inputs(),
+                None,
+            ))
+            .unwrap();
+            assert!(matches!(undone, Undone::LeftAlone(_)), "{undone:?}");
+            assert_eq!(delete.num_calls(), 0);
+        }
     }
 }

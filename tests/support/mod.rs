@@ -361,7 +361,7 @@ pub fn snapshot(emu: &Emulator, vpc_id: &str) -> Snapshot {
                     .send()
                     .await
                     .unwrap();
-                inline_docs.push(format!("{pn}={}", doc.policy_document()));
+                inline_docs.push(format!("{pn}={}", url_decode(doc.policy_document())));
             }
             let tags = iam.list_role_tags().role_name(name).send().await.unwrap();
             let mut tags: Vec<_> = tags
@@ -526,6 +526,26 @@ pub fn snapshot(emu: &Emulator, vpc_id: &str) -> Snapshot {
         }
         snap
     })
+}
+
+/// IAM hands policy documents back URL-encoded.
+pub fn url_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// Lines that differ between two snapshots, for assertion messages.

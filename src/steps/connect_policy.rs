@@ -1,0 +1,470 @@
+//! Recipe steps 3 and 4: fill the connect-policy template (region, account,
+//! the proxy's `prx-` id, the DB user), create the customer-managed policy
+//! (or, when ours and the document differs, a new default version, pruning
+//! old versions to stay within five) and attach it to each target Lambda's
+//! execution role.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use aws_sdk_iam::types::{PolicyVersion, Tag};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::proxy_role::decode_policy;
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::{describe_error, error_code};
+use crate::runbook::Runbook;
+use crate::template::fill_placeholders;
+
+pub struct ConnectPolicy;
+
+/// IAM keeps at most five versions of a managed policy.
+const MAX_VERSIONS: usize = 5;
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    policy_name: String,
+    template: String,
+    proxy_id: String,
+    db_user: String,
+    functions: Vec<String>,
+    tags: BTreeMap<String, String>,
+}
+
+fn is_no_such_entity(code: Option<&str>) -> bool {
+    code == Some("NoSuchEntity")
+}
+
+/// The cookbook's `sed` over the template.
+pub fn document(i: &Inputs, region: &str, account: &str) -> Result<Value> {
+    let text = fill_placeholders(
+        &i.template,
+        &[
+            ("AWS_REGION", region),
+            ("AWS_ACCOUNT_ID", account),
+            ("RDSProxyID", &i.proxy_id),
+            ("DB_USER", &i.db_user),
+        ],
+    );
+    serde_json::from_str(&text).context("the filled connect-policy template is not JSON")
+}
+
+/// Which versions to delete so that one more fits: the oldest non-default.
+pub fn versions_to_prune(versions: &[PolicyVersion]) -> Vec<String> {
+    let mut old: Vec<&PolicyVersion> = versions
+        .iter()
+        .filter(|v| !v.is_default_version())
+        .collect();
+    old.sort_by_key(|v| v.create_date().map(|d| d.secs()).unwrap_or_default());
+    let excess = (versions.len() + 1).saturating_sub(MAX_VERSIONS);
+    old.iter()
+        .take(excess)
+        .filter_map(|v| v.version_id().map(String::from))
+        .collect()
+}
+
+struct PolicyFound {
+    ours: bool,
+    document: Option<Value>,
+}
+
+fn policy_arn(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:policy/{name}")
+}
+
+async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
+    let policy = match cx.aws.iam.get_policy().policy_arn(arn).send().await {
+        Ok(o) => o.policy.context("GetPolicy answered without a policy")?,
+        Err(e) if is_no_such_entity(error_code(&e)) => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read IAM policy {arn}: {}", describe_error(&e)),
+    };
+    let tags = cx
+        .aws
+        .iam
+        .list_policy_tags()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
+    let version = policy.default_version_id().unwrap_or("v1");
+    let doc = cx
+        .aws
+        .iam
+        .get_policy_version()
+        .policy_arn(arn)
+        .version_id(version)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {arn} {version}: {}", describe_error(&e)))?;
+    Ok(Some(PolicyFound {
+        ours: cx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        document: doc
+            .policy_version()
+            .and_then(|v| v.document())
+            .and_then(decode_policy),
+    }))
+}
+
+/// The execution role of each function.
+async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in functions {
+        let conf = cx
+            .aws
+            .lambda
+            .get_function_configuration()
+            .function_name(f)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read Lambda function {f}: {}", describe_error(&e))
+            })?;
+        let arn = conf.role().context("a function without a role")?;
+        let name = crate::arn::role_name(arn)
+            .with_context(|| format!("cannot read the role name in {arn}"))?;
+        out.push(name.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+async fn attached(cx: &Ctx<'_>, role: &str, arn: &str) -> Result<bool> {
+    let out = cx
+        .aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot list the policies of role {role}: {}",
+                describe_error(&e)
+            )
+        })?;
+    Ok(out
+        .attached_policies()
+        .iter()
+        .any(|p| p.policy_arn() == Some(arn)))
+}
+
+#[async_trait]
+impl StepImpl for ConnectPolicy {
+    type Inputs = Inputs;
+    const NAME: &'static str = "connect-policy";
+    const OUTPUTS: &'static [&'static str] = &["arn", "roles"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        Inputs {
+            policy_name: r.text(&rb.connect_policy.name),
+            template: rb.connect_policy.template.clone(),
+            proxy_id: r.output("proxy", "id"),
+            db_user: r.text(&rb.connect_policy.db_user),
+            functions: rb
+                .lambdas
+                .iter()
+                .map(|l| r.text(&l.function_name))
+                .collect(),
+            tags: rb.tags.clone(),
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        format!(
+            "IAM policy {} (rds-db:connect to {} as {}) attached to the roles of {}",
+            i.policy_name,
+            i.proxy_id,
+            i.db_user,
+            i.functions.join(", ")
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let account = cx.aws.account_id().await?;
+        let arn = policy_arn(account, &i.policy_name);
+        let Some(found) = find(cx, &arn).await? else {
+            return Ok(Found::Missing);
+        };
+        if !found.ours {
+            return Ok(Found::Foreign(cx.not_ours(&format!("IAM policy {arn}"))));
+        }
+        let want = document(i, &cx.aws.region, account)?;
+        if found.document.as_ref() != Some(&want) {
+            return Ok(Found::Incomplete(format!(
+                "the policy document differs: a new default version will be made ({want})"
+            )));
+        }
+        let roles = roles(cx, &i.functions).await?;
+        for role in &roles {
+            if !attached(cx, role, &arn).await? {
+                return Ok(Found::Incomplete(format!(
+                    "not attached to role {role} yet"
+                )));
+            }
+        }
+        Ok(Found::Done(Outputs::from([
+            ("arn".to_string(), arn),
+            ("roles".to_string(), roles.join(",")),
+        ])))
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        let account = cx.aws.account_id().await?;
+        let arn = policy_arn(account, &i.policy_name);
+        let want = document(i, &cx.aws.region, account)?;
+        match find(cx, &arn).await? {
+            None => {
+                cx.bar.set(format!("creating IAM policy {}", i.policy_name));
+                let tags = i
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect::<Result<Vec<_>, _>>()?;
+                cx.aws
+                    .iam
+                    .create_policy()
+                    .policy_name(&i.policy_name)
+                    .policy_document(want.to_string())
+                    .description(
+                        "rds-db:connect through the RDS Proxy, created by rds-proxy-runbook",
+                    )
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot create IAM policy {}: {}",
+                            i.policy_name,
+                            describe_error(&e)
+                        )
+                    })?;
+            }
+            Some(f) if !f.ours => anyhow::bail!(cx.not_ours(&format!("IAM policy {arn}"))),
+            Some(f) if f.document.as_ref() != Some(&want) => {
+                let versions = cx
+                    .aws
+                    .iam
+                    .list_policy_versions()
+                    .policy_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot list versions of {arn}: {}", describe_error(&e))
+                    })?;
+                for v in versions_to_prune(versions.versions()) {
+                    cx.bar.set(format!("deleting old version {v} of {arn}"));
+                    cx.aws
+                        .iam
+                        .delete_policy_version()
+                        .policy_arn(&arn)
+                        .version_id(&v)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("cannot delete {arn} {v}: {}", describe_error(&e))
+                        })?;
+                }
+                cx.bar.set(format!("making a new default version of {arn}"));
+                cx.aws
+                    .iam
+                    .create_policy_version()
+                    .policy_arn(&arn)
+                    .policy_document(want.to_string())
+                    .set_as_default(true)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot update {arn}: {}", describe_error(&e)))?;
+            }
+            Some(_) => {}
+        }
+        let roles = roles(cx, &i.functions).await?;
+        for role in &roles {
+            if attached(cx, role, &arn).await? {
+                continue;
+            }
+            cx.bar
+                .set(format!("attaching {} to role {role}", i.policy_name));
+            cx.aws
+                .iam
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot attach {arn} to role {role}: {}", describe_error(&e))
+                })?;
+        }
+        Ok(Outputs::from([
+            ("arn".to_string(), arn),
+            ("roles".to_string(), roles.join(",")),
+        ]))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
+        let account = cx.aws.account_id().await?;
+        let arn = policy_arn(account, &i.policy_name);
+        let Some(found) = find(cx, &arn).await? else {
+            return Ok(Undone::AlreadyGone(format!(
+                "IAM policy {arn} is already gone"
+            )));
+        };
+        if !found.ours {
+            return Ok(Undone::LeftAlone(format!(
+                "IAM policy {arn} lacks our tag, so it is not ours to delete"
+            )));
+        }
+        // A policy can only be deleted once detached and alone in its
+        // versions; it is ours, so every attachment of it is too.
+        let entities = cx
+            .aws
+            .iam
+            .list_entities_for_policy()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list what uses {arn}: {}", describe_error(&e)))?;
+        for role in entities.policy_roles() {
+            let name = role.role_name().unwrap_or_default();
+            cx.bar.set(format!("detaching {arn} from role {name}"));
+            match cx
+                .aws
+                .iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_no_such_entity(error_code(&e)) => {}
+                Err(e) => anyhow::bail!("cannot detach {arn} from {name}: {}", describe_error(&e)),
+            }
+        }
+        for user in entities.policy_users() {
+            let name = user.user_name().unwrap_or_default();
+            cx.aws
+                .iam
+                .detach_user_policy()
+                .user_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot detach {arn} from user {name}: {}",
+                        describe_error(&e)
+                    )
+                })?;
+        }
+        for group in entities.policy_groups() {
+            let name = group.group_name().unwrap_or_default();
+            cx.aws
+                .iam
+                .detach_group_policy()
+                .group_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot detach {arn} from group {name}: {}",
+                        describe_error(&e)
+                    )
+                })?;
+        }
+        let versions = cx
+            .aws
+            .iam
+            .list_policy_versions()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot list versions of {arn}: {}", describe_error(&e))
+            })?;
+        for v in versions
+            .versions()
+            .iter()
+            .filter(|v| !v.is_default_version())
+        {
+            let id = v.version_id().unwrap_or_default();
+            cx.aws
+                .iam
+                .delete_policy_version()
+                .policy_arn(&arn)
+                .version_id(id)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot delete {arn} {id}: {}", describe_error(&e)))?;
+        }
+        cx.bar.set(format!("deleting IAM policy {arn}"));
+        match cx.aws.iam.delete_policy().policy_arn(&arn).send().await {
+            Ok(_) => Ok(Undone::Done(format!(
+                "detached and deleted IAM policy {arn}"
+            ))),
+            Err(e) if is_no_such_entity(error_code(&e)) => Ok(Undone::AlreadyGone(format!(
+                "IAM policy {arn} is already gone"
+            ))),
+            Err(e) => anyhow::bail!("cannot delete IAM policy {arn}: {}", describe_error(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::primitives::DateTime;
+
+    fn inputs(db_user: &str) -> Inputs {
+        Inputs {
+            policy_name: "p".into(),
+            template: include_str!("../../runbooks/policies/rds-connect-policy-template.json")
+                .into(),
+            proxy_id: "prx-0abc".into(),
+            db_user: db_user.into(),
+            functions: vec!["f".into()],
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_template_is_filled_like_the_book() {
+        let doc = document(&inputs("*"), "us-east-1", "123456789012").unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Resource"][0],
+            "arn:aws:rds-db:us-east-1:123456789012:dbuser:prx-0abc/*"
+        );
+        assert_eq!(doc["Statement"][0]["Action"][0], "rds-db:connect");
+        let doc = document(&inputs("admin"), "eu-west-1", "1").unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Resource"][0],
+            "arn:aws:rds-db:eu-west-1:1:dbuser:prx-0abc/admin"
+        );
+    }
+
+    fn version(id: &str, default: bool, secs: i64) -> PolicyVersion {
+        PolicyVersion::builder()
+            .version_id(id)
+            .is_default_version(default)
+            .create_date(DateTime::from_secs(secs))
+            .build()
+    }
+
+    #[test]
+    fn pruning_keeps_room_for_one_more_version() {
+        let few = vec![version("v1", false, 1), version("v2", true, 2)];
+        assert!(versions_to_prune(&few).is_empty());
+        let full = vec![
+            version("v3", false, 3),
+            version("v1", false, 1),
+            version("v5", true, 5),
+            version("v2", false, 2),
+            version("v4", false, 4),
+        ];
+        assert_eq!(versions_to_prune(&full), vec!["v1"]);
+    }
+}

@@ -1,0 +1,242 @@
+//! Ingress rules, shared by `db-ingress` and `lambda-ingress`: TCP on one
+//! port into a security group from other security groups. Each rule we add
+//! carries our tag, so rollback revokes exactly those and never a rule that
+//! was there before the run.
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, ResourceType, SecurityGroupRule, Tag, TagSpecification, UserIdGroupPair,
+};
+
+use super::{Ctx, Found, Outputs, Undone};
+use crate::aws::{describe_error, error_code};
+
+fn is_duplicate_rule(code: Option<&str>) -> bool {
+    code == Some("InvalidPermission.Duplicate")
+}
+
+fn is_rule_gone(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "InvalidPermission.NotFound"
+                | "InvalidSecurityGroupRuleId.NotFound"
+                | "InvalidGroup.NotFound"
+                | "InvalidGroupId.NotFound"
+        )
+    )
+}
+
+/// The ingress rules of a group (empty if the group is gone).
+async fn rules_of(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+    let out = cx
+        .aws
+        .ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group_id).build())
+        .send()
+        .await;
+    match out {
+        Ok(o) => Ok(o
+            .security_group_rules
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.is_egress() == Some(false) && r.group_id() == Some(group_id))
+            .collect()),
+        Err(e) if is_rule_gone(error_code(&e)) => Ok(Vec::new()),
+        Err(e) => anyhow::bail!(
+            "cannot read the rules of security group {group_id}: {}",
+            describe_error(&e)
+        ),
+    }
+}
+
+/// Whether `rule` admits TCP `port` from `source`.
+pub fn admits(rule: &SecurityGroupRule, port: u16, source: &str) -> bool {
+    let port = i32::from(port);
+    matches!(rule.ip_protocol(), Some("tcp" | "6"))
+        && rule.from_port().is_some_and(|p| p <= port)
+        && rule.to_port().is_some_and(|p| p >= port)
+        && rule.referenced_group_info().and_then(|g| g.group_id()) == Some(source)
+}
+
+fn ours(cx: &Ctx, rule: &SecurityGroupRule) -> bool {
+    cx.owns(
+        rule.tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    )
+}
+
+/// Done when every source is admitted (by our rule or one that was there).
+pub async fn check(cx: &Ctx<'_>, group_id: &str, port: u16, sources: &[String]) -> Result<Found> {
+    let rules = rules_of(cx, group_id).await?;
+    let missing: Vec<&String> = sources
+        .iter()
+        .filter(|s| !rules.iter().any(|r| admits(r, port, s)))
+        .collect();
+    if missing.is_empty() {
+        Ok(Found::Done(outputs(&rules, port, sources)))
+    } else if missing.len() < sources.len() {
+        Ok(Found::Incomplete(format!(
+            "{group_id} does not admit {} yet",
+            join(&missing)
+        )))
+    } else {
+        Ok(Found::Missing)
+    }
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn outputs(rules: &[SecurityGroupRule], port: u16, sources: &[String]) -> Outputs {
+    let ids: Vec<&str> = sources
+        .iter()
+        .filter_map(|s| rules.iter().find(|r| admits(r, port, s)))
+        .filter_map(|r| r.security_group_rule_id())
+        .collect();
+    Outputs::from([("rule_ids".to_string(), ids.join(","))])
+}
+
+/// Adds the rules that are missing, tagged as ours.
+pub async fn apply(
+    cx: &Ctx<'_>,
+    group_id: &str,
+    port: u16,
+    sources: &[String],
+    description: &str,
+) -> Result<Outputs> {
+    let existing = rules_of(cx, group_id).await?;
+    for source in sources {
+        if existing.iter().any(|r| admits(r, port, source)) {
+            continue;
+        }
+        cx.bar
+            .set(format!("adding TCP {port} from {source} to {group_id}"));
+        let (k, v) = cx.owner_tag();
+        let added = cx
+            .aws
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(i32::from(port))
+                    .to_port(i32::from(port))
+                    .user_id_group_pairs(
+                        UserIdGroupPair::builder()
+                            .group_id(source)
+                            .description(description)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroupRule)
+                    .tags(Tag::builder().key(k).value(v).build())
+                    .build(),
+            )
+            .send()
+            .await;
+        match added {
+            Ok(_) => {}
+            // Someone (or a run that died) added it meanwhile: it is there.
+            Err(e) if is_duplicate_rule(error_code(&e)) => {}
+            Err(e) => anyhow::bail!(
+                "cannot add TCP {port} from {source} to security group {group_id}: {}",
+                describe_error(&e)
+            ),
+        }
+    }
+    let rules = rules_of(cx, group_id).await?;
+    let missing: Vec<&String> = sources
+        .iter()
+        .filter(|s| !rules.iter().any(|r| admits(r, port, s)))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "security group {group_id} still does not admit {} on TCP {port} after adding the rule",
+            join(&missing)
+        );
+    }
+    Ok(outputs(&rules, port, sources))
+}
+
+/// Revokes the rules on `port` that carry our tag; leaves every other rule.
+pub async fn rollback(cx: &Ctx<'_>, group_id: &str, port: u16) -> Result<Undone> {
+    let rules = rules_of(cx, group_id).await?;
+    let ours: Vec<&SecurityGroupRule> = rules
+        .iter()
+        .filter(|r| ours(cx, r))
+        .filter(|r| r.from_port() == Some(i32::from(port)) && r.to_port() == Some(i32::from(port)))
+        .collect();
+    if ours.is_empty() {
+        return Ok(Undone::AlreadyGone(format!(
+            "no rule of ours on TCP {port} in {group_id}"
+        )));
+    }
+    let mut revoked = Vec::new();
+    for rule in ours {
+        let id = rule
+            .security_group_rule_id()
+            .context("a security group rule without an id")?;
+        cx.bar.set(format!("revoking rule {id} in {group_id}"));
+        match cx
+            .aws
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(group_id)
+            .security_group_rule_ids(id)
+            .send()
+            .await
+        {
+            Ok(_) => revoked.push(id.to_string()),
+            Err(e) if is_rule_gone(error_code(&e)) => {}
+            Err(e) => anyhow::bail!(
+                "cannot revoke rule {id} in security group {group_id}: {}",
+                describe_error(&e)
+            ),
+        }
+    }
+    Ok(Undone::Done(format!(
+        "revoked {} in {group_id}",
+        revoked.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::ReferencedSecurityGroup;
+
+    fn rule(proto: &str, from: i32, to: i32, source: &str) -> SecurityGroupRule {
+        SecurityGroupRule::builder()
+            .is_egress(false)
+            .ip_protocol(proto)
+            .from_port(from)
+            .to_port(to)
+            .referenced_group_info(ReferencedSecurityGroup::builder().group_id(source).build())
+            .build()
+    }
+
+    #[test]
+    fn a_rule_admits_its_port_and_source_only() {
+        assert!(admits(&rule("tcp", 3306, 3306, "sg-p"), 3306, "sg-p"));
+        assert!(admits(&rule("tcp", 0, 65535, "sg-p"), 3306, "sg-p"));
+        assert!(!admits(&rule("tcp", 3306, 3306, "sg-p"), 5432, "sg-p"));
+        assert!(!admits(&rule("tcp", 3306, 3306, "sg-x"), 3306, "sg-p"));
+        assert!(!admits(&rule("udp", 3306, 3306, "sg-p"), 3306, "sg-p"));
+    }
+
+    #[test]
+    fn error_predicates() {
+        assert!(is_duplicate_rule(Some("InvalidPermission.Duplicate")));
+        assert!(is_rule_gone(Some("InvalidPermission.NotFound")));
+        assert!(is_rule_gone(Some("InvalidSecurityGroupRuleId.NotFound")));
+        assert!(!is_rule_gone(Some("UnauthorizedOperation")));
+    }
+}

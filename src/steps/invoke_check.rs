@@ -1,0 +1,156 @@
+//! The recipe's check: invoke each function and fail on a function error,
+//! an unexpected status code, or a response without the expected text. It
+//! changes nothing, so repeating it is not a change.
+
+use anyhow::Result;
+use async_trait::async_trait;
+use aws_sdk_lambda::primitives::Blob;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::describe_error;
+use crate::runbook::Runbook;
+
+pub struct InvokeCheck;
+
+/// How much of a response to show.
+const SHOW: usize = 300;
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    functions: Vec<String>,
+    payload: String,
+    expect: Option<String>,
+}
+
+/// Judges one invocation's answer.
+pub fn judge(
+    function: &str,
+    status: i32,
+    function_error: Option<&str>,
+    body: &str,
+    expect: Option<&str>,
+) -> Result<String> {
+    let shown: String = body.chars().take(SHOW).collect();
+    if let Some(kind) = function_error {
+        anyhow::bail!("{function} failed ({kind}): {shown}");
+    }
+    if status != 200 {
+        anyhow::bail!("{function} answered status {status}, not 200: {shown}");
+    }
+    if let Some(text) = expect
+        && !body.contains(text)
+    {
+        anyhow::bail!(
+            "{function}'s response does not contain {text:?}: {shown}; if the function cannot \
+             connect, check its VPC attachment, the lambda-ingress rule, and that it makes its \
+             IAM token for the proxy endpoint with TLS"
+        );
+    }
+    Ok(shown)
+}
+
+#[async_trait]
+impl StepImpl for InvokeCheck {
+    type Inputs = Inputs;
+    const NAME: &'static str = "invoke-check";
+    const OUTPUTS: &'static [&'static str] = &["response"];
+    const CHANGES_ACCOUNT: bool = false;
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        Inputs {
+            functions: rb
+                .lambdas
+                .iter()
+                .map(|l| r.text(&l.function_name))
+                .collect(),
+            payload: rb.invoke_check.payload.clone(),
+            expect: rb.invoke_check.expect.clone(),
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        let expect = i
+            .expect
+            .as_ref()
+            .map_or(String::new(), |e| format!(", expecting {e:?}"));
+        format!(
+            "invoke {} with {}{expect}",
+            i.functions.join(", "),
+            i.payload
+        )
+    }
+
+    async fn check(&self, _: &Ctx, _: &Inputs) -> Result<Found> {
+        Ok(Found::Missing)
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        let mut responses = Vec::new();
+        for f in &i.functions {
+            cx.bar.set(format!("invoking {f}"));
+            let out = cx
+                .aws
+                .lambda
+                .invoke()
+                .function_name(f)
+                .payload(Blob::new(i.payload.as_bytes()))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot invoke {f}: {}", describe_error(&e)))?;
+            let body = out
+                .payload()
+                .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                .unwrap_or_default();
+            let shown = judge(
+                f,
+                out.status_code(),
+                out.function_error(),
+                &body,
+                i.expect.as_deref(),
+            )?;
+            responses.push(format!("{f}: {shown}"));
+        }
+        Ok(Outputs::from([("response".into(), responses.join("; "))]))
+    }
+
+    async fn rollback(&self, _: &Ctx, _: &Inputs, _: Option<&Value>) -> Result<Undone> {
+        Ok(Undone::AlreadyGone(
+            "nothing to undo: it only invoked".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judging_responses() {
+        assert_eq!(judge("f", 200, None, "ok", None).unwrap(), "ok");
+        assert!(
+            judge("f", 200, Some("Unhandled"), "boom", None)
+                .unwrap_err()
+                .to_string()
+                .contains("f failed (Unhandled): boom")
+        );
+        assert!(judge("f", 500, None, "", None).is_err());
+        assert!(
+            judge(
+                "f",
+                200,
+                None,
+                "Successfully connected",
+                Some("Successfully")
+            )
+            .is_ok()
+        );
+        let e = judge("f", 200, None, "timeout", Some("Successfully"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not contain"), "{e}");
+        let long = "x".repeat(1000);
+        assert_eq!(judge("f", 200, None, &long, None).unwrap().len(), SHOW);
+    }
+}

@@ -1,0 +1,386 @@
+//! Recipe step 9: point each Lambda function's DB_HOST (name configurable)
+//! at the proxy endpoint, merged with its other variables (the book's
+//! command wipes them). The previous value is kept in the state; rollback
+//! restores it, or removes the variable if it did not exist.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::describe_error;
+use crate::poll::{Wait, retry_on, wait_for};
+use crate::runbook::Runbook;
+
+pub struct LambdaEnv;
+
+/// How long to keep retrying while another update of the function runs.
+const CONFLICT_LIMIT: Duration = Duration::from_secs(300);
+const UPDATE_LIMIT: Duration = Duration::from_secs(600);
+
+#[derive(Serialize, Deserialize)]
+pub struct Function {
+    name: String,
+    variable: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    endpoint: String,
+    functions: Vec<Function>,
+}
+
+async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
+    let conf = cx
+        .aws
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read Lambda function {name}: {}", describe_error(&e))
+        })?;
+    Ok(conf
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// What LastUpdateStatus means while waiting for an update to land.
+pub fn update_decision(
+    status: Option<&LastUpdateStatus>,
+    reason: Option<&str>,
+) -> Result<Wait<()>> {
+    match status {
+        None | Some(LastUpdateStatus::Successful) => Ok(Wait::Ready(())),
+        Some(LastUpdateStatus::Failed) => anyhow::bail!(
+            "the function's update failed: {}",
+            reason.unwrap_or("no reason given")
+        ),
+        Some(other) => Ok(Wait::Pending(other.as_str().to_string())),
+    }
+}
+
+async fn wait_updated(cx: &Ctx<'_>, name: &str) -> Result<()> {
+    wait_for(
+        cx.bar,
+        &format!("Lambda function {name} to update"),
+        UPDATE_LIMIT,
+        || async {
+            let conf = cx
+                .aws
+                .lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read Lambda function {name}: {}", describe_error(&e))
+                })?;
+            update_decision(conf.last_update_status(), conf.last_update_status_reason())
+        },
+    )
+    .await
+}
+
+/// Sets (Some) or removes (None) one variable, keeping all the others.
+async fn set_variable(cx: &Ctx<'_>, name: &str, variable: &str, value: Option<&str>) -> Result<()> {
+    wait_updated(cx, name).await?;
+    let result = retry_on(
+        cx.bar,
+        &["ResourceConflictException"],
+        CONFLICT_LIMIT,
+        || {
+            let cx = &cx;
+            async move {
+                // Read again on each try: a conflicting update may have changed
+                // the other variables.
+                let mut vars = variables(cx, name).await.unwrap_or_default();
+                match value {
+                    Some(v) => vars.insert(variable.to_string(), v.to_string()),
+                    None => vars.remove(variable),
+                };
+                cx.aws
+                    .lambda
+                    .update_function_configuration()
+                    .function_name(name)
+                    .environment(Environment::builder().set_variables(Some(vars)).build())
+                    .send()
+                    .await
+            }
+        },
+    )
+    .await?;
+    result.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot update the environment of {name}: {}",
+            describe_error(&e)
+        )
+    })?;
+    wait_updated(cx, name).await
+}
+
+#[async_trait]
+impl StepImpl for LambdaEnv {
+    type Inputs = Inputs;
+    const NAME: &'static str = "lambda-env";
+    const OUTPUTS: &'static [&'static str] = &["endpoint"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        Inputs {
+            endpoint: r.output("proxy", "endpoint"),
+            functions: rb
+                .lambdas
+                .iter()
+                .map(|l| Function {
+                    name: r.text(&l.function_name),
+                    variable: l.env_var.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        let parts: Vec<String> = i
+            .functions
+            .iter()
+            .map(|f| format!("{}.{}", f.name, f.variable))
+            .collect();
+        format!(
+            "{} = {} (other variables kept)",
+            parts.join(", "),
+            i.endpoint
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let mut pending = Vec::new();
+        for f in &i.functions {
+            let vars = variables(cx, &f.name).await?;
+            if vars.get(&f.variable) != Some(&i.endpoint) {
+                pending.push(format!(
+                    "{}.{}: {} -> {}",
+                    f.name,
+                    f.variable,
+                    vars.get(&f.variable).map_or("(unset)", String::as_str),
+                    i.endpoint
+                ));
+            }
+        }
+        Ok(if pending.is_empty() {
+            Found::Done(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
+        } else if pending.len() < i.functions.len() {
+            Found::Incomplete(pending.join("; "))
+        } else {
+            Found::Missing
+        })
+    }
+
+    /// The value each variable had before the run (null: it was unset).
+    async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
+        let mut before = serde_json::Map::new();
+        for f in &i.functions {
+            let vars = variables(cx, &f.name).await?;
+            before.insert(f.name.clone(), json!(vars.get(&f.variable)));
+        }
+        Ok(Some(Value::Object(before)))
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        for f in &i.functions {
+            if variables(cx, &f.name).await?.get(&f.variable) == Some(&i.endpoint) {
+                continue;
+            }
+            cx.bar.set(format!(
+                "setting {}.{} to the proxy endpoint",
+                f.name, f.variable
+            ));
+            set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
+        }
+        Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
+        let Some(before) = before else {
+            return Ok(Undone::LeftAlone(
+                "no previous value was recorded, so there is nothing to restore".into(),
+            ));
+        };
+        let mut restored = Vec::new();
+        let mut left = Vec::new();
+        for f in &i.functions {
+            let now = variables(cx, &f.name).await?;
+            if now.get(&f.variable) != Some(&i.endpoint) {
+                // Changed since we set it (or never set): not ours to undo.
+                left.push(format!("{}.{}", f.name, f.variable));
+                continue;
+            }
+            let old = before.get(&f.name).and_then(Value::as_str);
+            cx.bar.set(format!("restoring {}.{}", f.name, f.variable));
+            set_variable(cx, &f.name, &f.variable, old).await?;
+            restored.push(match old {
+                Some(_) => format!("restored {}.{}", f.name, f.variable),
+                None => format!("removed {}.{} (it did not exist)", f.name, f.variable),
+            });
+        }
+        if restored.is_empty() {
+            return Ok(Undone::AlreadyGone(format!(
+                "{} no longer point at the proxy: left as they are",
+                left.join(", ")
+            )));
+        }
+        Ok(Undone::Done(restored.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_status_decisions() {
+        assert!(matches!(update_decision(None, None), Ok(Wait::Ready(()))));
+        assert!(matches!(
+            update_decision(Some(&LastUpdateStatus::Successful), None),
+            Ok(Wait::Ready(()))
+        ));
+        assert!(matches!(
+            update_decision(Some(&LastUpdateStatus::InProgress), None),
+            Ok(Wait::Pending(s)) if s == "InProgress"
+        ));
+        let e = update_decision(Some(&LastUpdateStatus::Failed), Some("ENI limit")).unwrap_err();
+        assert!(e.to_string().contains("ENI limit"));
+    }
+
+    mod mocked {
+        use super::*;
+        use crate::steps::mock::{Mocked, block_on};
+        use aws_sdk_lambda::Client;
+        use aws_sdk_lambda::error::ErrorMetadata;
+        use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+        use aws_sdk_lambda::operation::update_function_configuration::{
+            UpdateFunctionConfigurationError, UpdateFunctionConfigurationOutput,
+        };
+        use aws_sdk_lambda::types::EnvironmentResponse;
+        use aws_smithy_mocks::mock;
+
+        fn config(db_host: &str, status: LastUpdateStatus) -> GetFunctionConfigurationOutput {
+            GetFunctionConfigurationOutput::builder()
+                .last_update_status(status)
+                .environment(
+                    EnvironmentResponse::builder()
+                        .variables("DB_HOST", db_host)
+                        .variables("DB_USER", "admin")
+                        .build(),
+                )
+                .build()
+        }
+
+        fn inputs() -> Inputs {
+            Inputs {
+                endpoint: "proxy.example".into(),
+                functions: vec![Function {
+                    name: "f".into(),
+                    variable: "DB_HOST".into(),
+                }],
+            }
+        }
+
+        #[test]
+        fn conflicts_are_retried_and_other_variables_kept() {
+            let get = mock!(Client::get_function_configuration)
+                .then_output(|| config("db.example", LastUpdateStatus::Successful));
+            // Only an update that keeps DB_USER and sets DB_HOST matches.
+            let update = mock!(Client::update_function_configuration)
+                .match_requests(|req| {
+                    let vars = req.environment().and_then(|e| e.variables());
+                    vars.is_some_and(|v| {
+                        v.get("DB_USER").map(String::as_str) == Some("admin")
+                            && v.get("DB_HOST").map(String::as_str) == Some("proxy.example")
+                    })
+                })
+                .sequence()
+                .error(|| {
+                    UpdateFunctionConfigurationError::generic(
+                        ErrorMetadata::builder()
+                            .code("ResourceConflictException")
+                            .build(),
+                    )
+                })
+                .times(2)
+                .output(|| UpdateFunctionConfigurationOutput::builder().build())
+                .build();
+            let m = Mocked::new(&[], &[], &[&get, &update]);
+            let out = block_on(StepImpl::apply(&LambdaEnv, &m.cx(), &inputs())).unwrap();
+            assert_eq!(out["endpoint"], "proxy.example");
+            assert_eq!(update.num_calls(), 3);
+        }
+
+        #[test]
+        fn an_update_in_progress_is_waited_on_and_a_failed_one_reported() {
+            let get = mock!(Client::get_function_configuration)
+                .sequence()
+                .output(|| config("db.example", LastUpdateStatus::Successful))
+                .output(|| config("db.example", LastUpdateStatus::InProgress))
+                .times(2)
+                .output(|| {
+                    GetFunctionConfigurationOutput::builder()
+                        .last_update_status(LastUpdateStatus::Failed)
+                        .last_update_status_reason("EniLimitExceeded")
+                        .build()
+                })
+                .repeatedly()
+                .build();
+            let m = Mocked::new(&[], &[], &[&get]);
+            let e = block_on(StepImpl::apply(&LambdaEnv, &m.cx(), &inputs())).unwrap_err();
+            assert!(e.to_string().contains("EniLimitExceeded"), "{e}");
+            assert_eq!(get.num_calls(), 4);
+        }
+
+        #[test]
+        fn rollback_restores_the_old_value_only_if_ours_is_still_there() {
+            let get = mock!(Client::get_function_configuration)
+                .then_output(|| config("proxy.example", LastUpdateStatus::Successful));
+            let update = mock!(Client::update_function_configuration)
+                .match_requests(|req| {
+                    req.environment()
+                        .and_then(|e| e.variables())
+                        .and_then(|v| v.get("DB_HOST"))
+                        .map(String::as_str)
+                        == Some("db.example")
+                })
+                .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+            let m = Mocked::new(&[], &[], &[&get, &update]);
+            let before = json!({"f": "db.example"});
+            let undone = block_on(StepImpl::rollback(
+                &LambdaEnv,
+                &m.cx(),
+                &inputs(),
+                Some(&before),
+            ))
+            .unwrap();
+            assert_eq!(undone, Undone::Done("restored f.DB_HOST".into()));
+            assert_eq!(update.num_calls(), 1);
+
+            // Someone pointed it elsewhere since: left alone.
+            let get = mock!(Client::get_function_configuration)
+                .then_output(|| config("other.example", LastUpdateStatus::Successful));
+            let m = Mocked::new(&[], &[], &[&get]);
+            let undone = block_on(StepImpl::rollback(
+                &LambdaEnv,
+                &m.cx(),
+                &inputs(),
+                Some(&before),
+            ))
+            .unwrap();
+            assert!(matches!(undone, Undone::AlreadyGone(_)), "{undone:?}");
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! Recipe step 2 (second half): the DB proxy itself, waited on until it is
+//! `available`. A proxy of that name that differs from the runbook (engine,
+//! TLS, auth, subnets, role, security groups) is drift: reported, never
+//! adopted silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use aws_sdk_rds::types::{
+    AuthScheme, DbProxy, DbProxyStatus, EngineFamily, IamAuthMode, Tag, UserAuthConfig,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::{describe_error, error_code};
+use crate::poll::{Wait, wait_for};
+use crate::runbook::Runbook;
+
+pub struct Proxy;
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct Inputs {
+    name: String,
+    engine_family: String,
+    secret_arn: String,
+    iam_auth: String,
+    role_arn: String,
+    subnet_ids: Vec<String>,
+    security_group_ids: Vec<String>,
+    require_tls: bool,
+    idle_client_timeout: u32,
+    debug_logging: bool,
+    tags: BTreeMap<String, String>,
+    /// How long to wait; a setting of the run, not of the proxy, so it is
+    /// kept out of the checksum (see `state::checksum`).
+    #[serde(rename = "_wait_timeout_seconds")]
+    wait_timeout_seconds: u64,
+}
+
+fn is_proxy_not_found(code: Option<&str>) -> bool {
+    code == Some("DBProxyNotFoundFault")
+}
+
+fn is_proxy_exists(code: Option<&str>) -> bool {
+    code == Some("DBProxyAlreadyExistsFault")
+}
+
+/// What to do about a status while waiting for `available`.
+pub fn status_decision(status: &str) -> Result<Wait<()>> {
+    match status {
+        "available" => Ok(Wait::Ready(())),
+        "incompatible-network" => anyhow::bail!(
+            "the proxy is incompatible-network, which does not pass by waiting: check that its \
+             subnets are in the DB's VPC, in at least two Availability Zones that RDS Proxy \
+             supports, with free IP addresses; then roll the proxy back and run again"
+        ),
+        "insufficient-resource-limits" => anyhow::bail!(
+            "the proxy is insufficient-resource-limits, which does not pass by waiting: free IP \
+             addresses in its subnets or raise the account's limits (network interfaces), then \
+             roll the proxy back and run again"
+        ),
+        "deleting" => {
+            anyhow::bail!("the proxy is being deleted; wait until it is gone, then run again")
+        }
+        "suspended" | "suspending" => anyhow::bail!(
+            "the proxy is {status}: its target or credentials may be broken; see its events in \
+             the RDS console"
+        ),
+        other => Ok(Wait::Pending(other.to_string())),
+    }
+}
+
+fn status_of(p: &DbProxy) -> String {
+    p.status()
+        .map_or("unknown", DbProxyStatus::as_str)
+        .to_string()
+}
+
+fn set(v: &[String]) -> BTreeSet<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// How the proxy in the account differs from the runbook (empty: same).
+pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut cmp = |what: &str, have: String, want: String| {
+        if have != want {
+            d.push(format!(
+                "{what}: the account has {have}, the runbook wants {want}"
+            ));
+        }
+    };
+    cmp(
+        "engine family",
+        p.engine_family().unwrap_or_default().to_string(),
+        i.engine_family.clone(),
+    );
+    cmp(
+        "require TLS",
+        p.require_tls().unwrap_or(false).to_string(),
+        i.require_tls.to_string(),
+    );
+    let auth = p.auth().first();
+    cmp(
+        "secret",
+        auth.and_then(|a| a.secret_arn())
+            .unwrap_or_default()
+            .to_string(),
+        i.secret_arn.clone(),
+    );
+    cmp(
+        "IAM auth",
+        auth.and_then(|a| a.iam_auth())
+            .map_or("DISABLED", IamAuthMode::as_str)
+            .to_string(),
+        i.iam_auth.clone(),
+    );
+    cmp(
+        "role",
+        p.role_arn().unwrap_or_default().to_string(),
+        i.role_arn.clone(),
+    );
+    cmp(
+        "subnets",
+        format!("{:?}", set(p.vpc_subnet_ids())),
+        format!("{:?}", set(&i.subnet_ids)),
+    );
+    cmp(
+        "security groups",
+        format!("{:?}", set(p.vpc_security_group_ids())),
+        format!("{:?}", set(&i.security_group_ids)),
+    );
+    if let Some(t) = p.idle_client_timeout() {
+        cmp(
+            "idle client timeout",
+            t.to_string(),
+            i.idle_client_timeout.to_string(),
+        );
+    }
+    if let Some(b) = p.debug_logging() {
+        cmp("debug logging", b.to_string(), i.debug_logging.to_string());
+    }
+    d
+}
+
+async fn find(cx: &Ctx<'_>, name: &str) -> Result<Option<DbProxy>> {
+    match cx
+        .aws
+        .rds
+        .describe_db_proxies()
+        .db_proxy_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_proxies.unwrap_or_default().into_iter().next()),
+        Err(e) if is_proxy_not_found(error_code(&e)) => Ok(None),
+        Err(e) => anyhow::bail!("cannot read DB proxy {name}: {}", describe_error(&e)),
+    }
+}
+
+async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
+    let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
+    let tags = cx
+        .aws
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
+    Ok(cx.owns(
+        tags.tag_list()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+    ))
+}
+
+fn outputs(p: &DbProxy) -> Result<Outputs> {
+    let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
+    let id = crate::arn::proxy_id(arn)
+        .with_context(|| format!("cannot find the prx- id in the proxy ARN {arn}"))?;
+    Ok(Outputs::from([
+        ("arn".to_string(), arn.to_string()),
+        ("id".to_string(), id.to_string()),
+        (
+            "endpoint".to_string(),
+            p.endpoint().unwrap_or_default().to_string(),
+        ),
+        (
+            "name".to_string(),
+            p.db_proxy_name().unwrap_or_default().to_string(),
+        ),
+    ]))
+}
+
+#[async_trait]
+impl StepImpl for Proxy {
+    type Inputs = Inputs;
+    const NAME: &'static str = "proxy";
+    const OUTPUTS: &'static [&'static str] = &["arn", "id", "endpoint", "name"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        let p = &rb.proxy;
+        Inputs {
+            name: r.text(&p.name),
+            engine_family: rb.database.engine_family.as_str().to_string(),
+            secret_arn: r.text(&rb.database.secret_arn),
+            iam_auth: p.iam_auth.clone(),
+            role_arn: r.text(&p.role_arn),
+            subnet_ids: r.list(&p.subnet_ids),
+            security_group_ids: r.list(&p.security_group_ids),
+            require_tls: p.require_tls,
+            idle_client_timeout: p.idle_client_timeout,
+            debug_logging: p.debug_logging,
+            tags: rb.tags.clone(),
+            wait_timeout_seconds: p.wait_timeout_seconds,
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        format!(
+            "DB proxy {} ({}, TLS {}, IAM auth {}) in {} subnets",
+            i.name,
+            i.engine_family,
+            if i.require_tls {
+                "required"
+            } else {
+                "optional"
+            },
+            i.iam_auth,
+            i.subnet_ids.len()
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let Some(p) = find(cx, &i.name).await? else {
+            return Ok(Found::Missing);
+        };
+        if !owned(cx, &p).await? {
+            return Ok(Found::Foreign(cx.not_ours(&format!("DB proxy {}", i.name))));
+        }
+        let diffs = differences(&p, i);
+        if !diffs.is_empty() {
+            return Ok(Found::Drifted(diffs));
+        }
+        let status = status_of(&p);
+        match status_decision(&status)? {
+            Wait::Ready(()) => Ok(Found::Done(outputs(&p)?)),
+            Wait::Pending(s) => Ok(Found::Incomplete(format!("the proxy is {s}: wait for it"))),
+        }
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        if find(cx, &i.name).await?.is_none() {
+            cx.bar.set(format!("creating DB proxy {}", i.name));
+            let tags = i
+                .tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            let created = cx
+                .aws
+                .rds
+                .create_db_proxy()
+                .db_proxy_name(&i.name)
+                .engine_family(EngineFamily::from(i.engine_family.as_str()))
+                .auth(
+                    UserAuthConfig::builder()
+                        .auth_scheme(AuthScheme::Secrets)
+                        .secret_arn(&i.secret_arn)
+                        .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
+                        .build(),
+                )
+                .role_arn(&i.role_arn)
+                .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
+                .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
+                .require_tls(i.require_tls)
+                .idle_client_timeout(i.idle_client_timeout as i32)
+                .debug_logging(i.debug_logging)
+                .set_tags(Some(tags))
+                .send()
+                .await;
+            match created {
+                Ok(_) => {}
+                // A run that died after the create: the wait below adopts it
+                // once the check confirms it is ours.
+                Err(e) if is_proxy_exists(error_code(&e)) => {}
+                Err(e) => {
+                    anyhow::bail!("cannot create DB proxy {}: {}", i.name, describe_error(&e))
+                }
+            }
+        }
+        let what = format!("DB proxy {}", i.name);
+        wait_for(
+            cx.bar,
+            &what,
+            Duration::from_secs(i.wait_timeout_seconds),
+            || async {
+                match self.check(cx, i).await? {
+                    Found::Done(outputs) => Ok(Wait::Ready(outputs)),
+                    Found::Incomplete(s) => Ok(Wait::Pending(s)),
+                    Found::Missing => Ok(Wait::Pending("not visible yet".into())),
+                    Found::Drifted(d) => {
+                        anyhow::bail!("{what} differs from the runbook: {}", d.join("; "))
+                    }
+                    Found::Foreign(why) => anyhow::bail!(why),
+                }
+            },
+        )
+        .await
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
+        let name = &i.name;
+        let Some(p) = find(cx, name).await? else {
+            return Ok(Undone::AlreadyGone(format!(
+                "DB proxy {name} is already gone"
+            )));
+        };
+        if !owned(cx, &p).await? {
+            return Ok(Undone::LeftAlone(format!(
+                "DB proxy {name} lacks our tag, so it is not ours to delete"
+            )));
+        }
+        if status_of(&p) != "deleting" {
+            cx.bar.set(format!("deleting DB proxy {name}"));
+            match cx
+                .aws
+                .rds
+                .delete_db_proxy()
+                .db_proxy_name(name)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_proxy_not_found(error_code(&e)) => {
+                    return Ok(Undone::AlreadyGone(format!(
+                        "DB proxy {name} is already gone"
+                    )));
+                }
+                Err(e) => anyhow::bail!("cannot delete DB proxy {name}: {}", describe_error(&e)),
+            }
+        }
+        // Deletion can take long; the proxy's network interfaces may linger
+        // after it (the security group's rollback waits for those).
+        wait_for(
+            cx.bar,
+            &format!("DB proxy {name} to be deleted"),
+            Duration::from_secs(i.wait_timeout_seconds),
+            || async {
+                Ok(match find(cx, name).await? {
+                    None => Wait::Ready(()),
+                    Some(p) => Wait::Pending(status_of(&p)),
+                })
+            },
+        )
+        .await?;
+        Ok(Undone::Done(format!("deleted DB proxy {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::UserAuthConfigInfo;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            name: "p".into(),
+            engine_family: "MYSQL".into(),
+            secret_arn: "arn:s".into(),
+            iam_auth: "REQUIRED".into(),
+            role_arn: "arn:r".into(),
+            subnet_ids: vec!["a".into(), "b".into()],
+            security_group_ids: vec!["sg".into()],
+            require_tls: true,
+            idle_client_timeout: 1800,
+            debug_logging: false,
+            tags: BTreeMap::new(),
+            wait_timeout_seconds: 60,
+        }
+    }
+
+    fn proxy() -> aws_sdk_rds::types::builders::DbProxyBuilder {
+        DbProxy::builder()
+            .db_proxy_name("p")
+            .engine_family("MYSQL")
+            .require_tls(true)
+            .auth(
+                UserAuthConfigInfo::builder()
+                    .secret_arn("arn:s")
+                    .iam_auth(IamAuthMode::Required)
+                    .build(),
+            )
+            .role_arn("arn:r")
+            .vpc_subnet_ids("b")
+            .vpc_subnet_ids("a")
+            .vpc_security_group_ids("sg")
+            .idle_client_timeout(1800)
+            .debug_logging(false)
+    }
+
+    #[test]
+    fn same_proxy_has_no_differences_whatever_the_subnet_order() {
+        assert!(differences(&proxy().build(), &inputs()).is_empty());
+    }
+
+    #[test]
+    fn drift_names_each_difference() {
+        let p = proxy()
+            .engine_family("POSTGRESQL")
+            .require_tls(false)
+            .role_arn("arn:other")
+            .build();
+        let d = differences(&p, &inputs());
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].starts_with("engine family: the account has POSTGRESQL"));
+        assert!(d[1].starts_with("require TLS"));
+        assert!(d[2].starts_with("role"));
+        let mut i = inputs();
+        i.subnet_ids.push("c".into());
+        assert!(differences(&proxy().build(), &i)[0].starts_with("subnets"));
+    }
+
+    #[test]
+    fn terminal_statuses_fail_early_with_what_to_check() {
+        assert!(matches!(status_decision("available"), Ok(Wait::Ready(()))));
+        assert!(matches!(status_decision("creating"), Ok(Wait::Pending(s)) if s == "creating"));
+        assert!(matches!(status_decision("modifying"), Ok(Wait::Pending(_))));
+        let e = status_decision("incompatible-network")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("two Availability Zones") && e.contains("free IP"),
+            "{e}"
+        );
+        let e = status_decision("insufficient-resource-limits")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits"), "{e}");
+    }
+
+    #[test]
+    fn outputs_carry_the_prx_id() {
+        let p = proxy()
+            .db_proxy_arn("arn:aws:rds:us-east-1:123456789012:db-proxy:prx-0123")
+            .endpoint("p.proxy-x.us-east-1.rds.amazonaws.com")
+            .build();
+        let o = outputs(&p).unwrap();
+        assert_eq!(o["id"], "prx-0123");
+        assert_eq!(o["endpoint"], "p.proxy-x.us-east-1.rds.amazonaws.com");
+        let bad = proxy().db_proxy_arn("arn:aws:rds:x:1:db-proxy").build();
+        assert!(outputs(&bad).is_err());
+    }
+
+    mod mocked {
+        use super::*;
+        use crate::steps::mock::{Mocked, RUNBOOK, block_on};
+        use aws_sdk_rds::Client;
+        use aws_sdk_rds::error::ErrorMetadata;
+        use aws_sdk_rds::operation::delete_db_proxy::DeleteDbProxyOutput;
+        use aws_sdk_rds::operation::describe_db_proxies::{
+            DescribeDBProxiesError, DescribeDbProxiesOutput,
+        };
+        use aws_sdk_rds::operation::list_tags_for_resource::ListTagsForResourceOutput;
+        use aws_smithy_mocks::mock;
+
+        const ARN: &str = "arn:aws:rds:us-east-1:123456789012:db-proxy:prx-0abc";
+
+        fn with_status(status: DbProxyStatus) -> impl Fn() -> DescribeDbProxiesOutput {
+            move || {
+                DescribeDbProxiesOutput::builder()
+                    .db_proxies(
+                        proxy()
+                            .db_proxy_arn(ARN)
+                            .endpoint("p.proxy-x.rds.amazonaws.com")
+                            .status(status.clone())
+                            .build(),
+                    )
+                    .build()
+            }
+        }
+
+        fn ours() -> aws_smithy_mocks::Rule {
+            mock!(Client::list_tags_for_resource).then_output(|| {
+                ListTagsForResourceOutput::builder()
+                    .tag_list(
+                        Tag::builder()
+                            .key(crate::runbook::OWNER_TAG)
+                            .value(RUNBOOK)
+                            .build(),
+                    )
+                    .build()
+            })
+        }
+
+        fn not_found() -> DescribeDBProxiesError {
+            DescribeDBProxiesError::generic(
+                ErrorMetadata::builder()
+                    .code("DBProxyNotFoundFault")
+                    .build(),
+            )
+        }
+
+        #[test]
+        fn a_proxy_that_stays_creating_times_out_with_its_status() {
+            let describe = mock!(Client::describe_db_proxies)
+                .then_output(with_status(DbProxyStatus::Creating));
+            let tags = ours();
+            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let mut i = inputs();
+            i.wait_timeout_seconds = 30;
+            let e = block_on(StepImpl::apply(&Proxy, &m.cx(), &i))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("DB proxy p is still the proxy is creating"),
+                "{e}"
+            );
+            assert!(e.contains("the limit is 30s"), "{e}");
+            assert!(
+                describe.num_calls() > 3,
+                "polled {} times",
+                describe.num_calls()
+            );
+        }
+
+        #[test]
+        fn a_creating_proxy_is_waited_on_until_available() {
+            let describe = mock!(Client::describe_db_proxies)
+                .sequence()
+                .output(with_status(DbProxyStatus::Creating))
+                .times(3)
+                .output(with_status(DbProxyStatus::Available))
+                .repeatedly()
+                .build();
+            let tags = ours();
+            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let out = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap();
+            assert_eq!(out["id"], "prx-0abc");
+            assert_eq!(out["endpoint"], "p.proxy-x.rds.amazonaws.com");
+            assert_eq!(describe.num_calls(), 4, "one look before, then polls");
+        }
+
+        #[test]
+        fn a_terminal_status_fails_early() {
+            let describe = mock!(Client::describe_db_proxies)
+                .then_output(with_status(DbProxyStatus::IncompatibleNetwork));
+            let tags = ours();
+            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let e = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap_err();
+            assert!(e.to_string().contains("incompatible-network"), "{e}");
+            assert_eq!(describe.num_calls(), 2, "no waiting on a terminal status");
+        }
+
+        #[test]
+        fn a_missing_proxy_is_to_create_and_already_rolled_back() {
+            let describe = mock!(Client::describe_db_proxies).then_error(not_found);
+            let m = Mocked::new(&[&describe], &[], &[]);
+            let found = block_on(StepImpl::check(&Proxy, &m.cx(), &inputs())).unwrap();
+            assert_eq!(found, Found::Missing);
+            let undone = block_on(StepImpl::rollback(&Proxy, &m.cx(), &inputs(), None)).unwrap();
+            assert!(matches!(undone, Undone::AlreadyGone(_)), "{undone:?}");
+        }
+
+        #[test]
+        fn rollback_deletes_and_waits_until_the_proxy_is_gone() {
+            let describe = mock!(Client::describe_db_proxies)
+                .sequence()
+                .output(with_status(DbProxyStatus::Available))
+                .output(with_status(DbProxyStatus::Deleting))
+                .times(2)
+                .error(not_found)
+                .build();
+            let delete = mock!(Client::delete_db_proxy)
+                .then_output(|| DeleteDbProxyOutput::builder().build());
+            let tags = ours();
+            let m = Mocked::new(&[&describe, &delete, &tags], &[], &[]);
+            let undone = block_on(StepImpl::rollback(&Proxy, &m.cx(), &inputs(), None)).unwrap();
+            assert_eq!(undone, Undone::Done("deleted DB proxy p".into()));
+            assert_eq!(delete.num_calls(), 1);
+            assert_eq!(describe.num_calls(), 4);
+        }
+
+        #[test]
+        fn a_proxy_without_our_tag_is_foreign_and_left_alone() {
+            let describe = mock!(Client::describe_db_proxies)
+                .then_output(with_status(DbProxyStatus::Available));
+            let tags = mock!(Client::list_tags_for_resource)
+                .then_output(|| ListTagsForResourceOutput::builder().build());
+            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let found = block_on(StepImpl::check(&Proxy, &m.cx(), &inputs())).unwrap();
+            assert!(matches!(found, Found::Foreign(_)), "{found:?}");
+            let undone = block_on(StepImpl::rollback(&Proxy, &m.cx(), &inputs(), None)).unwrap();
+            assert!(matches!(undone, Undone::LeftAlone(_)), "{undone:?}");
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! Recipe step 7: register the DB instance (or Aurora cluster) with the
+//! proxy's default target group, apply the runbook's connection-pool
+//! settings, and wait until the target is AVAILABLE.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use aws_sdk_rds::types::{
+    ConnectionPoolConfiguration, ConnectionPoolConfigurationInfo, DbProxyTarget, TargetHealth,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::{describe_error, error_code};
+use crate::poll::{Wait, retry_on, wait_for};
+use crate::runbook::Runbook;
+
+pub struct Targets;
+
+const TARGET_GROUP: &str = "default";
+/// How long to keep retrying a register while the DB is busy.
+const BUSY_DB_LIMIT: Duration = Duration::from_secs(900);
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+pub struct Pool {
+    pub max_connections_percent: u32,
+    pub max_idle_connections_percent: u32,
+    pub connection_borrow_timeout: u32,
+    pub init_query: Option<String>,
+    pub session_pinning_filters: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Inputs {
+    proxy_name: String,
+    instance_id: Option<String>,
+    cluster_id: Option<String>,
+    pool: Pool,
+    #[serde(rename = "_wait_timeout_seconds")]
+    wait_timeout_seconds: u64,
+}
+
+impl Inputs {
+    fn target(&self) -> &str {
+        self.instance_id
+            .as_deref()
+            .or(self.cluster_id.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+fn is_gone(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "DBProxyNotFoundFault"
+                | "DBProxyTargetNotFoundFault"
+                | "DBProxyTargetGroupNotFoundFault"
+        )
+    )
+}
+
+/// Whether `t` is the runbook's DB (the instance, or the cluster's entry).
+pub fn is_our_target(t: &DbProxyTarget, i: &Inputs) -> bool {
+    match (&i.instance_id, &i.cluster_id) {
+        (Some(id), _) => t.rds_resource_id() == Some(id.as_str()),
+        (None, Some(c)) => {
+            t.tracked_cluster_id() == Some(c.as_str()) || t.rds_resource_id() == Some(c.as_str())
+        }
+        (None, None) => false,
+    }
+}
+
+/// The likely fix for an UNAVAILABLE target, from the reference's list.
+pub fn likely_fix(reason: &str) -> &'static str {
+    match reason {
+        "CONNECTION_FAILED" | "UNREACHABLE" => {
+            "the DB's security group must admit the proxy's security group on the DB port \
+             (the db-ingress step), and the DB must be reachable from the proxy's subnets"
+        }
+        "AUTH_FAILURE" => {
+            "the proxy cannot log in: its role must be trusted by rds.amazonaws.com and may read \
+             the secret (the secret-access step; kms:Decrypt for a customer-managed key), and the \
+             secret must be JSON with the DB's username and password"
+        }
+        "PENDING_PROXY_CAPACITY" => "the proxy is still scaling up: wait and run `resume`",
+        "INVALID_REPLICATION_STATE" | "PROMOTED" => {
+            "the target is a replica or was promoted: register the primary instance or the cluster"
+        }
+        _ => "see the target's description and the proxy's events in the RDS console",
+    }
+}
+
+fn health_text(h: Option<&TargetHealth>) -> String {
+    let Some(h) = h else {
+        return "no health reported".into();
+    };
+    let state = h.state().map_or("unknown", |s| s.as_str());
+    match h.reason() {
+        Some(reason) => format!(
+            "{state} ({}: {}); likely fix: {}",
+            reason.as_str(),
+            h.description().unwrap_or("no description"),
+            likely_fix(reason.as_str())
+        ),
+        None => state.to_string(),
+    }
+}
+
+/// What the target's health means while waiting for AVAILABLE. UNAVAILABLE
+/// is part of the usual path (REGISTERING, UNAVAILABLE, AVAILABLE), so it is
+/// waited on, with its reason shown, until the deadline.
+pub fn health_decision(t: &DbProxyTarget) -> Wait<String> {
+    let state = t
+        .target_health()
+        .and_then(|h| h.state())
+        .map(|s| s.as_str().to_string());
+    match state.as_deref() {
+        Some("AVAILABLE") => Wait::Ready("AVAILABLE".into()),
+        _ => Wait::Pending(health_text(t.target_health())),
+    }
+}
+
+/// How the pool settings in the account differ from the runbook's.
+pub fn pool_differences(
+    have: Option<&ConnectionPoolConfigurationInfo>,
+    want: &Pool,
+) -> Vec<String> {
+    let Some(h) = have else {
+        return vec!["no connection pool settings reported".into()];
+    };
+    let mut d = Vec::new();
+    let mut cmp = |what: &str, have: String, want: String| {
+        if have != want {
+            d.push(format!("{what}: {have} -> {want}"));
+        }
+    };
+    let num = |v: Option<i32>| v.map_or("unset".to_string(), |v| v.to_string());
+    cmp(
+        "MaxConnectionsPercent",
+        num(h.max_connections_percent()),
+        want.max_connections_percent.to_string(),
+    );
+    cmp(
+        "MaxIdleConnectionsPercent",
+        num(h.max_idle_connections_percent()),
+        want.max_idle_connections_percent.to_string(),
+    );
+    cmp(
+        "ConnectionBorrowTimeout",
+        num(h.connection_borrow_timeout()),
+        want.connection_borrow_timeout.to_string(),
+    );
+    cmp(
+        "SessionPinningFilters",
+        format!("{:?}", h.session_pinning_filters()),
+        format!("{:?}", want.session_pinning_filters),
+    );
+    // Some emulators do not report InitQuery: compare it only when given.
+    if let Some(q) = h.init_query() {
+        cmp(
+            "InitQuery",
+            q.to_string(),
+            want.init_query.clone().unwrap_or_default(),
+        );
+    }
+    d
+}
+
+async fn our_target(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<DbProxyTarget>> {
+    match cx
+        .aws
+        .rds
+        .describe_db_proxy_targets()
+        .db_proxy_name(&i.proxy_name)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .targets
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| is_our_target(t, i))),
+        Err(e) if is_gone(error_code(&e)) => Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot read the targets of DB proxy {}: {}",
+            i.proxy_name,
+            describe_error(&e)
+        ),
+    }
+}
+
+async fn pool_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<ConnectionPoolConfigurationInfo>> {
+    let out = cx
+        .aws
+        .rds
+        .describe_db_proxy_target_groups()
+        .db_proxy_name(&i.proxy_name)
+        .target_group_name(TARGET_GROUP)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the target group of {}: {}",
+                i.proxy_name,
+                describe_error(&e)
+            )
+        })?;
+    Ok(out
+        .target_groups()
+        .first()
+        .and_then(|g| g.connection_pool_config())
+        .cloned())
+}
+
+#[async_trait]
+impl StepImpl for Targets {
+    type Inputs = Inputs;
+    const NAME: &'static str = "targets";
+    const OUTPUTS: &'static [&'static str] = &["target", "health"];
+
+    fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        let p = &rb.pool;
+        Inputs {
+            proxy_name: r.output("proxy", "name"),
+            instance_id: rb.database.instance_id.as_ref().map(|t| r.text(t)),
+            cluster_id: rb.database.cluster_id.as_ref().map(|t| r.text(t)),
+            pool: Pool {
+                max_connections_percent: p.max_connections_percent,
+                max_idle_connections_percent: p.max_idle_connections_percent,
+                connection_borrow_timeout: p.connection_borrow_timeout,
+                init_query: p.init_query.clone(),
+                session_pinning_filters: p.session_pinning_filters.clone(),
+            },
+            wait_timeout_seconds: rb.proxy.wait_timeout_seconds,
+        }
+    }
+
+    fn describe(&self, i: &Inputs) -> String {
+        let kind = if i.instance_id.is_some() {
+            "DB instance"
+        } else {
+            "Aurora cluster"
+        };
+        format!(
+            "{kind} {} registered with {} (pool: max {}%, idle {}%, borrow {}s)",
+            i.target(),
+            i.proxy_name,
+            i.pool.max_connections_percent,
+            i.pool.max_idle_connections_percent,
+            i.pool.connection_borrow_timeout
+        )
+    }
+
+    async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
+        let Some(target) = our_target(cx, i).await? else {
+            return Ok(Found::Missing);
+        };
+        let diffs = pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool);
+        if !diffs.is_empty() {
+            return Ok(Found::Incomplete(format!(
+                "pool settings to change: {}",
+                diffs.join(", ")
+            )));
+        }
+        Ok(match health_decision(&target) {
+            Wait::Ready(h) => Found::Done(Outputs::from([
+                ("target".into(), i.target().into()),
+                ("health".into(), h),
+            ])),
+            Wait::Pending(h) => Found::Incomplete(format!("target health {h}")),
+        })
+    }
+
+    async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        if our_target(cx, i).await?.is_none() {
+            cx.bar
+                .set(format!("registering {} with {}", i.target(), i.proxy_name));
+            let registered = retry_on(
+                cx.bar,
+                &["InvalidDBInstanceState", "InvalidDBClusterStateFault"],
+                BUSY_DB_LIMIT,
+                || {
+                    cx.aws
+                        .rds
+                        .register_db_proxy_targets()
+                        .db_proxy_name(&i.proxy_name)
+                        .target_group_name(TARGET_GROUP)
+                        .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
+                        .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
+                        .send()
+                },
+            )
+            .await?;
+            registered.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot register {} with DB proxy {}: {}",
+                    i.target(),
+                    i.proxy_name,
+                    describe_error(&e)
+                )
+            })?;
+        }
+        if !pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool).is_empty() {
+            cx.bar.set("applying the connection pool settings");
+            let p = &i.pool;
+            cx.aws
+                .rds
+                .modify_db_proxy_target_group()
+                .db_proxy_name(&i.proxy_name)
+                .target_group_name(TARGET_GROUP)
+                .connection_pool_config(
+                    ConnectionPoolConfiguration::builder()
+                        .max_connections_percent(p.max_connections_percent as i32)
+                        .max_idle_connections_percent(p.max_idle_connections_percent as i32)
+                        .connection_borrow_timeout(p.connection_borrow_timeout as i32)
+                        .init_query(p.init_query.clone().unwrap_or_default())
+                        .set_session_pinning_filters(Some(p.session_pinning_filters.clone()))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot set the pool settings of {}: {}",
+                        i.proxy_name,
+                        describe_error(&e)
+                    )
+                })?;
+        }
+        let what = format!("target {} of {}", i.target(), i.proxy_name);
+        let health = wait_for(
+            cx.bar,
+            &what,
+            Duration::from_secs(i.wait_timeout_seconds),
+            || async {
+                Ok(match our_target(cx, i).await? {
+                    Some(t) => health_decision(&t),
+                    None => Wait::Pending("not listed yet".into()),
+                })
+            },
+        )
+        .await?;
+        Ok(Outputs::from([
+            ("target".into(), i.target().into()),
+            ("health".into(), health),
+        ]))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
+        if our_target(cx, i).await?.is_none() {
+            return Ok(Undone::AlreadyGone(format!(
+                "{} is not registered with {}",
+                i.target(),
+                i.proxy_name
+            )));
+        }
+        cx.bar.set(format!(
+            "deregistering {} from {}",
+            i.target(),
+            i.proxy_name
+        ));
+        match cx
+            .aws
+            .rds
+            .deregister_db_proxy_targets()
+            .db_proxy_name(&i.proxy_name)
+            .target_group_name(TARGET_GROUP)
+            .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
+            .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Undone::Done(format!(
+                "deregistered {} from {}",
+                i.target(),
+                i.proxy_name
+            ))),
+            Err(e) if is_gone(error_code(&e)) => Ok(Undone::AlreadyGone(format!(
+                "{} is not registered with {}",
+                i.target(),
+                i.proxy_name
+            ))),
+            Err(e) => anyhow::bail!(
+                "cannot deregister {} from {}: {}",
+                i.target(),
+                i.proxy_name,
+                describe_error(&e)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::{TargetHealthReason, TargetState};
+
+    fn target(state: TargetState, reason: Option<TargetHealthReason>) -> DbProxyTarget {
+        DbProxyTarget::builder()
+            .rds_resource_id("db1")
+            .target_health(
+                TargetHealth::builder()
+                    .state(state)
+                    .set_reason(reason)
+                    .description("could not connect")
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn health_waits_and_explains_unavailable() {
+        assert!(matches!(
+            health_decision(&target(TargetState::Available, None)),
+            Wait::Ready(_)
+        ));
+        assert!(matches!(
+            health_decision(&target(TargetState::Registering, None)),
+            Wait::Pending(s) if s == "REGISTERING"
+        ));
+        let Wait::Pending(s) = health_decision(&target(
+            TargetState::Unavailable,
+            Some(TargetHealthReason::ConnectionFailed),
+        )) else {
+            panic!("UNAVAILABLE is waited on");
+        };
+        assert!(
+            s.starts_with("UNAVAILABLE (CONNECTION_FAILED: could not connect)"),
+            "{s}"
+        );
+        assert!(s.contains("db-ingress"), "{s}");
+        let Wait::Pending(s) = health_decision(&target(
+            TargetState::Unavailable,
+            Some(TargetHealthReason::AuthFailure),
+        )) else {
+            panic!()
+        };
+        assert!(s.contains("secret-access"), "{s}");
+    }
+
+    fn pool() -> Pool {
+        Pool {
+            max_connections_percent: 50,
+            max_idle_connections_percent: 25,
+            connection_borrow_timeout: 120,
+            init_query: None,
+            session_pinning_filters: vec![],
+        }
+    }
+
+    #[test]
+    fn pool_differences_name_each_setting() {
+        let have = ConnectionPoolConfigurationInfo::builder()
+            .max_connections_percent(100)
+            .max_idle_connections_percent(25)
+            .connection_borrow_timeout(120)
+            .build();
+        assert_eq!(
+            pool_differences(Some(&have), &pool()),
+            vec!["MaxConnectionsPercent: 100 -> 50"]
+        );
+        let same = ConnectionPoolConfigurationInfo::builder()
+            .max_connections_percent(50)
+            .max_idle_connections_percent(25)
+            .connection_borrow_timeout(120)
+            .build();
+        assert!(pool_differences(Some(&same), &pool()).is_empty());
+    }
+
+    #[test]
+    fn cluster_targets_match_by_tracked_cluster() {
+        let i = Inputs {
+            proxy_name: "p".into(),
+            instance_id: None,
+            cluster_id: Some("c1".into()),
+            pool: pool(),
+            wait_timeout_seconds: 1,
+        };
+        let t = DbProxyTarget::builder()
+            .rds_resource_id("c1-instance-1")
+            .tracked_cluster_id("c1")
+            .build();
+        assert!(is_our_target(&t, &i));
+        let other = DbProxyTarget::builder().rds_resource_id("x").build();
+        assert!(!is_our_target(&other, &i));
+    }
+
+    mod mocked {
+        use super::*;
+        use crate::steps::mock::{Mocked, block_on};
+        use aws_sdk_rds::Client;
+        use aws_sdk_rds::error::ErrorMetadata;
+        use aws_sdk_rds::operation::deregister_db_proxy_targets::DeregisterDBProxyTargetsError;
+        use aws_sdk_rds::operation::describe_db_proxy_target_groups::DescribeDbProxyTargetGroupsOutput;
+        use aws_sdk_rds::operation::describe_db_proxy_targets::{
+            DescribeDBProxyTargetsError, DescribeDbProxyTargetsOutput,
+        };
+        use aws_sdk_rds::operation::register_db_proxy_targets::{
+            RegisterDBProxyTargetsError, RegisterDbProxyTargetsOutput,
+        };
+        use aws_sdk_rds::types::{DbProxyTargetGroup, TargetHealthReason, TargetState};
+        use aws_smithy_mocks::mock;
+
+        fn inputs() -> Inputs {
+            Inputs {
+                proxy_name: "p".into(),
+                instance_id: Some("db1".into()),
+                cluster_id: None,
+                pool: pool(),
+                wait_timeout_seconds: 30,
+            }
+        }
+
+        fn listed(t: Option<DbProxyTarget>) -> DescribeDbProxyTargetsOutput {
+            DescribeDbProxyTargetsOutput::builder()
+                .set_targets(t.map(|t| vec![t]))
+                .build()
+        }
+
+        fn same_pool() -> aws_smithy_mocks::Rule {
+            mock!(Client::describe_db_proxy_target_groups).then_output(|| {
+                DescribeDbProxyTargetGroupsOutput::builder()
+                    .target_groups(
+                        DbProxyTargetGroup::builder()
+                            .connection_pool_config(
+                                ConnectionPoolConfigurationInfo::builder()
+                                    .max_connections_percent(50)
+                                    .max_idle_connections_percent(25)
+                                    .connection_borrow_timeout(120)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            })
+        }
+
+        #[test]
+        fn a_busy_db_is_retried_then_registered() {
+            let describe = mock!(Client::describe_db_proxy_targets)
+                .sequence()
+                .output(|| listed(None))
+                .output(|| listed(Some(target(TargetState::Registering, None))))
+                .output(|| listed(Some(target(TargetState::Available, None))))
+                .repeatedly()
+                .build();
+            let register = mock!(Client::register_db_proxy_targets)
+                .sequence()
+                .error(|| {
+                    RegisterDBProxyTargetsError::generic(
+                        ErrorMetadata::builder()
+                            .code("InvalidDBInstanceState")
+                            .build(),
+                    )
+                })
+                .times(2)
+                .output(|| RegisterDbProxyTargetsOutput::builder().build())
+                .build();
+            let pool = same_pool();
+            let m = Mocked::new(&[&describe, &register, &pool], &[], &[]);
+            let out = block_on(StepImpl::apply(&Targets, &m.cx(), &inputs())).unwrap();
+            assert_eq!(out["health"], "AVAILABLE");
+            assert_eq!(register.num_calls(), 3, "two busy answers, then registered");
+        }
+
+        #[test]
+        fn an_unavailable_target_fails_at_the_deadline_with_reason_and_fix() {
+            let describe = mock!(Client::describe_db_proxy_targets).then_output(|| {
+                listed(Some(target(
+                    TargetState::Unavailable,
+                    Some(TargetHealthReason::ConnectionFailed),
+                )))
+            });
+            let pool = same_pool();
+            let m = Mocked::new(&[&describe, &pool], &[], &[]);
+            let e = block_on(StepImpl::apply(&Targets, &m.cx(), &inputs()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("UNAVAILABLE (CONNECTION_FAILED: could not connect)"),
+                "{e}"
+            );
+            assert!(
+                e.contains("likely fix: the DB's security group must admit"),
+                "{e}"
+            );
+            assert!(describe.num_calls() > 2);
+        }
+
+        #[test]
+        fn a_gone_proxy_means_the_target_is_already_deregistered() {
+            let describe = mock!(Client::describe_db_proxy_targets).then_error(|| {
+                DescribeDBProxyTargetsError::generic(
+                    ErrorMetadata::builder()
+                        .code("DBProxyNotFoundFault")
+                        .build(),
+                )
+            });
+            let m = Mocked::new(&[&describe], &[], &[]);
+            let undone = block_on(StepImpl::rollback(&Targets, &m.cx(), &inputs(), None)).unwrap();
+            assert!(matches!(undone, Undone::AlreadyGone(_)), "{undone:?}");
+            let found = block_on(StepImpl::check(&Targets, &m.cx(), &inputs())).unwrap();
+            assert_eq!(found, Found::Missing);
+        }
+
+        #[test]
+        fn deregistering_a_target_that_went_meanwhile_is_fine() {
+            let describe = mock!(Client::describe_db_proxy_targets)
+                .then_output(|| listed(Some(target(TargetState::Available, None))));
+            let deregister = mock!(Client::deregister_db_proxy_targets).then_error(|| {
+                DeregisterDBProxyTargetsError::generic(
+                    ErrorMetadata::builder()
+                        .code("DBProxyTargetNotFoundFault")
+                        .build(),
+                )
+            });
+            let m = Mocked::new(&[&describe, &deregister], &[], &[]);
+            let undone = block_on(StepImpl::rollback(&Targets, &m.cx(), &inputs(), None)).unwrap();
+            assert!(matches!(undone, Undone::AlreadyGone(_)), "{undone:?}");
+        }
+    }
+}
