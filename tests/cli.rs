@@ -635,3 +635,84 @@ fn help_lists_exit_codes_and_commands() {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
 }
+
+#[test]
+fn managed_secret_access_and_a_new_variable_are_undone_exactly() {
+    let (emu, ws) = setup("managed");
+    let before = snapshot(&emu, &vpc(&ws));
+    ws.write_runbook(|s| {
+        let s = edit(&s, "mode = \"least-privilege\"", "mode = \"managed\"");
+        edit(&s, "env_var = \"DB_HOST\"", "env_var = \"PROXY_HOST\"")
+    });
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("Done: 9 step(s) applied");
+    let after = snapshot(&emu, &vpc(&ws));
+    let role = &after[&format!("iam role {}-proxy-role", ws.prefix)];
+    assert!(
+        role.starts_with(
+            "attached=[\"arn:aws:iam::aws:policy/SecretsManagerReadWrite\"] inline=[]"
+        ),
+        "{role}"
+    );
+    let function = &after[&format!("lambda {}-db-app", ws.prefix)];
+    let endpoint = ws.state_json()["steps"]["proxy"]["outputs"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        function.contains(&format!("\"PROXY_HOST\": \"{endpoint}\"")),
+        "{function}"
+    );
+    assert!(
+        function.contains("\"DB_HOST\": \""),
+        "DB_HOST kept: {function}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("removed ")
+        .stdout_has(".PROXY_HOST (it did not exist)")
+        .stdout_has("detached SecretsManagerReadWrite");
+    assert_same(
+        &before,
+        &snapshot(&emu, &vpc(&ws)),
+        "rollback did not restore the emulator",
+    );
+}
+
+#[test]
+fn invoke_check_judges_the_response() {
+    let (emu, ws) = setup("invoke");
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "payload = \"{}\"",
+            "payload = \"{}\"\nexpect = \"Successfully connected to RDS via RDS Proxy!\"",
+        )
+    });
+    // moto without Docker answers invocations from a queue of responses.
+    let queue = |body: &str| {
+        let results = serde_json::json!({"results": [body], "region": REGION});
+        http(
+            &format!("{}/moto-api/static/lambda-simple/response", emu.url),
+            "POST",
+            &results.to_string(),
+        )
+        .unwrap();
+    };
+    queue("Successfully connected to RDS via RDS Proxy!");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("✓ invoke-check verified")
+        .stdout_has("Successfully connected to RDS via RDS Proxy!");
+    queue("(2013, 'Lost connection to MySQL server during query')");
+    ws.run(&["run", "--yes", "--step", "invoke-check"])
+        .code(1)
+        .stderr_has("step `invoke-check` failed")
+        .stderr_has("response does not contain \"Successfully connected to RDS via RDS Proxy!\"")
+        .stderr_has("Lost connection");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("invoke-check           failed");
+}
