@@ -453,8 +453,10 @@ pub async fn run(
                 rec.outputs.clear();
                 rec.error = None;
                 save(&state, &path)?;
+                crate::failpoint::hit(name, "before-apply");
                 match step.apply(&cx, &inputs).await {
                     Ok(outputs) => {
+                        crate::failpoint::hit(name, "after-apply");
                         let rec = state
                             .advance(name, Event::Applied)
                             .map_err(anyhow::Error::msg)?;
@@ -697,8 +699,10 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
             runbook: &rb.name,
             bar: &bar,
         };
+        crate::failpoint::hit(name, "before-rollback");
         match step.rollback(&cx, &inputs, rec.before.as_ref()).await {
             Ok(undone) => {
+                crate::failpoint::hit(name, "after-rollback");
                 let rec = state
                     .advance(name, Event::RolledBack)
                     .map_err(anyhow::Error::msg)?;

@@ -2,6 +2,7 @@ mod arn;
 mod aws;
 mod cli;
 mod engine;
+mod failpoint;
 mod poll;
 mod progress;
 mod runbook;

@@ -131,6 +131,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Wait<T>>>,
 {
+    crate::failpoint::hit(bar.name(), "wait");
     let started = Instant::now();
     let deadline = Deadline::after(timeout);
     let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(30));

@@ -58,6 +58,10 @@ pub struct StepBar {
 }
 
 impl StepBar {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// What the step is doing or waiting on now.
     pub fn set(&self, msg: impl Into<String>) {
         let msg = msg.into();

@@ -4,20 +4,19 @@
 
 mod support;
 
+#[cfg(feature = "failpoints")]
+#[path = "cli/crash.rs"]
+mod crash;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use support::*;
 
 fn setup(test: &str) -> (Emulator, Workspace) {
-    let emu = Emulator::start(test);
-    let exports = emu.seed();
-    let ws = Workspace::new(&emu, exports);
+    let emu = Emulator::start();
+    let ws = emu.workspace(test);
     (emu, ws)
-}
-
-fn vpc(ws: &Workspace) -> String {
-    ws.env["VPC_ID"].clone()
 }
 
 /// `s` with `from` replaced by `to`; panics if `from` is not there, so a
@@ -33,7 +32,7 @@ const ALL_STEPS: usize = 10;
 #[test]
 fn plan_on_an_empty_account_changes_nothing() {
     let (emu, ws) = setup("plan_empty");
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.run(&["plan"])
         .ok()
         .stdout_has("+ proxy-role")
@@ -43,11 +42,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         .stdout_has("+ proxy                  to create, after proxy-role")
         .stdout_has("? invoke-check           will verify")
         .stdout_has("Plan: 9 to create, 0 to finish, 0 done, 0 drifted or blocked (1 verification step(s) will run).");
-    assert_same(
-        &before,
-        &snapshot(&emu, &vpc(&ws)),
-        "plan changed the emulator",
-    );
+    assert_same(&before, &snapshot(&emu, &ws), "plan changed the emulator");
     assert!(!ws.state.exists(), "plan must not write a state");
 }
 
@@ -55,7 +50,7 @@ fn plan_on_an_empty_account_changes_nothing() {
 fn run_rerun_and_rollback() {
     let (emu, ws) = setup("run_rerun");
     let p = ws.prefix.clone();
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
 
     ws.run(&["run", "--yes"])
         .ok()
@@ -70,7 +65,7 @@ fn run_rerun_and_rollback() {
         .stdout_has("✓ lambda-env created")
         .stdout_has("✓ invoke-check verified")
         .stdout_has("Done: 9 step(s) applied, 0 already done; 1 verification(s) passed.");
-    let after_run = snapshot(&emu, &vpc(&ws));
+    let after_run = snapshot(&emu, &ws);
     let state = ws.state_json();
     let out = |step: &str, key: &str| {
         state["steps"][step]["outputs"][key]
@@ -174,7 +169,7 @@ fn run_rerun_and_rollback() {
         .stdout_has("No changes: 10 step(s) checked, all already done; 1 verification(s) passed.");
     assert_same(
         &after_run,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "a re-run changed the emulator",
     );
     assert_eq!(
@@ -200,7 +195,7 @@ fn run_rerun_and_rollback() {
     ws.run(&["rollback"]).code(2).stderr_has("pass --yes");
     assert_same(
         &after_run,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback without --yes acted",
     );
 
@@ -237,7 +232,7 @@ fn run_rerun_and_rollback() {
     );
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback did not restore the emulator",
     );
     ws.run(&["status"])
@@ -251,14 +246,14 @@ fn run_rerun_and_rollback() {
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("Done: 9 step(s) applied");
-    let again = snapshot(&emu, &vpc(&ws));
+    let again = snapshot(&emu, &ws);
     assert_eq!(again.len(), after_run.len());
 }
 
 #[test]
 fn step_by_step_and_rollback_to() {
     let (emu, ws) = setup("step_by_step");
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes", "--step", "proxy-role"])
         .ok()
         .stdout_has("✓ proxy-role created")
@@ -307,7 +302,7 @@ fn step_by_step_and_rollback_to() {
         .stdout_has("✓ proxy-role deleted");
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback did not restore the emulator",
     );
 }
@@ -367,7 +362,7 @@ fn a_second_concurrent_run_fails_on_the_lock_naming_the_holder() {
 #[test]
 fn bad_input_is_reported_with_positions_and_creates_nothing() {
     let (emu, ws) = setup("bad_input");
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     // (edit, the key the error names, a piece of the message)
     type Edit = fn(String) -> String;
     let cases: Vec<(Edit, &str, &str)> = vec![
@@ -437,11 +432,7 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
     for (_, key, _) in &cases {
         out.stderr_has(key);
     }
-    assert_same(
-        &before,
-        &snapshot(&emu, &vpc(&ws)),
-        "bad input created something",
-    );
+    assert_same(&before, &snapshot(&emu, &ws), "bad input created something");
     assert!(!ws.state.exists(), "bad input wrote a state");
 }
 
@@ -462,7 +453,7 @@ fn something_not_ours_blocks_the_step_and_survives_rollback() {
             .await
             .unwrap();
     });
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.run(&["plan"])
         .ok()
         .stdout_has("! proxy-role")
@@ -485,7 +476,7 @@ fn something_not_ours_blocks_the_step_and_survives_rollback() {
         .stdout_has("= proxy-role nothing to undo");
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback touched a role that is not ours",
     );
 
@@ -509,7 +500,7 @@ fn resume_needs_a_state_and_rechecks_the_account() {
         .code(2)
         .stderr_has("nothing to resume; start with `rds-proxy-runbook run");
     ws.run(&["run", "--yes"]).ok();
-    let finished = snapshot(&emu, &vpc(&ws));
+    let finished = snapshot(&emu, &ws);
     // Someone revokes the DB ingress and detaches the connect policy by
     // hand: resume re-checks the account, not the file, and repairs both.
     let config = emu.sdk_config();
@@ -552,7 +543,7 @@ fn resume_needs_a_state_and_rechecks_the_account() {
         .stdout_has("= lambda-env already done")
         .stdout_has("Done: 2 step(s) applied");
     // The same resources as before, apart from the new rule's id.
-    let repaired = snapshot(&emu, &vpc(&ws));
+    let repaired = snapshot(&emu, &ws);
     assert_eq!(
         finished.keys().collect::<Vec<_>>(),
         repaired.keys().collect::<Vec<_>>()
@@ -568,7 +559,7 @@ fn resume_needs_a_state_and_rechecks_the_account() {
 fn a_runbook_edited_after_apply_is_caught_before_any_change() {
     let (emu, ws) = setup("edited");
     ws.run(&["run", "--yes"]).ok();
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.write_runbook(|s| s.replace("Project = \"AWSCookbook403\"", "Project = \"Renamed\""));
     ws.run(&["run", "--yes"])
         .code(3)
@@ -578,7 +569,7 @@ fn a_runbook_edited_after_apply_is_caught_before_any_change() {
     ws.run(&["resume", "--yes"]).code(3);
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "an edited runbook changed the emulator",
     );
     // Rolling back works from the state alone, whatever the runbook says now.
@@ -593,7 +584,7 @@ fn a_runbook_edited_after_apply_is_caught_before_any_change() {
 #[test]
 fn status_and_rollback_work_without_the_exports() {
     let (emu, mut ws) = setup("no_exports");
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();
     // A new shell, without the seed's exports.
     let exports = std::mem::take(&mut ws.env);
@@ -609,7 +600,7 @@ fn status_and_rollback_work_without_the_exports() {
     ws.env = exports;
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback did not restore the emulator",
     );
 }
@@ -639,7 +630,7 @@ fn help_lists_exit_codes_and_commands() {
 #[test]
 fn managed_secret_access_and_a_new_variable_are_undone_exactly() {
     let (emu, ws) = setup("managed");
-    let before = snapshot(&emu, &vpc(&ws));
+    let before = snapshot(&emu, &ws);
     ws.write_runbook(|s| {
         let s = edit(&s, "mode = \"least-privilege\"", "mode = \"managed\"");
         edit(&s, "env_var = \"DB_HOST\"", "env_var = \"PROXY_HOST\"")
@@ -647,7 +638,7 @@ fn managed_secret_access_and_a_new_variable_are_undone_exactly() {
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("Done: 9 step(s) applied");
-    let after = snapshot(&emu, &vpc(&ws));
+    let after = snapshot(&emu, &ws);
     let role = &after[&format!("iam role {}-proxy-role", ws.prefix)];
     assert!(
         role.starts_with(
@@ -676,7 +667,7 @@ fn managed_secret_access_and_a_new_variable_are_undone_exactly() {
         .stdout_has("detached SecretsManagerReadWrite");
     assert_same(
         &before,
-        &snapshot(&emu, &vpc(&ws)),
+        &snapshot(&emu, &ws),
         "rollback did not restore the emulator",
     );
 }

@@ -57,30 +57,29 @@ pub fn http(url: &str, method: &str, body: &str) -> std::io::Result<String> {
 pub struct Emulator {
     pub url: String,
     child: Option<Child>,
-    /// Unique per test: every name the seed and the runbook use carries it.
-    pub prefix: String,
+}
+
+/// A name unique to this test process and call: every name the seed and
+/// the runbook use carries it, so workspaces can share an emulator.
+pub fn unique_prefix(test: &str) -> String {
+    let prefix = format!(
+        "t{}{}-{}",
+        std::process::id() % 10_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        test.replace('_', "-")
+    );
+    prefix
+        .chars()
+        .take(28)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 impl Emulator {
-    pub fn start(test: &str) -> Emulator {
-        let prefix = format!(
-            "t{}{}",
-            std::process::id() % 10_000,
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ) + "-"
-            + &test.replace('_', "-");
-        let prefix: String = prefix
-            .chars()
-            .take(28)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string();
+    pub fn start() -> Emulator {
         if let Ok(url) = std::env::var("RDS_PROXY_RUNBOOK_TEST_ENDPOINT") {
-            return Emulator {
-                url,
-                child: None,
-                prefix,
-            };
+            return Emulator { url, child: None };
         }
         let venv = Path::new(ROOT).join("localstack/.venv/bin/moto_server");
         // Installs the pinned emulator on a fresh machine, once per process.
@@ -106,7 +105,6 @@ impl Emulator {
         let emu = Emulator {
             url: url.clone(),
             child: Some(child),
-            prefix,
         };
         let started = Instant::now();
         while http(&format!("{url}/moto-api/"), "GET", "").is_err() {
@@ -126,10 +124,18 @@ impl Emulator {
     }
 
     /// Seeds the recipe's preconditions; returns the exports.
-    pub fn seed(&self) -> HashMap<String, String> {
+    /// Seeds the recipe's preconditions under a new prefix, and writes the
+    /// cookbook runbook for them.
+    pub fn workspace(&self, test: &str) -> Workspace {
+        let prefix = unique_prefix(test);
+        let exports = self.seed(&prefix);
+        Workspace::new(self, &prefix, exports)
+    }
+
+    pub fn seed(&self, prefix: &str) -> HashMap<String, String> {
         let out = Command::new(Path::new(ROOT).join("localstack/.venv/bin/python"))
             .arg(Path::new(ROOT).join("localstack/seed.py"))
-            .args(["--prefix", &self.prefix])
+            .args(["--prefix", prefix])
             .envs(self.aws_env())
             .output()
             .expect("run seed.py");
@@ -202,8 +208,8 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(emu: &Emulator, exports: HashMap<String, String>) -> Workspace {
-        let dir = temp_dir(&emu.prefix);
+    pub fn new(emu: &Emulator, prefix: &str, exports: HashMap<String, String>) -> Workspace {
+        let dir = temp_dir(prefix);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         for f in [
             "rds-proxy-trust-policy.json",
@@ -221,7 +227,7 @@ impl Workspace {
             dir,
             env: exports,
             emu_env: emu.aws_env(),
-            prefix: emu.prefix.clone(),
+            prefix: prefix.to_string(),
         };
         ws.write_runbook(|s| s);
         ws
@@ -321,10 +327,10 @@ impl Out {
 /// lines keyed by resource, restricted to this test's names and VPC.
 pub type Snapshot = BTreeMap<String, String>;
 
-pub fn snapshot(emu: &Emulator, vpc_id: &str) -> Snapshot {
+pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
     let config = emu.sdk_config();
-    let p = emu.prefix.clone();
-    let vpc = vpc_id.to_string();
+    let p = ws.prefix.clone();
+    let vpc = ws.env["VPC_ID"].clone();
     runtime().block_on(async move {
         let mut snap = Snapshot::new();
         let iam = aws_sdk_iam::Client::new(&config);
