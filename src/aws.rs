@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
@@ -36,9 +37,23 @@ impl Aws {
                 RetryConfig::standard()
                     .with_max_attempts(6)
                     .with_max_backoff(Duration::from_secs(20)),
+            )
+            // An endpoint that accepts and never answers must fail, not hang.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .operation_timeout(Duration::from_secs(90))
+                    .build(),
             );
         if let Some(p) = &opts.profile {
-            loader = loader.profile_name(p);
+            // An explicit --profile wins over keys in the environment, as
+            // with the AWS CLI (the default chain would try the keys first).
+            loader = loader.profile_name(p).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(p)
+                    .build(),
+            );
         }
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
@@ -47,7 +62,9 @@ impl Aws {
             loader = loader.endpoint_url(e);
         }
         let mut config = loader.load().await;
-        if opts.region.is_none()
+        // The runbook's region is the last resort: --region, AWS_REGION and
+        // the profile come first.
+        if config.region().is_none()
             && let Some(r) = runbook_region
         {
             config = config
@@ -61,12 +78,6 @@ impl Aws {
                  or give the profile a region"
             );
         };
-        if config.credentials_provider().is_none() {
-            anyhow::bail!(
-                "no AWS credentials: set a profile (--profile or AWS_PROFILE), \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or log in with `aws sso login`"
-            );
-        }
         Ok(Aws {
             region,
             account: tokio::sync::OnceCell::new(),
@@ -165,7 +176,19 @@ where
                 msg = format!("{msg}: {s}");
                 source = s.source();
             }
-            msg
+            let hint =
+                if msg.contains("credentials") || msg.contains("IMDS") || msg.contains("profile") {
+                    "; check the credentials: --profile / AWS_PROFILE, AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or `aws sso login`"
+                } else if matches!(
+                    other,
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+                ) {
+                    "; check the endpoint (--endpoint-url / AWS_ENDPOINT_URL) and the network"
+                } else {
+                    ""
+                };
+            format!("{msg}{hint}")
         }
     }
 }

@@ -7,11 +7,15 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success (including: nothing to change)
-  1    a step failed (AWS error, drift, something not ours in the way, timeout)
-  2    command-line misuse (including rollback or run without --yes off a terminal)
-  3    bad input: the runbook or the state file is invalid (nothing was changed)
+  1    a step failed (AWS error, drift, something not ours in the way,
+       timeout), or a confirmation was declined
+  2    command-line misuse: an unknown step, `resume` without a state, a step
+       whose inputs are not applied yet, no --yes when stdin is not a terminal
+  3    bad input: the runbook or the state file is invalid, the runbook changed
+       after a step was applied, or the state belongs to another account or
+       region; nothing was changed
   4    the state is locked by another rds-proxy-runbook process
-  130  interrupted (Ctrl-C); the state is saved: run `resume` to continue";
+  130  interrupted (Ctrl-C); the state is saved: `resume` continues";
 
 /// Put Amazon RDS Proxy in front of an RDS database for AWS Lambda, as a
 /// runbook you can run step by step, resume, and roll back.
@@ -64,6 +68,7 @@ pub enum Command {
     /// Run the steps in order (all, one, or a range); each checks the
     /// account before acting.
     Run {
+        /// The runbook file (TOML).
         runbook: PathBuf,
         #[command(flatten)]
         select: Selection,
@@ -74,16 +79,21 @@ pub enum Command {
     /// Continue a run that stopped or failed, re-checking every step
     /// against the account.
     Resume {
+        /// The runbook file (TOML).
         runbook: PathBuf,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
     },
     /// Each step's state, outputs, when, and the last error. No AWS call.
-    Status { runbook: PathBuf },
+    Status {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+    },
     /// Undo applied steps in reverse order, deleting only what this runbook
     /// created and restoring what it changed.
     Rollback {
+        /// The runbook file (TOML).
         runbook: PathBuf,
         /// Keep this step and the ones before it; undo only the steps after it.
         #[arg(long, value_name = "STEP")]

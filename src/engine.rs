@@ -120,6 +120,17 @@ fn resolve(step: &dyn Step, rb: &Runbook, state: &State) -> (Value, Vec<(String,
     (inputs, r.missing)
 }
 
+/// The steps whose outputs are missing, once each, in order.
+fn needs(missing: &[(String, String)]) -> String {
+    let mut steps: Vec<&str> = Vec::new();
+    for (step, _) in missing {
+        if !steps.contains(&step.as_str()) {
+            steps.push(step);
+        }
+    }
+    steps.join(", ")
+}
+
 /// Top-level input fields that differ between two input documents.
 fn changed_fields(old: Option<&Value>, new: &Value) -> Vec<String> {
     let (Some(Value::Object(old)), Value::Object(new)) = (old, new) else {
@@ -188,6 +199,19 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
     Ok(names[from..=until].to_vec())
 }
 
+/// The inputs that changed since `name` was applied, if any. A step that
+/// only verifies changed nothing, so an edit of its inputs does not count.
+fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<String> {
+    let step = steps::get(name)?;
+    let rec = state.record(name).filter(|r| r.status == Status::Applied)?;
+    if !step.changes_account() {
+        return None;
+    }
+    let (inputs, missing) = resolve(step, rb, state);
+    (missing.is_empty() && rec.checksum.as_deref() != Some(&state::checksum(&inputs)))
+        .then(|| changed_fields(rec.inputs.as_ref(), &inputs).join("; "))
+}
+
 fn state_error(e: state::StateError) -> anyhow::Error {
     let code = match e {
         state::StateError::Locked { .. } => EXIT_LOCKED,
@@ -200,11 +224,37 @@ fn save(state: &State, path: &Path) -> Result<()> {
     state.save(path).map_err(state_error)
 }
 
+/// Refuses to act in another account or region than the state's steps did
+/// (a rollback there would find nothing and call it undone); records them
+/// on first use. Returns whether the state changed.
+async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> {
+    let account = aws.account_id().await?.to_string();
+    if let (Some(a), Some(r)) = (&state.account, &state.region) {
+        if *a != account || *r != aws.region {
+            return Err(exit(
+                EXIT_BAD_INPUT,
+                format!(
+                    "the state {} records steps in account {a}, region {r}, but this command \
+                     would act in account {account}, region {}: pass --region {r} or the \
+                     profile of account {a}, or another --state for a new setup",
+                    path.display(),
+                    aws.region
+                ),
+            ));
+        }
+        return Ok(false);
+    }
+    state.account = Some(account);
+    state.region = Some(aws.region.clone());
+    Ok(true)
+}
+
 pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let path = state_path(&rb, opts);
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    check_place(&mut state, &aws, &path).await?;
     let progress = Progress::new(true);
     progress.line(format!(
         "Plan for runbook `{}` ({}) in {}:",
@@ -222,9 +272,18 @@ pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
             println!("  ? {name:<22} will verify: {what}");
             continue;
         }
-        if let Some((needs, _)) = missing.first() {
+        if !missing.is_empty() {
             create += 1;
-            println!("  + {name:<22} to create, after {needs}: {what}");
+            println!(
+                "  + {name:<22} to create, after {}: {what}",
+                needs(&missing)
+            );
+            continue;
+        }
+        if let Some(changes) = edited_since_applied(name, &rb, &state) {
+            blocked += 1;
+            println!("  ! {name:<22} changed in the runbook since it was applied: {changes}");
+            println!("      `run` will refuse until the edit is undone or the step rolled back");
             continue;
         }
         let bar = progress.step(name);
@@ -305,27 +364,21 @@ pub async fn run(
 
     // Catch a runbook edited after a step was applied before touching AWS.
     for name in &selected {
-        let step = steps::get(name).expect("validated");
-        let Some(rec) = state.record(name).filter(|r| r.status == Status::Applied) else {
-            continue;
-        };
-        let (inputs, missing) = resolve(step, &rb, &state);
-        if missing.is_empty() && rec.checksum.as_deref() != Some(&state::checksum(&inputs)) {
-            let changes = changed_fields(rec.inputs.as_ref(), &inputs).join("; ");
-            let before = rb
+        if let Some(changes) = edited_since_applied(name, &rb, &state) {
+            let back_to = rb
                 .step_names()
                 .take_while(|n| n != name)
                 .last()
                 .map_or_else(
-                    || command_hint("rollback", &rb, opts),
-                    |prev| format!("{} --to {prev}", command_hint("rollback", &rb, opts)),
+                    || format!("{} --yes", command_hint("rollback", &rb, opts)),
+                    |prev| format!("{} --to {prev} --yes", command_hint("rollback", &rb, opts)),
                 );
             return Err(exit(
                 EXIT_BAD_INPUT,
                 format!(
                     "the runbook changed after step `{name}` was applied ({changes}); \
-                     nothing was changed. Undo the edit, or roll the step back and run again: \
-                     `{before}` then `{}`",
+                     nothing was changed. Undo the edit, or roll back from that step (which \
+                     also undoes every step after it) and run again: `{back_to}` then `{}`",
                     command_hint("run", &rb, opts)
                 ),
             ));
@@ -343,6 +396,9 @@ pub async fn run(
         yes,
     )?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    if check_place(&mut state, &aws, &path).await? && !state.steps.is_empty() {
+        save(&state, &path)?;
+    }
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
         "{verb} of runbook `{}` in {}; state: {}",
@@ -358,12 +414,13 @@ pub async fn run(
         }
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
-        if let Some((needs, output)) = missing.first() {
+        if let Some((first, output)) = missing.first() {
             return Err(exit(
                 EXIT_USAGE,
                 format!(
-                    "step `{name}` needs output `{output}` of step `{needs}`, which is not applied: \
-                     run it first with `{} --step {needs}`",
+                    "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
+                     are not applied: run them first, e.g. `{} --step {first}`",
+                    needs(&missing),
                     command_hint("run", &rb, opts)
                 ),
             ));
@@ -394,6 +451,7 @@ pub async fn run(
         } else {
             Found::Missing
         };
+        tracing::debug!(step = %name, ?found, "checked the account");
         match found {
             Found::Done(outputs) => {
                 let rec = state.record(name);
@@ -665,6 +723,9 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         yes,
     )?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    if check_place(&mut state, &aws, &path).await? {
+        save(&state, &path)?;
+    }
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
         "Rollback of runbook `{}` in {}; state: {}",

@@ -16,6 +16,12 @@ use crate::cli::{Cli, Command};
 use crate::engine::{EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STEP_FAILED, Exit, Options};
 
 fn main() {
+    // Die quietly when the reader goes away (`status | head`), as Unix
+    // tools do, instead of panicking on a broken pipe.
+    // SAFETY: called before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let code = match run(cli) {
@@ -44,12 +50,14 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 fn init_tracing(verbose: u8) {
     let filter = match verbose {
         0 => return,
-        1 => "rds_proxy_runbook=debug",
+        1 => "rds_proxy_runbook=debug,aws_smithy_runtime::client::orchestrator=debug",
         2 => "rds_proxy_runbook=trace,aws_config=debug,aws_smithy_runtime=debug",
         _ => "trace",
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
 }
@@ -100,7 +108,7 @@ fn watch_ctrl_c() {
             poll::interrupt();
             eprintln!("\nstopping after the current AWS call (press Ctrl-C again to quit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("quitting now; run `resume` to continue");
+                eprintln!("quitting now; `run` or `resume` continues from what the account holds");
                 std::process::exit(EXIT_INTERRUPTED);
             }
         }

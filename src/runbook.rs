@@ -416,7 +416,12 @@ impl<'s> Cx<'s> {
     }
 
     fn wrong_type(&mut self, pos: Pos, path: &str, want: &str, got: &str) {
-        self.error(pos, path, format!("expected {want}, found {got}"));
+        let hint = match (want, got) {
+            ("an integer" | "true or false", "string") => "; write it without quotes",
+            ("a string", _) => "; put the value in quotes",
+            _ => "",
+        };
+        self.error(pos, path, format!("expected {want}, found {got}{hint}"));
     }
 
     /// Reports every key of `tbl` that no reader asked for.
@@ -603,7 +608,7 @@ impl<'s> Cx<'s> {
         for (piece, range) in pieces {
             match piece {
                 Piece::Lit(s) => push_lit(&mut parts, &s),
-                Piece::Env(name) => match (self.env)(&name).filter(|v| !v.is_empty()) {
+                Piece::Env(name) => match (self.env)(&name) {
                     Some(v) => push_lit(&mut parts, &v),
                     None if self.lenient => {
                         unset_env = true;
@@ -616,9 +621,9 @@ impl<'s> Cx<'s> {
                             p,
                             path,
                             format!(
-                                "environment variable `{name}` is not set: export it \
-                                 (for the local emulator: `source localstack/.run/seed.env`) \
-                                 or write the value here"
+                                "environment variable `{name}` is not set or empty: export \
+                                 it (for the local emulator: `source localstack/.run/seed.env` \
+                                 in the repository) or write the value here"
                             ),
                         );
                     }
@@ -879,6 +884,18 @@ impl<'s> Cx<'s> {
         let network = self.table(&mut top, "network", true).map(|mut t| {
             let vpc_id = self.text(&mut t, "vpc_id", true);
             let subnet_ids = self.text_list(&mut t, "subnet_ids", true);
+            if let Some(ids) = &subnet_ids
+                && ids.len() == 1
+                && !ids[0].unset_env
+                && ids[0].literal().is_some()
+            {
+                self.error(
+                    ids[0].pos,
+                    "network.subnet_ids",
+                    "a proxy needs at least two subnets in different Availability Zones: \
+                     list two or more",
+                );
+            }
             self.finish(t);
             (vpc_id, subnet_ids)
         });
@@ -1261,7 +1278,14 @@ impl<'s> Cx<'s> {
             }
         }
         if arr.is_empty() {
-            self.error(pos, "steps", "lists no step");
+            self.error(
+                pos,
+                "steps",
+                format!(
+                    "lists no step; the steps are: {}",
+                    crate::steps::names().join(", ")
+                ),
+            );
         }
         out
     }

@@ -99,6 +99,12 @@ pub struct StepRecord {
 pub struct State {
     pub schema_version: u32,
     pub runbook: String,
+    /// Where the steps acted: commands elsewhere are refused, so a rollback
+    /// in the wrong region cannot report resources gone that are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(default)]
     pub steps: BTreeMap<String, StepRecord>,
 }
@@ -106,8 +112,9 @@ pub struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(
-        "state file {path} is not readable JSON ({why}); move it aside, then run `resume` \
-         (the tool re-checks the account) or `rollback` after restoring a backup"
+        "state file {path} is not readable JSON ({why}); move it aside and `run` again \
+         (every step re-checks the account and adopts what this runbook tagged as its own), \
+         or restore a backup of it"
     )]
     Corrupt { path: PathBuf, why: String },
     #[error(
@@ -155,6 +162,8 @@ impl State {
         State {
             schema_version: SCHEMA_VERSION,
             runbook: runbook.to_string(),
+            account: None,
+            region: None,
             steps: BTreeMap::new(),
         }
     }

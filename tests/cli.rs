@@ -265,7 +265,9 @@ fn step_by_step_and_rollback_to() {
     // A step whose input is another step's output waits for that step.
     ws.run(&["run", "--yes", "--step", "proxy"])
         .code(2)
-        .stderr_has("step `proxy` needs output `group_id` of step `proxy-security-group`, which is not applied");
+        .stderr_has(
+            "step `proxy` needs outputs of proxy-security-group (such as `proxy-security-group.group_id`), which are not applied",
+        );
     ws.run(&[
         "run",
         "--yes",
@@ -706,4 +708,167 @@ fn invoke_check_judges_the_response() {
     ws.run(&["status"])
         .ok()
         .stdout_has("invoke-check           failed");
+}
+
+#[test]
+fn another_region_or_a_broken_state_is_refused_before_any_change() {
+    let (emu, ws) = setup("refused");
+    ws.run(&["run", "--yes", "--until", "proxy-security-group"])
+        .ok();
+    let state = std::fs::read_to_string(&ws.state).unwrap();
+    let after = snapshot(&emu, &ws);
+
+    // A rollback in another region would find nothing and call it undone.
+    for cmd in [
+        &["rollback", "--yes"][..],
+        &["run", "--yes"][..],
+        &["plan"][..],
+    ] {
+        let mut c = ws.cmd(cmd);
+        c.arg("--region").arg("us-west-2");
+        Out::from(c.output().unwrap())
+            .code(3)
+            .stderr_has("records steps in account 123456789012, region us-east-1")
+            .stderr_has("would act in account 123456789012, region us-west-2")
+            .stderr_has("pass --region us-east-1");
+    }
+    assert_eq!(state, std::fs::read_to_string(&ws.state).unwrap());
+
+    // Corrupt, truncated, newer, another runbook's: refused, never a panic.
+    let cases = [
+        ("{ not json".to_string(), "is not readable JSON"),
+        (state[..state.len() / 2].to_string(), "is not readable JSON"),
+        (
+            state.replace("\"schema_version\": 1", "\"schema_version\": 9"),
+            "has schema version 9, newer than this tool's 1",
+        ),
+        (
+            state.replace(
+                &format!("\"runbook\": \"{}\"", ws.prefix),
+                "\"runbook\": \"someone-else\"",
+            ),
+            "belongs to runbook `someone-else`",
+        ),
+    ];
+    for (text, message) in &cases {
+        std::fs::write(&ws.state, text).unwrap();
+        for cmd in [
+            &["run", "--yes"][..],
+            &["rollback", "--yes"][..],
+            &["status"][..],
+            &["plan"][..],
+        ] {
+            ws.run(cmd).code(3).stderr_has(message);
+        }
+    }
+    std::fs::write(&ws.state, &state).unwrap();
+    assert_same(
+        &after,
+        &snapshot(&emu, &ws),
+        "a refused command changed the emulator",
+    );
+
+    // Output piped into a reader that goes away: no panic.
+    let mut child = ws
+        .cmd(&["status"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "panicked on a broken pipe");
+}
+
+#[test]
+fn a_resource_that_lost_our_tag_is_left_alone_by_rollback() {
+    let (emu, ws) = setup("untagged");
+    ws.run(&["run", "--yes", "--until", "proxy-security-group"])
+        .ok();
+    let role = format!("{}-proxy-role", ws.prefix);
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_iam::Client::new(&config)
+            .untag_role()
+            .role_name(&role)
+            .tag_keys("rds-proxy-runbook:runbook")
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!(
+            "! proxy-role left alone: IAM role {role} lacks our tag"
+        ))
+        .stdout_has("✓ proxy-security-group deleted");
+    assert!(snapshot(&emu, &ws).contains_key(&format!("iam role {role}")));
+}
+
+#[test]
+fn secrets_never_reach_the_state_the_logs_or_the_output() {
+    let (emu, ws) = setup("secrets");
+    // The DB password (in the secret) and a secret variable of the function.
+    let config = emu.sdk_config();
+    let token = format!("tok-{}-{}", std::process::id(), ws.prefix.len() * 7919);
+    let password = runtime().block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        let name = &ws.env["DB_APP_FUNCTION_NAME"];
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        let mut vars = conf.environment().unwrap().variables().unwrap().clone();
+        vars.insert("API_TOKEN".into(), token.clone());
+        lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let secret = aws_sdk_secretsmanager::Client::new(&config)
+            .get_secret_value()
+            .secret_id(&ws.env["RDS_SECRET_ARN"])
+            .send()
+            .await
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+        doc["password"].as_str().unwrap().to_string()
+    });
+    assert!(password.len() >= 16);
+    let mut seen = String::new();
+    for verbosity in ["-v", "-vv", "-vvv"] {
+        for cmd in [&["plan"][..], &["run", "--yes"][..], &["status"][..]] {
+            let mut args = cmd.to_vec();
+            args.push(verbosity);
+            let out = ws.run(&args);
+            out.ok();
+            seen.push_str(&out.stdout);
+            seen.push_str(&out.stderr);
+        }
+    }
+    let out = ws.run(&["rollback", "--yes", "-vvv"]);
+    out.ok();
+    seen.push_str(&out.stdout);
+    seen.push_str(&out.stderr);
+    let state_dir = ws.state.parent().unwrap();
+    for entry in std::fs::read_dir(state_dir).unwrap() {
+        seen.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+    }
+    assert!(
+        seen.len() > 10_000,
+        "the logs at -vvv should be long: {}",
+        seen.len()
+    );
+    assert!(!seen.contains(&password), "the DB password leaked");
+    assert!(
+        !seen.contains(&token),
+        "a secret environment variable leaked"
+    );
 }

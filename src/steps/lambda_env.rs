@@ -232,7 +232,7 @@ impl StepImpl for LambdaEnv {
         }
         if restored.is_empty() {
             return Ok(Undone::AlreadyGone(format!(
-                "{} no longer point at the proxy: left as they are",
+                "{} no longer on the proxy endpoint: left as is",
                 left.join(", ")
             )));
         }
