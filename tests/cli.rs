@@ -9,7 +9,9 @@ mod support;
 mod crash;
 
 use std::net::TcpListener;
+
 use std::time::{Duration, Instant};
+use support::faults;
 
 use support::*;
 
@@ -871,4 +873,175 @@ fn secrets_never_reach_the_state_the_logs_or_the_output() {
         !seen.contains(&token),
         "a secret environment variable leaked"
     );
+}
+
+/// A workspace whose calls go through a fault layer in front of the emulator.
+fn faulty(test: &str) -> (Emulator, Workspace, faults::FaultProxy) {
+    let (emu, mut ws) = setup(test);
+    let layer = faults::FaultProxy::start(&emu.url);
+    ws.set_endpoint(&layer.url);
+    (emu, ws, layer)
+}
+
+#[test]
+fn throttling_5xx_and_resets_are_retried() {
+    use faults::Fault::*;
+    let (emu, ws, layer) = faulty("transient");
+    let before = snapshot(&emu, &ws);
+    layer.fail("CreateRole", Throttle, 2);
+    layer.fail("DescribeSecurityGroups", Unavailable, 2);
+    layer.fail("CreateDBProxy", Reset, 1);
+    layer.fail("AuthorizeSecurityGroupIngress", Throttle, 1);
+    layer.fail("PUT configuration", Throttle, 2);
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("Done: 9 step(s) applied");
+    assert_eq!(layer.calls("CreateRole"), 3, "two throttled, then created");
+    assert!(layer.calls("PUT configuration") >= 3);
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after transient faults");
+}
+
+#[test]
+fn errors_that_persist_fail_cleanly_and_resume_continues() {
+    use faults::Fault::*;
+    let (emu, ws, layer) = faulty("persistent");
+    let before = snapshot(&emu, &ws);
+    layer.fail("CreateSecurityGroup", Throttle, 1000);
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("step `proxy-security-group` failed: cannot create security group")
+        .stderr_has("RequestLimitExceeded")
+        .stderr_has("To continue after fixing it: rds-proxy-runbook resume");
+    assert_eq!(
+        layer.calls("CreateSecurityGroup"),
+        6,
+        "the SDK's attempts, then a clean failure"
+    );
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied")
+        .stdout_has("proxy-security-group   failed")
+        .stdout_has("error: cannot create security group");
+    layer.clear_faults();
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy-security-group created");
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after resume");
+}
+
+#[test]
+fn a_proxy_held_at_creating_is_waited_on_with_few_calls() {
+    let (emu, ws, layer) = faulty("creating");
+    let before = snapshot(&emu, &ws);
+    layer.hold_proxy_creating(Duration::from_secs(4));
+    layer.hold_target("REGISTERING", None, Duration::from_secs(6));
+    let out = ws.run(&["run", "--yes", "--until", "targets"]);
+    out.ok()
+        .stdout_has("waiting for DB proxy")
+        .stdout_has("the proxy is creating")
+        .stdout_has("waiting for target")
+        .stdout_has("REGISTERING");
+    let polls = layer.calls("DescribeDBProxies");
+    assert!(
+        (3..=10).contains(&polls),
+        "{polls} DescribeDBProxies calls for a 4 s wait"
+    );
+    ws.run(&["run", "--yes"]).ok();
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after the waits");
+}
+
+#[test]
+fn an_unavailable_target_fails_with_reason_and_fix_then_resumes() {
+    let (emu, ws, layer) = faulty("unavailable");
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "iam_auth = \"REQUIRED\"",
+            "iam_auth = \"REQUIRED\"\nwait_timeout_seconds = 3",
+        )
+    });
+    layer.hold_target("UNAVAILABLE", Some("AUTH_FAILURE"), Duration::from_secs(8));
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("step `targets` failed")
+        .stderr_has("UNAVAILABLE (AUTH_FAILURE: held by the test's fault layer)")
+        .stderr_has("likely fix: the proxy cannot log in")
+        .stderr_has("the limit is 3s");
+    std::thread::sleep(Duration::from_secs(6));
+    let before_resume = snapshot(&emu, &ws);
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("= targets found done in the account")
+        .stdout_has("✓ lambda-env created");
+    assert_eq!(before_resume.len(), snapshot(&emu, &ws).len());
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_or_rollback() {
+    let emu = Emulator::start();
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    println!("KILL_SEED={seed} reproduces this run");
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let slowed = |ws: &mut Workspace| {
+        let layer = faults::FaultProxy::start(&emu.url);
+        layer.latency(Duration::from_millis(40));
+        ws.set_endpoint(&layer.url);
+        layer
+    };
+    // How long a whole run takes at this latency: kills land inside it.
+    let mut ws = emu.workspace("kill-timing");
+    let layer = slowed(&mut ws);
+    let start = Instant::now();
+    ws.run(&["run", "--yes"]).ok();
+    let whole = start.elapsed();
+    let calls: usize = layer.all_calls().values().sum();
+    println!("a whole run: {whole:?}, {calls} calls");
+    for round in 0..6 {
+        let mut ws = emu.workspace(&format!("kill{round}"));
+        let _layer = slowed(&mut ws);
+        let before = snapshot(&emu, &ws);
+        let mut child = ws
+            .cmd(&["run", "--yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = Duration::from_millis(100 + next() % whole.as_millis() as u64);
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        let what = format!("seed {seed}, round {round}, killed after {delay:?}");
+        if round % 2 == 0 {
+            let verb = if ws.state.exists() { "resume" } else { "run" };
+            ws.run(&[verb, "--yes"]).ok();
+            assert_one_of_each(
+                &before,
+                &snapshot(&emu, &ws),
+                &ws,
+                &format!("{what}, then {verb}"),
+            );
+            ws.run(&["rollback", "--yes"]).ok();
+        } else {
+            ws.run(&["rollback", "--yes"]).ok();
+        }
+        assert_same(
+            &before,
+            &snapshot(&emu, &ws),
+            &format!("{what}, then rollback"),
+        );
+    }
 }

@@ -39,86 +39,6 @@ fn kill_at(ws: &Workspace, step: &str, point: &str) {
     );
 }
 
-fn ingress_rules(line: &str) -> usize {
-    line.split(" egress=")
-        .next()
-        .unwrap()
-        .matches("tcp:")
-        .count()
-}
-
-/// Exactly one of each resource the recipe makes, and the function
-/// pointing at the proxy.
-#[track_caller]
-fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, what: &str) {
-    let p = &ws.prefix;
-    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-    let mut kinds: Vec<String> = added
-        .iter()
-        .map(|k| {
-            k.rsplit_once(' ')
-                .map_or(k.to_string(), |(a, _)| a.to_string())
-        })
-        .collect();
-    kinds.sort();
-    let mut want = vec![
-        format!("db proxy {p}-db")
-            .rsplit_once(' ')
-            .unwrap()
-            .0
-            .to_string(),
-        "iam policy".to_string(),
-        "iam role".to_string(),
-        format!("security group {p}-proxy-sg"),
-    ];
-    want.sort();
-    assert_eq!(kinds, want, "{what}: resources added: {added:?}");
-    let policy = &after[&format!("iam policy {p}-connect")];
-    assert_eq!(
-        policy.matches(" default=").count(),
-        1,
-        "{what}: policy versions: {policy}"
-    );
-    let role = &after[&format!("iam role {p}-proxy-role")];
-    assert_eq!(
-        role.matches("rds-proxy-runbook-secret-access=").count(),
-        1,
-        "{what}: {role}"
-    );
-    let proxy = &after[&format!("db proxy {p}-db")];
-    assert!(
-        proxy.contains(&format!("targets=[\"{p}-db\"]")),
-        "{what}: {proxy}"
-    );
-    for (k, v) in after
-        .iter()
-        .filter(|(k, _)| k.starts_with("security group "))
-    {
-        let rules = ingress_rules(v);
-        let want = if k.contains(&format!("{p}-proxy-sg ")) || k.contains(&format!("{p}-db-sg ")) {
-            1
-        } else {
-            ingress_rules(&before[k])
-        };
-        assert_eq!(rules, want, "{what}: ingress of {k}: {v}");
-    }
-    let lambda_role = &after[&format!("iam role {p}-lambda-role")];
-    assert_eq!(
-        lambda_role.matches(&format!("policy/{p}-connect")).count(),
-        1,
-        "{what}"
-    );
-    let function = &after[&format!("lambda {p}-db-app")];
-    assert!(
-        function.contains(".db-proxy-"),
-        "{what}: DB_HOST not on the proxy: {function}"
-    );
-    assert!(
-        function.contains("\"DB_USER\": \"admin\""),
-        "{what}: {function}"
-    );
-}
-
 fn crash_step(step: &str) {
     let emu = Emulator::start();
     let points = POINTS.iter().find(|(s, _)| *s == step).unwrap().1;
@@ -189,4 +109,101 @@ crash_tests! {
     crash_lambda_ingress => "lambda-ingress",
     crash_lambda_env => "lambda-env",
     crash_invoke_check => "invoke-check",
+}
+
+/// Runs the recipe held for `ms` at `step:point`, and returns once the
+/// state shows `step` started (the process is then in the pause). The
+/// caller waits on the child.
+#[allow(clippy::zombie_processes)]
+fn paused_run(ws: &Workspace, step: &str, point: &str, ms: u64) -> std::process::Child {
+    let child = ws
+        .cmd(&["run", "--yes"])
+        .env(
+            "RDS_PROXY_RUNBOOK_FAILPOINT",
+            format!("{step}:{point}:sleep{ms}"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let state: serde_json::Value = std::fs::read_to_string(&ws.state)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        if state["steps"][step]["status"] == "started" {
+            return child;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the run never reached {step}:{point}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: sends a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+}
+
+#[test]
+fn first_ctrl_c_finishes_the_call_saves_and_says_how_to_resume() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("ctrl-c");
+    let before = snapshot(&emu, &ws);
+    let child = paused_run(&ws, "proxy", "before-apply", 1500);
+    interrupt(&child);
+    let out = Out::from(child.wait_with_output().unwrap());
+    out.code(130)
+        .stderr_has("stopping after the current AWS call")
+        .stderr_has("interrupted; the state is saved. To continue: rds-proxy-runbook resume");
+    // The call in flight finished and was recorded; nothing after it ran.
+    let state = ws.state_json();
+    assert_eq!(state["steps"]["proxy"]["status"], "applied");
+    assert!(state["steps"]["connect-policy"].is_null(), "{state}");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("connect-policy         pending");
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("= proxy already done");
+    assert_one_of_each(
+        &before,
+        &snapshot(&emu, &ws),
+        &ws,
+        "after Ctrl-C and resume",
+    );
+}
+
+#[test]
+fn second_ctrl_c_exits_at_once_with_a_consistent_state() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("ctrl-c2");
+    let before = snapshot(&emu, &ws);
+    let child = paused_run(&ws, "proxy", "before-apply", 20_000);
+    let start = std::time::Instant::now();
+    interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(&child);
+    let out = Out::from(child.wait_with_output().unwrap());
+    out.code(130).stderr_has("quitting now");
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "the second Ctrl-C did not exit at once"
+    );
+    // The state on disk is whole: the proxy step is recorded as started.
+    assert_eq!(ws.state_json()["steps"]["proxy"]["status"], "started");
+    ws.run(&["resume", "--yes"]).ok();
+    assert_one_of_each(
+        &before,
+        &snapshot(&emu, &ws),
+        &ws,
+        "after two Ctrl-C and resume",
+    );
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after two Ctrl-C");
 }

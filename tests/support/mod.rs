@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -257,6 +259,13 @@ impl Workspace {
             .envs(self.env.iter())
             .stdin(Stdio::null());
         c
+    }
+
+    /// Sends this workspace's AWS calls to `url` (e.g. a fault layer).
+    pub fn set_endpoint(&mut self, url: &str) {
+        self.emu_env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        self.emu_env
+            .push(("AWS_ENDPOINT_URL".into(), url.to_string()));
     }
 
     pub fn run(&self, args: &[&str]) -> Out {
@@ -575,4 +584,84 @@ pub fn diff(a: &Snapshot, b: &Snapshot) -> String {
 #[track_caller]
 pub fn assert_same(before: &Snapshot, after: &Snapshot, what: &str) {
     assert!(before == after, "{what}:\n{}", diff(before, after));
+}
+
+pub fn ingress_rules(line: &str) -> usize {
+    line.split(" egress=")
+        .next()
+        .unwrap()
+        .matches("tcp:")
+        .count()
+}
+
+/// Exactly one of each resource the recipe makes, and the function
+/// pointing at the proxy.
+#[track_caller]
+pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, what: &str) {
+    let p = &ws.prefix;
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let mut kinds: Vec<String> = added
+        .iter()
+        .map(|k| {
+            k.rsplit_once(' ')
+                .map_or(k.to_string(), |(a, _)| a.to_string())
+        })
+        .collect();
+    kinds.sort();
+    let mut want = vec![
+        format!("db proxy {p}-db")
+            .rsplit_once(' ')
+            .unwrap()
+            .0
+            .to_string(),
+        "iam policy".to_string(),
+        "iam role".to_string(),
+        format!("security group {p}-proxy-sg"),
+    ];
+    want.sort();
+    assert_eq!(kinds, want, "{what}: resources added: {added:?}");
+    let policy = &after[&format!("iam policy {p}-connect")];
+    assert_eq!(
+        policy.matches(" default=").count(),
+        1,
+        "{what}: policy versions: {policy}"
+    );
+    let role = &after[&format!("iam role {p}-proxy-role")];
+    assert_eq!(
+        role.matches("rds-proxy-runbook-secret-access=").count(),
+        1,
+        "{what}: {role}"
+    );
+    let proxy = &after[&format!("db proxy {p}-db")];
+    assert!(
+        proxy.contains(&format!("targets=[\"{p}-db\"]")),
+        "{what}: {proxy}"
+    );
+    for (k, v) in after
+        .iter()
+        .filter(|(k, _)| k.starts_with("security group "))
+    {
+        let rules = ingress_rules(v);
+        let want = if k.contains(&format!("{p}-proxy-sg ")) || k.contains(&format!("{p}-db-sg ")) {
+            1
+        } else {
+            ingress_rules(&before[k])
+        };
+        assert_eq!(rules, want, "{what}: ingress of {k}: {v}");
+    }
+    let lambda_role = &after[&format!("iam role {p}-lambda-role")];
+    assert_eq!(
+        lambda_role.matches(&format!("policy/{p}-connect")).count(),
+        1,
+        "{what}"
+    );
+    let function = &after[&format!("lambda {p}-db-app")];
+    assert!(
+        function.contains(".db-proxy-"),
+        "{what}: DB_HOST not on the proxy: {function}"
+    );
+    assert!(
+        function.contains("\"DB_USER\": \"admin\""),
+        "{what}: {function}"
+    );
 }

@@ -1,0 +1,275 @@
+//! A fault-injecting reverse proxy on 127.0.0.1 in front of the emulator:
+//! latency on every call; an action answered with throttling, a 5xx or a
+//! reset connection N times; the DB proxy held at `creating` and its target
+//! at REGISTERING or UNAVAILABLE for a while. It also counts the calls of
+//! each action. One request per connection (it answers `Connection: close`),
+//! which the SDK's client handles by opening a new one.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// The service's throttling error (HTTP 400/429 with its code).
+    Throttle,
+    /// HTTP 503 Service Unavailable.
+    Unavailable,
+    /// Close the connection without an answer.
+    Reset,
+}
+
+#[derive(Default)]
+struct Plan {
+    latency: Duration,
+    faults: Vec<(String, Fault, usize)>,
+    proxy_creating_until: Option<Instant>,
+    target_state_until: Option<(Instant, &'static str, Option<&'static str>)>,
+    calls: BTreeMap<String, usize>,
+}
+
+#[derive(Clone)]
+pub struct FaultProxy {
+    pub url: String,
+    plan: Arc<Mutex<Plan>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("http upstream")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let plan = Arc::new(Mutex::new(Plan::default()));
+        let shared = plan.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (plan, upstream) = (shared.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &upstream, &plan);
+                });
+            }
+        });
+        FaultProxy { url, plan }
+    }
+
+    pub fn latency(&self, d: Duration) {
+        self.plan.lock().unwrap().latency = d;
+    }
+
+    /// Answers the next `times` calls of `action` with `fault`.
+    pub fn fail(&self, action: &str, fault: Fault, times: usize) {
+        self.plan
+            .lock()
+            .unwrap()
+            .faults
+            .push((action.to_string(), fault, times));
+    }
+
+    pub fn clear_faults(&self) {
+        self.plan.lock().unwrap().faults.clear();
+    }
+
+    /// Every DB proxy reads as `creating` for `d`.
+    pub fn hold_proxy_creating(&self, d: Duration) {
+        self.plan.lock().unwrap().proxy_creating_until = Some(Instant::now() + d);
+    }
+
+    /// Every proxy target reads as `state` (with `reason`) for `d`.
+    pub fn hold_target(&self, state: &'static str, reason: Option<&'static str>, d: Duration) {
+        self.plan.lock().unwrap().target_state_until = Some((Instant::now() + d, state, reason));
+    }
+
+    pub fn calls(&self, action: &str) -> usize {
+        self.plan
+            .lock()
+            .unwrap()
+            .calls
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn all_calls(&self) -> BTreeMap<String, usize> {
+        self.plan.lock().unwrap().calls.clone()
+    }
+}
+
+struct Request {
+    head: String,
+    body: Vec<u8>,
+}
+
+fn read_request(conn: &mut TcpStream) -> std::io::Result<Request> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length = header(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Request { head, body })
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The action: `Action=` of a query-protocol body, else `METHOD /path`.
+fn action_of(req: &Request) -> String {
+    let body = String::from_utf8_lossy(&req.body);
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let line = req.head.lines().next().unwrap_or_default();
+            let mut parts = line.split(' ');
+            let method = parts.next().unwrap_or_default();
+            let path = parts
+                .next()
+                .unwrap_or_default()
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            // Lambda: the last path segment names the operation well enough.
+            let tail = path.rsplit('/').next().unwrap_or_default();
+            format!("{method} {tail}")
+        })
+}
+
+fn fault_response(req: &Request, fault: Fault) -> Option<Vec<u8>> {
+    let (status, extra, body) = match fault {
+        Fault::Reset => return None,
+        Fault::Unavailable => ("503 Service Unavailable", String::new(), String::new()),
+        Fault::Throttle => {
+            let text = String::from_utf8_lossy(&req.body);
+            if text.contains("Version=2016-11-15") {
+                // EC2's error format.
+                (
+                    "503 Service Unavailable",
+                    String::new(),
+                    "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>f</RequestID></Response>".to_string(),
+                )
+            } else if text.contains("Action=") {
+                (
+                    "400 Bad Request",
+                    String::new(),
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>f</RequestId></ErrorResponse>".to_string(),
+                )
+            } else {
+                (
+                    "429 Too Many Requests",
+                    "x-amzn-ErrorType: TooManyRequestsException\r\n".to_string(),
+                    "{\"message\":\"Rate exceeded\"}".to_string(),
+                )
+            }
+        }
+    };
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+fn serve(mut conn: TcpStream, upstream: &str, plan: &Mutex<Plan>) -> std::io::Result<()> {
+    let req = read_request(&mut conn)?;
+    let action = action_of(&req);
+    let (latency, fault, creating, target) = {
+        let mut p = plan.lock().unwrap();
+        *p.calls.entry(action.clone()).or_default() += 1;
+        let mut fault = None;
+        if let Some(f) = p.faults.iter_mut().find(|(a, _, n)| *a == action && *n > 0) {
+            f.2 -= 1;
+            fault = Some(f.1);
+        }
+        let now = Instant::now();
+        (
+            p.latency,
+            fault,
+            p.proxy_creating_until.is_some_and(|t| now < t),
+            p.target_state_until.filter(|(t, _, _)| now < *t),
+        )
+    };
+    std::thread::sleep(latency);
+    if let Some(f) = fault {
+        return match fault_response(&req, f) {
+            Some(bytes) => conn.write_all(&bytes),
+            None => conn.shutdown(std::net::Shutdown::Both),
+        };
+    }
+    // Forward, one request per connection.
+    let mut up = TcpStream::connect(upstream)?;
+    let mut head: Vec<&str> = req
+        .head
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    head.push("Connection: close");
+    up.write_all(format!("{}\r\n\r\n", head.join("\r\n")).as_bytes())?;
+    up.write_all(&req.body)?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |i| i + 4);
+    let (resp_head, resp_body) = response.split_at(split);
+    let mut body = String::from_utf8_lossy(resp_body).into_owned();
+    if creating && action == "DescribeDBProxies" {
+        body = body.replace("<Status>available</Status>", "<Status>creating</Status>");
+    }
+    if let Some((_, state, reason)) = target
+        && action == "DescribeDBProxyTargets"
+    {
+        let health = match reason {
+            Some(r) => format!(
+                "<State>{state}</State><Reason>{r}</Reason><Description>held by the test's fault layer</Description>"
+            ),
+            None => format!("<State>{state}</State>"),
+        };
+        body = body.replace("<State>AVAILABLE</State>", &health);
+    }
+    let resp_head = String::from_utf8_lossy(resp_head);
+    let mut lines: Vec<String> = resp_head
+        .trim_end()
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("content-length:") && !l.starts_with("connection:")
+        })
+        .map(String::from)
+        .collect();
+    lines.push(format!("Content-Length: {}", body.len()));
+    lines.push("Connection: close".into());
+    conn.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())?;
+    conn.write_all(body.as_bytes())
+}
