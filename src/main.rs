@@ -9,6 +9,7 @@ mod runbook;
 mod state;
 mod steps;
 mod template;
+mod validate;
 
 use clap::Parser;
 

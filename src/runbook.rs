@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{Item, TableLike, Value};
 
 use crate::template::{self, Piece};
+use crate::validate;
 
 /// The tag every resource we create carries; its value is the runbook name.
 pub const OWNER_TAG: &str = "rds-proxy-runbook:runbook";
@@ -571,6 +572,25 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// Checks the shape of a value known now (not a reference, not an
+    /// unset variable of a lenient load).
+    fn shape(&mut self, text: Option<&Text>, check: impl Fn(&str) -> Result<(), String>) {
+        let Some(t) = text.filter(|t| !t.unset_env) else {
+            return;
+        };
+        if let Some(value) = t.literal()
+            && let Err(why) = check(&value)
+        {
+            self.error(t.pos, &t.key, why);
+        }
+    }
+
+    fn shapes(&mut self, texts: Option<&Vec<Text>>, check: impl Fn(&str) -> Result<(), String>) {
+        for t in texts.into_iter().flatten() {
+            self.shape(Some(t), &check);
+        }
+    }
+
     fn quote_len(&self, start: usize) -> usize {
         let rest = &self.src[start.min(self.src.len())..];
         if rest.starts_with("\"\"\"") || rest.starts_with("'''") {
@@ -883,7 +903,9 @@ impl<'s> Cx<'s> {
 
         let network = self.table(&mut top, "network", true).map(|mut t| {
             let vpc_id = self.text(&mut t, "vpc_id", true);
+            self.shape(vpc_id.as_ref(), |v| validate::resource_id("vpc", v));
             let subnet_ids = self.text_list(&mut t, "subnet_ids", true);
+            self.shapes(subnet_ids.as_ref(), |v| validate::resource_id("subnet", v));
             if let Some(ids) = &subnet_ids
                 && ids.len() == 1
                 && !ids[0].unset_env
@@ -911,8 +933,12 @@ impl<'s> Cx<'s> {
                     "give exactly one of `instance_id` (an RDS instance) or `cluster_id` (an Aurora cluster)",
                 );
             }
+            self.shape(instance_id.as_ref(), validate::db_identifier);
+            self.shape(cluster_id.as_ref(), validate::db_identifier);
             let security_group_id = self.text(&mut t, "security_group_id", true);
+            self.shape(security_group_id.as_ref(), |v| validate::resource_id("sg", v));
             let secret_arn = self.text(&mut t, "secret_arn", true);
+            self.shape(secret_arn.as_ref(), validate::secret_arn);
             let family = self.engine_family(&mut t);
             let port = self.int(
                 &mut t,
@@ -934,6 +960,7 @@ impl<'s> Cx<'s> {
 
         let proxy_role = self.table(&mut top, "proxy_role", true).map(|mut t| {
             let name = self.text(&mut t, "name", true);
+            self.shape(name.as_ref(), |v| validate::iam_name(v, 64));
             let doc = self.file(&mut t, "trust_policy", DEFAULT_TRUST_POLICY);
             self.finish(t);
             (name, doc)
@@ -943,6 +970,7 @@ impl<'s> Cx<'s> {
             .table(&mut top, "proxy_security_group", true)
             .map(|mut t| {
                 let name = self.text(&mut t, "name", true);
+                self.shape(name.as_ref(), validate::group_name);
                 let description = self.text_or(&mut t, "description", "RDS Proxy security group");
                 self.finish(t);
                 (name, description)
@@ -963,8 +991,13 @@ impl<'s> Cx<'s> {
             let role_arn = self
                 .text(&mut t, "role_arn", false)
                 .unwrap_or_else(|| Text::fixed_ref("proxy-role", "arn", "proxy.role_arn", pos));
+            self.shape(Some(&role_arn), validate::role_arn);
             let subnet_ids = self.text_list(&mut t, "subnet_ids", false);
+            self.shapes(subnet_ids.as_ref(), |v| validate::resource_id("subnet", v));
             let security_group_ids = self.text_list(&mut t, "security_group_ids", false);
+            self.shapes(security_group_ids.as_ref(), |v| {
+                validate::resource_id("sg", v)
+            });
             let require_tls = self.bool(&mut t, "require_tls", true);
             let iam_auth = self.choice(&mut t, "iam_auth", &["REQUIRED", "DISABLED"], "REQUIRED");
             let idle = self.int(
@@ -1070,6 +1103,7 @@ impl<'s> Cx<'s> {
 
         let connect_policy = self.table(&mut top, "connect_policy", true).map(|mut t| {
             let name = self.text(&mut t, "name", true);
+            self.shape(name.as_ref(), |v| validate::iam_name(v, 128));
             let template = self.file(&mut t, "template", DEFAULT_CONNECT_POLICY);
             let db_user = self.text_or(&mut t, "db_user", "*");
             self.finish(t);
@@ -1093,7 +1127,11 @@ impl<'s> Cx<'s> {
         let mut lambdas = Vec::new();
         for mut t in self.tables(&mut top, "lambda") {
             let function_name = self.text(&mut t, "function_name", true);
+            self.shape(function_name.as_ref(), validate::function_name);
             let security_group_id = self.text(&mut t, "security_group_id", false);
+            self.shape(security_group_id.as_ref(), |v| {
+                validate::resource_id("sg", v)
+            });
             let env_var = self
                 .literal(&mut t, "env_var", false)
                 .unwrap_or_else(|| "DB_HOST".into());
@@ -1398,5 +1436,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

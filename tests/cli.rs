@@ -406,6 +406,60 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
             "`proxy.role_arn`",
             "step `proxy-role` has no output `ar`",
         ),
+        (
+            |s| edit(&s, "name = \"${env.DB_NAME}\"", "name = \"9-proxy--\""),
+            "`proxy.name`",
+            "proxy name `9-proxy--` must start with a letter",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "secret_arn = \"${env.RDS_SECRET_ARN}\"",
+                    "secret_arn = \"my-db-secret\"",
+                )
+            },
+            "`database.secret_arn`",
+            "`my-db-secret` is not a secret ARN",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "engine_family = \"MYSQL\"",
+                    "engine_family = \"oracle-ee\"",
+                )
+            },
+            "`database.engine_family`",
+            "RDS Proxy does not support Oracle",
+        ),
+        (
+            |s| s + "\n[pool]\nmax_connections_percent = 150\n",
+            "`pool.max_connections_percent`",
+            "150 is out of range: use 1 to 100",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "iam_auth = \"REQUIRED\"",
+                    "iam_auth = \"REQUIRED\"\nidle_client_timeout = 30000",
+                )
+            },
+            "`proxy.idle_client_timeout`",
+            "30000 is out of range: use 1 to 28800",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "[proxy_security_group]\nname = \"",
+                    "[proxy_security_group]\nname = \"sg-",
+                )
+            },
+            "`proxy_security_group.name`",
+            "may not start with `sg-`",
+        ),
     ];
     for (edit, key, message) in &cases {
         ws.write_runbook(edit);
@@ -429,11 +483,16 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
             );
         }
     }
-    // Several problems at once: all reported.
-    ws.write_runbook(|s| cases.iter().fold(s, |s, (edit, _, _)| edit(s)));
+    // Several problems at once: all reported. (The two edits of the secret
+    // line cannot both apply; the ARN one stands for them.)
+    let together: Vec<_> = cases
+        .iter()
+        .filter(|(_, _, message)| !message.starts_with("missing required key"))
+        .collect();
+    ws.write_runbook(|s| together.iter().fold(s, |s, (edit, _, _)| edit(s)));
     let out = ws.run(&["run", "--yes"]);
     out.code(3);
-    for (_, key, _) in &cases {
+    for (_, key, _) in &together {
         out.stderr_has(key);
     }
     assert_same(&before, &snapshot(&emu, &ws), "bad input created something");

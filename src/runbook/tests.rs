@@ -5,17 +5,20 @@ use super::*;
 
 fn cookbook_env() -> HashMap<&'static str, &'static str> {
     HashMap::from([
-        ("VPC_ID", "vpc-1"),
-        ("ISOLATED_SUBNETS", "subnet-a subnet-b"),
+        ("VPC_ID", "vpc-0a1b2c3d4e5f60718"),
+        (
+            "ISOLATED_SUBNETS",
+            "subnet-0aaaaaaaaaaaaaaaa subnet-0bbbbbbbbbbbbbbbb",
+        ),
         ("RDS_ID", "db1"),
-        ("RDS_SG", "sg-db"),
+        ("RDS_SG", "sg-0dddddddddddddddd"),
         (
             "RDS_SECRET_ARN",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbC",
         ),
         ("DB_NAME", "db1"),
         ("DB_APP_FUNCTION_NAME", "fn1"),
-        ("DB_APP_FUNCTION_SG_ID", "sg-fn"),
+        ("DB_APP_FUNCTION_SG_ID", "sg-0ffffffffffffffff"),
     ])
 }
 
@@ -40,8 +43,8 @@ vpc_id = "${env.VPC_ID}"
 subnet_ids = "${env.ISOLATED_SUBNETS}"
 [database]
 instance_id = "db1"
-security_group_id = "sg-db"
-secret_arn = "arn:aws:secretsmanager:us-east-1:1:secret:s"
+security_group_id = "sg-0dddddddddddddddd"
+secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s"
 engine_family = "MYSQL"
 [proxy_role]
 name = "role"
@@ -77,7 +80,10 @@ fn the_shipped_cookbook_runbook_parses() {
         .iter()
         .map(|t| t.literal().unwrap())
         .collect();
-    assert_eq!(subnets, ["subnet-a", "subnet-b"]);
+    assert_eq!(
+        subnets,
+        ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    );
     assert_eq!(
         rb.proxy_role.trust_policy["Statement"][0]["Principal"]["Service"],
         "rds.amazonaws.com"
@@ -159,7 +165,7 @@ fn wrong_types_are_reported() {
 #[test]
 fn missing_required_values_say_what_to_add() {
     let src = MINIMAL.replace(
-        "secret_arn = \"arn:aws:secretsmanager:us-east-1:1:secret:s\"\n",
+        "secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:s\"\n",
         "",
     );
     let d = errors(&src);
@@ -317,7 +323,7 @@ fn exactly_one_database_target() {
 fn lambdas_and_subnet_arrays() {
     let src = MINIMAL.replace(
         "subnet_ids = \"${env.ISOLATED_SUBNETS}\"",
-        "subnet_ids = [\"subnet-1\", \"subnet-2\", \"subnet-3\"]",
+        "subnet_ids = [\"subnet-01111111\", \"subnet-02222222\", \"subnet-03333333\"]",
     ) + "[[lambda]]\nfunction_name = \"a\"\n[[lambda]]\nfunction_name = \"b\"\nenv_var = \"DATABASE_HOST\"\n";
     let rb = parse(&src).unwrap();
     assert_eq!(rb.proxy.subnet_ids.len(), 3);
