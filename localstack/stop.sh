@@ -11,6 +11,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="${2:?--port needs a value}"; shift 2 ;;
     --port=*) PORT="${1#--port=}"; shift ;;
+    -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) echo "stop.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done

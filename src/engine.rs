@@ -386,6 +386,13 @@ pub async fn run(
     }
 
     let verb = if resume { "Resume" } else { "Run" };
+    if resume
+        && selected
+            .iter()
+            .all(|n| matches!(state.status(n), Status::RolledBack | Status::Pending))
+    {
+        println!("Every step is pending or rolled back: resume starts the run over.");
+    }
     confirm(
         &format!(
             "{verb} {} step(s) of runbook `{}` ({}); each checks the account before acting. Continue?",

@@ -74,6 +74,30 @@ fn crash_step(step: &str) {
             &format!("{what}, then rollback"),
         );
     }
+    // A rollback killed at this step (before its undo, or after it but
+    // before the state is saved): the next rollback finishes it exactly.
+    let ws = emu.workspace("rb");
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    for point in ["before-rollback", "after-rollback"] {
+        let out = ws
+            .cmd(&["rollback", "--yes"])
+            .env("RDS_PROXY_RUNBOOK_FAILPOINT", format!("{step}:{point}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{step}:{point} did not abort the rollback"
+        );
+        ws.run(&["rollback", "--yes"]).ok();
+        assert_same(
+            &before,
+            &snapshot(&emu, &ws),
+            &format!("rollback killed at {step}:{point}"),
+        );
+        ws.run(&["run", "--yes"]).ok();
+    }
 }
 
 macro_rules! crash_tests {
