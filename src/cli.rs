@@ -15,6 +15,7 @@ Exit codes:
        after a step was applied, or the state belongs to another account or
        region; nothing was changed
   4    the state is locked by another rds-proxy-runbook process
+  5    preflight found problems in the account; nothing was changed
   130  interrupted (Ctrl-C); the state is saved: `resume` continues";
 
 /// Put Amazon RDS Proxy in front of an RDS database for AWS Lambda, as a
@@ -62,6 +63,12 @@ pub struct Global {
 pub enum Command {
     /// Show each step and what its check finds in the account. Changes nothing.
     Plan {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+    },
+    /// Check what the recipe needs from the account (DB, secret, subnets,
+    /// security groups, Lambdas, room for a proxy). Changes nothing.
+    Preflight {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },

@@ -28,6 +28,7 @@ pub const EXIT_STEP_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_BAD_INPUT: i32 = 3;
 pub const EXIT_LOCKED: i32 = 4;
+pub const EXIT_PREFLIGHT: i32 = 5;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -249,12 +250,47 @@ async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> 
     Ok(true)
 }
 
+/// Runs preflight and prints it: every check when `all`, else only the
+/// problems. Err (exit 5) when it found any.
+async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
+    let report = crate::preflight::run(rb, aws).await?;
+    if all {
+        for c in &report.checked {
+            println!("  ✓ {c}");
+        }
+    }
+    for p in &report.problems {
+        println!("  ✗ {}\n      fix: {}", p.what, p.fix);
+    }
+    let (passed, problems) = (report.checked.len(), report.problems.len());
+    if problems == 0 {
+        println!("Preflight: all {passed} checks passed.");
+        return Ok(());
+    }
+    println!("Preflight: {passed} checks passed, {problems} problem(s).");
+    Err(exit(
+        EXIT_PREFLIGHT,
+        format!(
+            "preflight found {problems} problem(s) in the account (listed above); nothing was changed"
+        ),
+    ))
+}
+
+pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    println!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
+    preflight_checks(&rb, &aws, true).await
+}
+
 pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let path = state_path(&rb, opts);
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     check_place(&mut state, &aws, &path).await?;
+    // The plan is shown even when preflight finds problems; it exits 5.
+    let preflight = preflight_checks(&rb, &aws, false).await;
     let progress = Progress::new(true);
     progress.line(format!(
         "Plan for runbook `{}` ({}) in {}:",
@@ -336,6 +372,7 @@ pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
             "Plan: {create} to create, {change} to finish, {done} done, {blocked} drifted or blocked{verifies}."
         );
     }
+    preflight?;
     Ok(())
 }
 
@@ -406,6 +443,7 @@ pub async fn run(
     if check_place(&mut state, &aws, &path).await? && !state.steps.is_empty() {
         save(&state, &path)?;
     }
+    preflight_checks(&rb, &aws, false).await?;
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
         "{verb} of runbook `{}` in {}; state: {}",

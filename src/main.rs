@@ -4,6 +4,7 @@ mod cli;
 mod engine;
 mod failpoint;
 mod poll;
+mod preflight;
 mod progress;
 mod runbook;
 mod state;
@@ -85,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         watch_ctrl_c();
         match &cli.command {
             Command::Plan { runbook } => engine::plan(runbook, &opts).await,
+            Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
             Command::Run {
                 runbook,
                 select,

@@ -1,0 +1,521 @@
+//! Preflight: what the recipe needs from the account, checked before
+//! anything is created. Every problem is collected, each with its fix, so
+//! one look shows all that stands in the way (the failures users hit most:
+//! a DB that is not available or of another engine, a secret without
+//! username and password, subnets in one AZ or another VPC, a Lambda
+//! outside the VPC, no room for another proxy, a proxy name taken).
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use crate::aws::{Aws, describe_error, error_code};
+use crate::runbook::{EngineFamily, Runbook, Text};
+
+/// Proxies an account may have (AWS's quota).
+const PROXY_QUOTA: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub what: String,
+    pub fix: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checked: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl Into<String>) {
+        self.checked.push(what.into());
+    }
+
+    fn problem(&mut self, what: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem {
+            what: what.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+/// The engine family an RDS engine name belongs to; Err for Oracle and
+/// engines RDS Proxy does not serve.
+pub fn family_of(engine: &str) -> Result<EngineFamily, String> {
+    let e = engine.to_ascii_lowercase();
+    if e.starts_with("oracle") {
+        Err("RDS Proxy does not support Oracle".into())
+    } else if e == "mysql" || e == "mariadb" || e == "aurora-mysql" || e == "aurora" {
+        Ok(EngineFamily::Mysql)
+    } else if e == "postgres" || e == "aurora-postgresql" {
+        Ok(EngineFamily::Postgresql)
+    } else if e.starts_with("sqlserver") {
+        Ok(EngineFamily::Sqlserver)
+    } else {
+        Err(format!("RDS Proxy does not support the engine `{engine}`"))
+    }
+}
+
+/// Whether a secret's text has what the proxy logs in with. The text is
+/// never shown.
+pub fn secret_has_credentials(text: &str) -> Result<(), String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "its value is not JSON".to_string())?;
+    let missing: Vec<&str> = ["username", "password"]
+        .into_iter()
+        .filter(|k| doc[k].as_str().is_none_or(|v| v.is_empty()))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("its JSON has no {}", missing.join(" or ")))
+    }
+}
+
+fn literal(t: &Text) -> Option<String> {
+    t.literal()
+}
+
+/// Runs every check; never fails on a problem, only on a tool error.
+pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
+    let mut r = Report::default();
+    let db_vpc = check_database(rb, aws, &mut r).await?;
+    check_secret(rb, aws, &mut r).await?;
+    let vpc = rb.network.vpc_id.literal().unwrap_or_default();
+    if let Some(db_vpc) = &db_vpc
+        && *db_vpc != vpc
+    {
+        r.problem(
+            format!("the runbook's VPC {vpc} is not the DB's VPC {db_vpc}"),
+            format!("set network.vpc_id = \"{db_vpc}\": the proxy must sit in the DB's VPC"),
+        );
+    }
+    check_subnets(rb, aws, &vpc, &mut r).await?;
+    check_groups(rb, aws, &vpc, &mut r).await?;
+    check_lambdas(rb, aws, &vpc, &mut r).await?;
+    check_proxy_room(rb, aws, &mut r).await?;
+    Ok(r)
+}
+
+async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Option<String>> {
+    let family = rb.database.engine_family;
+    let (kind, id, found) = if let Some(id) = rb.database.instance_id.as_ref().and_then(literal) {
+        let out = aws
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(&id)
+            .send()
+            .await;
+        let found = match out {
+            Ok(o) => o
+                .db_instances
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .map(|d| {
+                    (
+                        d.db_instance_status().unwrap_or("unknown").to_string(),
+                        d.engine().unwrap_or_default().to_string(),
+                        d.db_subnet_group()
+                            .and_then(|g| g.vpc_id())
+                            .map(String::from),
+                    )
+                }),
+            Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
+            Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
+        };
+        ("DB instance", id, found)
+    } else if let Some(id) = rb.database.cluster_id.as_ref().and_then(literal) {
+        let out = aws
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&id)
+            .send()
+            .await;
+        let found = match out {
+            Ok(o) => o
+                .db_clusters
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .map(|c| {
+                    (
+                        c.status().unwrap_or("unknown").to_string(),
+                        c.engine().unwrap_or_default().to_string(),
+                        None,
+                    )
+                }),
+            Err(e) if error_code(&e) == Some("DBClusterNotFoundFault") => None,
+            Err(e) => anyhow::bail!("cannot read DB cluster {id}: {}", describe_error(&e)),
+        };
+        ("Aurora cluster", id, found)
+    } else {
+        return Ok(None);
+    };
+    let Some((status, engine, vpc)) = found else {
+        r.problem(
+            format!("{kind} {id} does not exist in {}", aws.region),
+            "check database.instance_id / cluster_id and the region",
+        );
+        return Ok(None);
+    };
+    if status != "available" {
+        r.problem(
+            format!("{kind} {id} is {status}, not available"),
+            "wait until it is available (the target cannot register before), then run again",
+        );
+    }
+    match family_of(&engine) {
+        Ok(f) if f == family => r.ok(format!("{kind} {id}: {engine}, {status}")),
+        Ok(f) => r.problem(
+            format!(
+                "{kind} {id} runs {engine}, but the runbook's engine family is {}",
+                family.as_str()
+            ),
+            format!("set database.engine_family = \"{}\"", f.as_str()),
+        ),
+        Err(why) => r.problem(
+            format!("{kind} {id} runs {engine}: {why}"),
+            "use a MySQL, PostgreSQL or SQL Server database",
+        ),
+    }
+    Ok(vpc)
+}
+
+async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
+    let Some(arn) = rb.database.secret_arn.literal() else {
+        return Ok(());
+    };
+    let described = aws.secrets.describe_secret().secret_id(&arn).send().await;
+    let kms = match described {
+        Ok(d) => d.kms_key_id().map(String::from),
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+            r.problem(
+                format!("secret {arn} does not exist"),
+                "check database.secret_arn and the region",
+            );
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("cannot read secret {arn}: {}", describe_error(&e)),
+    };
+    match aws.secrets.get_secret_value().secret_id(&arn).send().await {
+        Ok(v) => match secret_has_credentials(v.secret_string().unwrap_or_default()) {
+            Ok(()) => r.ok(format!(
+                "secret {arn}: JSON with username and password, key {}",
+                kms.as_deref().unwrap_or("aws/secretsmanager (AWS managed)")
+            )),
+            Err(why) => r.problem(
+                format!("secret {arn}: {why}"),
+                "store the DB credentials as JSON: {\"username\": \"...\", \"password\": \"...\"}",
+            ),
+        },
+        Err(e) => r.problem(
+            format!("secret {arn} cannot be read: {}", describe_error(&e)),
+            "allow secretsmanager:GetSecretValue (and kms:Decrypt) to whoever runs the tool",
+        ),
+    }
+    Ok(())
+}
+
+async fn check_subnets(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
+    let listed: Vec<String> = rb.proxy.subnet_ids.iter().filter_map(literal).collect();
+    let mut ids: Vec<String> = Vec::new();
+    for id in listed {
+        if ids.contains(&id) {
+            r.problem(
+                format!("subnet {id} is listed twice"),
+                "list each subnet once, two or more in different Availability Zones",
+            );
+        } else {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let out = aws
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(ids.clone()))
+        .send()
+        .await;
+    let subnets = match out {
+        Ok(o) => o.subnets.unwrap_or_default(),
+        Err(e) if error_code(&e) == Some("InvalidSubnetID.NotFound") => {
+            r.problem(
+                format!(
+                    "a subnet of {} does not exist: {}",
+                    ids.join(", "),
+                    describe_error(&e)
+                ),
+                "check network.subnet_ids",
+            );
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("cannot read the subnets: {}", describe_error(&e)),
+    };
+    let mut zones = BTreeSet::new();
+    for s in &subnets {
+        let id = s.subnet_id().unwrap_or_default();
+        if s.vpc_id() != Some(vpc) {
+            r.problem(
+                format!(
+                    "subnet {id} is in {}, not in {vpc}",
+                    s.vpc_id().unwrap_or("another VPC")
+                ),
+                "use subnets of the DB's VPC",
+            );
+        }
+        if s.available_ip_address_count() == Some(0) {
+            r.problem(
+                format!("subnet {id} has no free IP address"),
+                "free addresses or use another subnet: the proxy needs them",
+            );
+        }
+        zones.extend(s.availability_zone().map(String::from));
+    }
+    if zones.len() < 2 {
+        r.problem(
+            format!(
+                "the subnets are in {} Availability Zone(s): {}",
+                zones.len(),
+                zones.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            "list subnets in at least two Availability Zones",
+        );
+    } else {
+        r.ok(format!(
+            "{} subnets in {} Availability Zones",
+            subnets.len(),
+            zones.len()
+        ));
+    }
+    Ok(())
+}
+
+async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
+    let mut ids: Vec<String> = rb
+        .database
+        .security_group_id
+        .literal()
+        .into_iter()
+        .collect();
+    ids.extend(rb.proxy.security_group_ids.iter().filter_map(literal));
+    ids.extend(
+        rb.lambdas
+            .iter()
+            .filter_map(|l| l.security_group_id.as_ref())
+            .filter_map(literal),
+    );
+    for id in ids {
+        let out = aws
+            .ec2
+            .describe_security_groups()
+            .group_ids(&id)
+            .send()
+            .await;
+        match out {
+            Ok(o) => match o.security_groups().first() {
+                Some(g) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
+                Some(g) => r.problem(
+                    format!(
+                        "security group {id} is in {}, not in {vpc}",
+                        g.vpc_id().unwrap_or("another VPC")
+                    ),
+                    "use a security group of the DB's VPC",
+                ),
+                None => r.problem(
+                    format!("security group {id} does not exist"),
+                    "check the runbook's security group ids",
+                ),
+            },
+            Err(e) if error_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => {
+                r.problem(
+                    format!("security group {id} does not exist"),
+                    "check the runbook's security group ids",
+                );
+            }
+            Err(e) => anyhow::bail!("cannot read security group {id}: {}", describe_error(&e)),
+        }
+    }
+    Ok(())
+}
+
+async fn check_lambdas(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
+    for l in &rb.lambdas {
+        let Some(name) = l.function_name.literal() else {
+            continue;
+        };
+        let conf = match aws
+            .lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+                r.problem(
+                    format!("Lambda function {name} does not exist"),
+                    "check [[lambda]] function_name and the region",
+                );
+                continue;
+            }
+            Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
+        };
+        let subnets: Vec<String> = conf
+            .vpc_config()
+            .map(|v| v.subnet_ids().to_vec())
+            .unwrap_or_default();
+        if subnets.is_empty() {
+            r.problem(
+                format!(
+                    "Lambda function {name} is not attached to a VPC, so it cannot reach the proxy"
+                ),
+                format!("attach it to {vpc} (subnets and a security group) first"),
+            );
+        } else {
+            // The function's VPC, from its subnets (VpcConfig.VpcId is not
+            // reliable in every emulator).
+            let out = aws
+                .ec2
+                .describe_subnets()
+                .set_subnet_ids(Some(subnets))
+                .send()
+                .await;
+            let vpcs: BTreeSet<String> = out
+                .map(|o| {
+                    o.subnets()
+                        .iter()
+                        .filter_map(|s| s.vpc_id().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !vpcs.is_empty() && !vpcs.contains(vpc) {
+                r.problem(
+                    format!(
+                        "Lambda function {name} is attached to {}, not to {vpc}",
+                        vpcs.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                    format!("attach it to the DB's VPC {vpc}"),
+                );
+            } else {
+                r.ok(format!("Lambda function {name}: in {vpc}"));
+            }
+        }
+        match conf.role().and_then(crate::arn::role_name) {
+            Some(role) => match aws.iam.get_role().role_name(role).send().await {
+                Ok(_) => r.ok(format!(
+                    "Lambda function {name}: execution role {role} exists"
+                )),
+                Err(e) if error_code(&e) == Some("NoSuchEntity") => r.problem(
+                    format!("the execution role {role} of {name} does not exist"),
+                    "give the function an existing execution role",
+                ),
+                Err(e) => anyhow::bail!("cannot read role {role}: {}", describe_error(&e)),
+            },
+            None => r.problem(
+                format!("Lambda function {name} has no readable execution role"),
+                "give the function an execution role",
+            ),
+        }
+    }
+    Ok(())
+}
+
+async fn check_proxy_room(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
+    let Some(name) = rb.proxy.name.literal() else {
+        return Ok(());
+    };
+    let mut all = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = aws
+            .rds
+            .describe_db_proxies()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list the DB proxies: {}", describe_error(&e)))?;
+        all.extend(out.db_proxies().iter().cloned());
+        marker = out.marker().map(String::from);
+        if marker.is_none() {
+            break;
+        }
+    }
+    match all
+        .iter()
+        .find(|p| p.db_proxy_name() == Some(name.as_str()))
+    {
+        Some(p) => {
+            let arn = p.db_proxy_arn().unwrap_or_default();
+            let tags = aws
+                .rds
+                .list_tags_for_resource()
+                .resource_name(arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e))
+                })?;
+            let ours = tags.tag_list().iter().any(|t| {
+                t.key() == Some(crate::runbook::OWNER_TAG) && t.value() == Some(rb.name.as_str())
+            });
+            if ours {
+                r.ok(format!("DB proxy {name} exists and is ours"));
+            } else {
+                r.problem(
+                    format!(
+                        "a DB proxy named {name} exists and was not created by runbook `{}`",
+                        rb.name
+                    ),
+                    "choose another proxy.name, or delete that proxy if it is a leftover",
+                );
+            }
+        }
+        None if all.len() >= PROXY_QUOTA => r.problem(
+            format!(
+                "the account has {} DB proxies, AWS's limit is {PROXY_QUOTA}",
+                all.len()
+            ),
+            "delete a proxy you no longer need, or ask AWS for a higher quota",
+        ),
+        None => r.ok(format!(
+            "DB proxy name {name} is free ({} of {PROXY_QUOTA} proxies used)",
+            all.len()
+        )),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_map_to_families() {
+        assert_eq!(family_of("mysql"), Ok(EngineFamily::Mysql));
+        assert_eq!(family_of("aurora-mysql"), Ok(EngineFamily::Mysql));
+        assert_eq!(family_of("mariadb"), Ok(EngineFamily::Mysql));
+        assert_eq!(family_of("postgres"), Ok(EngineFamily::Postgresql));
+        assert_eq!(family_of("aurora-postgresql"), Ok(EngineFamily::Postgresql));
+        assert_eq!(family_of("sqlserver-ex"), Ok(EngineFamily::Sqlserver));
+        assert!(family_of("oracle-ee").unwrap_err().contains("Oracle"));
+        assert!(family_of("db2-se").is_err());
+    }
+
+    #[test]
+    fn secrets_need_username_and_password_and_are_never_quoted() {
+        assert!(secret_has_credentials(r#"{"username":"admin","password":"s3cret"}"#).is_ok());
+        let e = secret_has_credentials(r#"{"username":"admin","password":""}"#).unwrap_err();
+        assert_eq!(e, "its JSON has no password");
+        let e = secret_has_credentials("hunter2").unwrap_err();
+        assert_eq!(e, "its value is not JSON");
+        assert!(!e.contains("hunter2"));
+        assert_eq!(
+            secret_has_credentials("{}").unwrap_err(),
+            "its JSON has no username or password"
+        );
+    }
+}
