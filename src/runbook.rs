@@ -226,7 +226,7 @@ pub struct Proxy {
     pub wait_timeout_seconds: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pool {
     pub max_connections_percent: u32,
     pub max_idle_connections_percent: u32,

@@ -12,6 +12,7 @@ use aws_sdk_iam::types::{PolicyVersion, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::common::{function_configuration, policy_attached};
 use super::proxy_role::decode_policy;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
@@ -111,16 +112,7 @@ async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
 async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in functions {
-        let conf = cx
-            .aws
-            .lambda
-            .get_function_configuration()
-            .function_name(f)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot read Lambda function {f}: {}", describe_error(&e))
-            })?;
+        let conf = function_configuration(cx, f).await?;
         let arn = conf.role().context("a function without a role")?;
         let name = crate::arn::role_name(arn)
             .with_context(|| format!("cannot read the role name in {arn}"))?;
@@ -129,26 +121,6 @@ async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
-}
-
-async fn attached(cx: &Ctx<'_>, role: &str, arn: &str) -> Result<bool> {
-    let out = cx
-        .aws
-        .iam
-        .list_attached_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot list the policies of role {role}: {}",
-                describe_error(&e)
-            )
-        })?;
-    Ok(out
-        .attached_policies()
-        .iter()
-        .any(|p| p.policy_arn() == Some(arn)))
 }
 
 #[async_trait]
@@ -199,7 +171,7 @@ impl StepImpl for ConnectPolicy {
         }
         let roles = roles(cx, &i.functions).await?;
         for role in &roles {
-            if !attached(cx, role, &arn).await? {
+            if !policy_attached(cx, role, &arn).await? {
                 return Ok(Found::Incomplete(format!(
                     "not attached to role {role} yet"
                 )));
@@ -282,7 +254,7 @@ impl StepImpl for ConnectPolicy {
         }
         let roles = roles(cx, &i.functions).await?;
         for role in &roles {
-            if attached(cx, role, &arn).await? {
+            if policy_attached(cx, role, &arn).await? {
                 continue;
             }
             cx.bar

@@ -12,6 +12,7 @@ use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::common::function_configuration;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
 use crate::poll::{Wait, retry_on, wait_for};
@@ -36,16 +37,7 @@ pub struct Inputs {
 }
 
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
-    let conf = cx
-        .aws
-        .lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot read Lambda function {name}: {}", describe_error(&e))
-        })?;
+    let conf = function_configuration(cx, name).await?;
     Ok(conf
         .environment()
         .and_then(|e| e.variables())
@@ -74,16 +66,7 @@ async fn wait_updated(cx: &Ctx<'_>, name: &str) -> Result<()> {
         &format!("Lambda function {name} to update"),
         UPDATE_LIMIT,
         || async {
-            let conf = cx
-                .aws
-                .lambda
-                .get_function_configuration()
-                .function_name(name)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot read Lambda function {name}: {}", describe_error(&e))
-                })?;
+            let conf = function_configuration(cx, name).await?;
             update_decision(conf.last_update_status(), conf.last_update_status_reason())
         },
     )

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::common::function_configuration;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone, ingress};
-use crate::aws::describe_error;
 use crate::runbook::Runbook;
 
 pub struct LambdaIngress;
@@ -34,20 +34,7 @@ async fn sources(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
             out.push(sg.clone());
             continue;
         }
-        let conf = cx
-            .aws
-            .lambda
-            .get_function_configuration()
-            .function_name(&f.name)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read Lambda function {}: {}",
-                    f.name,
-                    describe_error(&e)
-                )
-            })?;
+        let conf = function_configuration(cx, &f.name).await?;
         let groups = conf
             .vpc_config()
             .map(|v| v.security_group_ids().to_vec())

@@ -16,6 +16,7 @@ use crate::aws::Aws;
 use crate::progress::StepBar;
 use crate::runbook::{Diagnostic, Runbook, Text};
 
+mod common;
 mod connect_policy;
 mod db_ingress;
 mod ingress;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::common::policy_attached;
 use super::proxy_role::decode_policy;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
@@ -117,26 +118,6 @@ async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
     }
 }
 
-async fn managed_attached(cx: &Ctx<'_>, role: &str) -> Result<bool> {
-    let out = cx
-        .aws
-        .iam
-        .list_attached_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot list the policies of role {role}: {}",
-                describe_error(&e)
-            )
-        })?;
-    Ok(out
-        .attached_policies()
-        .iter()
-        .any(|p| p.policy_arn() == Some(MANAGED_POLICY)))
-}
-
 #[async_trait]
 impl StepImpl for SecretAccess {
     type Inputs = Inputs;
@@ -166,7 +147,7 @@ impl StepImpl for SecretAccess {
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let role = role_name(i)?;
         if i.mode == "managed" {
-            return Ok(if managed_attached(cx, role).await? {
+            return Ok(if policy_attached(cx, role, MANAGED_POLICY).await? {
                 Found::Done(Outputs::from([("policy".into(), MANAGED_POLICY.into())]))
             } else {
                 Found::Missing
@@ -189,7 +170,7 @@ impl StepImpl for SecretAccess {
     async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
         let role = role_name(i)?;
         Ok(Some(if i.mode == "managed" {
-            json!({"managed_attached": managed_attached(cx, role).await?})
+            json!({"managed_attached": policy_attached(cx, role, MANAGED_POLICY).await?})
         } else {
             json!({"inline": inline_document(cx, role).await?})
         }))

@@ -15,22 +15,13 @@ use serde_json::Value;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Wait, retry_on, wait_for};
-use crate::runbook::Runbook;
+use crate::runbook::{Pool, Runbook};
 
 pub struct Targets;
 
 const TARGET_GROUP: &str = "default";
 /// How long to keep retrying a register while the DB is busy.
 const BUSY_DB_LIMIT: Duration = Duration::from_secs(900);
-
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
-pub struct Pool {
-    pub max_connections_percent: u32,
-    pub max_idle_connections_percent: u32,
-    pub connection_borrow_timeout: u32,
-    pub init_query: Option<String>,
-    pub session_pinning_filters: Vec<String>,
-}
 
 #[derive(Serialize, Deserialize)]
 pub struct Inputs {
@@ -222,18 +213,11 @@ impl StepImpl for Targets {
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
-        let p = &rb.pool;
         Inputs {
             proxy_name: r.output("proxy", "name"),
             instance_id: rb.database.instance_id.as_ref().map(|t| r.text(t)),
             cluster_id: rb.database.cluster_id.as_ref().map(|t| r.text(t)),
-            pool: Pool {
-                max_connections_percent: p.max_connections_percent,
-                max_idle_connections_percent: p.max_idle_connections_percent,
-                connection_borrow_timeout: p.connection_borrow_timeout,
-                init_query: p.init_query.clone(),
-                session_pinning_filters: p.session_pinning_filters.clone(),
-            },
+            pool: rb.pool.clone(),
             wait_timeout_seconds: rb.proxy.wait_timeout_seconds,
         }
     }

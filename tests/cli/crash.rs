@@ -23,17 +23,17 @@ const POINTS: &[(&str, &[&str])] = &[
     ("invoke-check", &["before-apply", "after-apply"]),
 ];
 
-/// Runs the whole recipe and dies at `step:point`.
-fn kill_at(ws: &Workspace, step: &str, point: &str) {
+/// Runs `args` (a run or a rollback) and dies at `step:point`.
+fn kill_at(ws: &Workspace, args: &[&str], step: &str, point: &str) {
     let out = ws
-        .cmd(&["run", "--yes"])
+        .cmd(args)
         .env("RDS_PROXY_RUNBOOK_FAILPOINT", format!("{step}:{point}"))
         .output()
         .unwrap();
     assert_eq!(
         out.status.signal(),
         Some(6),
-        "{step}:{point} did not abort the run: {}\n{}",
+        "{step}:{point} did not abort {args:?}: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -47,7 +47,7 @@ fn crash_step(step: &str) {
         // Kill, then resume: finishes with one of each.
         let ws = emu.workspace(&format!("c{}", point.len()));
         let before = snapshot(&emu, &ws);
-        kill_at(&ws, step, point);
+        kill_at(&ws, &["run", "--yes"], step, point);
         ws.run(&["resume", "--yes"]).ok();
         assert_one_of_each(
             &before,
@@ -66,7 +66,7 @@ fn crash_step(step: &str) {
         // The same kill, then rollback: nothing left behind.
         let ws = emu.workspace(&format!("r{}", point.len()));
         let before = snapshot(&emu, &ws);
-        kill_at(&ws, step, point);
+        kill_at(&ws, &["run", "--yes"], step, point);
         ws.run(&["rollback", "--yes"]).ok();
         assert_same(
             &before,
@@ -80,16 +80,7 @@ fn crash_step(step: &str) {
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();
     for point in ["before-rollback", "after-rollback"] {
-        let out = ws
-            .cmd(&["rollback", "--yes"])
-            .env("RDS_PROXY_RUNBOOK_FAILPOINT", format!("{step}:{point}"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.signal(),
-            Some(6),
-            "{step}:{point} did not abort the rollback"
-        );
+        kill_at(&ws, &["rollback", "--yes"], step, point);
         ws.run(&["rollback", "--yes"]).ok();
         assert_same(
             &before,
