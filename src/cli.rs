@@ -65,6 +65,10 @@ pub enum Command {
     Plan {
         /// The runbook file (TOML).
         runbook: PathBuf,
+        /// `json`: one JSON document with the same facts (preflight, each
+        /// step's action, what and details, a summary).
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::plan::Output,
     },
     /// Check what the recipe needs from the account (DB, secret, subnets,
     /// security groups, Lambdas, room for a proxy). Changes nothing.

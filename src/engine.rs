@@ -31,7 +31,7 @@ pub const EXIT_LOCKED: i32 = 4;
 pub const EXIT_PREFLIGHT: i32 = 5;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
     Exit {
         code,
         message: message.into(),
@@ -114,7 +114,11 @@ fn lookup_in(state: &State) -> impl Fn(&str, &str) -> Option<String> + '_ {
     }
 }
 
-fn resolve(step: &dyn Step, rb: &Runbook, state: &State) -> (Value, Vec<(String, String)>) {
+pub(crate) fn resolve(
+    step: &dyn Step,
+    rb: &Runbook,
+    state: &State,
+) -> (Value, Vec<(String, String)>) {
     let lookup = lookup_in(state);
     let mut r = Resolver::new(&lookup);
     let inputs = step.inputs(rb, &mut r);
@@ -122,7 +126,7 @@ fn resolve(step: &dyn Step, rb: &Runbook, state: &State) -> (Value, Vec<(String,
 }
 
 /// The steps whose outputs are missing, once each, in order.
-fn needs(missing: &[(String, String)]) -> String {
+pub(crate) fn needs(missing: &[(String, String)]) -> String {
     let mut steps: Vec<&str> = Vec::new();
     for (step, _) in missing {
         if !steps.contains(&step.as_str()) {
@@ -202,7 +206,7 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
 
 /// The inputs that changed since `name` was applied, if any. A step that
 /// only verifies changed nothing, so an edit of its inputs does not count.
-fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<String> {
+pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<String> {
     let step = steps::get(name)?;
     let rec = state.record(name).filter(|r| r.status == Status::Applied)?;
     if !step.changes_account() {
@@ -213,7 +217,7 @@ fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<Strin
         .then(|| changed_fields(rec.inputs.as_ref(), &inputs).join("; "))
 }
 
-fn state_error(e: state::StateError) -> anyhow::Error {
+pub(crate) fn state_error(e: state::StateError) -> anyhow::Error {
     let code = match e {
         state::StateError::Locked { .. } => EXIT_LOCKED,
         _ => EXIT_BAD_INPUT,
@@ -228,7 +232,7 @@ fn save(state: &State, path: &Path) -> Result<()> {
 /// Refuses to act in another account or region than the state's steps did
 /// (a rollback there would find nothing and call it undone); records them
 /// on first use. Returns whether the state changed.
-async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> {
+pub(crate) async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> {
     let account = aws.account_id().await?.to_string();
     if let (Some(a), Some(r)) = (&state.account, &state.region) {
         if *a != account || *r != aws.region {
@@ -250,10 +254,9 @@ async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> 
     Ok(true)
 }
 
-/// Runs preflight and prints it: every check when `all`, else only the
-/// problems. Err (exit 5) when it found any.
-async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
-    let report = crate::preflight::run(rb, aws).await?;
+/// Prints a preflight report: every check when `all`, else only the
+/// problems, and a summary line.
+pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
     if all {
         for c in &report.checked {
             println!("  ✓ {c}");
@@ -265,15 +268,24 @@ async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
     let (passed, problems) = (report.checked.len(), report.problems.len());
     if problems == 0 {
         println!("Preflight: all {passed} checks passed.");
-        return Ok(());
+    } else {
+        println!("Preflight: {passed} checks passed, {problems} problem(s).");
     }
-    println!("Preflight: {passed} checks passed, {problems} problem(s).");
-    Err(exit(
-        EXIT_PREFLIGHT,
-        format!(
-            "preflight found {problems} problem(s) in the account (listed above); nothing was changed"
-        ),
-    ))
+}
+
+/// Runs preflight and prints it; Err (exit 5) when it found problems.
+async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
+    let report = crate::preflight::run(rb, aws).await?;
+    print_preflight(&report, all);
+    match report.problems.len() {
+        0 => Ok(()),
+        n => Err(exit(
+            EXIT_PREFLIGHT,
+            format!(
+                "preflight found {n} problem(s) in the account (listed above); nothing was changed"
+            ),
+        )),
+    }
 }
 
 pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
@@ -281,99 +293,6 @@ pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     println!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
     preflight_checks(&rb, &aws, true).await
-}
-
-pub async fn plan(runbook: &Path, opts: &Options) -> Result<()> {
-    let rb = load_runbook(runbook, EnvMode::Strict)?;
-    let path = state_path(&rb, opts);
-    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
-    check_place(&mut state, &aws, &path).await?;
-    // The plan is shown even when preflight finds problems; it exits 5.
-    let preflight = preflight_checks(&rb, &aws, false).await;
-    let progress = Progress::new(true);
-    progress.line(format!(
-        "Plan for runbook `{}` ({}) in {}:",
-        rb.name,
-        rb.path.display(),
-        aws.region
-    ));
-    let (mut create, mut change, mut done, mut blocked, mut verify) = (0, 0, 0, 0, 0);
-    for name in rb.step_names() {
-        let step = steps::get(name).expect("validated");
-        let (inputs, missing) = resolve(step, &rb, &state);
-        let what = step.describe(&inputs)?;
-        if !step.changes_account() {
-            verify += 1;
-            println!("  ? {name:<22} will verify: {what}");
-            continue;
-        }
-        if !missing.is_empty() {
-            create += 1;
-            println!(
-                "  + {name:<22} to create, after {}: {what}",
-                needs(&missing)
-            );
-            continue;
-        }
-        if let Some(changes) = edited_since_applied(name, &rb, &state) {
-            blocked += 1;
-            println!("  ! {name:<22} changed in the runbook since it was applied: {changes}");
-            println!("      `run` will refuse until the edit is undone or the step rolled back");
-            continue;
-        }
-        let bar = progress.step(name);
-        let cx = Ctx {
-            aws: &aws,
-            runbook: &rb.name,
-            bar: &bar,
-        };
-        let found = step.check(&cx, &inputs).await;
-        drop(bar);
-        match found? {
-            Found::Done(outputs) => {
-                done += 1;
-                println!("  = {name:<22} done: {what}");
-                // Later steps in this plan may read these outputs.
-                let rec = state.steps.entry(name.to_string()).or_default();
-                rec.status = Status::Applied;
-                rec.outputs = outputs;
-            }
-            Found::Missing => {
-                create += 1;
-                println!("  + {name:<22} to create: {what}");
-            }
-            Found::Incomplete(why) => {
-                change += 1;
-                println!("  ~ {name:<22} to finish: {what}");
-                println!("      {why}");
-            }
-            Found::Drifted(diffs) => {
-                blocked += 1;
-                println!("  ! {name:<22} drifted: {what}");
-                for d in diffs {
-                    println!("      {d}");
-                }
-            }
-            Found::Foreign(why) => {
-                blocked += 1;
-                println!("  ! {name:<22} blocked: {why}");
-            }
-        }
-    }
-    let verifies = match verify {
-        0 => String::new(),
-        n => format!(" ({n} verification step(s) will run)"),
-    };
-    if create + change + blocked == 0 {
-        println!("Nothing to change: all {done} steps are done{verifies}.");
-    } else {
-        println!(
-            "Plan: {create} to create, {change} to finish, {done} done, {blocked} drifted or blocked{verifies}."
-        );
-    }
-    preflight?;
-    Ok(())
 }
 
 pub async fn run(

@@ -3,6 +3,7 @@ mod aws;
 mod cli;
 mod engine;
 mod failpoint;
+mod plan;
 mod poll;
 mod preflight;
 mod progress;
@@ -85,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         watch_ctrl_c();
         match &cli.command {
-            Command::Plan { runbook } => engine::plan(runbook, &opts).await,
+            Command::Plan { runbook, output } => plan::plan(runbook, *output, &opts).await,
             Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
             Command::Run {
                 runbook,

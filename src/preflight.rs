@@ -15,13 +15,13 @@ use crate::runbook::{EngineFamily, Runbook, Text};
 /// Proxies an account may have (AWS's quota).
 const PROXY_QUOTA: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub what: String,
     pub fix: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
     pub checked: Vec<String>,
     pub problems: Vec<Problem>,

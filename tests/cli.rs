@@ -44,8 +44,52 @@ fn plan_on_an_empty_account_changes_nothing() {
         .stdout_has("+ proxy                  to create, after proxy-role")
         .stdout_has("? invoke-check           will verify")
         .stdout_has("Plan: 9 to create, 0 to finish, 0 done, 0 drifted or blocked (1 verification step(s) will run).");
+    // Old -> new, what is left alone (names, never values), the documents.
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(".DB_HOST: ")
+        .stdout_has(".rds.amazonaws.com -> ${steps.proxy.endpoint}")
+        .stdout_has("left alone: DB_USER, LOG_LEVEL")
+        .stdout_has("trust policy: {")
+        .stdout_has("secretsmanager:GetSecretValue")
+        .stdout_has("policy document: {");
+
+    // The same facts as one JSON document.
+    let out = ws.run(&["plan", "--output", "json"]);
+    out.ok();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(plan["runbook"], ws.prefix.as_str());
+    assert_eq!(plan["region"], "us-east-1");
+    assert_eq!(plan["preflight"]["problems"], serde_json::json!([]));
+    let actions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, [vec!["create"; 9], vec!["verify"]].concat());
+    assert_eq!(
+        plan["steps"][3]["after"],
+        serde_json::json!(["proxy-role", "proxy-security-group"])
+    );
+    assert_eq!(plan["summary"]["create"], 9);
+    assert!(
+        !out.stdout.contains("\"info\""),
+        "variable values never appear"
+    );
     assert_same(&before, &snapshot(&emu, &ws), "plan changed the emulator");
     assert!(!ws.state.exists(), "plan must not write a state");
+    ws.run(&["run", "--yes"]).ok();
+    let out = ws.run(&["plan", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["summary"]["done"], 9);
+    assert!(
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["details"].is_null())
+    );
 }
 
 #[test]

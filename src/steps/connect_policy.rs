@@ -183,6 +183,14 @@ impl StepImpl for ConnectPolicy {
         ])))
     }
 
+    async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
+        let account = cx.aws.account_id().await?;
+        Ok(vec![
+            format!("policy document: {}", document(i, &cx.aws.region, account)?),
+            format!("attached to: {}", roles(cx, &i.functions).await?.join(", ")),
+        ])
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);

@@ -166,6 +166,29 @@ impl StepImpl for LambdaEnv {
         })
     }
 
+    /// Old -> new for each function, and the names (never the values) of
+    /// the variables left alone.
+    async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for f in &i.functions {
+            let vars = variables(cx, &f.name).await?;
+            out.push(format!(
+                "{}.{}: {} -> {}",
+                f.name,
+                f.variable,
+                vars.get(&f.variable).map_or("(unset)", String::as_str),
+                i.endpoint
+            ));
+            let mut others: Vec<&String> = vars.keys().filter(|k| **k != f.variable).collect();
+            others.sort();
+            if !others.is_empty() {
+                let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
+                out.push(format!("{}: left alone: {}", f.name, names.join(", ")));
+            }
+        }
+        Ok(out)
+    }
+
     /// The value each variable had before the run (null: it was unset).
     async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
         let mut before = serde_json::Map::new();

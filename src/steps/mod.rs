@@ -171,6 +171,11 @@ pub trait StepImpl: Send + Sync + 'static {
     /// One line: what the step makes, from the runbook alone.
     fn describe(&self, inputs: &Self::Inputs) -> String;
     async fn check(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Found>;
+    /// For the plan: what exactly will change (old -> new values, the
+    /// policy documents to attach, what is left alone). Never a secret.
+    async fn details(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// What the step is about to replace (the old `DB_HOST`), read once
     /// before it first acts and kept in the state for rollback.
     async fn before(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Option<Value>> {
@@ -196,6 +201,7 @@ pub trait Step: Send + Sync {
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
+    async fn details(&self, cx: &Ctx, inputs: &Value) -> Result<Vec<String>>;
     async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>>;
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone>;
@@ -229,6 +235,9 @@ impl<T: StepImpl> Step for T {
     }
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found> {
         StepImpl::check(self, cx, &typed(T::NAME, inputs)?).await
+    }
+    async fn details(&self, cx: &Ctx, inputs: &Value) -> Result<Vec<String>> {
+        StepImpl::details(self, cx, &typed(T::NAME, inputs)?).await
     }
     async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>> {
         StepImpl::before(self, cx, &typed(T::NAME, inputs)?).await

@@ -162,6 +162,10 @@ impl StepImpl for ProxyRole {
         Ok(Found::Done(outputs(&i.role_name, &role.arn)))
     }
 
+    async fn details(&self, _: &Ctx, i: &Inputs) -> Result<Vec<String>> {
+        Ok(vec![format!("trust policy: {}", i.trust_policy)])
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set(format!("creating IAM role {}", i.role_name));
         let tags = i

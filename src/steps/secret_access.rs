@@ -166,6 +166,18 @@ impl StepImpl for SecretAccess {
         })
     }
 
+    async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
+        let role = crate::arn::role_name(&i.role_arn).unwrap_or(&i.role_arn);
+        Ok(vec![if i.mode == "managed" {
+            format!("attach {MANAGED_POLICY} to {role}")
+        } else {
+            format!(
+                "inline policy {INLINE_POLICY} on {role}: {}",
+                wanted(cx, i).await?
+            )
+        }])
+    }
+
     /// Records what the role had before, so rollback removes only our part.
     async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
         let role = role_name(i)?;

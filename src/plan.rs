@@ -1,0 +1,206 @@
+//! `plan`: preflight, then each step and what its check finds in the
+//! account, with what exactly would change. As text, or with
+//! `--output json` as one JSON document of the same facts.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::aws::Aws;
+use crate::engine::{
+    EXIT_PREFLIGHT, EnvMode, Options, check_place, edited_since_applied, exit, load_runbook, needs,
+    resolve, state_error, state_path,
+};
+use crate::progress::Progress;
+use crate::state::{State, Status};
+use crate::steps::{self, Ctx, Found};
+
+#[derive(Serialize)]
+struct PlanReport {
+    runbook: String,
+    file: String,
+    account: String,
+    region: String,
+    preflight: crate::preflight::Report,
+    steps: Vec<PlanStep>,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct PlanStep {
+    name: String,
+    /// create, finish, none, drifted, blocked, changed (in the runbook since
+    /// applied), verify.
+    action: &'static str,
+    what: String,
+    /// Steps whose outputs this one waits for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    after: Vec<String>,
+    /// What exactly will change; or how it differs, for drift.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    create: usize,
+    finish: usize,
+    done: usize,
+    blocked: usize,
+    verify: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let path = state_path(&rb, opts);
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    check_place(&mut state, &aws, &path).await?;
+    let preflight = crate::preflight::run(&rb, &aws).await?;
+    let bars = Progress::new(true);
+    let mut steps_out = Vec::new();
+    let mut summary = Summary::default();
+    for name in rb.step_names() {
+        let step = steps::get(name).expect("validated");
+        let (inputs, missing) = resolve(step, &rb, &state);
+        let what = step.describe(&inputs)?;
+        let bar = bars.step(name);
+        let cx = Ctx {
+            aws: &aws,
+            runbook: &rb.name,
+            bar: &bar,
+        };
+        let after: Vec<String> = if missing.is_empty() {
+            Vec::new()
+        } else {
+            needs(&missing).split(", ").map(String::from).collect()
+        };
+        let (action, details) = if !step.changes_account() {
+            summary.verify += 1;
+            ("verify", Vec::new())
+        } else if !after.is_empty() {
+            summary.create += 1;
+            ("create", step.details(&cx, &inputs).await?)
+        } else if let Some(changes) = edited_since_applied(name, &rb, &state) {
+            summary.blocked += 1;
+            (
+                "changed",
+                vec![
+                    changes,
+                    "`run` refuses until the edit is undone or the step rolled back".into(),
+                ],
+            )
+        } else {
+            match step.check(&cx, &inputs).await? {
+                Found::Done(outputs) => {
+                    summary.done += 1;
+                    // Later steps in this plan may read these outputs.
+                    let rec = state.steps.entry(name.to_string()).or_default();
+                    rec.status = Status::Applied;
+                    rec.outputs = outputs;
+                    ("none", Vec::new())
+                }
+                Found::Missing => {
+                    summary.create += 1;
+                    ("create", step.details(&cx, &inputs).await?)
+                }
+                Found::Incomplete(why) => {
+                    summary.finish += 1;
+                    let mut d = vec![why];
+                    d.extend(step.details(&cx, &inputs).await?);
+                    ("finish", d)
+                }
+                Found::Drifted(diffs) => {
+                    summary.blocked += 1;
+                    ("drifted", diffs)
+                }
+                Found::Foreign(why) => {
+                    summary.blocked += 1;
+                    ("blocked", vec![why])
+                }
+            }
+        };
+        steps_out.push(PlanStep {
+            name: name.to_string(),
+            action,
+            what,
+            after,
+            details,
+        });
+    }
+    let problems = preflight.problems.len();
+    let report = PlanReport {
+        runbook: rb.name.clone(),
+        file: rb.path.display().to_string(),
+        account: aws.account_id().await?.to_string(),
+        region: aws.region.clone(),
+        preflight,
+        steps: steps_out,
+        summary,
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print_text(&report),
+    }
+    if problems > 0 {
+        return Err(exit(
+            EXIT_PREFLIGHT,
+            format!(
+                "preflight found {problems} problem(s) in the account (listed above); nothing was changed"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn print_text(r: &PlanReport) {
+    crate::engine::print_preflight(&r.preflight, false);
+    println!(
+        "Plan for runbook `{}` ({}) in {}:",
+        r.runbook, r.file, r.region
+    );
+    for s in &r.steps {
+        let (mark, label) = match s.action {
+            "create" => ("+", "to create"),
+            "finish" => ("~", "to finish"),
+            "none" => ("=", "done"),
+            "verify" => ("?", "will verify"),
+            "changed" => ("!", "changed in the runbook since it was applied"),
+            "drifted" => ("!", "drifted"),
+            _ => ("!", "blocked"),
+        };
+        let after = if s.after.is_empty() {
+            String::new()
+        } else {
+            format!(", after {}", s.after.join(", "))
+        };
+        println!("  {mark} {:<22} {label}{after}: {}", s.name, s.what);
+        for d in &s.details {
+            println!("      {d}");
+        }
+    }
+    let m = &r.summary;
+    let verifies = match m.verify {
+        0 => String::new(),
+        n => format!(" ({n} verification step(s) will run)"),
+    };
+    if m.create + m.finish + m.blocked == 0 {
+        println!(
+            "Nothing to change: all {} steps are done{verifies}.",
+            m.done
+        );
+    } else {
+        println!(
+            "Plan: {} to create, {} to finish, {} done, {} drifted or blocked{verifies}.",
+            m.create, m.finish, m.done, m.blocked
+        );
+    }
+}
