@@ -1,5 +1,6 @@
 mod arn;
 mod aws;
+mod budget;
 mod cli;
 mod engine;
 mod failpoint;

@@ -23,6 +23,9 @@ struct PlanReport {
     account: String,
     region: String,
     preflight: crate::preflight::Report,
+    /// Absent when the DB or its class cannot be read (preflight says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<crate::budget::Budget>,
     steps: Vec<PlanStep>,
     summary: Summary,
 }
@@ -65,6 +68,7 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     check_place(&mut state, &aws, &path).await?;
     let preflight = crate::preflight::run(&rb, &aws).await?;
+    let budget = crate::budget::run(&rb, &aws).await?;
     let bars = Progress::new(true);
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();
@@ -143,6 +147,7 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
         account: aws.account_id().await?.to_string(),
         region: aws.region.clone(),
         preflight,
+        budget,
         steps: steps_out,
         summary,
     };
@@ -163,6 +168,28 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
 
 fn print_text(r: &PlanReport) {
     crate::engine::print_preflight(&r.preflight, false);
+    if let Some(b) = &r.budget {
+        println!(
+            "Connection budget: {} allows about {} connections; the pool may use {}% = {}.",
+            b.instance_class, b.max_connections, b.max_connections_percent, b.pool_ceiling
+        );
+        for f in &b.functions {
+            println!(
+                "  {}: at worst {} environments (limited by {}{})",
+                f.name,
+                f.worst_case,
+                f.limited_by,
+                if f.provisioned > 0 {
+                    format!("; {} provisioned", f.provisioned)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for n in &b.notes {
+            println!("  {n}");
+        }
+    }
     println!(
         "Plan for runbook `{}` ({}) in {}:",
         r.runbook, r.file, r.region

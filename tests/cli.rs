@@ -1261,3 +1261,38 @@ fn preflight_reports_every_problem_at_once_before_any_change() {
     );
     assert!(!ws.state.exists(), "a failed preflight wrote a state");
 }
+
+#[test]
+fn plan_works_out_the_connection_budget() {
+    let (emu, ws) = setup("budget");
+    // Uncapped: the account's concurrency against db.t3.micro's ~60.
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("Connection budget: db.t3.micro allows about 60 connections; the pool may use 100% = 60.")
+        .stdout_has("at worst 1000 environments (limited by nothing: the account's concurrency (1000))")
+        .stdout_has("may exceed the pool");
+    // Capped by reserved concurrency, with half the pool.
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_lambda::Client::new(&config)
+            .put_function_concurrency()
+            .function_name(&ws.env["DB_APP_FUNCTION_NAME"])
+            .reserved_concurrent_executions(20)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.write_runbook(|s| {
+        s + "\n[pool]\nmax_connections_percent = 50\nmax_idle_connections_percent = 25\n"
+    });
+    let out = ws.run(&["plan", "--output", "json"]);
+    out.ok();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let b = &plan["budget"];
+    assert_eq!(b["max_connections"], 60);
+    assert_eq!(b["pool_ceiling"], 30);
+    assert_eq!(b["clients_worst_case"], 20);
+    assert_eq!(b["fits"], true);
+    assert_eq!(b["headroom"], 10);
+    assert_eq!(b["functions"][0]["limited_by"], "reserved concurrency 20");
+}
