@@ -24,6 +24,7 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sts: aws_sdk_sts::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Aws {
@@ -88,6 +89,7 @@ impl Aws {
             lambda: aws_sdk_lambda::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         })
     }
 }
@@ -113,6 +115,11 @@ impl Aws {
                 .behavior_version_latest()
                 .build(),
         );
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
         Aws {
             region: "us-east-1".into(),
             account,
@@ -122,6 +129,7 @@ impl Aws {
             lambda,
             secrets,
             sts,
+            cloudwatch,
         }
     }
 

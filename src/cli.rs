@@ -96,6 +96,13 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// How a running proxy is doing: status, target health, pool settings,
+    /// the idle client timeout, the last hour of its CloudWatch metrics,
+    /// and what they call for. Changes nothing.
+    Doctor {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+    },
     /// Each step's state, outputs, when, and the last error. No AWS call.
     Status {
         /// The runbook file (TOML).

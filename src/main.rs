@@ -2,6 +2,7 @@ mod arn;
 mod aws;
 mod budget;
 mod cli;
+mod doctor;
 mod engine;
 mod failpoint;
 mod plan;
@@ -89,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match &cli.command {
             Command::Plan { runbook, output } => plan::plan(runbook, *output, &opts).await,
             Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
+            Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
             Command::Run {
                 runbook,
                 select,

@@ -31,6 +31,8 @@ mod proxy_security_group;
 mod secret_access;
 mod targets;
 
+pub use targets::health_text;
+
 /// Every step the tool knows, in the recipe's order. Rolled back in the
 /// reverse order: restore DB_HOST, revoke the Lambda ingress, deregister the
 /// target, revoke the DB ingress, delete the connect policy, the proxy, its

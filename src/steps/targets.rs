@@ -84,7 +84,7 @@ pub fn likely_fix(reason: &str) -> &'static str {
     }
 }
 
-fn health_text(h: Option<&TargetHealth>) -> String {
+pub fn health_text(h: Option<&TargetHealth>) -> String {
     let Some(h) = h else {
         return "no health reported".into();
     };
