@@ -108,6 +108,30 @@ async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
     }))
 }
 
+async fn versions(cx: &Ctx<'_>, arn: &str) -> Result<Vec<PolicyVersion>> {
+    let out = cx
+        .aws
+        .iam
+        .list_policy_versions()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list versions of {arn}: {}", describe_error(&e)))?;
+    Ok(out.versions().to_vec())
+}
+
+async fn delete_version(cx: &Ctx<'_>, arn: &str, id: &str) -> Result<()> {
+    cx.aws
+        .iam
+        .delete_policy_version()
+        .policy_arn(arn)
+        .version_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot delete {arn} {id}: {}", describe_error(&e)))?;
+    Ok(())
+}
+
 /// The execution role of each function.
 async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -224,28 +248,9 @@ impl StepImpl for ConnectPolicy {
             }
             Some(f) if !f.ours => anyhow::bail!(cx.not_ours(&format!("IAM policy {arn}"))),
             Some(f) if f.document.as_ref() != Some(&want) => {
-                let versions = cx
-                    .aws
-                    .iam
-                    .list_policy_versions()
-                    .policy_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot list versions of {arn}: {}", describe_error(&e))
-                    })?;
-                for v in versions_to_prune(versions.versions()) {
+                for v in versions_to_prune(&versions(cx, &arn).await?) {
                     cx.bar.set(format!("deleting old version {v} of {arn}"));
-                    cx.aws
-                        .iam
-                        .delete_policy_version()
-                        .policy_arn(&arn)
-                        .version_id(&v)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!("cannot delete {arn} {v}: {}", describe_error(&e))
-                        })?;
+                    delete_version(cx, &arn, &v).await?;
                 }
                 cx.bar.set(format!("making a new default version of {arn}"));
                 cx.aws
@@ -356,30 +361,12 @@ impl StepImpl for ConnectPolicy {
                     )
                 })?;
         }
-        let versions = cx
-            .aws
-            .iam
-            .list_policy_versions()
-            .policy_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot list versions of {arn}: {}", describe_error(&e))
-            })?;
-        for v in versions
-            .versions()
+        for v in versions(cx, &arn)
+            .await?
             .iter()
             .filter(|v| !v.is_default_version())
         {
-            let id = v.version_id().unwrap_or_default();
-            cx.aws
-                .iam
-                .delete_policy_version()
-                .policy_arn(&arn)
-                .version_id(id)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot delete {arn} {id}: {}", describe_error(&e)))?;
+            delete_version(cx, &arn, v.version_id().unwrap_or_default()).await?;
         }
         cx.bar.set(format!("deleting IAM policy {arn}"));
         match cx.aws.iam.delete_policy().policy_arn(&arn).send().await {
