@@ -171,10 +171,12 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
     let names: Vec<&str> = rb.step_names().collect();
     let index = |name: &str| {
         names.iter().position(|n| *n == name).ok_or_else(|| {
+            let hint = crate::runbook::closest(name, &names)
+                .map_or(String::new(), |s| format!("did you mean `{s}`? "));
             exit(
                 EXIT_USAGE,
                 format!(
-                    "runbook `{}` has no step `{name}`; its steps are: {}",
+                    "runbook `{}` has no step `{name}`; {hint}its steps are: {}",
                     rb.name,
                     names.join(", ")
                 ),

@@ -925,7 +925,13 @@ impl<'s> Cx<'s> {
         let database = self.table(&mut top, "database", true).map(|mut t| {
             let instance_id = self.text(&mut t, "instance_id", false);
             let cluster_id = self.text(&mut t, "cluster_id", false);
-            if instance_id.is_some() == cluster_id.is_some() {
+            // Count the keys written, not the values read: a value that
+            // failed (an unset variable) is reported on its own.
+            let written = ["instance_id", "cluster_id"]
+                .iter()
+                .filter(|k| t.table.contains_key(k))
+                .count();
+            if written != 1 {
                 let pos = t.pos;
                 self.error(
                     pos,
@@ -1082,11 +1088,14 @@ impl<'s> Cx<'s> {
                 None => (None, Vec::new()),
             };
             if max_idle > max_conn {
-                let pos = t.as_ref().map_or(Pos::start(), |t| t.pos);
+                let pos = t.as_ref().map_or(Pos::start(), |t| {
+                    let item = t.table.get("max_idle_connections_percent");
+                    self.pos_of(item.and_then(Item::span)).max(t.pos)
+                });
                 self.error(
                     pos,
                     "pool.max_idle_connections_percent",
-                    "must not exceed max_connections_percent",
+                    format!("{max_idle} must not exceed max_connections_percent ({max_conn})"),
                 );
             }
             if let Some(t) = t {
@@ -1413,7 +1422,7 @@ fn unknown_output(step: &str, output: &str) -> Option<String> {
 }
 
 /// The known word closest to `word`, if it is close enough to be a typo.
-fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
         .map(|k| (edit_distance(word, k), *k))

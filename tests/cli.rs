@@ -1036,8 +1036,8 @@ fn errors_that_persist_fail_cleanly_and_resume_continues() {
 fn a_proxy_held_at_creating_is_waited_on_with_few_calls() {
     let (emu, ws, layer) = faulty("creating");
     let before = snapshot(&emu, &ws);
-    layer.hold_proxy_creating(Duration::from_secs(4));
-    layer.hold_target("REGISTERING", None, Duration::from_secs(6));
+    layer.hold_proxy_creating(3);
+    layer.hold_target("REGISTERING", None, 2);
     let out = ws.run(&["run", "--yes", "--until", "targets"]);
     out.ok()
         .stdout_has("waiting for DB proxy")
@@ -1047,7 +1047,7 @@ fn a_proxy_held_at_creating_is_waited_on_with_few_calls() {
     let polls = layer.calls("DescribeDBProxies");
     assert!(
         (3..=10).contains(&polls),
-        "{polls} DescribeDBProxies calls for a 4 s wait"
+        "{polls} DescribeDBProxies calls for three `creating` answers"
     );
     ws.run(&["run", "--yes"]).ok();
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after the waits");
@@ -1063,14 +1063,14 @@ fn an_unavailable_target_fails_with_reason_and_fix_then_resumes() {
             "iam_auth = \"REQUIRED\"\nwait_timeout_seconds = 3",
         )
     });
-    layer.hold_target("UNAVAILABLE", Some("AUTH_FAILURE"), Duration::from_secs(8));
+    layer.hold_target("UNAVAILABLE", Some("AUTH_FAILURE"), 10_000);
     ws.run(&["run", "--yes"])
         .code(1)
         .stderr_has("step `targets` failed")
         .stderr_has("UNAVAILABLE (AUTH_FAILURE: held by the test's fault layer)")
         .stderr_has("likely fix: the proxy cannot log in")
         .stderr_has("the limit is 3s");
-    std::thread::sleep(Duration::from_secs(6));
+    layer.release_holds();
     let before_resume = snapshot(&emu, &ws);
     ws.run(&["resume", "--yes"])
         .ok()

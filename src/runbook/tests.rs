@@ -366,3 +366,26 @@ fn positions_count_characters_not_bytes() {
         Pos { line: 2, col: 2 }
     );
 }
+
+#[test]
+fn an_unset_variable_is_one_problem_not_two() {
+    let mut env = cookbook_env();
+    env.remove("RDS_ID");
+    let src = include_str!("../../runbooks/cookbook-4.3-mysql.toml");
+    let d = parse_with(src, &env).unwrap_err().diagnostics;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].message.contains("`RDS_ID` is not set"));
+}
+
+#[test]
+fn pool_percentages_point_at_the_value_and_show_both() {
+    let src = MINIMAL.to_string()
+        + "[pool]\nmax_connections_percent = 30\nmax_idle_connections_percent = 50\n";
+    let d = errors(&src);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].pos.line, 21, "the max_idle line");
+    assert_eq!(
+        d[0].message,
+        "50 must not exceed max_connections_percent (30)"
+    );
+}

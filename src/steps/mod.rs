@@ -264,19 +264,22 @@ const NEEDS_LAMBDAS: &[&str] = &[
 /// it names must be listed, and earlier.
 pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
+    let mut lambdas_reported = false;
     let order: Vec<&str> = rb.step_names().collect();
     let none = |_: &str, _: &str| None;
     for (index, entry) in rb.steps.iter().enumerate() {
         let Some(step) = get(&entry.name) else {
             continue;
         };
-        if NEEDS_LAMBDAS.contains(&step.name()) && rb.lambdas.is_empty() {
+        if NEEDS_LAMBDAS.contains(&step.name()) && rb.lambdas.is_empty() && !lambdas_reported {
+            lambdas_reported = true;
             diags.push(Diagnostic {
                 pos: entry.pos,
                 key: format!("steps[{index}]"),
                 message: format!(
-                    "step `{}` works on the Lambda functions, but the runbook has none: \
-                     add a [[lambda]] table with function_name",
+                    "step `{}` (and the steps after it that act on Lambda functions) needs a \
+                     function, but the runbook has no valid [[lambda]]: add one with \
+                     function_name",
                     entry.name
                 ),
             });

@@ -1,7 +1,8 @@
 //! A fault-injecting reverse proxy on 127.0.0.1 in front of the emulator:
 //! latency on every call; an action answered with throttling, a 5xx or a
 //! reset connection N times; the DB proxy held at `creating` and its target
-//! at REGISTERING or UNAVAILABLE for a while. It also counts the calls of
+//! at REGISTERING or UNAVAILABLE for the next N answers that show them
+//! (counted, not timed, so a slow machine sees the same sequence). It also counts the calls of
 //! each action. One request per connection (it answers `Connection: close`),
 //! which the SDK's client handles by opening a new one.
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
@@ -25,8 +26,8 @@ pub enum Fault {
 struct Plan {
     latency: Duration,
     faults: Vec<(String, Fault, usize)>,
-    proxy_creating_until: Option<Instant>,
-    target_state_until: Option<(Instant, &'static str, Option<&'static str>)>,
+    proxy_creating: usize,
+    target_held: Option<(usize, &'static str, Option<&'static str>)>,
     calls: BTreeMap<String, usize>,
 }
 
@@ -75,14 +76,21 @@ impl FaultProxy {
         self.plan.lock().unwrap().faults.clear();
     }
 
-    /// Every DB proxy reads as `creating` for `d`.
-    pub fn hold_proxy_creating(&self, d: Duration) {
-        self.plan.lock().unwrap().proxy_creating_until = Some(Instant::now() + d);
+    /// The next `answers` that show an available DB proxy show it `creating`.
+    pub fn hold_proxy_creating(&self, answers: usize) {
+        self.plan.lock().unwrap().proxy_creating = answers;
     }
 
-    /// Every proxy target reads as `state` (with `reason`) for `d`.
-    pub fn hold_target(&self, state: &'static str, reason: Option<&'static str>, d: Duration) {
-        self.plan.lock().unwrap().target_state_until = Some((Instant::now() + d, state, reason));
+    /// The next `answers` that show an AVAILABLE target show `state` (with
+    /// `reason`) instead.
+    pub fn hold_target(&self, state: &'static str, reason: Option<&'static str>, answers: usize) {
+        self.plan.lock().unwrap().target_held = Some((answers, state, reason));
+    }
+
+    pub fn release_holds(&self) {
+        let mut p = self.plan.lock().unwrap();
+        p.proxy_creating = 0;
+        p.target_held = None;
     }
 
     pub fn calls(&self, action: &str) -> usize {
@@ -202,7 +210,7 @@ fn fault_response(req: &Request, fault: Fault) -> Option<Vec<u8>> {
 fn serve(mut conn: TcpStream, upstream: &str, plan: &Mutex<Plan>) -> std::io::Result<()> {
     let req = read_request(&mut conn)?;
     let action = action_of(&req);
-    let (latency, fault, creating, target) = {
+    let (latency, fault) = {
         let mut p = plan.lock().unwrap();
         *p.calls.entry(action.clone()).or_default() += 1;
         let mut fault = None;
@@ -210,13 +218,7 @@ fn serve(mut conn: TcpStream, upstream: &str, plan: &Mutex<Plan>) -> std::io::Re
             f.2 -= 1;
             fault = Some(f.1);
         }
-        let now = Instant::now();
-        (
-            p.latency,
-            fault,
-            p.proxy_creating_until.is_some_and(|t| now < t),
-            p.target_state_until.filter(|(t, _, _)| now < *t),
-        )
+        (p.latency, fault)
     };
     std::thread::sleep(latency);
     if let Some(f) = fault {
@@ -244,12 +246,29 @@ fn serve(mut conn: TcpStream, upstream: &str, plan: &Mutex<Plan>) -> std::io::Re
         .map_or(response.len(), |i| i + 4);
     let (resp_head, resp_body) = response.split_at(split);
     let mut body = String::from_utf8_lossy(resp_body).into_owned();
-    if creating && action == "DescribeDBProxies" {
+    let (creating, target) = {
+        let mut p = plan.lock().unwrap();
+        let creating = action == "DescribeDBProxies"
+            && p.proxy_creating > 0
+            && body.contains("<Status>available</Status>");
+        if creating {
+            p.proxy_creating -= 1;
+        }
+        let mut target = None;
+        if action == "DescribeDBProxyTargets"
+            && body.contains("<State>AVAILABLE</State>")
+            && let Some((n, state, reason)) = p.target_held.as_mut()
+            && *n > 0
+        {
+            *n -= 1;
+            target = Some((*state, *reason));
+        }
+        (creating, target)
+    };
+    if creating {
         body = body.replace("<Status>available</Status>", "<Status>creating</Status>");
     }
-    if let Some((_, state, reason)) = target
-        && action == "DescribeDBProxyTargets"
-    {
+    if let Some((state, reason)) = target {
         let health = match reason {
             Some(r) => format!(
                 "<State>{state}</State><Reason>{r}</Reason><Description>held by the test's fault layer</Description>"
