@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::aws::{Aws, describe_error, error_code};
+use crate::aws::Aws;
 use crate::runbook::{EngineFamily, Runbook};
 
 /// What Lambda lets one function run at once when nothing caps it: the
@@ -143,27 +143,11 @@ pub fn assess(
 }
 
 /// Reads the instance class and each function's limits, then assesses.
-pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Option<Budget>> {
-    let Some(id) = rb.database.instance_id.as_ref().and_then(|t| t.literal()) else {
-        return Ok(None); // Aurora clusters: per-instance classes, not covered yet.
-    };
-    let class = match aws
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(&id)
-        .send()
-        .await
-    {
-        Ok(o) => o
-            .db_instances()
-            .first()
-            .and_then(|d| d.db_instance_class())
-            .map(String::from),
-        Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
-        Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
-    };
+/// Reads each function's limits and assesses them against the instance
+/// class (which preflight has read already; None: no budget).
+pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<Budget>> {
     let Some(class) = class else {
-        return Ok(None);
+        return Ok(None); // No instance read (an Aurora cluster, or a missing DB).
     };
     let account = aws
         .lambda
@@ -237,7 +221,7 @@ pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Option<Budget>> {
         });
     }
     Ok(assess(
-        &class,
+        class,
         rb.database.engine_family,
         rb.pool.max_connections_percent,
         rb.pool.connection_borrow_timeout,

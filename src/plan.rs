@@ -68,7 +68,7 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     check_place(&mut state, &aws, &path).await?;
     let preflight = crate::preflight::run(&rb, &aws).await?;
-    let budget = crate::budget::run(&rb, &aws).await?;
+    let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
     let bars = Progress::new(true);
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();

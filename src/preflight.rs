@@ -25,6 +25,9 @@ pub struct Problem {
 pub struct Report {
     pub checked: Vec<String>,
     pub problems: Vec<Problem>,
+    /// The DB instance's class, for the connection budget (read once).
+    #[serde(skip)]
+    pub instance_class: Option<String>,
 }
 
 impl Report {
@@ -101,6 +104,7 @@ pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
 async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Option<String>> {
     let family = rb.database.engine_family;
     let (kind, id, found) = if let Some(id) = rb.database.instance_id.as_ref().and_then(literal) {
+        let mut class = None;
         let out = aws
             .rds
             .describe_db_instances()
@@ -114,6 +118,7 @@ async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Optio
                 .into_iter()
                 .next()
                 .map(|d| {
+                    class = d.db_instance_class().map(String::from);
                     (
                         d.db_instance_status().unwrap_or("unknown").to_string(),
                         d.engine().unwrap_or_default().to_string(),
@@ -125,6 +130,7 @@ async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Optio
             Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
             Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
         };
+        r.instance_class = class;
         ("DB instance", id, found)
     } else if let Some(id) = rb.database.cluster_id.as_ref().and_then(literal) {
         let out = aws
