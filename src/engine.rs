@@ -2,16 +2,19 @@
 //! drive each step's check / apply / rollback, saving the state after every
 //! transition.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 
 use crate::aws::{Aws, AwsOptions};
 use crate::cli::Selection;
 use crate::poll::{self, Interrupted};
-use crate::progress::Progress;
+use crate::progress::{Progress, StepBar};
 use crate::runbook::{Runbook, RunbookError};
 use crate::state::{self, Event, Lock, State, Status};
 use crate::steps::{self, Ctx, Found, Resolver, Step, Undone};
@@ -279,6 +282,11 @@ pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
 async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
     let report = crate::preflight::run(rb, aws).await?;
     print_preflight(&report, all);
+    preflight_verdict(&report)
+}
+
+/// Err (exit 5) when preflight found problems, after printing them.
+fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
     match report.problems.len() {
         0 => Ok(()),
         n => Err(exit(
@@ -295,6 +303,348 @@ pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     println!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
     preflight_checks(&rb, &aws, true).await
+}
+
+/// The state and its file, with one writer: every transition is made and
+/// saved under one lock, so steps that run at the same time never save a
+/// half-updated state or lose each other's records.
+pub(crate) struct Store {
+    path: PathBuf,
+    state: std::sync::Mutex<State>,
+}
+
+impl Store {
+    fn new(path: PathBuf, state: State) -> Store {
+        Store {
+            path,
+            state: std::sync::Mutex::new(state),
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.state.lock().expect("state lock"))
+    }
+
+    /// Changes the state and saves it before anyone else may change it.
+    fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        let mut state = self.state.lock().expect("state lock");
+        let r = f(&mut state)?;
+        save(&state, &self.path)?;
+        Ok(r)
+    }
+
+    fn advance(
+        &self,
+        name: &str,
+        event: Event,
+        f: impl FnOnce(&mut state::StepRecord),
+    ) -> Result<()> {
+        self.update(|s| {
+            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
+            f(rec);
+            Ok(())
+        })
+    }
+}
+
+/// For each step in `names`, the steps among `names` it waits on.
+fn waits_on<'n>(
+    names: &[&'n str],
+    graph: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<&'n str, Vec<&'n str>> {
+    names
+        .iter()
+        .map(|n| {
+            let deps = graph.get(*n).map_or(&[][..], Vec::as_slice);
+            let within = names
+                .iter()
+                .copied()
+                .filter(|m| deps.iter().any(|d| d == m))
+                .collect();
+            (*n, within)
+        })
+        .collect()
+}
+
+/// Runs `task` for each of `names` as soon as every step it waits on has
+/// succeeded, as many at once as the graph allows, in one task (the
+/// state's single writer is the [`Store`]). After a failure or a Ctrl-C no
+/// new step starts, and those under way finish. Returns the results in the
+/// order they ended; a step that never started is absent.
+async fn schedule<'n, T, Fut>(
+    names: &[&'n str],
+    waits_on: &BTreeMap<&'n str, Vec<&'n str>>,
+    task: impl Fn(&'n str) -> Fut,
+) -> Vec<(&'n str, Result<T>)>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut started: BTreeSet<&str> = BTreeSet::new();
+    let mut succeeded: BTreeSet<&str> = BTreeSet::new();
+    let mut results = Vec::new();
+    let mut running = FuturesUnordered::new();
+    let mut stop = false;
+    loop {
+        if !stop && !poll::interrupted() {
+            for &name in names {
+                let ready = waits_on
+                    .get(name)
+                    .is_none_or(|deps| deps.iter().all(|d| succeeded.contains(d)));
+                if ready && started.insert(name) {
+                    let fut = task(name);
+                    running.push(async move { (name, fut.await) });
+                }
+            }
+        }
+        let Some((name, result)) = running.next().await else {
+            break;
+        };
+        match &result {
+            Ok(_) => {
+                succeeded.insert(name);
+            }
+            Err(_) => stop = true,
+        }
+        results.push((name, result));
+    }
+    results
+}
+
+/// What running one step came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Unchanged,
+    Changed,
+    Verified,
+}
+
+/// What every run of one command shares.
+struct Runner<'a> {
+    rb: &'a Runbook,
+    aws: &'a Aws,
+    store: &'a Store,
+    progress: &'a Progress,
+    graph: &'a BTreeMap<String, Vec<String>>,
+    /// What the first round found, by step: the checksum of the inputs it
+    /// checked with, and the answer.
+    prechecked: BTreeMap<String, (String, Found)>,
+    /// The steps that changed the account in this run: a step that waits
+    /// on one of them checks again rather than trust the first round.
+    changed: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Why a step stopped: interrupted (it stays `started`), or failed (the
+/// state records the error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StepFailed(String);
+
+impl Runner<'_> {
+    /// The first answer for `name` if it still holds: same inputs, and no
+    /// step it waits on changed since.
+    fn first_answer(&self, name: &str, checksum: &str) -> Option<Found> {
+        let (sum, found) = self.prechecked.get(name)?;
+        let changed = self.changed.lock().expect("lock");
+        let deps = self.graph.get(name)?;
+        (sum == checksum && !deps.iter().any(|d| changed.contains(d))).then(|| found.clone())
+    }
+
+    async fn step(&self, name: &str) -> Result<Outcome> {
+        let result = self.step_inner(name).await;
+        match result {
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),
+            Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
+            Err(e) => {
+                let message = format!("{e:#}");
+                let _ = self.store.advance(name, Event::Fail, |rec| {
+                    rec.error = Some(message.clone());
+                });
+                Err(StepFailed(message).into())
+            }
+            ok => ok,
+        }
+    }
+
+    async fn step_inner(&self, name: &str) -> Result<Outcome> {
+        let step = steps::get(name).expect("validated");
+        let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
+        if let Some((first, output)) = missing.first() {
+            return Err(exit(
+                EXIT_USAGE,
+                format!(
+                    "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
+                     are not applied: run them first, e.g. `--step {first}`",
+                    needs(&missing),
+                ),
+            ));
+        }
+        let checksum = state::checksum(&inputs);
+        let was = self.store.read(|s| s.status(name));
+        let bar = self.progress.step(name);
+        let cx = Ctx {
+            aws: self.aws,
+            runbook: &self.rb.name,
+            bar: &bar,
+        };
+        // A verification changes nothing, so it has nothing to check first.
+        let found = if !step.changes_account() {
+            bar.set(format!("running {}", step.describe(&inputs)?));
+            Found::Missing
+        } else if let Some(found) = self.first_answer(name, &checksum) {
+            found
+        } else {
+            bar.set(format!("checking {}", step.describe(&inputs)?));
+            step.check(&cx, &inputs).await.inspect_err(|_| {
+                bar.finish("✗", "check failed");
+            })?
+        };
+        tracing::debug!(step = %name, ?found, "checked the account");
+        match found {
+            Found::Done(outputs) => {
+                let unchanged = was == Status::Applied
+                    && self.store.read(|s| {
+                        s.record(name).is_some_and(|r| {
+                            r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
+                        })
+                    });
+                if !unchanged {
+                    self.store.advance(name, Event::Applied, |rec| {
+                        rec.outputs = outputs;
+                        rec.inputs = Some(inputs);
+                        rec.checksum = Some(checksum);
+                        rec.error = None;
+                    })?;
+                }
+                let note = if was == Status::Applied {
+                    "already done, no change"
+                } else {
+                    "found done in the account, recorded, no change"
+                };
+                bar.finish("=", note);
+                Ok(Outcome::Unchanged)
+            }
+            Found::Missing | Found::Incomplete(_) => {
+                let finishing = match &found {
+                    Found::Incomplete(why) => {
+                        self.progress.line(format!("  {name}: {why}"));
+                        true
+                    }
+                    _ => false,
+                };
+                if !finishing && was == Status::Applied && step.changes_account() {
+                    self.progress.line(format!(
+                        "  note: step `{name}` was applied but is missing from the account \
+                         (deleted by hand?); creating it again"
+                    ));
+                }
+                // What the step replaces, read once before it first acts: a
+                // retry must not mistake our own change for the original.
+                let mut before = self
+                    .store
+                    .read(|s| s.record(name).and_then(|r| r.before.clone()));
+                if before.is_none() {
+                    before = step.before(&cx, &inputs).await.inspect_err(|_| {
+                        bar.finish("✗", "failed");
+                    })?;
+                }
+                self.store.advance(name, Event::Start, |rec| {
+                    rec.inputs = Some(inputs.clone());
+                    rec.checksum = Some(checksum);
+                    rec.before = before;
+                    rec.outputs.clear();
+                    rec.error = None;
+                })?;
+                crate::failpoint::hit(name, "before-apply");
+                let outputs = match step.apply(&cx, &inputs).await {
+                    Ok(outputs) => outputs,
+                    Err(e) => {
+                        // Interrupted, the step stays `started`: resume
+                        // re-checks it.
+                        let interrupted = e.downcast_ref::<Interrupted>().is_some();
+                        bar.finish("✗", if interrupted { "interrupted" } else { "failed" });
+                        return Err(e);
+                    }
+                };
+                crate::failpoint::hit(name, "after-apply");
+                let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
+                self.store.advance(name, Event::Applied, |rec| {
+                    rec.outputs = outputs;
+                })?;
+                let what = step.describe(&inputs)?;
+                if !step.changes_account() {
+                    bar.finish("✓", format!("verified: {what}: {response}"));
+                    return Ok(Outcome::Verified);
+                }
+                self.changed.lock().expect("lock").insert(name.to_string());
+                let verb = if finishing { "finished" } else { "created" };
+                bar.finish("✓", format!("{verb}: {what}"));
+                Ok(Outcome::Changed)
+            }
+            Found::Drifted(diffs) => {
+                bar.finish("✗", "drifted");
+                anyhow::bail!(
+                    "{} differs from the runbook: {}. Fix the runbook to match, or roll the step back and run again",
+                    step.describe(&inputs)?,
+                    diffs.join("; ")
+                )
+            }
+            Found::Foreign(why) => {
+                bar.finish("✗", "blocked");
+                anyhow::bail!(why)
+            }
+        }
+    }
+}
+
+/// The error that ends a run or rollback from its steps' results: Ctrl-C
+/// wins, then a usage error, then every failed step with the way on.
+fn first_error<T>(
+    results: Vec<(&str, Result<T>)>,
+    rb: &Runbook,
+    opts: &Options,
+    verb: &str,
+) -> Result<Vec<T>> {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    let mut exit_err = None;
+    for (name, r) in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {}
+            Err(e) => match e.downcast::<Exit>() {
+                Ok(x) => exit_err = Some(x),
+                Err(e) => failed.push(format!("step `{name}` failed: {e:#}")),
+            },
+        }
+    }
+    if poll::interrupted() {
+        return Err(exit(
+            EXIT_INTERRUPTED,
+            format!(
+                "interrupted; the state is saved. To continue: {}",
+                command_hint(verb, rb, opts)
+            ),
+        ));
+    }
+    if let Some(x) = exit_err {
+        return Err(x.into());
+    }
+    if !failed.is_empty() {
+        let hints = if verb == "resume" {
+            format!(
+                "To continue after fixing it: {}\nTo undo: {}",
+                command_hint("resume", rb, opts),
+                command_hint("rollback", rb, opts)
+            )
+        } else {
+            format!("Fix it and run again: {}", command_hint(verb, rb, opts))
+        };
+        return Err(exit(
+            EXIT_STEP_FAILED,
+            format!("{}\n{hints}", failed.join("\n")),
+        ));
+    }
+    Ok(ok)
 }
 
 pub async fn run(
@@ -361,10 +711,63 @@ pub async fn run(
         yes,
     )?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+
+    // The first round, all at once: who we are, every step that can be
+    // checked already, and preflight unless every step is applied (then a
+    // re-run costs the checks alone).
+    let all_applied = selected.iter().all(|n| state.status(n) == Status::Applied);
+    let checkable: Vec<(&str, Value)> = selected
+        .iter()
+        .filter_map(|name| {
+            let step = steps::get(name).expect("validated");
+            let (inputs, missing) = resolve(step, &rb, &state);
+            (step.changes_account() && missing.is_empty()).then_some((*name, inputs))
+        })
+        .collect();
+    let prechecks = futures_util::future::join_all(checkable.iter().map(|(name, inputs)| {
+        let (aws, rb_name) = (&aws, &rb.name);
+        async move {
+            let bar = StepBar::silent(name);
+            let cx = Ctx {
+                aws,
+                runbook: rb_name,
+                bar: &bar,
+            };
+            let step = steps::get(name).expect("validated");
+            let found = step.check(&cx, inputs).await;
+            (name.to_string(), state::checksum(inputs), found)
+        }
+    }));
+    let early_preflight = async {
+        if all_applied {
+            None
+        } else {
+            Some(crate::preflight::run(&rb, &aws).await)
+        }
+    };
+    let (account, prechecks, mut report) =
+        tokio::join!(aws.account_id(), prechecks, early_preflight);
+    account?;
     if check_place(&mut state, &aws, &path).await? && !state.steps.is_empty() {
         save(&state, &path)?;
     }
-    preflight_checks(&rb, &aws, false).await?;
+    let prechecked: BTreeMap<String, (String, Found)> = prechecks
+        .into_iter()
+        .filter_map(|(name, sum, found)| found.ok().map(|f| (name, (sum, f))))
+        .collect();
+    let all_done = selected.iter().all(|n| {
+        !steps::get(n).expect("validated").changes_account()
+            || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
+    });
+    if report.is_none() && !all_done {
+        report = Some(crate::preflight::run(&rb, &aws).await);
+    }
+    if let Some(report) = report {
+        let report = report?;
+        print_preflight(&report, false);
+        preflight_verdict(&report)?;
+    }
+
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
         "{verb} of runbook `{}` in {}; state: {}",
@@ -372,171 +775,22 @@ pub async fn run(
         aws.region,
         path.display()
     ));
-
-    let (mut changed, mut verified) = (0, 0);
-    for name in &selected {
-        if poll::interrupted() {
-            return Err(interrupted(&rb, opts));
-        }
-        let step = steps::get(name).expect("validated");
-        let (inputs, missing) = resolve(step, &rb, &state);
-        if let Some((first, output)) = missing.first() {
-            return Err(exit(
-                EXIT_USAGE,
-                format!(
-                    "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
-                     are not applied: run them first, e.g. `{} --step {first}`",
-                    needs(&missing),
-                    command_hint("run", &rb, opts)
-                ),
-            ));
-        }
-        let checksum = state::checksum(&inputs);
-        let was = state.status(name);
-        let bar = progress.step(name);
-        let cx = Ctx {
-            aws: &aws,
-            runbook: &rb.name,
-            bar: &bar,
-        };
-        // A verification changes nothing, so it has nothing to check first.
-        let verb = if step.changes_account() {
-            "checking"
-        } else {
-            "running"
-        };
-        bar.set(format!("{verb} {}", step.describe(&inputs)?));
-        let found = if step.changes_account() {
-            match step.check(&cx, &inputs).await {
-                Ok(f) => f,
-                Err(e) => {
-                    bar.finish("✗", "check failed");
-                    return Err(fail(&mut state, &path, name, &e, &rb, opts));
-                }
-            }
-        } else {
-            Found::Missing
-        };
-        tracing::debug!(step = %name, ?found, "checked the account");
-        match found {
-            Found::Done(outputs) => {
-                let rec = state.record(name);
-                let unchanged = was == Status::Applied
-                    && rec.is_some_and(|r| {
-                        r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
-                    });
-                if !unchanged {
-                    let rec = state
-                        .advance(name, Event::Applied)
-                        .map_err(anyhow::Error::msg)?;
-                    rec.outputs = outputs;
-                    rec.inputs = Some(inputs);
-                    rec.checksum = Some(checksum);
-                    rec.error = None;
-                    save(&state, &path)?;
-                }
-                let note = if was == Status::Applied {
-                    "already done, no change"
-                } else {
-                    "found done in the account, recorded, no change"
-                };
-                bar.finish("=", note);
-            }
-            Found::Missing | Found::Incomplete(_) => {
-                let finishing = match &found {
-                    Found::Incomplete(why) => {
-                        progress.line(format!("  {name}: {why}"));
-                        true
-                    }
-                    _ => false,
-                };
-                if !finishing && was == Status::Applied && step.changes_account() {
-                    progress.line(format!(
-                        "  note: step `{name}` was applied but is missing from the account \
-                         (deleted by hand?); creating it again"
-                    ));
-                }
-                // What the step replaces, read once before it first acts: a
-                // retry must not mistake our own change for the original.
-                let mut before = state.record(name).and_then(|r| r.before.clone());
-                if before.is_none() {
-                    before = match step.before(&cx, &inputs).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            bar.finish("✗", "failed");
-                            return Err(fail(&mut state, &path, name, &e, &rb, opts));
-                        }
-                    };
-                }
-                let rec = state
-                    .advance(name, Event::Start)
-                    .map_err(anyhow::Error::msg)?;
-                rec.inputs = Some(inputs.clone());
-                rec.checksum = Some(checksum);
-                rec.before = before;
-                rec.outputs.clear();
-                rec.error = None;
-                save(&state, &path)?;
-                crate::failpoint::hit(name, "before-apply");
-                match step.apply(&cx, &inputs).await {
-                    Ok(outputs) => {
-                        crate::failpoint::hit(name, "after-apply");
-                        let rec = state
-                            .advance(name, Event::Applied)
-                            .map_err(anyhow::Error::msg)?;
-                        rec.outputs = outputs;
-                        save(&state, &path)?;
-                        let what = step.describe(&inputs)?;
-                        if !step.changes_account() {
-                            verified += 1;
-                            let response = state.record(name).map(|r| {
-                                r.outputs.values().cloned().collect::<Vec<_>>().join("; ")
-                            });
-                            bar.finish(
-                                "✓",
-                                format!("verified: {what}: {}", response.unwrap_or_default()),
-                            );
-                        } else if finishing {
-                            changed += 1;
-                            bar.finish("✓", format!("finished: {what}"));
-                        } else {
-                            changed += 1;
-                            bar.finish("✓", format!("created: {what}"));
-                        }
-                    }
-                    Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-                        // The step stays `started`: resume re-checks it.
-                        bar.finish("✗", "interrupted");
-                        return Err(interrupted(&rb, opts));
-                    }
-                    Err(e) => {
-                        bar.finish("✗", "failed");
-                        return Err(fail(&mut state, &path, name, &e, &rb, opts));
-                    }
-                }
-            }
-            Found::Drifted(diffs) => {
-                bar.finish("✗", "drifted");
-                let e = anyhow::anyhow!(
-                    "{} differs from the runbook: {}. Fix the runbook to match, or roll the step back and run again",
-                    step.describe(&inputs)?,
-                    diffs.join("; ")
-                );
-                return Err(fail(&mut state, &path, name, &e, &rb, opts));
-            }
-            Found::Foreign(why) => {
-                bar.finish("✗", "blocked");
-                return Err(fail(
-                    &mut state,
-                    &path,
-                    name,
-                    &anyhow::anyhow!(why),
-                    &rb,
-                    opts,
-                ));
-            }
-        }
-    }
+    let graph = steps::dependencies(&rb);
+    let store = Store::new(path, state);
+    let runner = Runner {
+        rb: &rb,
+        aws: &aws,
+        store: &store,
+        progress: &progress,
+        graph: &graph,
+        prechecked,
+        changed: Default::default(),
+    };
+    let waits = waits_on(&selected, &graph);
+    let results = schedule(&selected, &waits, |name| runner.step(name)).await;
+    let outcomes = first_error(results, &rb, opts, "resume")?;
+    let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
+    let (changed, verified) = (count(Outcome::Changed), count(Outcome::Verified));
     let verified_note = match verified {
         0 => String::new(),
         n => format!("; {n} verification(s) passed"),
@@ -553,42 +807,6 @@ pub async fn run(
         );
     }
     Ok(())
-}
-
-fn interrupted(rb: &Runbook, opts: &Options) -> anyhow::Error {
-    exit(
-        EXIT_INTERRUPTED,
-        format!(
-            "interrupted; the state is saved. To continue: {}",
-            command_hint("resume", rb, opts)
-        ),
-    )
-}
-
-/// Records a failed step and builds the error that names the way on.
-fn fail(
-    state: &mut State,
-    path: &Path,
-    name: &str,
-    err: &anyhow::Error,
-    rb: &Runbook,
-    opts: &Options,
-) -> anyhow::Error {
-    let message = format!("{err:#}");
-    if let Ok(rec) = state.advance(name, Event::Fail) {
-        rec.error = Some(message.clone());
-    }
-    if let Err(e) = save(state, path) {
-        return e;
-    }
-    exit(
-        EXIT_STEP_FAILED,
-        format!(
-            "step `{name}` failed: {message}\nTo continue after fixing it: {}\nTo undo: {}",
-            command_hint("resume", rb, opts),
-            command_hint("rollback", rb, opts)
-        ),
-    )
 }
 
 pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
@@ -664,11 +882,11 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         }
         None => 0,
     };
-    let undo: Vec<String> = order[keep..]
+    let undo: Vec<&str> = order[keep..]
         .iter()
         .rev()
         .filter(|n| state.status(n).may_have_changed_account())
-        .cloned()
+        .map(String::as_str)
         .collect();
     if undo.is_empty() {
         match to {
@@ -699,69 +917,87 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         aws.region,
         path.display()
     ));
-    for name in &undo {
-        if poll::interrupted() {
-            return Err(exit(
-                EXIT_INTERRUPTED,
-                format!(
-                    "interrupted; the state is saved. To continue: {}",
-                    command_hint("rollback", &rb, opts)
-                ),
-            ));
-        }
-        let step = steps::get(name).expect("known step");
-        let rec = state.record(name).cloned().unwrap_or_default();
-        let bar = progress.step(name);
-        let Some(inputs) = rec.inputs else {
-            // Never got as far as acting: nothing in the account to undo.
-            state
-                .advance(name, Event::RolledBack)
-                .map_err(anyhow::Error::msg)?;
-            save(&state, &path)?;
-            bar.finish("=", "nothing to undo");
-            continue;
-        };
-        let cx = Ctx {
-            aws: &aws,
-            runbook: &rb.name,
-            bar: &bar,
-        };
-        crate::failpoint::hit(name, "before-rollback");
-        match step.rollback(&cx, &inputs, rec.before.as_ref()).await {
-            Ok(undone) => {
-                crate::failpoint::hit(name, "after-rollback");
-                let rec = state
-                    .advance(name, Event::RolledBack)
-                    .map_err(anyhow::Error::msg)?;
+    // The run's graph backwards: a step is undone once every step that
+    // waits on it is. A step the runbook no longer lists goes first.
+    let graph = steps::dependencies(&rb);
+    let listed: BTreeSet<&str> = rb.step_names().collect();
+    let waits: BTreeMap<&str, Vec<&str>> = undo
+        .iter()
+        .map(|&n| {
+            let later = undo
+                .iter()
+                .copied()
+                .filter(|&m| {
+                    !listed.contains(m) && listed.contains(n)
+                        || graph.get(m).is_some_and(|deps| deps.iter().any(|d| d == n))
+                })
+                .collect();
+            (n, later)
+        })
+        .collect();
+    let store = Store::new(path, state);
+    let results = schedule(&undo, &waits, |name| {
+        undo_step(name, &rb, &aws, &store, &progress)
+    })
+    .await;
+    first_error(results, &rb, opts, "rollback")?;
+    println!("Rolled back {} step(s).", undo.len());
+    Ok(())
+}
+
+async fn undo_step(
+    name: &str,
+    rb: &Runbook,
+    aws: &Aws,
+    store: &Store,
+    progress: &Progress,
+) -> Result<()> {
+    let step = steps::get(name).expect("known step");
+    let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
+    let bar = progress.step(name);
+    let Some(inputs) = rec.inputs else {
+        // Never got as far as acting: nothing in the account to undo.
+        store.advance(name, Event::RolledBack, |_| {})?;
+        bar.finish("=", "nothing to undo");
+        return Ok(());
+    };
+    let cx = Ctx {
+        aws,
+        runbook: &rb.name,
+        bar: &bar,
+    };
+    crate::failpoint::hit(name, "before-rollback");
+    match step.rollback(&cx, &inputs, rec.before.as_ref()).await {
+        Ok(undone) => {
+            crate::failpoint::hit(name, "after-rollback");
+            store.advance(name, Event::RolledBack, |rec| {
                 rec.outputs.clear();
                 rec.before = None;
                 rec.error = None;
-                save(&state, &path)?;
-                match undone {
-                    Undone::Done(msg) => bar.finish("✓", msg),
-                    Undone::AlreadyGone(msg) => bar.finish("=", msg),
-                    Undone::LeftAlone(msg) => bar.finish("!", format!("left alone: {msg}")),
-                }
+            })?;
+            match undone {
+                Undone::Done(msg) => bar.finish("✓", msg),
+                Undone::AlreadyGone(msg) => bar.finish("=", msg),
+                Undone::LeftAlone(msg) => bar.finish("!", format!("left alone: {msg}")),
             }
-            Err(e) => {
-                bar.finish("✗", "rollback failed");
-                let message = format!("{e:#}");
-                if let Some(rec) = state.steps.get_mut(name.as_str()) {
+            Ok(())
+        }
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            bar.finish("✗", "interrupted");
+            Err(e)
+        }
+        Err(e) => {
+            bar.finish("✗", "rollback failed");
+            let message = format!("{e:#}");
+            store.update(|s| {
+                if let Some(rec) = s.steps.get_mut(name) {
                     rec.error = Some(format!("rollback: {message}"));
                 }
-                save(&state, &path)?;
-                return Err(exit(
-                    EXIT_STEP_FAILED,
-                    format!(
-                        "rolling back step `{name}` failed: {message}\nFix it and run again: {}",
-                        command_hint("rollback", &rb, opts)
-                    ),
-                ));
-            }
+                Ok(())
+            })?;
+            Err(StepFailed(message).into())
         }
     }
-    println!("Rolled back {} step(s).", undo.len());
-    Ok(())
 }
 
 #[cfg(test)]

@@ -54,6 +54,21 @@ pub async fn sleep(d: Duration) -> Result<(), Interrupted> {
     Ok(())
 }
 
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// xorshift64: enough randomness to spread retries and polls apart.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(Instant);
 
@@ -77,11 +92,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, max: Duration) -> Backoff {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        Backoff::with_seed(first, max, seed)
+        Backoff::with_seed(first, max, seed())
     }
 
     pub fn with_seed(first: Duration, max: Duration, seed: u64) -> Backoff {
@@ -93,18 +104,11 @@ impl Backoff {
     }
 
     pub fn next_delay(&mut self) -> Duration {
-        // xorshift64: enough randomness to spread retries apart.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
+        let r = xorshift(&mut self.rng);
         let cap = self.next.min(self.max);
         let half = cap / 2;
         let spread = (cap - half).as_millis() as u64;
-        let jitter = if spread == 0 {
-            0
-        } else {
-            self.rng % (spread + 1)
-        };
+        let jitter = if spread == 0 { 0 } else { r % (spread + 1) };
         self.next = (self.next * 2).min(self.max);
         half + Duration::from_millis(jitter)
     }
@@ -118,9 +122,51 @@ pub enum Wait<T> {
     Pending(String),
 }
 
-/// Polls `probe` until it is ready, failing when `timeout` passes. The first
-/// poll comes soon (about a second), then the delay grows with jitter up to
-/// 30 s. `probe` fails early by returning `Err` (a terminal status).
+/// When to look again at something AWS is still working on. The first look
+/// comes soon; then the delay grows with the time already waited, so that
+/// the wait overshoots the moment the resource got ready by at most 1/20 of
+/// it (or `FIRST`), capped at 30 s. Each delay is trimmed by up to a tenth
+/// at random, so that runs that started together spread apart and the
+/// bound still holds. A wait of T costs about 21 + 21·ln(T / 10 s) looks
+/// once T passes 10 s: 37 for 20 s, 95 for 5 minutes (where a fixed 30 s
+/// poll would take 10 looks but be up to 30 s late).
+pub struct PollSchedule {
+    rng: u64,
+}
+
+impl PollSchedule {
+    pub const FIRST: Duration = Duration::from_millis(500);
+    pub const MAX: Duration = Duration::from_secs(30);
+    /// The part of the time waited so far that one more delay may add.
+    pub const OVERSHOOT: u32 = 20;
+
+    pub fn new() -> PollSchedule {
+        PollSchedule { rng: seed() }
+    }
+
+    #[cfg(test)]
+    pub fn with_seed(seed: u64) -> PollSchedule {
+        PollSchedule { rng: seed | 1 }
+    }
+
+    /// The delay before the next look, `elapsed` into the wait.
+    pub fn next_delay(&mut self, elapsed: Duration) -> Duration {
+        let base = (elapsed / Self::OVERSHOOT).clamp(Self::FIRST, Self::MAX);
+        let tenth = base.as_millis() as u64 / 10;
+        base - Duration::from_millis(xorshift(&mut self.rng) % (tenth + 1))
+    }
+}
+
+impl Default for PollSchedule {
+    fn default() -> Self {
+        PollSchedule::new()
+    }
+}
+
+/// Polls `probe` until it is ready, failing when `timeout` passes, on a
+/// [`PollSchedule`]: the first look after half a second (the call that
+/// started the work has just answered), then more rarely as the wait grows.
+/// `probe` fails early by returning `Err` (a terminal status).
 pub async fn wait_for<T, F, Fut>(
     bar: &StepBar,
     what: &str,
@@ -134,8 +180,16 @@ where
     crate::failpoint::hit(bar.name(), "wait");
     let started = Instant::now();
     let deadline = Deadline::after(timeout);
-    let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(30));
+    let mut schedule = PollSchedule::new();
+    bar.set(format!("waiting for {what}"));
     loop {
+        let elapsed = started.elapsed();
+        sleep(
+            schedule
+                .next_delay(elapsed)
+                .min(timeout.saturating_sub(elapsed)),
+        )
+        .await?;
         let status = match probe().await? {
             Wait::Ready(v) => return Ok(v),
             Wait::Pending(status) => status,
@@ -153,7 +207,6 @@ where
             "waiting for {what}: {status} ({}s)",
             elapsed.as_secs()
         ));
-        sleep(backoff.next_delay().min(timeout.saturating_sub(elapsed))).await?;
     }
 }
 
@@ -220,6 +273,35 @@ mod tests {
         let mut b = Backoff::with_seed(Duration::from_secs(4), Duration::from_secs(4), 2);
         let same = (0..10).filter(|_| a.next_delay() == b.next_delay()).count();
         assert!(same < 10);
+    }
+
+    #[test]
+    fn polls_come_soon_then_overshoot_by_a_twentieth_at_most() {
+        let mut p = PollSchedule::with_seed(7);
+        let secs = Duration::from_secs;
+        let d = p.next_delay(Duration::ZERO);
+        assert!(
+            d <= PollSchedule::FIRST && d >= PollSchedule::FIRST * 9 / 10,
+            "{d:?}"
+        );
+        let d = p.next_delay(secs(100));
+        assert!(d <= secs(5) && d >= secs(4), "{d:?}");
+        assert!(p.next_delay(secs(3600)) <= PollSchedule::MAX);
+        // Simulated waits: a resource ready at `ready` is seen within a
+        // twentieth of it (or FIRST), with the number of looks predicted.
+        for (ready, most_looks) in [(secs(20), 38), (secs(10), 23), (secs(300), 96)] {
+            let (mut t, mut looks) = (Duration::ZERO, 0);
+            while t < ready {
+                t += p.next_delay(t);
+                looks += 1;
+            }
+            let late = t - ready;
+            assert!(
+                late <= (ready / 20).max(PollSchedule::FIRST),
+                "{ready:?}: {late:?}"
+            );
+            assert!(looks <= most_looks, "{ready:?}: {looks} looks");
+        }
     }
 
     #[test]

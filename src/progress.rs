@@ -46,6 +46,7 @@ impl Progress {
             multi: self.multi.clone(),
             name: name.to_string(),
             started: Instant::now(),
+            quiet: false,
         }
     }
 }
@@ -55,15 +56,31 @@ pub struct StepBar {
     multi: Option<MultiProgress>,
     name: String,
     started: Instant,
+    /// Shows nothing: for the checks of the first round, whose answers
+    /// the steps report when their turn comes.
+    quiet: bool,
 }
 
 impl StepBar {
+    pub fn silent(name: &str) -> StepBar {
+        StepBar {
+            bar: None,
+            multi: None,
+            name: name.to_string(),
+            started: Instant::now(),
+            quiet: true,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// What the step is doing or waiting on now.
     pub fn set(&self, msg: impl Into<String>) {
+        if self.quiet {
+            return;
+        }
         let msg = msg.into();
         match &self.bar {
             Some(pb) => pb.set_message(msg),
@@ -73,6 +90,9 @@ impl StepBar {
 
     /// Ends the spinner with a final line (`mark` is ✓, ✗, = ...).
     pub fn finish(&self, mark: &str, msg: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
         let elapsed = self.started.elapsed();
         let line = format!(
             "{mark} {} {} ({:.1}s)",

@@ -257,25 +257,33 @@ fn run_rerun_and_rollback() {
         .stdout_has("✓ secret-access deleted inline policy")
         .stdout_has("✓ proxy-role deleted IAM role")
         .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
-    // In the book's cleanup order, done right (DB_HOST first, role last).
-    let order: Vec<usize> = [
-        "lambda-env",
-        "lambda-ingress",
-        "targets",
-        "db-ingress",
-        "connect-policy",
-        "✓ proxy ",
-        "proxy-security-group",
-        "secret-access",
-        "proxy-role",
-    ]
-    .iter()
-    .map(|s| out.stdout.find(s).unwrap())
-    .collect();
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "rollback order: {order:?}"
-    );
+    // The run's graph backwards (DB_HOST first, the role last): each step
+    // is undone only after every step that waits on it.
+    let done_at = |step: &str| {
+        out.stdout
+            .find(&format!("✓ {step} "))
+            .unwrap_or_else(|| panic!("no ✓ for {step}"))
+    };
+    for (first, then) in [
+        ("lambda-env", "lambda-ingress"),
+        ("lambda-env", "targets"),
+        ("lambda-env", "connect-policy"),
+        ("targets", "db-ingress"),
+        ("targets", "secret-access"),
+        ("targets", "proxy"),
+        ("connect-policy", "proxy"),
+        ("proxy", "proxy-security-group"),
+        ("db-ingress", "proxy-security-group"),
+        ("lambda-ingress", "proxy-security-group"),
+        ("proxy", "proxy-role"),
+        ("secret-access", "proxy-role"),
+    ] {
+        assert!(
+            done_at(first) < done_at(then),
+            "{then} was undone before {first}:\n{}",
+            out.stdout
+        );
+    }
     assert_same(
         &before,
         &snapshot(&emu, &ws),
@@ -987,6 +995,52 @@ fn faulty(test: &str) -> (Emulator, Workspace, faults::FaultProxy) {
 }
 
 #[test]
+fn independent_steps_overlap_and_a_rerun_is_one_round_of_checks() {
+    let (emu, ws, layer) = faulty("overlap");
+    let before = snapshot(&emu, &ws);
+    // Slow calls, so that what runs at once shows in the output and in the
+    // layer's count of calls under way.
+    layer.latency(Duration::from_millis(150));
+    let out = ws.run(&["run", "--yes"]);
+    out.ok();
+    let at = |text: &str| {
+        out.stdout
+            .find(text)
+            .unwrap_or_else(|| panic!("no {text:?} in\n{}", out.stdout))
+    };
+    // The role and the proxy's security group need nothing from each
+    // other: both are under way before either is done.
+    assert!(at("proxy-security-group: creating") < at("✓ proxy-role created"));
+    assert!(at("proxy-role: creating") < at("✓ proxy-security-group created"));
+    // The DB ingress needs the group only, not the proxy.
+    assert!(at("✓ db-ingress created") < at("✓ proxy created"));
+    // What waits on the proxy starts after it.
+    assert!(at("✓ proxy created") < at("targets: checking"));
+    assert!(at("✓ targets created") < at("lambda-env: checking"));
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after a run at once");
+
+    // The re-run of a finished runbook: no preflight, one check per step,
+    // all issued together.
+    let calls_before = layer.all_calls();
+    layer.take_max_in_flight();
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    let calls = layer.all_calls();
+    let made = |action: &str| {
+        calls.get(action).copied().unwrap_or(0) - calls_before.get(action).copied().unwrap_or(0)
+    };
+    for preflight_only in ["DescribeDBInstances", "GetSecretValue", "DescribeSubnets"] {
+        assert_eq!(made(preflight_only), 0, "{preflight_only}: preflight ran");
+    }
+    assert_eq!(made("DescribeDBProxies"), 1, "one look at the proxy");
+    assert_eq!(made("DescribeDBProxyTargets"), 1, "one look at the target");
+    let together = layer.take_max_in_flight();
+    assert!(
+        together >= 8,
+        "the re-run's checks were not issued together: at most {together} at once"
+    );
+}
+
+#[test]
 fn throttling_5xx_and_resets_are_retried() {
     use faults::Fault::*;
     let (emu, ws, layer) = faulty("transient");
@@ -1041,7 +1095,7 @@ fn a_proxy_held_at_creating_is_waited_on_with_few_calls() {
     let out = ws.run(&["run", "--yes", "--until", "targets"]);
     out.ok()
         .stdout_has("waiting for DB proxy")
-        .stdout_has("the proxy is creating")
+        .stdout_has(": creating (")
         .stdout_has("waiting for target")
         .stdout_has("REGISTERING");
     let polls = layer.calls("DescribeDBProxies");

@@ -56,6 +56,12 @@ impl StepImpl for InvokeCheck {
     type Inputs = Inputs;
     const NAME: &'static str = "invoke-check";
     const OUTPUTS: &'static [&'static str] = &["response"];
+    const AFTER: &'static [(&'static str, &'static str)] = &[
+        ("lambda-env", "it checks the function through the proxy"),
+        ("targets", "it checks the function through the proxy"),
+        ("lambda-ingress", "it checks the function through the proxy"),
+        ("connect-policy", "it checks the function through the proxy"),
+    ];
     const CHANGES_ACCOUNT: bool = false;
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {

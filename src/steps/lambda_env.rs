@@ -9,13 +9,14 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::common::function_configuration;
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::describe_error;
-use crate::poll::{Wait, retry_on, wait_for};
+use crate::aws::{describe_error, error_code};
+use crate::poll::{Backoff, Deadline, Wait, sleep, wait_for};
 use crate::runbook::Runbook;
 
 pub struct LambdaEnv;
@@ -73,41 +74,69 @@ async fn wait_updated(cx: &Ctx<'_>, name: &str) -> Result<()> {
     .await
 }
 
-/// Sets (Some) or removes (None) one variable, keeping all the others.
-async fn set_variable(cx: &Ctx<'_>, name: &str, variable: &str, value: Option<&str>) -> Result<()> {
-    wait_updated(cx, name).await?;
-    let result = retry_on(
-        cx.bar,
-        &["ResourceConflictException"],
-        CONFLICT_LIMIT,
-        || {
-            let cx = &cx;
-            async move {
-                // Read again on each try: a conflicting update may have changed
-                // the other variables.
-                let mut vars = variables(cx, name).await.unwrap_or_default();
-                match value {
-                    Some(v) => vars.insert(variable.to_string(), v.to_string()),
-                    None => vars.remove(variable),
-                };
-                cx.aws
-                    .lambda
-                    .update_function_configuration()
-                    .function_name(name)
-                    .environment(Environment::builder().set_variables(Some(vars)).build())
-                    .send()
-                    .await
+/// Sets (Some) or removes (None) one variable, keeping all the others;
+/// false if it already had that value. Each try reads the variables
+/// afresh (another update may have changed them) and never writes when the
+/// read failed, which would drop the others.
+async fn set_variable(
+    cx: &Ctx<'_>,
+    name: &str,
+    variable: &str,
+    value: Option<&str>,
+) -> Result<bool> {
+    let deadline = Deadline::after(CONFLICT_LIMIT);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
+    loop {
+        let conf = function_configuration(cx, name).await?;
+        if let Wait::Pending(_) =
+            update_decision(conf.last_update_status(), conf.last_update_status_reason())?
+        {
+            wait_updated(cx, name).await?;
+            continue;
+        }
+        let mut vars = conf
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        if vars.get(variable).map(String::as_str) == value {
+            return Ok(false);
+        }
+        match value {
+            Some(v) => vars.insert(variable.to_string(), v.to_string()),
+            None => vars.remove(variable),
+        };
+        let sent = cx
+            .aws
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(Environment::builder().set_variables(Some(vars)).build())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let now =
+                    update_decision(out.last_update_status(), out.last_update_status_reason())?;
+                if let Wait::Pending(_) = now {
+                    wait_updated(cx, name).await?;
+                }
+                return Ok(true);
             }
-        },
-    )
-    .await?;
-    result.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot update the environment of {name}: {}",
-            describe_error(&e)
-        )
-    })?;
-    wait_updated(cx, name).await
+            Err(e) if error_code(&e) == Some("ResourceConflictException") && !deadline.passed() => {
+                let delay = backoff.next_delay();
+                cx.bar.set(format!(
+                    "ResourceConflictException: retrying in {:.0}s",
+                    delay.as_secs_f64().ceil()
+                ));
+                sleep(delay).await?;
+            }
+            Err(e) => anyhow::bail!(
+                "cannot update the environment of {name}: {}",
+                describe_error(&e)
+            ),
+        }
+    }
 }
 
 #[async_trait]
@@ -115,6 +144,17 @@ impl StepImpl for LambdaEnv {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-env";
     const OUTPUTS: &'static [&'static str] = &["endpoint"];
+    const AFTER: &'static [(&'static str, &'static str)] = &[
+        (
+            "targets",
+            "the function would reach a proxy without a healthy target",
+        ),
+        ("lambda-ingress", "the proxy must admit the function first"),
+        (
+            "connect-policy",
+            "the function needs rds-db:connect to log in through the proxy",
+        ),
+    ];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {
@@ -145,8 +185,8 @@ impl StepImpl for LambdaEnv {
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let mut pending = Vec::new();
-        for f in &i.functions {
-            let vars = variables(cx, &f.name).await?;
+        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        for (f, vars) in i.functions.iter().zip(all) {
             if vars.get(&f.variable) != Some(&i.endpoint) {
                 pending.push(format!(
                     "{}.{}: {} -> {}",
@@ -192,24 +232,21 @@ impl StepImpl for LambdaEnv {
     /// The value each variable had before the run (null: it was unset).
     async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
         let mut before = serde_json::Map::new();
-        for f in &i.functions {
-            let vars = variables(cx, &f.name).await?;
+        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        for (f, vars) in i.functions.iter().zip(all) {
             before.insert(f.name.clone(), json!(vars.get(&f.variable)));
         }
         Ok(Some(Value::Object(before)))
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        for f in &i.functions {
-            if variables(cx, &f.name).await?.get(&f.variable) == Some(&i.endpoint) {
-                continue;
-            }
-            cx.bar.set(format!(
-                "setting {}.{} to the proxy endpoint",
-                f.name, f.variable
-            ));
-            set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
-        }
+        cx.bar.set("setting the variables to the proxy endpoint");
+        try_join_all(
+            i.functions
+                .iter()
+                .map(|f| set_variable(cx, &f.name, &f.variable, Some(&i.endpoint))),
+        )
+        .await?;
         Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
     }
 
@@ -333,7 +370,6 @@ mod tests {
         fn an_update_in_progress_is_waited_on_and_a_failed_one_reported() {
             let get = mock!(Client::get_function_configuration)
                 .sequence()
-                .output(|| config("db.example", LastUpdateStatus::Successful))
                 .output(|| config("db.example", LastUpdateStatus::InProgress))
                 .times(2)
                 .output(|| {
@@ -347,7 +383,8 @@ mod tests {
             let m = Mocked::new(&[], &[], &[&get]);
             let e = block_on(StepImpl::apply(&LambdaEnv, &m.cx(), &inputs())).unwrap_err();
             assert!(e.to_string().contains("EniLimitExceeded"), "{e}");
-            assert_eq!(get.num_calls(), 4);
+            // The read before the update, then the waits' looks; no update.
+            assert_eq!(get.num_calls(), 3);
         }
 
         #[test]

@@ -169,6 +169,12 @@ pub trait StepImpl: Send + Sync + 'static {
     /// that only repeats it reports no change).
     const CHANGES_ACCOUNT: bool = true;
 
+    /// Steps that must be finished first when the runbook lists them,
+    /// though this one reads none of their outputs, each with the reason.
+    /// With the outputs it reads, they make the graph that lets independent
+    /// steps run at the same time.
+    const AFTER: &'static [(&'static str, &'static str)] = &[];
+
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Self::Inputs;
     /// One line: what the step makes, from the runbook alone.
     fn describe(&self, inputs: &Self::Inputs) -> String;
@@ -200,6 +206,7 @@ pub trait Step: Send + Sync {
     fn name(&self) -> &'static str;
     fn outputs(&self) -> &'static [&'static str];
     fn changes_account(&self) -> bool;
+    fn after(&self) -> &'static [(&'static str, &'static str)];
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
@@ -228,6 +235,9 @@ impl<T: StepImpl> Step for T {
     }
     fn changes_account(&self) -> bool {
         T::CHANGES_ACCOUNT
+    }
+    fn after(&self) -> &'static [(&'static str, &'static str)] {
+        T::AFTER
     }
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value {
         serde_json::to_value(StepImpl::inputs(self, rb, r)).expect("inputs serialize")
@@ -260,8 +270,35 @@ const NEEDS_LAMBDAS: &[&str] = &[
     "invoke-check",
 ];
 
+/// The steps each listed step waits on, among those the runbook lists: the
+/// ones whose outputs it reads, and its `AFTER` steps. The runbook's order
+/// is one order that respects them (see [`check_references`]); steps with
+/// no path between them may run at the same time.
+pub fn dependencies(rb: &Runbook) -> BTreeMap<String, Vec<String>> {
+    let listed: Vec<&str> = rb.step_names().collect();
+    let none = |_: &str, _: &str| None;
+    let mut graph = BTreeMap::new();
+    for name in &listed {
+        let Some(step) = get(name) else { continue };
+        let mut r = Resolver::new(&none);
+        step.inputs(rb, &mut r);
+        let mut deps: Vec<String> = Vec::new();
+        let reads = r.used.into_iter().map(|(s, _, _)| s);
+        let after = step.after().iter().map(|(s, _)| s.to_string());
+        for dep in reads.chain(after) {
+            if listed.contains(&dep.as_str()) && dep != *name && !deps.contains(&dep) {
+                deps.push(dep);
+            }
+        }
+        deps.sort_by_key(|d| listed.iter().position(|l| l == d));
+        graph.insert(name.to_string(), deps);
+    }
+    graph
+}
+
 /// Checks every `${steps.STEP.OUTPUT}` that a listed step reads: the step
-/// it names must be listed, and earlier.
+/// it names must be listed, and earlier. A step's `AFTER` steps, when
+/// listed, must be listed earlier too.
 pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let mut lambdas_reported = false;
@@ -309,6 +346,19 @@ pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
                     (text.pos, text.key.clone())
                 };
                 diags.push(Diagnostic { pos, key, message });
+            }
+        }
+        for (before, why) in step.after() {
+            if order.iter().skip(index + 1).any(|s| s == before) {
+                diags.push(Diagnostic {
+                    pos: entry.pos,
+                    key: format!("steps[{index}]"),
+                    message: format!(
+                        "step `{}` is listed before `{before}`, which must be finished first \
+                         ({why}): list `{before}` before `{}` in `steps`",
+                        entry.name, entry.name
+                    ),
+                });
             }
         }
     }

@@ -4,6 +4,7 @@
 //! adopted silently.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -254,60 +255,69 @@ impl StepImpl for Proxy {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        if find(cx, &i.name).await?.is_none() {
-            cx.bar.set(format!("creating DB proxy {}", i.name));
-            let tags = i
-                .tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
-            let created = cx
-                .aws
-                .rds
-                .create_db_proxy()
-                .db_proxy_name(&i.name)
-                .engine_family(EngineFamily::from(i.engine_family.as_str()))
-                .auth(
-                    UserAuthConfig::builder()
-                        .auth_scheme(AuthScheme::Secrets)
-                        .secret_arn(&i.secret_arn)
-                        .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
-                        .build(),
-                )
-                .role_arn(&i.role_arn)
-                .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
-                .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
-                .require_tls(i.require_tls)
-                .idle_client_timeout(i.idle_client_timeout as i32)
-                .debug_logging(i.debug_logging)
-                .set_tags(Some(tags))
-                .send()
-                .await;
-            match created {
-                Ok(_) => {}
-                // A run that died after the create: the wait below adopts it
-                // once the check confirms it is ours.
-                Err(e) if is_proxy_exists(error_code(&e)) => {}
-                Err(e) => {
-                    anyhow::bail!("cannot create DB proxy {}: {}", i.name, describe_error(&e))
-                }
-            }
-        }
+        // The engine has just checked: the proxy is missing, or ours and
+        // still creating (then the create fails with "exists").
+        cx.bar.set(format!("creating DB proxy {}", i.name));
+        let tags = i
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let created = cx
+            .aws
+            .rds
+            .create_db_proxy()
+            .db_proxy_name(&i.name)
+            .engine_family(EngineFamily::from(i.engine_family.as_str()))
+            .auth(
+                UserAuthConfig::builder()
+                    .auth_scheme(AuthScheme::Secrets)
+                    .secret_arn(&i.secret_arn)
+                    .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
+                    .build(),
+            )
+            .role_arn(&i.role_arn)
+            .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
+            .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
+            .require_tls(i.require_tls)
+            .idle_client_timeout(i.idle_client_timeout as i32)
+            .debug_logging(i.debug_logging)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        // Whether the proxy is known to be ours: made by this call. One
+        // that existed (a run that died after the create) is adopted once
+        // its tag says it is ours.
+        let ours = match created {
+            Ok(_) => true,
+            Err(e) if is_proxy_exists(error_code(&e)) => false,
+            Err(e) => anyhow::bail!("cannot create DB proxy {}: {}", i.name, describe_error(&e)),
+        };
         let what = format!("DB proxy {}", i.name);
+        let ours = AtomicBool::new(ours);
+        let ours = &ours;
         wait_for(
             cx.bar,
             &what,
             Duration::from_secs(i.wait_timeout_seconds),
             || async {
-                match self.check(cx, i).await? {
-                    Found::Done(outputs) => Ok(Wait::Ready(outputs)),
-                    Found::Incomplete(s) => Ok(Wait::Pending(s)),
-                    Found::Missing => Ok(Wait::Pending("not visible yet".into())),
-                    Found::Drifted(d) => {
-                        anyhow::bail!("{what} differs from the runbook: {}", d.join("; "))
+                let Some(p) = find(cx, &i.name).await? else {
+                    return Ok(Wait::Pending("not visible yet".into()));
+                };
+                if !ours.load(Ordering::Relaxed) {
+                    if !owned(cx, &p).await? {
+                        anyhow::bail!(cx.not_ours(&what));
                     }
-                    Found::Foreign(why) => anyhow::bail!(why),
+                    ours.store(true, Ordering::Relaxed);
                 }
+                let diffs = differences(&p, i);
+                if !diffs.is_empty() {
+                    anyhow::bail!("{what} differs from the runbook: {}", diffs.join("; "));
+                }
+                Ok(match status_decision(&status_of(&p))? {
+                    Wait::Ready(()) => Wait::Ready(outputs(&p)?),
+                    Wait::Pending(s) => Wait::Pending(s),
+                })
             },
         )
         .await
@@ -461,6 +471,7 @@ mod tests {
         use crate::steps::mock::{Mocked, RUNBOOK, block_on};
         use aws_sdk_rds::Client;
         use aws_sdk_rds::error::ErrorMetadata;
+        use aws_sdk_rds::operation::create_db_proxy::{CreateDBProxyError, CreateDbProxyOutput};
         use aws_sdk_rds::operation::delete_db_proxy::DeleteDbProxyOutput;
         use aws_sdk_rds::operation::describe_db_proxies::{
             DescribeDBProxiesError, DescribeDbProxiesOutput,
@@ -505,27 +516,38 @@ mod tests {
             )
         }
 
+        fn created() -> aws_smithy_mocks::Rule {
+            mock!(Client::create_db_proxy).then_output(|| CreateDbProxyOutput::builder().build())
+        }
+
         #[test]
         fn a_proxy_that_stays_creating_times_out_with_its_status() {
+            // A run that died after the create: the create says "exists",
+            // and the tags are read once to adopt it.
+            let create = mock!(Client::create_db_proxy).then_error(|| {
+                CreateDBProxyError::generic(
+                    ErrorMetadata::builder()
+                        .code("DBProxyAlreadyExistsFault")
+                        .build(),
+                )
+            });
             let describe = mock!(Client::describe_db_proxies)
                 .then_output(with_status(DbProxyStatus::Creating));
             let tags = ours();
-            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let m = Mocked::new(&[&create, &describe, &tags], &[], &[]);
             let mut i = inputs();
             i.wait_timeout_seconds = 30;
             let e = block_on(StepImpl::apply(&Proxy, &m.cx(), &i))
                 .unwrap_err()
                 .to_string();
-            assert!(
-                e.contains("DB proxy p is still the proxy is creating"),
-                "{e}"
-            );
+            assert!(e.contains("DB proxy p is still creating"), "{e}");
             assert!(e.contains("the limit is 30s"), "{e}");
             assert!(
                 describe.num_calls() > 3,
                 "polled {} times",
                 describe.num_calls()
             );
+            assert_eq!(tags.num_calls(), 1, "ownership is read once");
         }
 
         #[test]
@@ -537,23 +559,24 @@ mod tests {
                 .output(with_status(DbProxyStatus::Available))
                 .repeatedly()
                 .build();
-            let tags = ours();
-            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let (create, tags) = (created(), ours());
+            let m = Mocked::new(&[&create, &describe, &tags], &[], &[]);
             let out = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap();
             assert_eq!(out["id"], "prx-0abc");
             assert_eq!(out["endpoint"], "p.proxy-x.rds.amazonaws.com");
-            assert_eq!(describe.num_calls(), 4, "one look before, then polls");
+            assert_eq!(describe.num_calls(), 4, "a look per status, no more");
+            assert_eq!(tags.num_calls(), 0, "made by this call: ours");
         }
 
         #[test]
         fn a_terminal_status_fails_early() {
             let describe = mock!(Client::describe_db_proxies)
                 .then_output(with_status(DbProxyStatus::IncompatibleNetwork));
-            let tags = ours();
-            let m = Mocked::new(&[&describe, &tags], &[], &[]);
+            let create = created();
+            let m = Mocked::new(&[&create, &describe], &[], &[]);
             let e = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap_err();
             assert!(e.to_string().contains("incompatible-network"), "{e}");
-            assert_eq!(describe.num_calls(), 2, "no waiting on a terminal status");
+            assert_eq!(describe.num_calls(), 1, "no waiting on a terminal status");
         }
 
         #[test]

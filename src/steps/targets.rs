@@ -211,6 +211,16 @@ impl StepImpl for Targets {
     type Inputs = Inputs;
     const NAME: &'static str = "targets";
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
+    const AFTER: &'static [(&'static str, &'static str)] = &[
+        (
+            "secret-access",
+            "the proxy logs in to the DB with the secret; without access the target is UNAVAILABLE with AUTH_FAILURE",
+        ),
+        (
+            "db-ingress",
+            "the DB must admit the proxy, or the target is UNAVAILABLE with CONNECTION_FAILED",
+        ),
+    ];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {
@@ -259,61 +269,69 @@ impl StepImpl for Targets {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        if our_target(cx, i).await?.is_none() {
-            cx.bar
-                .set(format!("registering {} with {}", i.target(), i.proxy_name));
-            let registered = retry_on(
-                cx.bar,
-                &["InvalidDBInstanceState", "InvalidDBClusterStateFault"],
-                BUSY_DB_LIMIT,
-                || {
-                    cx.aws
-                        .rds
-                        .register_db_proxy_targets()
-                        .db_proxy_name(&i.proxy_name)
-                        .target_group_name(TARGET_GROUP)
-                        .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
-                        .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
-                        .send()
-                },
-            )
-            .await?;
-            registered.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot register {} with DB proxy {}: {}",
-                    i.target(),
-                    i.proxy_name,
-                    describe_error(&e)
+        // Registering and the pool settings are independent: both at once.
+        let register = async {
+            if our_target(cx, i).await?.is_none() {
+                cx.bar
+                    .set(format!("registering {} with {}", i.target(), i.proxy_name));
+                let registered = retry_on(
+                    cx.bar,
+                    &["InvalidDBInstanceState", "InvalidDBClusterStateFault"],
+                    BUSY_DB_LIMIT,
+                    || {
+                        cx.aws
+                            .rds
+                            .register_db_proxy_targets()
+                            .db_proxy_name(&i.proxy_name)
+                            .target_group_name(TARGET_GROUP)
+                            .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
+                            .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
+                            .send()
+                    },
                 )
-            })?;
-        }
-        if !pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool).is_empty() {
-            cx.bar.set("applying the connection pool settings");
-            let p = &i.pool;
-            cx.aws
-                .rds
-                .modify_db_proxy_target_group()
-                .db_proxy_name(&i.proxy_name)
-                .target_group_name(TARGET_GROUP)
-                .connection_pool_config(
-                    ConnectionPoolConfiguration::builder()
-                        .max_connections_percent(p.max_connections_percent as i32)
-                        .max_idle_connections_percent(p.max_idle_connections_percent as i32)
-                        .connection_borrow_timeout(p.connection_borrow_timeout as i32)
-                        .init_query(p.init_query.clone().unwrap_or_default())
-                        .set_session_pinning_filters(Some(p.session_pinning_filters.clone()))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| {
+                .await?;
+                registered.map_err(|e| {
                     anyhow::anyhow!(
-                        "cannot set the pool settings of {}: {}",
+                        "cannot register {} with DB proxy {}: {}",
+                        i.target(),
                         i.proxy_name,
                         describe_error(&e)
                     )
                 })?;
-        }
+            }
+            anyhow::Ok(())
+        };
+        let pool = async {
+            if !pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool).is_empty() {
+                cx.bar.set("applying the connection pool settings");
+                let p = &i.pool;
+                cx.aws
+                    .rds
+                    .modify_db_proxy_target_group()
+                    .db_proxy_name(&i.proxy_name)
+                    .target_group_name(TARGET_GROUP)
+                    .connection_pool_config(
+                        ConnectionPoolConfiguration::builder()
+                            .max_connections_percent(p.max_connections_percent as i32)
+                            .max_idle_connections_percent(p.max_idle_connections_percent as i32)
+                            .connection_borrow_timeout(p.connection_borrow_timeout as i32)
+                            .init_query(p.init_query.clone().unwrap_or_default())
+                            .set_session_pinning_filters(Some(p.session_pinning_filters.clone()))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot set the pool settings of {}: {}",
+                            i.proxy_name,
+                            describe_error(&e)
+                        )
+                    })?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::try_join!(register, pool)?;
         let what = format!("target {} of {}", i.target(), i.proxy_name);
         let health = wait_for(
             cx.bar,

@@ -19,7 +19,8 @@ const POINTS: &[(&str, &[&str])] = &[
     ("db-ingress", &["before-apply", "after-apply"]),
     ("targets", &["before-apply", "wait", "after-apply"]),
     ("lambda-ingress", &["before-apply", "after-apply"]),
-    ("lambda-env", &["before-apply", "wait", "after-apply"]),
+    // The emulator applies the update at once: lambda-env has no wait.
+    ("lambda-env", &["before-apply", "after-apply"]),
     ("invoke-check", &["before-apply", "after-apply"]),
 ];
 
@@ -176,16 +177,18 @@ fn first_ctrl_c_finishes_the_call_saves_and_says_how_to_resume() {
     out.code(130)
         .stderr_has("stopping after the current AWS call")
         .stderr_has("interrupted; the state is saved. To continue: rds-proxy-runbook resume");
-    // The call in flight finished and was recorded; nothing after it ran.
+    // The call in flight (the create) finished; the wait after it was cut
+    // short, so the step stays started; nothing that waits on it ran.
     let state = ws.state_json();
-    assert_eq!(state["steps"]["proxy"]["status"], "applied");
+    assert_eq!(state["steps"]["proxy"]["status"], "started");
     assert!(state["steps"]["connect-policy"].is_null(), "{state}");
+    assert!(state["steps"]["targets"].is_null(), "{state}");
     ws.run(&["status"])
         .ok()
         .stdout_has("connect-policy         pending");
     ws.run(&["resume", "--yes"])
         .ok()
-        .stdout_has("= proxy already done");
+        .stdout_has("= proxy found done in the account, recorded");
     assert_one_of_each(
         &before,
         &snapshot(&emu, &ws),

@@ -1,0 +1,297 @@
+//! The speed benchmark (run on demand: `cargo bench --bench recipe`; not
+//! part of the tests). Against the local emulator behind the tests' fault
+//! layer at AWS's pace (100 ms per API call, each proxy `creating` for 20 s,
+//! its target REGISTERING for 10 s, `deleting` for 20 s), it measures in
+//! one run:
+//!   (a) the book's recipe as a shell script of AWS CLI commands, polling
+//!       every 10 s (benches/book/recipe.sh), and the book's cleanup
+//!       (benches/book/cleanup.sh);
+//!   (b) the tool's full run; (c) its no-op re-run; (d) its rollback;
+//!   and `--help` and `status` (median of 20), and the peak memory of a run.
+//! It counts the API calls of each and prints the tool's wall time as a
+//! ratio of the critical path: the waits that cannot overlap plus one
+//! latency per call that must follow another (see `critical_paths`).
+//! Exit status 1 when a target is missed.
+//!
+//! Settings: BENCH_LATENCY_MS (100), BENCH_CREATING_S (20),
+//! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_SKIP_BOOK=1 to
+//! leave out the shell scripts.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::faults::{FaultProxy, Pace};
+use support::{BIN, Emulator, ROOT, Workspace};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One measured command: wall time, API calls, peak memory of the process.
+struct Measure {
+    what: &'static str,
+    wall: Duration,
+    calls: usize,
+    peak_kb: Option<i64>,
+}
+
+/// Runs `cmd`, waits with wait4 to read its own peak memory, and counts the
+/// fault layer's calls in between.
+fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Measure {
+    let calls = faults.total_calls();
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let (status, peak_kb, stdout, stderr) = child.wait_with_output_rusage();
+    let wall = started.elapsed();
+    if status != 0 {
+        panic!("{what} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    }
+    Measure {
+        what,
+        wall,
+        calls: faults.total_calls() - calls,
+        // A script's own memory says nothing about the CLI it runs.
+        peak_kb: (!what.starts_with("book")).then_some(peak_kb),
+    }
+}
+
+/// wait4 for a child: its exit code, its peak RSS (kB) and its output.
+trait WaitRusage {
+    fn wait_with_output_rusage(self) -> (i32, i64, String, String);
+}
+
+impl WaitRusage for std::process::Child {
+    fn wait_with_output_rusage(mut self) -> (i32, i64, String, String) {
+        use std::io::Read;
+        let mut out = self.stdout.take().unwrap();
+        let mut err = self.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut stdout = String::new();
+        let _ = out.read_to_string(&mut stdout);
+        let stderr = reader.join().unwrap();
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child's pid, with valid out-pointers.
+        let r = unsafe { libc::wait4(self.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        assert_eq!(r, self.id() as libc::pid_t, "wait4");
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
+        (code, usage.ru_maxrss, stdout, stderr)
+    }
+}
+
+fn tool(ws: &Workspace, args: &[&str]) -> Command {
+    ws.cmd(args)
+}
+
+fn book(script: &str, ws: &Workspace, faults: &FaultProxy, awscli_bin: &Path) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(Path::new(ROOT).join("benches/book").join(script))
+        .envs(ws.emu_env.iter().cloned())
+        .envs(ws.env.iter())
+        .env("AWS_ENDPOINT_URL", &faults.url)
+        .env("PREFIX", format!("{}-", ws.prefix))
+        .env("WORK", &ws.dir)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                awscli_bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdin(Stdio::null());
+    c
+}
+
+/// The median wall time of `n` runs of a quick command.
+fn median(n: usize, mut cmd: impl FnMut() -> Command) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let out = cmd().output().expect("run");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[n / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn main() {
+    // `cargo bench` passes --bench; no other arguments are taken.
+    let latency = Duration::from_millis(setting("BENCH_LATENCY_MS", 100));
+    let pace = Pace {
+        creating: Duration::from_secs(setting("BENCH_CREATING_S", 20)),
+        registering: Duration::from_secs(setting("BENCH_REGISTERING_S", 10)),
+        deleting: Duration::from_secs(setting("BENCH_DELETING_S", 20)),
+    };
+    let with_book = std::env::var("BENCH_SKIP_BOOK").is_err();
+    let awscli_bin = Path::new(ROOT).join("benches/book/.venv/bin");
+    if with_book {
+        let ok = Command::new(Path::new(ROOT).join("benches/book/install-awscli.sh"))
+            .status()
+            .expect("run install-awscli.sh")
+            .success();
+        assert!(ok, "benches/book/install-awscli.sh failed");
+    }
+
+    let emu = Emulator::start();
+    // Seeding goes straight to the emulator: not counted, not slowed.
+    let book_ws = emu.workspace("bench-book");
+    let mut ws = emu.workspace("bench-tool");
+    let faults = FaultProxy::start(&emu.url);
+    faults.latency(latency);
+    faults.pace(pace);
+    ws.set_endpoint(&faults.url);
+
+    let mut rows: Vec<Measure> = Vec::new();
+    if with_book {
+        rows.push(measure(
+            "book: recipe (AWS CLI)",
+            &faults,
+            book("recipe.sh", &book_ws, &faults, &awscli_bin),
+        ));
+        rows.push(measure(
+            "book: cleanup (AWS CLI)",
+            &faults,
+            book("cleanup.sh", &book_ws, &faults, &awscli_bin),
+        ));
+    }
+    let run = measure("tool: run", &faults, tool(&ws, &["run", "--yes"]));
+    let rerun = measure(
+        "tool: re-run (no-op)",
+        &faults,
+        tool(&ws, &["run", "--yes"]),
+    );
+    let status_time = median(21, || tool(&ws, &["status"]));
+    let help_time = median(21, || {
+        let mut c = Command::new(BIN);
+        c.arg("--help");
+        c
+    });
+    let rollback = measure("tool: rollback", &faults, tool(&ws, &["rollback", "--yes"]));
+
+    // The critical paths: the waits that cannot overlap, plus one latency
+    // for each call on the longest chain of calls that must follow one
+    // another. Run: CreateRole -> CreateDBProxy -> (creating) ->
+    // RegisterDBProxyTargets -> (registering) -> UpdateFunctionConfiguration
+    // -> Invoke. Rollback: UpdateFunctionConfiguration (DB_HOST back) ->
+    // DeregisterDBProxyTargets -> DeleteDBProxy -> (deleting) ->
+    // DeleteSecurityGroup.
+    let run_path = pace.creating + pace.registering + latency * 5;
+    let rollback_path = pace.deleting + latency * 4;
+    let rerun_budget = latency + Duration::from_millis(500);
+
+    println!();
+    println!(
+        "rds-proxy-runbook benchmark: {} ms per API call; proxy creating {} s, target REGISTERING {} s, deleting {} s",
+        latency.as_millis(),
+        pace.creating.as_secs(),
+        pace.registering.as_secs(),
+        pace.deleting.as_secs()
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>11} {:>9}",
+        "what", "wall s", "API calls", "vs critical", "peak MB"
+    );
+    let row = |m: &Measure, path: Option<Duration>| {
+        let ratio = path.map_or(String::from("-"), |p| {
+            format!("{:.3}x", m.wall.as_secs_f64() / p.as_secs_f64())
+        });
+        let mb = m
+            .peak_kb
+            .map_or(String::from("-"), |kb| format!("{:.1}", kb as f64 / 1024.0));
+        println!(
+            "{:<26} {:>9} {:>9} {:>11} {:>9}",
+            m.what,
+            secs(m.wall),
+            m.calls,
+            ratio,
+            mb
+        );
+    };
+    for m in &rows {
+        let path = if m.what.contains("cleanup") {
+            rollback_path
+        } else {
+            run_path
+        };
+        row(m, Some(path));
+    }
+    row(&run, Some(run_path));
+    row(&rerun, None);
+    row(&rollback, Some(rollback_path));
+    println!(
+        "critical path: run {} s, rollback {} s; re-run budget {} s (one round + 0.5 s)",
+        secs(run_path),
+        secs(rollback_path),
+        secs(rerun_budget)
+    );
+    println!(
+        "--help {} ms, status {} ms (median of 21)",
+        help_time.as_millis(),
+        status_time.as_millis()
+    );
+
+    let peak_mb = [&run, &rerun, &rollback]
+        .iter()
+        .filter_map(|m| m.peak_kb)
+        .max()
+        .unwrap_or(0) as f64
+        / 1024.0;
+    let checks = [
+        (
+            "full run within 1.1x the critical path",
+            run.wall.as_secs_f64() <= 1.1 * run_path.as_secs_f64(),
+        ),
+        (
+            "rollback within 1.2x its critical path",
+            rollback.wall.as_secs_f64() <= 1.2 * rollback_path.as_secs_f64(),
+        ),
+        (
+            "no-op re-run within one round + 0.5 s",
+            rerun.wall <= rerun_budget,
+        ),
+        ("--help under 50 ms", help_time < Duration::from_millis(50)),
+        (
+            "status under 50 ms",
+            status_time < Duration::from_millis(50),
+        ),
+        ("peak memory under 50 MB", peak_mb < 50.0),
+    ];
+    let mut missed = 0;
+    for (what, ok) in checks {
+        println!("{} {what}", if ok { "met   " } else { "MISSED" });
+        missed += usize::from(!ok);
+    }
+    if missed > 0 {
+        std::process::exit(1);
+    }
+}
