@@ -133,22 +133,33 @@ impl Aws {
         }
     }
 
-    /// The account id (STS GetCallerIdentity, asked once).
+    /// The account id (STS GetCallerIdentity, asked once; or the one
+    /// [`Aws::assume_account`] was given).
     pub async fn account_id(&self) -> anyhow::Result<&str> {
         let id = self
             .account
-            .get_or_try_init(|| async {
-                let me = self.sts.get_caller_identity().send().await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot tell which AWS account this is: {}",
-                        describe_error(&e)
-                    )
-                })?;
-                me.account
-                    .ok_or_else(|| anyhow::anyhow!("GetCallerIdentity answered without an account"))
-            })
+            .get_or_try_init(|| self.caller_account())
             .await?;
         Ok(id)
+    }
+
+    /// Who the credentials belong to, asked now.
+    pub async fn caller_account(&self) -> anyhow::Result<String> {
+        let me = self.sts.get_caller_identity().send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot tell which AWS account this is: {}",
+                describe_error(&e)
+            )
+        })?;
+        me.account
+            .ok_or_else(|| anyhow::anyhow!("GetCallerIdentity answered without an account"))
+    }
+
+    /// Lets steps build ARNs with the account the state recorded, without
+    /// waiting for STS; the engine still asks [`Aws::caller_account`] at
+    /// the same time and refuses to act if the two differ.
+    pub fn assume_account(&self, id: &str) {
+        let _ = self.account.set(id.to_string());
     }
 }
 

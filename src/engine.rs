@@ -239,23 +239,26 @@ fn save(state: &State, path: &Path) -> Result<()> {
 /// on first use. Returns whether the state changed.
 pub(crate) async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> {
     let account = aws.account_id().await?.to_string();
+    record_place(state, &account, &aws.region, path)
+}
+
+fn record_place(state: &mut State, account: &str, region: &str, path: &Path) -> Result<bool> {
     if let (Some(a), Some(r)) = (&state.account, &state.region) {
-        if *a != account || *r != aws.region {
+        if a != account || r != region {
             return Err(exit(
                 EXIT_BAD_INPUT,
                 format!(
                     "the state {} records steps in account {a}, region {r}, but this command \
-                     would act in account {account}, region {}: pass --region {r} or the \
+                     would act in account {account}, region {region}: pass --region {r} or the \
                      profile of account {a}, or another --state for a new setup",
                     path.display(),
-                    aws.region
                 ),
             ));
         }
         return Ok(false);
     }
-    state.account = Some(account);
-    state.region = Some(aws.region.clone());
+    state.account = Some(account.to_string());
+    state.region = Some(region.to_string());
     Ok(true)
 }
 
@@ -745,10 +748,12 @@ pub async fn run(
             Some(crate::preflight::run(&rb, &aws).await)
         }
     };
+    if let Some(account) = &state.account {
+        aws.assume_account(account);
+    }
     let (account, prechecks, mut report) =
-        tokio::join!(aws.account_id(), prechecks, early_preflight);
-    account?;
-    if check_place(&mut state, &aws, &path).await? && !state.steps.is_empty() {
+        tokio::join!(aws.caller_account(), prechecks, early_preflight);
+    if record_place(&mut state, &account?, &aws.region, &path)? && !state.steps.is_empty() {
         save(&state, &path)?;
     }
     let prechecked: BTreeMap<String, (String, Found)> = prechecks

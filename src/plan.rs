@@ -40,6 +40,9 @@ struct PlanStep {
     /// Steps whose outputs this one waits for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     after: Vec<String>,
+    /// Every step `run` finishes before this one (outputs it reads, and
+    /// order); steps with no path between them run at the same time.
+    waits_on: Vec<String>,
     /// What exactly will change; or how it differs, for drift.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     details: Vec<String>,
@@ -72,6 +75,7 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
     let bars = Progress::new(true);
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();
+    let mut graph = steps::dependencies(&rb);
     for name in rb.step_names() {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
@@ -137,6 +141,7 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
             action,
             what,
             after,
+            waits_on: graph.remove(name).unwrap_or_default(),
             details,
         });
     }

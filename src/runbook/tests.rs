@@ -389,3 +389,48 @@ fn pool_percentages_point_at_the_value_and_show_both() {
         "50 must not exceed max_connections_percent (30)"
     );
 }
+
+#[test]
+fn the_graph_lets_independent_steps_run_at_once_and_orders_the_rest() {
+    let src = include_str!("../../runbooks/cookbook-4.3-mysql.toml");
+    let rb = parse(src).unwrap();
+    let g = crate::steps::dependencies(&rb);
+    let deps = |s: &str| g[s].iter().map(String::as_str).collect::<Vec<_>>();
+    assert!(deps("proxy-role").is_empty());
+    assert!(deps("proxy-security-group").is_empty());
+    assert_eq!(deps("secret-access"), ["proxy-role"]);
+    assert_eq!(deps("proxy"), ["proxy-role", "proxy-security-group"]);
+    assert_eq!(deps("db-ingress"), ["proxy-security-group"]);
+    assert_eq!(deps("lambda-ingress"), ["proxy-security-group"]);
+    assert_eq!(deps("connect-policy"), ["proxy"]);
+    assert_eq!(deps("targets"), ["secret-access", "proxy", "db-ingress"]);
+    assert_eq!(
+        deps("lambda-env"),
+        ["proxy", "connect-policy", "targets", "lambda-ingress"]
+    );
+    assert_eq!(
+        deps("invoke-check"),
+        ["connect-policy", "targets", "lambda-ingress", "lambda-env"]
+    );
+}
+
+#[test]
+fn a_step_listed_before_what_it_must_follow_is_an_error_with_the_reason() {
+    let src = include_str!("../../runbooks/cookbook-4.3-mysql.toml").replace(
+        "  \"db-ingress\",            # 6. DB SG admits the proxy SG\n  \"targets\",",
+        "  \"targets\",\n  \"db-ingress\",",
+    );
+    let d = errors(&src);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].message
+            .contains("`targets` is listed before `db-ingress`"),
+        "{d:?}"
+    );
+    assert!(d[0].message.contains("CONNECTION_FAILED"), "{d:?}");
+    assert!(
+        d[0].message.contains("list `db-ingress` before `targets`"),
+        "{d:?}"
+    );
+    assert!(d[0].pos.line > 1, "{d:?}");
+}

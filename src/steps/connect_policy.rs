@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_iam::types::{PolicyVersion, Tag};
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -76,19 +77,19 @@ fn policy_arn(account: &str, name: &str) -> String {
 }
 
 async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
-    let policy = match cx.aws.iam.get_policy().policy_arn(arn).send().await {
+    // The policy and its tags at once; its document then needs the
+    // default version's id.
+    let (policy, tags) = tokio::join!(
+        cx.aws.iam.get_policy().policy_arn(arn).send(),
+        cx.aws.iam.list_policy_tags().policy_arn(arn).send()
+    );
+    let policy = match policy {
         Ok(o) => o.policy.context("GetPolicy answered without a policy")?,
         Err(e) if is_no_such_entity(error_code(&e)) => return Ok(None),
         Err(e) => anyhow::bail!("cannot read IAM policy {arn}: {}", describe_error(&e)),
     };
-    let tags = cx
-        .aws
-        .iam
-        .list_policy_tags()
-        .policy_arn(arn)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
+    let tags =
+        tags.map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
     let version = policy.default_version_id().unwrap_or("v1");
     let doc = cx
         .aws
@@ -134,9 +135,9 @@ async fn delete_version(cx: &Ctx<'_>, arn: &str, id: &str) -> Result<()> {
 
 /// The execution role of each function.
 async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
+    let confs = try_join_all(functions.iter().map(|f| function_configuration(cx, f))).await?;
     let mut out = Vec::new();
-    for f in functions {
-        let conf = function_configuration(cx, f).await?;
+    for conf in confs {
         let arn = conf.role().context("a function without a role")?;
         let name = crate::arn::role_name(arn)
             .with_context(|| format!("cannot read the role name in {arn}"))?;
@@ -181,7 +182,14 @@ impl StepImpl for ConnectPolicy {
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);
-        let Some(found) = find(cx, &arn).await? else {
+        // The policy, and where it is attached, read at once.
+        let attachments = async {
+            let roles = roles(cx, &i.functions).await?;
+            let attached = try_join_all(roles.iter().map(|r| policy_attached(cx, r, &arn))).await?;
+            anyhow::Ok((roles, attached))
+        };
+        let (found, (roles, attached)) = tokio::try_join!(find(cx, &arn), attachments)?;
+        let Some(found) = found else {
             return Ok(Found::Missing);
         };
         if !found.ours {
@@ -193,13 +201,10 @@ impl StepImpl for ConnectPolicy {
                 "the policy document differs: a new default version will be made ({want})"
             )));
         }
-        let roles = roles(cx, &i.functions).await?;
-        for role in &roles {
-            if !policy_attached(cx, role, &arn).await? {
-                return Ok(Found::Incomplete(format!(
-                    "not attached to role {role} yet"
-                )));
-            }
+        if let Some((role, _)) = roles.iter().zip(&attached).find(|(_, a)| !**a) {
+            return Ok(Found::Incomplete(format!(
+                "not attached to role {role} yet"
+            )));
         }
         Ok(Found::Done(Outputs::from([
             ("arn".to_string(), arn),

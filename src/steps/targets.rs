@@ -183,8 +183,9 @@ async fn our_target(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<DbProxyTarget>> {
     }
 }
 
+/// The pool settings; None when the proxy or its group is not there.
 async fn pool_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<ConnectionPoolConfigurationInfo>> {
-    let out = cx
+    let out = match cx
         .aws
         .rds
         .describe_db_proxy_target_groups()
@@ -192,13 +193,15 @@ async fn pool_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<ConnectionPoolConfi
         .target_group_name(TARGET_GROUP)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the target group of {}: {}",
-                i.proxy_name,
-                describe_error(&e)
-            )
-        })?;
+    {
+        Ok(out) => out,
+        Err(e) if is_gone(error_code(&e)) => return Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot read the target group of {}: {}",
+            i.proxy_name,
+            describe_error(&e)
+        ),
+    };
     Ok(out
         .target_groups()
         .first()
@@ -249,10 +252,11 @@ impl StepImpl for Targets {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(target) = our_target(cx, i).await? else {
+        let (target, pool) = tokio::try_join!(our_target(cx, i), pool_now(cx, i))?;
+        let Some(target) = target else {
             return Ok(Found::Missing);
         };
-        let diffs = pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool);
+        let diffs = pool_differences(pool.as_ref(), &i.pool);
         if !diffs.is_empty() {
             return Ok(Found::Incomplete(format!(
                 "pool settings to change: {}",
@@ -496,7 +500,9 @@ mod tests {
         use aws_sdk_rds::Client;
         use aws_sdk_rds::error::ErrorMetadata;
         use aws_sdk_rds::operation::deregister_db_proxy_targets::DeregisterDBProxyTargetsError;
-        use aws_sdk_rds::operation::describe_db_proxy_target_groups::DescribeDbProxyTargetGroupsOutput;
+        use aws_sdk_rds::operation::describe_db_proxy_target_groups::{
+            DescribeDBProxyTargetGroupsError, DescribeDbProxyTargetGroupsOutput,
+        };
         use aws_sdk_rds::operation::describe_db_proxy_targets::{
             DescribeDBProxyTargetsError, DescribeDbProxyTargetsOutput,
         };
@@ -601,7 +607,14 @@ mod tests {
                         .build(),
                 )
             });
-            let m = Mocked::new(&[&describe], &[], &[]);
+            let groups = mock!(Client::describe_db_proxy_target_groups).then_error(|| {
+                DescribeDBProxyTargetGroupsError::generic(
+                    ErrorMetadata::builder()
+                        .code("DBProxyNotFoundFault")
+                        .build(),
+                )
+            });
+            let m = Mocked::new(&[&describe, &groups], &[], &[]);
             let undone = block_on(StepImpl::rollback(&Targets, &m.cx(), &inputs(), None)).unwrap();
             assert!(matches!(undone, Undone::AlreadyGone(_)), "{undone:?}");
             let found = block_on(StepImpl::check(&Targets, &m.cx(), &inputs())).unwrap();
