@@ -15,7 +15,8 @@
 //!
 //! Settings: BENCH_LATENCY_MS (100), BENCH_CREATING_S (20),
 //! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_SKIP_BOOK=1 to
-//! leave out the shell scripts.
+//! leave out the shell scripts, BENCH_VERBOSE=1 to print each command's
+//! output (each step's line ends with its own duration).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -56,6 +57,9 @@ fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Measure
     let wall = started.elapsed();
     if status != 0 {
         panic!("{what} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    }
+    if std::env::var("BENCH_VERBOSE").is_ok() {
+        println!("--- {what} ({:.2} s)\n{stdout}", wall.as_secs_f64());
     }
     Measure {
         what,

@@ -410,7 +410,35 @@ where
         }
         results.push((name, result));
     }
+    // Nothing stopped it, yet a step never became ready: its steps wait on
+    // each other (possible only in a runbook loaded leniently).
+    if !stop && !poll::interrupted() {
+        for &name in names.iter().filter(|n| !started.contains(*n)) {
+            let deps = waits_on.get(name).map_or(String::new(), |d| d.join(", "));
+            results.push((
+                name,
+                Err(anyhow::anyhow!(
+                    "never started: it waits on {deps}, which wait on it in turn; \
+                     list the steps in the order they need"
+                )),
+            ));
+        }
+    }
     results
+}
+
+/// Every step `name` waits on, directly or not.
+fn ancestors<'g>(graph: &'g BTreeMap<String, Vec<String>>, name: &str) -> BTreeSet<&'g str> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&str> = graph
+        .get(name)
+        .map_or(Vec::new(), |d| d.iter().map(String::as_str).collect());
+    while let Some(n) = todo.pop() {
+        if seen.insert(n) {
+            todo.extend(graph.get(n).into_iter().flatten().map(String::as_str));
+        }
+    }
+    seen
 }
 
 /// What running one step came to.
@@ -434,6 +462,8 @@ struct Runner<'a> {
     /// The steps that changed the account in this run: a step that waits
     /// on one of them checks again rather than trust the first round.
     changed: std::sync::Mutex<BTreeSet<String>>,
+    /// The command that runs this runbook, for hints.
+    run_hint: String,
 }
 
 /// Why a step stopped: interrupted (it stays `started`), or failed (the
@@ -448,8 +478,10 @@ impl Runner<'_> {
     fn first_answer(&self, name: &str, checksum: &str) -> Option<Found> {
         let (sum, found) = self.prechecked.get(name)?;
         let changed = self.changed.lock().expect("lock");
-        let deps = self.graph.get(name)?;
-        (sum == checksum && !deps.iter().any(|d| changed.contains(d))).then(|| found.clone())
+        let touched = ancestors(self.graph, name)
+            .iter()
+            .any(|a| changed.contains(*a));
+        (sum == checksum && !touched).then(|| found.clone())
     }
 
     async fn step(&self, name: &str) -> Result<Outcome> {
@@ -459,9 +491,14 @@ impl Runner<'_> {
             Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
             Err(e) => {
                 let message = format!("{e:#}");
-                let _ = self.store.advance(name, Event::Fail, |rec| {
-                    rec.error = Some(message.clone());
-                });
+                // A transition that does not apply is no reason to fail
+                // again; a state that cannot be saved is.
+                self.store.update(|s| {
+                    if let Ok(rec) = s.advance(name, Event::Fail) {
+                        rec.error = Some(message.clone());
+                    }
+                    Ok(())
+                })?;
                 Err(StepFailed(message).into())
             }
             ok => ok,
@@ -476,8 +513,9 @@ impl Runner<'_> {
                 EXIT_USAGE,
                 format!(
                     "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
-                     are not applied: run them first, e.g. `--step {first}`",
+                     are not applied: run them first, e.g. `{} --step {first}`",
                     needs(&missing),
+                    self.run_hint,
                 ),
             ));
         }
@@ -790,6 +828,7 @@ pub async fn run(
         graph: &graph,
         prechecked,
         changed: Default::default(),
+        run_hint: command_hint("run", &rb, opts),
     };
     let waits = waits_on(&selected, &graph);
     let results = schedule(&selected, &waits, |name| runner.step(name)).await;
@@ -923,21 +962,27 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         path.display()
     ));
     // The run's graph backwards: a step is undone once every step that
-    // waits on it is. A step the runbook no longer lists goes first.
+    // waits on it is. Steps the runbook no longer lists (no graph for
+    // them) go first, one at a time, the recipe's last first.
     let graph = steps::dependencies(&rb);
     let listed: BTreeSet<&str> = rb.step_names().collect();
+    let known = steps::names();
+    let later_in_recipe =
+        |m: &str, n: &str| known.iter().position(|k| *k == m) > known.iter().position(|k| *k == n);
     let waits: BTreeMap<&str, Vec<&str>> = undo
         .iter()
         .map(|&n| {
-            let later = undo
+            let first = undo
                 .iter()
                 .copied()
                 .filter(|&m| {
-                    !listed.contains(m) && listed.contains(n)
-                        || graph.get(m).is_some_and(|deps| deps.iter().any(|d| d == n))
+                    let unlisted_first =
+                        !listed.contains(m) && (listed.contains(n) || later_in_recipe(m, n));
+                    let waits_on_n = graph.get(m).is_some_and(|deps| deps.iter().any(|d| d == n));
+                    unlisted_first || waits_on_n
                 })
                 .collect();
-            (n, later)
+            (n, first)
         })
         .collect();
     let store = Store::new(path, state);

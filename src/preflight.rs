@@ -80,24 +80,34 @@ fn literal(t: &Text) -> Option<String> {
     t.literal()
 }
 
-/// Runs every check; never fails on a problem, only on a tool error.
+/// Runs every check, all at once; never fails on a problem, only on a
+/// tool error. The report lists them in a fixed order.
 pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
-    let mut r = Report::default();
-    let db_vpc = check_database(rb, aws, &mut r).await?;
-    check_secret(rb, aws, &mut r).await?;
     let vpc = rb.network.vpc_id.literal().unwrap_or_default();
+    let mut parts: [Report; 6] = Default::default();
+    let [db, secret, subnets, groups, lambdas, room] = &mut parts;
+    let (db_vpc, (), (), (), (), ()) = tokio::try_join!(
+        check_database(rb, aws, db),
+        check_secret(rb, aws, secret),
+        check_subnets(rb, aws, &vpc, subnets),
+        check_groups(rb, aws, &vpc, groups),
+        check_lambdas(rb, aws, &vpc, lambdas),
+        check_proxy_room(rb, aws, room),
+    )?;
     if let Some(db_vpc) = &db_vpc
         && *db_vpc != vpc
     {
-        r.problem(
+        db.problem(
             format!("the runbook's VPC {vpc} is not the DB's VPC {db_vpc}"),
             format!("set network.vpc_id = \"{db_vpc}\": the proxy must sit in the DB's VPC"),
         );
     }
-    check_subnets(rb, aws, &vpc, &mut r).await?;
-    check_groups(rb, aws, &vpc, &mut r).await?;
-    check_lambdas(rb, aws, &vpc, &mut r).await?;
-    check_proxy_room(rb, aws, &mut r).await?;
+    let mut r = Report::default();
+    for part in parts {
+        r.checked.extend(part.checked);
+        r.problems.extend(part.problems);
+        r.instance_class = r.instance_class.or(part.instance_class);
+    }
     Ok(r)
 }
 
@@ -193,7 +203,10 @@ async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
     let Some(arn) = rb.database.secret_arn.literal() else {
         return Ok(());
     };
-    let described = aws.secrets.describe_secret().secret_id(&arn).send().await;
+    let (described, value) = tokio::join!(
+        aws.secrets.describe_secret().secret_id(&arn).send(),
+        aws.secrets.get_secret_value().secret_id(&arn).send()
+    );
     let kms = match described {
         Ok(d) => d.kms_key_id().map(String::from),
         Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
@@ -205,7 +218,7 @@ async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
         }
         Err(e) => anyhow::bail!("cannot read secret {arn}: {}", describe_error(&e)),
     };
-    match aws.secrets.get_secret_value().secret_id(&arn).send().await {
+    match value {
         Ok(v) => match secret_has_credentials(v.secret_string().unwrap_or_default()) {
             Ok(()) => r.ok(format!(
                 "secret {arn}: JSON with username and password, key {}",
@@ -314,13 +327,12 @@ async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Res
             .filter_map(|l| l.security_group_id.as_ref())
             .filter_map(literal),
     );
-    for id in ids {
-        let out = aws
-            .ec2
-            .describe_security_groups()
-            .group_ids(&id)
-            .send()
-            .await;
+    let answers = futures_util::future::join_all(
+        ids.iter()
+            .map(|id| aws.ec2.describe_security_groups().group_ids(id).send()),
+    )
+    .await;
+    for (id, out) in ids.iter().zip(answers) {
         match out {
             Ok(o) => match o.security_groups().first() {
                 Some(g) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
@@ -349,83 +361,108 @@ async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Res
 }
 
 async fn check_lambdas(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
-    for l in &rb.lambdas {
-        let Some(name) = l.function_name.literal() else {
-            continue;
-        };
-        let conf = match aws
-            .lambda
-            .get_function_configuration()
-            .function_name(&name)
-            .send()
-            .await
-        {
-            Ok(c) => c,
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
-                r.problem(
-                    format!("Lambda function {name} does not exist"),
-                    "check [[lambda]] function_name and the region",
-                );
-                continue;
-            }
-            Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
-        };
-        let subnets: Vec<String> = conf
-            .vpc_config()
-            .map(|v| v.subnet_ids().to_vec())
-            .unwrap_or_default();
-        if subnets.is_empty() {
+    let names: Vec<String> = rb
+        .lambdas
+        .iter()
+        .filter_map(|l| l.function_name.literal())
+        .collect();
+    let parts = futures_util::future::try_join_all(names.iter().map(|name| async move {
+        let mut part = Report::default();
+        check_lambda(name, aws, vpc, &mut part).await?;
+        anyhow::Ok(part)
+    }))
+    .await?;
+    for part in parts {
+        r.checked.extend(part.checked);
+        r.problems.extend(part.problems);
+    }
+    Ok(())
+}
+
+/// One function: in the VPC (from its subnets: VpcConfig.VpcId is not
+/// reliable in every emulator), and its execution role exists; both read
+/// at once.
+async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
+    let conf = match aws
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
             r.problem(
-                format!(
-                    "Lambda function {name} is not attached to a VPC, so it cannot reach the proxy"
-                ),
-                format!("attach it to {vpc} (subnets and a security group) first"),
+                format!("Lambda function {name} does not exist"),
+                "check [[lambda]] function_name and the region",
             );
-        } else {
-            // The function's VPC, from its subnets (VpcConfig.VpcId is not
-            // reliable in every emulator).
-            let out = aws
-                .ec2
-                .describe_subnets()
-                .set_subnet_ids(Some(subnets))
-                .send()
-                .await;
-            let vpcs: BTreeSet<String> = out
-                .map(|o| {
-                    o.subnets()
-                        .iter()
-                        .filter_map(|s| s.vpc_id().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !vpcs.is_empty() && !vpcs.contains(vpc) {
-                r.problem(
-                    format!(
-                        "Lambda function {name} is attached to {}, not to {vpc}",
-                        vpcs.into_iter().collect::<Vec<_>>().join(", ")
-                    ),
-                    format!("attach it to the DB's VPC {vpc}"),
-                );
-            } else {
-                r.ok(format!("Lambda function {name}: in {vpc}"));
-            }
+            return Ok(());
         }
-        match conf.role().and_then(crate::arn::role_name) {
-            Some(role) => match aws.iam.get_role().role_name(role).send().await {
-                Ok(_) => r.ok(format!(
-                    "Lambda function {name}: execution role {role} exists"
-                )),
-                Err(e) if error_code(&e) == Some("NoSuchEntity") => r.problem(
-                    format!("the execution role {role} of {name} does not exist"),
-                    "give the function an existing execution role",
-                ),
-                Err(e) => anyhow::bail!("cannot read role {role}: {}", describe_error(&e)),
-            },
-            None => r.problem(
-                format!("Lambda function {name} has no readable execution role"),
-                "give the function an execution role",
+        Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
+    };
+    let subnets: Vec<String> = conf
+        .vpc_config()
+        .map(|v| v.subnet_ids().to_vec())
+        .unwrap_or_default();
+    let role = conf.role().and_then(crate::arn::role_name);
+    let vpcs = async {
+        if subnets.is_empty() {
+            return None;
+        }
+        let out = aws
+            .ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(subnets.clone()))
+            .send()
+            .await;
+        Some(
+            out.map(|o| {
+                o.subnets()
+                    .iter()
+                    .filter_map(|s| s.vpc_id().map(String::from))
+                    .collect::<BTreeSet<String>>()
+            })
+            .unwrap_or_default(),
+        )
+    };
+    let role_read = async {
+        match role {
+            Some(role) => Some(aws.iam.get_role().role_name(role).send().await),
+            None => None,
+        }
+    };
+    let (vpcs, role_read) = tokio::join!(vpcs, role_read);
+    match vpcs {
+        None => r.problem(
+            format!(
+                "Lambda function {name} is not attached to a VPC, so it cannot reach the proxy"
             ),
+            format!("attach it to {vpc} (subnets and a security group) first"),
+        ),
+        Some(vpcs) if !vpcs.is_empty() && !vpcs.contains(vpc) => r.problem(
+            format!(
+                "Lambda function {name} is attached to {}, not to {vpc}",
+                vpcs.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            format!("attach it to the DB's VPC {vpc}"),
+        ),
+        Some(_) => r.ok(format!("Lambda function {name}: in {vpc}")),
+    }
+    match (role, role_read) {
+        (Some(role), Some(Ok(_))) => r.ok(format!(
+            "Lambda function {name}: execution role {role} exists"
+        )),
+        (Some(role), Some(Err(e))) if error_code(&e) == Some("NoSuchEntity") => r.problem(
+            format!("the execution role {role} of {name} does not exist"),
+            "give the function an existing execution role",
+        ),
+        (Some(role), Some(Err(e))) => {
+            anyhow::bail!("cannot read role {role}: {}", describe_error(&e))
         }
+        _ => r.problem(
+            format!("Lambda function {name} has no readable execution role"),
+            "give the function an execution role",
+        ),
     }
     Ok(())
 }

@@ -335,7 +335,7 @@ impl Runbook {
         let runbook = cx.runbook(path, doc.as_table());
         let mut diags = cx.diags;
         if let Some(rb) = &runbook {
-            diags.extend(crate::steps::check_references(rb));
+            diags.extend(crate::steps::check_references(rb, !lenient));
         }
         diags.sort_by_key(|d| d.pos);
         diags.dedup();

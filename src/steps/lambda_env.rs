@@ -241,11 +241,21 @@ impl StepImpl for LambdaEnv {
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set("setting the variables to the proxy endpoint");
-        try_join_all(
-            i.functions
-                .iter()
-                .map(|f| set_variable(cx, &f.name, &f.variable, Some(&i.endpoint))),
-        )
+        // Functions at once; one function's variables one after another
+        // (two updates of one function at once could each drop the other's).
+        let mut by_function: Vec<Vec<&Function>> = Vec::new();
+        for f in &i.functions {
+            match by_function.iter_mut().find(|g| g[0].name == f.name) {
+                Some(g) => g.push(f),
+                None => by_function.push(vec![f]),
+            }
+        }
+        try_join_all(by_function.iter().map(|group| async move {
+            for f in group {
+                set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
+            }
+            anyhow::Ok(())
+        }))
         .await?;
         Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
     }

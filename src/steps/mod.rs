@@ -297,9 +297,11 @@ pub fn dependencies(rb: &Runbook) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Checks every `${steps.STEP.OUTPUT}` that a listed step reads: the step
-/// it names must be listed, and earlier. A step's `AFTER` steps, when
-/// listed, must be listed earlier too.
-pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
+/// it names must be listed, and earlier. With `order_checked`, a step's `AFTER`
+/// steps, when listed, must be listed earlier too (not asked of `status`
+/// and `rollback`, which follow the graph whatever the list says, so an
+/// older runbook can still be undone).
+pub fn check_references(rb: &Runbook, order_checked: bool) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let mut lambdas_reported = false;
     let order: Vec<&str> = rb.step_names().collect();
@@ -348,7 +350,7 @@ pub fn check_references(rb: &Runbook) -> Vec<Diagnostic> {
                 diags.push(Diagnostic { pos, key, message });
             }
         }
-        for (before, why) in step.after() {
+        for (before, why) in step.after().iter().filter(|_| order_checked) {
             if order.iter().skip(index + 1).any(|s| s == before) {
                 diags.push(Diagnostic {
                     pos: entry.pos,

@@ -73,23 +73,29 @@ async fn interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<(String, String)
 /// The book's cleanup done right: proxy ENIs linger after the proxy is
 /// gone; wait for them, then delete those left detached past the deadline.
 async fn clear_interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<()> {
-    let left = wait_for(
-        cx.bar,
-        &format!("the network interfaces of {group_id} to go"),
-        ENI_DEADLINE,
-        || async {
-            let now = interfaces(cx, group_id).await?;
-            Ok(if now.is_empty() {
-                Wait::Ready(Vec::new())
-            } else if now.iter().all(|(_, status)| status == "available") {
-                // Detached: nothing will remove them but us.
-                Wait::Ready(now)
-            } else {
-                Wait::Pending(format!("{} still in use", now.len()))
-            })
-        },
-    )
-    .await?;
+    let decide = |now: Vec<(String, String)>| {
+        if now.is_empty() {
+            Wait::Ready(Vec::new())
+        } else if now.iter().all(|(_, status)| status == "available") {
+            // Detached: nothing will remove them but us.
+            Wait::Ready(now)
+        } else {
+            Wait::Pending(format!("{} still in use", now.len()))
+        }
+    };
+    // One look first: usually there is nothing to wait for.
+    let left = match decide(interfaces(cx, group_id).await?) {
+        Wait::Ready(left) => left,
+        Wait::Pending(_) => {
+            wait_for(
+                cx.bar,
+                &format!("the network interfaces of {group_id} to go"),
+                ENI_DEADLINE,
+                || async { Ok(decide(interfaces(cx, group_id).await?)) },
+            )
+            .await?
+        }
+    };
     for (id, _) in left {
         cx.bar
             .set(format!("deleting leftover network interface {id}"));

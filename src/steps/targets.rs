@@ -273,9 +273,12 @@ impl StepImpl for Targets {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        // Registering and the pool settings are independent: both at once.
+        // What is there, read at once; then register and set the pool one
+        // after the other (RDS may refuse to change a target group while a
+        // target registers; untested on AWS, so not risked).
+        let (target, pool) = tokio::try_join!(our_target(cx, i), pool_now(cx, i))?;
         let register = async {
-            if our_target(cx, i).await?.is_none() {
+            if target.is_none() {
                 cx.bar
                     .set(format!("registering {} with {}", i.target(), i.proxy_name));
                 let registered = retry_on(
@@ -305,8 +308,8 @@ impl StepImpl for Targets {
             }
             anyhow::Ok(())
         };
-        let pool = async {
-            if !pool_differences(pool_now(cx, i).await?.as_ref(), &i.pool).is_empty() {
+        let set_pool = async {
+            if !pool_differences(pool.as_ref(), &i.pool).is_empty() {
                 cx.bar.set("applying the connection pool settings");
                 let p = &i.pool;
                 cx.aws
@@ -335,7 +338,8 @@ impl StepImpl for Targets {
             }
             anyhow::Ok(())
         };
-        tokio::try_join!(register, pool)?;
+        register.await?;
+        set_pool.await?;
         let what = format!("target {} of {}", i.target(), i.proxy_name);
         let health = wait_for(
             cx.bar,
