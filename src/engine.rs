@@ -1054,6 +1054,91 @@ async fn undo_step(
 mod tests {
     use super::*;
 
+    fn run_schedule(
+        names: &[&'static str],
+        edges: &[(&'static str, &'static str)],
+        fail: &'static str,
+    ) -> (Vec<String>, Vec<(&'static str, bool)>) {
+        let waits: BTreeMap<&str, Vec<&str>> = names
+            .iter()
+            .map(|n| {
+                let deps = edges.iter().filter(|(s, _)| s == n).map(|(_, d)| *d);
+                (*n, deps.collect())
+            })
+            .collect();
+        let events = std::sync::Mutex::new(Vec::new());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let results = rt.block_on(schedule(names, &waits, |name| {
+            let events = &events;
+            async move {
+                events.lock().unwrap().push(format!("start {name}"));
+                let ms = if name == "slow" { 30 } else { 1 };
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                events.lock().unwrap().push(format!("end {name}"));
+                if name == fail {
+                    anyhow::bail!("{name} failed");
+                }
+                Ok(())
+            }
+        }));
+        let results = results.into_iter().map(|(n, r)| (n, r.is_ok())).collect();
+        (events.into_inner().unwrap(), results)
+    }
+
+    #[test]
+    fn independent_steps_start_together_and_dependents_after() {
+        let (events, results) = run_schedule(
+            &["slow", "quick", "after-slow"],
+            &[("after-slow", "slow")],
+            "",
+        );
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+        assert!(at("start quick") < at("end slow"), "{events:?}");
+        assert!(at("end slow") < at("start after-slow"), "{events:?}");
+        assert_eq!(results.len(), 3);
+        assert!(results.iter().all(|(_, ok)| *ok));
+    }
+
+    #[test]
+    fn after_a_failure_nothing_new_starts_and_what_runs_finishes() {
+        let (events, results) = run_schedule(
+            &["quick", "slow", "after-quick"],
+            &[("after-quick", "quick")],
+            "quick",
+        );
+        assert!(events.contains(&"end slow".to_string()), "{events:?}");
+        assert!(
+            !events.iter().any(|e| e.contains("after-quick")),
+            "{events:?}"
+        );
+        assert_eq!(results, [("quick", false), ("slow", true)]);
+    }
+
+    #[test]
+    fn steps_that_wait_on_each_other_are_an_error_not_a_silent_stop() {
+        let (events, results) = run_schedule(&["a", "b"], &[("a", "b"), ("b", "a")], "");
+        assert!(events.is_empty());
+        assert_eq!(results, [("a", false), ("b", false)]);
+    }
+
+    #[test]
+    fn ancestors_are_followed_through_the_graph() {
+        let graph: BTreeMap<String, Vec<String>> = [
+            ("c", vec!["b"]),
+            ("b", vec!["a"]),
+            ("a", vec![]),
+            ("d", vec![]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+        .collect();
+        assert_eq!(ancestors(&graph, "c"), BTreeSet::from(["a", "b"]));
+        assert!(ancestors(&graph, "d").is_empty());
+    }
+
     #[test]
     fn changed_fields_names_each_difference() {
         let old: Value = serde_json::json!({"role_name": "a", "tags": {"x": "1"}, "same": 1});
