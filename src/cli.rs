@@ -76,8 +76,8 @@ pub enum Command {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },
-    /// Run the steps in order (all, one, or a range); each checks the
-    /// account before acting.
+    /// Run the steps (all, one, or a range), each as soon as the steps it
+    /// needs are done; each checks the account before acting.
     Run {
         /// The runbook file (TOML).
         runbook: PathBuf,
@@ -108,8 +108,9 @@ pub enum Command {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },
-    /// Undo applied steps in reverse order, deleting only what this runbook
-    /// created and restoring what it changed.
+    /// Undo applied steps (the run's order backwards, independent ones at
+    /// once), deleting only what this runbook created and restoring what it
+    /// changed.
     Rollback {
         /// The runbook file (TOML).
         runbook: PathBuf,

@@ -33,10 +33,9 @@ mod targets;
 
 pub use targets::health_text;
 
-/// Every step the tool knows, in the recipe's order. Rolled back in the
-/// reverse order: restore DB_HOST, revoke the Lambda ingress, deregister the
-/// target, revoke the DB ingress, delete the connect policy, the proxy, its
-/// security group, the secret access, the role.
+/// Every step the tool knows, in the recipe's order. A run follows the
+/// graph of [`dependencies`], independent steps at once; a rollback follows
+/// it backwards (DB_HOST first, the role last).
 static STEPS: &[&dyn Step] = &[
     &proxy_role::ProxyRole,
     &secret_access::SecretAccess,
