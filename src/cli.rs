@@ -103,6 +103,15 @@ pub enum Command {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },
+    /// Print a shell completion script: `source <(rds-proxy-runbook
+    /// completions bash)`, or save it where your shell loads completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command tree:
+    /// `rds-proxy-runbook man > rds-proxy-runbook.1; man ./rds-proxy-runbook.1`.
+    Man,
     /// Each step's state, outputs, when, and the last error. No AWS call.
     Status {
         /// The runbook file (TOML).

@@ -78,9 +78,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state: g.state,
         no_progress: g.no_progress,
     };
-    if let Command::Status { runbook } = &cli.command {
-        // No AWS call and no runtime needed: keeps `status` fast.
-        return engine::status(runbook, &opts);
+    // No AWS call and no runtime needed: keeps these fast.
+    match &cli.command {
+        Command::Status { runbook } => return engine::status(runbook, &opts),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let name = cmd.get_name().to_string();
+            clap_complete::generate(*shell, &mut cmd, name, &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,7 +114,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Rollback { runbook, to, yes } => {
                 engine::rollback(runbook, to.as_deref(), *yes, &opts).await
             }
-            Command::Status { .. } => unreachable!("handled above"),
+            Command::Status { .. } | Command::Completions { .. } | Command::Man => {
+                unreachable!("handled above")
+            }
         }
     })
 }
