@@ -62,7 +62,8 @@ fn init_tracing(verbose: u8) {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        // https://no-color.org: spinners (console) honour it too.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
 }
