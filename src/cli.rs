@@ -86,6 +86,10 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// `json`: one JSON document on stdout (see the README); the lines
+        /// for people go to stderr.
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::plan::Output,
     },
     /// Continue a run that stopped or failed, re-checking every step
     /// against the account.
@@ -95,6 +99,10 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// `json`: one JSON document on stdout (see the README); the lines
+        /// for people go to stderr.
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::plan::Output,
     },
     /// How a running proxy is doing: status, target health, pool settings,
     /// the idle client timeout, the last hour of its CloudWatch metrics,
@@ -116,6 +124,10 @@ pub enum Command {
     Status {
         /// The runbook file (TOML).
         runbook: PathBuf,
+        /// `json`: one JSON document on stdout (see the README); the lines
+        /// for people go to stderr.
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::plan::Output,
     },
     /// Undo applied steps (the run's order backwards, independent ones at
     /// once), deleting only what this runbook created and restoring what it
@@ -129,6 +141,10 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// `json`: one JSON document on stdout (see the README); the lines
+        /// for people go to stderr.
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::plan::Output,
     },
 }
 

@@ -46,6 +46,8 @@ pub struct Options {
     pub aws: AwsOptions,
     pub state: Option<PathBuf>,
     pub no_progress: bool,
+    /// `--output` of run, resume, rollback and status.
+    pub output: crate::plan::Output,
 }
 
 /// How `${env.*}` references are filled.
@@ -267,17 +269,17 @@ fn record_place(state: &mut State, account: &str, region: &str, path: &Path) -> 
 pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
     if all {
         for c in &report.checked {
-            println!("  ✓ {c}");
+            crate::say!("  ✓ {c}");
         }
     }
     for p in &report.problems {
-        println!("  ✗ {}\n      fix: {}", p.what, p.fix);
+        crate::say!("  ✗ {}\n      fix: {}", p.what, p.fix);
     }
     let (passed, problems) = (report.checked.len(), report.problems.len());
     if problems == 0 {
-        println!("Preflight: all {passed} checks passed.");
+        crate::say!("Preflight: all {passed} checks passed.");
     } else {
-        println!("Preflight: {passed} checks passed, {problems} problem(s).");
+        crate::say!("Preflight: {passed} checks passed, {problems} problem(s).");
     }
 }
 
@@ -304,7 +306,7 @@ fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
 pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
-    println!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
+    crate::say!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
     preflight_checks(&rb, &aws, true).await
 }
 
@@ -637,6 +639,84 @@ impl Runner<'_> {
     }
 }
 
+/// A copy of the steps' results (errors as their text; Ctrl-C kept).
+fn copy_results<'n, T: Copy>(results: &[(&'n str, Result<T>)]) -> Vec<(&'n str, Result<T>)> {
+    results
+        .iter()
+        .map(|(n, r)| {
+            let r = match r {
+                Ok(v) => Ok(*v),
+                Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(Interrupted.into()),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            (*n, r)
+        })
+        .collect()
+}
+
+/// With `--output json`: the command's document, from its steps' results
+/// (in the runbook's order; a step absent from them never started) and
+/// how the command ended.
+#[allow(clippy::too_many_arguments)]
+fn emit_report<T>(
+    command: &str,
+    rb: &Runbook,
+    region: &str,
+    state: &Path,
+    names: &[&str],
+    results: &[(&str, Result<(T, std::time::Duration)>)],
+    label: impl Fn(&T) -> &'static str,
+    ended: Result<(), &anyhow::Error>,
+) {
+    let mut summary: BTreeMap<&str, usize> = BTreeMap::new();
+    let steps: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let found = results.iter().find(|(n, _)| n == name).map(|(_, r)| r);
+            let (result, seconds, error) = match found {
+                None => ("not started", None, None),
+                Some(Ok((v, d))) => (label(v), Some(d.as_secs_f64()), None),
+                Some(Err(e)) if e.downcast_ref::<Interrupted>().is_some() => {
+                    ("interrupted", None, None)
+                }
+                Some(Err(e)) => ("failed", None, Some(format!("{e:#}"))),
+            };
+            *summary.entry(result).or_default() += 1;
+            serde_json::json!({
+                "name": name,
+                "result": result,
+                "seconds": seconds.map(|s| (s * 1000.0).round() / 1000.0),
+                "error": error,
+            })
+        })
+        .collect();
+    let (result, exit_code, error) = match ended {
+        Ok(()) => ("ok", 0, None),
+        Err(e) => {
+            let code = e
+                .downcast_ref::<Exit>()
+                .map_or(EXIT_STEP_FAILED, |x| x.code);
+            let result = if code == EXIT_INTERRUPTED {
+                "interrupted"
+            } else {
+                "failed"
+            };
+            (result, code, Some(format!("{e:#}")))
+        }
+    };
+    crate::progress::emit_json(&serde_json::json!({
+        "command": command,
+        "runbook": rb.name,
+        "region": region,
+        "state": state,
+        "result": result,
+        "exit_code": exit_code,
+        "error": error,
+        "summary": summary,
+        "steps": steps,
+    }));
+}
+
 /// The error that ends a run or rollback from its steps' results: Ctrl-C
 /// wins, then a usage error, then every failed step with the way on.
 fn first_error<T>(
@@ -740,7 +820,7 @@ pub async fn run(
             .iter()
             .all(|n| matches!(state.status(n), Status::RolledBack | Status::Pending))
     {
-        println!("Every step is pending or rolled back: resume starts the run over.");
+        crate::say!("Every step is pending or rolled back: resume starts the run over.");
     }
     confirm(
         &format!(
@@ -831,8 +911,35 @@ pub async fn run(
         run_hint: command_hint("run", &rb, opts),
     };
     let waits = waits_on(&selected, &graph);
-    let results = schedule(&selected, &waits, |name| runner.step(name)).await;
-    let outcomes = first_error(results, &rb, opts, "resume")?;
+    let results = schedule(&selected, &waits, |name| {
+        let runner = &runner;
+        async move {
+            let started = std::time::Instant::now();
+            runner.step(name).await.map(|o| (o, started.elapsed()))
+        }
+    })
+    .await;
+    // For --output json: the results as they were, before the error is built.
+    let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
+    let outcomes = first_error(results, &rb, opts, "resume");
+    if let Some(steps) = report {
+        emit_report(
+            if resume { "resume" } else { "run" },
+            &rb,
+            &aws.region,
+            &store.path,
+            &selected,
+            &steps,
+            |o| match o {
+                Outcome::Changed => "changed",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Verified => "verified",
+            },
+            outcomes.as_ref().map(|_| ()),
+        );
+    }
+    let outcomes: Vec<(Outcome, std::time::Duration)> = outcomes?;
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
     let (changed, verified) = (count(Outcome::Changed), count(Outcome::Verified));
     let verified_note = match verified {
@@ -840,12 +947,12 @@ pub async fn run(
         n => format!("; {n} verification(s) passed"),
     };
     if changed == 0 {
-        println!(
+        crate::say!(
             "No changes: {} step(s) checked, all already done{verified_note}.",
             selected.len()
         );
     } else {
-        println!(
+        crate::say!(
             "Done: {changed} step(s) applied, {} already done{verified_note}.",
             selected.len() - changed - verified
         );
@@ -858,6 +965,32 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
     let path = state_path(&rb, opts);
     let exists = State::exists(&path);
     let state = State::load(&path, &rb.name).map_err(state_error)?;
+    if opts.output == crate::plan::Output::Json {
+        let steps: Vec<Value> = order_for_status(&rb, &state)
+            .iter()
+            .map(|name| {
+                let rec = state.record(name).cloned().unwrap_or_default();
+                serde_json::json!({
+                    "name": name,
+                    "status": rec.status,
+                    "updated_at": rec.updated_at,
+                    "outputs": rec.outputs,
+                    "error": rec.error,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "runbook": rb.name,
+            "file": rb.path,
+            "state": path,
+            "exists": exists,
+            "account": state.account,
+            "region": state.region,
+            "steps": steps,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
     println!("Runbook `{}` ({})", rb.name, rb.path.display());
     println!(
         "State: {}{}",
@@ -933,11 +1066,16 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         .map(String::as_str)
         .collect();
     if undo.is_empty() {
+        if opts.output == crate::plan::Output::Json {
+            let none: &[(&str, Result<(&str, std::time::Duration)>)] = &[];
+            let region = state.region.clone().unwrap_or_default();
+            emit_report("rollback", &rb, &region, &path, &[], none, |l| l, Ok(()));
+        }
         match to {
             Some(t) => {
-                println!("Nothing to roll back: no step after `{t}` has changed the account.")
+                crate::say!("Nothing to roll back: no step after `{t}` has changed the account.")
             }
-            None => println!("Nothing to roll back: no step has changed the account."),
+            None => crate::say!("Nothing to roll back: no step has changed the account."),
         }
         return Ok(());
     }
@@ -987,21 +1125,42 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         .collect();
     let store = Store::new(path, state);
     let results = schedule(&undo, &waits, |name| {
-        undo_step(name, &rb, &aws, &store, &progress)
+        let (rb, aws, store, progress) = (&rb, &aws, &store, &progress);
+        async move {
+            let started = std::time::Instant::now();
+            let undone = undo_step(name, rb, aws, store, progress).await?;
+            Ok((undone, started.elapsed()))
+        }
     })
     .await;
-    first_error(results, &rb, opts, "rollback")?;
-    println!("Rolled back {} step(s).", undo.len());
+    let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
+    let ended = first_error(results, &rb, opts, "rollback");
+    if let Some(steps) = report {
+        emit_report(
+            "rollback",
+            &rb,
+            &aws.region,
+            &store.path,
+            &undo,
+            &steps,
+            |label| label,
+            ended.as_ref().map(|_| ()),
+        );
+    }
+    ended?;
+    crate::say!("Rolled back {} step(s).", undo.len());
     Ok(())
 }
 
+/// Undoes one step; says how: undone, already gone, left alone, or
+/// nothing to undo.
 async fn undo_step(
     name: &str,
     rb: &Runbook,
     aws: &Aws,
     store: &Store,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<&'static str> {
     let step = steps::get(name).expect("known step");
     let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
     let bar = progress.step(name);
@@ -1009,7 +1168,7 @@ async fn undo_step(
         // Never got as far as acting: nothing in the account to undo.
         store.advance(name, Event::RolledBack, |_| {})?;
         bar.finish("=", "nothing to undo");
-        return Ok(());
+        return Ok("nothing to undo");
     };
     let cx = Ctx {
         aws,
@@ -1025,12 +1184,20 @@ async fn undo_step(
                 rec.before = None;
                 rec.error = None;
             })?;
-            match undone {
-                Undone::Done(msg) => bar.finish("✓", msg),
-                Undone::AlreadyGone(msg) => bar.finish("=", msg),
-                Undone::LeftAlone(msg) => bar.finish("!", format!("left alone: {msg}")),
-            }
-            Ok(())
+            Ok(match undone {
+                Undone::Done(msg) => {
+                    bar.finish("✓", msg);
+                    "undone"
+                }
+                Undone::AlreadyGone(msg) => {
+                    bar.finish("=", msg);
+                    "already gone"
+                }
+                Undone::LeftAlone(msg) => {
+                    bar.finish("!", format!("left alone: {msg}"));
+                    "left alone"
+                }
+            })
         }
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
             bar.finish("✗", "interrupted");

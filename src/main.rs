@@ -34,6 +34,14 @@ fn main() {
         Err(e) => {
             let code = exit_code(&e);
             eprintln!("error: {e:#}");
+            if progress::to_stderr() && !progress::json_printed() {
+                // --output json stopped before its document: one that says why.
+                progress::emit_json(&serde_json::json!({
+                    "result": "error",
+                    "exit_code": code,
+                    "error": format!("{e:#}"),
+                }));
+            }
             code
         }
     };
@@ -78,10 +86,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         state: g.state,
         no_progress: g.no_progress,
+        output: match &cli.command {
+            Command::Run { output, .. }
+            | Command::Resume { output, .. }
+            | Command::Status { output, .. }
+            | Command::Rollback { output, .. } => *output,
+            _ => Default::default(),
+        },
     };
+    if opts.output == plan::Output::Json {
+        progress::human_to_stderr();
+    }
     // No AWS call and no runtime needed: keeps these fast.
     match &cli.command {
-        Command::Status { runbook } => return engine::status(runbook, &opts),
+        Command::Status { runbook, .. } => return engine::status(runbook, &opts),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let name = cmd.get_name().to_string();
@@ -108,13 +126,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 runbook,
                 select,
                 yes,
+                ..
             } => engine::run(runbook, select, *yes, false, &opts).await,
-            Command::Resume { runbook, yes } => {
+            Command::Resume { runbook, yes, .. } => {
                 engine::run(runbook, &Default::default(), *yes, true, &opts).await
             }
-            Command::Rollback { runbook, to, yes } => {
-                engine::rollback(runbook, to.as_deref(), *yes, &opts).await
-            }
+            Command::Rollback {
+                runbook, to, yes, ..
+            } => engine::rollback(runbook, to.as_deref(), *yes, &opts).await,
             Command::Status { .. } | Command::Completions { .. } | Command::Man => {
                 unreachable!("handled above")
             }

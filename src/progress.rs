@@ -3,9 +3,52 @@
 //! a terminal (or with --no-progress).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// With `--output json`, stdout carries the one JSON document: the lines
+/// for people go to stderr (plain, no spinners).
+pub fn human_to_stderr() {
+    TO_STDERR.store(true, Ordering::SeqCst);
+}
+
+pub fn to_stderr() -> bool {
+    TO_STDERR.load(Ordering::SeqCst)
+}
+
+static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints the command's one JSON document.
+pub fn emit_json(doc: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(doc).expect("JSON values serialize")
+    );
+    JSON_PRINTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the command printed its JSON document (else, on an early error,
+/// `main` prints one that carries the error).
+pub fn json_printed() -> bool {
+    JSON_PRINTED.load(Ordering::SeqCst)
+}
+
+/// `println!` for the lines people read: stdout, or stderr when stdout
+/// carries JSON.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::progress::to_stderr() {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
 
 #[derive(Clone)]
 pub struct Progress {
@@ -14,7 +57,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(no_progress: bool) -> Progress {
-        let fancy = !no_progress && std::io::stdout().is_terminal();
+        let fancy = !no_progress && !to_stderr() && std::io::stdout().is_terminal();
         Progress {
             multi: fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
         }
@@ -26,7 +69,7 @@ impl Progress {
             Some(m) => {
                 let _ = m.println(msg.as_ref());
             }
-            None => println!("{}", msg.as_ref()),
+            None => crate::say!("{}", msg.as_ref()),
         }
     }
 
@@ -84,7 +127,7 @@ impl StepBar {
         let msg = msg.into();
         match &self.bar {
             Some(pb) => pb.set_message(msg),
-            None => println!("{} {}: {msg}", crate::state::now(), self.name),
+            None => crate::say!("{} {}: {msg}", crate::state::now(), self.name),
         }
     }
 
@@ -109,7 +152,7 @@ impl StepBar {
                     let _ = m.println(&line);
                 }
             }
-            None => println!("{} {line}", crate::state::now()),
+            None => crate::say!("{} {line}", crate::state::now()),
         }
     }
 }

@@ -721,6 +721,52 @@ fn status_and_rollback_work_without_the_exports() {
 }
 
 #[test]
+fn output_json_is_one_document_per_command() {
+    let (emu, ws) = setup("json_out");
+    let json = |out: &Out| -> serde_json::Value {
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", out.stdout))
+    };
+    let out = ws.run(&["run", "--yes", "--output", "json"]);
+    out.ok().stderr_has("✓ proxy created");
+    let doc = json(&out);
+    assert_eq!(doc["command"], "run");
+    assert_eq!(doc["result"], "ok");
+    assert_eq!(doc["exit_code"], 0);
+    assert_eq!(doc["summary"]["changed"], 9);
+    assert_eq!(doc["summary"]["verified"], 1);
+    assert_eq!(doc["steps"].as_array().unwrap().len(), ALL_STEPS);
+    assert_eq!(doc["steps"][0]["name"], "proxy-role");
+    assert!(doc["steps"][0]["seconds"].as_f64().is_some());
+
+    let doc = json(ws.run(&["run", "--yes", "--output", "json"]).ok());
+    assert_eq!(doc["summary"]["unchanged"], 9);
+
+    let doc = json(ws.run(&["status", "--output", "json"]).ok());
+    assert_eq!(doc["exists"], true);
+    assert_eq!(doc["steps"][3]["name"], "proxy");
+    assert_eq!(doc["steps"][3]["status"], "applied");
+    assert!(doc["steps"][3]["outputs"]["endpoint"].as_str().is_some());
+
+    let doc = json(ws.run(&["rollback", "--yes", "--output", "json"]).ok());
+    assert_eq!(doc["command"], "rollback");
+    assert_eq!(doc["summary"]["undone"], 9);
+    assert_eq!(doc["steps"].as_array().unwrap().len(), ALL_STEPS);
+    let doc = json(ws.run(&["rollback", "--yes", "--output", "json"]).ok());
+    assert_eq!(doc["steps"].as_array().unwrap().len(), 0);
+
+    // An error before any step still gives one document, with the code.
+    ws.write_runbook(|s| edit(&s, "port = 3306", "port = \"x\""));
+    let out = ws.run(&["run", "--yes", "--output", "json"]);
+    out.code(3);
+    let doc = json(&out);
+    assert_eq!(doc["result"], "error");
+    assert_eq!(doc["exit_code"], 3);
+    assert!(doc["error"].as_str().unwrap().contains("port"), "{doc}");
+    drop(emu);
+}
+
+#[test]
 fn completions_and_the_man_page_come_from_the_command_tree() {
     let out = |args: &[&str]| {
         let o = std::process::Command::new(BIN).args(args).output().unwrap();
