@@ -53,7 +53,7 @@ fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Measure
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
-    let (status, peak_kb, stdout, stderr) = child.wait_with_output_rusage();
+    let (status, peak_kb, stdout, stderr) = wait_rusage(child);
     let wall = started.elapsed();
     if status != 0 {
         panic!("{what} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
@@ -71,39 +71,29 @@ fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Measure
 }
 
 /// wait4 for a child: its exit code, its peak RSS (kB) and its output.
-trait WaitRusage {
-    fn wait_with_output_rusage(self) -> (i32, i64, String, String);
-}
-
-impl WaitRusage for std::process::Child {
-    fn wait_with_output_rusage(mut self) -> (i32, i64, String, String) {
-        use std::io::Read;
-        let mut out = self.stdout.take().unwrap();
-        let mut err = self.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let mut stdout = String::new();
-        let _ = out.read_to_string(&mut stdout);
-        let stderr = reader.join().unwrap();
-        let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 on our own child's pid, with valid out-pointers.
-        let r = unsafe { libc::wait4(self.id() as libc::pid_t, &mut status, 0, &mut usage) };
-        assert_eq!(r, self.id() as libc::pid_t, "wait4");
-        let code = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        };
-        (code, usage.ru_maxrss, stdout, stderr)
-    }
-}
-
-fn tool(ws: &Workspace, args: &[&str]) -> Command {
-    ws.cmd(args)
+fn wait_rusage(mut child: std::process::Child) -> (i32, i64, String, String) {
+    use std::io::Read;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let _ = out.read_to_string(&mut stdout);
+    let stderr = reader.join().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, with valid out-pointers.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as libc::pid_t, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss, stdout, stderr)
 }
 
 fn book(script: &str, ws: &Workspace, faults: &FaultProxy, awscli_bin: &Path) -> Command {
@@ -188,19 +178,15 @@ fn main() {
             book("cleanup.sh", &book_ws, &faults, &awscli_bin),
         ));
     }
-    let run = measure("tool: run", &faults, tool(&ws, &["run", "--yes"]));
-    let rerun = measure(
-        "tool: re-run (no-op)",
-        &faults,
-        tool(&ws, &["run", "--yes"]),
-    );
-    let status_time = median(21, || tool(&ws, &["status"]));
+    let run = measure("tool: run", &faults, ws.cmd(&["run", "--yes"]));
+    let rerun = measure("tool: re-run (no-op)", &faults, ws.cmd(&["run", "--yes"]));
+    let status_time = median(21, || ws.cmd(&["status"]));
     let help_time = median(21, || {
         let mut c = Command::new(BIN);
         c.arg("--help");
         c
     });
-    let rollback = measure("tool: rollback", &faults, tool(&ws, &["rollback", "--yes"]));
+    let rollback = measure("tool: rollback", &faults, ws.cmd(&["rollback", "--yes"]));
 
     // The critical paths: the waits that cannot overlap, plus one latency
     // for each call on the longest chain of calls that must follow one

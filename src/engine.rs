@@ -866,11 +866,19 @@ pub async fn run(
             Some(crate::preflight::run(&rb, &aws).await)
         }
     };
-    if let Some(account) = &state.account {
+    // Who we are: with an account recorded, the steps use it while STS is
+    // asked beside them; on a first run they share the one STS answer.
+    let recorded = state.account.clone();
+    if let Some(account) = &recorded {
         aws.assume_account(account);
     }
-    let (account, prechecks, mut report) =
-        tokio::join!(aws.caller_account(), prechecks, early_preflight);
+    let whoami = async {
+        match recorded {
+            Some(_) => aws.caller_account().await,
+            None => aws.account_id().await.map(str::to_string),
+        }
+    };
+    let (account, prechecks, mut report) = tokio::join!(whoami, prechecks, early_preflight);
     if record_place(&mut state, &account?, &aws.region, &path)? && !state.steps.is_empty() {
         save(&state, &path)?;
     }

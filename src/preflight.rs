@@ -35,6 +35,13 @@ impl Report {
         self.checked.push(what.into());
     }
 
+    /// Takes in the findings of a check that ran on its own.
+    fn absorb(&mut self, part: Report) {
+        self.checked.extend(part.checked);
+        self.problems.extend(part.problems);
+        self.instance_class = self.instance_class.take().or(part.instance_class);
+    }
+
     fn problem(&mut self, what: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(Problem {
             what: what.into(),
@@ -104,9 +111,7 @@ pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
     }
     let mut r = Report::default();
     for part in parts {
-        r.checked.extend(part.checked);
-        r.problems.extend(part.problems);
-        r.instance_class = r.instance_class.or(part.instance_class);
+        r.absorb(part);
     }
     Ok(r)
 }
@@ -373,8 +378,7 @@ async fn check_lambdas(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Re
     }))
     .await?;
     for part in parts {
-        r.checked.extend(part.checked);
-        r.problems.extend(part.problems);
+        r.absorb(part);
     }
     Ok(())
 }

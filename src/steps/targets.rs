@@ -277,69 +277,61 @@ impl StepImpl for Targets {
         // after the other (RDS may refuse to change a target group while a
         // target registers; untested on AWS, so not risked).
         let (target, pool) = tokio::try_join!(our_target(cx, i), pool_now(cx, i))?;
-        let register = async {
-            if target.is_none() {
-                cx.bar
-                    .set(format!("registering {} with {}", i.target(), i.proxy_name));
-                let registered = retry_on(
-                    cx.bar,
-                    &["InvalidDBInstanceState", "InvalidDBClusterStateFault"],
-                    BUSY_DB_LIMIT,
-                    || {
-                        cx.aws
-                            .rds
-                            .register_db_proxy_targets()
-                            .db_proxy_name(&i.proxy_name)
-                            .target_group_name(TARGET_GROUP)
-                            .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
-                            .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
-                            .send()
-                    },
+        if target.is_none() {
+            cx.bar
+                .set(format!("registering {} with {}", i.target(), i.proxy_name));
+            let registered = retry_on(
+                cx.bar,
+                &["InvalidDBInstanceState", "InvalidDBClusterStateFault"],
+                BUSY_DB_LIMIT,
+                || {
+                    cx.aws
+                        .rds
+                        .register_db_proxy_targets()
+                        .db_proxy_name(&i.proxy_name)
+                        .target_group_name(TARGET_GROUP)
+                        .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
+                        .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
+                        .send()
+                },
+            )
+            .await?;
+            registered.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot register {} with DB proxy {}: {}",
+                    i.target(),
+                    i.proxy_name,
+                    describe_error(&e)
                 )
-                .await?;
-                registered.map_err(|e| {
+            })?;
+        }
+        if !pool_differences(pool.as_ref(), &i.pool).is_empty() {
+            cx.bar.set("applying the connection pool settings");
+            let p = &i.pool;
+            cx.aws
+                .rds
+                .modify_db_proxy_target_group()
+                .db_proxy_name(&i.proxy_name)
+                .target_group_name(TARGET_GROUP)
+                .connection_pool_config(
+                    ConnectionPoolConfiguration::builder()
+                        .max_connections_percent(p.max_connections_percent as i32)
+                        .max_idle_connections_percent(p.max_idle_connections_percent as i32)
+                        .connection_borrow_timeout(p.connection_borrow_timeout as i32)
+                        .init_query(p.init_query.clone().unwrap_or_default())
+                        .set_session_pinning_filters(Some(p.session_pinning_filters.clone()))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
                     anyhow::anyhow!(
-                        "cannot register {} with DB proxy {}: {}",
-                        i.target(),
+                        "cannot set the pool settings of {}: {}",
                         i.proxy_name,
                         describe_error(&e)
                     )
                 })?;
-            }
-            anyhow::Ok(())
-        };
-        let set_pool = async {
-            if !pool_differences(pool.as_ref(), &i.pool).is_empty() {
-                cx.bar.set("applying the connection pool settings");
-                let p = &i.pool;
-                cx.aws
-                    .rds
-                    .modify_db_proxy_target_group()
-                    .db_proxy_name(&i.proxy_name)
-                    .target_group_name(TARGET_GROUP)
-                    .connection_pool_config(
-                        ConnectionPoolConfiguration::builder()
-                            .max_connections_percent(p.max_connections_percent as i32)
-                            .max_idle_connections_percent(p.max_idle_connections_percent as i32)
-                            .connection_borrow_timeout(p.connection_borrow_timeout as i32)
-                            .init_query(p.init_query.clone().unwrap_or_default())
-                            .set_session_pinning_filters(Some(p.session_pinning_filters.clone()))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot set the pool settings of {}: {}",
-                            i.proxy_name,
-                            describe_error(&e)
-                        )
-                    })?;
-            }
-            anyhow::Ok(())
-        };
-        register.await?;
-        set_pool.await?;
+        }
         let what = format!("target {} of {}", i.target(), i.proxy_name);
         let health = wait_for(
             cx.bar,
