@@ -1,6 +1,14 @@
 """Create the preconditions of AWS Cookbook recipe 4.3 in a local emulator.
 
     localstack/.venv/bin/python localstack/seed.py [--prefix P] [--out FILE]
+        [--engine mysql|postgres|sqlserver-ex|aurora-mysql|aurora-postgresql]
+        [--extra-function NAME ...]
+
+The DB is an RDS instance by default; an `aurora-*` engine makes an Aurora
+cluster with one instance and an RDS-managed master secret. Each
+--extra-function NAME adds a second kind of Lambda function (its own role and
+security group), exported as NAME_FUNCTION_NAME, NAME_FUNCTION_ROLE_NAME and
+NAME_FUNCTION_SG_ID (NAME upper-cased, '-' as '_').
 
 Needs AWS_ENDPOINT_URL (it refuses to run against real AWS). Idempotent: every
 resource is looked up by name/tag first, so a second run creates nothing and
@@ -112,6 +120,51 @@ def ensure_db_subnet_group(rds, name, subnet_ids):
         log(f"created DB subnet group {name}")
 
 
+ENGINES = {
+    # engine: (port, instance class)
+    "mysql": (3306, "db.t3.micro"),
+    "postgres": (5432, "db.t3.micro"),
+    "sqlserver-ex": (1433, "db.t3.small"),
+    "aurora-mysql": (3306, "db.r5.large"),
+    "aurora-postgresql": (5432, "db.r5.large"),
+}
+
+
+def find_cluster(rds, cluster_id):
+    try:
+        return rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
+    except ClientError as e:
+        if error_code(e) != "DBClusterNotFoundFault":
+            raise
+        return None
+
+
+def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id):
+    """Aurora cluster with one instance and an RDS-managed master secret;
+    returns (writer endpoint, secret ARN). RDS keeps the password: it is
+    never seen here."""
+    cluster = find_cluster(rds, cluster_id)
+    if cluster is None:
+        rds.create_db_cluster(
+            DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="dbadmin",
+            ManageMasterUserPassword=True, DBSubnetGroupName=subnet_group,
+            VpcSecurityGroupIds=[sg_id], Port=ENGINES[engine][0])
+        log(f"created Aurora cluster {cluster_id} ({engine})")
+    else:
+        log(f"found Aurora cluster {cluster_id}")
+    writer = f"{cluster_id}-1"
+    if find_db(rds, writer) is None:
+        rds.create_db_instance(DBInstanceIdentifier=writer, DBClusterIdentifier=cluster_id,
+                               Engine=engine, DBInstanceClass=ENGINES[engine][1])
+        log(f"created DB instance {writer} in {cluster_id}")
+
+    def available():
+        c = find_cluster(rds, cluster_id)
+        return c if c and c.get("Status") == "available" and c.get("Endpoint") else None
+    cluster = wait_for(f"Aurora cluster {cluster_id} to be available", available)
+    return cluster["Endpoint"], cluster["MasterUserSecret"]["SecretArn"]
+
+
 def find_db(rds, db_id):
     try:
         return rds.describe_db_instances(DBInstanceIdentifier=db_id)["DBInstances"][0]
@@ -132,7 +185,7 @@ def find_secret_password(sm, name):
     return json.loads(value["SecretString"])["password"]
 
 
-def ensure_db_and_secret(rds, sm, db_id, secret_name, subnet_group, sg_id):
+def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_id):
     """DB instance + secret holding its credentials; returns (endpoint, secret ARN).
 
     The password comes from the secret when one exists; otherwise a new one is
@@ -148,7 +201,7 @@ def ensure_db_and_secret(rds, sm, db_id, secret_name, subnet_group, sg_id):
 
     if db is None:
         rds.create_db_instance(
-            DBInstanceIdentifier=db_id, DBInstanceClass="db.t3.micro", Engine="mysql",
+            DBInstanceIdentifier=db_id, DBInstanceClass=ENGINES[engine][1], Engine=engine,
             MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20,
             DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
             PubliclyAccessible=False)
@@ -167,8 +220,8 @@ def ensure_db_and_secret(rds, sm, db_id, secret_name, subnet_group, sg_id):
     endpoint = db["Endpoint"]
 
     secret = json.dumps({
-        "username": "admin", "password": password, "engine": "mysql",
-        "host": endpoint["Address"], "port": endpoint.get("Port", 3306),
+        "username": "admin", "password": password, "engine": engine,
+        "host": endpoint["Address"], "port": endpoint.get("Port", ENGINES[engine][0]),
         "dbInstanceIdentifier": db_id,
     })
     if not secret_exists:
@@ -249,6 +302,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prefix", default="awscookbook403", help="prefix of every name")
     p.add_argument("--out", help="write the exports to this file instead of stdout")
+    p.add_argument("--engine", default="mysql", choices=sorted(ENGINES),
+                   help="the DB engine; aurora-* makes a cluster (default: mysql)")
+    p.add_argument("--extra-function", action="append", default=[], metavar="NAME",
+                   help="another Lambda function, with its own role and security group")
     args = p.parse_args()
     prefix = args.prefix
 
@@ -285,13 +342,28 @@ def main():
     db_id = f"{prefix}-db"
     subnet_group = f"{prefix}-db-subnets"
     ensure_db_subnet_group(rds, subnet_group, subnet_ids)
-    db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, f"{prefix}-db-secret",
-                                               subnet_group, db_sg)
+    if args.engine.startswith("aurora-"):
+        db_host, secret_arn = ensure_cluster(rds, db_id, args.engine, subnet_group, db_sg)
+        db_export = {"RDS_CLUSTER_ID": db_id}
+    else:
+        db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, args.engine,
+                                                   f"{prefix}-db-secret", subnet_group, db_sg)
+        db_export = {"RDS_ID": db_id}
 
     role_name = f"{prefix}-lambda-role"
     role_arn = ensure_lambda_role(iam, role_name)
     function_name = f"{prefix}-db-app"
     ensure_function(lam, function_name, role_arn, subnet_ids, lambda_sg, db_host)
+
+    extra = {}
+    for name in args.extra_function:
+        key = name.upper().replace("-", "_")
+        sg = ensure_sg(ec2, vpc_id, f"{prefix}-{name}-sg", f"recipe 4.3 {name} function")
+        role = f"{prefix}-{name}-role"
+        ensure_function(lam, f"{prefix}-{name}", ensure_lambda_role(iam, role), subnet_ids,
+                        sg, db_host)
+        extra.update({f"{key}_FUNCTION_NAME": f"{prefix}-{name}",
+                      f"{key}_FUNCTION_ROLE_NAME": role, f"{key}_FUNCTION_SG_ID": sg})
 
     exports = {
         "AWS_REGION": region,
@@ -299,12 +371,13 @@ def main():
         "VPC_ID": vpc_id,
         "ISOLATED_SUBNETS": " ".join(subnet_ids),
         "DB_NAME": db_id,
-        "RDS_ID": db_id,
+        **db_export,
         "RDS_SG": db_sg,
         "RDS_SECRET_ARN": secret_arn,
         "DB_APP_FUNCTION_NAME": function_name,
         "DB_APP_FUNCTION_ROLE_NAME": role_name,
         "DB_APP_FUNCTION_SG_ID": lambda_sg,
+        **extra,
     }
     text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
     if args.out:

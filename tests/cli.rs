@@ -1505,3 +1505,100 @@ fn doctor_reports_a_running_proxy_and_explains_pinning() {
         .stdout_has("long transactions and batch jobs")
         .stdout_has("session_pinning_filters = [\"EXCLUDE_VARIABLE_SETS\"]");
 }
+
+/// The shipped PostgreSQL, SQL Server and Aurora runbooks, each against a DB
+/// of its engine: run, a re-run that changes nothing, rollback to exactly
+/// what was there. The Aurora one serves two functions with their own roles
+/// and security groups.
+#[test]
+fn each_engine_runbook_runs_reruns_and_rolls_back() {
+    let emu = Emulator::start();
+    for (runbook, seed, family, port, functions) in [
+        (
+            "postgresql.toml",
+            &["--engine", "postgres"][..],
+            "POSTGRESQL",
+            5432,
+            &["db-app"][..],
+        ),
+        (
+            "sqlserver.toml",
+            &["--engine", "sqlserver-ex"],
+            "SQLSERVER",
+            1433,
+            &["db-app"],
+        ),
+        (
+            "aurora-postgresql.toml",
+            &[
+                "--engine",
+                "aurora-postgresql",
+                "--extra-function",
+                "reports",
+            ],
+            "POSTGRESQL",
+            5432,
+            &["db-app", "reports"],
+        ),
+    ] {
+        let ws = emu.workspace_for(&format!("engine_{family}"), runbook, seed);
+        let p = &ws.prefix;
+        let before = snapshot(&emu, &ws);
+        ws.run(&["run", "--yes"])
+            .ok()
+            .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
+        let after = snapshot(&emu, &ws);
+        let proxy = &after[&format!("db proxy {p}-db")];
+        assert!(
+            proxy.contains(&format!("engine=Some({family:?})"))
+                && proxy.contains(&format!("targets=[\"{p}-db\"]")),
+            "{runbook}: {proxy}"
+        );
+        let tcp = format!("tcp:Some({port})-Some({port})");
+        let proxy_sg = after
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
+            .map(|(_, v)| v)
+            .unwrap();
+        let ingress = proxy_sg.split(" egress=").next().unwrap();
+        assert_eq!(
+            ingress.matches("sg-").count(),
+            functions.len(),
+            "{runbook}: one source per function: {proxy_sg}"
+        );
+        assert!(proxy_sg.contains(&tcp), "{runbook}: {proxy_sg}");
+        for f in functions {
+            let env = &after[&format!("lambda {p}-{f}")];
+            assert!(
+                env.contains(".db-proxy-") && env.contains("\"LOG_LEVEL\": \"info\""),
+                "{runbook}: {f}: {env}"
+            );
+            let role = if *f == "db-app" {
+                "lambda".to_string()
+            } else {
+                f.to_string()
+            };
+            let role = &after[&format!("iam role {p}-{role}-role")];
+            assert!(
+                role.contains(&format!("policy/{p}-connect")),
+                "{runbook}: {f}: {role}"
+            );
+        }
+        ws.run(&["run", "--yes"]).ok().stdout_has(&format!(
+            "No changes: {ALL_STEPS} step(s) checked, all already done"
+        ));
+        assert_same(
+            &after,
+            &snapshot(&emu, &ws),
+            &format!("{runbook}: the re-run changed something"),
+        );
+        ws.run(&["rollback", "--yes"])
+            .ok()
+            .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+        assert_same(
+            &before,
+            &snapshot(&emu, &ws),
+            &format!("{runbook}: rollback left a difference"),
+        );
+    }
+}

@@ -271,23 +271,31 @@ impl StepImpl for ConnectPolicy {
             Some(_) => {}
         }
         let roles = roles(cx, &i.functions).await?;
-        for role in &roles {
-            if policy_attached(cx, role, &arn).await? {
-                continue;
+        try_join_all(roles.iter().map(|role| {
+            let arn = &arn;
+            async move {
+                if policy_attached(cx, role, arn).await? {
+                    return Ok(());
+                }
+                cx.bar
+                    .set(format!("attaching {} to role {role}", i.policy_name));
+                cx.aws
+                    .iam
+                    .attach_role_policy()
+                    .role_name(role)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot attach {arn} to role {role}: {}",
+                            describe_error(&e)
+                        )
+                    })
             }
-            cx.bar
-                .set(format!("attaching {} to role {role}", i.policy_name));
-            cx.aws
-                .iam
-                .attach_role_policy()
-                .role_name(role)
-                .policy_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot attach {arn} to role {role}: {}", describe_error(&e))
-                })?;
-        }
+        }))
+        .await?;
         Ok(Outputs::from([
             ("arn".to_string(), arn),
             ("roles".to_string(), roles.join(",")),

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,9 +94,8 @@ impl StepImpl for InvokeCheck {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        let mut responses = Vec::new();
-        for f in &i.functions {
-            cx.bar.set(format!("invoking {f}"));
+        cx.bar.set(format!("invoking {}", i.functions.join(", ")));
+        let responses = try_join_all(i.functions.iter().map(|f| async move {
             let out = cx
                 .aws
                 .lambda
@@ -116,8 +116,9 @@ impl StepImpl for InvokeCheck {
                 &body,
                 i.expect.as_deref(),
             )?;
-            responses.push(format!("{f}: {shown}"));
-        }
+            anyhow::Ok(format!("{f}: {shown}"))
+        }))
+        .await?;
         Ok(Outputs::from([("response".into(), responses.join("; "))]))
     }
 

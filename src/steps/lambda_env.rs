@@ -37,6 +37,37 @@ pub struct Inputs {
     functions: Vec<Function>,
 }
 
+impl Function {
+    /// The key of its old value in the state's `before`.
+    fn key(&self) -> String {
+        format!("{}.{}", self.name, self.variable)
+    }
+}
+
+/// The entries grouped by function: functions are updated at once, one
+/// function's variables one after another (two updates of one function at
+/// once could each drop the other's).
+fn by_function(functions: &[Function]) -> Vec<Vec<&Function>> {
+    let mut groups: Vec<Vec<&Function>> = Vec::new();
+    for f in functions {
+        match groups.iter_mut().find(|g| g[0].name == f.name) {
+            Some(g) => g.push(f),
+            None => groups.push(vec![f]),
+        }
+    }
+    groups
+}
+
+/// The value `f` had before the run: keyed by function and variable, or, in
+/// states written before two variables of one function were told apart, by
+/// the function alone.
+fn old_value<'a>(before: &'a Value, f: &Function) -> Option<&'a str> {
+    before
+        .get(f.key())
+        .or_else(|| before.get(&f.name))
+        .and_then(Value::as_str)
+}
+
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
     let conf = function_configuration(cx, name).await?;
     Ok(conf
@@ -234,28 +265,23 @@ impl StepImpl for LambdaEnv {
         let mut before = serde_json::Map::new();
         let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
         for (f, vars) in i.functions.iter().zip(all) {
-            before.insert(f.name.clone(), json!(vars.get(&f.variable)));
+            before.insert(f.key(), json!(vars.get(&f.variable)));
         }
         Ok(Some(Value::Object(before)))
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set("setting the variables to the proxy endpoint");
-        // Functions at once; one function's variables one after another
-        // (two updates of one function at once could each drop the other's).
-        let mut by_function: Vec<Vec<&Function>> = Vec::new();
-        for f in &i.functions {
-            match by_function.iter_mut().find(|g| g[0].name == f.name) {
-                Some(g) => g.push(f),
-                None => by_function.push(vec![f]),
-            }
-        }
-        try_join_all(by_function.iter().map(|group| async move {
-            for f in group {
-                set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
-            }
-            anyhow::Ok(())
-        }))
+        try_join_all(
+            by_function(&i.functions)
+                .into_iter()
+                .map(|group| async move {
+                    for f in group {
+                        set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
+                    }
+                    anyhow::Ok(())
+                }),
+        )
         .await?;
         Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
     }
@@ -266,23 +292,33 @@ impl StepImpl for LambdaEnv {
                 "no previous value was recorded, so there is nothing to restore".into(),
             ));
         };
-        let mut restored = Vec::new();
-        let mut left = Vec::new();
-        for f in &i.functions {
-            let now = variables(cx, &f.name).await?;
-            if now.get(&f.variable) != Some(&i.endpoint) {
-                // Changed since we set it (or never set): not ours to undo.
-                left.push(format!("{}.{}", f.name, f.variable));
-                continue;
-            }
-            let old = before.get(&f.name).and_then(Value::as_str);
-            cx.bar.set(format!("restoring {}.{}", f.name, f.variable));
-            set_variable(cx, &f.name, &f.variable, old).await?;
-            restored.push(match old {
-                Some(_) => format!("restored {}.{}", f.name, f.variable),
-                None => format!("removed {}.{} (it did not exist)", f.name, f.variable),
-            });
-        }
+        // Ok(text) restored, Err(name) left as it is.
+        let outcomes = try_join_all(by_function(&i.functions).into_iter().map(
+            |group| async move {
+                let mut out = Vec::new();
+                for f in group {
+                    let now = variables(cx, &f.name).await?;
+                    if now.get(&f.variable) != Some(&i.endpoint) {
+                        // Changed since we set it (or never set): not ours to undo.
+                        out.push(Err(f.key()));
+                        continue;
+                    }
+                    let old = old_value(before, f);
+                    cx.bar.set(format!("restoring {}", f.key()));
+                    set_variable(cx, &f.name, &f.variable, old).await?;
+                    out.push(Ok(match old {
+                        Some(_) => format!("restored {}", f.key()),
+                        None => format!("removed {} (it did not exist)", f.key()),
+                    }));
+                }
+                anyhow::Ok(out)
+            },
+        ))
+        .await?;
+        let (restored, left): (Vec<_>, Vec<_>) =
+            outcomes.into_iter().flatten().partition(Result::is_ok);
+        let restored: Vec<String> = restored.into_iter().filter_map(Result::ok).collect();
+        let left: Vec<String> = left.into_iter().filter_map(Result::err).collect();
         if restored.is_empty() {
             return Ok(Undone::AlreadyGone(format!(
                 "{} no longer on the proxy endpoint: left as is",
@@ -296,6 +332,35 @@ impl StepImpl for LambdaEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(name: &str, variable: &str) -> Function {
+        Function {
+            name: name.into(),
+            variable: variable.into(),
+        }
+    }
+
+    #[test]
+    fn two_variables_of_one_function_keep_their_own_old_values() {
+        let fs = [
+            entry("api", "DB_HOST"),
+            entry("jobs", "DB_HOST"),
+            entry("api", "DB_RO_HOST"),
+        ];
+        let groups: Vec<Vec<String>> = by_function(&fs)
+            .iter()
+            .map(|g| g.iter().map(|f| f.key()).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            [vec!["api.DB_HOST", "api.DB_RO_HOST"], vec!["jobs.DB_HOST"]]
+        );
+        let before = json!({"api.DB_HOST": "db", "api.DB_RO_HOST": null, "jobs.DB_HOST": "db2"});
+        assert_eq!(old_value(&before, &fs[0]), Some("db"));
+        assert_eq!(old_value(&before, &fs[2]), None);
+        // A state written before the keys named the variable.
+        assert_eq!(old_value(&json!({"api": "old"}), &fs[0]), Some("old"));
+    }
 
     #[test]
     fn update_status_decisions() {

@@ -8,6 +8,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
     ConnectionPoolConfiguration, ConnectionPoolConfigurationInfo, DbProxyTarget, TargetHealth,
+    TargetRole, TargetType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -100,17 +101,54 @@ pub fn health_text(h: Option<&TargetHealth>) -> String {
     }
 }
 
-/// What the target's health means while waiting for AVAILABLE. UNAVAILABLE
-/// is part of the usual path (REGISTERING, UNAVAILABLE, AVAILABLE), so it is
-/// waited on, with its reason shown, until the deadline.
-pub fn health_decision(t: &DbProxyTarget) -> Wait<String> {
-    let state = t
-        .target_health()
-        .and_then(|h| h.state())
-        .map(|s| s.as_str().to_string());
-    match state.as_deref() {
-        Some("AVAILABLE") => Wait::Ready("AVAILABLE".into()),
-        _ => Wait::Pending(health_text(t.target_health())),
+/// What the health of our entries means while waiting for AVAILABLE.
+/// UNAVAILABLE is part of the usual path (REGISTERING, UNAVAILABLE,
+/// AVAILABLE), so it is waited on, with its reason shown, until the deadline.
+///
+/// An instance has one entry. For an Aurora cluster AWS lists the cluster
+/// (TRACKED_CLUSTER) and each of its instances (RDS_INSTANCE with
+/// TrackedClusterId): the writer's health is what counts (the default
+/// endpoint sends everything to it); the cluster's own entry counts only
+/// while no instance is listed.
+pub fn health_decision(ours: &[DbProxyTarget]) -> Wait<String> {
+    let instances: Vec<&DbProxyTarget> = ours
+        .iter()
+        .filter(|t| {
+            t.tracked_cluster_id().is_some() && t.r#type() == Some(&TargetType::RdsInstance)
+        })
+        .collect();
+    let writers: Vec<&DbProxyTarget> = instances
+        .iter()
+        .copied()
+        .filter(|t| t.role() == Some(&TargetRole::ReadWrite))
+        .collect();
+    let counted = if !writers.is_empty() {
+        writers
+    } else if !instances.is_empty() {
+        instances
+    } else {
+        ours.iter().collect()
+    };
+    if counted.is_empty() {
+        return Wait::Pending("not listed yet".into());
+    }
+    let waiting: Vec<String> = counted
+        .iter()
+        .filter(|t| {
+            t.target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str())
+                != Some("AVAILABLE")
+        })
+        .map(|t| match (counted.len(), t.rds_resource_id()) {
+            (1, _) | (_, None) => health_text(t.target_health()),
+            (_, Some(id)) => format!("{id}: {}", health_text(t.target_health())),
+        })
+        .collect();
+    if waiting.is_empty() {
+        Wait::Ready("AVAILABLE".into())
+    } else {
+        Wait::Pending(waiting.join("; "))
     }
 }
 
@@ -160,7 +198,8 @@ pub fn pool_differences(
     d
 }
 
-async fn our_target(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<DbProxyTarget>> {
+/// The proxy's entries for the runbook's DB (none: not registered).
+async fn our_targets(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<DbProxyTarget>> {
     match cx
         .aws
         .rds
@@ -173,8 +212,9 @@ async fn our_target(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<DbProxyTarget>> {
             .targets
             .unwrap_or_default()
             .into_iter()
-            .find(|t| is_our_target(t, i))),
-        Err(e) if is_gone(error_code(&e)) => Ok(None),
+            .filter(|t| is_our_target(t, i))
+            .collect()),
+        Err(e) if is_gone(error_code(&e)) => Ok(Vec::new()),
         Err(e) => anyhow::bail!(
             "cannot read the targets of DB proxy {}: {}",
             i.proxy_name,
@@ -252,10 +292,10 @@ impl StepImpl for Targets {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let (target, pool) = tokio::try_join!(our_target(cx, i), pool_now(cx, i))?;
-        let Some(target) = target else {
+        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx, i))?;
+        if ours.is_empty() {
             return Ok(Found::Missing);
-        };
+        }
         let diffs = pool_differences(pool.as_ref(), &i.pool);
         if !diffs.is_empty() {
             return Ok(Found::Incomplete(format!(
@@ -263,7 +303,7 @@ impl StepImpl for Targets {
                 diffs.join(", ")
             )));
         }
-        Ok(match health_decision(&target) {
+        Ok(match health_decision(&ours) {
             Wait::Ready(h) => Found::Done(Outputs::from([
                 ("target".into(), i.target().into()),
                 ("health".into(), h),
@@ -276,8 +316,8 @@ impl StepImpl for Targets {
         // What is there, read at once; then register and set the pool one
         // after the other (RDS may refuse to change a target group while a
         // target registers; untested on AWS, so not risked).
-        let (target, pool) = tokio::try_join!(our_target(cx, i), pool_now(cx, i))?;
-        if target.is_none() {
+        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx, i))?;
+        if ours.is_empty() {
             cx.bar
                 .set(format!("registering {} with {}", i.target(), i.proxy_name));
             let registered = retry_on(
@@ -337,12 +377,7 @@ impl StepImpl for Targets {
             cx.bar,
             &what,
             Duration::from_secs(i.wait_timeout_seconds),
-            || async {
-                Ok(match our_target(cx, i).await? {
-                    Some(t) => health_decision(&t),
-                    None => Wait::Pending("not listed yet".into()),
-                })
-            },
+            || async { Ok(health_decision(&our_targets(cx, i).await?)) },
         )
         .await?;
         Ok(Outputs::from([
@@ -352,7 +387,7 @@ impl StepImpl for Targets {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        if our_target(cx, i).await?.is_none() {
+        if our_targets(cx, i).await?.is_empty() {
             return Ok(Undone::AlreadyGone(format!(
                 "{} is not registered with {}",
                 i.target(),
@@ -416,17 +451,17 @@ mod tests {
     #[test]
     fn health_waits_and_explains_unavailable() {
         assert!(matches!(
-            health_decision(&target(TargetState::Available, None)),
+            health_decision(&[target(TargetState::Available, None)]),
             Wait::Ready(_)
         ));
         assert!(matches!(
-            health_decision(&target(TargetState::Registering, None)),
+            health_decision(&[target(TargetState::Registering, None)]),
             Wait::Pending(s) if s == "REGISTERING"
         ));
-        let Wait::Pending(s) = health_decision(&target(
+        let Wait::Pending(s) = health_decision(&[target(
             TargetState::Unavailable,
             Some(TargetHealthReason::ConnectionFailed),
-        )) else {
+        )]) else {
             panic!("UNAVAILABLE is waited on");
         };
         assert!(
@@ -434,13 +469,85 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("db-ingress"), "{s}");
-        let Wait::Pending(s) = health_decision(&target(
+        let Wait::Pending(s) = health_decision(&[target(
             TargetState::Unavailable,
             Some(TargetHealthReason::AuthFailure),
-        )) else {
+        )]) else {
             panic!()
         };
         assert!(s.contains("secret-access"), "{s}");
+        assert!(matches!(health_decision(&[]), Wait::Pending(s) if s == "not listed yet"));
+    }
+
+    fn member(id: &str, role: TargetRole, state: TargetState) -> DbProxyTarget {
+        DbProxyTarget::builder()
+            .rds_resource_id(id)
+            .tracked_cluster_id("c1")
+            .r#type(TargetType::RdsInstance)
+            .role(role)
+            .target_health(TargetHealth::builder().state(state).build())
+            .build()
+    }
+
+    #[test]
+    fn a_cluster_is_ready_when_its_writer_is() {
+        // AWS: the cluster's entry carries no health; its instances do.
+        let cluster = DbProxyTarget::builder()
+            .rds_resource_id("c1")
+            .r#type(TargetType::TrackedCluster)
+            .build();
+        assert!(matches!(
+            health_decision(std::slice::from_ref(&cluster)),
+            Wait::Pending(s) if s == "no health reported"
+        ));
+        let writer_up = [
+            cluster.clone(),
+            member("c1-1", TargetRole::ReadWrite, TargetState::Available),
+            member("c1-2", TargetRole::ReadOnly, TargetState::Registering),
+        ];
+        assert!(matches!(health_decision(&writer_up), Wait::Ready(_)));
+        let writer_down = [
+            cluster.clone(),
+            member("c1-1", TargetRole::ReadWrite, TargetState::Registering),
+            member("c1-2", TargetRole::ReadOnly, TargetState::Available),
+        ];
+        assert!(matches!(
+            health_decision(&writer_down),
+            Wait::Pending(s) if s == "REGISTERING"
+        ));
+        // No roles reported yet: every instance counts, each named.
+        let unroled = DbProxyTarget::builder()
+            .rds_resource_id("c1-2")
+            .tracked_cluster_id("c1")
+            .r#type(TargetType::RdsInstance)
+            .target_health(
+                TargetHealth::builder()
+                    .state(TargetState::Registering)
+                    .build(),
+            )
+            .build();
+        let mut up = unroled.clone();
+        up.rds_resource_id = Some("c1-1".into());
+        up.target_health = Some(
+            TargetHealth::builder()
+                .state(TargetState::Available)
+                .build(),
+        );
+        assert!(matches!(
+            health_decision(&[cluster, up, unroled]),
+            Wait::Pending(s) if s == "c1-2: REGISTERING"
+        ));
+        // The emulator's way: the cluster's entry with its own health.
+        let emulated = DbProxyTarget::builder()
+            .rds_resource_id("c1")
+            .r#type(TargetType::TrackedCluster)
+            .target_health(
+                TargetHealth::builder()
+                    .state(TargetState::Available)
+                    .build(),
+            )
+            .build();
+        assert!(matches!(health_decision(&[emulated]), Wait::Ready(_)));
     }
 
     fn pool() -> Pool {

@@ -125,19 +125,26 @@ impl Emulator {
         emu
     }
 
-    /// Seeds the recipe's preconditions; returns the exports.
     /// Seeds the recipe's preconditions under a new prefix, and writes the
     /// cookbook runbook for them.
     pub fn workspace(&self, test: &str) -> Workspace {
-        let prefix = unique_prefix(test);
-        let exports = self.seed(&prefix);
-        Workspace::new(self, &prefix, exports)
+        self.workspace_for(test, "cookbook-4.3-mysql.toml", &[])
     }
 
-    pub fn seed(&self, prefix: &str) -> HashMap<String, String> {
+    /// Seeds with `seed_args` (e.g. `--engine postgres`) under a new prefix,
+    /// and writes the shipped runbook `runbook` (a file in runbooks/).
+    pub fn workspace_for(&self, test: &str, runbook: &str, seed_args: &[&str]) -> Workspace {
+        let prefix = unique_prefix(test);
+        let exports = self.seed(&prefix, seed_args);
+        Workspace::new(self, &prefix, exports, runbook)
+    }
+
+    /// Seeds the recipe's preconditions; returns the exports.
+    pub fn seed(&self, prefix: &str, seed_args: &[&str]) -> HashMap<String, String> {
         let out = Command::new(Path::new(ROOT).join("localstack/.venv/bin/python"))
             .arg(Path::new(ROOT).join("localstack/seed.py"))
             .args(["--prefix", prefix])
+            .args(seed_args)
             .envs(self.aws_env())
             .output()
             .expect("run seed.py");
@@ -197,11 +204,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A runbook for one test: the shipped cookbook runbook with every name
-/// made unique by the emulator's prefix, written into its own folder with
-/// the policy files beside it.
+/// A runbook for one test: a shipped runbook with every name made unique by
+/// the emulator's prefix, written into its own folder with the policy files
+/// beside it.
 pub struct Workspace {
     pub dir: PathBuf,
+    /// The shipped runbook it was made from (a file in runbooks/).
+    pub source: String,
     pub runbook: PathBuf,
     pub state: PathBuf,
     pub env: HashMap<String, String>,
@@ -210,7 +219,12 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(emu: &Emulator, prefix: &str, exports: HashMap<String, String>) -> Workspace {
+    pub fn new(
+        emu: &Emulator,
+        prefix: &str,
+        exports: HashMap<String, String>,
+        runbook: &str,
+    ) -> Workspace {
         let dir = temp_dir(prefix);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         for f in [
@@ -227,6 +241,7 @@ impl Workspace {
             runbook: dir.join("runbook.toml"),
             state: dir.join("state/runbook.state.json"),
             dir,
+            source: runbook.to_string(),
             env: exports,
             emu_env: emu.aws_env(),
             prefix: prefix.to_string(),
@@ -235,16 +250,21 @@ impl Workspace {
         ws
     }
 
-    /// Writes the cookbook runbook, renamed for this test, through `edit`.
+    /// Writes the shipped runbook, renamed for this test, through `edit`.
     pub fn write_runbook(&self, edit: impl FnOnce(String) -> String) {
         let p = &self.prefix;
-        let src = std::fs::read_to_string(Path::new(ROOT).join("runbooks/cookbook-4.3-mysql.toml"))
-            .unwrap()
-            .replace("name = \"cookbook-4-3\"", &format!("name = \"{p}\""))
-            .replace("AWSCookbook403RDSProxySG", &format!("{p}-proxy-sg"))
-            .replace("AWSCookbook403RDSProxy", &format!("{p}-proxy-role"))
-            .replace("AWSCookbook403RdsIamPolicy", &format!("{p}-connect"));
-        std::fs::write(&self.runbook, edit(src)).unwrap();
+        let src =
+            std::fs::read_to_string(Path::new(ROOT).join("runbooks").join(&self.source)).unwrap();
+        let mut doc: toml_edit::DocumentMut = src.parse().unwrap();
+        doc["name"] = toml_edit::value(p.as_str());
+        for (table, name) in [
+            ("proxy_role", format!("{p}-proxy-role")),
+            ("proxy_security_group", format!("{p}-proxy-sg")),
+            ("connect_policy", format!("{p}-connect")),
+        ] {
+            doc[table]["name"] = toml_edit::value(name);
+        }
+        std::fs::write(&self.runbook, edit(doc.to_string())).unwrap();
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
