@@ -5,6 +5,7 @@ mod cli;
 mod doctor;
 mod engine;
 mod failpoint;
+mod init;
 mod plan;
 mod poll;
 mod preflight;
@@ -119,6 +120,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         watch_ctrl_c();
         match &cli.command {
+            Command::Init {
+                functions,
+                db_instance,
+                db_cluster,
+                secret,
+                name,
+                out,
+                force,
+            } => {
+                let args = init::InitArgs {
+                    functions: functions.clone(),
+                    db_instance: db_instance.clone(),
+                    db_cluster: db_cluster.clone(),
+                    secret: secret.clone(),
+                    name: name.clone(),
+                    out: out.clone(),
+                    force: *force,
+                };
+                init::init(&args, &opts).await
+            }
             Command::Plan { runbook, output } => plan::plan(runbook, *output, &opts).await,
             Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,

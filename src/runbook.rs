@@ -301,7 +301,7 @@ impl Runbook {
         Runbook::parse_with(path, &src, env, lenient)
     }
 
-    #[cfg(test)]
+    /// Checks a runbook's text as if it were the file at `path`.
     pub fn parse(path: &Path, src: &str, env: EnvLookup) -> Result<Runbook, RunbookError> {
         Runbook::parse_with(path, src, env, false)
     }

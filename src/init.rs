@@ -1,0 +1,754 @@
+//! `init`: write a runbook filled in from the account. It reads the DB
+//! (instance or Aurora cluster) and each Lambda function, never changes
+//! anything, and checks its own output with the runbook loader before it
+//! writes it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use futures_util::future::join_all;
+
+use crate::aws::{Aws, describe_error, error_code};
+use crate::engine::{EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_USAGE, Options, exit};
+use crate::preflight::family_of;
+use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
+
+pub struct InitArgs {
+    pub functions: Vec<String>,
+    pub db_instance: Option<String>,
+    pub db_cluster: Option<String>,
+    pub secret: Option<String>,
+    pub name: Option<String>,
+    pub out: Option<PathBuf>,
+    pub force: bool,
+}
+
+/// What the account says about the DB.
+#[derive(Debug, Default)]
+pub struct Db {
+    /// "instance_id" or "cluster_id".
+    pub key: &'static str,
+    pub id: String,
+    pub engine: String,
+    pub family: Option<EngineFamily>,
+    pub about: String,
+    pub port: Option<i32>,
+    /// Writer (and reader) endpoint addresses: a function whose variable
+    /// holds one of them is the one to swap.
+    pub addresses: Vec<String>,
+    pub vpc_id: Option<String>,
+    /// (subnet, AZ)
+    pub subnets: Vec<(String, String)>,
+    pub security_groups: Vec<String>,
+    pub managed_secret: Option<String>,
+}
+
+/// What the account says about one function.
+#[derive(Default)]
+pub struct Function {
+    pub name: String,
+    pub role: Option<String>,
+    pub security_groups: Vec<String>,
+    /// The variable that holds the DB's address now, or DB_HOST.
+    pub env_var: String,
+    /// Why `env_var` was chosen, for the runbook's comment.
+    pub env_var_note: &'static str,
+    /// The function's variables, only to find `env_var`: never shown.
+    variables: Vec<(String, String)>,
+}
+
+/// The variable to swap: the one whose value is one of the DB's addresses
+/// (a variable named like DB_HOST first), else DB_HOST.
+pub fn with_env_var(mut f: Function, addresses: &[String]) -> Function {
+    let mut holding: Vec<&String> = f
+        .variables
+        .iter()
+        .filter(|(_, v)| addresses.contains(v))
+        .map(|(k, _)| k)
+        .collect();
+    holding.sort_by_key(|k| (!k.contains("HOST"), k.as_str()));
+    let (var, note) = match holding.first() {
+        Some(k) => ((*k).clone(), "holds the DB's endpoint now"),
+        None if f.variables.iter().any(|(k, _)| k == "DB_HOST") => {
+            ("DB_HOST".to_string(), "the function has it now")
+        }
+        None => (
+            "DB_HOST".to_string(),
+            "not set on the function now: use the name your code reads",
+        ),
+    };
+    f.env_var = var;
+    f.env_var_note = note;
+    f.variables.clear();
+    f
+}
+
+/// Problems found, each with its fix; all reported at once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, what: impl std::fmt::Display, fix: impl std::fmt::Display) {
+        self.0.push(format!("{what}\n    fix: {fix}"));
+    }
+}
+
+/// The name derived from the DB's identifier: `<db>-proxy`, cut to AWS's
+/// 60 characters for a proxy name.
+pub fn default_name(db_id: &str) -> String {
+    suffixed(db_id, "-proxy", 60)
+}
+
+/// `base` + `suffix`, with `base` cut so the whole fits in `max` bytes
+/// (names here are ASCII: AWS's rules allow nothing else).
+pub fn suffixed(base: &str, suffix: &str, max: usize) -> String {
+    let keep = max.saturating_sub(suffix.len()).min(base.len());
+    format!("{}{suffix}", base[..keep].trim_end_matches('-'))
+}
+
+pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
+    // Everything that needs no AWS call first.
+    if let Some(out) = &args.out
+        && out.exists()
+        && !args.force
+    {
+        return Err(exit(
+            EXIT_USAGE,
+            format!(
+                "{} exists: pass --force to overwrite it, or choose another file with -o",
+                out.display()
+            ),
+        ));
+    }
+    let db_id = args
+        .db_instance
+        .as_deref()
+        .or(args.db_cluster.as_deref())
+        .unwrap_or_default();
+    let name = args.name.clone().unwrap_or_else(|| default_name(db_id));
+    if let Err(why) = check_runbook_name(&name).and_then(|()| check_proxy_name(&name)) {
+        return Err(exit(
+            EXIT_USAGE,
+            format!("--name: {why}; the name is the runbook's and the proxy's"),
+        ));
+    }
+
+    let aws = Aws::connect(&opts.aws, None).await?;
+    let account = aws.account_id();
+    let db = async {
+        match (&args.db_instance, &args.db_cluster) {
+            (Some(id), _) => read_instance(&aws, id).await,
+            (None, Some(id)) => read_cluster(&aws, id).await,
+            (None, None) => unreachable!("clap requires one"),
+        }
+    };
+    let functions = join_all(args.functions.iter().map(|f| read_function(&aws, f)));
+    let (account, db, functions) = tokio::join!(account, db, functions);
+    let account = account?.to_string();
+
+    let mut problems = Problems::default();
+    let db = match db {
+        Ok(db) => Some(db),
+        Err(why) => {
+            problems.0.push(why);
+            None
+        }
+    };
+    let functions: Vec<Function> = functions
+        .into_iter()
+        .filter_map(|f| f.map_err(|why| problems.0.push(why)).ok())
+        .collect();
+    let secret = args
+        .secret
+        .clone()
+        .or_else(|| db.as_ref().and_then(|d| d.managed_secret.clone()));
+    if let Some(db) = &db {
+        let named_like = match secret {
+            Some(_) => Vec::new(),
+            None => secrets_named_like(&aws, &db.id).await,
+        };
+        check_db(db, secret.is_some(), &named_like, &mut problems);
+    }
+    for f in &functions {
+        if f.security_groups.is_empty() {
+            problems.add(
+                format!(
+                    "function {} is not in a VPC, so it cannot reach the proxy",
+                    f.name
+                ),
+                "attach it to the DB's VPC (subnets and a security group), then run init again",
+            );
+        }
+    }
+    let Some(db) = db.filter(|_| problems.0.is_empty()) else {
+        return Err(exit(
+            EXIT_PREFLIGHT,
+            format!(
+                "cannot write the runbook; nothing was written:\n  {}",
+                problems.0.join("\n  ")
+            ),
+        ));
+    };
+
+    let functions: Vec<Function> = functions
+        .into_iter()
+        .map(|f| with_env_var(f, &db.addresses))
+        .collect();
+    let text = render(&Rendered {
+        name: &name,
+        region: &aws.region,
+        account: &account,
+        db: &db,
+        secret: secret.as_deref().unwrap_or_default(),
+        secret_given: args.secret.is_some(),
+        functions: &functions,
+    });
+    // Our own output must load: a failure here is a bug, not the user's.
+    let check_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runbook.toml"));
+    if let Err(e) = Runbook::parse(&check_path, &text, &|_| None) {
+        return Err(exit(
+            EXIT_BAD_INPUT,
+            format!("the runbook init wrote does not load (a bug; please report it):\n{e}"),
+        ));
+    }
+    match &args.out {
+        None => print!("{text}"),
+        Some(out) => {
+            write_new(out, &text)?;
+            eprintln!(
+                "wrote {}: review it, then `rds-proxy-runbook plan {}`",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file beside `path`, then renames.
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+/// What in the DB keeps init from writing a runbook that works.
+fn check_db(db: &Db, have_secret: bool, named_like: &[String], problems: &mut Problems) {
+    let what = format!(
+        "{} {}",
+        if db.key == "instance_id" {
+            "DB instance"
+        } else {
+            "Aurora cluster"
+        },
+        db.id
+    );
+    if let Err(why) = family_of(&db.engine) {
+        problems.add(
+            format!("{what} runs {}: {why}", db.engine),
+            "RDS Proxy serves MySQL, MariaDB, PostgreSQL and SQL Server (and their Aurora kinds)",
+        );
+    }
+    if db.vpc_id.is_none() || db.subnets.is_empty() {
+        problems.add(
+            format!("{what} reports no subnet group"),
+            "the proxy must sit in the DB's VPC: give the DB a subnet group",
+        );
+    }
+    if db.security_groups.is_empty() {
+        problems.add(
+            format!("{what} has no VPC security group"),
+            "give the DB a security group; the proxy is admitted through it",
+        );
+    }
+    if !have_secret {
+        let hint = match named_like {
+            [] => String::new(),
+            found => format!(
+                " (secrets whose name holds {}: {})",
+                db.id,
+                found.join(", ")
+            ),
+        };
+        problems.add(
+            format!("{what} has no secret that RDS manages"),
+            format!(
+                "pass --secret ARN: a Secrets Manager secret holding the DB user's username and password as JSON{hint}"
+            ),
+        );
+    }
+}
+
+/// The ARNs of secrets whose name holds `db_id` (names only: no value is
+/// read), as hints for --secret. Empty when they cannot be listed.
+async fn secrets_named_like(aws: &Aws, db_id: &str) -> Vec<String> {
+    let filter = aws_sdk_secretsmanager::types::Filter::builder()
+        .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+        .values(db_id)
+        .build();
+    match aws.secrets.list_secrets().filters(filter).send().await {
+        Ok(o) => o
+            .secret_list()
+            .iter()
+            .filter_map(|s| s.arn().map(String::from))
+            .take(5)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn read_instance(aws: &Aws, id: &str) -> Result<Db, String> {
+    let out = aws
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await;
+    let d = match out {
+        Ok(o) => o.db_instances.unwrap_or_default().into_iter().next(),
+        Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
+        Err(e) => {
+            return Err(format!(
+                "cannot read DB instance {id}: {}",
+                describe_error(&e)
+            ));
+        }
+    };
+    let Some(d) = d else {
+        return Err(format!(
+            "DB instance {id} does not exist in {}\n    fix: check the identifier and the region (--region); for Aurora give --db-cluster",
+            aws.region
+        ));
+    };
+    if let Some(c) = d.db_cluster_identifier() {
+        return Err(format!(
+            "DB instance {id} belongs to Aurora cluster {c}\n    fix: register the cluster: --db-cluster {c} (the proxy then follows its writer)"
+        ));
+    }
+    let group = d.db_subnet_group();
+    Ok(Db {
+        key: "instance_id",
+        id: id.to_string(),
+        engine: d.engine().unwrap_or_default().to_string(),
+        family: family_of(d.engine().unwrap_or_default()).ok(),
+        about: format!(
+            "{} {}, {}",
+            d.engine().unwrap_or("?"),
+            d.engine_version().unwrap_or("?"),
+            d.db_instance_class().unwrap_or("?")
+        ),
+        port: d.endpoint().and_then(|e| e.port()).or(d.db_instance_port()),
+        addresses: d
+            .endpoint()
+            .and_then(|e| e.address())
+            .map(String::from)
+            .into_iter()
+            .collect(),
+        vpc_id: group.and_then(|g| g.vpc_id()).map(String::from),
+        subnets: subnets_of(group),
+        security_groups: d
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id().map(String::from))
+            .collect(),
+        managed_secret: d
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .map(String::from),
+    })
+}
+
+async fn read_cluster(aws: &Aws, id: &str) -> Result<Db, String> {
+    let out = aws
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await;
+    let c = match out {
+        Ok(o) => o.db_clusters.unwrap_or_default().into_iter().next(),
+        Err(e) if error_code(&e) == Some("DBClusterNotFoundFault") => None,
+        Err(e) => {
+            return Err(format!(
+                "cannot read DB cluster {id}: {}",
+                describe_error(&e)
+            ));
+        }
+    };
+    let Some(c) = c else {
+        return Err(format!(
+            "Aurora cluster {id} does not exist in {}\n    fix: check the identifier and the region (--region); for an RDS instance give --db-instance",
+            aws.region
+        ));
+    };
+    // The cluster names its subnet group; the group holds VPC and subnets.
+    let group = match c.db_subnet_group() {
+        Some(g) => match aws
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(g)
+            .send()
+            .await
+        {
+            Ok(o) => o.db_subnet_groups.unwrap_or_default().into_iter().next(),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read DB subnet group {g} of {id}: {}",
+                    describe_error(&e)
+                ));
+            }
+        },
+        None => None,
+    };
+    Ok(Db {
+        key: "cluster_id",
+        id: id.to_string(),
+        engine: c.engine().unwrap_or_default().to_string(),
+        family: family_of(c.engine().unwrap_or_default()).ok(),
+        about: format!(
+            "{} {}, {} member(s)",
+            c.engine().unwrap_or("?"),
+            c.engine_version().unwrap_or("?"),
+            c.db_cluster_members().len()
+        ),
+        port: c.port(),
+        addresses: [c.endpoint(), c.reader_endpoint()]
+            .into_iter()
+            .flatten()
+            .map(String::from)
+            .collect(),
+        vpc_id: group.as_ref().and_then(|g| g.vpc_id()).map(String::from),
+        subnets: subnets_of(group.as_ref()),
+        security_groups: c
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id().map(String::from))
+            .collect(),
+        managed_secret: c
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .map(String::from),
+    })
+}
+
+fn subnets_of(group: Option<&aws_sdk_rds::types::DbSubnetGroup>) -> Vec<(String, String)> {
+    group
+        .map(|g| g.subnets())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.subnet_identifier()?.to_string(),
+                s.subnet_availability_zone()
+                    .and_then(|z| z.name())
+                    .unwrap_or("?")
+                    .to_string(),
+            ))
+        })
+        .collect()
+}
+
+async fn read_function(aws: &Aws, name: &str) -> Result<Function, String> {
+    let c = match aws
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+    {
+        Ok(c) => c,
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+            return Err(format!(
+                "Lambda function {name} does not exist in {}\n    fix: check the name and the region (--region)",
+                aws.region
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot read function {name}: {}",
+                describe_error(&e)
+            ));
+        }
+    };
+    Ok(Function {
+        name: name.to_string(),
+        role: c.role().map(String::from),
+        security_groups: c
+            .vpc_config()
+            .map(|v| v.security_group_ids().to_vec())
+            .unwrap_or_default(),
+        variables: c
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        ..Function::default()
+    })
+}
+
+pub struct Rendered<'a> {
+    pub name: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub db: &'a Db,
+    pub secret: &'a str,
+    pub secret_given: bool,
+    pub functions: &'a [Function],
+}
+
+/// A TOML string literal.
+fn q(s: &str) -> String {
+    toml_edit::Value::from(s).to_string()
+}
+
+/// `others: a, b` for the values after the first, or nothing.
+fn others(all: &[String]) -> String {
+    match all.get(1..) {
+        Some(rest) if !rest.is_empty() => format!(" (also: {})", rest.join(", ")),
+        _ => String::new(),
+    }
+}
+
+/// The runbook's text: every value from the account, commented.
+pub fn render(r: &Rendered) -> String {
+    let db = r.db;
+    let family = db.family.unwrap_or(EngineFamily::Mysql);
+    let name = r.name;
+    let mut t = String::new();
+    let w = &mut t;
+    let _ = writeln!(
+        w,
+        "# Written by `rds-proxy-runbook init` from account {} in {}.",
+        r.account, r.region
+    );
+    let _ = writeln!(
+        w,
+        "# Every value was read from the account; review them, then:"
+    );
+    let _ = writeln!(w, "#   rds-proxy-runbook plan <this file>");
+    let _ = writeln!(
+        w,
+        "# runbooks/template.toml in the repository lists every key and its default."
+    );
+    let _ = writeln!(w, "name = {}", q(name));
+    let _ = writeln!(w, "region = {}", q(r.region));
+    let _ = writeln!(w);
+    let _ = writeln!(w, "steps = [");
+    let _ = writeln!(
+        w,
+        "  \"proxy-role\", \"secret-access\", \"proxy-security-group\", \"proxy\", \"connect-policy\","
+    );
+    let _ = writeln!(
+        w,
+        "  \"db-ingress\", \"targets\", \"lambda-ingress\", \"lambda-env\", \"invoke-check\","
+    );
+    let _ = writeln!(w, "]");
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[network]");
+    let _ = writeln!(
+        w,
+        "vpc_id = {}  # the DB's VPC",
+        q(db.vpc_id.as_deref().unwrap_or_default())
+    );
+    let zones: Vec<String> = db
+        .subnets
+        .iter()
+        .map(|(s, z)| format!("{s} in {z}"))
+        .collect();
+    let _ = writeln!(w, "# The DB subnet group's subnets: {}.", zones.join(", "));
+    let ids: Vec<String> = db.subnets.iter().map(|(s, _)| q(s)).collect();
+    let _ = writeln!(w, "subnet_ids = [{}]", ids.join(", "));
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[database]");
+    let _ = writeln!(w, "{} = {}  # {}", db.key, q(&db.id), db.about);
+    let _ = writeln!(
+        w,
+        "security_group_id = {}  # the DB's security group{}",
+        q(&db.security_groups[0]),
+        others(&db.security_groups)
+    );
+    let _ = writeln!(
+        w,
+        "secret_arn = {}  # {}",
+        q(r.secret),
+        if r.secret_given {
+            "given with --secret"
+        } else {
+            "the master user's secret, managed by RDS"
+        }
+    );
+    let _ = writeln!(w, "engine_family = {}", q(family.as_str()));
+    let _ = writeln!(
+        w,
+        "port = {}",
+        db.port.map_or(family.default_port(), i64::from)
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[proxy_role]");
+    let _ = writeln!(
+        w,
+        "name = {}  # made by the proxy-role step",
+        q(&suffixed(name, "-rds-proxy", 64))
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[proxy_security_group]");
+    let _ = writeln!(
+        w,
+        "name = {}  # made by the proxy-security-group step",
+        q(&format!("{name}-rds-proxy"))
+    );
+    let _ = writeln!(
+        w,
+        "description = {}",
+        q(&format!("RDS Proxy {name} for {}", db.id))
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[proxy]");
+    let _ = writeln!(w, "name = {}", q(name));
+    let _ = writeln!(w, "require_tls = true");
+    let _ = writeln!(
+        w,
+        "iam_auth = \"REQUIRED\"  # the functions log in with IAM tokens (connect-policy)"
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "# The pool's defaults; `plan` shows the connection budget they give."
+    );
+    let _ = writeln!(w, "[pool]");
+    let _ = writeln!(w, "max_connections_percent = 100");
+    let _ = writeln!(w, "max_idle_connections_percent = 50");
+    let _ = writeln!(w, "connection_borrow_timeout = 120");
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[connect_policy]");
+    let _ = writeln!(
+        w,
+        "name = {}  # made by the connect-policy step",
+        q(&format!("{name}-rds-connect"))
+    );
+    let _ = writeln!(w, "db_user = \"*\"  # or the user the functions log in as");
+    for f in r.functions {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[[lambda]]");
+        let role = f
+            .role
+            .as_deref()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or("?");
+        let _ = writeln!(w, "function_name = {}  # role {role}", q(&f.name));
+        let _ = writeln!(
+            w,
+            "security_group_id = {}  # from its VPC configuration{}",
+            q(&f.security_groups[0]),
+            others(&f.security_groups)
+        );
+        let _ = writeln!(w, "env_var = {}  # {}", q(&f.env_var), f.env_var_note);
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(w, "[invoke_check]");
+    let _ = writeln!(w, "payload = \"{{}}\"");
+    let _ = writeln!(w, "# expect = \"...\"  # text a healthy response contains");
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_aws_limits() {
+        assert_eq!(default_name("orders-db"), "orders-db-proxy");
+        let long = format!("a{}", "-b".repeat(40));
+        let name = default_name(&long);
+        assert!(name.len() <= 60 && name.ends_with("-proxy"), "{name}");
+        assert!(check_proxy_name(&name).is_ok(), "{name}");
+        assert_eq!(suffixed("abc-", "-x", 5), "abc-x");
+        assert_eq!(suffixed(&"r".repeat(60), "-rds-proxy", 64).len(), 64);
+    }
+
+    fn function(vars: &[(&str, &str)]) -> Function {
+        Function {
+            name: "api".into(),
+            role: Some("arn:aws:iam::123456789012:role/service/api-role".into()),
+            security_groups: vec!["sg-0aaaaaaaaaaaaaaa1".into(), "sg-0aaaaaaaaaaaaaaa2".into()],
+            variables: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Function::default()
+        }
+    }
+
+    #[test]
+    fn the_variable_holding_the_db_endpoint_is_chosen() {
+        let db = ["db.example".to_string()];
+        let f = with_env_var(
+            function(&[("LOG", "db.example"), ("PGHOST", "db.example"), ("X", "y")]),
+            &db,
+        );
+        assert_eq!(
+            (f.env_var.as_str(), f.env_var_note),
+            ("PGHOST", "holds the DB's endpoint now")
+        );
+        assert!(f.variables.is_empty(), "values are dropped once used");
+        let f = with_env_var(function(&[("DB_HOST", "elsewhere")]), &db);
+        assert_eq!(
+            (f.env_var.as_str(), f.env_var_note),
+            ("DB_HOST", "the function has it now")
+        );
+        let f = with_env_var(function(&[]), &db);
+        assert_eq!(f.env_var, "DB_HOST");
+        assert!(f.env_var_note.starts_with("not set"));
+    }
+
+    #[test]
+    fn what_init_writes_loads_and_carries_the_account_values() {
+        let db = Db {
+            key: "cluster_id",
+            id: "orders".into(),
+            engine: "aurora-postgresql".into(),
+            family: Some(EngineFamily::Postgresql),
+            about: "aurora-postgresql 16.1, 2 member(s)".into(),
+            port: Some(5432),
+            addresses: vec!["orders.cluster-x.us-east-1.rds.amazonaws.com".into()],
+            vpc_id: Some("vpc-0123456789abcdef0".into()),
+            subnets: vec![
+                ("subnet-0aaaaaaaaaaaaaaaa".into(), "us-east-1a".into()),
+                ("subnet-0bbbbbbbbbbbbbbbb".into(), "us-east-1b".into()),
+            ],
+            security_groups: vec!["sg-0123456789abcdef0".into(), "sg-0fedcba9876543210".into()],
+            managed_secret: None,
+        };
+        let functions = [with_env_var(function(&[("DB_HOST", "x")]), &db.addresses)];
+        let text = render(&Rendered {
+            name: "orders-proxy",
+            region: "us-east-1",
+            account: "123456789012",
+            db: &db,
+            secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf",
+            secret_given: true,
+            functions: &functions,
+        });
+        let rb = Runbook::parse(Path::new("x.toml"), &text, &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(rb.name, "orders-proxy");
+        assert_eq!(rb.database.port, 5432);
+        assert_eq!(rb.database.engine_family, EngineFamily::Postgresql);
+        assert_eq!(rb.lambdas.len(), 1);
+        assert_eq!(rb.steps.len(), 10);
+        assert!(text.contains("cluster_id = \"orders\""), "{text}");
+        assert!(text.contains("(also: sg-0fedcba9876543210)"), "{text}");
+        assert!(text.contains("(also: sg-0aaaaaaaaaaaaaaa2)"), "{text}");
+        assert!(text.contains("# role api-role"), "{text}");
+        assert!(text.contains("given with --secret"), "{text}");
+        assert!(
+            !text.contains("\"x\""),
+            "a variable's value never reaches the file"
+        );
+    }
+}
