@@ -115,6 +115,11 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Before each step that would act, show what it would do and ask:
+        /// yes, no (skip it and the steps that need it), or continue
+        /// without asking. One step at a time until "continue".
+        #[arg(long, conflicts_with_all = ["yes", "output"])]
+        confirm: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]

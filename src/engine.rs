@@ -373,13 +373,16 @@ fn waits_on<'n>(
 
 /// Runs `task` for each of `names` as soon as every step it waits on has
 /// succeeded, as many at once as the graph allows, in one task (the
-/// state's single writer is the [`Store`]). After a failure or a Ctrl-C no
-/// new step starts, and those under way finish. Returns the results in the
-/// order they ended; a step that never started is absent.
+/// state's single writer is the [`Store`]). A result for which `proceed`
+/// is false (a step the user skipped) holds back the steps that wait on
+/// it, and nothing else. After a failure or a Ctrl-C no new step starts,
+/// and those under way finish. Returns the results in the order they
+/// ended; a step that never started is absent.
 async fn schedule<'n, T, Fut>(
     names: &[&'n str],
     waits_on: &BTreeMap<&'n str, Vec<&'n str>>,
     task: impl Fn(&'n str) -> Fut,
+    proceed: impl Fn(&T) -> bool,
 ) -> Vec<(&'n str, Result<T>)>
 where
     Fut: std::future::Future<Output = Result<T>>,
@@ -405,17 +408,39 @@ where
             break;
         };
         match &result {
-            Ok(_) => {
+            Ok(v) if proceed(v) => {
                 succeeded.insert(name);
             }
+            Ok(_) => {}
             Err(_) => stop = true,
         }
         results.push((name, result));
     }
+    // Steps held back by a skipped one, directly or not.
+    let mut held: BTreeSet<&str> = started.difference(&succeeded).copied().collect();
+    loop {
+        let more: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !started.contains(n) && !held.contains(n))
+            .filter(|n| {
+                waits_on
+                    .get(n)
+                    .is_some_and(|d| d.iter().any(|d| held.contains(d)))
+            })
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        held.extend(more);
+    }
     // Nothing stopped it, yet a step never became ready: its steps wait on
     // each other (possible only in a runbook loaded leniently).
     if !stop && !poll::interrupted() {
-        for &name in names.iter().filter(|n| !started.contains(*n)) {
+        for &name in names
+            .iter()
+            .filter(|n| !started.contains(*n) && !held.contains(*n))
+        {
             let deps = waits_on.get(name).map_or(String::new(), |d| d.join(", "));
             results.push((
                 name,
@@ -449,6 +474,87 @@ enum Outcome {
     Unchanged,
     Changed,
     Verified,
+    /// `--confirm` and the answer was no: nothing done, and the steps that
+    /// wait on it do not start.
+    Skipped,
+}
+
+/// The answers to `run --confirm`'s question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No,
+    Continue,
+}
+
+/// What a line typed at the question means; None: ask again.
+pub fn parse_answer(line: &str) -> Option<Answer> {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(Answer::Yes),
+        "n" | "no" => Some(Answer::No),
+        "c" | "continue" => Some(Answer::Continue),
+        _ => None,
+    }
+}
+
+/// `run --confirm`: before each step that would act, show what it would do
+/// and ask; one step at a time until the answer is "continue".
+struct Asker {
+    asking: std::sync::atomic::AtomicBool,
+    /// Held by the step being asked about, through its apply.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Asker {
+    fn new() -> Asker {
+        Asker {
+            asking: true.into(),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn asking(&self) -> bool {
+        self.asking.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// This step's turn, while still asking.
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if !self.asking() {
+            return None;
+        }
+        let guard = self.turn.lock().await;
+        self.asking().then_some(guard)
+    }
+
+    /// Shows `what` and reads an answer from the terminal.
+    fn ask(&self, what: &str) -> Result<Answer> {
+        tokio::task::block_in_place(|| {
+            let mut out = std::io::stdout().lock();
+            loop {
+                write!(
+                    out,
+                    "{what}\n  Run it? [y]es / [n]o, skip it / [c]ontinue without asking: "
+                )?;
+                out.flush()?;
+                let mut line = String::new();
+                if std::io::stdin().lock().read_line(&mut line)? == 0 {
+                    writeln!(out)?;
+                    return Err(exit(
+                        EXIT_STEP_FAILED,
+                        "no answer (end of input); stopped before this step",
+                    ));
+                }
+                if let Some(a) = parse_answer(&line) {
+                    if a == Answer::Continue {
+                        self.asking
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    return Ok(a);
+                }
+                writeln!(out, "  please answer y, n or c")?;
+            }
+        })
+    }
 }
 
 /// What every run of one command shares.
@@ -466,6 +572,8 @@ struct Runner<'a> {
     changed: std::sync::Mutex<BTreeSet<String>>,
     /// The command that runs this runbook, for hints.
     run_hint: String,
+    /// `--confirm`: ask before each step.
+    asker: Option<Asker>,
 }
 
 /// Why a step stopped: interrupted (it stays `started`), or failed (the
@@ -507,6 +615,33 @@ impl Runner<'_> {
         }
     }
 
+    /// `--confirm`'s question for a step that would act: what it does and
+    /// what the account holds, as `plan` shows them.
+    async fn ask(
+        &self,
+        name: &str,
+        step: &dyn steps::Step,
+        cx: &Ctx<'_>,
+        inputs: &Value,
+        found: &Found,
+    ) -> Result<Answer> {
+        let action = match found {
+            _ if !step.changes_account() => "to verify",
+            Found::Incomplete(_) => "to finish",
+            _ => "to create",
+        };
+        let mut what = format!("\n{name} ({action}): {}", step.describe(inputs)?);
+        if let Found::Incomplete(why) = found {
+            what.push_str(&format!("\n    {why}"));
+        }
+        if step.changes_account() {
+            for d in step.details(cx, inputs).await? {
+                what.push_str(&format!("\n    {d}"));
+            }
+        }
+        self.asker.as_ref().expect("asking").ask(&what)
+    }
+
     async fn step_inner(&self, name: &str) -> Result<Outcome> {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
@@ -523,6 +658,10 @@ impl Runner<'_> {
         }
         let checksum = state::checksum(&inputs);
         let was = self.store.read(|s| s.status(name));
+        let turn = match &self.asker {
+            Some(a) => a.turn().await,
+            None => None,
+        };
         let bar = self.progress.step(name);
         let cx = Ctx {
             aws: self.aws,
@@ -567,6 +706,11 @@ impl Runner<'_> {
                 Ok(Outcome::Unchanged)
             }
             Found::Missing | Found::Incomplete(_) => {
+                if turn.is_some() && self.ask(name, step, &cx, &inputs, &found).await? == Answer::No
+                {
+                    bar.finish("-", "skipped (answered no)");
+                    return Ok(Outcome::Skipped);
+                }
                 let finishing = match &found {
                     Found::Incomplete(why) => {
                         self.progress.line(format!("  {name}: {why}"));
@@ -768,10 +912,12 @@ fn first_error<T>(
     Ok(ok)
 }
 
+/// `run` and `resume`; `ask`: `--confirm`, a question before each step.
 pub async fn run(
     runbook: &Path,
     sel: &Selection,
     yes: bool,
+    ask: bool,
     resume: bool,
     opts: &Options,
 ) -> Result<()> {
@@ -822,15 +968,24 @@ pub async fn run(
     {
         crate::say!("Every step is pending or rolled back: resume starts the run over.");
     }
-    confirm(
-        &format!(
-            "{verb} {} step(s) of runbook `{}` ({}); each checks the account before acting. Continue?",
-            selected.len(),
-            rb.name,
-            selected.join(", ")
-        ),
-        yes,
-    )?;
+    if ask {
+        if !std::io::stdin().is_terminal() {
+            return Err(exit(
+                EXIT_USAGE,
+                "--confirm asks on the terminal, and stdin is not one: run without --confirm (and with --yes)",
+            ));
+        }
+    } else {
+        confirm(
+            &format!(
+                "{verb} {} step(s) of runbook `{}` ({}); each checks the account before acting. Continue?",
+                selected.len(),
+                rb.name,
+                selected.join(", ")
+            ),
+            yes,
+        )?;
+    }
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
 
     // The first round, all at once: who we are, every step that can be
@@ -899,7 +1054,8 @@ pub async fn run(
         preflight_verdict(&report)?;
     }
 
-    let progress = Progress::new(opts.no_progress);
+    // Spinners would redraw over --confirm's questions.
+    let progress = Progress::new(opts.no_progress || ask);
     progress.line(format!(
         "{verb} of runbook `{}` in {}; state: {}",
         rb.name,
@@ -917,15 +1073,21 @@ pub async fn run(
         prechecked,
         changed: Default::default(),
         run_hint: command_hint("run", &rb, opts),
+        asker: ask.then(Asker::new),
     };
     let waits = waits_on(&selected, &graph);
-    let results = schedule(&selected, &waits, |name| {
-        let runner = &runner;
-        async move {
-            let started = std::time::Instant::now();
-            runner.step(name).await.map(|o| (o, started.elapsed()))
-        }
-    })
+    let results = schedule(
+        &selected,
+        &waits,
+        |name| {
+            let runner = &runner;
+            async move {
+                let started = std::time::Instant::now();
+                runner.step(name).await.map(|o| (o, started.elapsed()))
+            }
+        },
+        |(o, _)| *o != Outcome::Skipped,
+    )
     .await;
     // For --output json: the results as they were, before the error is built.
     let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
@@ -942,6 +1104,7 @@ pub async fn run(
                 Outcome::Changed => "changed",
                 Outcome::Unchanged => "unchanged",
                 Outcome::Verified => "verified",
+                Outcome::Skipped => "skipped",
             },
             outcomes.as_ref().map(|_| ()),
         );
@@ -950,11 +1113,18 @@ pub async fn run(
     let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
     let (changed, verified) = (count(Outcome::Changed), count(Outcome::Verified));
-    let verified_note = match verified {
-        0 => String::new(),
-        n => format!("; {n} verification(s) passed"),
+    let skipped = count(Outcome::Skipped);
+    // Answered no, or waiting on a step that was: not done, and so said.
+    let not_run = skipped + selected.len() - outcomes.len();
+    let verified_note = match (verified, not_run) {
+        (0, 0) => String::new(),
+        (v, 0) => format!("; {v} verification(s) passed"),
+        (v, n) => format!(
+            "; {v} verification(s) passed; {n} step(s) not run ({skipped} answered no, the rest wait on them): `{}` runs them",
+            command_hint("run", &rb, opts)
+        ),
     };
-    if changed == 0 {
+    if changed == 0 && not_run == 0 {
         crate::say!(
             "No changes: {} step(s) checked, all already done{verified_note}.",
             selected.len()
@@ -962,7 +1132,7 @@ pub async fn run(
     } else {
         crate::say!(
             "Done: {changed} step(s) applied, {} already done{verified_note}.",
-            selected.len() - changed - verified
+            selected.len() - changed - verified - not_run
         );
     }
     Ok(())
@@ -1132,14 +1302,19 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         })
         .collect();
     let store = Store::new(path, state);
-    let results = schedule(&undo, &waits, |name| {
-        let (rb, aws, store, progress) = (&rb, &aws, &store, &progress);
-        async move {
-            let started = std::time::Instant::now();
-            let undone = undo_step(name, rb, aws, store, progress).await?;
-            Ok((undone, started.elapsed()))
-        }
-    })
+    let results = schedule(
+        &undo,
+        &waits,
+        |name| {
+            let (rb, aws, store, progress) = (&rb, &aws, &store, &progress);
+            async move {
+                let started = std::time::Instant::now();
+                let undone = undo_step(name, rb, aws, store, progress).await?;
+                Ok((undone, started.elapsed()))
+            }
+        },
+        |_| true,
+    )
     .await;
     let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
     let ended = first_error(results, &rb, opts, "rollback");
@@ -1246,19 +1421,24 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let results = rt.block_on(schedule(names, &waits, |name| {
-            let events = &events;
-            async move {
-                events.lock().unwrap().push(format!("start {name}"));
-                let ms = if name == "slow" { 30 } else { 1 };
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                events.lock().unwrap().push(format!("end {name}"));
-                if name == fail {
-                    anyhow::bail!("{name} failed");
+        let results = rt.block_on(schedule(
+            names,
+            &waits,
+            |name| {
+                let events = &events;
+                async move {
+                    events.lock().unwrap().push(format!("start {name}"));
+                    let ms = if name == "slow" { 30 } else { 1 };
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    events.lock().unwrap().push(format!("end {name}"));
+                    if name == fail {
+                        anyhow::bail!("{name} failed");
+                    }
+                    Ok(!name.starts_with("skip"))
                 }
-                Ok(())
-            }
-        }));
+            },
+            |done| *done,
+        ));
         let results = results.into_iter().map(|(n, r)| (n, r.is_ok())).collect();
         (events.into_inner().unwrap(), results)
     }
@@ -1290,6 +1470,37 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(results, [("quick", false), ("slow", true)]);
+    }
+
+    #[test]
+    fn confirm_answers() {
+        assert_eq!(parse_answer("y\n"), Some(Answer::Yes));
+        assert_eq!(parse_answer(" YES "), Some(Answer::Yes));
+        assert_eq!(parse_answer("n"), Some(Answer::No));
+        assert_eq!(parse_answer("c"), Some(Answer::Continue));
+        assert_eq!(parse_answer("Continue"), Some(Answer::Continue));
+        // Anything else is asked again, never taken as yes.
+        assert_eq!(parse_answer(""), None);
+        assert_eq!(parse_answer("yep"), None);
+    }
+
+    #[test]
+    fn a_skipped_step_holds_back_only_what_waits_on_it() {
+        let (events, results) = run_schedule(
+            &["skip-a", "b", "after-a", "after-after-a", "after-b"],
+            &[
+                ("after-a", "skip-a"),
+                ("after-after-a", "after-a"),
+                ("after-b", "b"),
+            ],
+            "",
+        );
+        assert!(!events.iter().any(|e| e.contains("after-a")), "{events:?}");
+        assert!(events.contains(&"end after-b".to_string()), "{events:?}");
+        // Held back is not started, not an error.
+        let mut results = results;
+        results.sort();
+        assert_eq!(results, [("after-b", true), ("b", true), ("skip-a", true)]);
     }
 
     #[test]

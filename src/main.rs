@@ -147,10 +147,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 runbook,
                 select,
                 yes,
+                confirm,
                 ..
-            } => engine::run(runbook, select, *yes, false, &opts).await,
+            } => engine::run(runbook, select, *yes, *confirm, false, &opts).await,
             Command::Resume { runbook, yes, .. } => {
-                engine::run(runbook, &Default::default(), *yes, true, &opts).await
+                engine::run(runbook, &Default::default(), *yes, false, true, &opts).await
             }
             Command::Rollback {
                 runbook, to, yes, ..
