@@ -48,6 +48,7 @@ impl Aws {
                     .build(),
             );
         if let Some(p) = &opts.profile {
+            let _ = PROFILE.set(p.clone());
             // An explicit --profile wins over keys in the environment, as
             // with the AWS CLI (the default chain would try the keys first).
             loader = loader.profile_name(p).credentials_provider(
@@ -189,25 +190,67 @@ where
             }
         }
         other => {
+            if let Some(why) = std::error::Error::source(other).and_then(credentials_problem) {
+                return why;
+            }
             let mut msg = other.to_string();
             let mut source = std::error::Error::source(other);
             while let Some(s) = source {
                 msg = format!("{msg}: {s}");
                 source = s.source();
             }
-            let hint =
-                if msg.contains("credentials") || msg.contains("IMDS") || msg.contains("profile") {
-                    "; check the credentials: --profile / AWS_PROFILE, AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY, or `aws sso login`"
-                } else if matches!(
-                    other,
-                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-                ) {
-                    "; check the endpoint (--endpoint-url / AWS_ENDPOINT_URL) and the network"
-                } else {
-                    ""
-                };
+            let hint = if matches!(
+                other,
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+            ) {
+                "; check the endpoint (--endpoint-url / AWS_ENDPOINT_URL) and the network"
+            } else {
+                ""
+            };
             format!("{msg}{hint}")
         }
     }
+}
+
+/// --profile, for error messages.
+static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where aws-config looks for credentials, and how to give it some.
+const CREDENTIALS_FIX: &str = "aws-config looks at --profile / AWS_PROFILE, \
+     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/config and ~/.aws/credentials \
+     (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), web identity, and the ECS or EC2 \
+     instance role; for an SSO profile run `aws sso login --profile NAME` first";
+
+/// A readable message when a call failed because aws-config found no
+/// usable credentials (the SDK reports it as a dispatch failure).
+fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            let mut detail = Vec::new();
+            let mut inner = std::error::Error::source(c);
+            while let Some(s) = inner {
+                detail.push(s.to_string());
+                inner = s.source();
+            }
+            let what = match c {
+                CredentialsError::CredentialsNotLoaded(_) if PROFILE.get().is_some() => &format!(
+                    "profile `{}` gave no AWS credentials (is it defined?)",
+                    PROFILE.get().expect("set")
+                ),
+                CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials were found",
+                CredentialsError::ProviderTimedOut(_) => "loading the AWS credentials timed out",
+                _ => "the AWS credentials could not be loaded",
+            };
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join(": "))
+            };
+            return Some(format!("{what}{detail}; {CREDENTIALS_FIX}"));
+        }
+        source = e.source();
+    }
+    None
 }

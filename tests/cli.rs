@@ -1760,3 +1760,55 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
         .stdout_has("secret-access (to create)")
         .stdout_has("Done: 3 step(s) applied, 6 already done; 1 verification(s) passed.");
 }
+
+/// Credentials and region come from aws-config alone; when it finds none,
+/// the error says so and where it looked, before any change.
+#[test]
+fn missing_credentials_or_region_are_named() {
+    let (emu, ws) = setup("no_credentials");
+    let home = temp_dir("empty-home");
+    let bare = |args: &[&str], drop: &[&str]| {
+        let mut c = ws.cmd(args);
+        for k in drop {
+            c.env_remove(k);
+        }
+        Out::from(
+            c.env("HOME", &home)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", home.join("config"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+                .output()
+                .unwrap(),
+        )
+    };
+    let before = snapshot(&emu, &ws);
+    bare(&["plan"], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+        .code(1)
+        .stderr_has("no AWS credentials were found")
+        .stderr_has("Environment: the credential provider was not enabled")
+        .stderr_has("aws-config looks at --profile / AWS_PROFILE");
+    bare(&["plan", "--profile", "nosuch"], &[])
+        .code(1)
+        .stderr_has("profile `nosuch` gave no AWS credentials (is it defined?)");
+    bare(&["run", "--yes"], &["AWS_REGION", "AWS_DEFAULT_REGION"])
+        .code(1)
+        .stderr_has("no AWS region: pass --region, set AWS_REGION");
+    // A profile from the config file is used, keys and region included.
+    std::fs::write(
+        home.join("config"),
+        "[profile emulator]\nregion = us-east-1\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    bare(
+        &["plan", "--profile", "emulator"],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        ],
+    )
+    .ok()
+    .stdout_has("Plan: 9 to create");
+    assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
+}
