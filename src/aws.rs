@@ -164,6 +164,31 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// A Lambda function's configuration; None when there is no such
+    /// function.
+    pub async fn function_if_any(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<
+        Option<
+            aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
+        >,
+    > {
+        match self
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
+        }
+    }
+}
+
 /// The AWS error code of a failed call (`NoSuchEntity`,
 /// `InvalidGroup.NotFound`, ...), if the service sent one.
 pub fn error_code<E: ProvideErrorMetadata, R>(

@@ -454,26 +454,15 @@ fn subnets_of(group: Option<&aws_sdk_rds::types::DbSubnetGroup>) -> Vec<(String,
 }
 
 async fn read_function(aws: &Aws, name: &str) -> Result<Function, String> {
-    let c = match aws
-        .lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await
-    {
-        Ok(c) => c,
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+    let c = match aws.function_if_any(name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
             return Err(format!(
                 "Lambda function {name} does not exist in {}\n    fix: check the name and the region (--region)",
                 aws.region
             ));
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot read function {name}: {}",
-                describe_error(&e)
-            ));
-        }
+        Err(e) => return Err(format!("{e:#}")),
     };
     Ok(Function {
         name: name.to_string(),

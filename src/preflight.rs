@@ -387,22 +387,12 @@ async fn check_lambdas(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Re
 /// reliable in every emulator), and its execution role exists; both read
 /// at once.
 async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
-    let conf = match aws
-        .lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await
-    {
-        Ok(c) => c,
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
-            r.problem(
-                format!("Lambda function {name} does not exist"),
-                "check [[lambda]] function_name and the region",
-            );
-            return Ok(());
-        }
-        Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
+    let Some(conf) = aws.function_if_any(name).await? else {
+        r.problem(
+            format!("Lambda function {name} does not exist"),
+            "check [[lambda]] function_name and the region",
+        );
+        return Ok(());
     };
     let subnets: Vec<String> = conf
         .vpc_config()
