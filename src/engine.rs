@@ -658,7 +658,7 @@ impl Runner<'_> {
         }
         let checksum = state::checksum(&inputs);
         let was = self.store.read(|s| s.status(name));
-        let turn = match &self.asker {
+        let mut turn = match &self.asker {
             Some(a) => a.turn().await,
             None => None,
         };
@@ -706,10 +706,22 @@ impl Runner<'_> {
                 Ok(Outcome::Unchanged)
             }
             Found::Missing | Found::Incomplete(_) => {
-                if turn.is_some() && self.ask(name, step, &cx, &inputs, &found).await? == Answer::No
-                {
-                    bar.finish("-", "skipped (answered no)");
-                    return Ok(Outcome::Skipped);
+                if turn.is_some() {
+                    let answer = self.ask(name, step, &cx, &inputs, &found).await?;
+                    if poll::interrupted() {
+                        // Ctrl-C while the question was open.
+                        bar.finish("✗", "interrupted");
+                        return Err(Interrupted.into());
+                    }
+                    match answer {
+                        Answer::No => {
+                            bar.finish("-", "skipped (answered no)");
+                            return Ok(Outcome::Skipped);
+                        }
+                        // No more questions: the other steps may start now.
+                        Answer::Continue => drop(turn.take()),
+                        Answer::Yes => {}
+                    }
                 }
                 let finishing = match &found {
                     Found::Incomplete(why) => {
@@ -1116,14 +1128,16 @@ pub async fn run(
     let skipped = count(Outcome::Skipped);
     // Answered no, or waiting on a step that was: not done, and so said.
     let not_run = skipped + selected.len() - outcomes.len();
-    let verified_note = match (verified, not_run) {
-        (0, 0) => String::new(),
-        (v, 0) => format!("; {v} verification(s) passed"),
-        (v, n) => format!(
-            "; {v} verification(s) passed; {n} step(s) not run ({skipped} answered no, the rest wait on them): `{}` runs them",
-            command_hint("run", &rb, opts)
-        ),
+    let mut verified_note = match verified {
+        0 => String::new(),
+        v => format!("; {v} verification(s) passed"),
     };
+    if not_run > 0 {
+        verified_note.push_str(&format!(
+            "; {not_run} step(s) not run ({skipped} answered no, the rest wait on them): `{}` runs them",
+            command_hint("run", &rb, opts)
+        ));
+    }
     if changed == 0 && not_run == 0 {
         crate::say!(
             "No changes: {} step(s) checked, all already done{verified_note}.",

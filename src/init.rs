@@ -34,8 +34,9 @@ pub struct Db {
     pub family: Option<EngineFamily>,
     pub about: String,
     pub port: Option<i32>,
-    /// Writer (and reader) endpoint addresses: a function whose variable
-    /// holds one of them is the one to swap.
+    /// The writer endpoint's address: a function whose variable holds it is
+    /// the one to swap (not the reader's: the proxy's default endpoint
+    /// writes).
     pub addresses: Vec<String>,
     pub vpc_id: Option<String>,
     /// (subnet, AZ)
@@ -191,10 +192,12 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         ));
     };
 
-    let functions: Vec<Function> = functions
+    let mut functions: Vec<Function> = functions
         .into_iter()
         .map(|f| with_env_var(f, &db.addresses))
         .collect();
+    let mut seen = std::collections::HashSet::new();
+    functions.retain(|f| seen.insert(f.name.clone()));
     let text = render(&Rendered {
         name: &name,
         region: &aws.region,
@@ -333,7 +336,8 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Db, String> {
     let group = d.db_subnet_group();
     Ok(Db {
         key: "instance_id",
-        id: id.to_string(),
+        // As RDS spells it (lowercase): targets are matched exactly.
+        id: d.db_instance_identifier().unwrap_or(id).to_string(),
         engine: d.engine().unwrap_or_default().to_string(),
         family: family_of(d.engine().unwrap_or_default()).ok(),
         about: format!(
@@ -407,7 +411,7 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Db, String> {
     };
     Ok(Db {
         key: "cluster_id",
-        id: id.to_string(),
+        id: c.db_cluster_identifier().unwrap_or(id).to_string(),
         engine: c.engine().unwrap_or_default().to_string(),
         family: family_of(c.engine().unwrap_or_default()).ok(),
         about: format!(
@@ -417,11 +421,7 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Db, String> {
             c.db_cluster_members().len()
         ),
         port: c.port(),
-        addresses: [c.endpoint(), c.reader_endpoint()]
-            .into_iter()
-            .flatten()
-            .map(String::from)
-            .collect(),
+        addresses: c.endpoint().map(String::from).into_iter().collect(),
         vpc_id: group.as_ref().and_then(|g| g.vpc_id()).map(String::from),
         subnets: subnets_of(group.as_ref()),
         security_groups: c
@@ -465,7 +465,8 @@ async fn read_function(aws: &Aws, name: &str) -> Result<Function, String> {
         Err(e) => return Err(format!("{e:#}")),
     };
     Ok(Function {
-        name: name.to_string(),
+        // The name, even when given as an ARN.
+        name: c.function_name().unwrap_or(name).to_string(),
         role: c.role().map(String::from),
         security_groups: c
             .vpc_config()
@@ -713,7 +714,10 @@ mod tests {
             security_groups: vec!["sg-0123456789abcdef0".into(), "sg-0fedcba9876543210".into()],
             managed_secret: None,
         };
-        let functions = [with_env_var(function(&[("DB_HOST", "x")]), &db.addresses)];
+        let functions = [with_env_var(
+            function(&[("DB_HOST", "leak-canary-7f3")]),
+            &db.addresses,
+        )];
         let text = render(&Rendered {
             name: "orders-proxy",
             region: "us-east-1",
@@ -736,7 +740,7 @@ mod tests {
         assert!(text.contains("# role api-role"), "{text}");
         assert!(text.contains("given with --secret"), "{text}");
         assert!(
-            !text.contains("\"x\""),
+            !text.contains("leak-canary-7f3"),
             "a variable's value never reaches the file"
         );
     }

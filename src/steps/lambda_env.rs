@@ -58,14 +58,23 @@ fn by_function(functions: &[Function]) -> Vec<Vec<&Function>> {
     groups
 }
 
-/// The value `f` had before the run: keyed by function and variable, or, in
-/// states written before two variables of one function were told apart, by
-/// the function alone.
-fn old_value<'a>(before: &'a Value, f: &Function) -> Option<&'a str> {
+/// The value `f` had before the run: `Some(None)` it did not exist, `None`
+/// not known (not recorded: leave the variable alone). Keyed by function and
+/// variable; states written before two variables of one function were told
+/// apart key by the function alone, which is trusted only for a function
+/// listed once.
+fn old_value<'a>(before: &'a Value, f: &Function, all: &[Function]) -> Option<Option<&'a str>> {
+    let once = all.iter().filter(|g| g.name == f.name).count() == 1;
     before
         .get(f.key())
-        .or_else(|| before.get(&f.name))
-        .and_then(Value::as_str)
+        .or_else(|| before.get(&f.name).filter(|_| once))
+        .map(Value::as_str)
+}
+
+/// What rollback did with one variable.
+enum Restore {
+    Done(String),
+    Left(String),
 }
 
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
@@ -292,7 +301,6 @@ impl StepImpl for LambdaEnv {
                 "no previous value was recorded, so there is nothing to restore".into(),
             ));
         };
-        // Ok(text) restored, Err(name) left as it is.
         let outcomes = try_join_all(by_function(&i.functions).into_iter().map(
             |group| async move {
                 let mut out = Vec::new();
@@ -300,13 +308,22 @@ impl StepImpl for LambdaEnv {
                     let now = variables(cx, &f.name).await?;
                     if now.get(&f.variable) != Some(&i.endpoint) {
                         // Changed since we set it (or never set): not ours to undo.
-                        out.push(Err(f.key()));
+                        out.push(Restore::Left(format!(
+                            "{}: no longer on the proxy endpoint",
+                            f.key()
+                        )));
                         continue;
                     }
-                    let old = old_value(before, f);
+                    let Some(old) = old_value(before, f, &i.functions) else {
+                        out.push(Restore::Left(format!(
+                            "{}: its old value was not recorded",
+                            f.key()
+                        )));
+                        continue;
+                    };
                     cx.bar.set(format!("restoring {}", f.key()));
                     set_variable(cx, &f.name, &f.variable, old).await?;
-                    out.push(Ok(match old {
+                    out.push(Restore::Done(match old {
                         Some(_) => format!("restored {}", f.key()),
                         None => format!("removed {} (it did not exist)", f.key()),
                     }));
@@ -315,17 +332,24 @@ impl StepImpl for LambdaEnv {
             },
         ))
         .await?;
-        let (restored, left): (Vec<_>, Vec<_>) =
-            outcomes.into_iter().flatten().partition(Result::is_ok);
-        let restored: Vec<String> = restored.into_iter().filter_map(Result::ok).collect();
-        let left: Vec<String> = left.into_iter().filter_map(Result::err).collect();
+        let (mut restored, mut left) = (Vec::new(), Vec::new());
+        for o in outcomes.into_iter().flatten() {
+            match o {
+                Restore::Done(t) => restored.push(t),
+                Restore::Left(t) => left.push(t),
+            }
+        }
         if restored.is_empty() {
             return Ok(Undone::AlreadyGone(format!(
-                "{} no longer on the proxy endpoint: left as is",
+                "left as is: {}",
                 left.join(", ")
             )));
         }
-        Ok(Undone::Done(restored.join("; ")))
+        let mut text = restored.join("; ");
+        if !left.is_empty() {
+            text.push_str(&format!("; left as is: {}", left.join(", ")));
+        }
+        Ok(Undone::Done(text))
     }
 }
 
@@ -355,11 +379,19 @@ mod tests {
             groups,
             [vec!["api.DB_HOST", "api.DB_RO_HOST"], vec!["jobs.DB_HOST"]]
         );
-        let before = json!({"api.DB_HOST": "db", "api.DB_RO_HOST": null, "jobs.DB_HOST": "db2"});
-        assert_eq!(old_value(&before, &fs[0]), Some("db"));
-        assert_eq!(old_value(&before, &fs[2]), None);
-        // A state written before the keys named the variable.
-        assert_eq!(old_value(&json!({"api": "old"}), &fs[0]), Some("old"));
+        let before = json!({"api.DB_HOST": "db", "api.DB_RO_HOST": null});
+        assert_eq!(old_value(&before, &fs[0], &fs), Some(Some("db")));
+        assert_eq!(old_value(&before, &fs[2], &fs), Some(None), "did not exist");
+        assert_eq!(
+            old_value(&before, &fs[1], &fs),
+            None,
+            "not recorded: unknown"
+        );
+        // A state written before the keys named the variable: trusted only
+        // for a function listed once.
+        let old = json!({"api": "old", "jobs": "old2"});
+        assert_eq!(old_value(&old, &fs[1], &fs), Some(Some("old2")));
+        assert_eq!(old_value(&old, &fs[0], &fs), None);
     }
 
     #[test]
