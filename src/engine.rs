@@ -273,7 +273,7 @@ pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
         }
     }
     for p in &report.problems {
-        crate::say!("  ✗ {}\n      fix: {}", p.what, p.fix);
+        crate::say!("  {p}");
     }
     let (passed, problems) = (report.checked.len(), report.problems.len());
     if problems == 0 {

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use futures_util::future::join_all;
 
-use crate::aws::{Aws, describe_error, error_code};
+use crate::aws::Aws;
+use crate::db::{Db, Kind};
 use crate::engine::{EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_USAGE, Options, exit};
-use crate::preflight::family_of;
+use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
 
 pub struct InitArgs {
@@ -22,27 +23,6 @@ pub struct InitArgs {
     pub name: Option<String>,
     pub out: Option<PathBuf>,
     pub force: bool,
-}
-
-/// What the account says about the DB.
-#[derive(Debug, Default)]
-pub struct Db {
-    /// "instance_id" or "cluster_id".
-    pub key: &'static str,
-    pub id: String,
-    pub engine: String,
-    pub family: Option<EngineFamily>,
-    pub about: String,
-    pub port: Option<i32>,
-    /// The writer endpoint's address: a function whose variable holds it is
-    /// the one to swap (not the reader's: the proxy's default endpoint
-    /// writes).
-    pub addresses: Vec<String>,
-    pub vpc_id: Option<String>,
-    /// (subnet, AZ)
-    pub subnets: Vec<(String, String)>,
-    pub security_groups: Vec<String>,
-    pub managed_secret: Option<String>,
 }
 
 /// What the account says about one function.
@@ -83,16 +63,6 @@ pub fn with_env_var(mut f: Function, addresses: &[String]) -> Function {
     f.env_var_note = note;
     f.variables.clear();
     f
-}
-
-/// Problems found, each with its fix; all reported at once.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn add(&mut self, what: impl std::fmt::Display, fix: impl std::fmt::Display) {
-        self.0.push(format!("{what}\n    fix: {fix}"));
-    }
 }
 
 /// The name derived from the DB's identifier: `<db>-proxy`, cut to AWS's
@@ -137,34 +107,48 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
 
     let aws = Aws::connect(&opts.aws, None).await?;
     let account = aws.account_id();
-    let db = async {
-        match (&args.db_instance, &args.db_cluster) {
-            (Some(id), _) => read_instance(&aws, id).await,
-            (None, Some(id)) => read_cluster(&aws, id).await,
-            (None, None) => unreachable!("clap requires one"),
-        }
+    let kind = match args.db_instance {
+        Some(_) => Kind::Instance,
+        None => Kind::Cluster,
     };
+    let db = crate::db::read(&aws, kind, db_id);
     let functions = join_all(args.functions.iter().map(|f| read_function(&aws, f)));
     let (account, db, functions) = tokio::join!(account, db, functions);
     let account = account?.to_string();
 
-    let mut problems = Problems::default();
-    let db = match db {
-        Ok(db) => Some(db),
-        Err(why) => {
-            problems.0.push(why);
-            None
+    // Only its problems are used: what init could not fill in.
+    let mut problems = Report::default();
+    let db = db?;
+    match &db {
+        None => problems.problem(
+            format!("{} {db_id} does not exist in {}", kind.label(), aws.region),
+            match kind {
+                Kind::Instance => "check the identifier and the region (--region); for Aurora give --db-cluster",
+                Kind::Cluster => "check the identifier and the region (--region); for an RDS instance give --db-instance",
+            },
+        ),
+        Some(Db { cluster: Some(c), .. }) => problems.problem(
+            format!("DB instance {db_id} belongs to Aurora cluster {c}"),
+            format!("register the cluster: --db-cluster {c} (the proxy then follows its writer)"),
+        ),
+        Some(_) => {}
+    }
+    let mut found = Vec::new();
+    for (name, f) in args.functions.iter().zip(functions) {
+        match f? {
+            Some(f) => found.push(f),
+            None => problems.problem(
+                format!("Lambda function {name} does not exist in {}", aws.region),
+                "check the name and the region (--region)",
+            ),
         }
-    };
-    let functions: Vec<Function> = functions
-        .into_iter()
-        .filter_map(|f| f.map_err(|why| problems.0.push(why)).ok())
-        .collect();
+    }
+    let functions = found;
     let secret = args
         .secret
         .clone()
         .or_else(|| db.as_ref().and_then(|d| d.managed_secret.clone()));
-    if let Some(db) = &db {
+    if let Some(db) = db.as_ref().filter(|d| d.cluster.is_none()) {
         let named_like = match secret {
             Some(_) => Vec::new(),
             None => secrets_named_like(&aws, &db.id).await,
@@ -173,7 +157,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
     }
     for f in &functions {
         if f.security_groups.is_empty() {
-            problems.add(
+            problems.problem(
                 format!(
                     "function {} is not in a VPC, so it cannot reach the proxy",
                     f.name
@@ -182,19 +166,20 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
             );
         }
     }
-    let Some(db) = db.filter(|_| problems.0.is_empty()) else {
+    let Some(db) = db.filter(|_| problems.problems.is_empty()) else {
+        let listed: Vec<String> = problems.problems.iter().map(|p| p.to_string()).collect();
         return Err(exit(
             EXIT_PREFLIGHT,
             format!(
                 "cannot write the runbook; nothing was written:\n  {}",
-                problems.0.join("\n  ")
+                listed.join("\n  ")
             ),
         ));
     };
 
     let mut functions: Vec<Function> = functions
         .into_iter()
-        .map(|f| with_env_var(f, &db.addresses))
+        .map(|f| with_env_var(f, db.address.as_slice()))
         .collect();
     let mut seen = std::collections::HashSet::new();
     functions.retain(|f| seen.insert(f.name.clone()));
@@ -241,30 +226,22 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 }
 
 /// What in the DB keeps init from writing a runbook that works.
-fn check_db(db: &Db, have_secret: bool, named_like: &[String], problems: &mut Problems) {
-    let what = format!(
-        "{} {}",
-        if db.key == "instance_id" {
-            "DB instance"
-        } else {
-            "Aurora cluster"
-        },
-        db.id
-    );
+fn check_db(db: &Db, have_secret: bool, named_like: &[String], problems: &mut Report) {
+    let what = db.what();
     if let Err(why) = family_of(&db.engine) {
-        problems.add(
+        problems.problem(
             format!("{what} runs {}: {why}", db.engine),
             "RDS Proxy serves MySQL, MariaDB, PostgreSQL and SQL Server (and their Aurora kinds)",
         );
     }
     if db.vpc_id.is_none() || db.subnets.is_empty() {
-        problems.add(
+        problems.problem(
             format!("{what} reports no subnet group"),
             "the proxy must sit in the DB's VPC: give the DB a subnet group",
         );
     }
     if db.security_groups.is_empty() {
-        problems.add(
+        problems.problem(
             format!("{what} has no VPC security group"),
             "give the DB a security group; the proxy is admitted through it",
         );
@@ -278,7 +255,7 @@ fn check_db(db: &Db, have_secret: bool, named_like: &[String], problems: &mut Pr
                 found.join(", ")
             ),
         };
-        problems.add(
+        problems.problem(
             format!("{what} has no secret that RDS manages"),
             format!(
                 "pass --secret ARN: a Secrets Manager secret holding the DB user's username and password as JSON{hint}"
@@ -305,166 +282,12 @@ async fn secrets_named_like(aws: &Aws, db_id: &str) -> Vec<String> {
     }
 }
 
-async fn read_instance(aws: &Aws, id: &str) -> Result<Db, String> {
-    let out = aws
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(id)
-        .send()
-        .await;
-    let d = match out {
-        Ok(o) => o.db_instances.unwrap_or_default().into_iter().next(),
-        Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
-        Err(e) => {
-            return Err(format!(
-                "cannot read DB instance {id}: {}",
-                describe_error(&e)
-            ));
-        }
+/// The function; None when there is no such function.
+async fn read_function(aws: &Aws, name: &str) -> Result<Option<Function>> {
+    let Some(c) = aws.function_if_any(name).await? else {
+        return Ok(None);
     };
-    let Some(d) = d else {
-        return Err(format!(
-            "DB instance {id} does not exist in {}\n    fix: check the identifier and the region (--region); for Aurora give --db-cluster",
-            aws.region
-        ));
-    };
-    if let Some(c) = d.db_cluster_identifier() {
-        return Err(format!(
-            "DB instance {id} belongs to Aurora cluster {c}\n    fix: register the cluster: --db-cluster {c} (the proxy then follows its writer)"
-        ));
-    }
-    let group = d.db_subnet_group();
-    Ok(Db {
-        key: "instance_id",
-        // As RDS spells it (lowercase): targets are matched exactly.
-        id: d.db_instance_identifier().unwrap_or(id).to_string(),
-        engine: d.engine().unwrap_or_default().to_string(),
-        family: family_of(d.engine().unwrap_or_default()).ok(),
-        about: format!(
-            "{} {}, {}",
-            d.engine().unwrap_or("?"),
-            d.engine_version().unwrap_or("?"),
-            d.db_instance_class().unwrap_or("?")
-        ),
-        port: d.endpoint().and_then(|e| e.port()).or(d.db_instance_port()),
-        addresses: d
-            .endpoint()
-            .and_then(|e| e.address())
-            .map(String::from)
-            .into_iter()
-            .collect(),
-        vpc_id: group.and_then(|g| g.vpc_id()).map(String::from),
-        subnets: subnets_of(group),
-        security_groups: d
-            .vpc_security_groups()
-            .iter()
-            .filter_map(|g| g.vpc_security_group_id().map(String::from))
-            .collect(),
-        managed_secret: d
-            .master_user_secret()
-            .and_then(|s| s.secret_arn())
-            .map(String::from),
-    })
-}
-
-async fn read_cluster(aws: &Aws, id: &str) -> Result<Db, String> {
-    let out = aws
-        .rds
-        .describe_db_clusters()
-        .db_cluster_identifier(id)
-        .send()
-        .await;
-    let c = match out {
-        Ok(o) => o.db_clusters.unwrap_or_default().into_iter().next(),
-        Err(e) if error_code(&e) == Some("DBClusterNotFoundFault") => None,
-        Err(e) => {
-            return Err(format!(
-                "cannot read DB cluster {id}: {}",
-                describe_error(&e)
-            ));
-        }
-    };
-    let Some(c) = c else {
-        return Err(format!(
-            "Aurora cluster {id} does not exist in {}\n    fix: check the identifier and the region (--region); for an RDS instance give --db-instance",
-            aws.region
-        ));
-    };
-    // The cluster names its subnet group; the group holds VPC and subnets.
-    let group = match c.db_subnet_group() {
-        Some(g) => match aws
-            .rds
-            .describe_db_subnet_groups()
-            .db_subnet_group_name(g)
-            .send()
-            .await
-        {
-            Ok(o) => o.db_subnet_groups.unwrap_or_default().into_iter().next(),
-            Err(e) => {
-                return Err(format!(
-                    "cannot read DB subnet group {g} of {id}: {}",
-                    describe_error(&e)
-                ));
-            }
-        },
-        None => None,
-    };
-    Ok(Db {
-        key: "cluster_id",
-        id: c.db_cluster_identifier().unwrap_or(id).to_string(),
-        engine: c.engine().unwrap_or_default().to_string(),
-        family: family_of(c.engine().unwrap_or_default()).ok(),
-        about: format!(
-            "{} {}, {} member(s)",
-            c.engine().unwrap_or("?"),
-            c.engine_version().unwrap_or("?"),
-            c.db_cluster_members().len()
-        ),
-        port: c.port(),
-        addresses: c.endpoint().map(String::from).into_iter().collect(),
-        vpc_id: group.as_ref().and_then(|g| g.vpc_id()).map(String::from),
-        subnets: subnets_of(group.as_ref()),
-        security_groups: c
-            .vpc_security_groups()
-            .iter()
-            .filter_map(|g| g.vpc_security_group_id().map(String::from))
-            .collect(),
-        managed_secret: c
-            .master_user_secret()
-            .and_then(|s| s.secret_arn())
-            .map(String::from),
-    })
-}
-
-fn subnets_of(group: Option<&aws_sdk_rds::types::DbSubnetGroup>) -> Vec<(String, String)> {
-    group
-        .map(|g| g.subnets())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s.subnet_identifier()?.to_string(),
-                s.subnet_availability_zone()
-                    .and_then(|z| z.name())
-                    .unwrap_or("?")
-                    .to_string(),
-            ))
-        })
-        .collect()
-}
-
-async fn read_function(aws: &Aws, name: &str) -> Result<Function, String> {
-    let c = match aws.function_if_any(name).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(format!(
-                "Lambda function {name} does not exist in {}\n    fix: check the name and the region (--region)",
-                aws.region
-            ));
-        }
-        Err(e) => return Err(format!("{e:#}")),
-    };
-    Ok(Function {
+    Ok(Some(Function {
         // The name, even when given as an ARN.
         name: c.function_name().unwrap_or(name).to_string(),
         role: c.role().map(String::from),
@@ -478,7 +301,7 @@ async fn read_function(aws: &Aws, name: &str) -> Result<Function, String> {
             .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         ..Function::default()
-    })
+    }))
 }
 
 pub struct Rendered<'a> {
@@ -507,7 +330,19 @@ fn others(all: &[String]) -> String {
 /// The runbook's text: every value from the account, commented.
 pub fn render(r: &Rendered) -> String {
     let db = r.db;
-    let family = db.family.unwrap_or(EngineFamily::Mysql);
+    let family = family_of(&db.engine).unwrap_or(EngineFamily::Mysql);
+    let about = match db.kind {
+        Kind::Instance => format!(
+            "{} {}, {}",
+            db.engine,
+            db.engine_version,
+            db.instance_class.as_deref().unwrap_or("?")
+        ),
+        Kind::Cluster => format!(
+            "{} {}, {} member(s)",
+            db.engine, db.engine_version, db.members
+        ),
+    };
     let name = r.name;
     let mut t = String::new();
     let w = &mut t;
@@ -555,7 +390,7 @@ pub fn render(r: &Rendered) -> String {
     let _ = writeln!(w, "subnet_ids = [{}]", ids.join(", "));
     let _ = writeln!(w);
     let _ = writeln!(w, "[database]");
-    let _ = writeln!(w, "{} = {}  # {}", db.key, q(&db.id), db.about);
+    let _ = writeln!(w, "{} = {}  # {about}", db.kind.key(), q(&db.id));
     let _ = writeln!(
         w,
         "security_group_id = {}  # the DB's security group{}",
@@ -699,13 +534,16 @@ mod tests {
     #[test]
     fn what_init_writes_loads_and_carries_the_account_values() {
         let db = Db {
-            key: "cluster_id",
+            kind: Kind::Cluster,
             id: "orders".into(),
             engine: "aurora-postgresql".into(),
-            family: Some(EngineFamily::Postgresql),
-            about: "aurora-postgresql 16.1, 2 member(s)".into(),
+            engine_version: "16.1".into(),
+            status: "available".into(),
+            instance_class: None,
+            cluster: None,
+            members: 2,
             port: Some(5432),
-            addresses: vec!["orders.cluster-x.us-east-1.rds.amazonaws.com".into()],
+            address: Some("orders.cluster-x.us-east-1.rds.amazonaws.com".into()),
             vpc_id: Some("vpc-0123456789abcdef0".into()),
             subnets: vec![
                 ("subnet-0aaaaaaaaaaaaaaaa".into(), "us-east-1a".into()),
@@ -716,7 +554,7 @@ mod tests {
         };
         let functions = [with_env_var(
             function(&[("DB_HOST", "leak-canary-7f3")]),
-            &db.addresses,
+            db.address.as_slice(),
         )];
         let text = render(&Rendered {
             name: "orders-proxy",

@@ -2,6 +2,7 @@ mod arn;
 mod aws;
 mod budget;
 mod cli;
+mod db;
 mod doctor;
 mod engine;
 mod failpoint;

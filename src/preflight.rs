@@ -21,6 +21,12 @@ pub struct Problem {
     pub fix: String,
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "✗ {}\n      fix: {}", self.what, self.fix)
+    }
+}
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
     pub checked: Vec<String>,
@@ -42,7 +48,7 @@ impl Report {
         self.instance_class = self.instance_class.take().or(part.instance_class);
     }
 
-    fn problem(&mut self, what: impl Into<String>, fix: impl Into<String>) {
+    pub fn problem(&mut self, what: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(Problem {
             what: what.into(),
             fix: fix.into(),
@@ -117,91 +123,54 @@ pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
 }
 
 async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Option<String>> {
+    use crate::db::Kind;
     let family = rb.database.engine_family;
-    let (kind, id, found) = if let Some(id) = rb.database.instance_id.as_ref().and_then(literal) {
-        let mut class = None;
-        let out = aws
-            .rds
-            .describe_db_instances()
-            .db_instance_identifier(&id)
-            .send()
-            .await;
-        let found = match out {
-            Ok(o) => o
-                .db_instances
-                .unwrap_or_default()
-                .into_iter()
-                .next()
-                .map(|d| {
-                    class = d.db_instance_class().map(String::from);
-                    (
-                        d.db_instance_status().unwrap_or("unknown").to_string(),
-                        d.engine().unwrap_or_default().to_string(),
-                        d.db_subnet_group()
-                            .and_then(|g| g.vpc_id())
-                            .map(String::from),
-                    )
-                }),
-            Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
-            Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
-        };
-        r.instance_class = class;
-        ("DB instance", id, found)
-    } else if let Some(id) = rb.database.cluster_id.as_ref().and_then(literal) {
-        let out = aws
-            .rds
-            .describe_db_clusters()
-            .db_cluster_identifier(&id)
-            .send()
-            .await;
-        let found = match out {
-            Ok(o) => o
-                .db_clusters
-                .unwrap_or_default()
-                .into_iter()
-                .next()
-                .map(|c| {
-                    (
-                        c.status().unwrap_or("unknown").to_string(),
-                        c.engine().unwrap_or_default().to_string(),
-                        None,
-                    )
-                }),
-            Err(e) if error_code(&e) == Some("DBClusterNotFoundFault") => None,
-            Err(e) => anyhow::bail!("cannot read DB cluster {id}: {}", describe_error(&e)),
-        };
-        ("Aurora cluster", id, found)
-    } else {
-        return Ok(None);
+    let (kind, id) = match (
+        rb.database.instance_id.as_ref().and_then(literal),
+        rb.database.cluster_id.as_ref().and_then(literal),
+    ) {
+        (Some(id), _) => (Kind::Instance, id),
+        (None, Some(id)) => (Kind::Cluster, id),
+        (None, None) => return Ok(None),
     };
-    let Some((status, engine, vpc)) = found else {
+    let Some(db) = crate::db::read(aws, kind, &id).await? else {
         r.problem(
-            format!("{kind} {id} does not exist in {}", aws.region),
+            format!("{} {id} does not exist in {}", kind.label(), aws.region),
             "check database.instance_id / cluster_id and the region",
         );
         return Ok(None);
     };
+    r.instance_class = db.instance_class.clone();
+    let (what, status, engine) = (db.what(), &db.status, &db.engine);
+    if let Some(c) = &db.cluster {
+        r.problem(
+            format!("{what} belongs to Aurora cluster {c}"),
+            format!(
+                "register the cluster: write database.cluster_id = \"{c}\" instead of instance_id (the proxy then follows its writer)"
+            ),
+        );
+    }
     if status != "available" {
         r.problem(
-            format!("{kind} {id} is {status}, not available"),
+            format!("{what} is {status}, not available"),
             "wait until it is available (the target cannot register before), then run again",
         );
     }
-    match family_of(&engine) {
-        Ok(f) if f == family => r.ok(format!("{kind} {id}: {engine}, {status}")),
+    match family_of(engine) {
+        Ok(f) if f == family => r.ok(format!("{what}: {engine}, {status}")),
         Ok(f) => r.problem(
             format!(
-                "{kind} {id} runs {engine}, but the runbook's engine family is {}",
+                "{what} runs {engine}, but the runbook's engine family is {}",
                 family.as_str()
             ),
             format!("set database.engine_family = \"{}\"", f.as_str()),
         ),
         Err(why) => r.problem(
-            format!("{kind} {id} runs {engine}: {why}"),
+            format!("{what} runs {engine}: {why}"),
             "use a MySQL, PostgreSQL or SQL Server database",
         ),
     }
-    Ok(vpc)
+    Ok(db.vpc_id)
 }
 
 async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
