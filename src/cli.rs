@@ -65,31 +65,7 @@ pub enum Command {
     /// security group, port, engine family and managed secret, and each
     /// function's role, security group and DB host variable. Reads only;
     /// review the file, then `plan` it.
-    Init {
-        /// A Lambda function that should reach the DB through the proxy
-        /// (repeat for several).
-        #[arg(long = "function", value_name = "NAME", required = true)]
-        functions: Vec<String>,
-        /// The RDS DB instance to put the proxy in front of.
-        #[arg(long, value_name = "ID", required_unless_present = "db_cluster")]
-        db_instance: Option<String>,
-        /// The Aurora cluster to put the proxy in front of.
-        #[arg(long, value_name = "ID", conflicts_with = "db_instance")]
-        db_cluster: Option<String>,
-        /// The secret with the DB user's credentials [default: the secret RDS
-        /// manages for the master user].
-        #[arg(long, value_name = "ARN")]
-        secret: Option<String>,
-        /// The runbook's and the proxy's name [default: <DB id>-proxy].
-        #[arg(long)]
-        name: Option<String>,
-        /// Write the runbook to FILE instead of stdout.
-        #[arg(short = 'o', long = "out", value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Overwrite FILE if it exists.
-        #[arg(long, requires = "out")]
-        force: bool,
-    },
+    Init(InitArgs),
     /// Show each step and what its check finds in the account. Changes nothing.
     Plan {
         /// The runbook file (TOML).
@@ -194,4 +170,32 @@ pub struct Selection {
     /// Stop after this step.
     #[arg(long, value_name = "STEP")]
     pub until: Option<String>,
+}
+
+/// `init`'s options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A Lambda function that should reach the DB through the proxy
+    /// (repeat for several).
+    #[arg(long = "function", value_name = "NAME", required = true)]
+    pub functions: Vec<String>,
+    /// The RDS DB instance to put the proxy in front of.
+    #[arg(long, value_name = "ID", required_unless_present = "db_cluster")]
+    pub db_instance: Option<String>,
+    /// The Aurora cluster to put the proxy in front of.
+    #[arg(long, value_name = "ID", conflicts_with = "db_instance")]
+    pub db_cluster: Option<String>,
+    /// The secret with the DB user's credentials [default: the secret RDS
+    /// manages for the master user].
+    #[arg(long, value_name = "ARN")]
+    pub secret: Option<String>,
+    /// The runbook's and the proxy's name [default: <DB id>-proxy].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write the runbook to FILE instead of stdout.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
-use crate::aws::{Aws, describe_error, error_code};
+use crate::aws::{Aws, describe_error};
 use crate::engine::{EnvMode, Options, exit, load_runbook};
 use crate::runbook::EngineFamily;
 
@@ -132,18 +132,7 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     let Some(name) = rb.proxy.name.literal() else {
         anyhow::bail!("proxy.name must be known to examine the proxy");
     };
-    let proxy = match aws
-        .rds
-        .describe_db_proxies()
-        .db_proxy_name(&name)
-        .send()
-        .await
-    {
-        Ok(o) => o.db_proxies().first().cloned(),
-        Err(e) if error_code(&e) == Some("DBProxyNotFoundFault") => None,
-        Err(e) => anyhow::bail!("cannot read DB proxy {name}: {}", describe_error(&e)),
-    };
-    let Some(proxy) = proxy else {
+    let Some(proxy) = crate::steps::find_proxy(&aws, &name).await? else {
         return Err(exit(
             crate::engine::EXIT_STEP_FAILED,
             format!(
@@ -201,22 +190,8 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
         Err(e) => println!("Targets: cannot read them: {}", describe_error(&e)),
     }
 
-    let groups = aws
-        .rds
-        .describe_db_proxy_target_groups()
-        .db_proxy_name(&name)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the target group of {name}: {}",
-                describe_error(&e)
-            )
-        })?;
-    let pool = groups
-        .target_groups()
-        .first()
-        .and_then(|g| g.connection_pool_config());
+    let pool = crate::steps::pool_now(&aws, &name).await?;
+    let pool = pool.as_ref();
     let filters: Vec<String> = pool
         .map(|p| p.session_pinning_filters().to_vec())
         .unwrap_or_default();

@@ -131,14 +131,14 @@ pub(crate) fn resolve(
 }
 
 /// The steps whose outputs are missing, once each, in order.
-pub(crate) fn needs(missing: &[(String, String)]) -> String {
+pub(crate) fn needs(missing: &[(String, String)]) -> Vec<&str> {
     let mut steps: Vec<&str> = Vec::new();
     for (step, _) in missing {
         if !steps.contains(&step.as_str()) {
             steps.push(step);
         }
     }
-    steps.join(", ")
+    steps
 }
 
 /// Top-level input fields that differ between two input documents.
@@ -291,7 +291,7 @@ async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
 }
 
 /// Err (exit 5) when preflight found problems, after printing them.
-fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
+pub(crate) fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
     match report.problems.len() {
         0 => Ok(()),
         n => Err(exit(
@@ -625,19 +625,10 @@ impl Runner<'_> {
         inputs: &Value,
         found: &Found,
     ) -> Result<Answer> {
-        let action = match found {
-            _ if !step.changes_account() => "to verify",
-            Found::Incomplete(_) => "to finish",
-            _ => "to create",
-        };
-        let mut what = format!("\n{name} ({action}): {}", step.describe(inputs)?);
-        if let Found::Incomplete(why) = found {
-            what.push_str(&format!("\n    {why}"));
-        }
-        if step.changes_account() {
-            for d in step.details(cx, inputs).await? {
-                what.push_str(&format!("\n    {d}"));
-            }
+        let (action, details) = crate::plan::pending(step, cx, inputs, found).await?;
+        let mut what = format!("\n{name} (to {action}): {}", step.describe(inputs)?);
+        for d in details {
+            what.push_str(&format!("\n    {d}"));
         }
         self.asker.as_ref().expect("asking").ask(&what)
     }
@@ -651,7 +642,7 @@ impl Runner<'_> {
                 format!(
                     "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
                      are not applied: run them first, e.g. `{} --step {first}`",
-                    needs(&missing),
+                    needs(&missing).join(", "),
                     self.run_hint,
                 ),
             ));

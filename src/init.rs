@@ -10,20 +10,11 @@ use anyhow::Result;
 use futures_util::future::join_all;
 
 use crate::aws::Aws;
+use crate::cli::InitArgs;
 use crate::db::{Db, Kind};
 use crate::engine::{EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_USAGE, Options, exit};
 use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
-
-pub struct InitArgs {
-    pub functions: Vec<String>,
-    pub db_instance: Option<String>,
-    pub db_cluster: Option<String>,
-    pub secret: Option<String>,
-    pub name: Option<String>,
-    pub out: Option<PathBuf>,
-    pub force: bool,
-}
 
 /// What the account says about one function.
 #[derive(Default)]

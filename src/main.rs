@@ -89,7 +89,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         state: g.state,
         no_progress: g.no_progress,
         output: match &cli.command {
-            Command::Run { output, .. }
+            Command::Plan { output, .. }
+            | Command::Run { output, .. }
             | Command::Resume { output, .. }
             | Command::Status { output, .. }
             | Command::Rollback { output, .. } => *output,
@@ -121,26 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         watch_ctrl_c();
         match &cli.command {
-            Command::Init {
-                functions,
-                db_instance,
-                db_cluster,
-                secret,
-                name,
-                out,
-                force,
-            } => {
-                let args = init::InitArgs {
-                    functions: functions.clone(),
-                    db_instance: db_instance.clone(),
-                    db_cluster: db_cluster.clone(),
-                    secret: secret.clone(),
-                    name: name.clone(),
-                    out: out.clone(),
-                    force: *force,
-                };
-                init::init(&args, &opts).await
-            }
+            Command::Init(args) => init::init(args, &opts).await,
             Command::Plan { runbook, output } => plan::plan(runbook, *output, &opts).await,
             Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,

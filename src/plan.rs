@@ -9,12 +9,33 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::engine::{
-    EXIT_PREFLIGHT, EnvMode, Options, check_place, edited_since_applied, exit, load_runbook, needs,
+    EnvMode, Options, check_place, edited_since_applied, load_runbook, needs, preflight_verdict,
     resolve, state_error, state_path,
 };
-use crate::progress::Progress;
+use crate::progress::StepBar;
 use crate::state::{State, Status};
-use crate::steps::{self, Ctx, Found};
+use crate::steps::{self, Ctx, Found, Step};
+
+/// What a step that is not done would do, from what its check found
+/// (`Missing` or `Incomplete`; a step that only verifies was not checked):
+/// the plan's action and the lines that say exactly what would change.
+/// `run --confirm` asks with the same facts.
+pub async fn pending(
+    step: &dyn Step,
+    cx: &Ctx<'_>,
+    inputs: &serde_json::Value,
+    found: &Found,
+) -> Result<(&'static str, Vec<String>)> {
+    if !step.changes_account() {
+        return Ok(("verify", Vec::new()));
+    }
+    let (action, mut details) = match found {
+        Found::Incomplete(why) => ("finish", vec![why.clone()]),
+        _ => ("create", Vec::new()),
+    };
+    details.extend(step.details(cx, inputs).await?);
+    Ok((action, details))
+}
 
 #[derive(Serialize)]
 struct PlanReport {
@@ -72,7 +93,6 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
     check_place(&mut state, &aws, &path).await?;
     let preflight = crate::preflight::run(&rb, &aws).await?;
     let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
-    let bars = Progress::new(true);
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();
     let mut graph = steps::dependencies(&rb);
@@ -80,25 +100,16 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
         let what = step.describe(&inputs)?;
-        let bar = bars.step(name);
+        let bar = StepBar::silent(name);
         let cx = Ctx {
             aws: &aws,
             runbook: &rb.name,
             bar: &bar,
         };
-        let after: Vec<String> = if missing.is_empty() {
-            Vec::new()
-        } else {
-            needs(&missing).split(", ").map(String::from).collect()
-        };
-        let (action, details) = if !step.changes_account() {
-            summary.verify += 1;
-            ("verify", Vec::new())
-        } else if !after.is_empty() {
-            summary.create += 1;
-            ("create", step.details(&cx, &inputs).await?)
+        let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
+        let (action, details) = if !step.changes_account() || !after.is_empty() {
+            pending(step, &cx, &inputs, &Found::Missing).await?
         } else if let Some(changes) = edited_since_applied(name, &rb, &state) {
-            summary.blocked += 1;
             (
                 "changed",
                 vec![
@@ -109,33 +120,24 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
         } else {
             match step.check(&cx, &inputs).await? {
                 Found::Done(outputs) => {
-                    summary.done += 1;
                     // Later steps in this plan may read these outputs.
                     let rec = state.steps.entry(name.to_string()).or_default();
                     rec.status = Status::Applied;
                     rec.outputs = outputs;
                     ("none", Vec::new())
                 }
-                Found::Missing => {
-                    summary.create += 1;
-                    ("create", step.details(&cx, &inputs).await?)
-                }
-                Found::Incomplete(why) => {
-                    summary.finish += 1;
-                    let mut d = vec![why];
-                    d.extend(step.details(&cx, &inputs).await?);
-                    ("finish", d)
-                }
-                Found::Drifted(diffs) => {
-                    summary.blocked += 1;
-                    ("drifted", diffs)
-                }
-                Found::Foreign(why) => {
-                    summary.blocked += 1;
-                    ("blocked", vec![why])
-                }
+                Found::Drifted(diffs) => ("drifted", diffs),
+                Found::Foreign(why) => ("blocked", vec![why]),
+                found => pending(step, &cx, &inputs, &found).await?,
             }
         };
+        match action {
+            "create" => summary.create += 1,
+            "finish" => summary.finish += 1,
+            "none" => summary.done += 1,
+            "verify" => summary.verify += 1,
+            _ => summary.blocked += 1,
+        }
         steps_out.push(PlanStep {
             name: name.to_string(),
             action,
@@ -145,7 +147,6 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
             details,
         });
     }
-    let problems = preflight.problems.len();
     let report = PlanReport {
         runbook: rb.name.clone(),
         file: rb.path.display().to_string(),
@@ -157,18 +158,10 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
         summary,
     };
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => crate::progress::emit_json(&serde_json::to_value(&report)?),
         Output::Text => print_text(&report),
     }
-    if problems > 0 {
-        return Err(exit(
-            EXIT_PREFLIGHT,
-            format!(
-                "preflight found {problems} problem(s) in the account (listed above); nothing was changed"
-            ),
-        ));
-    }
-    Ok(())
+    preflight_verdict(&report.preflight)
 }
 
 fn print_text(r: &PlanReport) {

@@ -378,15 +378,12 @@ async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Resul
             .set_subnet_ids(Some(subnets.clone()))
             .send()
             .await;
-        Some(
-            out.map(|o| {
-                o.subnets()
-                    .iter()
-                    .filter_map(|s| s.vpc_id().map(String::from))
-                    .collect::<BTreeSet<String>>()
-            })
-            .unwrap_or_default(),
-        )
+        Some(out.map(|o| {
+            o.subnets()
+                .iter()
+                .filter_map(|s| s.vpc_id().map(String::from))
+                .collect::<BTreeSet<String>>()
+        }))
     };
     let role_read = async {
         match role {
@@ -402,14 +399,21 @@ async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Resul
             ),
             format!("attach it to {vpc} (subnets and a security group) first"),
         ),
-        Some(vpcs) if !vpcs.is_empty() && !vpcs.contains(vpc) => r.problem(
+        Some(Err(e)) => r.problem(
+            format!(
+                "cannot read the subnets of Lambda function {name}: {}",
+                describe_error(&e)
+            ),
+            "allow ec2:DescribeSubnets to whoever runs the tool",
+        ),
+        Some(Ok(vpcs)) if !vpcs.is_empty() && !vpcs.contains(vpc) => r.problem(
             format!(
                 "Lambda function {name} is attached to {}, not to {vpc}",
                 vpcs.into_iter().collect::<Vec<_>>().join(", ")
             ),
             format!("attach it to the DB's VPC {vpc}"),
         ),
-        Some(_) => r.ok(format!("Lambda function {name}: in {vpc}")),
+        Some(Ok(_)) => r.ok(format!("Lambda function {name}: in {vpc}")),
     }
     match (role, role_read) {
         (Some(role), Some(Ok(_))) => r.ok(format!(

@@ -12,13 +12,12 @@ pub async fn function_configuration(
     cx: &Ctx<'_>,
     name: &str,
 ) -> Result<GetFunctionConfigurationOutput> {
-    cx.aws
-        .lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read Lambda function {name}: {}", describe_error(&e)))
+    cx.aws.function_if_any(name).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "Lambda function {name} does not exist in {}: check [[lambda]] function_name and the region",
+            cx.aws.region
+        )
+    })
 }
 
 /// Whether the managed policy `arn` is attached to `role`.

@@ -250,8 +250,8 @@ impl StepImpl for LambdaEnv {
     /// the variables left alone.
     async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for f in &i.functions {
-            let vars = variables(cx, &f.name).await?;
+        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        for (f, vars) in i.functions.iter().zip(all) {
             out.push(format!(
                 "{}.{}: {} -> {}",
                 f.name,

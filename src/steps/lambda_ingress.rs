@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,11 +29,9 @@ pub struct Inputs {
 
 /// The security groups the functions' connections come from.
 async fn sources(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for f in &i.functions {
+    let per_function = try_join_all(i.functions.iter().map(|f| async move {
         if let Some(sg) = &f.security_group_id {
-            out.push(sg.clone());
-            continue;
+            return Ok(vec![sg.clone()]);
         }
         let conf = function_configuration(cx, &f.name).await?;
         let groups = conf
@@ -47,8 +46,10 @@ async fn sources(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
                 f.name
             );
         }
-        out.extend(groups);
-    }
+        Ok(groups)
+    }))
+    .await?;
+    let mut out: Vec<String> = per_function.into_iter().flatten().collect();
     out.sort();
     out.dedup();
     Ok(out)

@@ -31,7 +31,8 @@ mod proxy_security_group;
 mod secret_access;
 mod targets;
 
-pub use targets::health_text;
+pub use proxy::find as find_proxy;
+pub use targets::{health_text, pool_now};
 
 /// Every step the tool knows, in the recipe's order. A run follows the
 /// graph of [`dependencies`], independent steps at once; a rollback follows

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code};
+use crate::aws::{Aws, describe_error, error_code};
 use crate::poll::{Wait, wait_for};
 use crate::runbook::Runbook;
 
@@ -147,9 +147,9 @@ pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
     d
 }
 
-async fn find(cx: &Ctx<'_>, name: &str) -> Result<Option<DbProxy>> {
-    match cx
-        .aws
+/// The proxy; None when there is none of that name.
+pub async fn find(aws: &Aws, name: &str) -> Result<Option<DbProxy>> {
+    match aws
         .rds
         .describe_db_proxies()
         .db_proxy_name(name)
@@ -237,7 +237,7 @@ impl StepImpl for Proxy {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(p) = find(cx, &i.name).await? else {
+        let Some(p) = find(cx.aws, &i.name).await? else {
             return Ok(Found::Missing);
         };
         if !owned(cx, &p).await? {
@@ -301,7 +301,7 @@ impl StepImpl for Proxy {
             &what,
             Duration::from_secs(i.wait_timeout_seconds),
             || async {
-                let Some(p) = find(cx, &i.name).await? else {
+                let Some(p) = find(cx.aws, &i.name).await? else {
                     return Ok(Wait::Pending("not visible yet".into()));
                 };
                 if !ours.load(Ordering::Relaxed) {
@@ -325,7 +325,7 @@ impl StepImpl for Proxy {
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
         let name = &i.name;
-        let Some(p) = find(cx, name).await? else {
+        let Some(p) = find(cx.aws, name).await? else {
             return Ok(Undone::AlreadyGone(format!(
                 "DB proxy {name} is already gone"
             )));
@@ -361,7 +361,7 @@ impl StepImpl for Proxy {
             &format!("DB proxy {name} to be deleted"),
             Duration::from_secs(i.wait_timeout_seconds),
             || async {
-                Ok(match find(cx, name).await? {
+                Ok(match find(cx.aws, name).await? {
                     None => Wait::Ready(()),
                     Some(p) => Wait::Pending(status_of(&p)),
                 })

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code};
+use crate::aws::{Aws, describe_error, error_code};
 use crate::poll::{Wait, retry_on, wait_for};
 use crate::runbook::{Pool, Runbook};
 
@@ -224,12 +224,14 @@ async fn our_targets(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<DbProxyTarget>> {
 }
 
 /// The pool settings; None when the proxy or its group is not there.
-async fn pool_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<ConnectionPoolConfigurationInfo>> {
-    let out = match cx
-        .aws
+pub async fn pool_now(
+    aws: &Aws,
+    proxy_name: &str,
+) -> Result<Option<ConnectionPoolConfigurationInfo>> {
+    let out = match aws
         .rds
         .describe_db_proxy_target_groups()
-        .db_proxy_name(&i.proxy_name)
+        .db_proxy_name(proxy_name)
         .target_group_name(TARGET_GROUP)
         .send()
         .await
@@ -237,8 +239,7 @@ async fn pool_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<ConnectionPoolConfi
         Ok(out) => out,
         Err(e) if is_gone(error_code(&e)) => return Ok(None),
         Err(e) => anyhow::bail!(
-            "cannot read the target group of {}: {}",
-            i.proxy_name,
+            "cannot read the target group of {proxy_name}: {}",
             describe_error(&e)
         ),
     };
@@ -292,7 +293,7 @@ impl StepImpl for Targets {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx, i))?;
+        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx.aws, &i.proxy_name))?;
         if ours.is_empty() {
             return Ok(Found::Missing);
         }
@@ -316,7 +317,7 @@ impl StepImpl for Targets {
         // What is there, read at once; then register and set the pool one
         // after the other (RDS may refuse to change a target group while a
         // target registers; untested on AWS, so not risked).
-        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx, i))?;
+        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx.aws, &i.proxy_name))?;
         if ours.is_empty() {
             cx.bar
                 .set(format!("registering {} with {}", i.target(), i.proxy_name));
