@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::aws::Aws;
+use crate::aws::{Aws, describe_error};
 use crate::runbook::{EngineFamily, Runbook};
 
 /// What Lambda lets one function run at once when nothing caps it: the
@@ -142,69 +142,79 @@ pub fn assess(
     })
 }
 
-/// Reads the instance class and each function's limits, then assesses.
 /// Reads each function's limits and assesses them against the instance
 /// class (which preflight has read already; None: no budget).
 pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<Budget>> {
     let Some(class) = class else {
         return Ok(None); // No instance read (an Aurora cluster, or a missing DB).
     };
-    let account = aws
-        .lambda
-        .get_account_settings()
-        .send()
-        .await
-        .ok()
-        .and_then(|s| {
-            s.account_limit()
-                .map(|l| i64::from(l.concurrent_executions()))
-        })
-        .filter(|n| *n > 0)
-        .unwrap_or(ACCOUNT_DEFAULT);
+    // A read that fails counts as "no limit" (the worst case), and says so.
+    let mut unread = Vec::new();
+    let account = readable(
+        aws.lambda.get_account_settings().send().await,
+        "the account's Lambda concurrency",
+        "lambda:GetAccountSettings",
+        &mut unread,
+    )
+    .and_then(|s| {
+        s.account_limit()
+            .map(|l| i64::from(l.concurrent_executions()))
+    })
+    .filter(|n| *n > 0)
+    .unwrap_or(ACCOUNT_DEFAULT);
     let mut functions = Vec::new();
     for l in &rb.lambdas {
         let Some(name) = l.function_name.literal() else {
             continue;
         };
-        let reserved = aws
-            .lambda
-            .get_function_concurrency()
-            .function_name(&name)
-            .send()
-            .await
-            .ok()
-            .and_then(|c| c.reserved_concurrent_executions());
-        let sqs: Option<i64> = aws
-            .lambda
-            .list_event_source_mappings()
-            .function_name(&name)
-            .send()
-            .await
-            .ok()
-            .map(|m| {
-                m.event_source_mappings()
-                    .iter()
-                    .filter(|e| e.event_source_arn().is_some_and(|a| a.contains(":sqs:")))
-                    .filter_map(|e| e.scaling_config().and_then(|s| s.maximum_concurrency()))
-                    .map(i64::from)
-                    .sum()
-            })
-            .filter(|n: &i64| *n > 0);
-        let provisioned: i64 = aws
-            .lambda
-            .list_provisioned_concurrency_configs()
-            .function_name(&name)
-            .send()
-            .await
-            .ok()
-            .map(|p| {
-                p.provisioned_concurrency_configs()
-                    .iter()
-                    .filter_map(|c| c.requested_provisioned_concurrent_executions())
-                    .map(i64::from)
-                    .sum()
-            })
-            .unwrap_or(0);
+        let reserved = readable(
+            aws.lambda
+                .get_function_concurrency()
+                .function_name(&name)
+                .send()
+                .await,
+            &format!("the reserved concurrency of {name}"),
+            "lambda:GetFunctionConcurrency",
+            &mut unread,
+        )
+        .and_then(|c| c.reserved_concurrent_executions());
+        let sqs: Option<i64> = readable(
+            aws.lambda
+                .list_event_source_mappings()
+                .function_name(&name)
+                .send()
+                .await,
+            &format!("the event source mappings of {name}"),
+            "lambda:ListEventSourceMappings",
+            &mut unread,
+        )
+        .map(|m| {
+            m.event_source_mappings()
+                .iter()
+                .filter(|e| e.event_source_arn().is_some_and(|a| a.contains(":sqs:")))
+                .filter_map(|e| e.scaling_config().and_then(|s| s.maximum_concurrency()))
+                .map(i64::from)
+                .sum()
+        })
+        .filter(|n: &i64| *n > 0);
+        let provisioned: i64 = readable(
+            aws.lambda
+                .list_provisioned_concurrency_configs()
+                .function_name(&name)
+                .send()
+                .await,
+            &format!("the provisioned concurrency of {name}"),
+            "lambda:ListProvisionedConcurrencyConfigs",
+            &mut unread,
+        )
+        .map(|p| {
+            p.provisioned_concurrency_configs()
+                .iter()
+                .filter_map(|c| c.requested_provisioned_concurrent_executions())
+                .map(i64::from)
+                .sum()
+        })
+        .unwrap_or(0);
         let (worst_case, limited_by) = match (reserved, sqs) {
             (Some(r), _) => (i64::from(r), format!("reserved concurrency {r}")),
             (None, Some(s)) => (s, format!("SQS maximum concurrency {s}")),
@@ -220,14 +230,39 @@ pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<
             provisioned,
         });
     }
-    Ok(assess(
+    let mut budget = assess(
         class,
         rb.database.engine_family,
         rb.pool.max_connections_percent,
         rb.pool.connection_borrow_timeout,
         rb.proxy.idle_client_timeout,
         functions,
-    ))
+    );
+    if let Some(b) = &mut budget {
+        b.notes.extend(unread);
+    }
+    Ok(budget)
+}
+
+/// The answer of a read the budget can do without; a failure becomes a
+/// note naming what could not be read and the permission to allow.
+fn readable<T, E, R>(
+    read: Result<T, aws_sdk_lambda::error::SdkError<E, R>>,
+    what: &str,
+    action: &str,
+    notes: &mut Vec<String>,
+) -> Option<T>
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    read.map_err(|e| {
+        notes.push(format!(
+            "cannot read {what} ({}): counted as no limit; allow {action} for an exact budget",
+            describe_error(&e)
+        ))
+    })
+    .ok()
 }
 
 #[cfg(test)]

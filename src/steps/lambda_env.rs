@@ -77,6 +77,14 @@ enum Restore {
     Left(String),
 }
 
+/// Whether `v` looks like a host name (or address, with a port): what the
+/// step replaces, and all of a variable's value it ever shows or keeps.
+fn host_like(v: &str) -> bool {
+    !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
     let conf = function_configuration(cx, name).await?;
     Ok(conf
@@ -114,16 +122,28 @@ async fn wait_updated(cx: &Ctx<'_>, name: &str) -> Result<()> {
     .await
 }
 
-/// Sets (Some) or removes (None) one variable, keeping all the others;
-/// false if it already had that value. Each try reads the variables
-/// afresh (another update may have changed them) and never writes when the
-/// read failed, which would drop the others.
+/// What [`set_variable`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Set {
+    Written,
+    /// It had that value already.
+    AlreadySo,
+    /// Its value was not the one expected: someone changed it; untouched.
+    NotAsExpected,
+}
+
+/// Sets (Some) or removes (None) one variable, keeping all the others; with
+/// `expect`, only while the variable still holds that value. Each try reads
+/// the variables afresh (another update may have changed them), checks
+/// `expect` on that read, and never writes when the read failed, which
+/// would drop the others.
 async fn set_variable(
     cx: &Ctx<'_>,
     name: &str,
     variable: &str,
+    expect: Option<&str>,
     value: Option<&str>,
-) -> Result<bool> {
+) -> Result<Set> {
     let deadline = Deadline::after(CONFLICT_LIMIT);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {
@@ -139,8 +159,12 @@ async fn set_variable(
             .and_then(|e| e.variables())
             .cloned()
             .unwrap_or_default();
-        if vars.get(variable).map(String::as_str) == value {
-            return Ok(false);
+        let now = vars.get(variable).map(String::as_str);
+        if expect.is_some_and(|e| now != Some(e)) {
+            return Ok(Set::NotAsExpected);
+        }
+        if now == value {
+            return Ok(Set::AlreadySo);
         }
         match value {
             Some(v) => vars.insert(variable.to_string(), v.to_string()),
@@ -161,7 +185,7 @@ async fn set_variable(
                 if let Wait::Pending(_) = now {
                     wait_updated(cx, name).await?;
                 }
-                return Ok(true);
+                return Ok(Set::Written);
             }
             Err(e) if error_code(&e) == Some("ResourceConflictException") && !deadline.passed() => {
                 let delay = backoff.next_delay();
@@ -227,20 +251,29 @@ impl StepImpl for LambdaEnv {
         let mut pending = Vec::new();
         let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
         for (f, vars) in i.functions.iter().zip(all) {
-            if vars.get(&f.variable) != Some(&i.endpoint) {
-                pending.push(format!(
-                    "{}.{}: {} -> {}",
-                    f.name,
-                    f.variable,
-                    vars.get(&f.variable).map_or("(unset)", String::as_str),
-                    i.endpoint
-                ));
+            match vars.get(&f.variable) {
+                Some(v) if *v == i.endpoint => {}
+                // Not a host (a URL with a password, say): swapping it for
+                // a host would break the function, and its old value would
+                // have to be kept in the state.
+                Some(v) if !host_like(v) => {
+                    return Ok(Found::Foreign(format!(
+                        "{} holds something other than a host name (not shown); the step \
+                         sets it to the proxy's host name: set [[lambda]] env_var to the \
+                         variable that holds the DB's host",
+                        f.key()
+                    )));
+                }
+                _ => pending.push(f.key()),
             }
         }
         Ok(if pending.is_empty() {
             Found::Done(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
         } else if pending.len() < i.functions.len() {
-            Found::Incomplete(pending.join("; "))
+            Found::Incomplete(format!(
+                "still to point at the proxy: {}",
+                pending.join(", ")
+            ))
         } else {
             Found::Missing
         })
@@ -252,13 +285,12 @@ impl StepImpl for LambdaEnv {
         let mut out = Vec::new();
         let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
         for (f, vars) in i.functions.iter().zip(all) {
-            out.push(format!(
-                "{}.{}: {} -> {}",
-                f.name,
-                f.variable,
-                vars.get(&f.variable).map_or("(unset)", String::as_str),
-                i.endpoint
-            ));
+            let old = match vars.get(&f.variable) {
+                None => "(unset)",
+                Some(v) if host_like(v) => v,
+                Some(_) => "(not a host name: not shown)",
+            };
+            out.push(format!("{}: {old} -> {}", f.key(), i.endpoint));
             let mut others: Vec<&String> = vars.keys().filter(|k| **k != f.variable).collect();
             others.sort();
             if !others.is_empty() {
@@ -286,7 +318,7 @@ impl StepImpl for LambdaEnv {
                 .into_iter()
                 .map(|group| async move {
                     for f in group {
-                        set_variable(cx, &f.name, &f.variable, Some(&i.endpoint)).await?;
+                        set_variable(cx, &f.name, &f.variable, None, Some(&i.endpoint)).await?;
                     }
                     anyhow::Ok(())
                 }),
@@ -305,15 +337,6 @@ impl StepImpl for LambdaEnv {
             |group| async move {
                 let mut out = Vec::new();
                 for f in group {
-                    let now = variables(cx, &f.name).await?;
-                    if now.get(&f.variable) != Some(&i.endpoint) {
-                        // Changed since we set it (or never set): not ours to undo.
-                        out.push(Restore::Left(format!(
-                            "{}: no longer on the proxy endpoint",
-                            f.key()
-                        )));
-                        continue;
-                    }
                     let Some(old) = old_value(before, f, &i.functions) else {
                         out.push(Restore::Left(format!(
                             "{}: its old value was not recorded",
@@ -322,11 +345,19 @@ impl StepImpl for LambdaEnv {
                         continue;
                     };
                     cx.bar.set(format!("restoring {}", f.key()));
-                    set_variable(cx, &f.name, &f.variable, old).await?;
-                    out.push(Restore::Done(match old {
-                        Some(_) => format!("restored {}", f.key()),
-                        None => format!("removed {} (it did not exist)", f.key()),
-                    }));
+                    // Only while it still holds the endpoint we set: a
+                    // change made since is not ours to undo.
+                    let set =
+                        set_variable(cx, &f.name, &f.variable, Some(&i.endpoint), old).await?;
+                    out.push(match (set, old) {
+                        (Set::NotAsExpected, _) => {
+                            Restore::Left(format!("{}: no longer on the proxy endpoint", f.key()))
+                        }
+                        (_, Some(_)) => Restore::Done(format!("restored {}", f.key())),
+                        (_, None) => {
+                            Restore::Done(format!("removed {} (it did not exist)", f.key()))
+                        }
+                    });
                 }
                 anyhow::Ok(out)
             },
@@ -362,6 +393,15 @@ mod tests {
             name: name.into(),
             variable: variable.into(),
         }
+    }
+
+    #[test]
+    fn only_host_names_are_shown_or_replaced() {
+        assert!(host_like("db.abc.us-east-1.rds.amazonaws.com"));
+        assert!(host_like("10.0.0.5:3306"));
+        assert!(!host_like("mysql://admin:s3cret@db.example:3306/app"));
+        assert!(!host_like("user=admin password=x host=db"));
+        assert!(!host_like(""));
     }
 
     #[test]
