@@ -187,6 +187,46 @@ impl Aws {
             Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
         }
     }
+
+    /// Every `(function, variable)` in the account and region whose value
+    /// names one of `hosts` (as the whole value or inside it, such as a
+    /// `DATABASE_URL`). Every function is read, not only the runbook's: a
+    /// colleague may have pointed another one at the proxy by hand.
+    pub async fn variables_naming(
+        &self,
+        hosts: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let hosts: Vec<String> = hosts
+            .iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let mut found = Vec::new();
+        if hosts.is_empty() {
+            return Ok(found);
+        }
+        let mut pages = self.lambda.list_functions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list the Lambda functions to see which point at the proxy: {} \
+                     (allow lambda:ListFunctions)",
+                    describe_error(&e)
+                )
+            })?;
+            for f in page.functions() {
+                let vars = f.environment().and_then(|e| e.variables());
+                for (k, v) in vars.into_iter().flatten() {
+                    let v = v.to_ascii_lowercase();
+                    if hosts.iter().any(|h| v.contains(h.as_str())) {
+                        found.push((f.function_name().unwrap_or_default().to_string(), k.clone()));
+                    }
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
 }
 
 /// The AWS error code of a failed call (`NoSuchEntity`,

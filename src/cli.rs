@@ -10,12 +10,16 @@ Exit codes:
   1    a step failed (AWS error, drift, something not ours in the way,
        timeout), or a confirmation was declined
   2    command-line misuse: an unknown step, `resume` without a state, a step
-       whose inputs are not applied yet, no --yes when stdin is not a terminal
+       whose inputs or the steps it waits on are not applied and verified in
+       the account yet, no --yes when stdin is not a terminal
   3    bad input: the runbook or the state file is invalid, the runbook changed
-       after a step was applied, or the state belongs to another account or
-       region; nothing was changed
+       after a step was applied, the state belongs to another account or
+       region, or the account holds what this state never made (another
+       state's; `run --adopt` takes it over); nothing was changed
   4    the state is locked by another rds-proxy-runbook process
-  5    preflight found problems in the account; nothing was changed
+  5    preflight found problems in the account (or, for rollback, a function
+       still points at the proxy and would be stranded); nothing was changed
+  6    `plan --detailed-exitcode`: there are changes to apply
   130  interrupted (Ctrl-C); the state is saved: `resume` continues";
 
 /// Put Amazon RDS Proxy in front of an RDS database for AWS Lambda, as a
@@ -74,6 +78,11 @@ pub enum Command {
         /// step's action, what and details, a summary).
         #[arg(long, value_enum, default_value_t)]
         output: crate::plan::Output,
+        /// Exit 0 only when there is nothing to change, 6 when there are
+        /// changes to apply (as Terraform's -detailed-exitcode, with 6 for
+        /// its 2). Blocked steps exit as `run` would, with or without it.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Check what the recipe needs from the account (DB, secret, subnets,
     /// security groups, Lambdas, room for a proxy). Changes nothing.
@@ -96,6 +105,12 @@ pub enum Command {
         /// without asking. One step at a time until "continue".
         #[arg(long, conflicts_with_all = ["yes", "output"])]
         confirm: bool,
+        /// Take over what the account already holds with this runbook's tag
+        /// but this state never made (another state's, most likely): it is
+        /// recorded as adopted, managed from then on, and left in place by
+        /// `rollback`. Without it such a run is refused.
+        #[arg(long)]
+        adopt: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]

@@ -16,7 +16,7 @@ use crate::cli::Selection;
 use crate::poll::{self, Interrupted};
 use crate::progress::{Progress, StepBar};
 use crate::runbook::{Runbook, RunbookError};
-use crate::state::{self, Event, Lock, State, Status};
+use crate::state::{self, Event, Lock, Origin, State, Status};
 use crate::steps::{self, Ctx, Found, Resolver, Step, Undone};
 
 /// An error that ends the command with a specific exit code.
@@ -141,34 +141,50 @@ pub(crate) fn needs(missing: &[(String, String)]) -> Vec<&str> {
     steps
 }
 
-/// Top-level input fields that differ between two input documents.
+/// The input fields that differ between two input documents, each whole:
+/// objects are followed down to the fields that changed (`pool.max_...`),
+/// any other value is shown in full.
 fn changed_fields(old: Option<&Value>, new: &Value) -> Vec<String> {
-    let (Some(Value::Object(old)), Value::Object(new)) = (old, new) else {
-        return vec!["(inputs)".into()];
+    let Some(old) = old else {
+        return vec!["(inputs): none recorded".into()];
     };
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| {
-            let show = |v: Option<&Value>| v.map_or("(none)".to_string(), compact);
-            format!("{k}: {} -> {}", show(old.get(k)), show(new.get(k)))
-        })
-        .collect()
+    let mut out = Vec::new();
+    diff_into("", old, new, &mut out);
+    out
 }
 
-fn compact(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => {
-            let s = other.to_string();
-            if s.len() > 120 {
-                format!("{}...", &s[..117])
-            } else {
-                s
+fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (o.get(k), n.get(k)) {
+                    (Some(a), Some(b)) => diff_into(&at, a, b, out),
+                    (a, b) if a != b => out.push(format!("{at}: {} -> {}", show(a), show(b))),
+                    _ => {}
+                }
             }
         }
+        (a, b) if a != b => {
+            let at = if path.is_empty() { "(inputs)" } else { path };
+            out.push(format!("{at}: {} -> {}", show(Some(a)), show(Some(b))));
+        }
+        _ => {}
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 
@@ -213,7 +229,7 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
 
 /// The inputs that changed since `name` was applied, if any. A step that
 /// only verifies changed nothing, so an edit of its inputs does not count.
-pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<String> {
+pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<Vec<String>> {
     let step = steps::get(name)?;
     let rec = state.record(name).filter(|r| r.status == Status::Applied)?;
     if !step.changes_account() {
@@ -221,7 +237,7 @@ pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> O
     }
     let (inputs, missing) = resolve(step, rb, state);
     (missing.is_empty() && rec.checksum.as_deref() != Some(&state::checksum(&inputs)))
-        .then(|| changed_fields(rec.inputs.as_ref(), &inputs).join("; "))
+        .then(|| changed_fields(rec.inputs.as_ref(), &inputs))
 }
 
 pub(crate) fn state_error(e: state::StateError) -> anyhow::Error {
@@ -308,6 +324,117 @@ pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     crate::say!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
     preflight_checks(&rb, &aws, true).await
+}
+
+/// How `run` and `resume` go about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunHow {
+    /// Agreed beforehand: no question.
+    pub yes: bool,
+    /// `--confirm`: a question before each step that would act.
+    pub ask: bool,
+    /// `resume`: continue the state's run (the state must exist).
+    pub resume: bool,
+    /// `--adopt`: take over what the account holds with our tag that this
+    /// state never made, instead of refusing.
+    pub adopt: bool,
+}
+
+/// What the account holds for a step that this state never acted on (no
+/// origin): each entry is the step, what it makes, and whether it is
+/// unfinished there. The error names them, says that another state
+/// probably made them, and how to go on.
+fn not_this_states(found: &[(&str, String, bool)], path: &Path, hint: &str) -> anyhow::Error {
+    let list: Vec<String> = found
+        .iter()
+        .map(|(name, what, unfinished)| {
+            let how = if *unfinished { ", unfinished" } else { "" };
+            format!("  {name}: {what}{how}")
+        })
+        .collect();
+    let adopt = if found.iter().all(|(_, _, unfinished)| !unfinished) {
+        format!(
+            " To take them over in this state instead: `{hint} --adopt` (they are then \
+             managed here, and `rollback` leaves them in place)."
+        )
+    } else {
+        " What is unfinished can only be finished by the state that started it.".to_string()
+    };
+    exit(
+        EXIT_BAD_INPUT,
+        format!(
+            "the account already holds what these steps make, with this runbook's tag, but \
+             this state ({}) never made it:\n{}\nAnother state of this runbook probably \
+             exists (a colleague's checkout, a CI runner, a mistyped --state; by default it \
+             is .rds-proxy-runbook/<name>.state.json beside the runbook that made it): \
+             point --state at it and run again.{adopt} Nothing was changed.",
+            path.display(),
+            list.join("\n")
+        ),
+    )
+}
+
+/// Why a step that another one waits on cannot be trusted to be in place:
+/// `None` when this state applied it (created or adopted) and the account
+/// has it as the runbook says.
+fn unmet(status: Status, origin: Option<Origin>, found: Option<&Found>) -> Option<String> {
+    if status != Status::Applied {
+        return Some(format!("{} in this state", status.label()));
+    }
+    if origin.is_none() {
+        return Some("not made or adopted by this state".into());
+    }
+    match found {
+        Some(Found::Done(_)) => None,
+        None => Some("its inputs are not applied".into()),
+        Some(Found::Missing) => Some("applied, but missing from the account".into()),
+        Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
+        Some(Found::Drifted(diffs)) => Some(format!("drifted: {}", diffs.join("; "))),
+        Some(Found::Foreign(why)) => Some(why.clone()),
+    }
+}
+
+/// The error for a step that reads outputs of steps not applied yet.
+fn needs_outputs(name: &str, missing: &[(String, String)], run_hint: &str) -> anyhow::Error {
+    let (first, output) = &missing[0];
+    exit(
+        EXIT_USAGE,
+        format!(
+            "step `{name}` needs outputs of {} (such as `{first}.{output}`), which are not \
+             applied: run them first, e.g. `{run_hint} --step {first}`",
+            needs(missing).join(", "),
+        ),
+    )
+}
+
+/// The error for a step whose `waits` (each: step, reason) are not in
+/// place, with the command that runs them first.
+fn waits_unmet(name: &str, waits: &[(String, String)], run_hint: &str) -> anyhow::Error {
+    let list: Vec<String> = waits
+        .iter()
+        .map(|(dep, why)| format!("`{dep}` ({why})"))
+        .collect();
+    let reasons: Vec<String> = steps::get(name)
+        .map(|s| s.after())
+        .unwrap_or_default()
+        .iter()
+        .filter(|(dep, _)| waits.iter().any(|(w, _)| w == dep))
+        .map(|(dep, why)| format!("{dep}: {why}"))
+        .collect();
+    let why = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    };
+    exit(
+        EXIT_USAGE,
+        format!(
+            "step `{name}` must wait for steps that are not applied and verified in the \
+             account{why}: {}. Step `{name}` was not applied; run them first: \
+             `{run_hint} --until {name}`",
+            list.join(", ")
+        ),
+    )
 }
 
 /// The state and its file, with one writer: every transition is made and
@@ -574,6 +701,11 @@ struct Runner<'a> {
     run_hint: String,
     /// `--confirm`: ask before each step.
     asker: Option<Asker>,
+    /// `--adopt`: take over what this state did not make.
+    adopt: bool,
+    /// The steps this run found done or applied: a step that waits on one
+    /// of them acts without checking it again.
+    verified: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// Why a step stopped: interrupted (it stays `started`), or failed (the
@@ -596,6 +728,9 @@ impl Runner<'_> {
 
     async fn step(&self, name: &str) -> Result<Outcome> {
         let result = self.step_inner(name).await;
+        if matches!(result, Ok(Outcome::Changed | Outcome::Unchanged)) {
+            self.verified.lock().expect("lock").insert(name.to_string());
+        }
         match result {
             Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),
             Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
@@ -613,6 +748,42 @@ impl Runner<'_> {
             }
             ok => ok,
         }
+    }
+
+    /// The steps `name` waits on that are not in place at this moment: each
+    /// must have been found done or applied by this run, or be applied in
+    /// the state and found done in the account now (the first round's
+    /// answer when nothing upstream changed since, else a check).
+    async fn unmet_waits(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for dep in self.graph.get(name).into_iter().flatten() {
+            if self.verified.lock().expect("lock").contains(dep) {
+                continue;
+            }
+            let step = steps::get(dep).expect("validated");
+            let (status, origin) = self
+                .store
+                .read(|s| (s.status(dep), s.record(dep).and_then(|r| r.origin)));
+            let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
+            let checksum = state::checksum(&inputs);
+            let found = match self.first_answer(dep, &checksum) {
+                Some(found) => Some(found),
+                None if missing.is_empty() && status == Status::Applied => {
+                    let bar = StepBar::silent(dep);
+                    let cx = Ctx {
+                        aws: self.aws,
+                        runbook: &self.rb.name,
+                        bar: &bar,
+                    };
+                    Some(step.check(&cx, &inputs).await?)
+                }
+                None => None,
+            };
+            if let Some(why) = unmet(status, origin, found.as_ref()) {
+                out.push((dep.clone(), why));
+            }
+        }
+        Ok(out)
     }
 
     /// `--confirm`'s question for a step that would act: what it does and
@@ -636,16 +807,8 @@ impl Runner<'_> {
     async fn step_inner(&self, name: &str) -> Result<Outcome> {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
-        if let Some((first, output)) = missing.first() {
-            return Err(exit(
-                EXIT_USAGE,
-                format!(
-                    "step `{name}` needs outputs of {} (such as `{first}.{output}`), which \
-                     are not applied: run them first, e.g. `{} --step {first}`",
-                    needs(&missing).join(", "),
-                    self.run_hint,
-                ),
-            ));
+        if !missing.is_empty() {
+            return Err(needs_outputs(name, &missing, &self.run_hint));
         }
         let checksum = state::checksum(&inputs);
         let was = self.store.read(|s| s.status(name));
@@ -672,7 +835,37 @@ impl Runner<'_> {
             })?
         };
         tracing::debug!(step = %name, ?found, "checked the account");
+        // What this state never acted on is not ours, though it carries
+        // our tag: refused, or taken over on request.
+        let origin = self.store.read(|s| s.record(name).and_then(|r| r.origin));
+        let adopting = origin.is_none() && matches!(found, Found::Done(_));
+        if origin.is_none()
+            && matches!(found, Found::Done(_) | Found::Incomplete(_))
+            && !(adopting && self.adopt)
+        {
+            bar.finish("✗", "not made by this state");
+            let unfinished = matches!(found, Found::Incomplete(_));
+            return Err(not_this_states(
+                &[(name, step.describe(&inputs)?, unfinished)],
+                &self.store.path,
+                &self.run_hint,
+            ));
+        }
         match found {
+            Found::Done(outputs) if adopting => {
+                self.store.advance(name, Event::Applied, |rec| {
+                    rec.origin = Some(Origin::Adopted);
+                    rec.outputs = outputs;
+                    rec.inputs = Some(inputs);
+                    rec.checksum = Some(checksum);
+                    rec.error = None;
+                })?;
+                bar.finish(
+                    "=",
+                    "adopted: found in the account, managed from now on; rollback leaves it",
+                );
+                Ok(Outcome::Unchanged)
+            }
             Found::Done(outputs) => {
                 let unchanged = was == Status::Applied
                     && self.store.read(|s| {
@@ -697,6 +890,15 @@ impl Runner<'_> {
                 Ok(Outcome::Unchanged)
             }
             Found::Missing | Found::Incomplete(_) => {
+                // Never act before what this step waits on is in place in
+                // the account (a --step or --from past its order).
+                let waits = self.unmet_waits(name).await.inspect_err(|_| {
+                    bar.finish("✗", "check failed");
+                })?;
+                if !waits.is_empty() {
+                    bar.finish("✗", "waits on steps not in place");
+                    return Err(waits_unmet(name, &waits, &self.run_hint));
+                }
                 if turn.is_some() {
                     let answer = self.ask(name, step, &cx, &inputs, &found).await?;
                     if poll::interrupted() {
@@ -916,14 +1118,13 @@ fn first_error<T>(
 }
 
 /// `run` and `resume`; `ask`: `--confirm`, a question before each step.
-pub async fn run(
-    runbook: &Path,
-    sel: &Selection,
-    yes: bool,
-    ask: bool,
-    resume: bool,
-    opts: &Options,
-) -> Result<()> {
+pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -> Result<()> {
+    let RunHow {
+        yes,
+        ask,
+        resume,
+        adopt,
+    } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let selected = select(&rb, sel)?;
     let path = state_path(&rb, opts);
@@ -943,6 +1144,7 @@ pub async fn run(
     // Catch a runbook edited after a step was applied before touching AWS.
     for name in &selected {
         if let Some(changes) = edited_since_applied(name, &rb, &state) {
+            let changes = changes.join("; ");
             let back_to = rb
                 .step_names()
                 .take_while(|n| n != name)
@@ -995,8 +1197,20 @@ pub async fn run(
     // checked already, and preflight unless every step is applied (then a
     // re-run costs the checks alone).
     let all_applied = selected.iter().all(|n| state.status(n) == Status::Applied);
+    // The steps the selection waits on but leaves out (`--step`, `--from`):
+    // they must be in place in the account, so they are checked too.
+    let graph = steps::dependencies(&rb);
+    let mut outside: Vec<&str> = Vec::new();
+    for name in &selected {
+        for dep in graph.get(*name).into_iter().flatten() {
+            if !selected.contains(&dep.as_str()) && !outside.contains(&dep.as_str()) {
+                outside.push(dep);
+            }
+        }
+    }
     let checkable: Vec<(&str, Value)> = selected
         .iter()
+        .chain(&outside)
         .filter_map(|name| {
             let step = steps::get(name).expect("validated");
             let (inputs, missing) = resolve(step, &rb, &state);
@@ -1044,6 +1258,52 @@ pub async fn run(
         .into_iter()
         .filter_map(|(name, sum, found)| found.ok().map(|f| (name, (sum, f))))
         .collect();
+    let run_hint = command_hint("run", &rb, opts);
+
+    // Before any change: what this state never made is refused (unless
+    // adopted), and so is a step whose waits are not in place.
+    let foreign: Vec<(&str, String, bool)> = selected
+        .iter()
+        .filter(|n| state.record(n).and_then(|r| r.origin).is_none())
+        .filter_map(|n| {
+            let found = &prechecked.get(*n)?.1;
+            let unfinished = match found {
+                Found::Done(_) if adopt => return None,
+                Found::Done(_) => false,
+                Found::Incomplete(_) => true,
+                _ => return None,
+            };
+            let step = steps::get(n).expect("validated");
+            let what = step.describe(&resolve(step, &rb, &state).0).ok()?;
+            Some((*n, what, unfinished))
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Err(not_this_states(&foreign, &path, &run_hint));
+    }
+    for name in &selected {
+        let step = steps::get(name).expect("validated");
+        let missing: Vec<(String, String)> = resolve(step, &rb, &state)
+            .1
+            .into_iter()
+            .filter(|(dep, _)| !selected.contains(&dep.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(needs_outputs(name, &missing, &run_hint));
+        }
+        let waits: Vec<(String, String)> = graph[*name]
+            .iter()
+            .filter(|d| outside.contains(&d.as_str()))
+            .filter_map(|d| {
+                let rec = state.record(d);
+                let found = prechecked.get(d).map(|(_, f)| f);
+                unmet(state.status(d), rec.and_then(|r| r.origin), found).map(|w| (d.clone(), w))
+            })
+            .collect();
+        if !waits.is_empty() {
+            return Err(waits_unmet(name, &waits, &run_hint));
+        }
+    }
     let all_done = selected.iter().all(|n| {
         !steps::get(n).expect("validated").changes_account()
             || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
@@ -1065,7 +1325,6 @@ pub async fn run(
         aws.region,
         path.display()
     ));
-    let graph = steps::dependencies(&rb);
     let store = Store::new(path, state);
     let runner = Runner {
         rb: &rb,
@@ -1075,8 +1334,10 @@ pub async fn run(
         graph: &graph,
         prechecked,
         changed: Default::default(),
-        run_hint: command_hint("run", &rb, opts),
+        run_hint,
         asker: ask.then(Asker::new),
+        adopt,
+        verified: Default::default(),
     };
     let waits = waits_on(&selected, &graph);
     let results = schedule(
@@ -1275,6 +1536,40 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
     if check_place(&mut state, &aws, &path).await? {
         save(&state, &path)?;
     }
+    let rollback_hint = command_hint("rollback", &rb, opts);
+    let guard = Guard::read(&rb, &state, &undo, &aws).await?;
+    if let Some(guard) = &guard {
+        // Before anything: a function that points at the proxy and that
+        // this rollback does not point back stops it here.
+        let restored: BTreeSet<(String, String)> = undo
+            .iter()
+            .filter_map(|n| Some((steps::get(n)?, state.record(n)?)))
+            .filter(|(step, rec)| {
+                step.sets_function_variables() && rec.origin == Some(Origin::Created)
+            })
+            .flat_map(|(step, rec)| match &rec.inputs {
+                Some(inputs) => step.restores(inputs, rec.before.as_ref()),
+                None => Vec::new(),
+            })
+            .collect();
+        let stranded: Vec<(String, String)> = guard
+            .pointing(&aws)
+            .await?
+            .into_iter()
+            .filter(|p| !restored.contains(p))
+            .collect();
+        if !stranded.is_empty() {
+            return Err(exit(
+                EXIT_PREFLIGHT,
+                guard.stranded(
+                    "rollback stopped before changing anything",
+                    "this state recorded no old value of theirs to put back",
+                    &stranded,
+                    &rollback_hint,
+                ),
+            ));
+        }
+    }
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
         "Rollback of runbook `{}` in {}; state: {}",
@@ -1312,9 +1607,10 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         &waits,
         |name| {
             let (rb, aws, store, progress) = (&rb, &aws, &store, &progress);
+            let (guard, hint) = (guard.as_ref(), &rollback_hint);
             async move {
                 let started = std::time::Instant::now();
-                let undone = undo_step(name, rb, aws, store, progress).await?;
+                let undone = undo_step(name, rb, aws, store, progress, guard, hint).await?;
                 Ok((undone, started.elapsed()))
             }
         },
@@ -1348,6 +1644,8 @@ async fn undo_step(
     aws: &Aws,
     store: &Store,
     progress: &Progress,
+    guard: Option<&Guard>,
+    rollback_hint: &str,
 ) -> Result<&'static str> {
     let step = steps::get(name).expect("known step");
     let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
@@ -1358,13 +1656,38 @@ async fn undo_step(
         bar.finish("=", "nothing to undo");
         return Ok("nothing to undo");
     };
+    if rec.origin == Some(Origin::Adopted) {
+        // Taken over, not made here: the state forgets it, the account
+        // keeps it.
+        store.advance(name, Event::RolledBack, |rec| {
+            rec.outputs.clear();
+            rec.error = None;
+        })?;
+        bar.finish("!", "left alone: adopted, not created by this state");
+        return Ok("left alone");
+    }
     let cx = Ctx {
         aws,
         runbook: &rb.name,
         bar: &bar,
     };
-    crate::failpoint::hit(name, "before-rollback");
-    match step.rollback(&cx, &inputs, rec.before.as_ref()).await {
+    let undone = async {
+        // At the moment of acting: no function may point at the proxy.
+        if let Some(guard) = guard.filter(|_| Guard::covers(step)) {
+            let pointing = guard.pointing(aws).await?;
+            if !pointing.is_empty() {
+                anyhow::bail!(guard.stranded(
+                    "not undone",
+                    "pointed there after this rollback began, or left by it",
+                    &pointing,
+                    rollback_hint,
+                ));
+            }
+        }
+        crate::failpoint::hit(name, "before-rollback");
+        step.rollback(&cx, &inputs, rec.before.as_ref()).await
+    };
+    match undone.await {
         Ok(undone) => {
             crate::failpoint::hit(name, "after-rollback");
             store.advance(name, Event::RolledBack, |rec| {
@@ -1402,6 +1725,65 @@ async fn undo_step(
             })?;
             Err(StepFailed(message).into())
         }
+    }
+}
+
+/// The rule that keeps functions working through a rollback: nothing a
+/// proxy needs to serve is undone while a function's variable points at
+/// it, whatever the state says.
+struct Guard {
+    proxy: String,
+    /// The proxy's endpoints, as the account has them.
+    endpoints: Vec<String>,
+}
+
+impl Guard {
+    /// Whether undoing `step` could leave a function on a proxy that
+    /// cannot serve it: every step that changed the account, but the ones
+    /// that point the functions (undone first).
+    fn covers(step: &dyn Step) -> bool {
+        step.changes_account() && !step.sets_function_variables()
+    }
+
+    /// The guard for undoing `undo`, if any of them is covered and the
+    /// runbook's proxy exists in the account.
+    async fn read(rb: &Runbook, state: &State, undo: &[&str], aws: &Aws) -> Result<Option<Guard>> {
+        let covered = undo.iter().any(|n| {
+            let rec = state.record(n);
+            steps::get(n).is_some_and(Guard::covers)
+                && rec.is_some_and(|r| r.inputs.is_some() && r.origin != Some(Origin::Adopted))
+        });
+        let recorded = |step: &str| state.record(step).and_then(|r| r.inputs.clone());
+        let Some(proxy) = covered.then(|| steps::proxy_name(rb, &recorded)).flatten() else {
+            return Ok(None);
+        };
+        let Some(found) = steps::find_proxy(aws, &proxy).await? else {
+            return Ok(None);
+        };
+        let endpoints: Vec<String> = found.endpoint().into_iter().map(String::from).collect();
+        Ok(Some(Guard { proxy, endpoints }))
+    }
+
+    async fn pointing(&self, aws: &Aws) -> Result<Vec<(String, String)>> {
+        aws.variables_naming(&self.endpoints).await
+    }
+
+    /// What the user reads when functions still point at the proxy:
+    /// `what` stopped, `why` they are not put back.
+    fn stranded(&self, what: &str, why: &str, pointing: &[(String, String)], hint: &str) -> String {
+        let names: Vec<String> = pointing
+            .iter()
+            .map(|(f, v)| format!("{v} of Lambda function {f}"))
+            .collect();
+        format!(
+            "{what}: {} still point(s) at proxy `{}` ({}), which this rollback would leave \
+             unable to serve them ({why}). Set each variable back to the database's endpoint \
+             (in the Lambda console, which keeps the function's other variables), then run \
+             `{hint}` again.",
+            names.join(", "),
+            self.proxy,
+            self.endpoints.join(", "),
+        )
     }
 }
 
@@ -1537,6 +1919,43 @@ mod tests {
         let diffs = changed_fields(Some(&old), &new);
         assert_eq!(diffs.len(), 2);
         assert_eq!(diffs[0], "role_name: a -> b");
-        assert!(diffs[1].starts_with("tags: "));
+        assert_eq!(diffs[1], "tags.x: 1 -> 2");
+    }
+
+    #[test]
+    fn changed_fields_are_shown_whole() {
+        let long: Vec<String> = (0..40).map(|i| format!("function-{i}")).collect();
+        let old = serde_json::json!({"functions": ["f"], "pool": {"max": 100, "idle": 50}});
+        let new = serde_json::json!({"functions": long, "pool": {"max": 50, "idle": 50}});
+        let diffs = changed_fields(Some(&old), &new);
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(diffs[0].starts_with(r#"functions: ["f"] -> ["function-0","#));
+        assert!(diffs[0].ends_with(r#""function-39"]"#), "cut: {}", diffs[0]);
+        assert_eq!(diffs[1], "pool.max: 100 -> 50");
+    }
+
+    #[test]
+    fn a_step_waited_on_must_be_applied_here_and_done_in_the_account() {
+        let done = Found::Done(Default::default());
+        let ours = Some(Origin::Created);
+        assert_eq!(unmet(Status::Applied, ours, Some(&done)), None);
+        assert_eq!(
+            unmet(Status::Applied, Some(Origin::Adopted), Some(&done)),
+            None
+        );
+        assert_eq!(
+            unmet(Status::Pending, None, Some(&done)).as_deref(),
+            Some("pending in this state"),
+            "done in the account but not by this state"
+        );
+        assert_eq!(
+            unmet(Status::Applied, None, Some(&done)).as_deref(),
+            Some("not made or adopted by this state"),
+            "applied without an origin: found, not made"
+        );
+        assert!(unmet(Status::Applied, ours, Some(&Found::Missing)).is_some());
+        assert!(unmet(Status::Applied, ours, Some(&Found::Incomplete("x".into()))).is_some());
+        assert!(unmet(Status::Applied, ours, None).is_some());
+        assert!(unmet(Status::Started, ours, Some(&done)).is_some());
     }
 }

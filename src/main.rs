@@ -123,7 +123,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         watch_ctrl_c();
         match &cli.command {
             Command::Init(args) => init::init(args, &opts).await,
-            Command::Plan { runbook, output } => plan::plan(runbook, *output, &opts).await,
+            Command::Plan {
+                runbook,
+                output,
+                detailed_exitcode,
+            } => plan::plan(runbook, *output, *detailed_exitcode, &opts).await,
             Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
             Command::Run {
@@ -131,10 +135,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 select,
                 yes,
                 confirm,
+                adopt,
                 ..
-            } => engine::run(runbook, select, *yes, *confirm, false, &opts).await,
+            } => {
+                let how = engine::RunHow {
+                    yes: *yes,
+                    ask: *confirm,
+                    adopt: *adopt,
+                    resume: false,
+                };
+                engine::run(runbook, select, how, &opts).await
+            }
             Command::Resume { runbook, yes, .. } => {
-                engine::run(runbook, &Default::default(), *yes, false, true, &opts).await
+                let how = engine::RunHow {
+                    yes: *yes,
+                    resume: true,
+                    ..Default::default()
+                };
+                engine::run(runbook, &Default::default(), how, &opts).await
             }
             Command::Rollback {
                 runbook, to, yes, ..

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::engine::{
-    EnvMode, Options, check_place, edited_since_applied, load_runbook, needs, preflight_verdict,
-    resolve, state_error, state_path,
+    EXIT_BAD_INPUT, EXIT_STEP_FAILED, EnvMode, Options, check_place, edited_since_applied, exit,
+    load_runbook, needs, preflight_verdict, resolve, state_error, state_path,
 };
 use crate::progress::StepBar;
 use crate::state::{State, Status};
@@ -49,7 +49,14 @@ struct PlanReport {
     budget: Option<crate::budget::Budget>,
     steps: Vec<PlanStep>,
     summary: Summary,
+    /// no_changes, changes, or blocked (`run` would refuse or fail).
+    result: &'static str,
+    /// What `plan` exits with; `run` exits with the same when blocked.
+    exit_code: i32,
 }
+
+/// `plan --detailed-exitcode` when there are changes to apply (0: none).
+pub const EXIT_CHANGES: i32 = 6;
 
 #[derive(Serialize)]
 struct PlanStep {
@@ -67,6 +74,15 @@ struct PlanStep {
     /// What exactly will change; or how it differs, for drift.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     details: Vec<String>,
+    /// For a step `run` would refuse or fail on: why, and the exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocked: Option<Blocked>,
+}
+
+#[derive(Serialize)]
+struct Blocked {
+    reason: String,
+    exit_code: i32,
 }
 
 #[derive(Serialize, Default)]
@@ -85,7 +101,12 @@ pub enum Output {
     Json,
 }
 
-pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> {
+pub async fn plan(
+    runbook: &Path,
+    output: Output,
+    detailed_exitcode: bool,
+    opts: &Options,
+) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let path = state_path(&rb, opts);
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
@@ -107,31 +128,71 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
             bar: &bar,
         };
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
+        let origin = state.record(name).and_then(|r| r.origin);
+        let mut blocked = None;
+        let mut block = |code: i32, reason: String| {
+            blocked = Some(Blocked {
+                reason,
+                exit_code: code,
+            })
+        };
+        // As `run` meets them: a failed read fails the step (after
+        // preflight, which names the usual causes).
+        let mut failed = |e: anyhow::Error| {
+            block(EXIT_STEP_FAILED, format!("its check failed: {e:#}"));
+            ("blocked", Vec::new())
+        };
         let (action, details) = if !step.changes_account() || !after.is_empty() {
-            pending(step, &cx, &inputs, &Found::Missing).await?
+            match pending(step, &cx, &inputs, &Found::Missing).await {
+                Ok(p) => p,
+                Err(e) => failed(e),
+            }
         } else if let Some(changes) = edited_since_applied(name, &rb, &state) {
-            (
-                "changed",
-                vec![
-                    changes,
-                    "`run` refuses until the edit is undone or the step rolled back".into(),
-                ],
-            )
+            block(
+                EXIT_BAD_INPUT,
+                "the runbook changed after the step was applied: `run` refuses until the \
+                 edit is undone or the step rolled back"
+                    .into(),
+            );
+            ("changed", changes)
         } else {
-            match step.check(&cx, &inputs).await? {
-                Found::Done(outputs) => {
+            match step.check(&cx, &inputs).await {
+                Ok(Found::Done(outputs)) => {
                     // Later steps in this plan may read these outputs.
                     let rec = state.steps.entry(name.to_string()).or_default();
                     rec.status = Status::Applied;
                     rec.outputs = outputs;
-                    ("none", Vec::new())
+                    if origin.is_none() {
+                        block(EXIT_BAD_INPUT, not_made_here(&path));
+                        ("blocked", Vec::new())
+                    } else {
+                        ("none", Vec::new())
+                    }
                 }
-                Found::Drifted(diffs) => ("drifted", diffs),
-                Found::Foreign(why) => ("blocked", vec![why]),
-                found => pending(step, &cx, &inputs, &found).await?,
+                Ok(Found::Incomplete(why)) if origin.is_none() => {
+                    block(EXIT_BAD_INPUT, not_made_here(&path));
+                    ("blocked", vec![why])
+                }
+                Ok(Found::Drifted(diffs)) => {
+                    block(
+                        EXIT_STEP_FAILED,
+                        "it differs from the runbook: `run` fails on it".into(),
+                    );
+                    ("drifted", diffs)
+                }
+                Ok(Found::Foreign(why)) => {
+                    block(EXIT_STEP_FAILED, why.clone());
+                    ("blocked", vec![why])
+                }
+                Ok(found) => match pending(step, &cx, &inputs, &found).await {
+                    Ok(p) => p,
+                    Err(e) => failed(e),
+                },
+                Err(e) => failed(e),
             }
         };
         match action {
+            _ if blocked.is_some() => summary.blocked += 1,
             "create" => summary.create += 1,
             "finish" => summary.finish += 1,
             "none" => summary.done += 1,
@@ -145,8 +206,27 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
             after,
             waits_on: graph.remove(name).unwrap_or_default(),
             details,
+            blocked,
         });
     }
+    // The code `run` would end with: its gates come in this order (the
+    // runbook against the state, preflight, then the steps).
+    let gate = |codes: &[i32]| {
+        steps_out
+            .iter()
+            .filter_map(|s| s.blocked.as_ref())
+            .map(|b| b.exit_code)
+            .find(|c| codes.contains(c))
+    };
+    let blocked_code = gate(&[EXIT_BAD_INPUT])
+        .or_else(|| (!preflight.problems.is_empty()).then_some(crate::engine::EXIT_PREFLIGHT))
+        .or_else(|| gate(&[EXIT_STEP_FAILED]));
+    let changes = summary.create + summary.finish > 0;
+    let (result, exit_code) = match blocked_code {
+        Some(code) => ("blocked", code),
+        None if changes => ("changes", if detailed_exitcode { EXIT_CHANGES } else { 0 }),
+        None => ("no_changes", 0),
+    };
     let report = PlanReport {
         runbook: rb.name.clone(),
         file: rb.path.display().to_string(),
@@ -156,12 +236,35 @@ pub async fn plan(runbook: &Path, output: Output, opts: &Options) -> Result<()> 
         budget,
         steps: steps_out,
         summary,
+        result,
+        exit_code,
     };
     match output {
         Output::Json => crate::progress::emit_json(&serde_json::to_value(&report)?),
         Output::Text => print_text(&report),
     }
-    preflight_verdict(&report.preflight)
+    preflight_verdict(&report.preflight)?;
+    match exit_code {
+        0 => Ok(()),
+        EXIT_CHANGES => Err(exit(
+            EXIT_CHANGES,
+            "there are changes to apply (listed above)",
+        )),
+        code => Err(exit(
+            code,
+            "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed",
+        )),
+    }
+}
+
+/// Why a step whose resource this state never made is blocked.
+fn not_made_here(state: &Path) -> String {
+    format!(
+        "the account holds it with this runbook's tag, but this state ({}) never made it: \
+         another state probably exists; point --state at it, or take it over with \
+         `run --adopt`",
+        state.display()
+    )
 }
 
 fn print_text(r: &PlanReport) {
@@ -210,6 +313,9 @@ fn print_text(r: &PlanReport) {
         println!("  {mark} {:<22} {label}{after}: {}", s.name, s.what);
         for d in &s.details {
             println!("      {d}");
+        }
+        if let Some(b) = &s.blocked {
+            println!("      blocked: {}", b.reason);
         }
     }
     let m = &r.summary;

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::steps::Outputs;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: each step records its `origin` (created by this state, or adopted).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -73,9 +74,27 @@ pub fn transition(from: Status, event: Event) -> Result<Status, String> {
     Ok(to)
 }
 
+/// How what a step holds in the account came to be this state's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// This state started the step's apply: whatever the account holds for
+    /// it from then on (even a create that died before its answer was
+    /// saved) is ours to finish and to undo.
+    Created,
+    /// Found in the account and taken over on request (`run --adopt`):
+    /// managed from then on, but rollback leaves it in place.
+    Adopted,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StepRecord {
     pub status: Status,
+    /// Why the account's resource is this state's; none: this state never
+    /// acted on the step (what the account holds for it is someone else's,
+    /// another state's most likely).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// sha256 of the resolved inputs the step was applied with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
@@ -194,7 +213,17 @@ impl State {
                 found: version as u32,
             });
         }
-        let state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+        let mut state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+        if version < 2 {
+            // Version 1 did not record origins: a step that acted (inputs
+            // recorded, not rolled back) was created or found by this state.
+            for rec in state.steps.values_mut() {
+                if rec.status.may_have_changed_account() && rec.inputs.is_some() {
+                    rec.origin = Some(Origin::Created);
+                }
+            }
+            state.schema_version = SCHEMA_VERSION;
+        }
         if state.runbook != runbook {
             return Err(StateError::OtherRunbook {
                 path: path.to_path_buf(),
@@ -221,6 +250,11 @@ impl State {
     pub fn advance(&mut self, step: &str, event: Event) -> Result<&mut StepRecord, String> {
         let record = self.steps.entry(step.to_string()).or_default();
         record.status = transition(record.status, event)?;
+        match event {
+            Event::Start => record.origin = Some(Origin::Created),
+            Event::RolledBack => record.origin = None,
+            Event::Applied | Event::Fail => {}
+        }
         record.updated_at = Some(now());
         Ok(record)
     }
@@ -399,6 +433,41 @@ mod tests {
         assert!(transition(Pending, Event::RolledBack).is_err());
         assert!(transition(RolledBack, Event::RolledBack).is_err());
         assert_eq!(transition(Pending, Event::Fail), Ok(Failed));
+    }
+
+    #[test]
+    fn a_step_is_ours_from_its_start_until_it_is_rolled_back() {
+        let mut st = State::new("rb");
+        // Found done without a start: not ours (another state made it).
+        assert_eq!(st.advance("a", Event::Applied).unwrap().origin, None);
+        assert_eq!(st.advance("b", Event::Fail).unwrap().origin, None);
+        assert_eq!(
+            st.advance("a", Event::Start).unwrap().origin,
+            Some(Origin::Created)
+        );
+        assert_eq!(
+            st.advance("a", Event::Fail).unwrap().origin,
+            Some(Origin::Created),
+            "a create that failed may have left something of ours"
+        );
+        assert_eq!(
+            st.advance("a", Event::Applied).unwrap().origin,
+            Some(Origin::Created)
+        );
+        assert_eq!(st.advance("a", Event::RolledBack).unwrap().origin, None);
+    }
+
+    #[test]
+    fn a_version_1_state_counts_the_steps_that_acted_as_ours() {
+        let text = r#"{"schema_version": 1, "runbook": "rb", "steps": {
+            "a": {"status": "applied", "inputs": {}},
+            "b": {"status": "failed"},
+            "c": {"status": "rolled_back", "inputs": {}}}}"#;
+        let st = State::parse(Path::new("s"), text, "rb").unwrap();
+        assert_eq!(st.steps["a"].origin, Some(Origin::Created));
+        assert_eq!(st.steps["b"].origin, None, "failed before it started");
+        assert_eq!(st.steps["c"].origin, None);
+        assert_eq!(st.schema_version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod support;
 #[cfg(feature = "failpoints")]
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/safety.rs"]
+mod safety;
 
 use std::net::TcpListener;
 
@@ -569,8 +571,9 @@ fn something_not_ours_blocks_the_step_and_survives_rollback() {
             .unwrap();
     });
     let before = snapshot(&emu, &ws);
+    // `plan` exits as `run` would: the step fails (1).
     ws.run(&["plan"])
-        .ok()
+        .code(1)
         .stdout_has("! proxy-role")
         .stdout_has("was not created by runbook");
     ws.run(&["run", "--yes"])
@@ -679,7 +682,7 @@ fn a_runbook_edited_after_apply_is_caught_before_any_change() {
     ws.run(&["run", "--yes"])
         .code(3)
         .stderr_has("the runbook changed after step `proxy-role` was applied")
-        .stderr_has("tags: ")
+        .stderr_has("tags.Project: AWSCookbook403 -> Renamed")
         .stderr_has("rollback");
     ws.run(&["resume", "--yes"]).code(3);
     assert_same(
@@ -952,8 +955,8 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
         ("{ not json".to_string(), "is not readable JSON"),
         (state[..state.len() / 2].to_string(), "is not readable JSON"),
         (
-            state.replace("\"schema_version\": 1", "\"schema_version\": 9"),
-            "has schema version 9, newer than this tool's 1",
+            state.replace("\"schema_version\": 2", "\"schema_version\": 9"),
+            "has schema version 9, newer than this tool's 2",
         ),
         (
             state.replace(

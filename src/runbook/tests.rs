@@ -229,6 +229,34 @@ fn step_references_are_checked() {
         "{d:?}"
     );
 
+    // Writing the value instead is offered only where a key can hold it.
+    let listing = |steps: &str| {
+        MINIMAL.replace(
+            "steps = [\"proxy-role\", \"proxy-security-group\"]",
+            &format!("steps = {steps}"),
+        )
+    };
+    let d = errors(&listing(r#"["proxy-security-group", "proxy"]"#));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "proxy.role_arn", "{d:?}");
+    assert!(
+        d[0].message
+            .contains("or write the value in `proxy.role_arn` instead"),
+        "{d:?}"
+    );
+    // A step's own need (targets reads the proxy's name): only the step.
+    let d = errors(&listing(r#"["targets"]"#));
+    let own = d
+        .iter()
+        .find(|d| d.message.contains("`proxy`"))
+        .unwrap_or_else(|| panic!("{d:?}"));
+    assert_eq!(own.key, "steps[0]", "{d:?}");
+    assert!(
+        own.message.contains("add `proxy` before `targets`")
+            && !own.message.contains("write the value"),
+        "{d:?}"
+    );
+
     let src = MINIMAL
         .replace("name = \"sg\"", "name = \"${steps.proxy-role.name}-sg\"")
         .replace(

@@ -219,6 +219,20 @@ impl StepImpl for LambdaEnv {
             "the function needs rds-db:connect to log in through the proxy",
         ),
     ];
+    const SETS_FUNCTION_VARIABLES: bool = true;
+
+    /// The variables whose old value was recorded (rollback leaves the
+    /// others alone).
+    fn restores(&self, i: &Inputs, before: Option<&Value>) -> Vec<(String, String)> {
+        let Some(before) = before else {
+            return Vec::new();
+        };
+        i.functions
+            .iter()
+            .filter(|f| old_value(before, f, &i.functions).is_some())
+            .map(|f| (f.name.clone(), f.variable.clone()))
+            .collect()
+    }
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {

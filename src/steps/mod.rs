@@ -31,7 +31,7 @@ mod proxy_security_group;
 mod secret_access;
 mod targets;
 
-pub use proxy::find as find_proxy;
+pub use proxy::{find as find_proxy, name_for_guard as proxy_name};
 pub use targets::{health_text, pool_now};
 
 /// Every step the tool knows, in the recipe's order. A run follows the
@@ -175,6 +175,18 @@ pub trait StepImpl: Send + Sync + 'static {
     /// steps run at the same time.
     const AFTER: &'static [(&'static str, &'static str)] = &[];
 
+    /// True for a step that points functions' variables at the proxy. The
+    /// engine never undoes any other step that changed the account while a
+    /// function's variable still points at the proxy: that would leave the
+    /// function on a proxy that cannot serve it.
+    const SETS_FUNCTION_VARIABLES: bool = false;
+
+    /// The `(function, variable)` pairs this step's rollback puts back,
+    /// from its recorded inputs and `before`.
+    fn restores(&self, _inputs: &Self::Inputs, _before: Option<&Value>) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Self::Inputs;
     /// One line: what the step makes, from the runbook alone.
     fn describe(&self, inputs: &Self::Inputs) -> String;
@@ -207,6 +219,8 @@ pub trait Step: Send + Sync {
     fn outputs(&self) -> &'static [&'static str];
     fn changes_account(&self) -> bool;
     fn after(&self) -> &'static [(&'static str, &'static str)];
+    fn sets_function_variables(&self) -> bool;
+    fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)>;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
@@ -238,6 +252,14 @@ impl<T: StepImpl> Step for T {
     }
     fn after(&self) -> &'static [(&'static str, &'static str)] {
         T::AFTER
+    }
+    fn sets_function_variables(&self) -> bool {
+        T::SETS_FUNCTION_VARIABLES
+    }
+    fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)> {
+        typed(T::NAME, inputs)
+            .map(|i| StepImpl::restores(self, &i, before))
+            .unwrap_or_default()
     }
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value {
         serde_json::to_value(StepImpl::inputs(self, rb, r)).expect("inputs serialize")
@@ -328,10 +350,17 @@ pub fn check_references(rb: &Runbook, order_checked: bool) -> Vec<Diagnostic> {
         for (target, output, text) in r.used {
             // Unknown steps and outputs are reported by the parser.
             let message = match order.iter().position(|s| *s == target) {
+                // Only a runbook value can be written out instead; a step's
+                // own need (no key) can only be met by the step.
+                None if text.key.is_empty() => Some(format!(
+                    "step `{}` needs `${{steps.{target}.{output}}}` but `{target}` is not in \
+                     `steps`: add `{target}` before `{}`",
+                    entry.name, entry.name
+                )),
                 None => Some(format!(
                     "step `{}` uses `${{steps.{target}.{output}}}` but `{target}` is not in \
-                     `steps`: add it before `{}`, or write the value here instead",
-                    entry.name, entry.name
+                     `steps`: add it before `{}`, or write the value in `{}` instead",
+                    entry.name, entry.name, text.key
                 )),
                 Some(at) if at >= index => Some(format!(
                     "step `{}` uses an output of `{target}`, which runs later: \

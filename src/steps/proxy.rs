@@ -162,6 +162,26 @@ pub async fn find(aws: &Aws, name: &str) -> Result<Option<DbProxy>> {
     }
 }
 
+/// The name of the runbook's proxy, for the rollback guard: as the state
+/// recorded it (`recorded`: a step's recorded inputs), else as the runbook
+/// gives it when it is known (not an unset `${env.*}`).
+pub fn name_for_guard(
+    rb: &Runbook,
+    recorded: &dyn Fn(&str) -> Option<serde_json::Value>,
+) -> Option<String> {
+    let from_state = recorded(<Proxy as StepImpl>::NAME)
+        .as_ref()
+        .and_then(|i| i.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    let none = |_: &str, _: &str| None;
+    from_state.or_else(|| {
+        (!rb.proxy.name.unset_env)
+            .then(|| rb.proxy.name.fill(&none).ok())
+            .flatten()
+    })
+}
+
 async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
     let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
     let tags = cx

@@ -207,6 +207,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A runbook for one test: a shipped runbook with every name made unique by
 /// the emulator's prefix, written into its own folder with the policy files
 /// beside it.
+#[derive(Clone)]
 pub struct Workspace {
     pub dir: PathBuf,
     /// The shipped runbook it was made from (a file in runbooks/).
@@ -290,6 +291,15 @@ impl Workspace {
 
     pub fn run(&self, args: &[&str]) -> Out {
         Out::from(self.cmd(args).output().expect("run the binary"))
+    }
+
+    /// The same runbook with another state file (a colleague's checkout,
+    /// a CI runner, a mistyped --state).
+    pub fn with_state(&self, file: &str) -> Workspace {
+        Workspace {
+            state: self.dir.join(file),
+            ..self.clone()
+        }
     }
 
     pub fn state_json(&self) -> serde_json::Value {
@@ -684,4 +694,39 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
         function.contains("\"DB_USER\": \"admin\""),
         "{what}: {function}"
     );
+}
+
+/// Sets (or, with None, removes) one variable of a Lambda function, keeping
+/// the others, as a person would in the console.
+pub fn set_function_variable(emu: &Emulator, function: &str, variable: &str, value: Option<&str>) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+            .unwrap();
+        let mut vars = conf
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        match value {
+            Some(v) => vars.insert(variable.to_string(), v.to_string()),
+            None => vars.remove(variable),
+        };
+        lambda
+            .update_function_configuration()
+            .function_name(function)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
 }
