@@ -374,6 +374,19 @@ fn not_this_states(found: &[(&str, String, bool)], path: &Path, hint: &str) -> a
     )
 }
 
+/// Whether what the account holds for a step (`found`) is someone else's
+/// although it carries our tag: this state never acted on the step (no
+/// `origin`) and it is there, done or unfinished. `Some(unfinished)` is
+/// refused; `adopt` takes over what is done.
+fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool) -> Option<bool> {
+    match (origin, found) {
+        (Some(_), _) => None,
+        (None, Found::Done(_)) => (!adopt).then_some(false),
+        (None, Found::Incomplete(_)) => Some(true),
+        (None, _) => None,
+    }
+}
+
 /// Why a step that another one waits on cannot be trusted to be in place:
 /// `None` when this state applied it (created or adopted) and the account
 /// has it as the runbook says.
@@ -838,13 +851,8 @@ impl Runner<'_> {
         // What this state never acted on is not ours, though it carries
         // our tag: refused, or taken over on request.
         let origin = self.store.read(|s| s.record(name).and_then(|r| r.origin));
-        let adopting = origin.is_none() && matches!(found, Found::Done(_));
-        if origin.is_none()
-            && matches!(found, Found::Done(_) | Found::Incomplete(_))
-            && !(adopting && self.adopt)
-        {
+        if let Some(unfinished) = made_elsewhere(origin, &found, self.adopt) {
             bar.finish("✗", "not made by this state");
-            let unfinished = matches!(found, Found::Incomplete(_));
             return Err(not_this_states(
                 &[(name, step.describe(&inputs)?, unfinished)],
                 &self.store.path,
@@ -852,7 +860,7 @@ impl Runner<'_> {
             ));
         }
         match found {
-            Found::Done(outputs) if adopting => {
+            Found::Done(outputs) if origin.is_none() => {
                 self.store.advance(name, Event::Applied, |rec| {
                     rec.origin = Some(Origin::Adopted);
                     rec.outputs = outputs;
@@ -1264,15 +1272,9 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     // adopted), and so is a step whose waits are not in place.
     let foreign: Vec<(&str, String, bool)> = selected
         .iter()
-        .filter(|n| state.record(n).and_then(|r| r.origin).is_none())
         .filter_map(|n| {
-            let found = &prechecked.get(*n)?.1;
-            let unfinished = match found {
-                Found::Done(_) if adopt => return None,
-                Found::Done(_) => false,
-                Found::Incomplete(_) => true,
-                _ => return None,
-            };
+            let origin = state.record(n).and_then(|r| r.origin);
+            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
             let step = steps::get(n).expect("validated");
             let what = step.describe(&resolve(step, &rb, &state).0).ok()?;
             Some((*n, what, unfinished))
@@ -1932,6 +1934,24 @@ mod tests {
         assert!(diffs[0].starts_with(r#"functions: ["f"] -> ["function-0","#));
         assert!(diffs[0].ends_with(r#""function-39"]"#), "cut: {}", diffs[0]);
         assert_eq!(diffs[1], "pool.max: 100 -> 50");
+    }
+
+    #[test]
+    fn what_this_state_never_acted_on_is_someone_elses() {
+        let done = Found::Done(Default::default());
+        let unfinished = Found::Incomplete("creating".into());
+        for origin in [Some(Origin::Created), Some(Origin::Adopted)] {
+            assert_eq!(made_elsewhere(origin, &done, false), None);
+            assert_eq!(made_elsewhere(origin, &unfinished, false), None);
+        }
+        assert_eq!(made_elsewhere(None, &done, false), Some(false));
+        assert_eq!(made_elsewhere(None, &done, true), None, "adopted");
+        assert_eq!(
+            made_elsewhere(None, &unfinished, true),
+            Some(true),
+            "an unfinished one is never adopted"
+        );
+        assert_eq!(made_elsewhere(None, &Found::Missing, false), None);
     }
 
     #[test]

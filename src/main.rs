@@ -35,7 +35,13 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             let code = exit_code(&e);
-            eprintln!("error: {e:#}");
+            // An exit code that is an answer, not a failure, says nothing.
+            let answer = e
+                .downcast_ref::<Exit>()
+                .is_some_and(|x| x.message.is_empty());
+            if !answer {
+                eprintln!("error: {e:#}");
+            }
             if progress::to_stderr() && !progress::json_printed() {
                 // --output json stopped before its document: one that says why.
                 progress::emit_json(&serde_json::json!({

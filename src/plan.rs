@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::engine::{
-    EXIT_BAD_INPUT, EXIT_STEP_FAILED, EnvMode, Options, check_place, edited_since_applied, exit,
-    load_runbook, needs, preflight_verdict, resolve, state_error, state_path,
+    EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_STEP_FAILED, EnvMode, Options, check_place,
+    edited_since_applied, exit, load_runbook, needs, preflight_verdict, resolve, state_error,
+    state_path,
 };
 use crate::progress::StepBar;
 use crate::state::{State, Status};
@@ -219,7 +220,7 @@ pub async fn plan(
             .find(|c| codes.contains(c))
     };
     let blocked_code = gate(&[EXIT_BAD_INPUT])
-        .or_else(|| (!preflight.problems.is_empty()).then_some(crate::engine::EXIT_PREFLIGHT))
+        .or_else(|| (!preflight.problems.is_empty()).then_some(EXIT_PREFLIGHT))
         .or_else(|| gate(&[EXIT_STEP_FAILED]));
     let changes = summary.create + summary.finish > 0;
     let (result, exit_code) = match blocked_code {
@@ -243,13 +244,11 @@ pub async fn plan(
         Output::Json => crate::progress::emit_json(&serde_json::to_value(&report)?),
         Output::Text => print_text(&report),
     }
-    preflight_verdict(&report.preflight)?;
     match exit_code {
         0 => Ok(()),
-        EXIT_CHANGES => Err(exit(
-            EXIT_CHANGES,
-            "there are changes to apply (listed above)",
-        )),
+        // The plan above says what changes: the code is the answer.
+        EXIT_CHANGES => Err(exit(EXIT_CHANGES, "")),
+        EXIT_PREFLIGHT => preflight_verdict(&report.preflight),
         code => Err(exit(
             code,
             "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed",
