@@ -1026,28 +1026,13 @@ fn secrets_never_reach_the_state_the_logs_or_the_output() {
     // The DB password (in the secret) and a secret variable of the function.
     let config = emu.sdk_config();
     let token = format!("tok-{}-{}", std::process::id(), ws.prefix.len() * 7919);
+    set_function_variable(
+        &emu,
+        &ws.env["DB_APP_FUNCTION_NAME"],
+        "API_TOKEN",
+        Some(&token),
+    );
     let password = runtime().block_on(async {
-        let lambda = aws_sdk_lambda::Client::new(&config);
-        let name = &ws.env["DB_APP_FUNCTION_NAME"];
-        let conf = lambda
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .unwrap();
-        let mut vars = conf.environment().unwrap().variables().unwrap().clone();
-        vars.insert("API_TOKEN".into(), token.clone());
-        lambda
-            .update_function_configuration()
-            .function_name(name)
-            .environment(
-                aws_sdk_lambda::types::Environment::builder()
-                    .set_variables(Some(vars))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
         let secret = aws_sdk_secretsmanager::Client::new(&config)
             .get_secret_value()
             .secret_id(&ws.env["RDS_SECRET_ARN"])
