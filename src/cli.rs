@@ -77,7 +77,7 @@ pub enum Command {
         /// `json`: one JSON document with the same facts (preflight, each
         /// step's action, what and details, a summary).
         #[arg(long, value_enum, default_value_t)]
-        output: crate::plan::Output,
+        output: Output,
         /// Exit 0 only when there is nothing to change, 6 when there are
         /// changes to apply (as Terraform's -detailed-exitcode, with 6 for
         /// its 2). Blocked steps exit as `run` would, with or without it.
@@ -114,7 +114,7 @@ pub enum Command {
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::plan::Output,
+        output: Output,
     },
     /// Continue a run that stopped or failed, re-checking every step
     /// against the account.
@@ -127,7 +127,7 @@ pub enum Command {
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::plan::Output,
+        output: Output,
     },
     /// How a running proxy is doing: status, target health, pool settings,
     /// the idle client timeout, the last hour of its CloudWatch metrics,
@@ -152,7 +152,7 @@ pub enum Command {
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::plan::Output,
+        output: Output,
     },
     /// Undo applied steps (the run's order backwards, independent ones at
     /// once), deleting only what this runbook created and restoring what it
@@ -169,7 +169,7 @@ pub enum Command {
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::plan::Output,
+        output: Output,
     },
 }
 
@@ -213,4 +213,12 @@ pub struct InitArgs {
     /// Overwrite FILE if it exists.
     #[arg(long, requires = "out")]
     pub force: bool,
+}
+
+/// How a command prints what it found: for people, or one JSON document.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
 }

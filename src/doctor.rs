@@ -10,7 +10,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
 use crate::aws::{Aws, describe_error};
-use crate::engine::{EnvMode, Options, exit, load_runbook};
+use crate::engine::{EnvMode, Options, load_runbook};
+use crate::error::Failure;
 use crate::runbook::EngineFamily;
 
 const METRICS: &[&str] = &[
@@ -133,9 +134,7 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
         anyhow::bail!("proxy.name must be known to examine the proxy");
     };
     let Some(proxy) = crate::steps::find_proxy(&aws, &name).await? else {
-        return Err(exit(
-            crate::engine::EXIT_STEP_FAILED,
-            format!(
+        return Err(Failure::steps_failed(format!(
                 "there is no DB proxy {name} in {}: run the runbook first",
                 aws.region
             ),

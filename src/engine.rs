@@ -12,6 +12,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 
 use crate::aws::{Aws, AwsOptions};
+use crate::error::{EXIT_INTERRUPTED, Failure, code_of};
 use crate::cli::Selection;
 use crate::poll::{self, Interrupted};
 use crate::progress::{Progress, StepBar};
@@ -19,35 +20,12 @@ use crate::runbook::{Runbook, RunbookError};
 use crate::state::{self, Event, Lock, Origin, State, Status};
 use crate::steps::{self, Ctx, Found, Resolver, Step, Undone};
 
-/// An error that ends the command with a specific exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: i32,
-    pub message: String,
-}
-
-pub const EXIT_STEP_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_BAD_INPUT: i32 = 3;
-pub const EXIT_LOCKED: i32 = 4;
-pub const EXIT_PREFLIGHT: i32 = 5;
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-pub(crate) fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
-    Exit {
-        code,
-        message: message.into(),
-    }
-    .into()
-}
-
 pub struct Options {
     pub aws: AwsOptions,
     pub state: Option<PathBuf>,
     pub no_progress: bool,
     /// `--output` of run, resume, rollback and status.
-    pub output: crate::plan::Output,
+    pub output: crate::cli::Output,
 }
 
 /// How `${env.*}` references are filled.
@@ -62,7 +40,7 @@ pub enum EnvMode {
 
 pub fn load_runbook(path: &Path, mode: EnvMode) -> Result<Runbook, RunbookError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Runbook::load(path, &env, mode == EnvMode::Lenient)
+    Runbook::load(path, &env, mode == EnvMode::Lenient, &steps::Catalogue)
 }
 
 /// The state file: --state, or `.rds-proxy-runbook/<name>.state.json`
@@ -93,9 +71,7 @@ fn confirm(question: &str, yes: bool) -> Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(exit(
-            EXIT_USAGE,
-            "stdin is not a terminal, so there is no one to confirm: pass --yes",
+        return Err(Failure::usage("stdin is not a terminal, so there is no one to confirm: pass --yes",
         ));
     }
     print!("{question} [y/N] ");
@@ -105,7 +81,7 @@ fn confirm(question: &str, yes: bool) -> Result<()> {
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        Err(exit(EXIT_STEP_FAILED, "cancelled; nothing was changed"))
+        Err(Failure::steps_failed("cancelled; nothing was changed"))
     }
 }
 
@@ -194,9 +170,7 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
         names.iter().position(|n| *n == name).ok_or_else(|| {
             let hint = crate::runbook::closest(name, &names)
                 .map_or(String::new(), |s| format!("did you mean `{s}`? "));
-            exit(
-                EXIT_USAGE,
-                format!(
+            Failure::usage(format!(
                     "runbook `{}` has no step `{name}`; {hint}its steps are: {}",
                     rb.name,
                     names.join(", ")
@@ -216,9 +190,7 @@ fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
         .transpose()?
         .unwrap_or(names.len() - 1);
     if from > until {
-        return Err(exit(
-            EXIT_USAGE,
-            format!(
+        return Err(Failure::usage(format!(
                 "--from {} comes after --until {} in the runbook",
                 names[from], names[until]
             ),
@@ -241,11 +213,10 @@ pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> O
 }
 
 pub(crate) fn state_error(e: state::StateError) -> anyhow::Error {
-    let code = match e {
-        state::StateError::Locked { .. } => EXIT_LOCKED,
-        _ => EXIT_BAD_INPUT,
-    };
-    exit(code, e.to_string())
+    match e {
+        state::StateError::Locked { .. } => Failure::locked(e.to_string()),
+        _ => Failure::bad_input(e.to_string()),
+    }
 }
 
 fn save(state: &State, path: &Path) -> Result<()> {
@@ -263,9 +234,7 @@ pub(crate) async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Re
 fn record_place(state: &mut State, account: &str, region: &str, path: &Path) -> Result<bool> {
     if let (Some(a), Some(r)) = (&state.account, &state.region) {
         if a != account || r != region {
-            return Err(exit(
-                EXIT_BAD_INPUT,
-                format!(
+            return Err(Failure::bad_input(format!(
                     "the state {} records steps in account {a}, region {r}, but this command \
                      would act in account {account}, region {region}: pass --region {r} or the \
                      profile of account {a}, or another --state for a new setup",
@@ -310,9 +279,7 @@ async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
 pub(crate) fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
     match report.problems.len() {
         0 => Ok(()),
-        n => Err(exit(
-            EXIT_PREFLIGHT,
-            format!(
+        n => Err(Failure::preflight(format!(
                 "preflight found {n} problem(s) in the account (listed above); nothing was changed"
             ),
         )),
@@ -360,9 +327,7 @@ fn not_this_states(found: &[(&str, String, bool)], path: &Path, hint: &str) -> a
     } else {
         " What is unfinished can only be finished by the state that started it.".to_string()
     };
-    exit(
-        EXIT_BAD_INPUT,
-        format!(
+    Failure::bad_input(format!(
             "the account already holds what these steps make, with this runbook's tag, but \
              this state ({}) never made it:\n{}\nAnother state of this runbook probably \
              exists (a colleague's checkout, a CI runner, a mistyped --state; by default it \
@@ -410,9 +375,7 @@ fn unmet(status: Status, origin: Option<Origin>, found: Option<&Found>) -> Optio
 /// The error for a step that reads outputs of steps not applied yet.
 fn needs_outputs(name: &str, missing: &[(String, String)], run_hint: &str) -> anyhow::Error {
     let (first, output) = &missing[0];
-    exit(
-        EXIT_USAGE,
-        format!(
+    Failure::usage(format!(
             "step `{name}` needs outputs of {} (such as `{first}.{output}`), which are not \
              applied: run them first, e.g. `{run_hint} --step {first}`",
             needs(missing).join(", "),
@@ -439,9 +402,7 @@ fn waits_unmet(name: &str, waits: &[(String, String)], run_hint: &str) -> anyhow
     } else {
         format!(" ({})", reasons.join("; "))
     };
-    exit(
-        EXIT_USAGE,
-        format!(
+    Failure::usage(format!(
             "step `{name}` must wait for steps that are not applied and verified in the \
              account{why}: {}. Step `{name}` was not applied; run them first: \
              `{run_hint} --until {name}`",
@@ -679,9 +640,7 @@ impl Asker {
                 let mut line = String::new();
                 if std::io::stdin().lock().read_line(&mut line)? == 0 {
                     writeln!(out)?;
-                    return Err(exit(
-                        EXIT_STEP_FAILED,
-                        "no answer (end of input); stopped before this step",
+                    return Err(Failure::steps_failed("no answer (end of input); stopped before this step",
                     ));
                 }
                 if let Some(a) = parse_answer(&line) {
@@ -746,7 +705,7 @@ impl Runner<'_> {
         }
         match result {
             Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),
-            Err(e) if e.downcast_ref::<Exit>().is_some() => Err(e),
+            Err(e) if e.downcast_ref::<Failure>().is_some() => Err(e),
             Err(e) => {
                 let message = format!("{e:#}");
                 // A transition that does not apply is no reason to fail
@@ -1050,9 +1009,7 @@ fn emit_report<T>(
     let (result, exit_code, error) = match ended {
         Ok(()) => ("ok", 0, None),
         Err(e) => {
-            let code = e
-                .downcast_ref::<Exit>()
-                .map_or(EXIT_STEP_FAILED, |x| x.code);
+            let code = code_of(e);
             let result = if code == EXIT_INTERRUPTED {
                 "interrupted"
             } else {
@@ -1089,16 +1046,14 @@ fn first_error<T>(
         match r {
             Ok(v) => ok.push(v),
             Err(e) if e.downcast_ref::<Interrupted>().is_some() => {}
-            Err(e) => match e.downcast::<Exit>() {
+            Err(e) => match e.downcast::<Failure>() {
                 Ok(x) => exit_err = Some(x),
                 Err(e) => failed.push(format!("step `{name}` failed: {e:#}")),
             },
         }
     }
     if poll::interrupted() {
-        return Err(exit(
-            EXIT_INTERRUPTED,
-            format!(
+        return Err(Failure::interrupted(format!(
                 "interrupted; the state is saved. To continue: {}",
                 command_hint(verb, rb, opts)
             ),
@@ -1117,9 +1072,7 @@ fn first_error<T>(
         } else {
             format!("Fix it and run again: {}", command_hint(verb, rb, opts))
         };
-        return Err(exit(
-            EXIT_STEP_FAILED,
-            format!("{}\n{hints}", failed.join("\n")),
+        return Err(Failure::steps_failed(format!("{}\n{hints}", failed.join("\n")),
         ));
     }
     Ok(ok)
@@ -1137,9 +1090,7 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     let selected = select(&rb, sel)?;
     let path = state_path(&rb, opts);
     if resume && !State::exists(&path) {
-        return Err(exit(
-            EXIT_USAGE,
-            format!(
+        return Err(Failure::usage(format!(
                 "there is no state at {}: nothing to resume; start with `{}`",
                 path.display(),
                 command_hint("run", &rb, opts)
@@ -1161,9 +1112,7 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
                     || format!("{} --yes", command_hint("rollback", &rb, opts)),
                     |prev| format!("{} --to {prev} --yes", command_hint("rollback", &rb, opts)),
                 );
-            return Err(exit(
-                EXIT_BAD_INPUT,
-                format!(
+            return Err(Failure::bad_input(format!(
                     "the runbook changed after step `{name}` was applied ({changes}); \
                      nothing was changed. Undo the edit, or roll back from that step (which \
                      also undoes every step after it) and run again: `{back_to}` then `{}`",
@@ -1183,9 +1132,7 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     }
     if ask {
         if !std::io::stdin().is_terminal() {
-            return Err(exit(
-                EXIT_USAGE,
-                "--confirm asks on the terminal, and stdin is not one: run without --confirm (and with --yes)",
+            return Err(Failure::usage("--confirm asks on the terminal, and stdin is not one: run without --confirm (and with --yes)",
             ));
         }
     } else {
@@ -1356,7 +1303,7 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     )
     .await;
     // For --output json: the results as they were, before the error is built.
-    let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
+    let report = (opts.output == crate::cli::Output::Json).then(|| copy_results(&results));
     let outcomes = first_error(results, &rb, opts, "resume");
     if let Some(steps) = report {
         emit_report(
@@ -1411,7 +1358,7 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
     let path = state_path(&rb, opts);
     let exists = State::exists(&path);
     let state = State::load(&path, &rb.name).map_err(state_error)?;
-    if opts.output == crate::plan::Output::Json {
+    if opts.output == crate::cli::Output::Json {
         let steps: Vec<Value> = order_for_status(&rb, &state)
             .iter()
             .map(|name| {
@@ -1494,9 +1441,7 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
     let keep = match to {
         Some(t) => {
             order.iter().position(|n| n == t).ok_or_else(|| {
-                exit(
-                    EXIT_USAGE,
-                    format!(
+                Failure::usage(format!(
                         "--to {t}: no such step; the steps are: {}",
                         order.join(", ")
                     ),
@@ -1512,7 +1457,7 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         .map(String::as_str)
         .collect();
     if undo.is_empty() {
-        if opts.output == crate::plan::Output::Json {
+        if opts.output == crate::cli::Output::Json {
             let none: &[(&str, Result<(&str, std::time::Duration)>)] = &[];
             let region = state.region.clone().unwrap_or_default();
             emit_report("rollback", &rb, &region, &path, &[], none, |l| l, Ok(()));
@@ -1561,9 +1506,7 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
             .filter(|p| !restored.contains(p))
             .collect();
         if !stranded.is_empty() {
-            return Err(exit(
-                EXIT_PREFLIGHT,
-                guard.stranded(
+            return Err(Failure::preflight(guard.stranded(
                     "rollback stopped before changing anything",
                     "this state recorded no old value of theirs to put back",
                     &stranded,
@@ -1619,7 +1562,7 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         |_| true,
     )
     .await;
-    let report = (opts.output == crate::plan::Output::Json).then(|| copy_results(&results));
+    let report = (opts.output == crate::cli::Output::Json).then(|| copy_results(&results));
     let ended = first_error(results, &rb, opts, "rollback");
     if let Some(steps) = report {
         emit_report(

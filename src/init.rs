@@ -12,7 +12,8 @@ use futures_util::future::join_all;
 use crate::aws::Aws;
 use crate::cli::InitArgs;
 use crate::db::{Db, Kind};
-use crate::engine::{EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_USAGE, Options, exit};
+use crate::engine::Options;
+use crate::error::Failure;
 use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
 
@@ -75,9 +76,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         && out.exists()
         && !args.force
     {
-        return Err(exit(
-            EXIT_USAGE,
-            format!(
+        return Err(Failure::usage(format!(
                 "{} exists: pass --force to overwrite it, or choose another file with -o",
                 out.display()
             ),
@@ -90,9 +89,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         .unwrap_or_default();
     let name = args.name.clone().unwrap_or_else(|| default_name(db_id));
     if let Err(why) = check_runbook_name(&name).and_then(|()| check_proxy_name(&name)) {
-        return Err(exit(
-            EXIT_USAGE,
-            format!("--name: {why}; the name is the runbook's and the proxy's"),
+        return Err(Failure::usage(format!("--name: {why}; the name is the runbook's and the proxy's"),
         ));
     }
 
@@ -159,9 +156,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
     }
     let Some(db) = db.filter(|_| problems.problems.is_empty()) else {
         let listed: Vec<String> = problems.problems.iter().map(|p| p.to_string()).collect();
-        return Err(exit(
-            EXIT_PREFLIGHT,
-            format!(
+        return Err(Failure::preflight(format!(
                 "cannot write the runbook; nothing was written:\n  {}",
                 listed.join("\n  ")
             ),
@@ -188,10 +183,8 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runbook.toml"));
-    if let Err(e) = Runbook::parse(&check_path, &text, &|_| None) {
-        return Err(exit(
-            EXIT_BAD_INPUT,
-            format!("the runbook init wrote does not load (a bug; please report it):\n{e}"),
+    if let Err(e) = Runbook::parse(&check_path, &text, &|_| None, &crate::steps::Catalogue) {
+        return Err(Failure::bad_input(format!("the runbook init wrote does not load (a bug; please report it):\n{e}"),
         ));
     }
     match &args.out {
@@ -556,7 +549,7 @@ mod tests {
             secret_given: true,
             functions: &functions,
         });
-        let rb = Runbook::parse(Path::new("x.toml"), &text, &|_| None)
+        let rb = Runbook::parse(Path::new("x.toml"), &text, &|_| None, &crate::steps::Catalogue)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(rb.name, "orders-proxy");
         assert_eq!(rb.database.port, 5432);

@@ -5,6 +5,7 @@ mod cli;
 mod db;
 mod doctor;
 mod engine;
+mod error;
 mod failpoint;
 mod init;
 mod plan;
@@ -20,7 +21,8 @@ mod validate;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::engine::{EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_STEP_FAILED, Exit, Options};
+use crate::engine::Options;
+use crate::error::{EXIT_INTERRUPTED, Failure};
 
 fn main() {
     // Die quietly when the reader goes away (`status | head`), as Unix
@@ -34,11 +36,9 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            let code = exit_code(&e);
+            let code = error::code_of(&e);
             // An exit code that is an answer, not a failure, says nothing.
-            let answer = e
-                .downcast_ref::<Exit>()
-                .is_some_and(|x| x.message.is_empty());
+            let answer = e.downcast_ref::<Failure>().is_some_and(Failure::is_answer);
             if !answer {
                 eprintln!("error: {e:#}");
             }
@@ -54,18 +54,6 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-fn exit_code(e: &anyhow::Error) -> i32 {
-    if let Some(x) = e.downcast_ref::<Exit>() {
-        x.code
-    } else if e.downcast_ref::<runbook::RunbookError>().is_some() {
-        EXIT_BAD_INPUT
-    } else if e.downcast_ref::<poll::Interrupted>().is_some() {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_STEP_FAILED
-    }
 }
 
 fn init_tracing(verbose: u8) {
@@ -103,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ => Default::default(),
         },
     };
-    if opts.output == plan::Output::Json {
+    if opts.output == cli::Output::Json {
         progress::human_to_stderr();
     }
     // No AWS call and no runtime needed: keeps these fast.

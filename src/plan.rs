@@ -8,9 +8,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::Aws;
+use crate::error::{
+    EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure,
+};
 use crate::engine::{
-    EXIT_BAD_INPUT, EXIT_PREFLIGHT, EXIT_STEP_FAILED, EnvMode, Options, check_place,
-    edited_since_applied, exit, load_runbook, needs, preflight_verdict, resolve, state_error,
+    EnvMode, Options, check_place,
+    edited_since_applied, load_runbook, needs, preflight_verdict, resolve, state_error,
     state_path,
 };
 use crate::progress::StepBar;
@@ -56,8 +59,7 @@ struct PlanReport {
     exit_code: i32,
 }
 
-/// `plan --detailed-exitcode` when there are changes to apply (0: none).
-pub const EXIT_CHANGES: i32 = 6;
+
 
 #[derive(Serialize)]
 struct PlanStep {
@@ -95,12 +97,7 @@ struct Summary {
     verify: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum, Default)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
+use crate::cli::Output;
 
 pub async fn plan(
     runbook: &Path,
@@ -244,15 +241,14 @@ pub async fn plan(
         Output::Json => crate::progress::emit_json(&serde_json::to_value(&report)?),
         Output::Text => print_text(&report),
     }
+    let blocked = "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed";
     match exit_code {
         0 => Ok(()),
         // The plan above says what changes: the code is the answer.
-        EXIT_CHANGES => Err(exit(EXIT_CHANGES, "")),
+        EXIT_CHANGES => Err(Failure::Changes.into()),
         EXIT_PREFLIGHT => preflight_verdict(&report.preflight),
-        code => Err(exit(
-            code,
-            "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed",
-        )),
+        EXIT_BAD_INPUT => Err(Failure::bad_input(blocked)),
+        _ => Err(Failure::steps_failed(blocked)),
     }
 }
 

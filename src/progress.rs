@@ -127,7 +127,7 @@ impl StepBar {
         let msg = msg.into();
         match &self.bar {
             Some(pb) => pb.set_message(msg),
-            None => crate::say!("{} {}: {msg}", crate::state::now(), self.name),
+            None => crate::say!("{} {}: {msg}", stamp(), self.name),
         }
     }
 
@@ -152,7 +152,7 @@ impl StepBar {
                     let _ = m.println(&line);
                 }
             }
-            None => crate::say!("{} {line}", crate::state::now()),
+            None => crate::say!("{} {line}", stamp()),
         }
     }
 }
@@ -165,4 +165,9 @@ impl Drop for StepBar {
             pb.finish_and_clear();
         }
     }
+}
+
+/// The time at the start of a plain line.
+fn stamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

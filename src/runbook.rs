@@ -285,11 +285,27 @@ pub struct Runbook {
 /// The environment the runbook's `${env.*}` references read.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// What the parser knows of the steps, given by the caller so that the
+/// runbook file does not depend on the steps (they depend on it): their
+/// names and outputs, and the checks of a whole runbook against them.
+pub trait StepCatalogue {
+    fn names(&self) -> Vec<&'static str>;
+    fn outputs(&self, step: &str) -> Option<&'static [&'static str]>;
+    /// Problems of the runbook as a whole (references to steps not listed
+    /// or listed later; with `order_checked`, the steps' own order).
+    fn check(&self, rb: &Runbook, order_checked: bool) -> Vec<Diagnostic>;
+}
+
 impl Runbook {
     /// Reads and checks a runbook. Every problem is reported at once.
     /// `lenient`: an unset `${env.*}` becomes a placeholder instead of an
     /// error (for commands that work from the state alone).
-    pub fn load(path: &Path, env: EnvLookup, lenient: bool) -> Result<Runbook, RunbookError> {
+    pub fn load(
+        path: &Path,
+        env: EnvLookup,
+        lenient: bool,
+        steps: &dyn StepCatalogue,
+    ) -> Result<Runbook, RunbookError> {
         let src = std::fs::read_to_string(path).map_err(|e| RunbookError {
             path: path.to_path_buf(),
             diagnostics: vec![Diagnostic {
@@ -298,12 +314,17 @@ impl Runbook {
                 message: format!("cannot read the runbook: {e}; check the path"),
             }],
         })?;
-        Runbook::parse_with(path, &src, env, lenient)
+        Runbook::parse_with(path, &src, env, lenient, steps)
     }
 
     /// Checks a runbook's text as if it were the file at `path`.
-    pub fn parse(path: &Path, src: &str, env: EnvLookup) -> Result<Runbook, RunbookError> {
-        Runbook::parse_with(path, src, env, false)
+    pub fn parse(
+        path: &Path,
+        src: &str,
+        env: EnvLookup,
+        steps: &dyn StepCatalogue,
+    ) -> Result<Runbook, RunbookError> {
+        Runbook::parse_with(path, src, env, false, steps)
     }
 
     fn parse_with(
@@ -311,6 +332,7 @@ impl Runbook {
         src: &str,
         env: EnvLookup,
         lenient: bool,
+        steps: &dyn StepCatalogue,
     ) -> Result<Runbook, RunbookError> {
         let fail = |diagnostics| RunbookError {
             path: path.to_path_buf(),
@@ -330,12 +352,13 @@ impl Runbook {
             env,
             lenient,
             base_dir,
+            steps,
             diags: Vec::new(),
         };
         let runbook = cx.runbook(path, doc.as_table());
         let mut diags = cx.diags;
         if let Some(rb) = &runbook {
-            diags.extend(crate::steps::check_references(rb, !lenient));
+            diags.extend(steps.check(rb, !lenient));
         }
         diags.sort_by_key(|d| d.pos);
         diags.dedup();
@@ -378,6 +401,7 @@ struct Cx<'s> {
     env: EnvLookup<'s>,
     lenient: bool,
     base_dir: PathBuf,
+    steps: &'s dyn StepCatalogue,
     diags: Vec<Diagnostic>,
 }
 
@@ -649,7 +673,7 @@ impl<'s> Cx<'s> {
                     }
                 },
                 Piece::Step { step, output } => {
-                    if let Some(why) = unknown_output(&step, &output) {
+                    if let Some(why) = unknown_output(self.steps, &step, &output) {
                         ok = false;
                         let p = pos_in(self, range.start);
                         self.error(p, path, why);
@@ -1283,7 +1307,7 @@ impl<'s> Cx<'s> {
                 "steps",
                 format!(
                     "missing required key: add `steps = [{}]` at the top of the file",
-                    crate::steps::names()
+                    self.steps.names()
                         .iter()
                         .map(|s| format!("\"{s}\""))
                         .collect::<Vec<_>>()
@@ -1305,10 +1329,10 @@ impl<'s> Cx<'s> {
                 self.wrong_type(p, &key, "a step name", v.type_name());
                 continue;
             };
-            if !crate::steps::names().contains(&name) {
-                let hint = match closest(name, &crate::steps::names()) {
+            if !self.steps.names().contains(&name) {
+                let hint = match closest(name, &self.steps.names()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("the steps are: {}", crate::steps::names().join(", ")),
+                    None => format!("the steps are: {}", self.steps.names().join(", ")),
                 };
                 self.error(p, &key, format!("unknown step `{name}`; {hint}"));
             } else if out.iter().any(|s| s.name == name) {
@@ -1330,7 +1354,7 @@ impl<'s> Cx<'s> {
                 "steps",
                 format!(
                     "lists no step; the steps are: {}",
-                    crate::steps::names().join(", ")
+                    self.steps.names().join(", ")
                 ),
             );
         }
@@ -1403,9 +1427,9 @@ pub fn check_proxy_name(name: &str) -> Result<(), String> {
 }
 
 /// Why `${steps.STEP.OUTPUT}` names nothing, if it does not.
-fn unknown_output(step: &str, output: &str) -> Option<String> {
-    let names = crate::steps::names();
-    match crate::steps::get(step) {
+fn unknown_output(steps: &dyn StepCatalogue, step: &str, output: &str) -> Option<String> {
+    let names = steps.names();
+    match steps.outputs(step) {
         None => Some(match closest(step, &names) {
             Some(s) => format!("no step is named `{step}`; did you mean `{s}`?"),
             None => format!(
@@ -1413,9 +1437,9 @@ fn unknown_output(step: &str, output: &str) -> Option<String> {
                 names.join(", ")
             ),
         }),
-        Some(s) if !s.outputs().contains(&output) => Some(format!(
+        Some(outputs) if !outputs.contains(&output) => Some(format!(
             "step `{step}` has no output `{output}`; its outputs are: {}",
-            s.outputs().join(", ")
+            outputs.join(", ")
         )),
         Some(_) => None,
     }

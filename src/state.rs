@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::steps::Outputs;
+/// What a step hands to later steps (`${steps.NAME.OUTPUT}`).
+pub type Outputs = BTreeMap<String, String>;
 
 /// 2: each step records its `origin` (created by this state, or adopted).
 pub const SCHEMA_VERSION: u32 = 2;

@@ -26,7 +26,7 @@ fn env(name: &str) -> Option<String> {
 /// Parses and checks that the outcome is well-formed.
 fn parse_checked(src: &str) {
     let lines = src.split('\n').count();
-    match Runbook::parse(Path::new("fuzz.toml"), src, &env) {
+    match Runbook::parse(Path::new("fuzz.toml"), src, &env, &crate::steps::Catalogue) {
         Ok(rb) => assert!(!rb.steps.is_empty()),
         Err(e) => {
             assert!(!e.diagnostics.is_empty());

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::steps::Catalogue;
 
 fn cookbook_env() -> HashMap<&'static str, &'static str> {
     HashMap::from([
@@ -24,7 +25,7 @@ fn cookbook_env() -> HashMap<&'static str, &'static str> {
 
 fn parse_with(src: &str, env: &HashMap<&str, &str>) -> Result<Runbook, RunbookError> {
     let lookup = |name: &str| env.get(name).map(|v| v.to_string());
-    Runbook::parse(Path::new("runbooks/x.toml"), src, &lookup)
+    Runbook::parse(Path::new("runbooks/x.toml"), src, &lookup, &Catalogue)
 }
 
 fn parse(src: &str) -> Result<Runbook, RunbookError> {
@@ -60,7 +61,7 @@ name = "pol"
 fn the_shipped_cookbook_runbook_parses() {
     let src = include_str!("../../runbooks/cookbook-4.3-mysql.toml");
     let lookup = |name: &str| cookbook_env().get(name).map(|v| v.to_string());
-    let rb = Runbook::parse(Path::new("runbooks/cookbook-4.3-mysql.toml"), src, &lookup)
+    let rb = Runbook::parse(Path::new("runbooks/cookbook-4.3-mysql.toml"), src, &lookup, &Catalogue)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rb.name, "cookbook-4-3");
     assert_eq!(
@@ -94,7 +95,7 @@ fn the_shipped_cookbook_runbook_parses() {
 fn the_template_runbook_parses_without_environment() {
     let src = include_str!("../../runbooks/template.toml");
     let none = |_: &str| None;
-    Runbook::parse(Path::new("runbooks/template.toml"), src, &none)
+    Runbook::parse(Path::new("runbooks/template.toml"), src, &none, &Catalogue)
         .unwrap_or_else(|e| panic!("{e}"));
 }
 

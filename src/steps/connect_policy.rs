@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{function_configuration, policy_attached};
-use super::proxy_role::decode_policy;
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::common::decode_policy;
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 use crate::template::fill_placeholders;
@@ -152,6 +152,7 @@ async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
 impl StepImpl for ConnectPolicy {
     type Inputs = Inputs;
     const NAME: &'static str = "connect-policy";
+    const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["arn", "roles"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone, ingress};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::ingress;
 use crate::runbook::Runbook;
 
 pub struct DbIngress;

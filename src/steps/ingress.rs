@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, ResourceType, SecurityGroupRule, Tag, TagSpecification, UserIdGroupPair,
 };
 
-use super::{Ctx, Found, Outputs, Undone};
+use super::contract::{Ctx, Found, Outputs, Undone};
 use crate::aws::{describe_error, error_code};
 
 fn is_duplicate_rule(code: Option<&str>) -> bool {

@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
 use crate::runbook::Runbook;
 
@@ -56,6 +56,7 @@ pub fn judge(
 impl StepImpl for InvokeCheck {
     type Inputs = Inputs;
     const NAME: &'static str = "invoke-check";
+    const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["response"];
     const AFTER: &'static [(&'static str, &'static str)] = &[
         ("lambda-env", "it checks the function through the proxy"),

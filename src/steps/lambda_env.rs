@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::common::function_configuration;
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, sleep, wait_for};
 use crate::runbook::Runbook;
@@ -207,6 +207,7 @@ async fn set_variable(
 impl StepImpl for LambdaEnv {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-env";
+    const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["endpoint"];
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (

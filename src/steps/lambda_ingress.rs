@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::function_configuration;
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone, ingress};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::ingress;
 use crate::runbook::Runbook;
 
 pub struct LambdaIngress;
@@ -59,6 +60,7 @@ async fn sources(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
 impl StepImpl for LambdaIngress {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-ingress";
+    const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {

@@ -4,7 +4,7 @@
 
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client};
 
-use super::Ctx;
+use super::contract::Ctx;
 use crate::aws::Aws;
 use crate::progress::{Progress, StepBar};
 

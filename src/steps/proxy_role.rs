@@ -8,7 +8,8 @@ use aws_sdk_iam::types::Tag;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::common::decode_policy;
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 
@@ -33,32 +34,6 @@ fn is_delete_conflict(code: Option<&str>) -> bool {
     code == Some("DeleteConflict")
 }
 
-/// IAM returns policy documents URL-encoded; some emulators return them as
-/// they were sent.
-pub(crate) fn decode_policy(doc: &str) -> Option<Value> {
-    serde_json::from_str(doc)
-        .ok()
-        .or_else(|| serde_json::from_str(&percent_decode(doc)).ok())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 fn trusted_services(policy: &Value) -> Vec<String> {
     let mut out = Vec::new();

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, SecurityGroup, Tag, TagSpecificat
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, wait_for};
 use crate::runbook::Runbook;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::common::policy_attached;
-use super::proxy_role::decode_policy;
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::common::decode_policy;
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 

@@ -13,7 +13,7 @@ use aws_sdk_rds::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::{Aws, describe_error, error_code};
 use crate::poll::{Wait, retry_on, wait_for};
 use crate::runbook::{Pool, Runbook};

@@ -1,0 +1,112 @@
+//! The one failure type the exit codes come from: an error is raised as
+//! the kind of failure it is, and `main` exits with its code.
+
+use crate::poll::Interrupted;
+use crate::runbook::RunbookError;
+
+pub const EXIT_STEP_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_BAD_INPUT: i32 = 3;
+pub const EXIT_LOCKED: i32 = 4;
+pub const EXIT_PREFLIGHT: i32 = 5;
+/// `plan --detailed-exitcode`: there are changes to apply.
+pub const EXIT_CHANGES: i32 = 6;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Why a command ended without success, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// A step failed (AWS error, drift, something not ours in the way,
+    /// timeout), or a confirmation was declined.
+    #[error("{0}")]
+    StepsFailed(String),
+    /// Command-line misuse.
+    #[error("{0}")]
+    Usage(String),
+    /// The runbook or the state does not allow the command; nothing changed.
+    #[error("{0}")]
+    BadInput(String),
+    /// Another process holds the state's lock.
+    #[error("{0}")]
+    Locked(String),
+    /// The account is not ready; nothing changed.
+    #[error("{0}")]
+    Preflight(String),
+    /// Not a failure but an answer (`plan --detailed-exitcode`): the plan
+    /// printed says what, so nothing more is said.
+    #[error("there are changes to apply")]
+    Changes,
+    /// Ctrl-C; the state is saved.
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+impl Failure {
+    pub fn code(&self) -> i32 {
+        match self {
+            Failure::StepsFailed(_) => EXIT_STEP_FAILED,
+            Failure::Usage(_) => EXIT_USAGE,
+            Failure::BadInput(_) => EXIT_BAD_INPUT,
+            Failure::Locked(_) => EXIT_LOCKED,
+            Failure::Preflight(_) => EXIT_PREFLIGHT,
+            Failure::Changes => EXIT_CHANGES,
+            Failure::Interrupted(_) => EXIT_INTERRUPTED,
+        }
+    }
+
+    /// Whether the error line is left out (the code is the answer).
+    pub fn is_answer(&self) -> bool {
+        matches!(self, Failure::Changes)
+    }
+
+    pub fn steps_failed(m: impl Into<String>) -> anyhow::Error {
+        Failure::StepsFailed(m.into()).into()
+    }
+    pub fn usage(m: impl Into<String>) -> anyhow::Error {
+        Failure::Usage(m.into()).into()
+    }
+    pub fn bad_input(m: impl Into<String>) -> anyhow::Error {
+        Failure::BadInput(m.into()).into()
+    }
+    pub fn locked(m: impl Into<String>) -> anyhow::Error {
+        Failure::Locked(m.into()).into()
+    }
+    pub fn preflight(m: impl Into<String>) -> anyhow::Error {
+        Failure::Preflight(m.into()).into()
+    }
+    pub fn interrupted(m: impl Into<String>) -> anyhow::Error {
+        Failure::Interrupted(m.into()).into()
+    }
+}
+
+/// The exit code of any error: a [`Failure`]'s own; a runbook that does
+/// not load is bad input; Ctrl-C inside a step is an interruption; any
+/// other error failed a step.
+pub fn code_of(e: &anyhow::Error) -> i32 {
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        f.code()
+    } else if e.downcast_ref::<RunbookError>().is_some() {
+        EXIT_BAD_INPUT
+    } else if e.downcast_ref::<Interrupted>().is_some() {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_STEP_FAILED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_code() {
+        assert_eq!(code_of(&Failure::usage("x")), 2);
+        assert_eq!(code_of(&Failure::bad_input("x")), 3);
+        assert_eq!(code_of(&Failure::locked("x")), 4);
+        assert_eq!(code_of(&Failure::preflight("x")), 5);
+        assert_eq!(code_of(&Failure::Changes.into()), 6);
+        assert_eq!(code_of(&Failure::interrupted("x")), 130);
+        assert_eq!(code_of(&Interrupted.into()), 130);
+        assert_eq!(code_of(&anyhow::anyhow!("AccessDenied")), 1);
+    }
+}
