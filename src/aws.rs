@@ -229,6 +229,11 @@ impl Aws {
     }
 }
 
+/// IAM's answer for a role, policy or attachment that is not there.
+pub fn is_no_such_entity(code: Option<&str>) -> bool {
+    code == Some("NoSuchEntity")
+}
+
 /// The AWS error code of a failed call (`NoSuchEntity`,
 /// `InvalidGroup.NotFound`, ...), if the service sent one.
 pub fn error_code<E: ProvideErrorMetadata, R>(

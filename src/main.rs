@@ -2,27 +2,29 @@ mod arn;
 mod aws;
 mod budget;
 mod cli;
+mod commands;
 mod db;
-mod doctor;
 mod engine;
 mod error;
 mod failpoint;
-mod init;
-mod plan;
+mod open;
 mod poll;
 mod preflight;
-mod progress;
 mod runbook;
 mod state;
 mod steps;
 mod template;
+mod ui;
 mod validate;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::engine::Options;
+use crate::commands::{doctor, init, plan, rollback, run, status};
+use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
+use crate::open::Options;
+use crate::ui::progress;
 
 fn main() {
     // Die quietly when the reader goes away (`status | head`), as Unix
@@ -96,7 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // No AWS call and no runtime needed: keeps these fast.
     match &cli.command {
-        Command::Status { runbook, .. } => return engine::status(runbook, &opts),
+        Command::Status { runbook, .. } => return status::status(runbook, &opts),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let name = cmd.get_name().to_string();
@@ -122,7 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 detailed_exitcode,
             } => plan::plan(runbook, *output, *detailed_exitcode, &opts).await,
-            Command::Preflight { runbook } => engine::preflight(runbook, &opts).await,
+            Command::Preflight { runbook } => commands::preflight::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
             Command::Run {
                 runbook,
@@ -132,25 +134,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 adopt,
                 ..
             } => {
-                let how = engine::RunHow {
+                let how = RunHow {
                     yes: *yes,
                     ask: *confirm,
                     adopt: *adopt,
                     resume: false,
                 };
-                engine::run(runbook, select, how, &opts).await
+                run::run(runbook, select, how, &opts).await
             }
             Command::Resume { runbook, yes, .. } => {
-                let how = engine::RunHow {
+                let how = RunHow {
                     yes: *yes,
                     resume: true,
                     ..Default::default()
                 };
-                engine::run(runbook, &Default::default(), how, &opts).await
+                run::run(runbook, &Default::default(), how, &opts).await
             }
             Command::Rollback {
                 runbook, to, yes, ..
-            } => engine::rollback(runbook, to.as_deref(), *yes, &opts).await,
+            } => rollback::rollback(runbook, to.as_deref(), *yes, &opts).await,
             Command::Status { .. } | Command::Completions { .. } | Command::Man => {
                 unreachable!("handled above")
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
-use crate::progress::StepBar;
+use crate::ui::progress::StepBar;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

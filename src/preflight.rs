@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use crate::aws::{Aws, describe_error, error_code};
+use crate::error::Failure;
 use crate::runbook::{EngineFamily, Runbook, Text};
 
 /// Proxies an account may have (AWS's quota).
@@ -497,6 +498,42 @@ async fn check_proxy_room(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()>
         )),
     }
     Ok(())
+}
+
+/// Prints a preflight report: every check when `all`, else only the
+/// problems, and a summary line.
+pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
+    if all {
+        for c in &report.checked {
+            crate::say!("  ✓ {c}");
+        }
+    }
+    for p in &report.problems {
+        crate::say!("  {p}");
+    }
+    let (passed, problems) = (report.checked.len(), report.problems.len());
+    if problems == 0 {
+        crate::say!("Preflight: all {passed} checks passed.");
+    } else {
+        crate::say!("Preflight: {passed} checks passed, {problems} problem(s).");
+    }
+}
+
+/// Runs preflight and prints it; Err (exit 5) when it found problems.
+pub(crate) async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
+    let report = crate::preflight::run(rb, aws).await?;
+    print_preflight(&report, all);
+    preflight_verdict(&report)
+}
+
+/// Err (exit 5) when preflight found problems, after printing them.
+pub(crate) fn preflight_verdict(report: &crate::preflight::Report) -> Result<()> {
+    match report.problems.len() {
+        0 => Ok(()),
+        n => Err(Failure::preflight(format!(
+            "preflight found {n} problem(s) in the account (listed above); nothing was changed"
+        ))),
+    }
 }
 
 #[cfg(test)]

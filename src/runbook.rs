@@ -1307,7 +1307,8 @@ impl<'s> Cx<'s> {
                 "steps",
                 format!(
                     "missing required key: add `steps = [{}]` at the top of the file",
-                    self.steps.names()
+                    self.steps
+                        .names()
                         .iter()
                         .map(|s| format!("\"{s}\""))
                         .collect::<Vec<_>>()

@@ -61,8 +61,13 @@ name = "pol"
 fn the_shipped_cookbook_runbook_parses() {
     let src = include_str!("../../runbooks/cookbook-4.3-mysql.toml");
     let lookup = |name: &str| cookbook_env().get(name).map(|v| v.to_string());
-    let rb = Runbook::parse(Path::new("runbooks/cookbook-4.3-mysql.toml"), src, &lookup, &Catalogue)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rb = Runbook::parse(
+        Path::new("runbooks/cookbook-4.3-mysql.toml"),
+        src,
+        &lookup,
+        &Catalogue,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rb.name, "cookbook-4-3");
     assert_eq!(
         rb.proxy_role.name.literal().unwrap(),

@@ -1,8 +1,8 @@
 //! Account reads that several steps share.
 
 use anyhow::Result;
-use serde_json::Value;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+use serde_json::Value;
 
 use super::contract::Ctx;
 use crate::aws::describe_error;

@@ -13,10 +13,10 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{function_configuration, policy_attached};
 use super::common::decode_policy;
+use super::common::{function_configuration, policy_attached};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code};
+use crate::aws::{describe_error, error_code, is_no_such_entity};
 use crate::runbook::Runbook;
 use crate::template::fill_placeholders;
 
@@ -33,10 +33,6 @@ pub struct Inputs {
     db_user: String,
     functions: Vec<String>,
     tags: BTreeMap<String, String>,
-}
-
-fn is_no_such_entity(code: Option<&str>) -> bool {
-    code == Some("NoSuchEntity")
 }
 
 /// The cookbook's `sed` over the template.

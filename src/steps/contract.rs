@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::aws::Aws;
-use crate::progress::StepBar;
 use crate::runbook::{Runbook, Text};
+use crate::ui::progress::StepBar;
 
 pub use crate::state::Outputs;
 

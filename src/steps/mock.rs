@@ -6,7 +6,7 @@ use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http
 
 use super::contract::Ctx;
 use crate::aws::Aws;
-use crate::progress::{Progress, StepBar};
+use crate::ui::progress::{Progress, StepBar};
 
 macro_rules! mocked_client {
     ($name:ident, $krate:ident) => {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use crate::runbook::{Diagnostic, Runbook};
 
 mod common;
-mod contract;
 mod connect_policy;
+mod contract;
 mod db_ingress;
 mod ingress;
 mod invoke_check;
@@ -66,8 +66,6 @@ pub fn names() -> Vec<&'static str> {
 pub fn get(name: &str) -> Option<&'static dyn Step> {
     STEPS.iter().copied().find(|s| s.name() == name)
 }
-
-
 
 /// The steps each listed step waits on, among those the runbook lists: the
 /// ones whose outputs it reads, and its `AFTER` steps. The runbook's order

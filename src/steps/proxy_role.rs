@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::common::decode_policy;
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code};
+use crate::aws::{describe_error, error_code, is_no_such_entity};
 use crate::runbook::Runbook;
 
 pub struct ProxyRole;
@@ -22,10 +22,6 @@ pub struct Inputs {
     tags: BTreeMap<String, String>,
 }
 
-fn is_no_such_entity(code: Option<&str>) -> bool {
-    code == Some("NoSuchEntity")
-}
-
 fn is_already_exists(code: Option<&str>) -> bool {
     code == Some("EntityAlreadyExists")
 }
@@ -33,7 +29,6 @@ fn is_already_exists(code: Option<&str>) -> bool {
 fn is_delete_conflict(code: Option<&str>) -> bool {
     code == Some("DeleteConflict")
 }
-
 
 fn trusted_services(policy: &Value) -> Vec<String> {
     let mut out = Vec::new();

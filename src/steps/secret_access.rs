@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::common::policy_attached;
 use super::common::decode_policy;
+use super::common::policy_attached;
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code};
+use crate::aws::{describe_error, error_code, is_no_such_entity};
 use crate::runbook::Runbook;
 
 pub struct SecretAccess;
@@ -25,10 +25,6 @@ pub struct Inputs {
     role_arn: String,
     secret_arn: String,
     mode: String,
-}
-
-fn is_no_such_entity(code: Option<&str>) -> bool {
-    code == Some("NoSuchEntity")
 }
 
 /// The least-privilege document. `kms_key` is the secret's KmsKeyId when it

@@ -12,8 +12,8 @@ use futures_util::future::join_all;
 use crate::aws::Aws;
 use crate::cli::InitArgs;
 use crate::db::{Db, Kind};
-use crate::engine::Options;
 use crate::error::Failure;
+use crate::open::Options;
 use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
 
@@ -77,10 +77,9 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         && !args.force
     {
         return Err(Failure::usage(format!(
-                "{} exists: pass --force to overwrite it, or choose another file with -o",
-                out.display()
-            ),
-        ));
+            "{} exists: pass --force to overwrite it, or choose another file with -o",
+            out.display()
+        )));
     }
     let db_id = args
         .db_instance
@@ -89,8 +88,9 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         .unwrap_or_default();
     let name = args.name.clone().unwrap_or_else(|| default_name(db_id));
     if let Err(why) = check_runbook_name(&name).and_then(|()| check_proxy_name(&name)) {
-        return Err(Failure::usage(format!("--name: {why}; the name is the runbook's and the proxy's"),
-        ));
+        return Err(Failure::usage(format!(
+            "--name: {why}; the name is the runbook's and the proxy's"
+        )));
     }
 
     let aws = Aws::connect(&opts.aws, None).await?;
@@ -157,10 +157,9 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
     let Some(db) = db.filter(|_| problems.problems.is_empty()) else {
         let listed: Vec<String> = problems.problems.iter().map(|p| p.to_string()).collect();
         return Err(Failure::preflight(format!(
-                "cannot write the runbook; nothing was written:\n  {}",
-                listed.join("\n  ")
-            ),
-        ));
+            "cannot write the runbook; nothing was written:\n  {}",
+            listed.join("\n  ")
+        )));
     };
 
     let mut functions: Vec<Function> = functions
@@ -184,8 +183,9 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runbook.toml"));
     if let Err(e) = Runbook::parse(&check_path, &text, &|_| None, &crate::steps::Catalogue) {
-        return Err(Failure::bad_input(format!("the runbook init wrote does not load (a bug; please report it):\n{e}"),
-        ));
+        return Err(Failure::bad_input(format!(
+            "the runbook init wrote does not load (a bug; please report it):\n{e}"
+        )));
     }
     match &args.out {
         None => print!("{text}"),
@@ -549,8 +549,13 @@ mod tests {
             secret_given: true,
             functions: &functions,
         });
-        let rb = Runbook::parse(Path::new("x.toml"), &text, &|_| None, &crate::steps::Catalogue)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rb = Runbook::parse(
+            Path::new("x.toml"),
+            &text,
+            &|_| None,
+            &crate::steps::Catalogue,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(rb.name, "orders-proxy");
         assert_eq!(rb.database.port, 5432);
         assert_eq!(rb.database.engine_family, EngineFamily::Postgresql);

@@ -8,38 +8,13 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::error::{
-    EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure,
-};
-use crate::engine::{
-    EnvMode, Options, check_place,
-    edited_since_applied, load_runbook, needs, preflight_verdict, resolve, state_error,
-    state_path,
-};
-use crate::progress::StepBar;
+use crate::engine::{edited_since_applied, needs, pending, resolve};
+use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
+use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
+use crate::preflight::preflight_verdict;
 use crate::state::{State, Status};
-use crate::steps::{self, Ctx, Found, Step};
-
-/// What a step that is not done would do, from what its check found
-/// (`Missing` or `Incomplete`; a step that only verifies was not checked):
-/// the plan's action and the lines that say exactly what would change.
-/// `run --confirm` asks with the same facts.
-pub async fn pending(
-    step: &dyn Step,
-    cx: &Ctx<'_>,
-    inputs: &serde_json::Value,
-    found: &Found,
-) -> Result<(&'static str, Vec<String>)> {
-    if !step.changes_account() {
-        return Ok(("verify", Vec::new()));
-    }
-    let (action, mut details) = match found {
-        Found::Incomplete(why) => ("finish", vec![why.clone()]),
-        _ => ("create", Vec::new()),
-    };
-    details.extend(step.details(cx, inputs).await?);
-    Ok((action, details))
-}
+use crate::steps::{self, Ctx, Found};
+use crate::ui::progress::StepBar;
 
 #[derive(Serialize)]
 struct PlanReport {
@@ -58,8 +33,6 @@ struct PlanReport {
     /// What `plan` exits with; `run` exits with the same when blocked.
     exit_code: i32,
 }
-
-
 
 #[derive(Serialize)]
 struct PlanStep {
@@ -238,10 +211,11 @@ pub async fn plan(
         exit_code,
     };
     match output {
-        Output::Json => crate::progress::emit_json(&serde_json::to_value(&report)?),
+        Output::Json => crate::ui::progress::emit_json(&serde_json::to_value(&report)?),
         Output::Text => print_text(&report),
     }
-    let blocked = "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed";
+    let blocked =
+        "`run` would refuse or fail on the blocked step(s) listed above; nothing was changed";
     match exit_code {
         0 => Ok(()),
         // The plan above says what changes: the code is the answer.
@@ -263,7 +237,7 @@ fn not_made_here(state: &Path) -> String {
 }
 
 fn print_text(r: &PlanReport) {
-    crate::engine::print_preflight(&r.preflight, false);
+    crate::preflight::print_preflight(&r.preflight, false);
     if let Some(b) = &r.budget {
         println!(
             "Connection budget: {} allows about {} connections; the pool may use {}% = {}.",

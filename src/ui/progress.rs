@@ -42,7 +42,7 @@ pub fn json_printed() -> bool {
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        if $crate::progress::to_stderr() {
+        if $crate::ui::progress::to_stderr() {
             eprintln!($($arg)*)
         } else {
             println!($($arg)*)

@@ -10,8 +10,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
 use crate::aws::{Aws, describe_error};
-use crate::engine::{EnvMode, Options, load_runbook};
 use crate::error::Failure;
+use crate::open::{EnvMode, Options, load_runbook};
 use crate::runbook::EngineFamily;
 
 const METRICS: &[&str] = &[
@@ -135,10 +135,9 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     };
     let Some(proxy) = crate::steps::find_proxy(&aws, &name).await? else {
         return Err(Failure::steps_failed(format!(
-                "there is no DB proxy {name} in {}: run the runbook first",
-                aws.region
-            ),
-        ));
+            "there is no DB proxy {name} in {}: run the runbook first",
+            aws.region
+        )));
     };
     let status = proxy.status().map_or("unknown", |s| s.as_str());
     println!("DB proxy {name} in {}: {status}", aws.region);

@@ -1,0 +1,9 @@
+//! One file per command; each opens what it needs and drives the engine.
+
+pub mod doctor;
+pub mod init;
+pub mod plan;
+pub mod preflight;
+pub mod rollback;
+pub mod run;
+pub mod status;

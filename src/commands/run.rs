@@ -1,0 +1,301 @@
+//! `run` and `resume`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::aws::Aws;
+use crate::cli::Selection;
+use crate::engine::report::{copy_results, emit_report, first_error};
+use crate::engine::runner::{
+    Outcome, RunHow, Runner, made_elsewhere, needs_outputs, not_this_states, unmet, waits_unmet,
+};
+use crate::engine::schedule::{schedule, waits_on};
+use crate::engine::store::Store;
+use crate::engine::{edited_since_applied, resolve, select};
+use crate::error::Failure;
+use crate::open::{
+    EnvMode, Options, command_hint, load_runbook, record_place, save, state_error, state_path,
+};
+use crate::preflight::{preflight_verdict, print_preflight};
+use crate::state::{self, Lock, State, Status};
+use crate::steps::{self, Ctx, Found};
+use crate::ui::progress::{Progress, StepBar};
+use crate::ui::prompt::{Asker, confirm};
+
+/// `run` and `resume`; `ask`: `--confirm`, a question before each step.
+pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -> Result<()> {
+    let RunHow {
+        yes,
+        ask,
+        resume,
+        adopt,
+    } = how;
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let selected = select(&rb, sel)?;
+    let path = state_path(&rb, opts);
+    if resume && !State::exists(&path) {
+        return Err(Failure::usage(format!(
+            "there is no state at {}: nothing to resume; start with `{}`",
+            path.display(),
+            command_hint("run", &rb, opts)
+        )));
+    }
+    let _lock = Lock::acquire(&path).map_err(state_error)?;
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+
+    // Catch a runbook edited after a step was applied before touching AWS.
+    for name in &selected {
+        if let Some(changes) = edited_since_applied(name, &rb, &state) {
+            let changes = changes.join("; ");
+            let back_to = rb
+                .step_names()
+                .take_while(|n| n != name)
+                .last()
+                .map_or_else(
+                    || format!("{} --yes", command_hint("rollback", &rb, opts)),
+                    |prev| format!("{} --to {prev} --yes", command_hint("rollback", &rb, opts)),
+                );
+            return Err(Failure::bad_input(format!(
+                "the runbook changed after step `{name}` was applied ({changes}); \
+                     nothing was changed. Undo the edit, or roll back from that step (which \
+                     also undoes every step after it) and run again: `{back_to}` then `{}`",
+                command_hint("run", &rb, opts)
+            )));
+        }
+    }
+
+    let verb = if resume { "Resume" } else { "Run" };
+    if resume
+        && selected
+            .iter()
+            .all(|n| matches!(state.status(n), Status::RolledBack | Status::Pending))
+    {
+        crate::say!("Every step is pending or rolled back: resume starts the run over.");
+    }
+    if ask {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::usage(
+                "--confirm asks on the terminal, and stdin is not one: run without --confirm (and with --yes)",
+            ));
+        }
+    } else {
+        confirm(
+            &format!(
+                "{verb} {} step(s) of runbook `{}` ({}); each checks the account before acting. Continue?",
+                selected.len(),
+                rb.name,
+                selected.join(", ")
+            ),
+            yes,
+        )?;
+    }
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+
+    // The first round, all at once: who we are, every step that can be
+    // checked already, and preflight unless every step is applied (then a
+    // re-run costs the checks alone).
+    let all_applied = selected.iter().all(|n| state.status(n) == Status::Applied);
+    // The steps the selection waits on but leaves out (`--step`, `--from`):
+    // they must be in place in the account, so they are checked too.
+    let graph = steps::dependencies(&rb);
+    let mut outside: Vec<&str> = Vec::new();
+    for name in &selected {
+        for dep in graph.get(*name).into_iter().flatten() {
+            if !selected.contains(&dep.as_str()) && !outside.contains(&dep.as_str()) {
+                outside.push(dep);
+            }
+        }
+    }
+    let checkable: Vec<(&str, Value)> = selected
+        .iter()
+        .chain(&outside)
+        .filter_map(|name| {
+            let step = steps::get(name).expect("validated");
+            let (inputs, missing) = resolve(step, &rb, &state);
+            (step.changes_account() && missing.is_empty()).then_some((*name, inputs))
+        })
+        .collect();
+    let prechecks = futures_util::future::join_all(checkable.iter().map(|(name, inputs)| {
+        let (aws, rb_name) = (&aws, &rb.name);
+        async move {
+            let bar = StepBar::silent(name);
+            let cx = Ctx {
+                aws,
+                runbook: rb_name,
+                bar: &bar,
+            };
+            let step = steps::get(name).expect("validated");
+            let found = step.check(&cx, inputs).await;
+            (name.to_string(), state::checksum(inputs), found)
+        }
+    }));
+    let early_preflight = async {
+        if all_applied {
+            None
+        } else {
+            Some(crate::preflight::run(&rb, &aws).await)
+        }
+    };
+    // Who we are: with an account recorded, the steps use it while STS is
+    // asked beside them; on a first run they share the one STS answer.
+    let recorded = state.account.clone();
+    if let Some(account) = &recorded {
+        aws.assume_account(account);
+    }
+    let whoami = async {
+        match recorded {
+            Some(_) => aws.caller_account().await,
+            None => aws.account_id().await.map(str::to_string),
+        }
+    };
+    let (account, prechecks, mut report) = tokio::join!(whoami, prechecks, early_preflight);
+    if record_place(&mut state, &account?, &aws.region, &path)? && !state.steps.is_empty() {
+        save(&state, &path)?;
+    }
+    let prechecked: BTreeMap<String, (String, Found)> = prechecks
+        .into_iter()
+        .filter_map(|(name, sum, found)| found.ok().map(|f| (name, (sum, f))))
+        .collect();
+    let run_hint = command_hint("run", &rb, opts);
+
+    // Before any change: what this state never made is refused (unless
+    // adopted), and so is a step whose waits are not in place.
+    let foreign: Vec<(&str, String, bool)> = selected
+        .iter()
+        .filter_map(|n| {
+            let origin = state.record(n).and_then(|r| r.origin);
+            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
+            let step = steps::get(n).expect("validated");
+            let what = step.describe(&resolve(step, &rb, &state).0).ok()?;
+            Some((*n, what, unfinished))
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Err(not_this_states(&foreign, &path, &run_hint));
+    }
+    for name in &selected {
+        let step = steps::get(name).expect("validated");
+        let missing: Vec<(String, String)> = resolve(step, &rb, &state)
+            .1
+            .into_iter()
+            .filter(|(dep, _)| !selected.contains(&dep.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(needs_outputs(name, &missing, &run_hint));
+        }
+        let waits: Vec<(String, String)> = graph[*name]
+            .iter()
+            .filter(|d| outside.contains(&d.as_str()))
+            .filter_map(|d| {
+                let rec = state.record(d);
+                let found = prechecked.get(d).map(|(_, f)| f);
+                unmet(state.status(d), rec.and_then(|r| r.origin), found).map(|w| (d.clone(), w))
+            })
+            .collect();
+        if !waits.is_empty() {
+            return Err(waits_unmet(name, &waits, &run_hint));
+        }
+    }
+    let all_done = selected.iter().all(|n| {
+        !steps::get(n).expect("validated").changes_account()
+            || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
+    });
+    if report.is_none() && !all_done {
+        report = Some(crate::preflight::run(&rb, &aws).await);
+    }
+    if let Some(report) = report {
+        let report = report?;
+        print_preflight(&report, false);
+        preflight_verdict(&report)?;
+    }
+
+    // Spinners would redraw over --confirm's questions.
+    let progress = Progress::new(opts.no_progress || ask);
+    progress.line(format!(
+        "{verb} of runbook `{}` in {}; state: {}",
+        rb.name,
+        aws.region,
+        path.display()
+    ));
+    let store = Store::new(path, state);
+    let runner = Runner {
+        rb: &rb,
+        aws: &aws,
+        store: &store,
+        progress: &progress,
+        graph: &graph,
+        prechecked,
+        changed: Default::default(),
+        run_hint,
+        asker: ask.then(Asker::new),
+        adopt,
+        verified: Default::default(),
+    };
+    let waits = waits_on(&selected, &graph);
+    let results = schedule(
+        &selected,
+        &waits,
+        |name| {
+            let runner = &runner;
+            async move {
+                let started = std::time::Instant::now();
+                runner.step(name).await.map(|o| (o, started.elapsed()))
+            }
+        },
+        |(o, _)| *o != Outcome::Skipped,
+    )
+    .await;
+    // For --output json: the results as they were, before the error is built.
+    let report = (opts.output == crate::cli::Output::Json).then(|| copy_results(&results));
+    let outcomes = first_error(results, &rb, opts, "resume");
+    if let Some(steps) = report {
+        emit_report(
+            if resume { "resume" } else { "run" },
+            &rb,
+            &aws.region,
+            &store.path,
+            &selected,
+            &steps,
+            |o| match o {
+                Outcome::Changed => "changed",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Verified => "verified",
+                Outcome::Skipped => "skipped",
+            },
+            outcomes.as_ref().map(|_| ()),
+        );
+    }
+    let outcomes: Vec<(Outcome, std::time::Duration)> = outcomes?;
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|(o, _)| o).collect();
+    let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
+    let (changed, verified) = (count(Outcome::Changed), count(Outcome::Verified));
+    let skipped = count(Outcome::Skipped);
+    // Answered no, or waiting on a step that was: not done, and so said.
+    let not_run = skipped + selected.len() - outcomes.len();
+    let mut verified_note = match verified {
+        0 => String::new(),
+        v => format!("; {v} verification(s) passed"),
+    };
+    if not_run > 0 {
+        verified_note.push_str(&format!(
+            "; {not_run} step(s) not run ({skipped} answered no, the rest wait on them): `{}` runs them",
+            command_hint("run", &rb, opts)
+        ));
+    }
+    if changed == 0 && not_run == 0 {
+        crate::say!(
+            "No changes: {} step(s) checked, all already done{verified_note}.",
+            selected.len()
+        );
+    } else {
+        crate::say!(
+            "Done: {changed} step(s) applied, {} already done{verified_note}.",
+            selected.len() - changed - verified - not_run
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The engine: a step's inputs from the runbook and the state, the steps
+//! a command selects, the graph they run on ([`schedule`]), the one writer
+//! of the state ([`store`]), the runner of each step ([`runner`]) and the
+//! JSON report ([`report`]).
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::cli::Selection;
+use crate::error::Failure;
+use crate::runbook::Runbook;
+use crate::state::{self, State, Status};
+use crate::steps::{self, Ctx, Found, Resolver, Step};
+
+pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod store;
+
+/// The outputs of applied steps, for `${steps.*}` references.
+pub(crate) fn lookup_in(state: &State) -> impl Fn(&str, &str) -> Option<String> + '_ {
+    |step, output| {
+        state
+            .record(step)
+            .filter(|r| r.status == Status::Applied)
+            .and_then(|r| r.outputs.get(output).cloned())
+    }
+}
+
+pub(crate) fn resolve(
+    step: &dyn Step,
+    rb: &Runbook,
+    state: &State,
+) -> (Value, Vec<(String, String)>) {
+    let lookup = lookup_in(state);
+    let mut r = Resolver::new(&lookup);
+    let inputs = step.inputs(rb, &mut r);
+    (inputs, r.missing)
+}
+
+/// The steps whose outputs are missing, once each, in order.
+pub(crate) fn needs(missing: &[(String, String)]) -> Vec<&str> {
+    let mut steps: Vec<&str> = Vec::new();
+    for (step, _) in missing {
+        if !steps.contains(&step.as_str()) {
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+/// The input fields that differ between two input documents, each whole:
+/// objects are followed down to the fields that changed (`pool.max_...`),
+/// any other value is shown in full.
+pub(crate) fn changed_fields(old: Option<&Value>, new: &Value) -> Vec<String> {
+    let Some(old) = old else {
+        return vec!["(inputs): none recorded".into()];
+    };
+    let mut out = Vec::new();
+    diff_into("", old, new, &mut out);
+    out
+}
+
+pub(crate) fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (o.get(k), n.get(k)) {
+                    (Some(a), Some(b)) => diff_into(&at, a, b, out),
+                    (a, b) if a != b => out.push(format!("{at}: {} -> {}", show(a), show(b))),
+                    _ => {}
+                }
+            }
+        }
+        (a, b) if a != b => {
+            let at = if path.is_empty() { "(inputs)" } else { path };
+            out.push(format!("{at}: {} -> {}", show(Some(a)), show(Some(b))));
+        }
+        _ => {}
+    }
+}
+
+pub(crate) fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+pub(crate) fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
+    let names: Vec<&str> = rb.step_names().collect();
+    let index = |name: &str| {
+        names.iter().position(|n| *n == name).ok_or_else(|| {
+            let hint = crate::runbook::closest(name, &names)
+                .map_or(String::new(), |s| format!("did you mean `{s}`? "));
+            Failure::usage(format!(
+                "runbook `{}` has no step `{name}`; {hint}its steps are: {}",
+                rb.name,
+                names.join(", ")
+            ))
+        })
+    };
+    if let Some(s) = &sel.step {
+        let i = index(s)?;
+        return Ok(vec![names[i]]);
+    }
+    let from = sel.from.as_deref().map(index).transpose()?.unwrap_or(0);
+    let until = sel
+        .until
+        .as_deref()
+        .map(index)
+        .transpose()?
+        .unwrap_or(names.len() - 1);
+    if from > until {
+        return Err(Failure::usage(format!(
+            "--from {} comes after --until {} in the runbook",
+            names[from], names[until]
+        )));
+    }
+    Ok(names[from..=until].to_vec())
+}
+
+/// The inputs that changed since `name` was applied, if any. A step that
+/// only verifies changed nothing, so an edit of its inputs does not count.
+pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> Option<Vec<String>> {
+    let step = steps::get(name)?;
+    let rec = state.record(name).filter(|r| r.status == Status::Applied)?;
+    if !step.changes_account() {
+        return None;
+    }
+    let (inputs, missing) = resolve(step, rb, state);
+    (missing.is_empty() && rec.checksum.as_deref() != Some(&state::checksum(&inputs)))
+        .then(|| changed_fields(rec.inputs.as_ref(), &inputs))
+}
+
+/// The runbook's steps, then any step the state knows that the runbook no
+/// longer lists (still ours to roll back).
+pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
+    let mut names: Vec<String> = rb.step_names().map(String::from).collect();
+    for known in steps::names() {
+        if state.steps.contains_key(known) && !names.iter().any(|n| n == known) {
+            names.push(known.to_string());
+        }
+    }
+    names
+}
+
+/// What a step that is not done would do, from what its check found
+/// (`Missing` or `Incomplete`; a step that only verifies was not checked):
+/// the plan's action and the lines that say exactly what would change.
+/// `run --confirm` asks with the same facts.
+pub async fn pending(
+    step: &dyn Step,
+    cx: &Ctx<'_>,
+    inputs: &serde_json::Value,
+    found: &Found,
+) -> Result<(&'static str, Vec<String>)> {
+    if !step.changes_account() {
+        return Ok(("verify", Vec::new()));
+    }
+    let (action, mut details) = match found {
+        Found::Incomplete(why) => ("finish", vec![why.clone()]),
+        _ => ("create", Vec::new()),
+    };
+    details.extend(step.details(cx, inputs).await?);
+    Ok((action, details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_fields_names_each_difference() {
+        let old: Value = serde_json::json!({"role_name": "a", "tags": {"x": "1"}, "same": 1});
+        let new: Value = serde_json::json!({"role_name": "b", "tags": {"x": "2"}, "same": 1});
+        let diffs = changed_fields(Some(&old), &new);
+        assert_eq!(diffs.len(), 2);
+        assert_eq!(diffs[0], "role_name: a -> b");
+        assert_eq!(diffs[1], "tags.x: 1 -> 2");
+    }
+
+    #[test]
+    fn changed_fields_are_shown_whole() {
+        let long: Vec<String> = (0..40).map(|i| format!("function-{i}")).collect();
+        let old = serde_json::json!({"functions": ["f"], "pool": {"max": 100, "idle": 50}});
+        let new = serde_json::json!({"functions": long, "pool": {"max": 50, "idle": 50}});
+        let diffs = changed_fields(Some(&old), &new);
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(diffs[0].starts_with(r#"functions: ["f"] -> ["function-0","#));
+        assert!(diffs[0].ends_with(r#""function-39"]"#), "cut: {}", diffs[0]);
+        assert_eq!(diffs[1], "pool.max: 100 -> 50");
+    }
+}

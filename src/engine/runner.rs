@@ -1,0 +1,505 @@
+//! One step of a run: check the account, decide, act, record; and the
+//! rules every step obeys (what this state never made is not ours; never
+//! act before what a step waits on is in place).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::store::Store;
+use super::{needs, pending, resolve, schedule::ancestors};
+use crate::aws::Aws;
+use crate::error::Failure;
+use crate::poll::{self, Interrupted};
+use crate::runbook::Runbook;
+use crate::state::{self, Event, Origin, Status};
+use crate::steps::{self, Ctx, Found};
+use crate::ui::progress::{Progress, StepBar};
+use crate::ui::prompt::{Answer, Asker};
+
+/// How `run` and `resume` go about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunHow {
+    /// Agreed beforehand: no question.
+    pub yes: bool,
+    /// `--confirm`: a question before each step that would act.
+    pub ask: bool,
+    /// `resume`: continue the state's run (the state must exist).
+    pub resume: bool,
+    /// `--adopt`: take over what the account holds with our tag that this
+    /// state never made, instead of refusing.
+    pub adopt: bool,
+}
+
+/// What the account holds for a step that this state never acted on (no
+/// origin): each entry is the step, what it makes, and whether it is
+/// unfinished there. The error names them, says that another state
+/// probably made them, and how to go on.
+pub(crate) fn not_this_states(
+    found: &[(&str, String, bool)],
+    path: &Path,
+    hint: &str,
+) -> anyhow::Error {
+    let list: Vec<String> = found
+        .iter()
+        .map(|(name, what, unfinished)| {
+            let how = if *unfinished { ", unfinished" } else { "" };
+            format!("  {name}: {what}{how}")
+        })
+        .collect();
+    let adopt = if found.iter().all(|(_, _, unfinished)| !unfinished) {
+        format!(
+            " To take them over in this state instead: `{hint} --adopt` (they are then \
+             managed here, and `rollback` leaves them in place)."
+        )
+    } else {
+        " What is unfinished can only be finished by the state that started it.".to_string()
+    };
+    Failure::bad_input(format!(
+        "the account already holds what these steps make, with this runbook's tag, but \
+             this state ({}) never made it:\n{}\nAnother state of this runbook probably \
+             exists (a colleague's checkout, a CI runner, a mistyped --state; by default it \
+             is .rds-proxy-runbook/<name>.state.json beside the runbook that made it): \
+             point --state at it and run again.{adopt} Nothing was changed.",
+        path.display(),
+        list.join("\n")
+    ))
+}
+
+/// Whether what the account holds for a step (`found`) is someone else's
+/// although it carries our tag: this state never acted on the step (no
+/// `origin`) and it is there, done or unfinished. `Some(unfinished)` is
+/// refused; `adopt` takes over what is done.
+pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool) -> Option<bool> {
+    match (origin, found) {
+        (Some(_), _) => None,
+        (None, Found::Done(_)) => (!adopt).then_some(false),
+        (None, Found::Incomplete(_)) => Some(true),
+        (None, _) => None,
+    }
+}
+
+/// Why a step that another one waits on cannot be trusted to be in place:
+/// `None` when this state applied it (created or adopted) and the account
+/// has it as the runbook says.
+pub(crate) fn unmet(
+    status: Status,
+    origin: Option<Origin>,
+    found: Option<&Found>,
+) -> Option<String> {
+    if status != Status::Applied {
+        return Some(format!("{} in this state", status.label()));
+    }
+    if origin.is_none() {
+        return Some("not made or adopted by this state".into());
+    }
+    match found {
+        Some(Found::Done(_)) => None,
+        None => Some("its inputs are not applied".into()),
+        Some(Found::Missing) => Some("applied, but missing from the account".into()),
+        Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
+        Some(Found::Drifted(diffs)) => Some(format!("drifted: {}", diffs.join("; "))),
+        Some(Found::Foreign(why)) => Some(why.clone()),
+    }
+}
+
+/// The error for a step that reads outputs of steps not applied yet.
+pub(crate) fn needs_outputs(
+    name: &str,
+    missing: &[(String, String)],
+    run_hint: &str,
+) -> anyhow::Error {
+    let (first, output) = &missing[0];
+    Failure::usage(format!(
+        "step `{name}` needs outputs of {} (such as `{first}.{output}`), which are not \
+             applied: run them first, e.g. `{run_hint} --step {first}`",
+        needs(missing).join(", "),
+    ))
+}
+
+/// The error for a step whose `waits` (each: step, reason) are not in
+/// place, with the command that runs them first.
+pub(crate) fn waits_unmet(name: &str, waits: &[(String, String)], run_hint: &str) -> anyhow::Error {
+    let list: Vec<String> = waits
+        .iter()
+        .map(|(dep, why)| format!("`{dep}` ({why})"))
+        .collect();
+    let reasons: Vec<String> = steps::get(name)
+        .map(|s| s.after())
+        .unwrap_or_default()
+        .iter()
+        .filter(|(dep, _)| waits.iter().any(|(w, _)| w == dep))
+        .map(|(dep, why)| format!("{dep}: {why}"))
+        .collect();
+    let why = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    };
+    Failure::usage(format!(
+        "step `{name}` must wait for steps that are not applied and verified in the \
+             account{why}: {}. Step `{name}` was not applied; run them first: \
+             `{run_hint} --until {name}`",
+        list.join(", ")
+    ))
+}
+
+/// What running one step came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Unchanged,
+    Changed,
+    Verified,
+    /// `--confirm` and the answer was no: nothing done, and the steps that
+    /// wait on it do not start.
+    Skipped,
+}
+
+/// What every run of one command shares.
+pub(crate) struct Runner<'a> {
+    pub(crate) rb: &'a Runbook,
+    pub(crate) aws: &'a Aws,
+    pub(crate) store: &'a Store,
+    pub(crate) progress: &'a Progress,
+    pub(crate) graph: &'a BTreeMap<String, Vec<String>>,
+    /// What the first round found, by step: the checksum of the inputs it
+    /// checked with, and the answer.
+    pub(crate) prechecked: BTreeMap<String, (String, Found)>,
+    /// The steps that changed the account in this run: a step that waits
+    /// on one of them checks again rather than trust the first round.
+    pub(crate) changed: std::sync::Mutex<BTreeSet<String>>,
+    /// The command that runs this runbook, for hints.
+    pub(crate) run_hint: String,
+    /// `--confirm`: ask before each step.
+    pub(crate) asker: Option<Asker>,
+    /// `--adopt`: take over what this state did not make.
+    pub(crate) adopt: bool,
+    /// The steps this run found done or applied: a step that waits on one
+    /// of them acts without checking it again.
+    pub(crate) verified: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Why a step stopped: interrupted (it stays `started`), or failed (the
+/// state records the error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct StepFailed(pub(crate) String);
+
+impl Runner<'_> {
+    /// The first answer for `name` if it still holds: same inputs, and no
+    /// step it waits on changed since.
+    pub(crate) fn first_answer(&self, name: &str, checksum: &str) -> Option<Found> {
+        let (sum, found) = self.prechecked.get(name)?;
+        let changed = self.changed.lock().expect("lock");
+        let touched = ancestors(self.graph, name)
+            .iter()
+            .any(|a| changed.contains(*a));
+        (sum == checksum && !touched).then(|| found.clone())
+    }
+
+    pub(crate) async fn step(&self, name: &str) -> Result<Outcome> {
+        let result = self.step_inner(name).await;
+        if matches!(result, Ok(Outcome::Changed | Outcome::Unchanged)) {
+            self.verified.lock().expect("lock").insert(name.to_string());
+        }
+        match result {
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),
+            Err(e) if e.downcast_ref::<Failure>().is_some() => Err(e),
+            Err(e) => {
+                let message = format!("{e:#}");
+                // A transition that does not apply is no reason to fail
+                // again; a state that cannot be saved is.
+                self.store.update(|s| {
+                    if let Ok(rec) = s.advance(name, Event::Fail) {
+                        rec.error = Some(message.clone());
+                    }
+                    Ok(())
+                })?;
+                Err(StepFailed(message).into())
+            }
+            ok => ok,
+        }
+    }
+
+    /// The steps `name` waits on that are not in place at this moment: each
+    /// must have been found done or applied by this run, or be applied in
+    /// the state and found done in the account now (the first round's
+    /// answer when nothing upstream changed since, else a check).
+    pub(crate) async fn unmet_waits(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for dep in self.graph.get(name).into_iter().flatten() {
+            if self.verified.lock().expect("lock").contains(dep) {
+                continue;
+            }
+            let step = steps::get(dep).expect("validated");
+            let (status, origin) = self
+                .store
+                .read(|s| (s.status(dep), s.record(dep).and_then(|r| r.origin)));
+            let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
+            let checksum = state::checksum(&inputs);
+            let found = match self.first_answer(dep, &checksum) {
+                Some(found) => Some(found),
+                None if missing.is_empty() && status == Status::Applied => {
+                    let bar = StepBar::silent(dep);
+                    let cx = Ctx {
+                        aws: self.aws,
+                        runbook: &self.rb.name,
+                        bar: &bar,
+                    };
+                    Some(step.check(&cx, &inputs).await?)
+                }
+                None => None,
+            };
+            if let Some(why) = unmet(status, origin, found.as_ref()) {
+                out.push((dep.clone(), why));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `--confirm`'s question for a step that would act: what it does and
+    /// what the account holds, as `plan` shows them.
+    pub(crate) async fn ask(
+        &self,
+        name: &str,
+        step: &dyn steps::Step,
+        cx: &Ctx<'_>,
+        inputs: &Value,
+        found: &Found,
+    ) -> Result<Answer> {
+        let (action, details) = pending(step, cx, inputs, found).await?;
+        let mut what = format!("\n{name} (to {action}): {}", step.describe(inputs)?);
+        for d in details {
+            what.push_str(&format!("\n    {d}"));
+        }
+        self.asker.as_ref().expect("asking").ask(&what)
+    }
+
+    pub(crate) async fn step_inner(&self, name: &str) -> Result<Outcome> {
+        let step = steps::get(name).expect("validated");
+        let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
+        if !missing.is_empty() {
+            return Err(needs_outputs(name, &missing, &self.run_hint));
+        }
+        let checksum = state::checksum(&inputs);
+        let was = self.store.read(|s| s.status(name));
+        let mut turn = match &self.asker {
+            Some(a) => a.turn().await,
+            None => None,
+        };
+        let bar = self.progress.step(name);
+        let cx = Ctx {
+            aws: self.aws,
+            runbook: &self.rb.name,
+            bar: &bar,
+        };
+        // A verification changes nothing, so it has nothing to check first.
+        let found = if !step.changes_account() {
+            bar.set(format!("running {}", step.describe(&inputs)?));
+            Found::Missing
+        } else if let Some(found) = self.first_answer(name, &checksum) {
+            found
+        } else {
+            bar.set(format!("checking {}", step.describe(&inputs)?));
+            step.check(&cx, &inputs).await.inspect_err(|_| {
+                bar.finish("✗", "check failed");
+            })?
+        };
+        tracing::debug!(step = %name, ?found, "checked the account");
+        // What this state never acted on is not ours, though it carries
+        // our tag: refused, or taken over on request.
+        let origin = self.store.read(|s| s.record(name).and_then(|r| r.origin));
+        if let Some(unfinished) = made_elsewhere(origin, &found, self.adopt) {
+            bar.finish("✗", "not made by this state");
+            return Err(not_this_states(
+                &[(name, step.describe(&inputs)?, unfinished)],
+                &self.store.path,
+                &self.run_hint,
+            ));
+        }
+        match found {
+            Found::Done(outputs) if origin.is_none() => {
+                self.store.advance(name, Event::Applied, |rec| {
+                    rec.origin = Some(Origin::Adopted);
+                    rec.outputs = outputs;
+                    rec.inputs = Some(inputs);
+                    rec.checksum = Some(checksum);
+                    rec.error = None;
+                })?;
+                bar.finish(
+                    "=",
+                    "adopted: found in the account, managed from now on; rollback leaves it",
+                );
+                Ok(Outcome::Unchanged)
+            }
+            Found::Done(outputs) => {
+                let unchanged = was == Status::Applied
+                    && self.store.read(|s| {
+                        s.record(name).is_some_and(|r| {
+                            r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
+                        })
+                    });
+                if !unchanged {
+                    self.store.advance(name, Event::Applied, |rec| {
+                        rec.outputs = outputs;
+                        rec.inputs = Some(inputs);
+                        rec.checksum = Some(checksum);
+                        rec.error = None;
+                    })?;
+                }
+                let note = if was == Status::Applied {
+                    "already done, no change"
+                } else {
+                    "found done in the account, recorded, no change"
+                };
+                bar.finish("=", note);
+                Ok(Outcome::Unchanged)
+            }
+            Found::Missing | Found::Incomplete(_) => {
+                // Never act before what this step waits on is in place in
+                // the account (a --step or --from past its order).
+                let waits = self.unmet_waits(name).await.inspect_err(|_| {
+                    bar.finish("✗", "check failed");
+                })?;
+                if !waits.is_empty() {
+                    bar.finish("✗", "waits on steps not in place");
+                    return Err(waits_unmet(name, &waits, &self.run_hint));
+                }
+                if turn.is_some() {
+                    let answer = self.ask(name, step, &cx, &inputs, &found).await?;
+                    if poll::interrupted() {
+                        // Ctrl-C while the question was open.
+                        bar.finish("✗", "interrupted");
+                        return Err(Interrupted.into());
+                    }
+                    match answer {
+                        Answer::No => {
+                            bar.finish("-", "skipped (answered no)");
+                            return Ok(Outcome::Skipped);
+                        }
+                        // No more questions: the other steps may start now.
+                        Answer::Continue => drop(turn.take()),
+                        Answer::Yes => {}
+                    }
+                }
+                let finishing = match &found {
+                    Found::Incomplete(why) => {
+                        self.progress.line(format!("  {name}: {why}"));
+                        true
+                    }
+                    _ => false,
+                };
+                if !finishing && was == Status::Applied && step.changes_account() {
+                    self.progress.line(format!(
+                        "  note: step `{name}` was applied but is missing from the account \
+                         (deleted by hand?); creating it again"
+                    ));
+                }
+                // What the step replaces, read once before it first acts: a
+                // retry must not mistake our own change for the original.
+                let mut before = self
+                    .store
+                    .read(|s| s.record(name).and_then(|r| r.before.clone()));
+                if before.is_none() {
+                    before = step.before(&cx, &inputs).await.inspect_err(|_| {
+                        bar.finish("✗", "failed");
+                    })?;
+                }
+                self.store.advance(name, Event::Start, |rec| {
+                    rec.inputs = Some(inputs.clone());
+                    rec.checksum = Some(checksum);
+                    rec.before = before;
+                    rec.outputs.clear();
+                    rec.error = None;
+                })?;
+                crate::failpoint::hit(name, "before-apply");
+                let outputs = match step.apply(&cx, &inputs).await {
+                    Ok(outputs) => outputs,
+                    Err(e) => {
+                        // Interrupted, the step stays `started`: resume
+                        // re-checks it.
+                        let interrupted = e.downcast_ref::<Interrupted>().is_some();
+                        bar.finish("✗", if interrupted { "interrupted" } else { "failed" });
+                        return Err(e);
+                    }
+                };
+                crate::failpoint::hit(name, "after-apply");
+                let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
+                self.store.advance(name, Event::Applied, |rec| {
+                    rec.outputs = outputs;
+                })?;
+                let what = step.describe(&inputs)?;
+                if !step.changes_account() {
+                    bar.finish("✓", format!("verified: {what}: {response}"));
+                    return Ok(Outcome::Verified);
+                }
+                self.changed.lock().expect("lock").insert(name.to_string());
+                let verb = if finishing { "finished" } else { "created" };
+                bar.finish("✓", format!("{verb}: {what}"));
+                Ok(Outcome::Changed)
+            }
+            Found::Drifted(diffs) => {
+                bar.finish("✗", "drifted");
+                anyhow::bail!(
+                    "{} differs from the runbook: {}. Fix the runbook to match, or roll the step back and run again",
+                    step.describe(&inputs)?,
+                    diffs.join("; ")
+                )
+            }
+            Found::Foreign(why) => {
+                bar.finish("✗", "blocked");
+                anyhow::bail!(why)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_this_state_never_acted_on_is_someone_elses() {
+        let done = Found::Done(Default::default());
+        let unfinished = Found::Incomplete("creating".into());
+        for origin in [Some(Origin::Created), Some(Origin::Adopted)] {
+            assert_eq!(made_elsewhere(origin, &done, false), None);
+            assert_eq!(made_elsewhere(origin, &unfinished, false), None);
+        }
+        assert_eq!(made_elsewhere(None, &done, false), Some(false));
+        assert_eq!(made_elsewhere(None, &done, true), None, "adopted");
+        assert_eq!(
+            made_elsewhere(None, &unfinished, true),
+            Some(true),
+            "an unfinished one is never adopted"
+        );
+        assert_eq!(made_elsewhere(None, &Found::Missing, false), None);
+    }
+
+    #[test]
+    fn a_step_waited_on_must_be_applied_here_and_done_in_the_account() {
+        let done = Found::Done(Default::default());
+        let ours = Some(Origin::Created);
+        assert_eq!(unmet(Status::Applied, ours, Some(&done)), None);
+        assert_eq!(
+            unmet(Status::Applied, Some(Origin::Adopted), Some(&done)),
+            None
+        );
+        assert_eq!(
+            unmet(Status::Pending, None, Some(&done)).as_deref(),
+            Some("pending in this state"),
+            "done in the account but not by this state"
+        );
+        assert_eq!(
+            unmet(Status::Applied, None, Some(&done)).as_deref(),
+            Some("not made or adopted by this state"),
+            "applied without an origin: found, not made"
+        );
+        assert!(unmet(Status::Applied, ours, Some(&Found::Missing)).is_some());
+        assert!(unmet(Status::Applied, ours, Some(&Found::Incomplete("x".into()))).is_some());
+        assert!(unmet(Status::Applied, ours, None).is_some());
+        assert!(unmet(Status::Started, ours, Some(&done)).is_some());
+    }
+}

@@ -1,0 +1,50 @@
+//! The state and its file, with one writer.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::open::save;
+use crate::state::{self, Event, State};
+
+/// The state and its file, with one writer: every transition is made and
+/// saved under one lock, so steps that run at the same time never save a
+/// half-updated state or lose each other's records.
+pub(crate) struct Store {
+    pub(crate) path: PathBuf,
+    pub(crate) state: std::sync::Mutex<State>,
+}
+
+impl Store {
+    pub(crate) fn new(path: PathBuf, state: State) -> Store {
+        Store {
+            path,
+            state: std::sync::Mutex::new(state),
+        }
+    }
+
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.state.lock().expect("state lock"))
+    }
+
+    /// Changes the state and saves it before anyone else may change it.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        let mut state = self.state.lock().expect("state lock");
+        let r = f(&mut state)?;
+        save(&state, &self.path)?;
+        Ok(r)
+    }
+
+    pub(crate) fn advance(
+        &self,
+        name: &str,
+        event: Event,
+        f: impl FnOnce(&mut state::StepRecord),
+    ) -> Result<()> {
+        self.update(|s| {
+            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
+            f(rec);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Bad input: runbook problems with their positions, missing credentials or region.
+
+use super::*;
+
+#[test]
+fn bad_input_is_reported_with_positions_and_creates_nothing() {
+    let (emu, ws) = setup("bad_input");
+    let before = snapshot(&emu, &ws);
+    // (edit, the key the error names, a piece of the message)
+    type Edit = fn(String) -> String;
+    let cases: Vec<(Edit, &str, &str)> = vec![
+        (
+            |s| {
+                edit(
+                    &s,
+                    "require_tls = true",
+                    "require_tls = true\nrequire_tsl = true",
+                )
+            },
+            "`proxy.require_tsl`",
+            "unknown key; did you mean `require_tls`?",
+        ),
+        (
+            |s| edit(&s, "port = 3306", "port = \"3306\""),
+            "`database.port`",
+            "expected an integer, found string",
+        ),
+        (
+            |s| edit(&s, "secret_arn = \"${env.RDS_SECRET_ARN}\"\n", ""),
+            "`database.secret_arn`",
+            "missing required key: add `secret_arn = ",
+        ),
+        (
+            |s| edit(&s, "${env.VPC_ID}", "${env.NO_SUCH_VARIABLE}"),
+            "`network.vpc_id`",
+            "environment variable `NO_SUCH_VARIABLE` is not set",
+        ),
+        (
+            |s| edit(&s, "\"proxy-security-group\",", "\"proxy-securitygroup\","),
+            "`steps[2]`",
+            "unknown step `proxy-securitygroup`; did you mean `proxy-security-group`?",
+        ),
+        (
+            |s| edit(&s, "${steps.proxy-role.arn}", "${steps.proxy-role.ar}"),
+            "`proxy.role_arn`",
+            "step `proxy-role` has no output `ar`",
+        ),
+        (
+            |s| edit(&s, "name = \"${env.DB_NAME}\"", "name = \"9-proxy--\""),
+            "`proxy.name`",
+            "proxy name `9-proxy--` must start with a letter",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "secret_arn = \"${env.RDS_SECRET_ARN}\"",
+                    "secret_arn = \"my-db-secret\"",
+                )
+            },
+            "`database.secret_arn`",
+            "`my-db-secret` is not a secret ARN",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "engine_family = \"MYSQL\"",
+                    "engine_family = \"oracle-ee\"",
+                )
+            },
+            "`database.engine_family`",
+            "RDS Proxy does not support Oracle",
+        ),
+        (
+            |s| s + "\n[pool]\nmax_connections_percent = 150\n",
+            "`pool.max_connections_percent`",
+            "150 is out of range: use 1 to 100",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "iam_auth = \"REQUIRED\"",
+                    "iam_auth = \"REQUIRED\"\nidle_client_timeout = 30000",
+                )
+            },
+            "`proxy.idle_client_timeout`",
+            "30000 is out of range: use 1 to 28800",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "[proxy_security_group]\nname = \"",
+                    "[proxy_security_group]\nname = \"sg-",
+                )
+            },
+            "`proxy_security_group.name`",
+            "may not start with `sg-`",
+        ),
+    ];
+    for (edit, key, message) in &cases {
+        ws.write_runbook(edit);
+        for cmd in [&["run", "--yes"][..], &["plan"][..]] {
+            let out = ws.run(cmd);
+            out.code(3)
+                .stderr_has(key)
+                .stderr_has(message)
+                .stderr_has("nothing was changed");
+            // file:line:col before the key
+            let line = out.stderr.lines().find(|l| l.contains(key)).unwrap();
+            let runbook = ws.runbook.display().to_string();
+            let pos = line
+                .trim()
+                .strip_prefix(&format!("{runbook}:"))
+                .unwrap_or_else(|| panic!("{line}"));
+            let mut nums = pos.split(':').take(2).map(|n| n.parse::<usize>());
+            assert!(
+                nums.all(|n| n.is_ok_and(|n| n > 0)),
+                "no line:col in {line}"
+            );
+        }
+    }
+    // Several problems at once: all reported. (The two edits of the secret
+    // line cannot both apply; the ARN one stands for them.)
+    let together: Vec<_> = cases
+        .iter()
+        .filter(|(_, _, message)| !message.starts_with("missing required key"))
+        .collect();
+    ws.write_runbook(|s| together.iter().fold(s, |s, (edit, _, _)| edit(s)));
+    let out = ws.run(&["run", "--yes"]);
+    out.code(3);
+    for (_, key, _) in &together {
+        out.stderr_has(key);
+    }
+    assert_same(&before, &snapshot(&emu, &ws), "bad input created something");
+    assert!(!ws.state.exists(), "bad input wrote a state");
+}
+
+/// Credentials and region come from aws-config alone; when it finds none,
+/// the error says so and where it looked, before any change.
+#[test]
+fn missing_credentials_or_region_are_named() {
+    let (emu, ws) = setup("no_credentials");
+    let home = temp_dir("empty-home");
+    let bare = |args: &[&str], drop: &[&str]| {
+        let mut c = ws.cmd(args);
+        for k in drop {
+            c.env_remove(k);
+        }
+        Out::from(
+            c.env("HOME", &home)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", home.join("config"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+                .output()
+                .unwrap(),
+        )
+    };
+    let before = snapshot(&emu, &ws);
+    bare(&["plan"], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+        .code(1)
+        .stderr_has("no AWS credentials were found")
+        .stderr_has("Environment: the credential provider was not enabled")
+        .stderr_has("aws-config looks at --profile / AWS_PROFILE");
+    bare(&["plan", "--profile", "nosuch"], &[])
+        .code(1)
+        .stderr_has("profile `nosuch` gave no AWS credentials (is it defined?)");
+    bare(&["run", "--yes"], &["AWS_REGION", "AWS_DEFAULT_REGION"])
+        .code(1)
+        .stderr_has("no AWS region: pass --region, set AWS_REGION");
+    // A profile from the config file is used, keys and region included.
+    std::fs::write(
+        home.join("config"),
+        "[profile emulator]\nregion = us-east-1\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    bare(
+        &["plan", "--profile", "emulator"],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        ],
+    )
+    .ok()
+    .stdout_has("Plan: 9 to create");
+    assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
+}

@@ -1,0 +1,57 @@
+//! `run --confirm` through a pseudo-terminal.
+
+use super::*;
+
+/// `run --confirm` on a terminal: each step's plan and a question; "no"
+/// skips the step and holds back what needs it, "continue" stops asking.
+#[test]
+fn confirm_asks_before_each_step_and_skips_on_no() {
+    let (_emu, ws) = setup("confirm");
+    let answering = |answers: &str| {
+        let mut c = std::process::Command::new(
+            std::path::Path::new(ROOT).join("localstack/.venv/bin/python"),
+        );
+        c.arg(std::path::Path::new(ROOT).join("tests/support/answer.py"))
+            .arg(answers)
+            .arg("--")
+            .arg(BIN)
+            .args(["run", "--confirm", "--state"])
+            .arg(&ws.state)
+            .arg(&ws.runbook)
+            .env_remove("AWS_PROFILE")
+            .envs(ws.emu_env.iter().cloned())
+            .envs(ws.env.iter());
+        Out::from(c.output().unwrap())
+    };
+    // proxy-role and proxy-security-group yes, secret-access no, then go on.
+    answering("y,y,n,c")
+        .ok()
+        .stdout_has("proxy-role (to create): IAM role")
+        .stdout_has("    trust policy: {")
+        .stdout_has("Run it? [y]es / [n]o, skip it / [c]ontinue without asking: ")
+        .stdout_has("- secret-access skipped (answered no)")
+        .stdout_has("✓ proxy created")
+        .stdout_has("4 step(s) not run (1 answered no, the rest wait on them)");
+    let status = |s: &str| {
+        ws.state_json()["steps"][s]["status"]
+            .as_str()
+            .unwrap_or("pending")
+            .to_string()
+    };
+    assert_eq!(status("proxy"), "applied");
+    assert_eq!(status("secret-access"), "pending");
+    assert_eq!(status("targets"), "pending", "targets needs secret-access");
+    assert_eq!(status("lambda-env"), "pending");
+
+    // Nobody answers: it stops before acting.
+    answering("").code(1).stdout_has("no answer (end of input)");
+    assert_eq!(status("secret-access"), "pending");
+    // Off a terminal there is no one to ask.
+    ws.run(&["run", "--confirm"])
+        .code(2)
+        .stderr_has("--confirm asks on the terminal");
+    answering("y,c")
+        .ok()
+        .stdout_has("secret-access (to create)")
+        .stdout_has("Done: 3 step(s) applied, 6 already done; 1 verification(s) passed.");
+}

@@ -1,0 +1,107 @@
+//! `init`: a runbook written from the account, that runs.
+
+use super::*;
+
+/// `init` reads the DB and the functions and writes a runbook that runs as
+/// it is: here an Aurora cluster (its managed secret found) with two
+/// functions, then an instance whose secret must be given.
+#[test]
+fn init_writes_a_runbook_from_the_account_that_runs() {
+    let emu = Emulator::start();
+    let p = unique_prefix("init");
+    let env = emu.seed(
+        &p,
+        &["--engine", "aurora-mysql", "--extra-function", "reports"],
+    );
+    let mut ws = Workspace::new(&emu, &p, env.clone(), "cookbook-4.3-mysql.toml");
+    ws.runbook = ws.dir.join("from-init.toml");
+    let init = |args: &[&str]| {
+        Out::from(
+            std::process::Command::new(BIN)
+                .arg("init")
+                .args(args)
+                .env_remove("AWS_PROFILE")
+                .envs(emu.aws_env())
+                .output()
+                .unwrap(),
+        )
+    };
+    let file = ws.runbook.to_str().unwrap().to_string();
+    let args = [
+        "--function",
+        &env["DB_APP_FUNCTION_NAME"],
+        "--function",
+        &env["REPORTS_FUNCTION_NAME"],
+        "--db-cluster",
+        &env["RDS_CLUSTER_ID"],
+        "--name",
+        &format!("{p}-proxy"),
+        "-o",
+        &file,
+    ];
+    let before = snapshot(&emu, &ws);
+    init(&args)
+        .ok()
+        .stderr_has("review it, then `rds-proxy-runbook plan");
+    let text = std::fs::read_to_string(&ws.runbook).unwrap();
+    for want in [
+        format!("cluster_id = \"{}\"", env["RDS_CLUSTER_ID"]),
+        format!("secret_arn = \"{}\"", env["RDS_SECRET_ARN"]),
+        format!("security_group_id = \"{}\"", env["RDS_SG"]),
+        format!("security_group_id = \"{}\"", env["DB_APP_FUNCTION_SG_ID"]),
+        format!("security_group_id = \"{}\"", env["REPORTS_FUNCTION_SG_ID"]),
+        format!("vpc_id = \"{}\"", env["VPC_ID"]),
+        "engine_family = \"MYSQL\"".to_string(),
+        "port = 3306".to_string(),
+        "env_var = \"DB_HOST\"  # holds the DB's endpoint now".to_string(),
+    ] {
+        assert!(text.contains(&want), "lacks {want}:\n{text}");
+    }
+    assert_same(&before, &snapshot(&emu, &ws), "init changed the account");
+
+    // An existing file is kept unless --force.
+    init(&args)
+        .code(2)
+        .stderr_has("pass --force to overwrite it");
+    assert_eq!(std::fs::read_to_string(&ws.runbook).unwrap(), text);
+    let forced = [&args[..], &["--force"]].concat();
+    init(&forced).ok();
+
+    // What it wrote runs as it is, and rolls back to what was there.
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after init");
+
+    // An instance without a managed secret: init names the flag and the
+    // secrets that look like the DB's, and writes nothing.
+    let q = unique_prefix("init_instance");
+    let env = emu.seed(&q, &[]);
+    let out = ws.dir.join("instance.toml");
+    let args = [
+        "--function",
+        &env["DB_APP_FUNCTION_NAME"],
+        "--db-instance",
+        &env["RDS_ID"],
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    init(&args)
+        .code(5)
+        .stderr_has("has no secret that RDS manages")
+        .stderr_has("pass --secret ARN: a Secrets Manager secret")
+        .stderr_has(&env["RDS_SECRET_ARN"]);
+    assert!(!out.exists());
+    init(&[&args[..], &["--secret", &env["RDS_SECRET_ARN"]]].concat()).ok();
+    ws.runbook = out;
+    ws.state = ws.dir.join("instance.state.json");
+    ws.run(&["plan"]).ok().stdout_has("Plan: 9 to create");
+
+    // Unknown names: every problem at once, before anything is written.
+    init(&["--function", "nope", "--db-instance", "nodb"])
+        .code(5)
+        .stderr_has("DB instance nodb does not exist in us-east-1")
+        .stderr_has("Lambda function nope does not exist in us-east-1");
+}

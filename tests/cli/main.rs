@@ -1,0 +1,39 @@
+//! The one integration test binary: the real `rds-proxy-runbook` against a
+//! local AWS emulator (moto, started per test), comparing what the emulator
+//! holds before and after. One module per area.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod confirm;
+#[cfg(feature = "failpoints")]
+mod crash;
+mod doctor;
+mod fault_layer;
+mod help;
+mod init;
+mod ownership;
+mod plan;
+mod preflight;
+mod run;
+mod safety;
+mod state;
+
+use support::*;
+
+fn setup(test: &str) -> (Emulator, Workspace) {
+    let emu = Emulator::start();
+    let ws = emu.workspace(test);
+    (emu, ws)
+}
+
+/// `s` with `from` replaced by `to`; panics if `from` is not there, so a
+/// test cannot silently run an unedited runbook.
+#[track_caller]
+fn edit(s: &str, from: &str, to: &str) -> String {
+    assert!(s.contains(from), "the runbook has no {from:?}");
+    s.replace(from, to)
+}
+
+const ALL_STEPS: usize = 10;

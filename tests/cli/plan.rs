@@ -1,0 +1,99 @@
+//! `plan`: an empty account, the connection budget.
+
+use super::*;
+
+#[test]
+fn plan_on_an_empty_account_changes_nothing() {
+    let (emu, ws) = setup("plan_empty");
+    let before = snapshot(&emu, &ws);
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("+ proxy-role")
+        .stdout_has("to create: IAM role")
+        .stdout_has("trusted by rds.amazonaws.com")
+        .stdout_has("+ proxy-security-group")
+        .stdout_has("+ proxy                  to create, after proxy-role")
+        .stdout_has("? invoke-check           will verify")
+        .stdout_has("Plan: 9 to create, 0 to finish, 0 done, 0 drifted or blocked (1 verification step(s) will run).");
+    // Old -> new, what is left alone (names, never values), the documents.
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(".DB_HOST: ")
+        .stdout_has(".rds.amazonaws.com -> ${steps.proxy.endpoint}")
+        .stdout_has("left alone: DB_USER, LOG_LEVEL")
+        .stdout_has("trust policy: {")
+        .stdout_has("secretsmanager:GetSecretValue")
+        .stdout_has("policy document: {");
+
+    // The same facts as one JSON document.
+    let out = ws.run(&["plan", "--output", "json"]);
+    out.ok();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(plan["runbook"], ws.prefix.as_str());
+    assert_eq!(plan["region"], "us-east-1");
+    assert_eq!(plan["preflight"]["problems"], serde_json::json!([]));
+    let actions: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, [vec!["create"; 9], vec!["verify"]].concat());
+    assert_eq!(
+        plan["steps"][3]["after"],
+        serde_json::json!(["proxy-role", "proxy-security-group"])
+    );
+    assert_eq!(plan["summary"]["create"], 9);
+    assert!(
+        !out.stdout.contains("\"info\""),
+        "variable values never appear"
+    );
+    assert_same(&before, &snapshot(&emu, &ws), "plan changed the emulator");
+    assert!(!ws.state.exists(), "plan must not write a state");
+    ws.run(&["run", "--yes"]).ok();
+    let out = ws.run(&["plan", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(plan["summary"]["done"], 9);
+    assert!(
+        plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["details"].is_null())
+    );
+}
+
+#[test]
+fn plan_works_out_the_connection_budget() {
+    let (emu, ws) = setup("budget");
+    // Uncapped: the account's concurrency against db.t3.micro's ~60.
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("Connection budget: db.t3.micro allows about 60 connections; the pool may use 100% = 60.")
+        .stdout_has("at worst 1000 environments (limited by nothing: the account's concurrency (1000))")
+        .stdout_has("may exceed the pool");
+    // Capped by reserved concurrency, with half the pool.
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_lambda::Client::new(&config)
+            .put_function_concurrency()
+            .function_name(&ws.env["DB_APP_FUNCTION_NAME"])
+            .reserved_concurrent_executions(20)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.write_runbook(|s| {
+        s + "\n[pool]\nmax_connections_percent = 50\nmax_idle_connections_percent = 25\n"
+    });
+    let out = ws.run(&["plan", "--output", "json"]);
+    out.ok();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let b = &plan["budget"];
+    assert_eq!(b["max_connections"], 60);
+    assert_eq!(b["pool_ceiling"], 30);
+    assert_eq!(b["clients_worst_case"], 20);
+    assert_eq!(b["fits"], true);
+    assert_eq!(b["headroom"], 10);
+    assert_eq!(b["functions"][0]["limited_by"], "reserved concurrency 20");
+}

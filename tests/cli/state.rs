@@ -1,0 +1,239 @@
+//! The state: its lock, a runbook edited after apply, another region or a broken file, commands without the exports, resume.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+#[test]
+fn a_second_concurrent_run_fails_on_the_lock_naming_the_holder() {
+    let (_emu, ws) = setup("lock");
+    // The first run talks to an endpoint that accepts and never answers, so
+    // it holds the lock for as long as the test wants.
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = format!("http://{}", blackhole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in blackhole.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let mut first = ws
+        .cmd(&["run", "--yes"])
+        .env("AWS_ENDPOINT_URL", &hole)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = {
+        let mut s = ws.state.as_os_str().to_owned();
+        s.push(".lock");
+        std::path::PathBuf::from(s)
+    };
+    let pid = first.id().to_string();
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains(&pid)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = std::fs::read_to_string(&lock).unwrap();
+    ws.run(&["run", "--yes"])
+        .code(4)
+        .stderr_has(&format!(
+            "locked by another rds-proxy-runbook (pid {pid} on "
+        ))
+        .stderr_has("since ");
+    ws.run(&["rollback", "--yes"]).code(4);
+    assert_eq!(before, std::fs::read_to_string(&lock).unwrap());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Once the holder is gone, the lock is free again.
+    ws.run(&["run", "--yes"]).ok();
+}
+
+#[test]
+fn a_runbook_edited_after_apply_is_caught_before_any_change() {
+    let (emu, ws) = setup("edited");
+    ws.run(&["run", "--yes"]).ok();
+    let before = snapshot(&emu, &ws);
+    ws.write_runbook(|s| s.replace("Project = \"AWSCookbook403\"", "Project = \"Renamed\""));
+    ws.run(&["run", "--yes"])
+        .code(3)
+        .stderr_has("the runbook changed after step `proxy-role` was applied")
+        .stderr_has("tags.Project: AWSCookbook403 -> Renamed")
+        .stderr_has("rollback");
+    ws.run(&["resume", "--yes"]).code(3);
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "an edited runbook changed the emulator",
+    );
+    // Rolling back works from the state alone, whatever the runbook says now.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("Done: 9 step(s) applied");
+}
+
+#[test]
+fn another_region_or_a_broken_state_is_refused_before_any_change() {
+    let (emu, ws) = setup("refused");
+    ws.run(&["run", "--yes", "--until", "proxy-security-group"])
+        .ok();
+    let state = std::fs::read_to_string(&ws.state).unwrap();
+    let after = snapshot(&emu, &ws);
+
+    // A rollback in another region would find nothing and call it undone.
+    for cmd in [
+        &["rollback", "--yes"][..],
+        &["run", "--yes"][..],
+        &["plan"][..],
+    ] {
+        let mut c = ws.cmd(cmd);
+        c.arg("--region").arg("us-west-2");
+        Out::from(c.output().unwrap())
+            .code(3)
+            .stderr_has("records steps in account 123456789012, region us-east-1")
+            .stderr_has("would act in account 123456789012, region us-west-2")
+            .stderr_has("pass --region us-east-1");
+    }
+    assert_eq!(state, std::fs::read_to_string(&ws.state).unwrap());
+
+    // Corrupt, truncated, newer, another runbook's: refused, never a panic.
+    let cases = [
+        ("{ not json".to_string(), "is not readable JSON"),
+        (state[..state.len() / 2].to_string(), "is not readable JSON"),
+        (
+            state.replace("\"schema_version\": 2", "\"schema_version\": 9"),
+            "has schema version 9, newer than this tool's 2",
+        ),
+        (
+            state.replace(
+                &format!("\"runbook\": \"{}\"", ws.prefix),
+                "\"runbook\": \"someone-else\"",
+            ),
+            "belongs to runbook `someone-else`",
+        ),
+    ];
+    for (text, message) in &cases {
+        std::fs::write(&ws.state, text).unwrap();
+        for cmd in [
+            &["run", "--yes"][..],
+            &["rollback", "--yes"][..],
+            &["status"][..],
+            &["plan"][..],
+        ] {
+            ws.run(cmd).code(3).stderr_has(message);
+        }
+    }
+    std::fs::write(&ws.state, &state).unwrap();
+    assert_same(
+        &after,
+        &snapshot(&emu, &ws),
+        "a refused command changed the emulator",
+    );
+
+    // Output piped into a reader that goes away: no panic.
+    let mut child = ws
+        .cmd(&["status"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "panicked on a broken pipe");
+}
+
+#[test]
+fn status_and_rollback_work_without_the_exports() {
+    let (emu, mut ws) = setup("no_exports");
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    // A new shell, without the seed's exports.
+    let exports = std::mem::take(&mut ws.env);
+    ws.run(&["status"])
+        .ok()
+        .stdout_has("proxy-role             applied");
+    ws.run(&["plan"])
+        .code(3)
+        .stderr_has("environment variable `VPC_ID` is not set");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    ws.env = exports;
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback did not restore the emulator",
+    );
+}
+
+#[test]
+fn resume_needs_a_state_and_rechecks_the_account() {
+    let (emu, ws) = setup("resume");
+    ws.run(&["resume", "--yes"])
+        .code(2)
+        .stderr_has("nothing to resume; start with `rds-proxy-runbook run");
+    ws.run(&["run", "--yes"]).ok();
+    let finished = snapshot(&emu, &ws);
+    // Someone revokes the DB ingress and detaches the connect policy by
+    // hand: resume re-checks the account, not the file, and repairs both.
+    let config = emu.sdk_config();
+    let state = ws.state_json();
+    let rule = state["steps"]["db-ingress"]["outputs"]["rule_ids"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let policy = state["steps"]["connect-policy"]["outputs"]["arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db_sg = ws.env["RDS_SG"].clone();
+    let lambda_role = ws.env["DB_APP_FUNCTION_ROLE_NAME"].clone();
+    runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .revoke_security_group_ingress()
+            .group_id(&db_sg)
+            .security_group_rule_ids(&rule)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_iam::Client::new(&config)
+            .detach_role_policy()
+            .role_name(&lambda_role)
+            .policy_arn(&policy)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["resume", "--yes"])
+        .ok()
+        .stdout_has("= proxy-role already done")
+        .stdout_has(&format!(
+            "connect-policy: not attached to role {lambda_role} yet"
+        ))
+        .stdout_has("✓ connect-policy finished")
+        .stdout_has("was applied but is missing from the account")
+        .stdout_has("✓ db-ingress created")
+        .stdout_has("= lambda-env already done")
+        .stdout_has("Done: 2 step(s) applied");
+    // The same resources as before, apart from the new rule's id.
+    let repaired = snapshot(&emu, &ws);
+    assert_eq!(
+        finished.keys().collect::<Vec<_>>(),
+        repaired.keys().collect::<Vec<_>>()
+    );
+    assert_same(
+        &finished,
+        &repaired,
+        "resume did not restore what was removed by hand",
+    );
+}
