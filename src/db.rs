@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 
+use crate::aws::errors::{is_db_cluster_not_found, is_db_instance_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
         .await
     {
         Ok(o) => o.db_instances.unwrap_or_default().into_iter().next(),
-        Err(e) if error_code(&e) == Some("DBInstanceNotFound") => None,
+        Err(e) if is_db_instance_not_found(error_code(&e)) => None,
         Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
     };
     let Some(d) = d else {
@@ -119,7 +120,7 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Option<Db>> {
         .await
     {
         Ok(o) => o.db_clusters.unwrap_or_default().into_iter().next(),
-        Err(e) if error_code(&e) == Some("DBClusterNotFoundFault") => None,
+        Err(e) if is_db_cluster_not_found(error_code(&e)) => None,
         Err(e) => anyhow::bail!("cannot read DB cluster {id}: {}", describe_error(&e)),
     };
     let Some(c) = c else {

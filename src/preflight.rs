@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
+use crate::aws::errors::{is_function_not_found, is_no_such_entity, is_subnet_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 use crate::error::Failure;
 use crate::runbook::{EngineFamily, Runbook, Text};
@@ -184,7 +185,7 @@ async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
     );
     let kms = match described {
         Ok(d) => d.kms_key_id().map(String::from),
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+        Err(e) if is_function_not_found(error_code(&e)) => {
             r.problem(
                 format!("secret {arn} does not exist"),
                 "check database.secret_arn and the region",
@@ -236,7 +237,7 @@ async fn check_subnets(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Re
         .await;
     let subnets = match out {
         Ok(o) => o.subnets.unwrap_or_default(),
-        Err(e) if error_code(&e) == Some("InvalidSubnetID.NotFound") => {
+        Err(e) if is_subnet_not_found(error_code(&e)) => {
             r.problem(
                 format!(
                     "a subnet of {} does not exist: {}",
@@ -420,7 +421,7 @@ async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Resul
         (Some(role), Some(Ok(_))) => r.ok(format!(
             "Lambda function {name}: execution role {role} exists"
         )),
-        (Some(role), Some(Err(e))) if error_code(&e) == Some("NoSuchEntity") => r.problem(
+        (Some(role), Some(Err(e))) if is_no_such_entity(error_code(&e)) => r.problem(
             format!("the execution role {role} of {name} does not exist"),
             "give the function an existing execution role",
         ),

@@ -133,7 +133,7 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     let Some(name) = rb.proxy.name.literal() else {
         anyhow::bail!("proxy.name must be known to examine the proxy");
     };
-    let Some(proxy) = crate::steps::find_proxy(&aws, &name).await? else {
+    let Some(proxy) = crate::aws::rds::find(&aws, &name).await? else {
         return Err(Failure::steps_failed(format!(
             "there is no DB proxy {name} in {}: run the runbook first",
             aws.region
@@ -181,14 +181,14 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
                 println!(
                     "  {}: {}",
                     target.rds_resource_id().unwrap_or("?"),
-                    crate::steps::health_text(target.target_health())
+                    crate::aws::rds::health_text(target.target_health())
                 );
             }
         }
         Err(e) => println!("Targets: cannot read them: {}", describe_error(&e)),
     }
 
-    let pool = crate::steps::pool_now(&aws, &name).await?;
+    let pool = crate::aws::rds::pool_now(&aws, &name).await?;
     let pool = pool.as_ref();
     let filters: Vec<String> = pool
         .map(|p| p.session_pinning_filters().to_vec())

@@ -273,7 +273,7 @@ impl Guard {
         let Some(proxy) = covered.then(|| steps::proxy_name(rb, &recorded)).flatten() else {
             return Ok(None);
         };
-        let Some(found) = steps::find_proxy(aws, &proxy).await? else {
+        let Some(found) = crate::aws::rds::find(aws, &proxy).await? else {
             return Ok(None);
         };
         let endpoints: Vec<String> = found.endpoint().into_iter().map(String::from).collect();

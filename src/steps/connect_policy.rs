@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::common::decode_policy;
 use super::common::{function_configuration, policy_attached};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code, is_no_such_entity};
+use crate::aws::errors::is_no_such_entity;
+use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 use crate::template::fill_placeholders;
 

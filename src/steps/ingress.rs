@@ -9,23 +9,8 @@ use aws_sdk_ec2::types::{
 };
 
 use super::contract::{Ctx, Found, Outputs, Undone};
+use crate::aws::errors::{is_duplicate_rule, is_rule_gone};
 use crate::aws::{describe_error, error_code};
-
-fn is_duplicate_rule(code: Option<&str>) -> bool {
-    code == Some("InvalidPermission.Duplicate")
-}
-
-fn is_rule_gone(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "InvalidPermission.NotFound"
-                | "InvalidSecurityGroupRuleId.NotFound"
-                | "InvalidGroup.NotFound"
-                | "InvalidGroupId.NotFound"
-        )
-    )
-}
 
 /// The ingress rules of a group (empty if the group is gone).
 async fn rules_of(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRule>> {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::common::function_configuration;
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::errors::is_update_in_progress;
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, sleep, wait_for};
 use crate::runbook::Runbook;
@@ -187,7 +188,7 @@ async fn set_variable(
                 }
                 return Ok(Set::Written);
             }
-            Err(e) if error_code(&e) == Some("ResourceConflictException") && !deadline.passed() => {
+            Err(e) if is_update_in_progress(error_code(&e)) && !deadline.passed() => {
                 let delay = backoff.next_delay();
                 cx.bar.set(format!(
                     "ResourceConflictException: retrying in {:.0}s",

@@ -25,8 +25,7 @@ mod secret_access;
 mod targets;
 
 pub use contract::{Ctx, Found, Resolver, Step, StepImpl, Undone};
-pub use proxy::{find as find_proxy, name_for_guard as proxy_name};
-pub use targets::{health_text, pool_now};
+pub use proxy::name_for_guard as proxy_name;
 
 /// Every step the tool knows, in the recipe's order. A run follows the
 /// graph of [`dependencies`], independent steps at once; a rollback follows

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{Aws, describe_error, error_code};
+use crate::aws::errors::{is_proxy_exists, is_proxy_not_found};
+use crate::aws::rds::find;
+use crate::aws::{describe_error, error_code};
 use crate::poll::{Wait, wait_for};
 use crate::runbook::Runbook;
 
@@ -39,14 +41,6 @@ pub struct Inputs {
     /// kept out of the checksum (see `state::checksum`).
     #[serde(rename = "_wait_timeout_seconds")]
     wait_timeout_seconds: u64,
-}
-
-fn is_proxy_not_found(code: Option<&str>) -> bool {
-    code == Some("DBProxyNotFoundFault")
-}
-
-fn is_proxy_exists(code: Option<&str>) -> bool {
-    code == Some("DBProxyAlreadyExistsFault")
 }
 
 /// What to do about a status while waiting for `available`.
@@ -147,21 +141,6 @@ pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
     d
 }
 
-/// The proxy; None when there is none of that name.
-pub async fn find(aws: &Aws, name: &str) -> Result<Option<DbProxy>> {
-    match aws
-        .rds
-        .describe_db_proxies()
-        .db_proxy_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.db_proxies.unwrap_or_default().into_iter().next()),
-        Err(e) if is_proxy_not_found(error_code(&e)) => Ok(None),
-        Err(e) => anyhow::bail!("cannot read DB proxy {name}: {}", describe_error(&e)),
-    }
-}
-
 /// The name of the runbook's proxy, for the rollback guard: as the state
 /// recorded it (`recorded`: a step's recorded inputs), else as the runbook
 /// gives it when it is known (not an unset `${env.*}`).
@@ -229,7 +208,7 @@ impl StepImpl for Proxy {
             name: r.text(&p.name),
             engine_family: rb.database.engine_family.as_str().to_string(),
             secret_arn: r.text(&rb.database.secret_arn),
-            iam_auth: p.iam_auth.clone(),
+            iam_auth: p.iam_auth.as_str().to_string(),
             role_arn: r.text(&p.role_arn),
             subnet_ids: r.list(&p.subnet_ids),
             security_group_ids: r.list(&p.security_group_ids),
@@ -610,7 +589,7 @@ mod tests {
         }
 
         #[test]
-        fn rollback_deletes_and_waits_until_the_proxy_is_gone() {
+        fn rollback_deletes_and_waits_until_the_proxy_is_proxy_part_gone() {
             let describe = mock!(Client::describe_db_proxies)
                 .sequence()
                 .output(with_status(DbProxyStatus::Available))

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::common::decode_policy;
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code, is_no_such_entity};
+use crate::aws::errors::{is_already_exists, is_delete_conflict, is_no_such_entity};
+use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 
 pub struct ProxyRole;
@@ -20,14 +21,6 @@ pub struct Inputs {
     role_name: String,
     trust_policy: Value,
     tags: BTreeMap<String, String>,
-}
-
-fn is_already_exists(code: Option<&str>) -> bool {
-    code == Some("EntityAlreadyExists")
-}
-
-fn is_delete_conflict(code: Option<&str>) -> bool {
-    code == Some("DeleteConflict")
 }
 
 fn trusted_services(policy: &Value) -> Vec<String> {

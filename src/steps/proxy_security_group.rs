@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, wait_for};
 use crate::runbook::Runbook;
@@ -23,18 +24,6 @@ pub struct Inputs {
     description: String,
     vpc_id: String,
     tags: BTreeMap<String, String>,
-}
-
-fn is_duplicate_group(code: Option<&str>) -> bool {
-    code == Some("InvalidGroup.Duplicate")
-}
-
-fn is_group_not_found(code: Option<&str>) -> bool {
-    code == Some("InvalidGroup.NotFound") || code == Some("InvalidGroupId.NotFound")
-}
-
-fn is_dependency_violation(code: Option<&str>) -> bool {
-    code == Some("DependencyViolation")
 }
 
 /// How long a delete keeps retrying while ENIs or rules still use the group.

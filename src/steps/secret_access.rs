@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::common::decode_policy;
 use super::common::policy_attached;
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{describe_error, error_code, is_no_such_entity};
+use crate::aws::errors::is_no_such_entity;
+use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
 
 pub struct SecretAccess;
@@ -124,7 +125,7 @@ impl StepImpl for SecretAccess {
         Inputs {
             role_arn: r.text(&rb.proxy.role_arn),
             secret_arn: r.text(&rb.database.secret_arn),
-            mode: rb.secret_access.clone(),
+            mode: rb.secret_access.as_str().to_string(),
         }
     }
 

@@ -7,20 +7,21 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
-    ConnectionPoolConfiguration, ConnectionPoolConfigurationInfo, DbProxyTarget, TargetHealth,
-    TargetRole, TargetType,
+    ConnectionPoolConfiguration, ConnectionPoolConfigurationInfo, DbProxyTarget, TargetRole,
+    TargetType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::{Aws, describe_error, error_code};
+use crate::aws::errors::is_proxy_part_gone;
+use crate::aws::rds::{DEFAULT_TARGET_GROUP, health_text, pool_now};
+use crate::aws::{describe_error, error_code};
 use crate::poll::{Wait, retry_on, wait_for};
 use crate::runbook::{Pool, Runbook};
 
 pub struct Targets;
 
-const TARGET_GROUP: &str = "default";
 /// How long to keep retrying a register while the DB is busy.
 const BUSY_DB_LIMIT: Duration = Duration::from_secs(900);
 
@@ -43,17 +44,6 @@ impl Inputs {
     }
 }
 
-fn is_gone(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "DBProxyNotFoundFault"
-                | "DBProxyTargetNotFoundFault"
-                | "DBProxyTargetGroupNotFoundFault"
-        )
-    )
-}
-
 /// Whether `t` is the runbook's DB (the instance, or the cluster's entry).
 pub fn is_our_target(t: &DbProxyTarget, i: &Inputs) -> bool {
     match (&i.instance_id, &i.cluster_id) {
@@ -62,42 +52,6 @@ pub fn is_our_target(t: &DbProxyTarget, i: &Inputs) -> bool {
             t.tracked_cluster_id() == Some(c.as_str()) || t.rds_resource_id() == Some(c.as_str())
         }
         (None, None) => false,
-    }
-}
-
-/// The likely fix for an UNAVAILABLE target, from the reference's list.
-pub fn likely_fix(reason: &str) -> &'static str {
-    match reason {
-        "CONNECTION_FAILED" | "UNREACHABLE" => {
-            "the DB's security group must admit the proxy's security group on the DB port \
-             (the db-ingress step), and the DB must be reachable from the proxy's subnets"
-        }
-        "AUTH_FAILURE" => {
-            "the proxy cannot log in: its role must be trusted by rds.amazonaws.com and may read \
-             the secret (the secret-access step; kms:Decrypt for a customer-managed key), and the \
-             secret must be JSON with the DB's username and password"
-        }
-        "PENDING_PROXY_CAPACITY" => "the proxy is still scaling up: wait and run `resume`",
-        "INVALID_REPLICATION_STATE" | "PROMOTED" => {
-            "the target is a replica or was promoted: register the primary instance or the cluster"
-        }
-        _ => "see the target's description and the proxy's events in the RDS console",
-    }
-}
-
-pub fn health_text(h: Option<&TargetHealth>) -> String {
-    let Some(h) = h else {
-        return "no health reported".into();
-    };
-    let state = h.state().map_or("unknown", |s| s.as_str());
-    match h.reason() {
-        Some(reason) => format!(
-            "{state} ({}: {}); likely fix: {}",
-            reason.as_str(),
-            h.description().unwrap_or("no description"),
-            likely_fix(reason.as_str())
-        ),
-        None => state.to_string(),
     }
 }
 
@@ -214,40 +168,13 @@ async fn our_targets(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<DbProxyTarget>> {
             .into_iter()
             .filter(|t| is_our_target(t, i))
             .collect()),
-        Err(e) if is_gone(error_code(&e)) => Ok(Vec::new()),
+        Err(e) if is_proxy_part_gone(error_code(&e)) => Ok(Vec::new()),
         Err(e) => anyhow::bail!(
             "cannot read the targets of DB proxy {}: {}",
             i.proxy_name,
             describe_error(&e)
         ),
     }
-}
-
-/// The pool settings; None when the proxy or its group is not there.
-pub async fn pool_now(
-    aws: &Aws,
-    proxy_name: &str,
-) -> Result<Option<ConnectionPoolConfigurationInfo>> {
-    let out = match aws
-        .rds
-        .describe_db_proxy_target_groups()
-        .db_proxy_name(proxy_name)
-        .target_group_name(TARGET_GROUP)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) if is_gone(error_code(&e)) => return Ok(None),
-        Err(e) => anyhow::bail!(
-            "cannot read the target group of {proxy_name}: {}",
-            describe_error(&e)
-        ),
-    };
-    Ok(out
-        .target_groups()
-        .first()
-        .and_then(|g| g.connection_pool_config())
-        .cloned())
 }
 
 #[async_trait]
@@ -330,7 +257,7 @@ impl StepImpl for Targets {
                         .rds
                         .register_db_proxy_targets()
                         .db_proxy_name(&i.proxy_name)
-                        .target_group_name(TARGET_GROUP)
+                        .target_group_name(DEFAULT_TARGET_GROUP)
                         .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
                         .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
                         .send()
@@ -353,7 +280,7 @@ impl StepImpl for Targets {
                 .rds
                 .modify_db_proxy_target_group()
                 .db_proxy_name(&i.proxy_name)
-                .target_group_name(TARGET_GROUP)
+                .target_group_name(DEFAULT_TARGET_GROUP)
                 .connection_pool_config(
                     ConnectionPoolConfiguration::builder()
                         .max_connections_percent(p.max_connections_percent as i32)
@@ -405,7 +332,7 @@ impl StepImpl for Targets {
             .rds
             .deregister_db_proxy_targets()
             .db_proxy_name(&i.proxy_name)
-            .target_group_name(TARGET_GROUP)
+            .target_group_name(DEFAULT_TARGET_GROUP)
             .set_db_instance_identifiers(i.instance_id.clone().map(|v| vec![v]))
             .set_db_cluster_identifiers(i.cluster_id.clone().map(|v| vec![v]))
             .send()
@@ -416,7 +343,7 @@ impl StepImpl for Targets {
                 i.target(),
                 i.proxy_name
             ))),
-            Err(e) if is_gone(error_code(&e)) => Ok(Undone::AlreadyGone(format!(
+            Err(e) if is_proxy_part_gone(error_code(&e)) => Ok(Undone::AlreadyGone(format!(
                 "{} is not registered with {}",
                 i.target(),
                 i.proxy_name
@@ -434,6 +361,7 @@ impl StepImpl for Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_rds::types::TargetHealth;
     use aws_sdk_rds::types::{TargetHealthReason, TargetState};
 
     fn target(state: TargetState, reason: Option<TargetHealthReason>) -> DbProxyTarget {

@@ -2,6 +2,9 @@
 //! everything aws-config reads: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
 //! SSO, ...), and the clients built from it.
 
+pub mod errors;
+pub mod rds;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -183,7 +186,7 @@ impl Aws {
             .await
         {
             Ok(c) => Ok(Some(c)),
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) if errors::is_function_not_found(error_code(&e)) => Ok(None),
             Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
         }
     }
@@ -227,11 +230,6 @@ impl Aws {
         found.sort();
         Ok(found)
     }
-}
-
-/// IAM's answer for a role, policy or attachment that is not there.
-pub fn is_no_such_entity(code: Option<&str>) -> bool {
-    code == Some("NoSuchEntity")
 }
 
 /// The AWS error code of a failed call (`NoSuchEntity`,

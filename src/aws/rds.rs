@@ -1,0 +1,89 @@
+//! RDS reads that the steps, `doctor` and `rollback` share: the proxy by
+//! name, its default target group's pool, and a target's health in words.
+
+use anyhow::Result;
+use aws_sdk_rds::types::{ConnectionPoolConfigurationInfo, DbProxy, TargetHealth};
+
+use super::errors::{is_proxy_not_found, is_proxy_part_gone};
+use super::{Aws, describe_error, error_code};
+
+/// The target group RDS makes with every proxy (the only one).
+pub const DEFAULT_TARGET_GROUP: &str = "default";
+
+/// The proxy; None when there is none of that name.
+pub async fn find(aws: &Aws, name: &str) -> Result<Option<DbProxy>> {
+    match aws
+        .rds
+        .describe_db_proxies()
+        .db_proxy_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_proxies.unwrap_or_default().into_iter().next()),
+        Err(e) if is_proxy_not_found(error_code(&e)) => Ok(None),
+        Err(e) => anyhow::bail!("cannot read DB proxy {name}: {}", describe_error(&e)),
+    }
+}
+
+/// The pool settings; None when the proxy or its group is not there.
+pub async fn pool_now(
+    aws: &Aws,
+    proxy_name: &str,
+) -> Result<Option<ConnectionPoolConfigurationInfo>> {
+    let out = match aws
+        .rds
+        .describe_db_proxy_target_groups()
+        .db_proxy_name(proxy_name)
+        .target_group_name(DEFAULT_TARGET_GROUP)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if is_proxy_part_gone(error_code(&e)) => return Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot read the target group of {proxy_name}: {}",
+            describe_error(&e)
+        ),
+    };
+    Ok(out
+        .target_groups()
+        .first()
+        .and_then(|g| g.connection_pool_config())
+        .cloned())
+}
+
+/// The likely fix for an UNAVAILABLE target, from the reference's list.
+pub fn likely_fix(reason: &str) -> &'static str {
+    match reason {
+        "CONNECTION_FAILED" | "UNREACHABLE" => {
+            "the DB's security group must admit the proxy's security group on the DB port \
+             (the db-ingress step), and the DB must be reachable from the proxy's subnets"
+        }
+        "AUTH_FAILURE" => {
+            "the proxy cannot log in: its role must be trusted by rds.amazonaws.com and may read \
+             the secret (the secret-access step; kms:Decrypt for a customer-managed key), and the \
+             secret must be JSON with the DB's username and password"
+        }
+        "PENDING_PROXY_CAPACITY" => "the proxy is still scaling up: wait and run `resume`",
+        "INVALID_REPLICATION_STATE" | "PROMOTED" => {
+            "the target is a replica or was promoted: register the primary instance or the cluster"
+        }
+        _ => "see the target's description and the proxy's events in the RDS console",
+    }
+}
+
+pub fn health_text(h: Option<&TargetHealth>) -> String {
+    let Some(h) = h else {
+        return "no health reported".into();
+    };
+    let state = h.state().map_or("unknown", |s| s.as_str());
+    match h.reason() {
+        Some(reason) => format!(
+            "{state} ({}: {}); likely fix: {}",
+            reason.as_str(),
+            h.description().unwrap_or("no description"),
+            likely_fix(reason.as_str())
+        ),
+        None => state.to_string(),
+    }
+}

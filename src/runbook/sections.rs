@@ -1,0 +1,503 @@
+//! The runbook's schema: one reader per section, each reporting its own
+//! problems; the runbook is whole only when every section is.
+
+use std::path::Path;
+
+use toml_edit::{Item, Value};
+
+use std::collections::BTreeMap;
+
+use super::names::{check_proxy_name, check_runbook_name, closest};
+use super::reader::{Cx, Tbl};
+use super::types::*;
+use crate::validate;
+
+impl Cx<'_> {
+    /// The whole runbook: every section is read (so every problem is
+    /// reported), and the runbook is built only when each is whole.
+    pub(super) fn runbook(&mut self, path: &Path, root: &toml_edit::Table) -> Option<Runbook> {
+        let mut top = Tbl {
+            table: root,
+            path: String::new(),
+            pos: Pos::start(),
+            known: Vec::new(),
+        };
+        let name = self.name(&mut top);
+        let region = self.literal(&mut top, "region", false);
+        let steps = self.step_list(&mut top);
+        let mut tags = self.tags(&mut top);
+        let network = self.network(&mut top);
+        let database = self.database(&mut top);
+        let proxy_role = self.proxy_role(&mut top);
+        let proxy_security_group = self.proxy_security_group(&mut top);
+        let proxy = self.proxy(&mut top, network.as_ref().map(|(_, s)| s.as_slice()));
+        let pool = self.pool(&mut top);
+        let connect_policy = self.connect_policy(&mut top);
+        let secret_access = self.secret_access(&mut top);
+        let lambdas = self.lambdas(&mut top);
+        let invoke_check = self.invoke_check(&mut top);
+        self.finish(top);
+
+        let name = name?;
+        tags.insert(OWNER_TAG.to_string(), name.clone());
+        Some(Runbook {
+            path: path.to_path_buf(),
+            name,
+            region,
+            tags,
+            network: network?.0,
+            database: database?,
+            proxy_role: proxy_role?,
+            proxy_security_group: proxy_security_group?,
+            proxy: proxy?,
+            pool,
+            connect_policy: connect_policy?,
+            secret_access,
+            lambdas,
+            invoke_check,
+            steps,
+        })
+    }
+
+    /// `name`: the runbook's, in tags, file names and resource names.
+    fn name(&mut self, top: &mut Tbl) -> Option<String> {
+        let name_text = self.text(top, "name", true);
+        if let Some(t) = name_text.as_ref().filter(|t| !t.unset_env)
+            && let Err(why) = t.literal().as_deref().map_or(Ok(()), check_runbook_name)
+        {
+            self.error(t.pos, "name", why);
+        }
+        match name_text {
+            Some(t) if t.literal().is_none() => {
+                self.error(
+                    t.pos,
+                    "name",
+                    "step outputs cannot be used in the runbook name",
+                );
+                None
+            }
+            other => other.and_then(|t| t.literal()),
+        }
+    }
+
+    /// `[tags]`: added to everything we create, beside our own.
+    fn tags(&mut self, top: &mut Tbl) -> BTreeMap<String, String> {
+        let tags = self.string_map(top, "tags");
+        if tags.contains_key(OWNER_TAG) {
+            let tbl_pos = top.table.get("tags").and_then(|i| i.span());
+            let pos = self.pos_of(tbl_pos);
+            self.error(
+                pos,
+                &format!("tags.{OWNER_TAG}"),
+                "this tag is set by the tool from `name`; remove it",
+            );
+        }
+        tags
+    }
+
+    /// `[network]`, with its subnets (the proxy's, unless it names its own).
+    fn network(&mut self, top: &mut Tbl) -> Option<(Network, Vec<Text>)> {
+        let mut t = self.table(top, "network", true)?;
+        let vpc_id = self.text(&mut t, "vpc_id", true);
+        self.shape(vpc_id.as_ref(), |v| validate::resource_id("vpc", v));
+        let subnet_ids = self.text_list(&mut t, "subnet_ids", true);
+        self.shapes(subnet_ids.as_ref(), |v| validate::resource_id("subnet", v));
+        if let Some(ids) = &subnet_ids
+            && ids.len() == 1
+            && !ids[0].unset_env
+            && ids[0].literal().is_some()
+        {
+            self.error(
+                ids[0].pos,
+                "network.subnet_ids",
+                "a proxy needs at least two subnets in different Availability Zones: \
+                 list two or more",
+            );
+        }
+        self.finish(t);
+        Some((Network { vpc_id: vpc_id? }, subnet_ids?))
+    }
+
+    /// `[database]`: an instance or an Aurora cluster.
+    fn database(&mut self, top: &mut Tbl) -> Option<Database> {
+        let mut t = self.table(top, "database", true)?;
+        let instance_id = self.text(&mut t, "instance_id", false);
+        let cluster_id = self.text(&mut t, "cluster_id", false);
+        // Count the keys written, not the values read: a value that
+        // failed (an unset variable) is reported on its own.
+        let written = ["instance_id", "cluster_id"]
+            .iter()
+            .filter(|k| t.table.contains_key(k))
+            .count();
+        if written != 1 {
+            let pos = t.pos;
+            self.error(
+                pos,
+                "database.instance_id",
+                "give exactly one of `instance_id` (an RDS instance) or `cluster_id` (an Aurora cluster)",
+            );
+        }
+        self.shape(instance_id.as_ref(), validate::db_identifier);
+        self.shape(cluster_id.as_ref(), validate::db_identifier);
+        let security_group_id = self.text(&mut t, "security_group_id", true);
+        self.shape(security_group_id.as_ref(), |v| {
+            validate::resource_id("sg", v)
+        });
+        let secret_arn = self.text(&mut t, "secret_arn", true);
+        self.shape(secret_arn.as_ref(), validate::secret_arn);
+        let engine_family = self.engine_family(&mut t);
+        let port = self.int(
+            &mut t,
+            "port",
+            engine_family.default_port(),
+            1..=65535,
+            "a TCP port",
+        ) as u16;
+        self.finish(t);
+        Some(Database {
+            instance_id,
+            cluster_id,
+            security_group_id: security_group_id?,
+            port,
+            secret_arn: secret_arn?,
+            engine_family,
+        })
+    }
+
+    /// `[proxy_role]`: its name and trust policy.
+    fn proxy_role(&mut self, top: &mut Tbl) -> Option<ProxyRole> {
+        let mut t = self.table(top, "proxy_role", true)?;
+        let name = self.text(&mut t, "name", true);
+        self.shape(name.as_ref(), |v| validate::iam_name(v, 64));
+        let doc = self.file(&mut t, "trust_policy", DEFAULT_TRUST_POLICY);
+        self.finish(t);
+        Some(ProxyRole {
+            name: name?,
+            trust_policy: serde_json::from_str(&doc).ok()?,
+        })
+    }
+
+    /// `[proxy_security_group]`.
+    fn proxy_security_group(&mut self, top: &mut Tbl) -> Option<ProxySecurityGroup> {
+        let mut t = self.table(top, "proxy_security_group", true)?;
+        let name = self.text(&mut t, "name", true);
+        self.shape(name.as_ref(), validate::group_name);
+        let description = self.text_or(&mut t, "description", "RDS Proxy security group");
+        self.finish(t);
+        Some(ProxySecurityGroup {
+            name: name?,
+            description,
+        })
+    }
+
+    /// `[proxy]`; its subnets default to the network's, its role and
+    /// group to the outputs of the steps that make them.
+    fn proxy(&mut self, top: &mut Tbl, network_subnets: Option<&[Text]>) -> Option<Proxy> {
+        let mut t = self.table(top, "proxy", true)?;
+        let name = self.text(&mut t, "name", true);
+        if let Some(lit) = name
+            .as_ref()
+            .filter(|n| !n.unset_env)
+            .and_then(Text::literal)
+            && let Err(why) = check_proxy_name(&lit)
+        {
+            let n = name.as_ref().expect("checked");
+            self.error(n.pos, &n.key, why);
+        }
+        let pos = t.pos;
+        let role_arn = self
+            .text(&mut t, "role_arn", false)
+            .unwrap_or_else(|| Text::fixed_ref("proxy-role", "arn", "proxy.role_arn", pos));
+        self.shape(Some(&role_arn), validate::role_arn);
+        let subnet_ids = self.text_list(&mut t, "subnet_ids", false);
+        self.shapes(subnet_ids.as_ref(), |v| validate::resource_id("subnet", v));
+        let security_group_ids = self.text_list(&mut t, "security_group_ids", false);
+        self.shapes(security_group_ids.as_ref(), |v| {
+            validate::resource_id("sg", v)
+        });
+        let require_tls = self.bool(&mut t, "require_tls", true);
+        let iam_auth = match self.choice(&mut t, "iam_auth", &["REQUIRED", "DISABLED"], "REQUIRED")
+        {
+            "DISABLED" => IamAuth::Disabled,
+            _ => IamAuth::Required,
+        };
+        let idle = self.int(
+            &mut t,
+            "idle_client_timeout",
+            1800,
+            1..=28_800,
+            "AWS allows 1 second to 8 hours",
+        );
+        let debug_logging = self.bool(&mut t, "debug_logging", false);
+        let wait = self.int(
+            &mut t,
+            "wait_timeout_seconds",
+            1800,
+            1..=86_400,
+            "how long to wait for the proxy to become available",
+        );
+        self.finish(t);
+        let name = name?;
+        let security_group_ids = security_group_ids.unwrap_or_else(|| {
+            vec![Text::fixed_ref(
+                "proxy-security-group",
+                "group_id",
+                "proxy.security_group_ids",
+                name.pos,
+            )]
+        });
+        Some(Proxy {
+            name,
+            role_arn,
+            subnet_ids: subnet_ids.or_else(|| network_subnets.map(<[Text]>::to_vec))?,
+            security_group_ids,
+            require_tls,
+            iam_auth,
+            idle_client_timeout: idle as u32,
+            debug_logging,
+            wait_timeout_seconds: wait as u64,
+        })
+    }
+
+    /// `[pool]`, optional: the target group's connection pool.
+    fn pool(&mut self, top: &mut Tbl) -> Pool {
+        let mut t = self.table(top, "pool", false);
+        let mut int = |cx: &mut Self, key, default, range, why: &str| match t.as_mut() {
+            Some(t) => cx.int(t, key, default, range, why),
+            None => default,
+        };
+        let max_conn = int(
+            self,
+            "max_connections_percent",
+            100,
+            1..=100,
+            "a percentage",
+        );
+        let max_idle = int(
+            self,
+            "max_idle_connections_percent",
+            50,
+            0..=100,
+            "a percentage",
+        );
+        let borrow = int(
+            self,
+            "connection_borrow_timeout",
+            120,
+            0..=3600,
+            "seconds; AWS allows 0 to 3600",
+        );
+        let (init_query, filters) = match t.as_mut() {
+            Some(t) => {
+                let q = self
+                    .literal(t, "init_query", false)
+                    .filter(|q| !q.is_empty());
+                let f = self
+                    .text_list(t, "session_pinning_filters", false)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Text::literal)
+                    .collect::<Vec<_>>();
+                for filter in &f {
+                    if filter != "EXCLUDE_VARIABLE_SETS" {
+                        let pos = t.pos;
+                        self.error(
+                            pos,
+                            "pool.session_pinning_filters",
+                            format!("`{filter}` is not a session pinning filter: the only one is EXCLUDE_VARIABLE_SETS"),
+                        );
+                    }
+                }
+                (q, f)
+            }
+            None => (None, Vec::new()),
+        };
+        if max_idle > max_conn {
+            let pos = t.as_ref().map_or(Pos::start(), |t| {
+                let item = t.table.get("max_idle_connections_percent");
+                self.pos_of(item.and_then(Item::span)).max(t.pos)
+            });
+            self.error(
+                pos,
+                "pool.max_idle_connections_percent",
+                format!("{max_idle} must not exceed max_connections_percent ({max_conn})"),
+            );
+        }
+        if let Some(t) = t {
+            self.finish(t);
+        }
+        Pool {
+            max_connections_percent: max_conn as u32,
+            max_idle_connections_percent: max_idle as u32,
+            connection_borrow_timeout: borrow as u32,
+            init_query,
+            session_pinning_filters: filters,
+        }
+    }
+
+    /// `[connect_policy]`: the functions' `rds-db:connect` policy.
+    fn connect_policy(&mut self, top: &mut Tbl) -> Option<ConnectPolicy> {
+        let mut t = self.table(top, "connect_policy", true)?;
+        let name = self.text(&mut t, "name", true);
+        self.shape(name.as_ref(), |v| validate::iam_name(v, 128));
+        let template = self.file(&mut t, "template", DEFAULT_CONNECT_POLICY);
+        let db_user = self.text_or(&mut t, "db_user", "*");
+        self.finish(t);
+        Some(ConnectPolicy {
+            name: name?,
+            template,
+            db_user,
+        })
+    }
+
+    /// `[secret_access]`, optional: how the proxy role reads the secret.
+    fn secret_access(&mut self, top: &mut Tbl) -> SecretAccess {
+        let Some(mut t) = self.table(top, "secret_access", false) else {
+            return SecretAccess::LeastPrivilege;
+        };
+        let mode = self.choice(
+            &mut t,
+            "mode",
+            &["least-privilege", "managed"],
+            "least-privilege",
+        );
+        self.finish(t);
+        match mode {
+            "managed" => SecretAccess::Managed,
+            _ => SecretAccess::LeastPrivilege,
+        }
+    }
+
+    /// Each `[[lambda]]`: a function to put behind the proxy.
+    fn lambdas(&mut self, top: &mut Tbl) -> Vec<Lambda> {
+        let mut lambdas = Vec::new();
+        for mut t in self.tables(top, "lambda") {
+            let function_name = self.text(&mut t, "function_name", true);
+            self.shape(function_name.as_ref(), validate::function_name);
+            let security_group_id = self.text(&mut t, "security_group_id", false);
+            self.shape(security_group_id.as_ref(), |v| {
+                validate::resource_id("sg", v)
+            });
+            let env_var = self
+                .literal(&mut t, "env_var", false)
+                .unwrap_or_else(|| "DB_HOST".into());
+            self.finish(t);
+            if let Some(function_name) = function_name {
+                lambdas.push(Lambda {
+                    function_name,
+                    security_group_id,
+                    env_var,
+                });
+            }
+        }
+        lambdas
+    }
+
+    /// `[invoke_check]`, optional: the payload and the expected answer.
+    fn invoke_check(&mut self, top: &mut Tbl) -> InvokeCheck {
+        let Some(mut t) = self.table(top, "invoke_check", false) else {
+            return InvokeCheck {
+                payload: "{}".into(),
+                expect: None,
+            };
+        };
+        let payload = self
+            .literal(&mut t, "payload", false)
+            .unwrap_or("{}".into());
+        if serde_json::from_str::<serde_json::Value>(&payload).is_err() {
+            let pos = t.pos;
+            self.error(
+                pos,
+                "invoke_check.payload",
+                "must be a JSON document, e.g. \"{}\"",
+            );
+        }
+        let expect = self.literal(&mut t, "expect", false);
+        self.finish(t);
+        InvokeCheck { payload, expect }
+    }
+
+    pub(super) fn engine_family(&mut self, t: &mut Tbl) -> EngineFamily {
+        let Some(text) = self.text(t, "engine_family", true).filter(|t| !t.unset_env) else {
+            return EngineFamily::Mysql;
+        };
+        let value = text.literal().unwrap_or_default().to_ascii_uppercase();
+        match value.as_str() {
+            "MYSQL" | "MARIADB" | "AURORA-MYSQL" => EngineFamily::Mysql,
+            "POSTGRESQL" | "POSTGRES" | "AURORA-POSTGRESQL" => EngineFamily::Postgresql,
+            "SQLSERVER" => EngineFamily::Sqlserver,
+            other => {
+                let why = if other.starts_with("ORACLE") {
+                    "RDS Proxy does not support Oracle: use MYSQL, POSTGRESQL or SQLSERVER"
+                        .to_string()
+                } else {
+                    format!("`{value}` is not an engine family: use MYSQL, POSTGRESQL or SQLSERVER")
+                };
+                self.error(text.pos, &text.key, why);
+                EngineFamily::Mysql
+            }
+        }
+    }
+
+    pub(super) fn step_list(&mut self, top: &mut Tbl) -> Vec<StepEntry> {
+        let Some(item) = top.get("steps") else {
+            self.error(
+                Pos::start(),
+                "steps",
+                format!(
+                    "missing required key: add `steps = [{}]` at the top of the file",
+                    self.steps
+                        .names()
+                        .iter()
+                        .map(|s| format!("\"{s}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return Vec::new();
+        };
+        let pos = self.item_pos(top, "steps", item);
+        let Some(arr) = item.as_value().and_then(Value::as_array) else {
+            self.wrong_type(pos, "steps", "an array of step names", item.type_name());
+            return Vec::new();
+        };
+        let mut out: Vec<StepEntry> = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            let p = self.pos_of(v.span());
+            let key = format!("steps[{i}]");
+            let Some(name) = v.as_str() else {
+                self.wrong_type(p, &key, "a step name", v.type_name());
+                continue;
+            };
+            if !self.steps.names().contains(&name) {
+                let hint = match closest(name, &self.steps.names()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("the steps are: {}", self.steps.names().join(", ")),
+                };
+                self.error(p, &key, format!("unknown step `{name}`; {hint}"));
+            } else if out.iter().any(|s| s.name == name) {
+                self.error(
+                    p,
+                    &key,
+                    format!("step `{name}` is listed twice; remove one"),
+                );
+            } else {
+                out.push(StepEntry {
+                    name: name.to_string(),
+                    pos: p,
+                });
+            }
+        }
+        if arr.is_empty() {
+            self.error(
+                pos,
+                "steps",
+                format!(
+                    "lists no step; the steps are: {}",
+                    self.steps.names().join(", ")
+                ),
+            );
+        }
+        out
+    }
+}
