@@ -42,7 +42,17 @@ fn main() {
             // An exit code that is an answer, not a failure, says nothing.
             let answer = e.downcast_ref::<Failure>().is_some_and(Failure::is_answer);
             if !answer {
-                eprintln!("error: {e:#}");
+                match e.downcast_ref::<runbook::RunbookError>() {
+                    // The runbook's lines, each value marked (colours on a
+                    // terminal, unless NO_COLOR).
+                    Some(rb) => {
+                        use std::io::IsTerminal;
+                        let color = std::io::stderr().is_terminal()
+                            && std::env::var_os("NO_COLOR").is_none();
+                        eprint!("error: {}", runbook::render(rb, color));
+                    }
+                    None => eprintln!("error: {e:#}"),
+                }
             }
             if progress::to_stderr() && !progress::json_printed() {
                 // --output json stopped before its document: one that says why.

@@ -10,12 +10,14 @@ use std::path::Path;
 
 mod names;
 mod reader;
+mod render;
 mod sections;
 mod types;
 
 pub(crate) use names::closest;
 pub use names::{check_proxy_name, check_runbook_name};
 use reader::Cx;
+pub use render::render;
 pub use types::*;
 
 impl Runbook {
@@ -30,6 +32,7 @@ impl Runbook {
     ) -> Result<Runbook, RunbookError> {
         let src = std::fs::read_to_string(path).map_err(|e| RunbookError {
             path: path.to_path_buf(),
+            source: None,
             diagnostics: vec![Diagnostic {
                 pos: Pos::start(),
                 key: String::new(),
@@ -58,6 +61,7 @@ impl Runbook {
     ) -> Result<Runbook, RunbookError> {
         let fail = |diagnostics| RunbookError {
             path: path.to_path_buf(),
+            source: Some(src.to_string()),
             diagnostics,
         };
         let doc = toml_edit::Document::parse(src.to_string()).map_err(|e| {

@@ -315,6 +315,7 @@ fn all_problems_are_reported_at_once_in_file_order() {
     let text = RunbookError {
         path: "runbooks/x.toml".into(),
         diagnostics: d,
+        source: None,
     }
     .to_string();
     assert!(text.contains("runbooks/x.toml has 5 problems; nothing was changed"));
@@ -467,4 +468,41 @@ fn a_step_listed_before_what_it_must_follow_is_an_error_with_the_reason() {
         "{d:?}"
     );
     assert!(d[0].pos.line > 1, "{d:?}");
+}
+
+#[test]
+fn each_problem_shows_its_line_with_the_value_marked() {
+    let src = MINIMAL.replace("name = \"p1\"", "name = \"p1\"\niam_auth = \"SOMETIMES\"");
+    let err = parse(&src).unwrap_err();
+    let text = render(&err, false);
+    // The line people read first, as before, then the file's line marked.
+    assert!(
+        text.contains("runbooks/x.toml:17:12: `proxy.iam_auth`: `SOMETIMES` is not one of"),
+        "{text}"
+    );
+    assert!(text.contains("iam_auth = \"SOMETIMES\""), "{text}");
+    let marked = text
+        .lines()
+        .find(|l| l.contains("───"))
+        .unwrap_or_else(|| panic!("no marker: {text}"));
+    let value_at = text
+        .lines()
+        .find(|l| l.contains("iam_auth = "))
+        .unwrap()
+        .find("\"SOMETIMES")
+        .unwrap();
+    let marker_at = marked.find('─').unwrap();
+    assert_eq!(
+        text.lines().find(|l| l.contains("iam_auth = ")).unwrap()[..value_at]
+            .chars()
+            .count(),
+        marked[..marker_at].chars().count(),
+        "the marker starts under the value:\n{text}"
+    );
+    // Without the file's text (it could not be read), the lines alone.
+    let bare = RunbookError {
+        source: None,
+        ..err
+    };
+    assert_eq!(render(&bare, false), bare.to_string());
 }

@@ -47,6 +47,9 @@ pub struct Diagnostic {
 pub struct RunbookError {
     pub path: PathBuf,
     pub diagnostics: Vec<Diagnostic>,
+    /// The file's text, when it could be read: [`super::render`] shows
+    /// each problem's line with the value marked.
+    pub source: Option<String>,
 }
 
 impl fmt::Display for RunbookError {
