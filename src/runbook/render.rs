@@ -114,7 +114,11 @@ mod tests {
         assert_eq!(value_len(r#""a \"b\" c" # x"#), 11);
         assert_eq!(value_len(r#"["a", "b"] # x"#), 10);
         assert_eq!(value_len("1800\nnext"), 4);
-        assert_eq!(value_len("${env.X}\" # a"), 8, "a reference inside a string");
+        assert_eq!(
+            value_len("${env.X}\" # a"),
+            8,
+            "a reference inside a string"
+        );
         assert_eq!(value_len(""), 1);
         let src = "a = 1\nbé = \"x\"\n";
         assert_eq!(offset_of(src, 2, 6), Some(src.find('"').unwrap()));
