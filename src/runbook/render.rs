@@ -9,22 +9,15 @@ use super::types::{Diagnostic, RunbookError};
 
 /// The error as text for a terminal: `color` when it may use colours.
 pub fn render(err: &RunbookError, color: bool) -> String {
-    let plain = err.to_string();
     let Some(src) = &err.source else {
-        return plain;
+        return err.to_string();
     };
-    let mut lines = plain.lines();
-    let mut out = String::new();
-    if let Some(header) = lines.next() {
-        out.push_str(header);
+    let name = err.path.display().to_string();
+    let mut out = format!("{}\n", err.headline());
+    for d in &err.diagnostics {
+        out.push_str(&err.line(d));
         out.push('\n');
-    }
-    for (d, line) in err.diagnostics.iter().zip(lines) {
-        out.push_str(line);
-        out.push('\n');
-        if let Some(snippet) = snippet(&err.path.display().to_string(), src, d, color) {
-            out.push_str(&snippet);
-        }
+        out.push_str(&snippet(&name, src, d, color).unwrap_or_default());
     }
     out
 }
@@ -108,6 +101,32 @@ fn value_len(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_of_several_lines_loses_nothing() {
+        use crate::runbook::Pos;
+        let src = "a = 1\nb = \"x\"\n";
+        let at = |line, col, message: &str| Diagnostic {
+            pos: Pos { line, col },
+            key: String::new(),
+            message: message.into(),
+        };
+        let err = RunbookError {
+            path: "r.toml".into(),
+            diagnostics: vec![at(1, 5, "first\nsecond"), at(2, 5, "third")],
+            source: Some(src.into()),
+        };
+        let text = render(&err, false);
+        for part in [
+            "2 problems",
+            "r.toml:1:5: first",
+            "second",
+            "r.toml:2:5: third",
+            "b = \"x\"",
+        ] {
+            assert!(text.contains(part), "{part:?} is missing:\n{text}");
+        }
+    }
 
     #[test]
     fn the_value_at_a_position_is_marked_whole() {

@@ -52,29 +52,39 @@ pub struct RunbookError {
     pub source: Option<String>,
 }
 
-impl fmt::Display for RunbookError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl RunbookError {
+    /// The first line: how many problems, and that nothing changed.
+    pub fn headline(&self) -> String {
         let n = self.diagnostics.len();
-        writeln!(
-            f,
+        format!(
             "{} has {n} problem{}; nothing was changed:",
             self.path.display(),
             if n == 1 { "" } else { "s" }
-        )?;
+        )
+    }
+
+    /// One problem's line: `file:line:col: `key`: message`.
+    pub fn line(&self, d: &Diagnostic) -> String {
+        let key = if d.key.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", d.key)
+        };
+        format!(
+            "  {}:{}:{}: {key}{}",
+            self.path.display(),
+            d.pos.line,
+            d.pos.col,
+            d.message
+        )
+    }
+}
+
+impl fmt::Display for RunbookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.headline())?;
         for d in &self.diagnostics {
-            let key = if d.key.is_empty() {
-                String::new()
-            } else {
-                format!("`{}`: ", d.key)
-            };
-            writeln!(
-                f,
-                "  {}:{}:{}: {key}{}",
-                self.path.display(),
-                d.pos.line,
-                d.pos.col,
-                d.message
-            )?;
+            writeln!(f, "{}", self.line(d))?;
         }
         Ok(())
     }

@@ -18,10 +18,7 @@ fn a_second_state_refuses_what_the_first_made_unless_it_adopts_it() {
     let ws = emu.workspace("second_state");
     ws.run(&["run", "--yes"]).ok();
     let after_run = snapshot(&emu, &ws);
-    let endpoint = ws.state_json()["steps"]["proxy"]["outputs"]["endpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let endpoint = ws.output("proxy", "endpoint");
 
     // A colleague's checkout: the same runbook, a state of its own.
     let other = ws.with_state("colleague/runbook.state.json");
@@ -199,15 +196,8 @@ fn a_step_never_runs_past_the_steps_it_waits_on() {
     ws.run(&["run", "--yes", "--until", "lambda-env"]).ok();
     ws.run(&["rollback", "--yes", "--to", "lambda-ingress"])
         .ok();
-    let state = ws.state_json();
-    let rule = state["steps"]["lambda-ingress"]["outputs"]["rule_ids"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let group = state["steps"]["proxy-security-group"]["outputs"]["group_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rule = ws.output("lambda-ingress", "rule_ids");
+    let group = ws.output("proxy-security-group", "group_id");
     let config = emu.sdk_config();
     runtime().block_on(async {
         aws_sdk_ec2::Client::new(&config)

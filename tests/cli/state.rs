@@ -187,15 +187,8 @@ fn resume_needs_a_state_and_rechecks_the_account() {
     // Someone revokes the DB ingress and detaches the connect policy by
     // hand: resume re-checks the account, not the file, and repairs both.
     let config = emu.sdk_config();
-    let state = ws.state_json();
-    let rule = state["steps"]["db-ingress"]["outputs"]["rule_ids"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let policy = state["steps"]["connect-policy"]["outputs"]["arn"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rule = ws.output("db-ingress", "rule_ids");
+    let policy = ws.output("connect-policy", "arn");
     let db_sg = ws.env["RDS_SG"].clone();
     let lambda_role = ws.env["DB_APP_FUNCTION_ROLE_NAME"].clone();
     runtime().block_on(async {

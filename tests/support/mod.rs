@@ -302,6 +302,15 @@ impl Workspace {
         }
     }
 
+    /// A step's output as the state records it.
+    #[track_caller]
+    pub fn output(&self, step: &str, key: &str) -> String {
+        self.state_json()["steps"][step]["outputs"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no output {step}.{key} in the state"))
+            .to_string()
+    }
+
     pub fn state_json(&self) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(&self.state).unwrap()).unwrap()
     }
