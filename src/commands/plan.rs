@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::Aws;
+use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::{edited_since_applied, needs, pending, resolve};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
@@ -128,21 +129,22 @@ pub async fn plan(
             ("changed", changes)
         } else {
             match step.check(&cx, &inputs).await {
-                Ok(Found::Done(outputs)) => {
-                    // Later steps in this plan may read these outputs.
-                    let rec = state.steps.entry(name.to_string()).or_default();
-                    rec.status = Status::Applied;
-                    rec.outputs = outputs;
-                    if origin.is_none() {
-                        block(EXIT_BAD_INPUT, not_made_here(&path));
-                        ("blocked", Vec::new())
-                    } else {
-                        ("none", Vec::new())
+                Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
+                    block(EXIT_BAD_INPUT, made_elsewhere_reason(&path));
+                    match found {
+                        Found::Done(outputs) => {
+                            // Later steps are checked (and blocked the same
+                            // way) rather than shown waiting.
+                            record_done(&mut state, name, outputs);
+                            ("blocked", Vec::new())
+                        }
+                        Found::Incomplete(why) => ("blocked", vec![why]),
+                        _ => ("blocked", Vec::new()),
                     }
                 }
-                Ok(Found::Incomplete(why)) if origin.is_none() => {
-                    block(EXIT_BAD_INPUT, not_made_here(&path));
-                    ("blocked", vec![why])
+                Ok(Found::Done(outputs)) => {
+                    record_done(&mut state, name, outputs);
+                    ("none", Vec::new())
                 }
                 Ok(Found::Drifted(diffs)) => {
                     block(
@@ -226,14 +228,12 @@ pub async fn plan(
     }
 }
 
-/// Why a step whose resource this state never made is blocked.
-fn not_made_here(state: &Path) -> String {
-    format!(
-        "the account holds it with this runbook's tag, but this state ({}) never made it: \
-         another state probably exists; point --state at it, or take it over with \
-         `run --adopt`",
-        state.display()
-    )
+/// A step found done, for the steps after it in this plan that read its
+/// outputs (in the plan's copy of the state only; nothing is saved).
+fn record_done(state: &mut State, name: &str, outputs: crate::state::Outputs) {
+    let rec = state.steps.entry(name.to_string()).or_default();
+    rec.status = Status::Applied;
+    rec.outputs = outputs;
 }
 
 fn print_text(r: &PlanReport) {

@@ -81,6 +81,16 @@ pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool)
     }
 }
 
+/// For `plan`: why a step whose resource [`made_elsewhere`] is blocked.
+pub(crate) fn made_elsewhere_reason(state: &Path) -> String {
+    format!(
+        "the account holds it with this runbook's tag, but this state ({}) never made it: \
+         another state probably exists; point --state at it, or take it over with \
+         `run --adopt`",
+        state.display()
+    )
+}
+
 /// Why a step that another one waits on cannot be trusted to be in place:
 /// `None` when this state applied it (created or adopted) and the account
 /// has it as the runbook says.

@@ -205,6 +205,8 @@ impl IamAuth {
     }
 }
 
+/// The tests compare with the spelling.
+#[cfg(test)]
 impl PartialEq<&str> for IamAuth {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
@@ -231,6 +233,8 @@ impl SecretAccess {
     }
 }
 
+/// The tests compare with the spelling.
+#[cfg(test)]
 impl PartialEq<&str> for SecretAccess {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
