@@ -45,12 +45,14 @@ impl Inputs {
 }
 
 /// Whether `t` is the runbook's DB (the instance, or the cluster's entry).
+/// RDS identifiers are not case-sensitive: AWS keeps them in lower case, so
+/// `MyDB` in a runbook is listed as `mydb`.
 pub fn is_our_target(t: &DbProxyTarget, i: &Inputs) -> bool {
+    let same =
+        |listed: Option<&str>, ours: &str| listed.is_some_and(|l| l.eq_ignore_ascii_case(ours));
     match (&i.instance_id, &i.cluster_id) {
-        (Some(id), _) => t.rds_resource_id() == Some(id.as_str()),
-        (None, Some(c)) => {
-            t.tracked_cluster_id() == Some(c.as_str()) || t.rds_resource_id() == Some(c.as_str())
-        }
+        (Some(id), _) => same(t.rds_resource_id(), id),
+        (None, Some(c)) => same(t.tracked_cluster_id(), c) || same(t.rds_resource_id(), c),
         (None, None) => false,
     }
 }
@@ -523,6 +525,26 @@ mod tests {
             .build();
         assert!(is_our_target(&t, &i));
         let other = DbProxyTarget::builder().rds_resource_id("x").build();
+        assert!(!is_our_target(&other, &i));
+    }
+
+    #[test]
+    fn targets_match_whatever_the_case_of_the_runbooks_id() {
+        // AWS lists `MyDB` as `mydb`.
+        let i = Inputs {
+            proxy_name: "p".into(),
+            instance_id: Some("App-POSTGRESQL-db".into()),
+            cluster_id: None,
+            pool: pool(),
+            wait_timeout_seconds: 1,
+        };
+        let listed = DbProxyTarget::builder()
+            .rds_resource_id("app-postgresql-db")
+            .build();
+        assert!(is_our_target(&listed, &i));
+        let other = DbProxyTarget::builder()
+            .rds_resource_id("app-postgresql-db2")
+            .build();
         assert!(!is_our_target(&other, &i));
     }
 
