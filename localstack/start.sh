@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Start (or reuse) a local AWS emulator: moto's server, pinned to 5.2.5.
+# Start (or reuse) a local AWS emulator: moto's server (pinned to 5.2.5)
+# with our extension, localstack/awsrules, which makes it behave like AWS
+# where the tool depends on it (see localstack/README.md).
 #
 #   eval "$(localstack/start.sh [--port N])"     # default port: $MOTO_PORT or 4566
 #
 # stdout carries only `export AWS_ENDPOINT_URL=...`; messages go to stderr.
 # If AWS_ENDPOINT_URL is already set, that emulator is used as is.
+# AWS's pace, in seconds, unless set in the environment: AWSRULES_PROXY_CREATING
+# (4), AWSRULES_TARGET_REGISTERING (3), AWSRULES_PROXY_DELETING (3), ... (all
+# in localstack/awsrules/settings.py).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,18 +56,18 @@ if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
   exit 0
 fi
 
-# --- our own moto_server ---------------------------------------------------
+# --- our own emulator -----------------------------------------------------
 URL="http://127.0.0.1:$PORT"
 PIDFILE="$RUN/moto-$PORT.pid"
 LOG="$RUN/moto-$PORT.log"
 mkdir -p "$RUN"
 
-is_moto() { [ -r "/proc/$1/cmdline" ] && grep -q moto_server <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
+is_ours() { [ -r "/proc/$1/cmdline" ] && grep -q awsrules <<<"$(tr '\0' ' ' <"/proc/$1/cmdline")"; }
 
 pid=""
 [ -f "$PIDFILE" ] && pid="$(cat "$PIDFILE")"
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && is_moto "$pid" && answers "$URL/moto-api/"; then
-  say "reusing moto_server (pid $pid) at $URL"
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && is_ours "$pid" && answers "$URL/moto-api/"; then
+  say "reusing the emulator (pid $pid) at $URL"
 else
   rm -f "$PIDFILE"
   if answers "$URL/"; then
@@ -72,8 +77,18 @@ else
   fi
   # nohup + </dev/null + own log: the server must outlive this script and must
   # not hold the stdout of `$(start.sh)` open (or the caller would hang).
+  # A pace that shows the waits without making the demo slow.
   MOTO_IAM_LOAD_MANAGED_POLICIES=true \
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 </dev/null &
+  AWSRULES_PROXY_CREATING="${AWSRULES_PROXY_CREATING:-4}" \
+  AWSRULES_PROXY_MODIFYING="${AWSRULES_PROXY_MODIFYING:-2}" \
+  AWSRULES_PROXY_DELETING="${AWSRULES_PROXY_DELETING:-3}" \
+  AWSRULES_PROXY_ENI_LINGER="${AWSRULES_PROXY_ENI_LINGER:-2}" \
+  AWSRULES_TARGET_REGISTERING="${AWSRULES_TARGET_REGISTERING:-3}" \
+  AWSRULES_ENDPOINT_CREATING="${AWSRULES_ENDPOINT_CREATING:-2}" \
+  AWSRULES_ENDPOINT_MODIFYING="${AWSRULES_ENDPOINT_MODIFYING:-1}" \
+  AWSRULES_ENDPOINT_DELETING="${AWSRULES_ENDPOINT_DELETING:-2}" \
+  AWSRULES_LAMBDA_UPDATING="${AWSRULES_LAMBDA_UPDATING:-1}" \
+    nohup "$VENV/bin/python" -m awsrules -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
   for _ in $(seq 300); do   # ~30 s
@@ -82,13 +97,13 @@ else
     sleep 0.1
   done
   if ! answers "$URL/moto-api/"; then
-    say "start.sh: moto_server did not come up on $URL; last lines of $LOG:"
+    say "start.sh: the emulator did not come up on $URL; last lines of $LOG:"
     tail -n 20 "$LOG" >&2 || true
     kill "$pid" 2>/dev/null || true
     rm -f "$PIDFILE"
     exit 1
   fi
-  say "started moto_server (pid $pid) at $URL, log: $LOG"
+  say "started the emulator (moto + awsrules, pid $pid) at $URL, log: $LOG"
 fi
 
 configure_lambda "$URL"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stop the moto_server that start.sh started on a port (default: $MOTO_PORT or 4566).
+# Stop the emulator (moto + awsrules) that start.sh started on a port (default: $MOTO_PORT or 4566).
 # Only the pid recorded in localstack/.run/moto-PORT.pid is touched, and only
-# if it really is a moto_server.
+# if it really is that emulator.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,7 +25,7 @@ pid="$(cat "$PIDFILE")"
 
 # A stale pid may have been reused by an unrelated process: check its cmdline.
 if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
-   grep -q moto_server <<<"$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"; then
+   grep -q awsrules <<<"$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"; then
   kill "$pid"
   for _ in $(seq 100); do          # up to ~10 s, then insist
     kill -0 "$pid" 2>/dev/null || break
@@ -35,8 +35,8 @@ if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
   fi
-  echo "stopped moto_server (pid $pid) on port $PORT" >&2
+  echo "stopped the emulator (pid $pid) on port $PORT" >&2
 else
-  echo "pid $pid from $PIDFILE is not a running moto_server; removing the stale pid file" >&2
+  echo "pid $pid from $PIDFILE is not a running emulator of ours; removing the stale pid file" >&2
 fi
 rm -f "$PIDFILE"

@@ -1,0 +1,28 @@
+"""Runs moto's server with the extension: `python -m awsrules [-H HOST] [-p PORT]`."""
+
+import argparse
+import os
+import signal
+import sys
+
+from werkzeug.serving import run_simple
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m awsrules")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", 4566)))
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: E402
+
+    from . import app
+
+    run_simple(args.host, args.port, app(), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""EC2, IAM and Lambda rules (ec2.py, iam.py, lambda_.py) and the control
+API (control.py), against boto3."""
+
+import json
+import urllib.request
+
+from .base import AwsTest, post, wait_until
+
+
+class SecurityGroups(AwsTest):
+    PACE = {"proxy_deleting": 0.2, "proxy_eni_linger": 0.4}
+
+    def test_a_group_a_proxy_uses_cannot_be_deleted_until_its_enis_are_gone(self):
+        r = self.recipe()
+        self.create_proxy(r)
+        ec2 = self.c["ec2"]
+        err = self.assertError("DependencyViolation", ec2.delete_security_group, GroupId=r["proxy_sg"])
+        self.assertIn("has a dependent object", err["Error"]["Message"])
+        self.c["rds"].delete_db_proxy(DBProxyName="p1")
+        wait_until(lambda: not self.c["rds"].describe_db_proxies()["DBProxies"])
+        # The proxy is gone; its network interfaces are not yet.
+        self.assertError("DependencyViolation", ec2.delete_security_group, GroupId=r["proxy_sg"])
+        wait_until(lambda: self._deleted(r["proxy_sg"]))
+
+    def _deleted(self, group_id):
+        try:
+            self.c["ec2"].delete_security_group(GroupId=group_id)
+            return True
+        except Exception:
+            return False
+
+    def test_a_group_another_groups_rule_references_cannot_be_deleted(self):
+        r = self.recipe()
+        self.admit_proxy(r)
+        self.assertError("DependencyViolation", self.c["ec2"].delete_security_group, GroupId=r["proxy_sg"])
+
+    def test_a_rule_twice_is_duplicate_and_revoking_a_missing_one_not_found(self):
+        r = self.recipe()
+        self.admit_proxy(r)
+        self.assertError("InvalidPermission.Duplicate", self.admit_proxy, r)
+        perm = [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "UserIdGroupPairs": [{"GroupId": r["proxy_sg"]}]}]
+        self.assertError("InvalidPermission.NotFound", self.c["ec2"].revoke_security_group_ingress, GroupId=r["db_sg"], IpPermissions=perm)
+
+
+class Iam(AwsTest):
+    DOC = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}]})
+
+    def test_an_attached_policy_cannot_be_deleted(self):
+        self.recipe()
+        iam = self.c["iam"]
+        arn = iam.create_policy(PolicyName="connect", PolicyDocument=self.DOC)["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName="proxy-role", PolicyArn=arn)
+        self.assertError("DeleteConflict", iam.delete_policy, PolicyArn=arn, status=409)
+        iam.detach_role_policy(RoleName="proxy-role", PolicyArn=arn)
+        iam.delete_policy(PolicyArn=arn)
+
+    def test_a_policy_with_other_versions_cannot_be_deleted(self):
+        iam = self.c["iam"]
+        arn = iam.create_policy(PolicyName="connect", PolicyDocument=self.DOC)["Policy"]["Arn"]
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=self.DOC, SetAsDefault=True)
+        self.assertError("DeleteConflict", iam.delete_policy, PolicyArn=arn)
+        iam.delete_policy_version(PolicyArn=arn, VersionId="v1")
+        iam.delete_policy(PolicyArn=arn)
+
+    def test_a_role_with_policies_cannot_be_deleted(self):
+        self.recipe()
+        self.c["iam"].put_role_policy(RoleName="proxy-role", PolicyName="x", PolicyDocument=self.DOC)
+        self.assertError("DeleteConflict", self.c["iam"].delete_role, RoleName="proxy-role")
+
+
+class Lambda(AwsTest):
+    PACE = {"lambda_updating": 0.4}
+
+    def function(self):
+        role = self.c["iam"].create_role(
+            RoleName="fn-role",
+            AssumeRolePolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            ),
+        )["Role"]["Arn"]
+        import io
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("index.py", "def handler(e, c):\n    return 1\n")
+        self.c["lambda"].create_function(
+            FunctionName="fn", Runtime="python3.12", Role=role, Handler="index.handler", Code={"ZipFile": buf.getvalue()},
+            Environment={"Variables": {"DB_HOST": "db"}},
+        )
+
+    def test_an_update_is_in_progress_for_a_while_and_a_second_one_conflicts(self):
+        self.function()
+        lam = self.c["lambda"]
+        out = lam.update_function_configuration(FunctionName="fn", Environment={"Variables": {"DB_HOST": "proxy"}})
+        self.assertEqual(out["LastUpdateStatus"], "InProgress")
+        self.assertEqual(lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"], "InProgress")
+        self.assertError(
+            "ResourceConflictException", lam.update_function_configuration, FunctionName="fn", Environment={"Variables": {}}, status=409
+        )
+        wait_until(lambda: lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"] == "Successful")
+        lam.update_function_configuration(FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}})
+
+
+class Control(AwsTest):
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def test_calls_are_counted_by_action_and_can_be_cleared(self):
+        req = urllib.request.Request(self.url + "/awsrules/calls", method="DELETE")
+        urllib.request.urlopen(req, timeout=10).read()
+        self.c["rds"].describe_db_proxies()
+        self.c["rds"].describe_db_proxies()
+        self.c["lambda"].list_functions()
+        calls = self.get("/awsrules/calls")
+        self.assertEqual((calls["DescribeDBProxies"], calls["ListFunctions"]), (2, 1))
+
+    def test_the_pace_is_set_over_http_and_a_bad_setting_is_named(self):
+        self.assertEqual(post(self.url + "/awsrules/config", {"proxy_creating": 2})["proxy_creating"], 2)
+        self.assertEqual(self.get("/awsrules/config")["proxy_creating"], 2)
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            post(self.url + "/awsrules/config", {"proxy_creatin": 2})
+        self.assertIn("proxy_creatin", e.exception.read().decode())
