@@ -1,6 +1,6 @@
 //! The one integration test binary: the real `rds-proxy-runbook` against a
-//! local AWS emulator (moto, started per test), comparing what the emulator
-//! holds before and after. One module per area.
+//! local AWS emulator (moto with localstack/awsrules, started per test),
+//! comparing what the emulator holds before and after. One module per area.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -10,6 +10,7 @@ mod confirm;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod doctor;
+mod emulator;
 mod fault_layer;
 mod help;
 mod init;

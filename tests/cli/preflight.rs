@@ -69,6 +69,9 @@ fn preflight_reports_every_problem_at_once_before_any_change() {
             .send()
             .await
             .unwrap();
+        // As on AWS, the proxy is `creating` for a while: the snapshots
+        // below must not see it change on its own.
+        wait_available(&config, &format!("{p}-db")).await;
     });
     let first_subnet = subnets.split(' ').next().unwrap().to_string();
     ws.env.insert(

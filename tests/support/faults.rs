@@ -2,19 +2,20 @@
 //! latency on every call; an action answered with throttling, a 5xx or a
 //! reset connection N times; the DB proxy held at `creating` and its target
 //! at REGISTERING or UNAVAILABLE for the next N answers that show them
-//! (counted, not timed, so a slow machine sees the same sequence). For the
-//! benchmark, AWS's own pace instead: each proxy `creating` for a time after
-//! its CreateDBProxy, its target REGISTERING for a time after
-//! RegisterDBProxyTargets, and `deleting` for a time after DeleteDBProxy
-//! (the delete reaches the emulator when that time is over). It also counts
-//! the calls of each action. One request per connection (it answers
-//! `Connection: close`), which the SDK's client handles by opening a new one.
+//! (counted, not timed, so a slow machine sees the same sequence). It also
+//! counts the calls of each action, faulted ones included. One request per
+//! connection (it answers `Connection: close`), which the SDK's client
+//! handles by opening a new one.
+//!
+//! Only faults live here. How AWS behaves (a proxy `creating` for a time,
+//! target health from the wiring, errors) is the emulator's, in
+//! localstack/awsrules.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
@@ -33,23 +34,9 @@ struct Plan {
     proxy_creating: usize,
     target_held: Option<(usize, &'static str, Option<&'static str>)>,
     calls: BTreeMap<String, usize>,
-    pace: Pace,
-    /// Proxy name -> when CreateDBProxy / RegisterDBProxyTargets answered.
-    created: HashMap<String, Instant>,
-    registered: HashMap<String, Instant>,
-    /// Proxies whose delete is held back.
-    deleting: Vec<String>,
     /// Calls being answered now, and the most at once since the last reset.
     in_flight: usize,
     max_in_flight: usize,
-}
-
-/// How long AWS takes, for the benchmark (zero: the emulator's instant).
-#[derive(Clone, Copy, Default, Debug)]
-pub struct Pace {
-    pub creating: Duration,
-    pub registering: Duration,
-    pub deleting: Duration,
 }
 
 #[derive(Clone)]
@@ -108,11 +95,6 @@ impl FaultProxy {
         self.plan.lock().unwrap().target_held = Some((answers, state, reason));
     }
 
-    /// Makes every proxy and target take `pace` from now on.
-    pub fn pace(&self, pace: Pace) {
-        self.plan.lock().unwrap().pace = pace;
-    }
-
     pub fn release_holds(&self) {
         let mut p = self.plan.lock().unwrap();
         p.proxy_creating = 0;
@@ -145,63 +127,6 @@ impl FaultProxy {
     pub fn total_calls(&self) -> usize {
         self.plan.lock().unwrap().calls.values().sum()
     }
-}
-
-/// A parameter of a query-protocol body, decoded.
-fn param(body: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .map(super::url_decode)
-}
-
-/// The top-level `<member>`s of a list in an XML body, as byte ranges.
-fn top_members(body: &str) -> Vec<(usize, usize)> {
-    let (mut depth, mut start, mut out, mut i) = (0, 0, Vec::new(), 0);
-    while i < body.len() {
-        let rest = &body[i..];
-        if rest.starts_with("<member>") {
-            if depth == 0 {
-                start = i;
-            }
-            depth += 1;
-            i += "<member>".len();
-        } else if rest.starts_with("</member>") {
-            depth -= 1;
-            i += "</member>".len();
-            if depth == 0 {
-                out.push((start, i));
-            }
-        } else {
-            i += rest.chars().next().map_or(1, char::len_utf8);
-        }
-    }
-    out
-}
-
-/// Sets the `<Status>` of the proxies `status_of` names in a
-/// DescribeDBProxies answer.
-fn restatus(body: &str, status_of: impl Fn(&str) -> Option<&'static str>) -> String {
-    let mut out = body.to_string();
-    for (a, b) in top_members(body).into_iter().rev() {
-        let member = &body[a..b];
-        let Some(name) = member
-            .split_once("<DBProxyName>")
-            .and_then(|(_, r)| r.split_once("</DBProxyName>"))
-            .map(|(n, _)| n)
-        else {
-            continue;
-        };
-        let Some(status) = status_of(name) else {
-            continue;
-        };
-        if let Some((head, rest)) = member.split_once("<Status>")
-            && let Some((_, tail)) = rest.split_once("</Status>")
-        {
-            out.replace_range(a..b, &format!("{head}<Status>{status}</Status>{tail}"));
-        }
-    }
-    out
 }
 
 fn forward(upstream: &str, req: &Request) -> std::io::Result<Vec<u8>> {
@@ -350,29 +275,6 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
             None => conn.shutdown(std::net::Shutdown::Both),
         };
     }
-    let name = param(&req.body, "DBProxyName");
-    let pace = plan.lock().unwrap().pace;
-    if action == "DeleteDBProxy"
-        && !pace.deleting.is_zero()
-        && let Some(name) = name.clone()
-    {
-        // AWS takes its time: answer now, delete when the time is over.
-        plan.lock().unwrap().deleting.push(name.clone());
-        let (plan, upstream) = (Arc::clone(plan), upstream.to_string());
-        std::thread::spawn(move || {
-            std::thread::sleep(pace.deleting);
-            let _ = forward(&upstream, &req);
-            plan.lock().unwrap().deleting.retain(|n| *n != name);
-        });
-        let body = "<DeleteDBProxyResponse xmlns=\"http://rds.amazonaws.com/doc/2014-10-31/\"><DeleteDBProxyResult><DBProxy><Status>deleting</Status></DBProxy></DeleteDBProxyResult><ResponseMetadata><RequestId>held</RequestId></ResponseMetadata></DeleteDBProxyResponse>";
-        return conn.write_all(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-    }
     // Forward, one request per connection.
     let response = forward(upstream, &req)?;
     let split = response
@@ -381,46 +283,6 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
         .map_or(response.len(), |i| i + 4);
     let (resp_head, resp_body) = response.split_at(split);
     let mut body = String::from_utf8_lossy(resp_body).into_owned();
-    if response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200") {
-        let mut p = plan.lock().unwrap();
-        let now = Instant::now();
-        match (action.as_str(), &name) {
-            ("CreateDBProxy", Some(n)) => {
-                p.created.insert(n.clone(), now);
-            }
-            ("RegisterDBProxyTargets", Some(n)) => {
-                p.registered.insert(n.clone(), now);
-            }
-            _ => {}
-        }
-    }
-    if action == "DescribeDBProxies" {
-        let p = plan.lock().unwrap();
-        body = restatus(&body, |n| {
-            if p.deleting.iter().any(|d| d == n) {
-                Some("deleting")
-            } else if p
-                .created
-                .get(n)
-                .is_some_and(|t| t.elapsed() < p.pace.creating)
-            {
-                Some("creating")
-            } else {
-                None
-            }
-        });
-    }
-    if action == "DescribeDBProxyTargets"
-        && let Some(n) = &name
-    {
-        let p = plan.lock().unwrap();
-        if p.registered
-            .get(n)
-            .is_some_and(|t| t.elapsed() < p.pace.registering)
-        {
-            body = body.replace("<State>AVAILABLE</State>", "<State>REGISTERING</State>");
-        }
-    }
     let (creating, target) = {
         let mut p = plan.lock().unwrap();
         let creating = action == "DescribeDBProxies"

@@ -78,31 +78,71 @@ pub fn unique_prefix(test: &str) -> String {
         .to_string()
 }
 
+/// Installs the pinned emulator and its extension on a fresh machine, once
+/// per process.
+pub fn install_emulator() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let ok = Command::new(Path::new(ROOT).join("localstack/install.sh"))
+            .status()
+            .expect("run localstack/install.sh")
+            .success();
+        assert!(ok, "localstack/install.sh failed");
+    });
+}
+
+/// The pace the tests run at: every AWS state is passed through (a proxy is
+/// `creating`, its target REGISTERING, a function's update InProgress), for
+/// long enough that the tool's first look sees it, short enough that the
+/// suite stays quick. Names as in localstack/awsrules/settings.py.
+pub const TEST_PACE: &[(&str, &str)] = &[
+    ("AWSRULES_PROXY_CREATING", "0.6"),
+    ("AWSRULES_PROXY_MODIFYING", "0.3"),
+    ("AWSRULES_PROXY_DELETING", "0.6"),
+    ("AWSRULES_PROXY_ENI_LINGER", "0.6"),
+    ("AWSRULES_TARGET_REGISTERING", "0.4"),
+    ("AWSRULES_ENDPOINT_CREATING", "0.3"),
+    ("AWSRULES_ENDPOINT_MODIFYING", "0.3"),
+    ("AWSRULES_ENDPOINT_DELETING", "0.3"),
+    ("AWSRULES_LAMBDA_UPDATING", "0.3"),
+];
+
 impl Emulator {
+    /// The project's emulator (moto with localstack/awsrules) at the tests'
+    /// pace, or the endpoint RDS_PROXY_RUNBOOK_TEST_ENDPOINT names.
     pub fn start() -> Emulator {
         if let Ok(url) = std::env::var("RDS_PROXY_RUNBOOK_TEST_ENDPOINT") {
             return Emulator { url, child: None };
         }
-        let venv = Path::new(ROOT).join("localstack/.venv/bin/moto_server");
-        // Installs the pinned emulator on a fresh machine, once per process.
-        static INSTALL: std::sync::Once = std::sync::Once::new();
-        INSTALL.call_once(|| {
-            let ok = Command::new(Path::new(ROOT).join("localstack/install.sh"))
-                .status()
-                .expect("run localstack/install.sh")
-                .success();
-            assert!(ok, "localstack/install.sh failed");
-        });
+        Emulator::spawn(true)
+    }
+
+    /// Plain moto, without the extension: for the tests that show a rule
+    /// catches a bug plain moto lets through.
+    pub fn start_plain() -> Emulator {
+        Emulator::spawn(false)
+    }
+
+    fn spawn(with_rules: bool) -> Emulator {
+        let venv = Path::new(ROOT).join("localstack/.venv/bin");
+        install_emulator();
         let port = free_port();
         let log = std::fs::File::create(temp_dir("moto").join("moto.log")).unwrap();
-        let child = Command::new(venv)
+        let mut cmd = if with_rules {
+            let mut c = Command::new(venv.join("python"));
+            c.args(["-m", "awsrules"]).envs(TEST_PACE.iter().copied());
+            c
+        } else {
+            Command::new(venv.join("moto_server"))
+        };
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
-            .expect("start moto_server");
+            .expect("start the emulator");
         let url = format!("http://127.0.0.1:{port}");
         let emu = Emulator {
             url: url.clone(),
@@ -112,7 +152,7 @@ impl Emulator {
         while http(&format!("{url}/moto-api/"), "GET", "").is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "moto_server did not start on {url}"
+                "the emulator did not start on {url}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -123,6 +163,41 @@ impl Emulator {
         )
         .unwrap();
         emu
+    }
+
+    /// Whether this emulator has the AWS rules of localstack/awsrules. A
+    /// test that needs them and meets an endpoint without them says so on
+    /// the terminal (not captured by the test harness) and returns: it is
+    /// reported as skipped with the reason, never as a silent pass.
+    pub fn has_rules(&self, test: &str) -> bool {
+        let answer = http(&format!("{}/awsrules/config", self.url), "GET", "").unwrap_or_default();
+        let ok = answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200");
+        if !ok {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: the emulator at {} lacks the AWS rules of localstack/awsrules \
+                 (GET /awsrules/config does not answer)",
+                self.url
+            );
+        }
+        ok
+    }
+
+    /// Changes the emulator's pace (names of localstack/awsrules/settings.py,
+    /// seconds), e.g. `{"proxy_creating": 20}`.
+    pub fn configure(&self, json: &str) {
+        let answer = http(&format!("{}/awsrules/config", self.url), "POST", json).unwrap();
+        assert!(
+            answer.contains(" 200 "),
+            "the emulator refused {json}: {answer}"
+        );
+    }
+
+    /// Calls that reached the emulator so far, by action.
+    pub fn calls(&self) -> BTreeMap<String, usize> {
+        let answer = http(&format!("{}/awsrules/calls", self.url), "GET", "").unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_default()
     }
 
     /// Seeds the recipe's preconditions under a new prefix, and writes the
@@ -707,6 +782,32 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
 
 /// Sets (or, with None, removes) one variable of a Lambda function, keeping
 /// the others, as a person would in the console.
+/// Waits until the DB proxy `name` is `available` (the emulator, like AWS,
+/// has it `creating` for a while).
+pub async fn wait_available(config: &aws_config::SdkConfig, name: &str) {
+    let rds = aws_sdk_rds::Client::new(config);
+    let started = Instant::now();
+    loop {
+        let found = rds
+            .describe_db_proxies()
+            .db_proxy_name(name)
+            .send()
+            .await
+            .unwrap();
+        let status = found.db_proxies()[0]
+            .status()
+            .map(|s| s.as_str().to_string());
+        if status.as_deref() == Some("available") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} stays {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn set_function_variable(emu: &Emulator, function: &str, variable: &str, value: Option<&str>) {
     let config = emu.sdk_config();
     runtime().block_on(async {
@@ -726,16 +827,46 @@ pub fn set_function_variable(emu: &Emulator, function: &str, variable: &str, val
             Some(v) => vars.insert(variable.to_string(), v.to_string()),
             None => vars.remove(variable),
         };
-        lambda
-            .update_function_configuration()
+        // As AWS does, the emulator refuses an update while another is in
+        // progress: retry that, then wait until this one is done.
+        let started = Instant::now();
+        loop {
+            let sent = lambda
+                .update_function_configuration()
+                .function_name(function)
+                .environment(
+                    aws_sdk_lambda::types::Environment::builder()
+                        .set_variables(Some(vars.clone()))
+                        .build(),
+                )
+                .send()
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_conflict_exception())
+                        && started.elapsed() < Duration::from_secs(30) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("update {function}: {e:?}"),
+            }
+        }
+        while lambda
+            .get_function_configuration()
             .function_name(function)
-            .environment(
-                aws_sdk_lambda::types::Environment::builder()
-                    .set_variables(Some(vars))
-                    .build(),
-            )
             .send()
             .await
-            .unwrap();
+            .unwrap()
+            .last_update_status()
+            == Some(&aws_sdk_lambda::types::LastUpdateStatus::InProgress)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{function} stays InProgress"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 }

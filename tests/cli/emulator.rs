@@ -1,0 +1,150 @@
+//! The emulator's AWS rules (localstack/awsrules): their own boto3 tests,
+//! and runbooks or orders that AWS refuses: each fails under the rules where
+//! plain moto lets it through, so the suite's passing runs mean something.
+
+use super::*;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_emulators_own_rule_tests_pass() {
+    install_emulator();
+    let out = Command::new(Path::new(ROOT).join("localstack/.venv/bin/python"))
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "awsrules/tests",
+            "-t",
+            ".",
+        ])
+        .current_dir(Path::new(ROOT).join("localstack"))
+        .output()
+        .expect("run the extension's tests");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "localstack/awsrules tests failed:\n{report}"
+    );
+    assert!(report.contains("OK"), "{report}");
+}
+
+/// Runs the cookbook runbook without `step`, waiting at most a few seconds
+/// for the proxy's target.
+fn run_without(emu: &Emulator, test: &str, step: &str) -> Out {
+    let ws = emu.workspace(test);
+    ws.write_runbook(|s| {
+        let kept: Vec<&str> = s
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(&format!("\"{step}\"")))
+            .collect();
+        assert_ne!(kept.len(), s.lines().count(), "no step {step} to leave out");
+        edit(
+            &kept.join("\n"),
+            "[proxy]\n",
+            "[proxy]\nwait_timeout_seconds = 3\n",
+        )
+    });
+    ws.run(&["run", "--yes"])
+}
+
+#[track_caller]
+fn says(out: &Out, text: &str) {
+    assert!(
+        out.stdout.contains(text) || out.stderr.contains(text),
+        "the output lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn a_runbook_without_db_ingress_fails_as_on_aws_where_plain_moto_passes() {
+    let plain = Emulator::start_plain();
+    run_without(&plain, "no-ingress-plain", "db-ingress").ok();
+    let emu = Emulator::start();
+    if !emu.has_rules("a_runbook_without_db_ingress_fails_as_on_aws") {
+        return;
+    }
+    let out = run_without(&emu, "no-ingress", "db-ingress");
+    out.code(1);
+    says(&out, "CONNECTION_FAILED");
+}
+
+#[test]
+fn a_runbook_without_secret_access_fails_as_on_aws_where_plain_moto_passes() {
+    let plain = Emulator::start_plain();
+    run_without(&plain, "no-secret-plain", "secret-access").ok();
+    let emu = Emulator::start();
+    if !emu.has_rules("a_runbook_without_secret_access_fails_as_on_aws") {
+        return;
+    }
+    let out = run_without(&emu, "no-secret", "secret-access");
+    out.code(1);
+    says(&out, "AUTH_FAILURE");
+}
+
+/// What a rollback in the wrong order would send first: the proxy's group
+/// deleted while the proxy still stands. AWS refuses; plain moto deletes it
+/// (and the proxy is left with a group that no longer exists). The tool's
+/// own rollback, in its order, passes under the rules in every other test.
+#[test]
+fn deleting_the_proxys_group_before_the_proxy_is_refused_as_on_aws() {
+    for (emu, aws_like) in [(Emulator::start_plain(), false), (Emulator::start(), true)] {
+        if aws_like && !emu.has_rules("deleting_the_proxys_group_before_the_proxy") {
+            return;
+        }
+        let ws = emu.workspace(if aws_like {
+            "sg-first"
+        } else {
+            "sg-first-plain"
+        });
+        ws.run(&["run", "--yes"]).ok();
+        let group = ws.output("proxy-security-group", "group_id");
+        let config = emu.sdk_config();
+        let deleted = runtime().block_on(async {
+            aws_sdk_ec2::Client::new(&config)
+                .delete_security_group()
+                .group_id(&group)
+                .send()
+                .await
+        });
+        match deleted {
+            Ok(_) => assert!(!aws_like, "the rules let a group in use be deleted"),
+            Err(e) => {
+                assert!(aws_like, "plain moto refused: {e:?}");
+                let code = e.as_service_error().and_then(|e| e.meta().code());
+                assert_eq!(code, Some("DependencyViolation"), "{e:?}");
+                ws.run(&["rollback", "--yes"]).ok();
+            }
+        }
+    }
+}
+
+/// No change twice, counted by the emulator itself: a re-run of a finished
+/// runbook sends no call that writes, only reads.
+#[test]
+fn a_rerun_sends_no_write_call() {
+    let emu = Emulator::start();
+    if !emu.has_rules("a_rerun_sends_no_write_call") {
+        return;
+    }
+    let ws = emu.workspace("rerun-reads");
+    ws.run(&["run", "--yes"]).ok();
+    let before = emu.calls();
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    let after = emu.calls();
+    let reads = ["Describe", "Get", "List"];
+    let writes: Vec<String> = after
+        .iter()
+        .filter(|(action, n)| **n > before.get(*action).copied().unwrap_or(0))
+        .map(|(action, _)| action.clone())
+        .filter(|a| !reads.iter().any(|r| a.starts_with(r)) && a != "Invoke")
+        .collect();
+    assert!(writes.is_empty(), "the re-run wrote: {writes:?}");
+    assert!(
+        after.get("DescribeDBProxies") > before.get("DescribeDBProxies"),
+        "the re-run did not even look: {after:?}"
+    );
+}
