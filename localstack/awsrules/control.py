@@ -28,7 +28,9 @@ class Control:
             return self.inner(environ, start_response)
         status, body = self.answer(path, method, environ)
         data = json.dumps(body, sort_keys=True).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
         return [data]
 
     def answer(self, path, method, environ):

@@ -40,6 +40,13 @@ PASSWORD_AUTH_TYPES = {
     "POSTGRESQL": ("POSTGRES_SCRAM_SHA_256", "POSTGRES_MD5"),
     "SQLSERVER": ("SQL_SERVER_AUTHENTICATION",),
 }
+ENGINE_FAMILIES = {
+    "mysql": "MYSQL",
+    "mariadb": "MYSQL",
+    "aurora-mysql": "MYSQL",
+    "postgres": "POSTGRESQL",
+    "aurora-postgresql": "POSTGRESQL",
+}
 ENDPOINTS_PER_PROXY = 20
 
 
@@ -177,7 +184,9 @@ def _auth_entries(engine_family: str, auth, default_scheme: str) -> list:
 def _network_type(value, allowed, field: str) -> str:
     value = value or "IPV4"
     if value not in allowed:
-        raise fault("InvalidParameterValue", f"{field} {value} is not valid; use {', '.join(allowed)}.")
+        raise fault(
+            "InvalidParameterValue", f"{field} {value} is not valid; use {', '.join(allowed)}."
+        )
     return value
 
 
@@ -188,7 +197,11 @@ def _supported_subnets(backend: RDSBackend, subnet_ids) -> list:
     if not unsupported:
         return list(subnet_ids)
     ec2 = ec2_backends[backend.account_id][backend.region_name]
-    kept = [s.id for s in ec2.describe_subnets(subnet_ids=subnet_ids) if s.availability_zone not in unsupported]
+    kept = [
+        s.id
+        for s in ec2.describe_subnets(subnet_ids=subnet_ids)
+        if s.availability_zone not in unsupported
+    ]
     if not kept:
         raise fault(
             "InvalidSubnet",
@@ -247,7 +260,11 @@ def _health(backend: RDSBackend, proxy: DBProxy, reg, db) -> dict:
     if settings.now() < reg.until:
         return {"State": "REGISTERING"}
     if db is None:
-        return {"State": "UNAVAILABLE", "Reason": "UNREACHABLE", "Description": "The DB no longer exists."}
+        return {
+            "State": "UNAVAILABLE",
+            "Reason": "UNREACHABLE",
+            "Description": "The DB no longer exists.",
+        }
     sgs = db.vpc_security_group_ids
     if reg.kind == "cluster":
         sgs = backend.clusters[reg.rds_id].vpc_security_group_ids
@@ -286,7 +303,13 @@ def target_views(backend: RDSBackend, proxy: DBProxy, group: DBProxyTargetGroup)
         db = _db_of(backend, reg)
         if reg.kind == "instance":
             if db is None:
-                views.append({"RdsResourceId": reg.rds_id, "Type": "RDS_INSTANCE", "TargetHealth": _health(backend, proxy, reg, None)})
+                views.append(
+                    {
+                        "RdsResourceId": reg.rds_id,
+                        "Type": "RDS_INSTANCE",
+                        "TargetHealth": _health(backend, proxy, reg, None),
+                    }
+                )
             else:
                 views.append(_instance_view(backend, proxy, reg, db))
             continue
@@ -346,12 +369,17 @@ def modify_db_proxy(self, name: str, params: dict) -> DBProxy:
     new_name = params.get("NewDBProxyName")
     if new_name and new_name != name:
         if new_name in self.db_proxies:
-            raise fault("DBProxyAlreadyExistsFault", f"Cannot create the DBProxy because a DBProxy with the identifier {new_name} already exists.")
+            raise fault(
+                "DBProxyAlreadyExistsFault",
+                f"Cannot create the DBProxy because a DBProxy with the identifier {new_name} already exists.",
+            )
         self._validate_db_identifier(new_name)
     scheme = params.get("DefaultAuthScheme", getattr(proxy, "default_auth_scheme", "NONE"))
     auth = params.get("Auth")
     if auth is not None or "DefaultAuthScheme" in params:
-        proxy.auth = _auth_entries(proxy.engine_family, auth if auth is not None else proxy.auth, scheme)
+        proxy.auth = _auth_entries(
+            proxy.engine_family, auth if auth is not None else proxy.auth, scheme
+        )
         proxy.default_auth_scheme = scheme
     if "RequireTLS" in params:
         proxy.require_tls = params["RequireTLS"]
@@ -388,7 +416,9 @@ def delete_db_proxy(self, proxy_name: str) -> DBProxy:
     return proxy
 
 
-def register_db_proxy_targets(self, db_proxy_name, target_group_name, db_cluster_identifiers, db_instance_identifiers):
+def register_db_proxy_targets(
+    self, db_proxy_name, target_group_name, db_cluster_identifiers, db_instance_identifiers
+):
     proxy = _available(_proxy(self, db_proxy_name))
     group = _target_group(proxy, target_group_name)
     wanted = [("cluster", c) for c in db_cluster_identifiers or []]
@@ -399,30 +429,49 @@ def register_db_proxy_targets(self, db_proxy_name, target_group_name, db_cluster
         if kind == "cluster" and rds_id not in self.clusters:
             raise fault("DBClusterNotFoundFault", f"DBCluster {rds_id} not found.")
         if any(t.rds_id.lower() == rds_id.lower() for t in group.targets):
-            raise fault("DBProxyTargetAlreadyRegisteredFault", f"The target {rds_id} is already registered with proxy {db_proxy_name}.")
+            raise fault(
+                "DBProxyTargetAlreadyRegisteredFault",
+                f"The target {rds_id} is already registered with proxy {db_proxy_name}.",
+            )
         if group.targets or len(wanted) > 1:
-            raise fault("InvalidParameterCombination", "A target group can have only one DB instance or cluster.")
+            raise fault(
+                "InvalidParameterCombination",
+                "A target group can have only one DB instance or cluster.",
+            )
         db = self.databases[rds_id] if kind == "instance" else self.clusters[rds_id]
-        family = {"mysql": "MYSQL", "mariadb": "MYSQL", "aurora-mysql": "MYSQL", "postgres": "POSTGRESQL", "aurora-postgresql": "POSTGRESQL"}
         engine = db.engine
-        expected = "SQLSERVER" if engine.startswith("sqlserver") else family.get(engine)
+        expected = "SQLSERVER" if engine.startswith("sqlserver") else ENGINE_FAMILIES.get(engine)
         if expected != proxy.engine_family:
-            raise fault("InvalidParameterCombination", f"The engine {engine} of {rds_id} does not match the proxy's engine family {proxy.engine_family}.")
+            raise fault(
+                "InvalidParameterCombination",
+                f"The engine {engine} of {rds_id} does not match the proxy's engine family {proxy.engine_family}.",
+            )
         if kind == "instance" and getattr(db, "db_cluster_identifier", None):
-            raise fault("InvalidParameterCombination", f"DB instance {rds_id} belongs to cluster {db.db_cluster_identifier}; register the cluster.")
-    new = [SimpleNamespace(kind=k, rds_id=i, until=settings.until("target_registering")) for k, i in wanted]
+            raise fault(
+                "InvalidParameterCombination",
+                f"DB instance {rds_id} belongs to cluster {db.db_cluster_identifier}; register the cluster.",
+            )
+    new = [
+        SimpleNamespace(kind=k, rds_id=i, until=settings.until("target_registering"))
+        for k, i in wanted
+    ]
     group.targets.extend(new)
     views = target_views(self, proxy, SimpleNamespace(targets=new))
     return views
 
 
-def deregister_db_proxy_targets(self, db_proxy_name, target_group_name, db_cluster_identifiers, db_instance_identifiers):
+def deregister_db_proxy_targets(
+    self, db_proxy_name, target_group_name, db_cluster_identifiers, db_instance_identifiers
+):
     proxy = _proxy(self, db_proxy_name)
     group = _target_group(proxy, target_group_name)
     gone = {i.lower() for i in (db_cluster_identifiers or []) + (db_instance_identifiers or [])}
     for rds_id in gone:
         if not any(t.rds_id.lower() == rds_id for t in group.targets):
-            raise fault("DBProxyTargetNotFoundFault", f"The target {rds_id} is not registered with proxy {db_proxy_name}.")
+            raise fault(
+                "DBProxyTargetNotFoundFault",
+                f"The target {rds_id} is not registered with proxy {db_proxy_name}.",
+            )
     group.targets = [t for t in group.targets if t.rds_id.lower() not in gone]
 
 
@@ -469,7 +518,9 @@ DBProxyTargetGroup.connection_pool_config = property(_pool_config)
 class ProxyEndpoint:
     """What DescribeDBProxyEndpoints shows; attribute names are the shape's."""
 
-    def __init__(self, backend, proxy, name, subnet_ids, group_ids, target_role, network_type, tags):
+    def __init__(
+        self, backend, proxy, name, subnet_ids, group_ids, target_role, network_type, tags
+    ):
         ec2 = ec2_backends[backend.account_id][backend.region_name]
         subnets = ec2.describe_subnets(subnet_ids=subnet_ids)
         vpcs = {s.vpc_id for s in subnets}
@@ -483,8 +534,12 @@ class ProxyEndpoint:
             f"prx-endpoint-{''.join(random.choices(string.ascii_lowercase + string.digits, k=17))}"
         )
         self.vpc_subnet_ids = list(subnet_ids)
-        self.vpc_security_group_ids = list(group_ids) or [ec2.get_default_security_group(self.vpc_id).id]
-        self.endpoint = f"{name}.endpoint.proxy-{proxy.url_identifier}.{backend.region_name}.rds.amazonaws.com"
+        self.vpc_security_group_ids = list(group_ids) or [
+            ec2.get_default_security_group(self.vpc_id).id
+        ]
+        self.endpoint = (
+            f"{name}.endpoint.proxy-{proxy.url_identifier}.{backend.region_name}.rds.amazonaws.com"
+        )
         self.created_date = utcnow()
         self.target_role = target_role
         self.is_default = False
@@ -532,21 +587,44 @@ def create_db_proxy_endpoint(self, params: dict) -> ProxyEndpoint:
     name = params["DBProxyEndpointName"]
     self._validate_db_identifier(name)
     if name in endpoints(self) or name == "default":
-        raise fault("DBProxyEndpointAlreadyExistsFault", f"The DB proxy endpoint {name} already exists.")
-    if sum(1 for e in endpoints(self).values() if e.db_proxy_name == proxy.db_proxy_name) >= ENDPOINTS_PER_PROXY:
-        raise fault("DBProxyEndpointQuotaExceededFault", f"A proxy can have at most {ENDPOINTS_PER_PROXY} endpoints.")
+        raise fault(
+            "DBProxyEndpointAlreadyExistsFault", f"The DB proxy endpoint {name} already exists."
+        )
+    if (
+        sum(1 for e in endpoints(self).values() if e.db_proxy_name == proxy.db_proxy_name)
+        >= ENDPOINTS_PER_PROXY
+    ):
+        raise fault(
+            "DBProxyEndpointQuotaExceededFault",
+            f"A proxy can have at most {ENDPOINTS_PER_PROXY} endpoints.",
+        )
     role = params.get("TargetRole") or "READ_WRITE"
     if role not in ("READ_WRITE", "READ_ONLY"):
-        raise fault("InvalidParameterValue", f"TargetRole {role} is not valid; use READ_WRITE or READ_ONLY.")
+        raise fault(
+            "InvalidParameterValue", f"TargetRole {role} is not valid; use READ_WRITE or READ_ONLY."
+        )
     if role == "READ_ONLY":
-        clusters = [t for g in proxy.proxy_target_groups.values() for t in g.targets if t.kind == "cluster"]
+        clusters = [
+            t for g in proxy.proxy_target_groups.values() for t in g.targets if t.kind == "cluster"
+        ]
         if not clusters:
             raise fault(
                 "InvalidParameterCombination",
                 "READ_ONLY endpoints are supported only for proxies whose target is an Aurora DB cluster.",
             )
-    network = _network_type(params.get("EndpointNetworkType"), ("IPV4", "IPV6", "DUAL"), "EndpointNetworkType")
-    ep = ProxyEndpoint(self, proxy, name, params["VpcSubnetIds"], params.get("VpcSecurityGroupIds") or [], role, network, params.get("Tags"))
+    network = _network_type(
+        params.get("EndpointNetworkType"), ("IPV4", "IPV6", "DUAL"), "EndpointNetworkType"
+    )
+    ep = ProxyEndpoint(
+        self,
+        proxy,
+        name,
+        params["VpcSubnetIds"],
+        params.get("VpcSecurityGroupIds") or [],
+        role,
+        network,
+        params.get("Tags"),
+    )
     _start(ep, "creating", "endpoint_creating")
     endpoints(self)[name] = ep
     return ep
@@ -556,25 +634,42 @@ def describe_db_proxy_endpoints(self, proxy_name=None, endpoint_name=None) -> li
     sweep(self)
     if proxy_name:
         proxy = _proxy(self, proxy_name)
-        found = [_default_endpoint(proxy)] + [e for e in endpoints(self).values() if e.db_proxy_name == proxy_name]
+        found = [_default_endpoint(proxy)] + [
+            e for e in endpoints(self).values() if e.db_proxy_name == proxy_name
+        ]
     else:
-        found = [_default_endpoint(p) for p in self.db_proxies.values()] + list(endpoints(self).values())
+        found = [_default_endpoint(p) for p in self.db_proxies.values()] + list(
+            endpoints(self).values()
+        )
     if endpoint_name:
-        found = [e for e in found if (e["DBProxyEndpointName"] if isinstance(e, dict) else e.db_proxy_endpoint_name) == endpoint_name]
+        found = [
+            e
+            for e in found
+            if (e["DBProxyEndpointName"] if isinstance(e, dict) else e.db_proxy_endpoint_name)
+            == endpoint_name
+        ]
         if not found:
-            raise fault("DBProxyEndpointNotFoundFault", f"The DB proxy endpoint {endpoint_name} doesn't exist.")
+            raise fault(
+                "DBProxyEndpointNotFoundFault",
+                f"The DB proxy endpoint {endpoint_name} doesn't exist.",
+            )
     return found
 
 
 def modify_db_proxy_endpoint(self, params: dict) -> ProxyEndpoint:
     name = params["DBProxyEndpointName"]
     if name == "default":
-        raise fault("InvalidDBProxyEndpointStateFault", "The default endpoint of a proxy can't be modified.")
+        raise fault(
+            "InvalidDBProxyEndpointStateFault", "The default endpoint of a proxy can't be modified."
+        )
     ep = _endpoint_available(_endpoint(self, name))
     new_name = params.get("NewDBProxyEndpointName")
     if new_name and new_name != name:
         if new_name in endpoints(self):
-            raise fault("DBProxyEndpointAlreadyExistsFault", f"The DB proxy endpoint {new_name} already exists.")
+            raise fault(
+                "DBProxyEndpointAlreadyExistsFault",
+                f"The DB proxy endpoint {new_name} already exists.",
+            )
         endpoints(self)[new_name] = endpoints(self).pop(name)
         ep.db_proxy_endpoint_name = new_name
     if "VpcSecurityGroupIds" in params:
@@ -585,10 +680,15 @@ def modify_db_proxy_endpoint(self, params: dict) -> ProxyEndpoint:
 
 def delete_db_proxy_endpoint(self, name: str) -> ProxyEndpoint:
     if name == "default":
-        raise fault("InvalidDBProxyEndpointStateFault", "The default endpoint of a proxy can't be deleted.")
+        raise fault(
+            "InvalidDBProxyEndpointStateFault", "The default endpoint of a proxy can't be deleted."
+        )
     ep = _endpoint(self, name)
     if ep.status == "deleting":
-        raise fault("InvalidDBProxyEndpointStateFault", f"DB proxy endpoint {name} is already being deleted.")
+        raise fault(
+            "InvalidDBProxyEndpointStateFault",
+            f"DB proxy endpoint {name} is already being deleted.",
+        )
     _start(ep, "deleting", "endpoint_deleting")
     sweep(self)
     return ep
@@ -622,7 +722,10 @@ def _r_create_db_proxy(self) -> ActionResult:
         idle_client_timeout=p.get("IdleClientTimeout"),
         debug_logging=p.get("DebugLogging"),
         tags=p.get("Tags", []),
-        extra={k: p.get(k) for k in ("DefaultAuthScheme", "EndpointNetworkType", "TargetConnectionNetworkType")},
+        extra={
+            k: p.get(k)
+            for k in ("DefaultAuthScheme", "EndpointNetworkType", "TargetConnectionNetworkType")
+        },
     )
     return ActionResult({"DBProxy": proxy})
 
@@ -635,7 +738,10 @@ def _r_modify_db_proxy(self) -> ActionResult:
 def _r_register_db_proxy_targets(self) -> ActionResult:
     p = _plain(self.params)
     targets = self.backend.register_db_proxy_targets(
-        p["DBProxyName"], p.get("TargetGroupName"), p.get("DBClusterIdentifiers", []), p.get("DBInstanceIdentifiers", [])
+        p["DBProxyName"],
+        p.get("TargetGroupName"),
+        p.get("DBClusterIdentifiers", []),
+        p.get("DBInstanceIdentifiers", []),
     )
     return ActionResult({"DBProxyTargets": targets})
 
@@ -643,7 +749,10 @@ def _r_register_db_proxy_targets(self) -> ActionResult:
 def _r_deregister_db_proxy_targets(self) -> ActionResult:
     p = _plain(self.params)
     self.backend.deregister_db_proxy_targets(
-        p["DBProxyName"], p.get("TargetGroupName"), p.get("DBClusterIdentifiers", []), p.get("DBInstanceIdentifiers", [])
+        p["DBProxyName"],
+        p.get("TargetGroupName"),
+        p.get("DBClusterIdentifiers", []),
+        p.get("DBInstanceIdentifiers", []),
     )
     return EmptyResult()
 
@@ -665,25 +774,39 @@ def _r_describe_db_proxy_target_groups(self) -> ActionResult:
 
 def _r_modify_db_proxy_target_group(self) -> ActionResult:
     p = _plain(self.params)
-    group = self.backend.modify_db_proxy_target_group(p["DBProxyName"], p.get("ConnectionPoolConfig", {}), p.get("TargetGroupName"))
+    group = self.backend.modify_db_proxy_target_group(
+        p["DBProxyName"], p.get("ConnectionPoolConfig", {}), p.get("TargetGroupName")
+    )
     return ActionResult({"DBProxyTargetGroup": group})
 
 
 def _r_create_db_proxy_endpoint(self) -> ActionResult:
-    return ActionResult({"DBProxyEndpoint": self.backend.create_db_proxy_endpoint(_plain(self.params))})
+    return ActionResult(
+        {"DBProxyEndpoint": self.backend.create_db_proxy_endpoint(_plain(self.params))}
+    )
 
 
 def _r_describe_db_proxy_endpoints(self) -> ActionResult:
-    found = self.backend.describe_db_proxy_endpoints(self.params.get("DBProxyName"), self.params.get("DBProxyEndpointName"))
+    found = self.backend.describe_db_proxy_endpoints(
+        self.params.get("DBProxyName"), self.params.get("DBProxyEndpointName")
+    )
     return ActionResult({"DBProxyEndpoints": found})
 
 
 def _r_modify_db_proxy_endpoint(self) -> ActionResult:
-    return ActionResult({"DBProxyEndpoint": self.backend.modify_db_proxy_endpoint(_plain(self.params))})
+    return ActionResult(
+        {"DBProxyEndpoint": self.backend.modify_db_proxy_endpoint(_plain(self.params))}
+    )
 
 
 def _r_delete_db_proxy_endpoint(self) -> ActionResult:
-    return ActionResult({"DBProxyEndpoint": self.backend.delete_db_proxy_endpoint(self.params["DBProxyEndpointName"])})
+    return ActionResult(
+        {
+            "DBProxyEndpoint": self.backend.delete_db_proxy_endpoint(
+                self.params["DBProxyEndpointName"]
+            )
+        }
+    )
 
 
 def install() -> None:

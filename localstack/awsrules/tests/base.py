@@ -32,7 +32,13 @@ PLAIN = os.environ.get("AWSRULES_TEST_PLAIN") == "1"
 REGION = "us-east-1"
 TRUST = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "rds.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "rds.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
 }
 
 
@@ -50,7 +56,10 @@ def server_url() -> str:
     global _server
     if _server is None:
         if PLAIN:
-            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                create_backend_app,
+            )
 
             app = DomainDispatcherApplication(create_backend_app)
         else:
@@ -76,7 +85,12 @@ def clients(url: str) -> dict:
 
 
 def post(url: str, body) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         text = r.read()
         return json.loads(text) if text.startswith(b"{") else {}
@@ -108,7 +122,9 @@ class AwsTest(unittest.TestCase):
         for iam in get_backend("iam").values():
             for backend in iam.values():
                 backend.roles.clear()
-                for arn in [a for a in backend.managed_policies if not a.startswith("arn:aws:iam::aws:")]:
+                for arn in [
+                    a for a in backend.managed_policies if not a.startswith("arn:aws:iam::aws:")
+                ]:
                     del backend.managed_policies[arn]
                 for policy in backend.managed_policies.values():
                     policy.attachment_count = 0
@@ -139,13 +155,17 @@ class AwsTest(unittest.TestCase):
         ec2 = self.c["ec2"]
         vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
         subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+            ec2.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=f"{REGION}{az}"
+            )["Subnet"]["SubnetId"]
             for i, az in enumerate("abc")
         ]
         return vpc, subnets
 
     def group(self, vpc, name):
-        return self.c["ec2"].create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+        return self.c["ec2"].create_security_group(GroupName=name, Description=name, VpcId=vpc)[
+            "GroupId"
+        ]
 
     def recipe(self, engine="mysql", port=3306, iam_db_auth=False, cluster=False):
         """A VPC, the DB (an instance, or an Aurora cluster with a writer and
@@ -155,14 +175,30 @@ class AwsTest(unittest.TestCase):
         db_sg = self.group(vpc, "db")
         proxy_sg = self.group(vpc, "proxy")
         rds = self.c["rds"]
-        rds.create_db_subnet_group(DBSubnetGroupName="dbs", DBSubnetGroupDescription="d", SubnetIds=subnets)
-        common = dict(VpcSecurityGroupIds=[db_sg], DBSubnetGroupName="dbs", EnableIAMDatabaseAuthentication=iam_db_auth)
+        rds.create_db_subnet_group(
+            DBSubnetGroupName="dbs", DBSubnetGroupDescription="d", SubnetIds=subnets
+        )
+        common = dict(
+            VpcSecurityGroupIds=[db_sg],
+            DBSubnetGroupName="dbs",
+            EnableIAMDatabaseAuthentication=iam_db_auth,
+        )
         if cluster:
             rds.create_db_cluster(
-                DBClusterIdentifier="db", Engine=engine, MasterUsername="admin", MasterUserPassword="secret123!", Port=port, **common
+                DBClusterIdentifier="db",
+                Engine=engine,
+                MasterUsername="admin",
+                MasterUserPassword="secret123!",
+                Port=port,
+                **common,
             )
             for name in ("db-1", "db-2"):
-                rds.create_db_instance(DBInstanceIdentifier=name, DBClusterIdentifier="db", Engine=engine, DBInstanceClass="db.r5.large")
+                rds.create_db_instance(
+                    DBInstanceIdentifier=name,
+                    DBClusterIdentifier="db",
+                    Engine=engine,
+                    DBInstanceClass="db.r5.large",
+                )
         else:
             rds.create_db_instance(
                 DBInstanceIdentifier="db",
@@ -175,13 +211,26 @@ class AwsTest(unittest.TestCase):
                 **common,
             )
         secret = self.c["secretsmanager"].create_secret(
-            Name="db-secret", SecretString=json.dumps({"username": "admin", "password": "secret123!"})
+            Name="db-secret",
+            SecretString=json.dumps({"username": "admin", "password": "secret123!"}),
         )["ARN"]
-        role = self.c["iam"].create_role(RoleName="proxy-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
-        return dict(vpc=vpc, subnets=subnets, db_sg=db_sg, proxy_sg=proxy_sg, secret=secret, role=role, port=port)
+        role = self.c["iam"].create_role(
+            RoleName="proxy-role", AssumeRolePolicyDocument=json.dumps(TRUST)
+        )["Role"]["Arn"]
+        return dict(
+            vpc=vpc,
+            subnets=subnets,
+            db_sg=db_sg,
+            proxy_sg=proxy_sg,
+            secret=secret,
+            role=role,
+            port=port,
+        )
 
     def create_proxy(self, r, name="p1", family="MYSQL", **extra):
-        auth = extra.pop("Auth", [{"AuthScheme": "SECRETS", "SecretArn": r["secret"], "IAMAuth": "DISABLED"}])
+        auth = extra.pop(
+            "Auth", [{"AuthScheme": "SECRETS", "SecretArn": r["secret"], "IAMAuth": "DISABLED"}]
+        )
         return self.c["rds"].create_db_proxy(
             DBProxyName=name,
             EngineFamily=family,
@@ -199,13 +248,31 @@ class AwsTest(unittest.TestCase):
         wait_until(lambda: self.proxy_status(name) == "available")
 
     def allow_secret(self, r):
-        doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": r["secret"]}]}
-        self.c["iam"].put_role_policy(RoleName="proxy-role", PolicyName="secret", PolicyDocument=json.dumps(doc))
+        doc = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": r["secret"],
+                }
+            ],
+        }
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role", PolicyName="secret", PolicyDocument=json.dumps(doc)
+        )
 
     def admit_proxy(self, r):
         self.c["ec2"].authorize_security_group_ingress(
             GroupId=r["db_sg"],
-            IpPermissions=[{"IpProtocol": "tcp", "FromPort": r["port"], "ToPort": r["port"], "UserIdGroupPairs": [{"GroupId": r["proxy_sg"]}]}],
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": r["port"],
+                    "ToPort": r["port"],
+                    "UserIdGroupPairs": [{"GroupId": r["proxy_sg"]}],
+                }
+            ],
         )
 
     def targets(self, name="p1"):

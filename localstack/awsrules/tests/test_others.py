@@ -14,7 +14,9 @@ class SecurityGroups(AwsTest):
         r = self.recipe()
         self.create_proxy(r)
         ec2 = self.c["ec2"]
-        err = self.assertError("DependencyViolation", ec2.delete_security_group, GroupId=r["proxy_sg"])
+        err = self.assertError(
+            "DependencyViolation", ec2.delete_security_group, GroupId=r["proxy_sg"]
+        )
         self.assertIn("has a dependent object", err["Error"]["Message"])
         self.c["rds"].delete_db_proxy(DBProxyName="p1")
         wait_until(lambda: not self.c["rds"].describe_db_proxies()["DBProxies"])
@@ -32,18 +34,37 @@ class SecurityGroups(AwsTest):
     def test_a_group_another_groups_rule_references_cannot_be_deleted(self):
         r = self.recipe()
         self.admit_proxy(r)
-        self.assertError("DependencyViolation", self.c["ec2"].delete_security_group, GroupId=r["proxy_sg"])
+        self.assertError(
+            "DependencyViolation", self.c["ec2"].delete_security_group, GroupId=r["proxy_sg"]
+        )
 
     def test_a_rule_twice_is_duplicate_and_revoking_a_missing_one_not_found(self):
         r = self.recipe()
         self.admit_proxy(r)
         self.assertError("InvalidPermission.Duplicate", self.admit_proxy, r)
-        perm = [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "UserIdGroupPairs": [{"GroupId": r["proxy_sg"]}]}]
-        self.assertError("InvalidPermission.NotFound", self.c["ec2"].revoke_security_group_ingress, GroupId=r["db_sg"], IpPermissions=perm)
+        perm = [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 1,
+                "ToPort": 1,
+                "UserIdGroupPairs": [{"GroupId": r["proxy_sg"]}],
+            }
+        ]
+        self.assertError(
+            "InvalidPermission.NotFound",
+            self.c["ec2"].revoke_security_group_ingress,
+            GroupId=r["db_sg"],
+            IpPermissions=perm,
+        )
 
 
 class Iam(AwsTest):
-    DOC = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}]})
+    DOC = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}],
+        }
+    )
 
     def test_an_attached_policy_cannot_be_deleted(self):
         self.recipe()
@@ -64,7 +85,9 @@ class Iam(AwsTest):
 
     def test_a_role_with_policies_cannot_be_deleted(self):
         self.recipe()
-        self.c["iam"].put_role_policy(RoleName="proxy-role", PolicyName="x", PolicyDocument=self.DOC)
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role", PolicyName="x", PolicyDocument=self.DOC
+        )
         self.assertError("DeleteConflict", self.c["iam"].delete_role, RoleName="proxy-role")
 
 
@@ -75,7 +98,16 @@ class Lambda(AwsTest):
         role = self.c["iam"].create_role(
             RoleName="fn-role",
             AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
             ),
         )["Role"]["Arn"]
         import io
@@ -85,21 +117,38 @@ class Lambda(AwsTest):
         with zipfile.ZipFile(buf, "w") as z:
             z.writestr("index.py", "def handler(e, c):\n    return 1\n")
         self.c["lambda"].create_function(
-            FunctionName="fn", Runtime="python3.12", Role=role, Handler="index.handler", Code={"ZipFile": buf.getvalue()},
+            FunctionName="fn",
+            Runtime="python3.12",
+            Role=role,
+            Handler="index.handler",
+            Code={"ZipFile": buf.getvalue()},
             Environment={"Variables": {"DB_HOST": "db"}},
         )
 
     def test_an_update_is_in_progress_for_a_while_and_a_second_one_conflicts(self):
         self.function()
         lam = self.c["lambda"]
-        out = lam.update_function_configuration(FunctionName="fn", Environment={"Variables": {"DB_HOST": "proxy"}})
-        self.assertEqual(out["LastUpdateStatus"], "InProgress")
-        self.assertEqual(lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"], "InProgress")
-        self.assertError(
-            "ResourceConflictException", lam.update_function_configuration, FunctionName="fn", Environment={"Variables": {}}, status=409
+        out = lam.update_function_configuration(
+            FunctionName="fn", Environment={"Variables": {"DB_HOST": "proxy"}}
         )
-        wait_until(lambda: lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"] == "Successful")
-        lam.update_function_configuration(FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}})
+        self.assertEqual(out["LastUpdateStatus"], "InProgress")
+        self.assertEqual(
+            lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"], "InProgress"
+        )
+        self.assertError(
+            "ResourceConflictException",
+            lam.update_function_configuration,
+            FunctionName="fn",
+            Environment={"Variables": {}},
+            status=409,
+        )
+        wait_until(
+            lambda: lam.get_function_configuration(FunctionName="fn")["LastUpdateStatus"]
+            == "Successful"
+        )
+        lam.update_function_configuration(
+            FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}}
+        )
 
 
 class Control(AwsTest):
@@ -117,7 +166,9 @@ class Control(AwsTest):
         self.assertEqual((calls["DescribeDBProxies"], calls["ListFunctions"]), (2, 1))
 
     def test_the_pace_is_set_over_http_and_a_bad_setting_is_named(self):
-        self.assertEqual(post(self.url + "/awsrules/config", {"proxy_creating": 2})["proxy_creating"], 2)
+        self.assertEqual(
+            post(self.url + "/awsrules/config", {"proxy_creating": 2})["proxy_creating"], 2
+        )
         self.assertEqual(self.get("/awsrules/config")["proxy_creating"], 2)
         with self.assertRaises(urllib.error.HTTPError) as e:
             post(self.url + "/awsrules/config", {"proxy_creatin": 2})

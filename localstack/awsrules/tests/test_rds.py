@@ -19,8 +19,16 @@ class Lifecycle(AwsTest):
         r = self.recipe()
         self.create_proxy(r)
         rds = self.c["rds"]
-        self.assertError("InvalidDBProxyStateFault", rds.register_db_proxy_targets, DBProxyName="p1", DBInstanceIdentifiers=["db"], status=400)
-        self.assertError("InvalidDBProxyStateFault", rds.modify_db_proxy, DBProxyName="p1", DebugLogging=True)
+        self.assertError(
+            "InvalidDBProxyStateFault",
+            rds.register_db_proxy_targets,
+            DBProxyName="p1",
+            DBInstanceIdentifiers=["db"],
+            status=400,
+        )
+        self.assertError(
+            "InvalidDBProxyStateFault", rds.modify_db_proxy, DBProxyName="p1", DebugLogging=True
+        )
         self.assertError(
             "InvalidDBProxyStateFault",
             rds.modify_db_proxy_target_group,
@@ -35,20 +43,30 @@ class Lifecycle(AwsTest):
         self.wait_available()
         other_sg = self.group(r["vpc"], "other")
         p = self.c["rds"].modify_db_proxy(
-            DBProxyName="p1", IdleClientTimeout=300, RequireTLS=True, DebugLogging=True, SecurityGroups=[other_sg]
+            DBProxyName="p1",
+            IdleClientTimeout=300,
+            RequireTLS=True,
+            DebugLogging=True,
+            SecurityGroups=[other_sg],
         )["DBProxy"]
         self.assertEqual(p["Status"], "modifying")
         self.wait_available()
         p = self.c["rds"].describe_db_proxies(DBProxyName="p1")["DBProxies"][0]
-        self.assertEqual((p["IdleClientTimeout"], p["RequireTLS"], p["DebugLogging"]), (300, True, True))
+        self.assertEqual(
+            (p["IdleClientTimeout"], p["RequireTLS"], p["DebugLogging"]), (300, True, True)
+        )
         self.assertEqual(p["VpcSecurityGroupIds"], [other_sg])
 
     def test_modify_renames_and_changes_the_default_auth_scheme(self):
         r = self.recipe()
         self.create_proxy(r)
         self.wait_available()
-        self.c["rds"].modify_db_proxy(DBProxyName="p1", NewDBProxyName="p2", DefaultAuthScheme="IAM_AUTH", Auth=[])
-        self.assertError("DBProxyNotFoundFault", self.c["rds"].describe_db_proxies, DBProxyName="p1")
+        self.c["rds"].modify_db_proxy(
+            DBProxyName="p1", NewDBProxyName="p2", DefaultAuthScheme="IAM_AUTH", Auth=[]
+        )
+        self.assertError(
+            "DBProxyNotFoundFault", self.c["rds"].describe_db_proxies, DBProxyName="p1"
+        )
         p = self.c["rds"].describe_db_proxies(DBProxyName="p2")["DBProxies"][0]
         self.assertEqual(p["DefaultAuthScheme"], "IAM_AUTH")
 
@@ -56,9 +74,13 @@ class Lifecycle(AwsTest):
         r = self.recipe()
         self.create_proxy(r)
         self.wait_available()
-        self.assertEqual(self.c["rds"].delete_db_proxy(DBProxyName="p1")["DBProxy"]["Status"], "deleting")
+        self.assertEqual(
+            self.c["rds"].delete_db_proxy(DBProxyName="p1")["DBProxy"]["Status"], "deleting"
+        )
         self.assertEqual(self.proxy_status(), "deleting")
-        self.assertError("InvalidDBProxyStateFault", self.c["rds"].delete_db_proxy, DBProxyName="p1")
+        self.assertError(
+            "InvalidDBProxyStateFault", self.c["rds"].delete_db_proxy, DBProxyName="p1"
+        )
         wait_until(lambda: not self.c["rds"].describe_db_proxies()["DBProxies"])
 
 
@@ -71,32 +93,55 @@ class Errors(AwsTest):
             (rds.describe_db_proxy_target_groups, {}),
             (rds.register_db_proxy_targets, {"DBInstanceIdentifiers": ["db"]}),
             (rds.deregister_db_proxy_targets, {"DBInstanceIdentifiers": ["db"]}),
-            (rds.modify_db_proxy_target_group, {"TargetGroupName": "default", "ConnectionPoolConfig": {}}),
+            (
+                rds.modify_db_proxy_target_group,
+                {"TargetGroupName": "default", "ConnectionPoolConfig": {}},
+            ),
             (rds.delete_db_proxy, {}),
         ]:
             with self.subTest(call.__name__):
-                self.assertError("DBProxyNotFoundFault", call, DBProxyName="nope", status=404, **kwargs)
+                self.assertError(
+                    "DBProxyNotFoundFault", call, DBProxyName="nope", status=404, **kwargs
+                )
 
     def test_registering_a_missing_db_or_twice_is_refused(self):
         r = self.recipe()
         self.create_proxy(r)
         rds = self.c["rds"]
-        self.assertError("DBInstanceNotFound", rds.register_db_proxy_targets, DBProxyName="p1", DBInstanceIdentifiers=["missing"], status=404)
+        self.assertError(
+            "DBInstanceNotFound",
+            rds.register_db_proxy_targets,
+            DBProxyName="p1",
+            DBInstanceIdentifiers=["missing"],
+            status=404,
+        )
         rds.register_db_proxy_targets(DBProxyName="p1", DBInstanceIdentifiers=["db"])
-        self.assertError("DBProxyTargetAlreadyRegisteredFault", rds.register_db_proxy_targets, DBProxyName="p1", DBInstanceIdentifiers=["db"])
+        self.assertError(
+            "DBProxyTargetAlreadyRegisteredFault",
+            rds.register_db_proxy_targets,
+            DBProxyName="p1",
+            DBInstanceIdentifiers=["db"],
+        )
 
     def test_deregistering_what_is_not_registered_is_not_found(self):
         r = self.recipe()
         self.create_proxy(r)
         self.assertError(
-            "DBProxyTargetNotFoundFault", self.c["rds"].deregister_db_proxy_targets, DBProxyName="p1", DBInstanceIdentifiers=["db"], status=404
+            "DBProxyTargetNotFoundFault",
+            self.c["rds"].deregister_db_proxy_targets,
+            DBProxyName="p1",
+            DBInstanceIdentifiers=["db"],
+            status=404,
         )
 
     def test_an_unknown_target_group_is_not_found(self):
         r = self.recipe()
         self.create_proxy(r)
         self.assertError(
-            "DBProxyTargetGroupNotFoundFault", self.c["rds"].describe_db_proxy_targets, DBProxyName="p1", TargetGroupName="other"
+            "DBProxyTargetGroupNotFoundFault",
+            self.c["rds"].describe_db_proxy_targets,
+            DBProxyName="p1",
+            TargetGroupName="other",
         )
 
 
@@ -117,7 +162,10 @@ class Health(AwsTest):
         self.register(r)
         self.assertEqual(self.targets()[0]["TargetHealth"]["State"], "REGISTERING")
         t = self.settled()
-        self.assertEqual((t["TargetHealth"]["State"], t["TargetHealth"]["Reason"]), ("UNAVAILABLE", "CONNECTION_FAILED"))
+        self.assertEqual(
+            (t["TargetHealth"]["State"], t["TargetHealth"]["Reason"]),
+            ("UNAVAILABLE", "CONNECTION_FAILED"),
+        )
 
     def test_auth_failure_when_the_role_cannot_read_the_secret(self):
         r = self.recipe()
@@ -148,7 +196,9 @@ class Health(AwsTest):
     def test_a_managed_policy_with_a_wildcard_counts(self):
         r = self.recipe()
         self.admit_proxy(r)
-        self.c["iam"].attach_role_policy(RoleName="proxy-role", PolicyArn="arn:aws:iam::aws:policy/SecretsManagerReadWrite")
+        self.c["iam"].attach_role_policy(
+            RoleName="proxy-role", PolicyArn="arn:aws:iam::aws:policy/SecretsManagerReadWrite"
+        )
         self.register(r)
         self.assertEqual(self.settled()["TargetHealth"]["State"], "AVAILABLE")
 
@@ -166,7 +216,16 @@ class Health(AwsTest):
         self.c["iam"].update_assume_role_policy(
             RoleName="proxy-role",
             PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
             ),
         )
         self.register(r)
@@ -187,12 +246,22 @@ class Health(AwsTest):
         r = self.recipe(iam_db_auth=True)
         self.iam_proxy(r)
         self.assertIn("rds-db:connect", self.settled()["TargetHealth"]["Description"])
-        rid = self.c["rds"].describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0]["DbiResourceId"]
+        rid = self.c["rds"].describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0][
+            "DbiResourceId"
+        ]
         doc = {
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{rid}/*"}],
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "rds-db:connect",
+                    "Resource": f"arn:aws:rds-db:us-east-1:123456789012:dbuser:{rid}/*",
+                }
+            ],
         }
-        self.c["iam"].put_role_policy(RoleName="proxy-role", PolicyName="connect", PolicyDocument=json.dumps(doc))
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role", PolicyName="connect", PolicyDocument=json.dumps(doc)
+        )
         self.assertEqual(self.targets()[0]["TargetHealth"], {"State": "AVAILABLE"})
 
     def test_an_aurora_cluster_is_listed_as_aws_lists_it(self):
@@ -201,7 +270,11 @@ class Health(AwsTest):
         self.allow_secret(r)
         self.create_proxy(r, family="POSTGRESQL")
         self.c["rds"].register_db_proxy_targets(DBProxyName="p1", DBClusterIdentifiers=["db"])
-        wait_until(lambda: all(t.get("TargetHealth", {}).get("State") == "AVAILABLE" for t in self.targets()[1:]))
+        wait_until(
+            lambda: all(
+                t.get("TargetHealth", {}).get("State") == "AVAILABLE" for t in self.targets()[1:]
+            )
+        )
         cluster, *instances = self.targets()
         self.assertEqual(cluster["Type"], "TRACKED_CLUSTER")
         self.assertNotIn("TargetHealth", cluster)
@@ -214,16 +287,46 @@ class NewApis(AwsTest):
 
     def test_auth_entries_get_aws_defaults_and_are_checked_against_the_family(self):
         r = self.recipe()
-        p = self.create_proxy(r, Auth=[{"SecretArn": r["secret"]}, {"SecretArn": r["secret"], "ClientPasswordAuthType": "MYSQL_CACHING_SHA2_PASSWORD"}])
-        self.assertEqual([a["ClientPasswordAuthType"] for a in p["Auth"]], ["MYSQL_NATIVE_PASSWORD", "MYSQL_CACHING_SHA2_PASSWORD"])
+        p = self.create_proxy(
+            r,
+            Auth=[
+                {"SecretArn": r["secret"]},
+                {"SecretArn": r["secret"], "ClientPasswordAuthType": "MYSQL_CACHING_SHA2_PASSWORD"},
+            ],
+        )
+        self.assertEqual(
+            [a["ClientPasswordAuthType"] for a in p["Auth"]],
+            ["MYSQL_NATIVE_PASSWORD", "MYSQL_CACHING_SHA2_PASSWORD"],
+        )
         self.assertEqual(p["Auth"][0]["AuthScheme"], "SECRETS")
-        self.assertError("InvalidParameterValue", self.create_proxy, r, name="p2", Auth=[{"SecretArn": r["secret"], "ClientPasswordAuthType": "POSTGRES_MD5"}])
-        self.assertError("InvalidParameterValue", self.create_proxy, r, name="p3", Auth=[{"SecretArn": r["secret"], "IAMAuth": "ENABLED"}])
+        self.assertError(
+            "InvalidParameterValue",
+            self.create_proxy,
+            r,
+            name="p2",
+            Auth=[{"SecretArn": r["secret"], "ClientPasswordAuthType": "POSTGRES_MD5"}],
+        )
+        self.assertError(
+            "InvalidParameterValue",
+            self.create_proxy,
+            r,
+            name="p3",
+            Auth=[{"SecretArn": r["secret"], "IAMAuth": "ENABLED"}],
+        )
 
     def test_default_auth_scheme_and_network_types_are_kept(self):
         r = self.recipe()
-        p = self.create_proxy(r, DefaultAuthScheme="IAM_AUTH", Auth=[], EndpointNetworkType="DUAL", TargetConnectionNetworkType="IPV6")
-        self.assertEqual((p["DefaultAuthScheme"], p["EndpointNetworkType"], p["TargetConnectionNetworkType"]), ("IAM_AUTH", "DUAL", "IPV6"))
+        p = self.create_proxy(
+            r,
+            DefaultAuthScheme="IAM_AUTH",
+            Auth=[],
+            EndpointNetworkType="DUAL",
+            TargetConnectionNetworkType="IPV6",
+        )
+        self.assertEqual(
+            (p["DefaultAuthScheme"], p["EndpointNetworkType"], p["TargetConnectionNetworkType"]),
+            ("IAM_AUTH", "DUAL", "IPV6"),
+        )
         p = self.create_proxy(r, name="p2")
         self.assertEqual((p.get("DefaultAuthScheme"), p["EndpointNetworkType"]), ("NONE", "IPV4"))
 
@@ -240,20 +343,67 @@ class NewApis(AwsTest):
         rds.register_db_proxy_targets(DBProxyName="p1", DBClusterIdentifiers=["db"])
         reader_sg = self.group(r["vpc"], "reader")
         ep = rds.create_db_proxy_endpoint(
-            DBProxyName="p1", DBProxyEndpointName="reader", VpcSubnetIds=r["subnets"][:2], VpcSecurityGroupIds=[reader_sg], TargetRole="READ_ONLY"
+            DBProxyName="p1",
+            DBProxyEndpointName="reader",
+            VpcSubnetIds=r["subnets"][:2],
+            VpcSecurityGroupIds=[reader_sg],
+            TargetRole="READ_ONLY",
         )["DBProxyEndpoint"]
-        self.assertEqual((ep["Status"], ep["TargetRole"], ep["VpcSecurityGroupIds"]), ("creating", "READ_ONLY", [reader_sg]))
-        self.assertError("InvalidDBProxyEndpointStateFault", rds.modify_db_proxy_endpoint, DBProxyEndpointName="reader", VpcSecurityGroupIds=[])
-        wait_until(lambda: rds.describe_db_proxy_endpoints(DBProxyEndpointName="reader")["DBProxyEndpoints"][0]["Status"] == "available")
+        self.assertEqual(
+            (ep["Status"], ep["TargetRole"], ep["VpcSecurityGroupIds"]),
+            ("creating", "READ_ONLY", [reader_sg]),
+        )
+        self.assertError(
+            "InvalidDBProxyEndpointStateFault",
+            rds.modify_db_proxy_endpoint,
+            DBProxyEndpointName="reader",
+            VpcSecurityGroupIds=[],
+        )
+        wait_until(
+            lambda: rds.describe_db_proxy_endpoints(DBProxyEndpointName="reader")[
+                "DBProxyEndpoints"
+            ][0]["Status"]
+            == "available"
+        )
         listed = rds.describe_db_proxy_endpoints(DBProxyName="p1")["DBProxyEndpoints"]
-        self.assertEqual([(e["DBProxyEndpointName"], e["IsDefault"]) for e in listed], [("default", True), ("reader", False)])
-        self.assertError("DBProxyEndpointAlreadyExistsFault", rds.create_db_proxy_endpoint, DBProxyName="p1", DBProxyEndpointName="reader", VpcSubnetIds=r["subnets"])
+        self.assertEqual(
+            [(e["DBProxyEndpointName"], e["IsDefault"]) for e in listed],
+            [("default", True), ("reader", False)],
+        )
+        self.assertError(
+            "DBProxyEndpointAlreadyExistsFault",
+            rds.create_db_proxy_endpoint,
+            DBProxyName="p1",
+            DBProxyEndpointName="reader",
+            VpcSubnetIds=r["subnets"],
+        )
         rds.modify_db_proxy_endpoint(DBProxyEndpointName="reader", NewDBProxyEndpointName="reader2")
-        wait_until(lambda: rds.describe_db_proxy_endpoints(DBProxyEndpointName="reader2")["DBProxyEndpoints"][0]["Status"] == "available")
-        self.assertEqual(rds.delete_db_proxy_endpoint(DBProxyEndpointName="reader2")["DBProxyEndpoint"]["Status"], "deleting")
-        self.assertError("InvalidDBProxyEndpointStateFault", rds.delete_db_proxy_endpoint, DBProxyEndpointName="default")
-        wait_until(lambda: len(rds.describe_db_proxy_endpoints(DBProxyName="p1")["DBProxyEndpoints"]) == 1)
-        self.assertError("DBProxyEndpointNotFoundFault", rds.describe_db_proxy_endpoints, DBProxyEndpointName="reader2", status=404)
+        wait_until(
+            lambda: rds.describe_db_proxy_endpoints(DBProxyEndpointName="reader2")[
+                "DBProxyEndpoints"
+            ][0]["Status"]
+            == "available"
+        )
+        self.assertEqual(
+            rds.delete_db_proxy_endpoint(DBProxyEndpointName="reader2")["DBProxyEndpoint"][
+                "Status"
+            ],
+            "deleting",
+        )
+        self.assertError(
+            "InvalidDBProxyEndpointStateFault",
+            rds.delete_db_proxy_endpoint,
+            DBProxyEndpointName="default",
+        )
+        wait_until(
+            lambda: len(rds.describe_db_proxy_endpoints(DBProxyName="p1")["DBProxyEndpoints"]) == 1
+        )
+        self.assertError(
+            "DBProxyEndpointNotFoundFault",
+            rds.describe_db_proxy_endpoints,
+            DBProxyEndpointName="reader2",
+            status=404,
+        )
 
     def test_a_read_only_endpoint_needs_a_cluster_target(self):
         r = self.recipe()
@@ -271,7 +421,11 @@ class NewApis(AwsTest):
     def test_the_pool_keeps_its_init_query(self):
         r = self.recipe()
         self.create_proxy(r)
-        self.c["rds"].modify_db_proxy_target_group(DBProxyName="p1", TargetGroupName="default", ConnectionPoolConfig={"InitQuery": "SET x=1"})
+        self.c["rds"].modify_db_proxy_target_group(
+            DBProxyName="p1",
+            TargetGroupName="default",
+            ConnectionPoolConfig={"InitQuery": "SET x=1"},
+        )
         tg = self.c["rds"].describe_db_proxy_target_groups(DBProxyName="p1")["TargetGroups"][0]
         self.assertEqual(tg["ConnectionPoolConfig"]["InitQuery"], "SET x=1")
 
