@@ -15,7 +15,9 @@
 //! Exit status 1 when a target is missed.
 //!
 //! Settings: BENCH_LATENCY_MS (100), BENCH_CREATING_S (20),
-//! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_SKIP_BOOK=1 to
+//! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_ENI_LINGER_S (5:
+//! the deleted proxy's network interfaces keep its group in use),
+//! BENCH_LAMBDA_UPDATING_S (1: a function's update InProgress), BENCH_SKIP_BOOK=1 to
 //! leave out the shell scripts, BENCH_VERBOSE=1 to print each command's
 //! output (each step's line ends with its own duration).
 
@@ -144,6 +146,8 @@ struct Pace {
     creating: Duration,
     registering: Duration,
     deleting: Duration,
+    eni_linger: Duration,
+    lambda_updating: Duration,
 }
 
 fn main() {
@@ -153,6 +157,8 @@ fn main() {
         creating: Duration::from_secs(setting("BENCH_CREATING_S", 20)),
         registering: Duration::from_secs(setting("BENCH_REGISTERING_S", 10)),
         deleting: Duration::from_secs(setting("BENCH_DELETING_S", 20)),
+        eni_linger: Duration::from_secs(setting("BENCH_ENI_LINGER_S", 5)),
+        lambda_updating: Duration::from_secs(setting("BENCH_LAMBDA_UPDATING_S", 1)),
     };
     let with_book = std::env::var("BENCH_SKIP_BOOK").is_err();
     let awscli_bin = Path::new(ROOT).join("benches/book/.venv/bin");
@@ -170,13 +176,13 @@ fn main() {
     let mut ws = emu.workspace("bench-tool");
     let faults = FaultProxy::start(&emu.url);
     faults.latency(latency);
-    // Only these three: the others (ENIs lingering, a function's update in
-    // progress) stay at the tests' short pace, as in earlier runs.
     emu.configure(&format!(
-        r#"{{"proxy_creating": {}, "target_registering": {}, "proxy_deleting": {}}}"#,
+        r#"{{"proxy_creating": {}, "target_registering": {}, "proxy_deleting": {}, "proxy_eni_linger": {}, "lambda_updating": {}}}"#,
         pace.creating.as_secs_f64(),
         pace.registering.as_secs_f64(),
-        pace.deleting.as_secs_f64()
+        pace.deleting.as_secs_f64(),
+        pace.eni_linger.as_secs_f64(),
+        pace.lambda_updating.as_secs_f64()
     ));
     ws.set_endpoint(&faults.url);
 
@@ -207,20 +213,22 @@ fn main() {
     // for each call on the longest chain of calls that must follow one
     // another. Run: CreateRole -> CreateDBProxy -> (creating) ->
     // RegisterDBProxyTargets -> (registering) -> UpdateFunctionConfiguration
-    // -> Invoke. Rollback: UpdateFunctionConfiguration (DB_HOST back) ->
-    // DeregisterDBProxyTargets -> DeleteDBProxy -> (deleting) ->
-    // DeleteSecurityGroup.
-    let run_path = pace.creating + pace.registering + latency * 5;
-    let rollback_path = pace.deleting + latency * 4;
+    // -> (updating) -> Invoke. Rollback: UpdateFunctionConfiguration (DB_HOST
+    // back) -> (updating) -> DeregisterDBProxyTargets -> DeleteDBProxy ->
+    // (deleting) -> (ENIs linger) -> DeleteSecurityGroup.
+    let run_path = pace.creating + pace.registering + pace.lambda_updating + latency * 5;
+    let rollback_path = pace.lambda_updating + pace.deleting + pace.eni_linger + latency * 4;
     let rerun_budget = latency + Duration::from_millis(500);
 
     println!();
     println!(
-        "rds-proxy-runbook benchmark: {} ms per API call; proxy creating {} s, target REGISTERING {} s, deleting {} s",
+        "rds-proxy-runbook benchmark: {} ms per API call; proxy creating {} s, target REGISTERING {} s, deleting {} s, ENIs linger {} s, Lambda update {} s",
         latency.as_millis(),
         pace.creating.as_secs(),
         pace.registering.as_secs(),
-        pace.deleting.as_secs()
+        pace.deleting.as_secs(),
+        pace.eni_linger.as_secs(),
+        pace.lambda_updating.as_secs()
     );
     println!(
         "{:<26} {:>9} {:>9} {:>11} {:>9}",

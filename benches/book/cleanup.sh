@@ -28,7 +28,11 @@ aws ec2 revoke-security-group-ingress --protocol tcp --port 3306 \
   --source-group "$DB_APP_FUNCTION_SG_ID" --group-id "$RDS_PROXY_SG_ID" > /dev/null
 aws ec2 revoke-security-group-ingress --protocol tcp --port 3306 \
   --source-group "$RDS_PROXY_SG_ID" --group-id "$RDS_SG" > /dev/null
-aws ec2 delete-security-group --group-id "$RDS_PROXY_SG_ID"
+# The deleted proxy's network interfaces keep the group in use for a while
+# (DependencyViolation): try again every POLL seconds, as a person would.
+until aws ec2 delete-security-group --group-id "$RDS_PROXY_SG_ID" 2>/dev/null; do
+  sleep "$POLL"
+done
 aws iam detach-role-policy --role-name "$DB_APP_FUNCTION_ROLE_NAME" --policy-arn "$POLICY_ARN"
 aws iam delete-policy --policy-arn "$POLICY_ARN"
 aws iam detach-role-policy --role-name "$ROLE" \
