@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole recipe 4.3 against a local emulator, from a fresh machine:
-# start (or reuse) moto, seed the preconditions, build the CLI, then
+# start (or reuse) the emulator (moto + awsrules), seed the preconditions,
+# build the CLI, then
 # plan / run / status / run again (the second run must change nothing).
 # Works from any directory. Leaves the emulator running.
 set -euo pipefail

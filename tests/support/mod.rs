@@ -780,8 +780,6 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
     );
 }
 
-/// Sets (or, with None, removes) one variable of a Lambda function, keeping
-/// the others, as a person would in the console.
 /// Waits until the DB proxy `name` is `available` (the emulator, like AWS,
 /// has it `creating` for a while).
 pub async fn wait_available(config: &aws_config::SdkConfig, name: &str) {
@@ -808,6 +806,8 @@ pub async fn wait_available(config: &aws_config::SdkConfig, name: &str) {
     }
 }
 
+/// Sets (or, with None, removes) one variable of a Lambda function, keeping
+/// the others, as a person would in the console.
 pub fn set_function_variable(emu: &Emulator, function: &str, variable: &str, value: Option<&str>) {
     let config = emu.sdk_config();
     runtime().block_on(async {
