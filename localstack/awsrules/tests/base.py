@@ -30,16 +30,15 @@ from awsrules import settings  # noqa: E402
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 PLAIN = os.environ.get("AWSRULES_TEST_PLAIN") == "1"
 REGION = "us-east-1"
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "rds.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+
+
+def trust(service: str) -> dict:
+    """A trust policy that lets `service` assume the role."""
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+TRUST = trust("rds.amazonaws.com")
 
 
 def _free_port() -> int:

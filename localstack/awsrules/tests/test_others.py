@@ -4,7 +4,7 @@ API (control.py), against boto3."""
 import json
 import urllib.request
 
-from .base import AwsTest, post, wait_until
+from .base import AwsTest, trust, post, wait_until
 
 
 class SecurityGroups(AwsTest):
@@ -97,18 +97,7 @@ class Lambda(AwsTest):
     def function(self):
         role = self.c["iam"].create_role(
             RoleName="fn-role",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            AssumeRolePolicyDocument=json.dumps(trust("lambda.amazonaws.com")),
         )["Role"]["Arn"]
         import io
         import zipfile

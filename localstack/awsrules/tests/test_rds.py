@@ -3,7 +3,7 @@
 import json
 import time
 
-from .base import AwsTest, wait_until
+from .base import AwsTest, trust, wait_until
 
 
 class Lifecycle(AwsTest):
@@ -215,18 +215,7 @@ class Health(AwsTest):
         self.allow_secret(r)
         self.c["iam"].update_assume_role_policy(
             RoleName="proxy-role",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            PolicyDocument=json.dumps(trust("ec2.amazonaws.com")),
         )
         self.register(r)
         self.assertIn("rds.amazonaws.com", self.settled()["TargetHealth"]["Description"])
