@@ -53,7 +53,8 @@ def users_of(account_id: str, region: str, group_id: str) -> list:
         users.append("network interfaces of a deleted DB proxy")
     for db in list(backend.databases.values()) + list(backend.clusters.values()):
         if group_id in (db.vpc_security_group_ids or []):
-            users.append(f"DB {db.resource_id if hasattr(db, 'resource_id') else ''}".strip())
+            name = getattr(db, "db_instance_identifier", None) or db.db_cluster_identifier
+            users.append(f"DB {name}")
     ec2 = ec2_backends[account_id][region]
     for groups in ec2.groups.values():
         for other in groups.values():

@@ -265,18 +265,20 @@ def _health(backend: RDSBackend, proxy: DBProxy, reg, db) -> dict:
             "Reason": "UNREACHABLE",
             "Description": "The DB no longer exists.",
         }
-    sgs = db.vpc_security_group_ids
-    if reg.kind == "cluster":
-        sgs = backend.clusters[reg.rds_id].vpc_security_group_ids
+    # What was registered (the cluster, for a cluster's instance) holds the
+    # security groups and the IAM setting.
+    registered = _db_of(backend, reg) or db
     ec2 = ec2_backends[backend.account_id][backend.region_name]
-    if not group_admits(ec2, sgs, proxy.vpc_security_group_ids, int(db.port)):
+    if not group_admits(
+        ec2, registered.vpc_security_group_ids, proxy.vpc_security_group_ids, int(db.port)
+    ):
         return {
             "State": "UNAVAILABLE",
             "Reason": "CONNECTION_FAILED",
             "Description": f"Database host couldn't be reached: its security groups do not admit "
             f"the proxy's on port {db.port}.",
         }
-    why = _can_log_in(backend, proxy, backend.clusters[reg.rds_id] if reg.kind == "cluster" else db)
+    why = _can_log_in(backend, proxy, registered)
     if why:
         return {"State": "UNAVAILABLE", "Reason": "AUTH_FAILURE", "Description": why}
     return {"State": "AVAILABLE"}
