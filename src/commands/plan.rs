@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
-use crate::engine::{edited_since_applied, needs, pending, resolve};
+use crate::engine::{edited_since_applied, identity_edited, needs, pending, resolve};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
 use crate::preflight::preflight_verdict;
@@ -38,8 +38,9 @@ struct PlanReport {
 #[derive(Serialize)]
 struct PlanStep {
     name: String,
-    /// create, finish, none, drifted, blocked, changed (in the runbook since
-    /// applied), verify.
+    /// create, finish, update (in place, the runbook edited), drift (in
+    /// place, changed outside the runbook: put back), replace (needs a new
+    /// resource: refused), none, blocked, verify.
     action: &'static str,
     what: String,
     /// Steps whose outputs this one waits for.
@@ -62,10 +63,17 @@ struct Blocked {
     exit_code: i32,
 }
 
+/// Why a step that needs a new resource is blocked.
+const REPLACE_REFUSED: &str = "only a new resource would match, and this tool does not replace \
+     resources yet: `run` refuses, changing nothing; undo the edit, or roll back from this step \
+     and run again";
+
 #[derive(Serialize, Default)]
 struct Summary {
     create: usize,
     finish: usize,
+    /// Updates in place: runbook edits, and changes made by hand put back.
+    update: usize,
     done: usize,
     blocked: usize,
     verify: usize,
@@ -94,10 +102,12 @@ pub async fn plan(
         let (inputs, missing) = resolve(step, &rb, &state);
         let what = step.describe(&inputs)?;
         let bar = StepBar::silent(name);
+        let recorded = state.record(name).cloned();
         let cx = Ctx {
             aws: &aws,
             runbook: &rb.name,
             bar: &bar,
+            recorded: recorded.as_ref(),
         };
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
         let origin = state.record(name).and_then(|r| r.origin);
@@ -119,14 +129,10 @@ pub async fn plan(
                 Ok(p) => p,
                 Err(e) => failed(e),
             }
-        } else if let Some(changes) = edited_since_applied(name, &rb, &state) {
-            block(
-                EXIT_BAD_INPUT,
-                "the runbook changed after the step was applied: `run` refuses until the \
-                 edit is undone or the step rolled back"
-                    .into(),
-            );
-            ("changed", changes)
+        } else if let Some(why) = Some(identity_edited(name, &rb, &state)).filter(|w| !w.is_empty())
+        {
+            block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
+            ("replace", why)
         } else {
             match step.check(&cx, &inputs).await {
                 Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
@@ -146,12 +152,23 @@ pub async fn plan(
                     record_done(&mut state, name, outputs);
                     ("none", Vec::new())
                 }
-                Ok(Found::Drifted(diffs)) => {
-                    block(
-                        EXIT_STEP_FAILED,
-                        "it differs from the runbook: `run` fails on it".into(),
-                    );
-                    ("drifted", diffs)
+                Ok(Found::Update(diffs)) => {
+                    // Whether the runbook moved, or only the account did.
+                    match edited_since_applied(name, &rb, &state) {
+                        Some(edits) => {
+                            let mut lines = diffs;
+                            lines.push(format!(
+                                "(runbook edited since applied: {})",
+                                edits.join("; ")
+                            ));
+                            ("update", lines)
+                        }
+                        None => ("drift", diffs),
+                    }
+                }
+                Ok(Found::Replace(why)) => {
+                    block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
+                    ("replace", why)
                 }
                 Ok(Found::Foreign(why)) => {
                     block(EXIT_STEP_FAILED, why.clone());
@@ -168,6 +185,7 @@ pub async fn plan(
             _ if blocked.is_some() => summary.blocked += 1,
             "create" => summary.create += 1,
             "finish" => summary.finish += 1,
+            "update" | "drift" => summary.update += 1,
             "none" => summary.done += 1,
             "verify" => summary.verify += 1,
             _ => summary.blocked += 1,
@@ -194,7 +212,7 @@ pub async fn plan(
     let blocked_code = gate(&[EXIT_BAD_INPUT])
         .or_else(|| (!preflight.problems.is_empty()).then_some(EXIT_PREFLIGHT))
         .or_else(|| gate(&[EXIT_STEP_FAILED]));
-    let changes = summary.create + summary.finish > 0;
+    let changes = summary.create + summary.finish + summary.update > 0;
     let (result, exit_code) = match blocked_code {
         Some(code) => ("blocked", code),
         None if changes => ("changes", if detailed_exitcode { EXIT_CHANGES } else { 0 }),
@@ -268,10 +286,11 @@ fn print_text(r: &PlanReport) {
         let (mark, label) = match s.action {
             "create" => ("+", "to create"),
             "finish" => ("~", "to finish"),
+            "update" => ("~", "update in place"),
+            "drift" => ("~", "changed outside the runbook, to put back"),
+            "replace" => ("-/+", "replace (refused)"),
             "none" => ("=", "done"),
             "verify" => ("?", "will verify"),
-            "changed" => ("!", "changed in the runbook since it was applied"),
-            "drifted" => ("!", "drifted"),
             _ => ("!", "blocked"),
         };
         let after = if s.after.is_empty() {
@@ -292,15 +311,15 @@ fn print_text(r: &PlanReport) {
         0 => String::new(),
         n => format!(" ({n} verification step(s) will run)"),
     };
-    if m.create + m.finish + m.blocked == 0 {
+    if m.create + m.finish + m.update + m.blocked == 0 {
         println!(
             "Nothing to change: all {} steps are done{verifies}.",
             m.done
         );
     } else {
         println!(
-            "Plan: {} to create, {} to finish, {} done, {} drifted or blocked{verifies}.",
-            m.create, m.finish, m.done, m.blocked
+            "Plan: {} to create, {} to finish, {} to update in place, {} done, {} blocked{verifies}.",
+            m.create, m.finish, m.update, m.done, m.blocked
         );
     }
 }

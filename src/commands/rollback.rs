@@ -177,10 +177,12 @@ pub(crate) async fn undo_step(
         bar.finish("!", "left alone: adopted, not created by this state");
         return Ok("left alone");
     }
+    // Rollback works from the recorded inputs and `before` alone.
     let cx = Ctx {
         aws,
         runbook: &rb.name,
         bar: &bar,
+        recorded: None,
     };
     let undone = async {
         // At the moment of acting: no function may point at the proxy.

@@ -15,7 +15,7 @@ use crate::engine::runner::{
 };
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
-use crate::engine::{edited_since_applied, resolve, select};
+use crate::engine::{identity_edited, replacement_refused, resolve, select};
 use crate::error::Failure;
 use crate::open::{
     EnvMode, Options, command_hint, load_runbook, record_place, save, state_error, state_path,
@@ -47,25 +47,15 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     let _lock = Lock::acquire(&path).map_err(state_error)?;
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
 
-    // Catch a runbook edited after a step was applied before touching AWS.
-    for name in &selected {
-        if let Some(changes) = edited_since_applied(name, &rb, &state) {
-            let changes = changes.join("; ");
-            let back_to = rb
-                .step_names()
-                .take_while(|n| n != name)
-                .last()
-                .map_or_else(
-                    || format!("{} --yes", command_hint("rollback", &rb, opts)),
-                    |prev| format!("{} --to {prev} --yes", command_hint("rollback", &rb, opts)),
-                );
-            return Err(Failure::bad_input(format!(
-                "the runbook changed after step `{name}` was applied ({changes}); \
-                     nothing was changed. Undo the edit, or roll back from that step (which \
-                     also undoes every step after it) and run again: `{back_to}` then `{}`",
-                command_hint("run", &rb, opts)
-            )));
-        }
+    // An edit that would need a new resource is refused before touching
+    // AWS; every other edit is applied in place by the step's update.
+    let replaced: Vec<(String, Vec<String>)> = selected
+        .iter()
+        .map(|n| (n.to_string(), identity_edited(n, &rb, &state)))
+        .filter(|(_, why)| !why.is_empty())
+        .collect();
+    if !replaced.is_empty() {
+        return Err(replacement_refused(&replaced, &rb, opts));
     }
 
     let verb = if resume { "Resume" } else { "Run" };
@@ -121,12 +111,14 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
         .collect();
     let prechecks = futures_util::future::join_all(checkable.iter().map(|(name, inputs)| {
         let (aws, rb_name) = (&aws, &rb.name);
+        let recorded = state.record(name);
         async move {
             let bar = StepBar::silent(name);
             let cx = Ctx {
                 aws,
                 runbook: rb_name,
                 bar: &bar,
+                recorded,
             };
             let step = steps::get(name).expect("validated");
             let found = step.check(&cx, inputs).await;
@@ -176,6 +168,16 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
         .collect();
     if !foreign.is_empty() {
         return Err(not_this_states(&foreign, &path, &run_hint));
+    }
+    let replaced: Vec<(String, Vec<String>)> = selected
+        .iter()
+        .filter_map(|n| match &prechecked.get(*n)?.1 {
+            Found::Replace(why) => Some((n.to_string(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    if !replaced.is_empty() {
+        return Err(replacement_refused(&replaced, &rb, opts));
     }
     for name in &selected {
         let step = steps::get(name).expect("validated");

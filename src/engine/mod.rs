@@ -142,6 +142,68 @@ pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> O
         .then(|| changed_fields(rec.inputs.as_ref(), &inputs))
 }
 
+/// The fields naming what `name` made that the runbook changed since the
+/// state recorded them (`field: old -> new`): applying the new ones would
+/// make another resource and leave the recorded one behind.
+pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
+    let Some(step) = steps::get(name) else {
+        return Vec::new();
+    };
+    let Some(old) = state
+        .record(name)
+        .filter(|r| r.status.may_have_changed_account())
+        .and_then(|r| r.inputs.as_ref())
+    else {
+        return Vec::new();
+    };
+    let (new, missing) = resolve(step, rb, state);
+    step.identity()
+        .iter()
+        .filter_map(|field| {
+            let (a, b) = (old.get(*field), new.get(*field));
+            // An output not known yet (the step it reads is not applied)
+            // is no edit.
+            let unresolved = missing.iter().any(|(s, o)| {
+                b.and_then(Value::as_str)
+                    .is_some_and(|t| t.contains(&format!("${{steps.{s}.{o}}}")))
+            });
+            (a != b && !unresolved).then(|| format!("{field}: {} -> {}", show(a), show(b)))
+        })
+        .collect()
+}
+
+/// The error for edits that would need a new resource (`why`: each step
+/// and what changed), with the way back.
+pub(crate) fn replacement_refused(
+    why: &[(String, Vec<String>)],
+    rb: &Runbook,
+    opts: &crate::open::Options,
+) -> anyhow::Error {
+    use crate::open::command_hint;
+    let list: Vec<String> = why
+        .iter()
+        .map(|(step, what)| format!("  {step}: {}", what.join("; ")))
+        .collect();
+    let first = &why[0].0;
+    let back_to = rb
+        .step_names()
+        .take_while(|n| n != first)
+        .last()
+        .map_or_else(
+            || format!("{} --yes", command_hint("rollback", rb, opts)),
+            |prev| format!("{} --to {prev} --yes", command_hint("rollback", rb, opts)),
+        );
+    Failure::bad_input(format!(
+        "these changes need a new resource, which AWS cannot make from the old one in \
+         place:\n{}\nThis tool does not replace resources yet (every other edit is applied \
+         in place). Nothing was changed. Undo the edit, or roll back from `{first}` (which \
+         also undoes every step after it: the functions go back to the DB directly) and run \
+         again: `{back_to}` then `{}`",
+        list.join("\n"),
+        command_hint("run", rb, opts)
+    ))
+}
+
 /// The runbook's steps, then any step the state knows that the runbook no
 /// longer lists (still ours to roll back).
 pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {

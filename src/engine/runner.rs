@@ -75,7 +75,9 @@ pub(crate) fn not_this_states(
 pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool) -> Option<bool> {
     match (origin, found) {
         (Some(_), _) => None,
-        (None, Found::Done(_)) => (!adopt).then_some(false),
+        // There and finished, as the runbook says or to be changed in
+        // place once taken over.
+        (None, Found::Done(_) | Found::Update(_) | Found::Replace(_)) => (!adopt).then_some(false),
         (None, Found::Incomplete(_)) => Some(true),
         (None, _) => None,
     }
@@ -110,7 +112,8 @@ pub(crate) fn unmet(
         None => Some("its inputs are not applied".into()),
         Some(Found::Missing) => Some("applied, but missing from the account".into()),
         Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
-        Some(Found::Drifted(diffs)) => Some(format!("drifted: {}", diffs.join("; "))),
+        Some(Found::Update(diffs)) => Some(format!("differs: {}", diffs.join("; "))),
+        Some(Found::Replace(why)) => Some(format!("needs replacing: {}", why.join("; "))),
         Some(Found::Foreign(why)) => Some(why.clone()),
     }
 }
@@ -253,10 +256,12 @@ impl Runner<'_> {
                 Some(found) => Some(found),
                 None if missing.is_empty() && status == Status::Applied => {
                     let bar = StepBar::silent(dep);
+                    let recorded = self.store.read(|s| s.record(dep).cloned());
                     let cx = Ctx {
                         aws: self.aws,
                         runbook: &self.rb.name,
                         bar: &bar,
+                        recorded: recorded.as_ref(),
                     };
                     Some(step.check(&cx, &inputs).await?)
                 }
@@ -300,10 +305,12 @@ impl Runner<'_> {
             None => None,
         };
         let bar = self.progress.step(name);
+        let recorded = self.store.read(|s| s.record(name).cloned());
         let cx = Ctx {
             aws: self.aws,
             runbook: &self.rb.name,
             bar: &bar,
+            recorded: recorded.as_ref(),
         };
         // A verification changes nothing, so it has nothing to check first.
         let found = if !step.changes_account() {
@@ -320,7 +327,7 @@ impl Runner<'_> {
         tracing::debug!(step = %name, ?found, "checked the account");
         // What this state never acted on is not ours, though it carries
         // our tag: refused, or taken over on request.
-        let origin = self.store.read(|s| s.record(name).and_then(|r| r.origin));
+        let origin = recorded.as_ref().and_then(|r| r.origin);
         if let Some(unfinished) = made_elsewhere(origin, &found, self.adopt) {
             bar.finish("✗", "not made by this state");
             return Err(not_this_states(
@@ -367,7 +374,7 @@ impl Runner<'_> {
                 bar.finish("=", note);
                 Ok(Outcome::Unchanged)
             }
-            Found::Missing | Found::Incomplete(_) => {
+            Found::Missing | Found::Incomplete(_) | Found::Update(_) => {
                 // Never act before what this step waits on is in place in
                 // the account (a --step or --from past its order).
                 let waits = self.unmet_waits(name).await.inspect_err(|_| {
@@ -394,14 +401,30 @@ impl Runner<'_> {
                         Answer::Yes => {}
                     }
                 }
-                let finishing = match &found {
+                let verb = match &found {
                     Found::Incomplete(why) => {
                         self.progress.line(format!("  {name}: {why}"));
-                        true
+                        "finished"
                     }
-                    _ => false,
+                    Found::Update(diffs) => {
+                        let edited = recorded.as_ref().and_then(|r| r.checksum.as_deref())
+                            != Some(checksum.as_str());
+                        let how = if edited {
+                            "updating in place"
+                        } else {
+                            "changed outside the runbook, putting it back"
+                        };
+                        self.progress
+                            .line(format!("  {name}: {how}: {}", diffs.join("; ")));
+                        if edited {
+                            "updated in place"
+                        } else {
+                            "put back"
+                        }
+                    }
+                    _ => "created",
                 };
-                if !finishing && was == Status::Applied && step.changes_account() {
+                if verb == "created" && was == Status::Applied && step.changes_account() {
                     self.progress.line(format!(
                         "  note: step `{name}` was applied but is missing from the account \
                          (deleted by hand?); creating it again"
@@ -409,15 +432,24 @@ impl Runner<'_> {
                 }
                 // What the step replaces, read once before it first acts: a
                 // retry must not mistake our own change for the original.
-                let mut before = self
-                    .store
-                    .read(|s| s.record(name).and_then(|r| r.before.clone()));
-                if before.is_none() {
-                    before = step.before(&cx, &inputs).await.inspect_err(|_| {
+                let recorded_before = recorded.as_ref().and_then(|r| r.before.clone());
+                let before = step
+                    .before(&cx, &inputs, recorded_before)
+                    .await
+                    .inspect_err(|_| {
                         bar.finish("✗", "failed");
                     })?;
-                }
+                // An update or a finish keeps what was adopted adopted (or,
+                // with --adopt, takes it over); only a create makes it ours.
+                let keeps = match found {
+                    Found::Missing => None,
+                    _ if origin.is_none() => Some(Origin::Adopted),
+                    _ => origin,
+                };
                 self.store.advance(name, Event::Start, |rec| {
+                    if let Some(o) = keeps {
+                        rec.origin = Some(o);
+                    }
                     rec.inputs = Some(inputs.clone());
                     rec.checksum = Some(checksum);
                     rec.before = before;
@@ -439,6 +471,7 @@ impl Runner<'_> {
                 let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
                 self.store.advance(name, Event::Applied, |rec| {
                     rec.outputs = outputs;
+                    rec.before = step.settled_before(&inputs, rec.before.take());
                 })?;
                 let what = step.describe(&inputs)?;
                 if !step.changes_account() {
@@ -446,17 +479,19 @@ impl Runner<'_> {
                     return Ok(Outcome::Verified);
                 }
                 self.changed.lock().expect("lock").insert(name.to_string());
-                let verb = if finishing { "finished" } else { "created" };
                 bar.finish("✓", format!("{verb}: {what}"));
                 Ok(Outcome::Changed)
             }
-            Found::Drifted(diffs) => {
-                bar.finish("✗", "drifted");
-                anyhow::bail!(
-                    "{} differs from the runbook: {}. Fix the runbook to match, or roll the step back and run again",
+            Found::Replace(why) => {
+                bar.finish("✗", "needs replacing");
+                Err(Failure::bad_input(format!(
+                    "{} differs from the runbook in what AWS cannot change in place: {}. Only \
+                     a new one would match, and this tool does not replace resources yet: \
+                     undo the edit, or roll back from step `{name}` (which also undoes the \
+                     steps after it) and run again. Nothing was changed by this step",
                     step.describe(&inputs)?,
-                    diffs.join("; ")
-                )
+                    why.join("; ")
+                )))
             }
             Found::Foreign(why) => {
                 bar.finish("✗", "blocked");

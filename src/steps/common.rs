@@ -1,5 +1,7 @@
 //! Account reads that several steps share.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use serde_json::Value;
@@ -67,4 +69,87 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How a resource's tags must change to carry the runbook's `tags`.
+#[derive(Debug, Default, PartialEq)]
+pub struct TagChanges {
+    /// Missing, or with another value.
+    pub set: Vec<(String, String)>,
+    /// Set by an earlier run and no longer in the runbook. A tag someone
+    /// added by hand is left alone, and our ownership tag is never removed.
+    pub remove: Vec<String>,
+    /// `tag K: old -> new`, for the plan.
+    pub lines: Vec<String>,
+}
+
+impl TagChanges {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// What to change on tags `have` so the resource carries `want`; `earlier`
+/// is what the last applied inputs asked for (the tags ours to remove).
+pub fn tag_changes<'t>(
+    have: impl Iterator<Item = (&'t str, &'t str)>,
+    want: &BTreeMap<String, String>,
+    earlier: Option<&BTreeMap<String, String>>,
+) -> TagChanges {
+    let have: BTreeMap<&str, &str> = have.collect();
+    let mut out = TagChanges::default();
+    for (k, v) in want {
+        let now = have.get(k.as_str()).copied();
+        if now != Some(v.as_str()) {
+            out.set.push((k.clone(), v.clone()));
+            out.lines
+                .push(format!("tag {k}: {} -> {v}", now.unwrap_or("(none)")));
+        }
+    }
+    for k in earlier.into_iter().flat_map(|e| e.keys()) {
+        if want.contains_key(k) || k == crate::runbook::OWNER_TAG {
+            continue;
+        }
+        if let Some(now) = have.get(k.as_str()) {
+            out.remove.push(k.clone());
+            out.lines.push(format!("tag {k}: {now} -> (removed)"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tags_are_set_and_only_ours_removed() {
+        let owner = crate::runbook::OWNER_TAG;
+        let have = [(owner, "rb"), ("team", "a"), ("old", "x"), ("by-hand", "y")];
+        let want = map(&[(owner, "rb"), ("team", "b"), ("new", "n")]);
+        let earlier = map(&[(owner, "rb"), ("team", "a"), ("old", "x"), ("gone", "z")]);
+        let c = tag_changes(have.iter().copied(), &want, Some(&earlier));
+        assert_eq!(
+            c.set,
+            vec![("new".into(), "n".into()), ("team".into(), "b".into())]
+        );
+        assert_eq!(c.remove, vec!["old".to_string()], "not by-hand, not gone");
+        assert_eq!(
+            c.lines,
+            vec![
+                "tag new: (none) -> n",
+                "tag team: a -> b",
+                "tag old: x -> (removed)"
+            ]
+        );
+        let same = tag_changes(have.iter().copied(), &map(&[(owner, "rb")]), None);
+        assert!(same.is_empty(), "{same:?}");
+    }
 }

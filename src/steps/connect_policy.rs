@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::decode_policy;
-use super::common::{function_configuration, policy_attached};
+use super::common::{TagChanges, function_configuration, policy_attached, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
@@ -67,6 +67,7 @@ pub fn versions_to_prune(versions: &[PolicyVersion]) -> Vec<String> {
 struct PolicyFound {
     ours: bool,
     document: Option<Value>,
+    tags: Vec<(String, String)>,
 }
 
 fn policy_arn(account: &str, name: &str) -> String {
@@ -99,6 +100,11 @@ async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
         .map_err(|e| anyhow::anyhow!("cannot read {arn} {version}: {}", describe_error(&e)))?;
     Ok(Some(PolicyFound {
         ours: cx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        tags: tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
         document: doc
             .policy_version()
             .and_then(|v| v.document())
@@ -130,6 +136,97 @@ async fn delete_version(cx: &Ctx<'_>, arn: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The roles no longer used (see [`roles_no_longer_used`]) that still have
+/// the policy attached.
+async fn detach_needed(cx: &Ctx<'_>, arn: &str, roles: &[String]) -> Result<Vec<String>> {
+    let stale = roles_no_longer_used(cx, roles);
+    let attached = try_join_all(stale.iter().map(|r| policy_attached(cx, r, arn))).await?;
+    Ok(stale
+        .into_iter()
+        .zip(attached)
+        .filter_map(|(r, a)| a.then_some(r))
+        .collect())
+}
+
+async fn detach(cx: &Ctx<'_>, arn: &str, role: &str) -> Result<()> {
+    cx.bar.set(format!("detaching {arn} from role {role}"));
+    match cx
+        .aws
+        .iam
+        .detach_role_policy()
+        .role_name(role)
+        .policy_arn(arn)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        // A role deleted or detached since: nothing left to detach.
+        Err(e) if is_no_such_entity(error_code(&e)) => Ok(()),
+        Err(e) => anyhow::bail!(
+            "cannot detach {arn} from role {role}: {}",
+            describe_error(&e)
+        ),
+    }
+}
+
+/// Brings a policy of ours to the runbook: a new default version for a new
+/// document (pruning to stay within five), and its tags.
+async fn update(cx: &Ctx<'_>, i: &Inputs, arn: &str, f: &PolicyFound, want: &Value) -> Result<()> {
+    if f.document.as_ref() != Some(want) {
+        for v in versions_to_prune(&versions(cx, arn).await?) {
+            cx.bar.set(format!("deleting old version {v} of {arn}"));
+            delete_version(cx, arn, &v).await?;
+        }
+        cx.bar.set(format!("making a new default version of {arn}"));
+        cx.aws
+            .iam
+            .create_policy_version()
+            .policy_arn(arn)
+            .policy_document(want.to_string())
+            .set_as_default(true)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot update {arn}: {}", describe_error(&e)))?;
+    }
+    let tags = policy_tags(cx, i, f);
+    if !tags.set.is_empty() {
+        let set = tags
+            .set
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        cx.aws
+            .iam
+            .tag_policy()
+            .policy_arn(arn)
+            .set_tags(Some(set))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot tag {arn}: {}", describe_error(&e)))?;
+    }
+    if !tags.remove.is_empty() {
+        cx.aws
+            .iam
+            .untag_policy()
+            .policy_arn(arn)
+            .set_tag_keys(Some(tags.remove))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot untag {arn}: {}", describe_error(&e)))?;
+    }
+    Ok(())
+}
+
+/// How the policy's tags must change (see [`tag_changes`]).
+fn policy_tags(cx: &Ctx<'_>, i: &Inputs, f: &PolicyFound) -> TagChanges {
+    let earlier: Option<Inputs> = cx.recorded_inputs();
+    tag_changes(
+        f.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &i.tags,
+        earlier.as_ref().map(|e| &e.tags),
+    )
+}
+
 /// The execution role of each function.
 async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     let confs = try_join_all(functions.iter().map(|f| function_configuration(cx, f))).await?;
@@ -145,10 +242,56 @@ async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The roles an earlier run attached the policy to that no function of the
+/// runbook uses any more (a function removed, or moved to another role).
+fn roles_no_longer_used(cx: &Ctx<'_>, roles: &[String]) -> Vec<String> {
+    cx.recorded_output("roles")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty() && !roles.iter().any(|w| w == r))
+        .map(String::from)
+        .collect()
+}
+
+/// How the policy differs from the runbook (each `what: old -> new`) and
+/// the tags to change, for one found policy and the functions' roles.
+fn differences(
+    cx: &Ctx<'_>,
+    i: &Inputs,
+    found: &PolicyFound,
+    want: &Value,
+    roles: &[String],
+    attached: &[bool],
+    detach: &[String],
+) -> Vec<String> {
+    let mut d = Vec::new();
+    if found.document.as_ref() != Some(want) {
+        d.push(format!(
+            "policy document: {} -> {want} (a new default version)",
+            found
+                .document
+                .as_ref()
+                .map_or("(unreadable)".to_string(), Value::to_string)
+        ));
+    }
+    for (role, _) in roles.iter().zip(attached).filter(|(_, a)| !**a) {
+        d.push(format!("role {role}: not attached -> attached"));
+    }
+    for role in detach {
+        d.push(format!(
+            "role {role}: attached -> detached (no function of the runbook uses it)"
+        ));
+    }
+    let tags = policy_tags(cx, i, found);
+    d.extend(tags.lines);
+    d
+}
+
 #[async_trait]
 impl StepImpl for ConnectPolicy {
     type Inputs = Inputs;
     const NAME: &'static str = "connect-policy";
+    const IDENTITY: &'static [&'static str] = &["policy_name"];
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["arn", "roles"];
 
@@ -194,15 +337,10 @@ impl StepImpl for ConnectPolicy {
             return Ok(Found::Foreign(cx.not_ours(&format!("IAM policy {arn}"))));
         }
         let want = document(i, &cx.aws.region, account)?;
-        if found.document.as_ref() != Some(&want) {
-            return Ok(Found::Incomplete(format!(
-                "the policy document differs: a new default version will be made ({want})"
-            )));
-        }
-        if let Some((role, _)) = roles.iter().zip(&attached).find(|(_, a)| !**a) {
-            return Ok(Found::Incomplete(format!(
-                "not attached to role {role} yet"
-            )));
+        let detach = detach_needed(cx, &arn, &roles).await?;
+        let diffs = differences(cx, i, &found, &want, &roles, &attached, &detach);
+        if !diffs.is_empty() {
+            return Ok(Found::Update(diffs));
         }
         Ok(Found::Done(Outputs::from([
             ("arn".to_string(), arn),
@@ -250,23 +388,9 @@ impl StepImpl for ConnectPolicy {
                     })?;
             }
             Some(f) if !f.ours => anyhow::bail!(cx.not_ours(&format!("IAM policy {arn}"))),
-            Some(f) if f.document.as_ref() != Some(&want) => {
-                for v in versions_to_prune(&versions(cx, &arn).await?) {
-                    cx.bar.set(format!("deleting old version {v} of {arn}"));
-                    delete_version(cx, &arn, &v).await?;
-                }
-                cx.bar.set(format!("making a new default version of {arn}"));
-                cx.aws
-                    .iam
-                    .create_policy_version()
-                    .policy_arn(&arn)
-                    .policy_document(want.to_string())
-                    .set_as_default(true)
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot update {arn}: {}", describe_error(&e)))?;
+            Some(f) => {
+                update(cx, i, &arn, &f, &want).await?;
             }
-            Some(_) => {}
         }
         let roles = roles(cx, &i.functions).await?;
         try_join_all(roles.iter().map(|role| {
@@ -294,6 +418,9 @@ impl StepImpl for ConnectPolicy {
             }
         }))
         .await?;
+        for role in detach_needed(cx, &arn, &roles).await? {
+            detach(cx, &arn, &role).await?;
+        }
         Ok(Outputs::from([
             ("arn".to_string(), arn),
             ("roles".to_string(), roles.join(",")),

@@ -11,7 +11,7 @@ use crate::aws::Aws;
 use crate::runbook::{Runbook, Text};
 use crate::ui::progress::StepBar;
 
-pub use crate::state::Outputs;
+pub use crate::state::{Outputs, StepRecord};
 
 /// What a step's check found in the account.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +23,14 @@ pub enum Found {
     /// Ours and partly there (still creating, a document to update, an
     /// attachment missing): apply will finish it. The text says what.
     Incomplete(String),
-    /// Ours, but it differs from the runbook: each entry says how.
-    Drifted(Vec<String>),
+    /// Ours, and it differs from the runbook in what AWS can change in
+    /// place (an edit of the runbook, or a change made by hand): apply
+    /// changes it. Each entry says `field: the account's -> the runbook's`.
+    Update(Vec<String>),
+    /// Ours, and it differs from the runbook in what AWS cannot change (a
+    /// proxy's engine family or subnets, a group's description): only a new
+    /// resource would match. Each entry says what and why. Never applied.
+    Replace(Vec<String>),
     /// Something of that name exists that this runbook did not create.
     Foreign(String),
 }
@@ -45,9 +51,25 @@ pub struct Ctx<'a> {
     pub aws: &'a Aws,
     pub runbook: &'a str,
     pub bar: &'a StepBar,
+    /// What the state recorded for this step when it last acted (the
+    /// inputs, outputs and `before` of an earlier run), if anything: what
+    /// an update compares with to undo what the runbook no longer wants
+    /// (a function removed, a role no longer used).
+    pub recorded: Option<&'a StepRecord>,
 }
 
 impl Ctx<'_> {
+    /// The inputs this step was last applied with, typed.
+    pub fn recorded_inputs<I: DeserializeOwned>(&self) -> Option<I> {
+        let inputs = self.recorded?.inputs.clone()?;
+        serde_json::from_value(inputs).ok()
+    }
+
+    /// One output this step recorded when it last acted.
+    pub fn recorded_output(&self, output: &str) -> Option<&str> {
+        self.recorded?.outputs.get(output).map(String::as_str)
+    }
+
     /// The tag every resource we create carries.
     pub fn owner_tag(&self) -> (&'static str, &str) {
         (crate::runbook::OWNER_TAG, self.runbook)
@@ -138,6 +160,12 @@ pub trait StepImpl: Send + Sync + 'static {
     /// (a runbook that lists it needs one).
     const ACTS_ON_LAMBDAS: bool = false;
 
+    /// The input fields that name what the step makes (a role's name, a
+    /// proxy's name): a runbook edit of one would make another resource
+    /// and orphan the recorded one, so `run` refuses it (replacement), where
+    /// an edit of any other field is applied in place.
+    const IDENTITY: &'static [&'static str] = &[];
+
     /// The `(function, variable)` pairs this step's rollback puts back,
     /// from its recorded inputs and `before`.
     fn restores(&self, _inputs: &Self::Inputs, _before: Option<&Value>) -> Vec<(String, String)> {
@@ -153,10 +181,23 @@ pub trait StepImpl: Send + Sync + 'static {
     async fn details(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
-    /// What the step is about to replace (the old `DB_HOST`), read once
-    /// before it first acts and kept in the state for rollback.
-    async fn before(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Option<Value>> {
-        Ok(None)
+    /// What the step is about to replace (the old `DB_HOST`), kept in the
+    /// state for rollback: called before every apply with what was
+    /// `recorded` so far, which it must keep (a retry or an update must not
+    /// mistake our own change for the original), reading only what is new
+    /// (a function added to the runbook).
+    async fn before(
+        &self,
+        _cx: &Ctx,
+        _inputs: &Self::Inputs,
+        recorded: Option<Value>,
+    ) -> Result<Option<Value>> {
+        Ok(recorded)
+    }
+    /// What of `before` to keep once an apply with `inputs` succeeded (an
+    /// update may have put back what the runbook no longer lists).
+    fn settled_before(&self, _inputs: &Self::Inputs, before: Option<Value>) -> Option<Value> {
+        before
     }
     async fn apply(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Outputs>;
     /// Undoes what the step did; `before` is what `before` recorded.
@@ -178,12 +219,19 @@ pub trait Step: Send + Sync {
     fn after(&self) -> &'static [(&'static str, &'static str)];
     fn sets_function_variables(&self) -> bool;
     fn acts_on_lambdas(&self) -> bool;
+    fn identity(&self) -> &'static [&'static str];
+    fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value>;
     fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)>;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
     async fn details(&self, cx: &Ctx, inputs: &Value) -> Result<Vec<String>>;
-    async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>>;
+    async fn before(
+        &self,
+        cx: &Ctx,
+        inputs: &Value,
+        recorded: Option<Value>,
+    ) -> Result<Option<Value>>;
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone>;
 }
@@ -217,6 +265,15 @@ impl<T: StepImpl> Step for T {
     fn acts_on_lambdas(&self) -> bool {
         T::ACTS_ON_LAMBDAS
     }
+    fn identity(&self) -> &'static [&'static str] {
+        T::IDENTITY
+    }
+    fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value> {
+        match typed(T::NAME, inputs) {
+            Ok(i) => StepImpl::settled_before(self, &i, before),
+            Err(_) => before,
+        }
+    }
     fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)> {
         typed(T::NAME, inputs)
             .map(|i| StepImpl::restores(self, &i, before))
@@ -234,8 +291,13 @@ impl<T: StepImpl> Step for T {
     async fn details(&self, cx: &Ctx, inputs: &Value) -> Result<Vec<String>> {
         StepImpl::details(self, cx, &typed(T::NAME, inputs)?).await
     }
-    async fn before(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Value>> {
-        StepImpl::before(self, cx, &typed(T::NAME, inputs)?).await
+    async fn before(
+        &self,
+        cx: &Ctx,
+        inputs: &Value,
+        recorded: Option<Value>,
+    ) -> Result<Option<Value>> {
+        StepImpl::before(self, cx, &typed(T::NAME, inputs)?, recorded).await
     }
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs> {
         StepImpl::apply(self, cx, &typed(T::NAME, inputs)?).await

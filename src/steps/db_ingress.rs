@@ -23,6 +23,7 @@ pub struct Inputs {
 impl StepImpl for DbIngress {
     type Inputs = Inputs;
     const NAME: &'static str = "db-ingress";
+    const IDENTITY: &'static [&'static str] = &["db_security_group_id"];
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -45,6 +46,7 @@ impl StepImpl for DbIngress {
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         ingress::check(
             cx,
+            Self::NAME,
             &i.db_security_group_id,
             i.port,
             &i.proxy_security_group_ids,
@@ -56,6 +58,7 @@ impl StepImpl for DbIngress {
         let description = format!("RDS Proxy to DB ({})", cx.runbook);
         ingress::apply(
             cx,
+            Self::NAME,
             &i.db_security_group_id,
             i.port,
             &i.proxy_security_group_ids,
@@ -65,6 +68,6 @@ impl StepImpl for DbIngress {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        ingress::rollback(cx, &i.db_security_group_id, i.port).await
+        ingress::rollback(cx, Self::NAME, &i.db_security_group_id, i.port).await
     }
 }

@@ -53,15 +53,78 @@ fn ours(cx: &Ctx, rule: &SecurityGroupRule) -> bool {
     )
 }
 
-/// Done when every source is admitted (by our rule or one that was there).
-pub async fn check(cx: &Ctx<'_>, group_id: &str, port: u16, sources: &[String]) -> Result<Found> {
+/// The tag that says which step added a rule (the ownership tag says which
+/// runbook): an update revokes only its own step's rules.
+const STEP_TAG: &str = "rds-proxy-runbook:step";
+
+/// Our rules that `step` added and no longer wants: another port, or a
+/// source no longer listed (a function removed). A rule of ours from before
+/// rules carried the step tag is never taken for one.
+fn stale<'r>(
+    cx: &Ctx,
+    rules: &'r [SecurityGroupRule],
+    step: &str,
+    port: u16,
+    sources: &[String],
+) -> Vec<&'r SecurityGroupRule> {
+    rules
+        .iter()
+        .filter(|r| added_by(cx, r, step))
+        .filter(|r| !sources.iter().any(|s| admits(r, port, s)))
+        .collect()
+}
+
+/// Whether `step` of this runbook added the rule (both our tags).
+fn added_by(cx: &Ctx, rule: &SecurityGroupRule, step: &str) -> bool {
+    ours(cx, rule)
+        && rule
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(STEP_TAG) && t.value() == Some(step))
+}
+
+fn source_of(rule: &SecurityGroupRule) -> &str {
+    rule.referenced_group_info()
+        .and_then(|g| g.group_id())
+        .unwrap_or("?")
+}
+
+/// Done when every source is admitted (by our rule or one that was there)
+/// and no rule `step` added is left that the runbook no longer wants. Once
+/// applied, what differs is an update: a source to admit (a function added,
+/// or a rule deleted by hand), a rule of ours to revoke.
+pub async fn check(
+    cx: &Ctx<'_>,
+    step: &str,
+    group_id: &str,
+    port: u16,
+    sources: &[String],
+) -> Result<Found> {
     let rules = rules_of(cx, group_id).await?;
     let missing: Vec<&String> = sources
         .iter()
         .filter(|s| !rules.iter().any(|r| admits(r, port, s)))
         .collect();
-    if missing.is_empty() {
+    let stale = stale(cx, &rules, step, port, sources);
+    let applied = cx
+        .recorded
+        .is_some_and(|r| r.status == crate::state::Status::Applied);
+    if missing.is_empty() && stale.is_empty() {
         Ok(Found::Done(outputs(&rules, port, sources)))
+    } else if applied || !stale.is_empty() {
+        let mut lines: Vec<String> = missing
+            .iter()
+            .map(|s| format!("{group_id} from {s} on TCP {port}: not admitted -> admitted"))
+            .collect();
+        lines.extend(stale.iter().map(|r| {
+            format!(
+                "{group_id} from {} on TCP {}: our rule {} -> revoked (no longer wanted)",
+                source_of(r),
+                r.from_port().unwrap_or_default(),
+                r.security_group_rule_id().unwrap_or("?")
+            )
+        }));
+        Ok(Found::Update(lines))
     } else if missing.len() < sources.len() {
         Ok(Found::Incomplete(format!(
             "{group_id} does not admit {} yet",
@@ -69,6 +132,27 @@ pub async fn check(cx: &Ctx<'_>, group_id: &str, port: u16, sources: &[String]) 
         )))
     } else {
         Ok(Found::Missing)
+    }
+}
+
+/// Revokes one rule; gone already is fine.
+async fn revoke(cx: &Ctx<'_>, group_id: &str, id: &str) -> Result<bool> {
+    cx.bar.set(format!("revoking rule {id} in {group_id}"));
+    match cx
+        .aws
+        .ec2
+        .revoke_security_group_ingress()
+        .group_id(group_id)
+        .security_group_rule_ids(id)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_rule_gone(error_code(&e)) => Ok(false),
+        Err(e) => anyhow::bail!(
+            "cannot revoke rule {id} in security group {group_id}: {}",
+            describe_error(&e)
+        ),
     }
 }
 
@@ -85,9 +169,11 @@ fn outputs(rules: &[SecurityGroupRule], port: u16, sources: &[String]) -> Output
     Outputs::from([("rule_ids".to_string(), ids.join(","))])
 }
 
-/// Adds the rules that are missing, tagged as ours.
+/// Adds the rules that are missing, tagged as ours and as `step`'s, then
+/// revokes the rules of `step` no longer wanted.
 pub async fn apply(
     cx: &Ctx<'_>,
+    step: &str,
     group_id: &str,
     port: u16,
     sources: &[String],
@@ -123,6 +209,7 @@ pub async fn apply(
                 TagSpecification::builder()
                     .resource_type(ResourceType::SecurityGroupRule)
                     .tags(Tag::builder().key(k).value(v).build())
+                    .tags(Tag::builder().key(STEP_TAG).value(step).build())
                     .build(),
             )
             .send()
@@ -136,6 +223,14 @@ pub async fn apply(
                 describe_error(&e)
             ),
         }
+    }
+    // Only once every wanted source is admitted: a function moving to
+    // another group keeps a way in throughout.
+    for rule in stale(cx, &existing, step, port, sources) {
+        let id = rule
+            .security_group_rule_id()
+            .context("a security group rule without an id")?;
+        revoke(cx, group_id, id).await?;
     }
     let rules = rules_of(cx, group_id).await?;
     let missing: Vec<&String> = sources
@@ -151,13 +246,17 @@ pub async fn apply(
     Ok(outputs(&rules, port, sources))
 }
 
-/// Revokes the rules on `port` that carry our tag; leaves every other rule.
-pub async fn rollback(cx: &Ctx<'_>, group_id: &str, port: u16) -> Result<Undone> {
+/// Revokes the rules of ours on `port`, and those `step` added on any port
+/// (a port changed since); leaves every other rule.
+pub async fn rollback(cx: &Ctx<'_>, step: &str, group_id: &str, port: u16) -> Result<Undone> {
     let rules = rules_of(cx, group_id).await?;
     let ours: Vec<&SecurityGroupRule> = rules
         .iter()
-        .filter(|r| ours(cx, r))
-        .filter(|r| r.from_port() == Some(i32::from(port)) && r.to_port() == Some(i32::from(port)))
+        .filter(|r| {
+            let on_port =
+                r.from_port() == Some(i32::from(port)) && r.to_port() == Some(i32::from(port));
+            (ours(cx, r) && on_port) || added_by(cx, r, step)
+        })
         .collect();
     if ours.is_empty() {
         return Ok(Undone::AlreadyGone(format!(
@@ -169,22 +268,8 @@ pub async fn rollback(cx: &Ctx<'_>, group_id: &str, port: u16) -> Result<Undone>
         let id = rule
             .security_group_rule_id()
             .context("a security group rule without an id")?;
-        cx.bar.set(format!("revoking rule {id} in {group_id}"));
-        match cx
-            .aws
-            .ec2
-            .revoke_security_group_ingress()
-            .group_id(group_id)
-            .security_group_rule_ids(id)
-            .send()
-            .await
-        {
-            Ok(_) => revoked.push(id.to_string()),
-            Err(e) if is_rule_gone(error_code(&e)) => {}
-            Err(e) => anyhow::bail!(
-                "cannot revoke rule {id} in security group {group_id}: {}",
-                describe_error(&e)
-            ),
+        if revoke(cx, group_id, id).await? {
+            revoked.push(id.to_string());
         }
     }
     Ok(Undone::Done(format!(

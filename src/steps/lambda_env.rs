@@ -72,6 +72,25 @@ fn old_value<'a>(before: &'a Value, f: &Function, all: &[Function]) -> Option<Op
         .map(Value::as_str)
 }
 
+/// The variables an earlier run pointed at the proxy that the runbook no
+/// longer lists, each with its old value: `(function, variable, old)`.
+/// Keys from states that named the function alone are not followed.
+fn removed<'a>(before: &'a Value, i: &Inputs) -> Vec<(String, String, Option<&'a str>)> {
+    let Some(map) = before.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(key, old)| {
+            let (name, variable) = key.rsplit_once('.')?;
+            let listed = i
+                .functions
+                .iter()
+                .any(|f| f.name == name && f.variable == variable);
+            (!listed).then(|| (name.to_string(), variable.to_string(), old.as_str()))
+        })
+        .collect()
+}
+
 /// What rollback did with one variable.
 enum Restore {
     Done(String),
@@ -204,6 +223,60 @@ async fn set_variable(
     }
 }
 
+/// A variable the runbook no longer lists that still points at the proxy.
+struct ToRestore {
+    name: String,
+    variable: String,
+    /// The endpoint an earlier run set.
+    endpoint: String,
+    old: Option<String>,
+    line: String,
+}
+
+impl LambdaEnv {
+    /// The removed functions (see [`removed`]) whose variable still holds
+    /// the endpoint an earlier run set: each is put back to its old value.
+    async fn to_restore(&self, cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<ToRestore>> {
+        let Some(before) = cx.recorded.and_then(|r| r.before.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let gone = removed(before, i);
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let endpoint = cx
+            .recorded_output("endpoint")
+            .map(String::from)
+            .or_else(|| cx.recorded_inputs::<Inputs>().map(|e| e.endpoint))
+            .unwrap_or_else(|| i.endpoint.clone());
+        let all = try_join_all(gone.iter().map(|(name, _, _)| async move {
+            // A function deleted since has nothing to put back.
+            Ok::<_, anyhow::Error>(match cx.aws.function_if_any(name).await? {
+                Some(conf) => conf.environment().and_then(|e| e.variables()).cloned(),
+                None => None,
+            })
+        }))
+        .await?;
+        Ok(gone
+            .into_iter()
+            .zip(all)
+            .filter(|((_, variable, _), vars)| {
+                vars.as_ref().and_then(|v| v.get(variable)) == Some(&endpoint)
+            })
+            .map(|((name, variable, old), _)| ToRestore {
+                line: format!(
+                    "{name}.{variable}: {endpoint} -> {} (no longer in the runbook: put back)",
+                    old.unwrap_or("(unset)")
+                ),
+                name,
+                variable,
+                endpoint: endpoint.clone(),
+                old: old.map(String::from),
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl StepImpl for LambdaEnv {
     type Inputs = Inputs;
@@ -266,6 +339,7 @@ impl StepImpl for LambdaEnv {
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let mut pending = Vec::new();
         let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        let earlier: Option<Inputs> = cx.recorded_inputs();
         for (f, vars) in i.functions.iter().zip(all) {
             match vars.get(&f.variable) {
                 Some(v) if *v == i.endpoint => {}
@@ -280,16 +354,39 @@ impl StepImpl for LambdaEnv {
                         f.key()
                     )));
                 }
-                _ => pending.push(f.key()),
+                now => {
+                    let was_listed = earlier.as_ref().is_some_and(|e| {
+                        e.functions
+                            .iter()
+                            .any(|g| g.name == f.name && g.variable == f.variable)
+                    });
+                    let why = if was_listed {
+                        "changed outside the runbook"
+                    } else {
+                        "added to the runbook"
+                    };
+                    let now = now.map_or("(unset)", String::as_str);
+                    pending.push((
+                        f.key(),
+                        format!("{}: {now} -> {} ({why})", f.key(), i.endpoint),
+                    ));
+                }
             }
         }
-        Ok(if pending.is_empty() {
+        let restore = self.to_restore(cx, i).await?;
+        let applied = cx
+            .recorded
+            .is_some_and(|r| r.status == crate::state::Status::Applied);
+        Ok(if pending.is_empty() && restore.is_empty() {
             Found::Done(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
+        } else if applied || !restore.is_empty() {
+            // Applied before: what differs now is an edit or a change by hand.
+            let mut lines: Vec<String> = pending.into_iter().map(|(_, l)| l).collect();
+            lines.extend(restore.into_iter().map(|r| r.line));
+            Found::Update(lines)
         } else if pending.len() < i.functions.len() {
-            Found::Incomplete(format!(
-                "still to point at the proxy: {}",
-                pending.join(", ")
-            ))
+            let keys: Vec<String> = pending.into_iter().map(|(k, _)| k).collect();
+            Found::Incomplete(format!("still to point at the proxy: {}", keys.join(", ")))
         } else {
             Found::Missing
         })
@@ -317,18 +414,43 @@ impl StepImpl for LambdaEnv {
         Ok(out)
     }
 
-    /// The value each variable had before the run (null: it was unset).
-    async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
-        let mut before = serde_json::Map::new();
-        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
-        for (f, vars) in i.functions.iter().zip(all) {
+    /// The value each variable had before the first run that pointed it at
+    /// the proxy (null: it was unset): what was recorded is kept, and only
+    /// the functions not recorded yet (added to the runbook) are read.
+    async fn before(&self, cx: &Ctx, i: &Inputs, recorded: Option<Value>) -> Result<Option<Value>> {
+        let recorded = recorded.unwrap_or_else(|| json!({}));
+        let mut before = recorded.as_object().cloned().unwrap_or_default();
+        let unknown: Vec<&Function> = i
+            .functions
+            .iter()
+            .filter(|f| old_value(&recorded, f, &i.functions).is_none())
+            .collect();
+        let all = try_join_all(unknown.iter().map(|f| variables(cx, &f.name))).await?;
+        for (f, vars) in unknown.into_iter().zip(all) {
             before.insert(f.key(), json!(vars.get(&f.variable)));
         }
         Ok(Some(Value::Object(before)))
     }
 
+    /// Once applied, a function the runbook no longer lists was put back:
+    /// its old value is no longer needed.
+    fn settled_before(&self, i: &Inputs, before: Option<Value>) -> Option<Value> {
+        let mut before = before?;
+        let gone: Vec<String> = removed(&before, i)
+            .into_iter()
+            .map(|(name, variable, _)| format!("{name}.{variable}"))
+            .collect();
+        if let Some(map) = before.as_object_mut() {
+            for key in gone {
+                map.remove(&key);
+            }
+        }
+        Some(before)
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set("setting the variables to the proxy endpoint");
+        let restore = self.to_restore(cx, i).await?;
         try_join_all(
             by_function(&i.functions)
                 .into_iter()
@@ -340,6 +462,19 @@ impl StepImpl for LambdaEnv {
                 }),
         )
         .await?;
+        // Then the functions the runbook no longer lists get their old value
+        // back, each only while it still holds our endpoint.
+        for r in restore {
+            cx.bar.set(format!("restoring {}.{}", r.name, r.variable));
+            set_variable(
+                cx,
+                &r.name,
+                &r.variable,
+                Some(&r.endpoint),
+                r.old.as_deref(),
+            )
+            .await?;
+        }
         Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
     }
 

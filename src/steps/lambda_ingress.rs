@@ -60,6 +60,7 @@ async fn sources(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
 impl StepImpl for LambdaIngress {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-ingress";
+    const IDENTITY: &'static [&'static str] = &["proxy_security_group_id"];
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
 
@@ -91,7 +92,7 @@ impl StepImpl for LambdaIngress {
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let sources = sources(cx, i).await?;
-        ingress::check(cx, &i.proxy_security_group_id, i.port, &sources).await
+        ingress::check(cx, Self::NAME, &i.proxy_security_group_id, i.port, &sources).await
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
@@ -99,6 +100,7 @@ impl StepImpl for LambdaIngress {
         let description = format!("Lambda to RDS Proxy ({})", cx.runbook);
         ingress::apply(
             cx,
+            Self::NAME,
             &i.proxy_security_group_id,
             i.port,
             &sources,
@@ -108,6 +110,6 @@ impl StepImpl for LambdaIngress {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        ingress::rollback(cx, &i.proxy_security_group_id, i.port).await
+        ingress::rollback(cx, Self::NAME, &i.proxy_security_group_id, i.port).await
     }
 }

@@ -62,6 +62,7 @@ impl Mocked {
             aws: &self.aws,
             runbook: RUNBOOK,
             bar: &self.bar,
+            recorded: None,
         }
     }
 }

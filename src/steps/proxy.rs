@@ -15,6 +15,7 @@ use aws_sdk_rds::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::common::{TagChanges, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_proxy_exists, is_proxy_not_found};
 use crate::aws::rds::find;
@@ -78,28 +79,49 @@ fn set(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// How the proxy in the account differs from the runbook (empty: same).
-pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
-    let mut d = Vec::new();
-    let mut cmp = |what: &str, have: String, want: String| {
+/// How the proxy in the account differs from the runbook, each entry
+/// `what: the account's -> the runbook's`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Differences {
+    /// What ModifyDBProxy changes in place.
+    pub in_place: Vec<String>,
+    /// What only a new proxy can change: the engine family and subnets.
+    pub replace: Vec<String>,
+}
+
+pub fn differences(p: &DbProxy, i: &Inputs) -> Differences {
+    let mut d = Differences::default();
+    let mut cmp = |in_place: bool, what: &str, have: String, want: String| {
         if have != want {
-            d.push(format!(
-                "{what}: the account has {have}, the runbook wants {want}"
-            ));
+            let list = if in_place {
+                &mut d.in_place
+            } else {
+                &mut d.replace
+            };
+            list.push(format!("{what}: {have} -> {want}"));
         }
     };
     cmp(
+        false,
         "engine family",
         p.engine_family().unwrap_or_default().to_string(),
         i.engine_family.clone(),
     );
     cmp(
+        false,
+        "subnets",
+        format!("{:?}", set(p.vpc_subnet_ids())),
+        format!("{:?}", set(&i.subnet_ids)),
+    );
+    cmp(
+        true,
         "require TLS",
         p.require_tls().unwrap_or(false).to_string(),
         i.require_tls.to_string(),
     );
     let auth = p.auth().first();
     cmp(
+        true,
         "secret",
         auth.and_then(|a| a.secret_arn())
             .unwrap_or_default()
@@ -107,6 +129,7 @@ pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
         i.secret_arn.clone(),
     );
     cmp(
+        true,
         "IAM auth",
         auth.and_then(|a| a.iam_auth())
             .map_or("DISABLED", IamAuthMode::as_str)
@@ -114,31 +137,42 @@ pub fn differences(p: &DbProxy, i: &Inputs) -> Vec<String> {
         i.iam_auth.clone(),
     );
     cmp(
+        true,
         "role",
         p.role_arn().unwrap_or_default().to_string(),
         i.role_arn.clone(),
     );
     cmp(
-        "subnets",
-        format!("{:?}", set(p.vpc_subnet_ids())),
-        format!("{:?}", set(&i.subnet_ids)),
-    );
-    cmp(
+        true,
         "security groups",
         format!("{:?}", set(p.vpc_security_group_ids())),
         format!("{:?}", set(&i.security_group_ids)),
     );
     if let Some(t) = p.idle_client_timeout() {
         cmp(
+            true,
             "idle client timeout",
             t.to_string(),
             i.idle_client_timeout.to_string(),
         );
     }
     if let Some(b) = p.debug_logging() {
-        cmp("debug logging", b.to_string(), i.debug_logging.to_string());
+        cmp(
+            true,
+            "debug logging",
+            b.to_string(),
+            i.debug_logging.to_string(),
+        );
     }
     d
+}
+
+fn auth_config(i: &Inputs) -> UserAuthConfig {
+    UserAuthConfig::builder()
+        .auth_scheme(AuthScheme::Secrets)
+        .secret_arn(&i.secret_arn)
+        .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
+        .build()
 }
 
 /// The name of the runbook's proxy, for the rollback guard: as the state
@@ -161,7 +195,8 @@ pub fn name_for_guard(
     })
 }
 
-async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
+/// The proxy's tags, and whether they say it is ours.
+async fn tags_of(cx: &Ctx<'_>, p: &DbProxy) -> Result<(bool, Vec<(String, String)>)> {
     let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
     let tags = cx
         .aws
@@ -171,11 +206,80 @@ async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
-    Ok(cx.owns(
-        tags.tag_list()
+    let tags: Vec<(String, String)> = tags
+        .tag_list()
+        .iter()
+        .map(|t| {
+            let k = t.key().unwrap_or("").to_string();
+            (k, t.value().unwrap_or("").to_string())
+        })
+        .collect();
+    let ours = cx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Ok((ours, tags))
+}
+
+async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
+    Ok(tags_of(cx, p).await?.0)
+}
+
+/// How the proxy's tags must change (see [`tag_changes`]).
+fn proxy_tags(cx: &Ctx<'_>, i: &Inputs, have: &[(String, String)]) -> TagChanges {
+    let earlier: Option<Inputs> = cx.recorded_inputs();
+    tag_changes(
+        have.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &i.tags,
+        earlier.as_ref().map(|e| &e.tags),
+    )
+}
+
+/// Changes a proxy of ours in place: ModifyDBProxy with the runbook's
+/// settings (only when one differs), then its tags.
+async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChanges) -> Result<()> {
+    let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
+    if !differences(p, i).in_place.is_empty() {
+        cx.bar.set(format!("modifying DB proxy {}", i.name));
+        cx.aws
+            .rds
+            .modify_db_proxy()
+            .db_proxy_name(&i.name)
+            .auth(auth_config(i))
+            .role_arn(&i.role_arn)
+            .set_security_groups(Some(i.security_group_ids.clone()))
+            .require_tls(i.require_tls)
+            .idle_client_timeout(i.idle_client_timeout as i32)
+            .debug_logging(i.debug_logging)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot modify DB proxy {}: {}", i.name, describe_error(&e))
+            })?;
+    }
+    if !tags.set.is_empty() {
+        let set = tags
+            .set
             .iter()
-            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
-    ))
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        cx.aws
+            .rds
+            .add_tags_to_resource()
+            .resource_name(arn)
+            .set_tags(Some(set))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot tag {arn}: {}", describe_error(&e)))?;
+    }
+    if !tags.remove.is_empty() {
+        cx.aws
+            .rds
+            .remove_tags_from_resource()
+            .resource_name(arn)
+            .set_tag_keys(Some(tags.remove))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot untag {arn}: {}", describe_error(&e)))?;
+    }
+    Ok(())
 }
 
 fn outputs(p: &DbProxy) -> Result<Outputs> {
@@ -196,10 +300,91 @@ fn outputs(p: &DbProxy) -> Result<Outputs> {
     ]))
 }
 
+impl Proxy {
+    /// Creates the proxy; false when one of that name appeared meanwhile
+    /// (not known to be ours yet).
+    async fn create(&self, cx: &Ctx<'_>, i: &Inputs) -> Result<bool> {
+        cx.bar.set(format!("creating DB proxy {}", i.name));
+        let tags = i
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let created = cx
+            .aws
+            .rds
+            .create_db_proxy()
+            .db_proxy_name(&i.name)
+            .engine_family(EngineFamily::from(i.engine_family.as_str()))
+            .auth(auth_config(i))
+            .role_arn(&i.role_arn)
+            .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
+            .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
+            .require_tls(i.require_tls)
+            .idle_client_timeout(i.idle_client_timeout as i32)
+            .debug_logging(i.debug_logging)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            Err(e) if is_proxy_exists(error_code(&e)) => Ok(false),
+            Err(e) => anyhow::bail!("cannot create DB proxy {}: {}", i.name, describe_error(&e)),
+        }
+    }
+
+    /// Waits until the proxy is `available` (and, after a `modified`, as
+    /// the runbook says in what ModifyDBProxy changes: the change may take
+    /// a moment to show), failing on what only a new proxy would change.
+    async fn wait_available(
+        &self,
+        cx: &Ctx<'_>,
+        i: &Inputs,
+        ours: bool,
+        modified: bool,
+    ) -> Result<DbProxy> {
+        let what = format!("DB proxy {}", i.name);
+        let ours = AtomicBool::new(ours);
+        let ours = &ours;
+        wait_for(
+            cx.bar,
+            &what,
+            Duration::from_secs(i.wait_timeout_seconds),
+            || async {
+                let Some(p) = find(cx.aws, &i.name).await? else {
+                    return Ok(Wait::Pending("not visible yet".into()));
+                };
+                if !ours.load(Ordering::Relaxed) {
+                    if !owned(cx, &p).await? {
+                        anyhow::bail!(cx.not_ours(&what));
+                    }
+                    ours.store(true, Ordering::Relaxed);
+                }
+                let diffs = differences(&p, i);
+                if !diffs.replace.is_empty() {
+                    anyhow::bail!(
+                        "{what} differs from the runbook in what only a new proxy changes: {}",
+                        diffs.replace.join("; ")
+                    );
+                }
+                Ok(match status_decision(&status_of(&p))? {
+                    Wait::Ready(()) if modified && !diffs.in_place.is_empty() => {
+                        Wait::Pending(format!("applying {}", diffs.in_place.join("; ")))
+                    }
+                    Wait::Ready(()) => Wait::Ready(p),
+                    Wait::Pending(s) => Wait::Pending(s),
+                })
+            },
+        )
+        .await
+    }
+}
+
 #[async_trait]
 impl StepImpl for Proxy {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy";
+    const IDENTITY: &'static [&'static str] = &["name"];
     const OUTPUTS: &'static [&'static str] = &["arn", "id", "endpoint", "name"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -239,15 +424,20 @@ impl StepImpl for Proxy {
         let Some(p) = find(cx.aws, &i.name).await? else {
             return Ok(Found::Missing);
         };
-        if !owned(cx, &p).await? {
+        let (ours, tags) = tags_of(cx, &p).await?;
+        if !ours {
             return Ok(Found::Foreign(cx.not_ours(&format!("DB proxy {}", i.name))));
         }
-        let diffs = differences(&p, i);
-        if !diffs.is_empty() {
-            return Ok(Found::Drifted(diffs));
+        let Differences { in_place, replace } = differences(&p, i);
+        if !replace.is_empty() {
+            return Ok(Found::Replace(replace));
         }
         let status = status_of(&p);
-        match status_decision(&status)? {
+        let wait = status_decision(&status)?;
+        let mut changes = in_place;
+        changes.extend(proxy_tags(cx, i, &tags).lines);
+        match wait {
+            _ if !changes.is_empty() => Ok(Found::Update(changes)),
             Wait::Ready(()) => Ok(Found::Done(outputs(&p)?)),
             Wait::Pending(s) => Ok(Found::Incomplete(format!("the proxy is {s}: wait for it"))),
         }
@@ -255,71 +445,25 @@ impl StepImpl for Proxy {
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         // The engine has just checked: the proxy is missing, or ours and
-        // still creating (then the create fails with "exists").
-        cx.bar.set(format!("creating DB proxy {}", i.name));
-        let tags = i
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        let created = cx
-            .aws
-            .rds
-            .create_db_proxy()
-            .db_proxy_name(&i.name)
-            .engine_family(EngineFamily::from(i.engine_family.as_str()))
-            .auth(
-                UserAuthConfig::builder()
-                    .auth_scheme(AuthScheme::Secrets)
-                    .secret_arn(&i.secret_arn)
-                    .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
-                    .build(),
-            )
-            .role_arn(&i.role_arn)
-            .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
-            .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
-            .require_tls(i.require_tls)
-            .idle_client_timeout(i.idle_client_timeout as i32)
-            .debug_logging(i.debug_logging)
-            .set_tags(Some(tags))
-            .send()
-            .await;
-        // Whether the proxy is known to be ours: made by this call. One
-        // that existed (a run that died after the create) is adopted once
-        // its tag says it is ours.
-        let ours = match created {
-            Ok(_) => true,
-            Err(e) if is_proxy_exists(error_code(&e)) => false,
-            Err(e) => anyhow::bail!("cannot create DB proxy {}: {}", i.name, describe_error(&e)),
+        // unfinished or differing in what ModifyDBProxy changes. Whether it
+        // is known to be ours: made by this call. One that existed (a run
+        // that died after the create) is ours once its tag says so.
+        let created = match find(cx.aws, &i.name).await? {
+            None => self.create(cx, i).await?,
+            Some(_) => false,
         };
-        let what = format!("DB proxy {}", i.name);
-        let ours = AtomicBool::new(ours);
-        let ours = &ours;
-        wait_for(
-            cx.bar,
-            &what,
-            Duration::from_secs(i.wait_timeout_seconds),
-            || async {
-                let Some(p) = find(cx.aws, &i.name).await? else {
-                    return Ok(Wait::Pending("not visible yet".into()));
-                };
-                if !ours.load(Ordering::Relaxed) {
-                    if !owned(cx, &p).await? {
-                        anyhow::bail!(cx.not_ours(&what));
-                    }
-                    ours.store(true, Ordering::Relaxed);
-                }
-                let diffs = differences(&p, i);
-                if !diffs.is_empty() {
-                    anyhow::bail!("{what} differs from the runbook: {}", diffs.join("; "));
-                }
-                Ok(match status_decision(&status_of(&p))? {
-                    Wait::Ready(()) => Wait::Ready(outputs(&p)?),
-                    Wait::Pending(s) => Wait::Pending(s),
-                })
-            },
-        )
-        .await
+        let p = self.wait_available(cx, i, created, false).await?;
+        if created {
+            // Made just now as the runbook says, tags and all.
+            return outputs(&p);
+        }
+        let (_, tags) = tags_of(cx, &p).await?;
+        let tags = proxy_tags(cx, i, &tags);
+        if differences(&p, i).in_place.is_empty() && tags.is_empty() {
+            return outputs(&p);
+        }
+        modify(cx, i, &p, tags).await?;
+        outputs(&self.wait_available(cx, i, true, true).await?)
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
@@ -414,24 +558,39 @@ mod tests {
 
     #[test]
     fn same_proxy_has_no_differences_whatever_the_subnet_order() {
-        assert!(differences(&proxy().build(), &inputs()).is_empty());
+        assert_eq!(
+            differences(&proxy().build(), &inputs()),
+            Differences::default()
+        );
     }
 
     #[test]
-    fn drift_names_each_difference() {
+    fn modify_covers_settings_and_only_engine_and_subnets_need_a_new_proxy() {
         let p = proxy()
             .engine_family("POSTGRESQL")
             .require_tls(false)
             .role_arn("arn:other")
+            .idle_client_timeout(300)
+            .debug_logging(true)
+            .vpc_security_group_ids("sg2")
             .build();
         let d = differences(&p, &inputs());
-        assert_eq!(d.len(), 3, "{d:?}");
-        assert!(d[0].starts_with("engine family: the account has POSTGRESQL"));
-        assert!(d[1].starts_with("require TLS"));
-        assert!(d[2].starts_with("role"));
+        assert_eq!(d.replace, vec!["engine family: POSTGRESQL -> MYSQL"]);
+        assert_eq!(
+            d.in_place,
+            vec![
+                "require TLS: false -> true",
+                "role: arn:other -> arn:r",
+                r#"security groups: {"sg", "sg2"} -> {"sg"}"#,
+                "idle client timeout: 300 -> 1800",
+                "debug logging: true -> false",
+            ]
+        );
         let mut i = inputs();
         i.subnet_ids.push("c".into());
-        assert!(differences(&proxy().build(), &i)[0].starts_with("subnets"));
+        let d = differences(&proxy().build(), &i);
+        assert!(d.replace[0].starts_with("subnets"), "{d:?}");
+        assert!(d.in_place.is_empty());
     }
 
     #[test]
@@ -521,8 +680,8 @@ mod tests {
 
         #[test]
         fn a_proxy_that_stays_creating_times_out_with_its_status() {
-            // A run that died after the create: the create says "exists",
-            // and the tags are read once to adopt it.
+            // A run that died after the create: the proxy is there, so no
+            // create is sent, and the tags are read once to know it ours.
             let create = mock!(Client::create_db_proxy).then_error(|| {
                 CreateDBProxyError::generic(
                     ErrorMetadata::builder()
@@ -547,12 +706,14 @@ mod tests {
                 describe.num_calls()
             );
             assert_eq!(tags.num_calls(), 1, "ownership is read once");
+            assert_eq!(create.num_calls(), 0, "it exists: no create");
         }
 
         #[test]
         fn a_creating_proxy_is_waited_on_until_available() {
             let describe = mock!(Client::describe_db_proxies)
                 .sequence()
+                .error(not_found)
                 .output(with_status(DbProxyStatus::Creating))
                 .times(3)
                 .output(with_status(DbProxyStatus::Available))
@@ -563,19 +724,28 @@ mod tests {
             let out = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap();
             assert_eq!(out["id"], "prx-0abc");
             assert_eq!(out["endpoint"], "p.proxy-x.rds.amazonaws.com");
-            assert_eq!(describe.num_calls(), 4, "a look per status, no more");
+            assert_eq!(create.num_calls(), 1);
+            assert_eq!(
+                describe.num_calls(),
+                5,
+                "one look first, then one per status"
+            );
             assert_eq!(tags.num_calls(), 0, "made by this call: ours");
         }
 
         #[test]
         fn a_terminal_status_fails_early() {
             let describe = mock!(Client::describe_db_proxies)
-                .then_output(with_status(DbProxyStatus::IncompatibleNetwork));
+                .sequence()
+                .error(not_found)
+                .output(with_status(DbProxyStatus::IncompatibleNetwork))
+                .repeatedly()
+                .build();
             let create = created();
             let m = Mocked::new(&[&create, &describe], &[], &[]);
             let e = block_on(StepImpl::apply(&Proxy, &m.cx(), &inputs())).unwrap_err();
             assert!(e.to_string().contains("incompatible-network"), "{e}");
-            assert_eq!(describe.num_calls(), 1, "no waiting on a terminal status");
+            assert_eq!(describe.num_calls(), 2, "no waiting on a terminal status");
         }
 
         #[test]

@@ -8,7 +8,7 @@ use aws_sdk_iam::types::Tag;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::decode_policy;
+use super::common::{TagChanges, decode_policy, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_already_exists, is_delete_conflict, is_no_such_entity};
 use crate::aws::{describe_error, error_code};
@@ -43,6 +43,7 @@ struct RoleFound {
     arn: String,
     ours: bool,
     trust_policy: Option<Value>,
+    tags: Vec<(String, String)>,
 }
 
 async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
@@ -73,7 +74,77 @@ async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
         arn: role.arn().to_string(),
         ours: cx.owns(tags.iter().map(|t| (t.key(), t.value()))),
         trust_policy: role.assume_role_policy_document().and_then(decode_policy),
+        tags: tags
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
     }))
+}
+
+/// How the role differs from the runbook: the trust policy, and its tags.
+fn differences(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> (Vec<String>, TagChanges) {
+    let mut d = Vec::new();
+    if role.trust_policy.as_ref() != Some(&i.trust_policy) {
+        d.push(format!(
+            "trust policy: {} -> {}",
+            role.trust_policy
+                .as_ref()
+                .map_or("an unreadable document".into(), Value::to_string),
+            i.trust_policy
+        ));
+    }
+    let earlier: Option<Inputs> = cx.recorded_inputs();
+    let tags = tag_changes(
+        role.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &i.tags,
+        earlier.as_ref().map(|e| &e.tags),
+    );
+    d.extend(tags.lines.iter().cloned());
+    (d, tags)
+}
+
+/// Brings a role of ours to the runbook: its trust policy and tags.
+async fn update(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> Result<()> {
+    let name = &i.role_name;
+    let fail = |what: &str, e: String| anyhow::anyhow!("cannot {what} of IAM role {name}: {e}");
+    let (_, tags) = differences(cx, i, role);
+    if role.trust_policy.as_ref() != Some(&i.trust_policy) {
+        cx.bar.set(format!("updating the trust policy of {name}"));
+        cx.aws
+            .iam
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(i.trust_policy.to_string())
+            .send()
+            .await
+            .map_err(|e| fail("update the trust policy", describe_error(&e)))?;
+    }
+    if !tags.set.is_empty() {
+        let set = tags
+            .set
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        cx.aws
+            .iam
+            .tag_role()
+            .role_name(name)
+            .set_tags(Some(set))
+            .send()
+            .await
+            .map_err(|e| fail("set the tags", describe_error(&e)))?;
+    }
+    if !tags.remove.is_empty() {
+        cx.aws
+            .iam
+            .untag_role()
+            .role_name(name)
+            .set_tag_keys(Some(tags.remove))
+            .send()
+            .await
+            .map_err(|e| fail("remove tags", describe_error(&e)))?;
+    }
+    Ok(())
 }
 
 fn outputs(name: &str, arn: &str) -> Outputs {
@@ -87,6 +158,7 @@ fn outputs(name: &str, arn: &str) -> Outputs {
 impl StepImpl for ProxyRole {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-role";
+    const IDENTITY: &'static [&'static str] = &["role_name"];
     const OUTPUTS: &'static [&'static str] = &["arn", "name"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -114,13 +186,9 @@ impl StepImpl for ProxyRole {
                 cx.not_ours(&format!("IAM role {}", i.role_name)),
             ));
         }
-        if role.trust_policy.as_ref() != Some(&i.trust_policy) {
-            return Ok(Found::Drifted(vec![format!(
-                "trust policy: the account has {}, the runbook wants {}",
-                role.trust_policy
-                    .map_or("an unreadable document".into(), |v| v.to_string()),
-                i.trust_policy
-            )]));
+        let (diffs, _) = differences(cx, i, &role);
+        if !diffs.is_empty() {
+            return Ok(Found::Update(diffs));
         }
         Ok(Found::Done(outputs(&i.role_name, &role.arn)))
     }
@@ -130,6 +198,15 @@ impl StepImpl for ProxyRole {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
+        if let Some(role) = find_role(cx, &i.role_name).await? {
+            // The engine checked it is ours; it differs, or a run died
+            // after its create.
+            if !role.ours {
+                anyhow::bail!(cx.not_ours(&format!("IAM role {}", i.role_name)));
+            }
+            update(cx, i, &role).await?;
+            return Ok(outputs(&i.role_name, &role.arn));
+        }
         cx.bar.set(format!("creating IAM role {}", i.role_name));
         let tags = i
             .tags

@@ -146,6 +146,7 @@ fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
 impl StepImpl for ProxySecurityGroup {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-security-group";
+    const IDENTITY: &'static [&'static str] = &["group_name", "vpc_id"];
     const OUTPUTS: &'static [&'static str] = &["group_id"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -176,9 +177,8 @@ impl StepImpl for ProxySecurityGroup {
             ))));
         }
         if group.description() != Some(i.description.as_str()) {
-            return Ok(Found::Drifted(vec![format!(
-                "description: the account has {:?}, the runbook wants {:?} \
-                 (a security group's description cannot be changed: roll the step back and run it again)",
+            return Ok(Found::Replace(vec![format!(
+                "description: {:?} -> {:?} (a security group's description cannot be changed)",
                 group.description().unwrap_or_default(),
                 i.description
             )]));

@@ -119,6 +119,7 @@ async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
 impl StepImpl for SecretAccess {
     type Inputs = Inputs;
     const NAME: &'static str = "secret-access";
+    const IDENTITY: &'static [&'static str] = &["role_arn", "mode"];
     const OUTPUTS: &'static [&'static str] = &["policy"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -157,9 +158,9 @@ impl StepImpl for SecretAccess {
                 "policy".into(),
                 format!("inline:{INLINE_POLICY}"),
             )])),
-            Some(_) => {
-                Found::Incomplete("the inline policy document differs: it will be replaced".into())
-            }
+            Some(doc) => Found::Update(vec![format!(
+                "inline policy {INLINE_POLICY}: {doc} -> {want}"
+            )]),
         })
     }
 
@@ -175,8 +176,12 @@ impl StepImpl for SecretAccess {
         }])
     }
 
-    /// Records what the role had before, so rollback removes only our part.
-    async fn before(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Value>> {
+    /// Records what the role had before the first run, so rollback removes
+    /// only our part.
+    async fn before(&self, cx: &Ctx, i: &Inputs, recorded: Option<Value>) -> Result<Option<Value>> {
+        if recorded.is_some() {
+            return Ok(recorded);
+        }
         let role = role_name(i)?;
         Ok(Some(if i.mode == "managed" {
             json!({"managed_attached": policy_attached(cx, role, MANAGED_POLICY).await?})

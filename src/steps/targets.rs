@@ -183,6 +183,7 @@ async fn our_targets(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<DbProxyTarget>> {
 impl StepImpl for Targets {
     type Inputs = Inputs;
     const NAME: &'static str = "targets";
+    const IDENTITY: &'static [&'static str] = &["proxy_name", "instance_id", "cluster_id"];
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (
@@ -228,10 +229,10 @@ impl StepImpl for Targets {
         }
         let diffs = pool_differences(pool.as_ref(), &i.pool);
         if !diffs.is_empty() {
-            return Ok(Found::Incomplete(format!(
-                "pool settings to change: {}",
-                diffs.join(", ")
-            )));
+            // ModifyDBProxyTargetGroup changes them in place.
+            return Ok(Found::Update(
+                diffs.into_iter().map(|d| format!("pool {d}")).collect(),
+            ));
         }
         Ok(match health_decision(&ours) {
             Wait::Ready(h) => Found::Done(Outputs::from([

@@ -20,6 +20,7 @@ mod preflight;
 mod run;
 mod safety;
 mod state;
+mod update;
 
 use support::*;
 

@@ -626,13 +626,33 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
+                let pool = rds
+                    .describe_db_proxy_target_groups()
+                    .db_proxy_name(name)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|g| g.target_groups().first().cloned())
+                    .and_then(|g| g.connection_pool_config().cloned())
+                    .map(|c| {
+                        format!(
+                            "max={:?} idle={:?} borrow={:?}",
+                            c.max_connections_percent(),
+                            c.max_idle_connections_percent(),
+                            c.connection_borrow_timeout()
+                        )
+                    });
                 snap.insert(
                     format!("db proxy {name}"),
                     format!(
-                        "status={:?} engine={:?} tls={:?} targets={targets:?}",
+                        "status={:?} engine={:?} tls={:?} targets={targets:?} \
+                         idle_client_timeout={:?} debug_logging={:?} pool={pool:?} arn={:?}",
                         px.status(),
                         px.engine_family(),
-                        px.require_tls()
+                        px.require_tls(),
+                        px.idle_client_timeout(),
+                        px.debug_logging(),
+                        px.db_proxy_arn(),
                     ),
                 );
             }
@@ -869,4 +889,101 @@ pub fn set_function_variable(emu: &Emulator, function: &str, variable: &str, val
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+}
+
+/// Watches functions' variables while a command runs: every value each
+/// one takes must be a host that works, the DB's own (`db_host`) or the
+/// endpoint of a proxy that exists and is not being deleted. Each look
+/// reads the variables and then the proxies, so a proxy that disappears
+/// while a function still points at it is caught.
+pub struct HostWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl HostWatch {
+    pub fn start(emu: &Emulator, functions: &[String], variable: &str, db_host: &str) -> HostWatch {
+        let config = emu.sdk_config();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (functions, variable, db_host) = (
+            functions.to_vec(),
+            variable.to_string(),
+            db_host.to_string(),
+        );
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let lambda = aws_sdk_lambda::Client::new(&config);
+                let rds = aws_sdk_rds::Client::new(&config);
+                let (mut looks, mut bad) = (0, Vec::new());
+                while !flag.load(Ordering::Relaxed) {
+                    let mut values = Vec::new();
+                    for f in &functions {
+                        let conf = lambda.get_function_configuration().function_name(f).send();
+                        if let Ok(conf) = conf.await {
+                            let v = conf
+                                .environment()
+                                .and_then(|e| e.variables())
+                                .and_then(|v| v.get(&variable))
+                                .cloned();
+                            values.push((f.clone(), v));
+                        }
+                    }
+                    let live: Vec<String> = match rds.describe_db_proxies().send().await {
+                        Ok(p) => p
+                            .db_proxies()
+                            .iter()
+                            .filter(|p| p.status().map(|s| s.as_str()) != Some("deleting"))
+                            .filter_map(|p| p.endpoint().map(String::from))
+                            .collect(),
+                        Err(_) => continue,
+                    };
+                    looks += 1;
+                    for (f, v) in values {
+                        let ok = v.as_deref() == Some(db_host.as_str())
+                            || v.as_ref().is_some_and(|v| live.contains(v));
+                        if !ok {
+                            bad.push(format!("{f}.{variable} = {v:?} (live proxies: {live:?})"));
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (looks, bad)
+            })
+        });
+        HostWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; panics with every value seen that was not a working
+    /// host, or if the watch never looked.
+    #[track_caller]
+    pub fn assert_always_working(mut self, what: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (looks, bad) = self.thread.take().unwrap().join().unwrap();
+        assert!(looks > 0, "{what}: the watch never looked");
+        assert!(
+            bad.is_empty(),
+            "{what}: a function pointed at no working host: {bad:#?}"
+        );
+    }
+}
+
+/// One variable of a Lambda function, as the emulator holds it.
+pub fn function_variable(emu: &Emulator, function: &str, variable: &str) -> Option<String> {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_lambda::Client::new(&config)
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+            .unwrap()
+            .environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get(variable))
+            .cloned()
+    })
 }

@@ -1,0 +1,357 @@
+//! Living with the proxy: a runbook edited after a full run is applied in
+//! place (proxy settings, pool, tags, functions added and removed), a change
+//! made by hand is shown and put back, what only a new resource could
+//! change is refused before any call that writes, and a rollback after a
+//! chain of edits leaves the account as it was before the first run. A
+//! watch checks every function's DB_HOST all along: always the DB or a
+//! live proxy.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// A full run of the cookbook runbook; `extra` seeds more functions.
+fn applied(test: &str, extra: &[&str]) -> (Emulator, Workspace, Snapshot, String) {
+    let emu = Emulator::start();
+    let mut seed = Vec::new();
+    for e in extra {
+        seed.extend(["--extra-function", e]);
+    }
+    let ws = emu.workspace_for(test, "cookbook-4.3-mysql.toml", &seed);
+    let db_host = function_variable(&emu, &ws.env["DB_APP_FUNCTION_NAME"], "DB_HOST").unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    (emu, ws, before, db_host)
+}
+
+fn proxy_line(emu: &Emulator, ws: &Workspace) -> String {
+    snapshot(emu, ws)[&format!("db proxy {}-db", ws.prefix)].clone()
+}
+
+#[test]
+fn proxy_settings_and_pool_are_changed_in_place() {
+    let (emu, ws, before, db_host) = applied("update_in_place", &[]);
+    let functions = vec![ws.env["DB_APP_FUNCTION_NAME"].clone()];
+    let endpoint = ws.output("proxy", "endpoint");
+    let first = proxy_line(&emu, &ws);
+    assert!(first.contains("idle_client_timeout=Some(1800)"), "{first}");
+    ws.write_runbook(|s| {
+        let s = edit(
+            &s,
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 300\ndebug_logging = true\n",
+        );
+        let s = edit(
+            &s,
+            "Project = \"AWSCookbook403\"",
+            "Project = \"AWSCookbook403\"\nTeam = \"platform\"",
+        );
+        format!("{s}\n[pool]\nmax_connections_percent = 50\n")
+    });
+
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("~ proxy")
+        .stdout_has("update in place")
+        .stdout_has("idle client timeout: 1800 -> 300")
+        .stdout_has("debug logging: false -> true")
+        .stdout_has("tag Team: (none) -> platform")
+        .stdout_has("pool MaxConnectionsPercent: 100 -> 50")
+        .stdout_has("(runbook edited since applied: debug_logging: false -> true; idle_client_timeout: 1800 -> 300");
+    let watch = HostWatch::start(&emu, &functions, "DB_HOST", &db_host);
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("proxy: updating in place: idle client timeout: 1800 -> 300")
+        .stdout_has("✓ proxy updated in place")
+        .stdout_has("✓ targets updated in place")
+        .stdout_has("✓ connect-policy updated in place")
+        .stdout_has("✓ proxy-role updated in place");
+    watch.assert_always_working("the update in place");
+    let now = proxy_line(&emu, &ws);
+    assert!(
+        now.contains("idle_client_timeout=Some(300)") && now.contains("debug_logging=Some(true)"),
+        "{now}"
+    );
+    assert!(now.contains("pool=Some(\"max=Some(50)"), "{now}");
+    let arn = |line: &str| line.split(" arn=").nth(1).unwrap().to_string();
+    assert_eq!(arn(&first), arn(&now), "the same proxy, not a new one");
+    assert_eq!(ws.output("proxy", "endpoint"), endpoint);
+    assert_eq!(
+        function_variable(&emu, &functions[0], "DB_HOST").as_deref(),
+        Some(endpoint.as_str())
+    );
+    let role = &snapshot(&emu, &ws)[&format!("iam role {}-proxy-role", ws.prefix)];
+    assert!(role.contains("Team=platform"), "{role}");
+
+    // Applied: a re-run changes nothing, and the tag goes when the runbook
+    // drops it (a tag set by hand stays).
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.write_runbook(|s| {
+        let s = edit(
+            &s,
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 300\ndebug_logging = true\n",
+        );
+        format!("{s}\n[pool]\nmax_connections_percent = 50\n")
+    });
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("proxy-role updated in place");
+    let role = &snapshot(&emu, &ws)[&format!("iam role {}-proxy-role", ws.prefix)];
+    assert!(!role.contains("Team="), "{role}");
+
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after updates in place",
+    );
+}
+
+#[test]
+fn functions_are_added_and_removed_without_touching_the_others() {
+    let (emu, ws, before, db_host) = applied("update_functions", &["reports"]);
+    let p = ws.prefix.clone();
+    let (app, reports) = (
+        ws.env["DB_APP_FUNCTION_NAME"].clone(),
+        ws.env["REPORTS_FUNCTION_NAME"].clone(),
+    );
+    let endpoint = ws.output("proxy", "endpoint");
+    let second =
+        "\n[[lambda]]\nfunction_name = \"${env.REPORTS_FUNCTION_NAME}\"\nenv_var = \"DB_HOST\"\n";
+    ws.write_runbook(|s| edit(&s, "\n[invoke_check]", &format!("{second}\n[invoke_check]")));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!(
+            "{reports}.DB_HOST: {db_host} -> {endpoint} (added to the runbook)"
+        ))
+        .stdout_has(&format!("role {p}-reports-role: not attached -> attached"));
+    let both = vec![app.clone(), reports.clone()];
+    let watch = HostWatch::start(&emu, &both, "DB_HOST", &db_host);
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("✓ lambda-env updated in place");
+    watch.assert_always_working("adding a function");
+    let snap = snapshot(&emu, &ws);
+    for f in [&app, &reports] {
+        assert!(
+            snap[&format!("lambda {f}")].contains(&endpoint),
+            "{f}: {snap:#?}"
+        );
+    }
+    assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
+    let proxy_sg = snap
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        proxy_sg.contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
+        "{proxy_sg}"
+    );
+    let recorded = ws.state_json()["steps"]["lambda-env"]["before"].clone();
+    assert_eq!(
+        recorded[format!("{app}.DB_HOST")],
+        db_host.as_str(),
+        "{recorded}"
+    );
+    assert_eq!(
+        recorded[format!("{reports}.DB_HOST")],
+        db_host.as_str(),
+        "{recorded}"
+    );
+
+    // The first function leaves: its variable, rule and attachment go back;
+    // the other keeps the proxy throughout.
+    ws.write_runbook(|s| {
+        let s = edit(&s, "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\nsecurity_group_id = \"${env.DB_APP_FUNCTION_SG_ID}\"\nenv_var = \"DB_HOST\"\n", "function_name = \"${env.REPORTS_FUNCTION_NAME}\"\nenv_var = \"DB_HOST\"\n");
+        s
+    });
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!(
+            "{app}.DB_HOST: {endpoint} -> {db_host} (no longer in the runbook: put back)"
+        ))
+        .stdout_has(&format!("role {p}-lambda-role: attached -> detached"))
+        .stdout_has("-> revoked (no longer wanted)");
+    let watch = HostWatch::start(&emu, &both, "DB_HOST", &db_host);
+    ws.run(&["run", "--yes"]).ok();
+    watch.assert_always_working("removing a function");
+    let snap = snapshot(&emu, &ws);
+    assert_eq!(
+        snap[&format!("lambda {app}")],
+        before[&format!("lambda {app}")],
+        "restored whole"
+    );
+    assert!(snap[&format!("lambda {reports}")].contains(&endpoint));
+    assert!(!snap[&format!("iam role {p}-lambda-role")].contains(&format!("policy/{p}-connect")));
+    assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
+    let proxy_sg = snap
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        !proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
+        "{proxy_sg}"
+    );
+    assert!(
+        proxy_sg.contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
+        "{proxy_sg}"
+    );
+    let recorded = ws.state_json()["steps"]["lambda-env"]["before"].clone();
+    assert!(
+        recorded.get(format!("{app}.DB_HOST")).is_none(),
+        "put back, forgotten: {recorded}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after adding and removing functions",
+    );
+}
+
+#[test]
+fn changes_made_by_hand_are_shown_and_put_back() {
+    let (emu, ws, before, db_host) = applied("update_drift", &[]);
+    let p = ws.prefix.clone();
+    let app = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let endpoint = ws.output("proxy", "endpoint");
+    let applied = snapshot(&emu, &ws);
+    // By hand: DB_HOST back to the DB, the proxy's ingress rule revoked,
+    // the connect policy detached, the pool changed in the console.
+    set_function_variable(&emu, &app, "DB_HOST", Some(&db_host));
+    let config = emu.sdk_config();
+    let proxy_sg = ws.output("proxy-security-group", "group_id");
+    let rules = ws.output("lambda-ingress", "rule_ids");
+    runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .revoke_security_group_ingress()
+            .group_id(&proxy_sg)
+            .security_group_rule_ids(&rules)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_iam::Client::new(&config)
+            .detach_role_policy()
+            .role_name(format!("{p}-lambda-role"))
+            .policy_arn(ws.output("connect-policy", "arn"))
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_rds::Client::new(&config)
+            .modify_db_proxy_target_group()
+            .db_proxy_name(format!("{p}-db"))
+            .target_group_name("default")
+            .connection_pool_config(
+                aws_sdk_rds::types::ConnectionPoolConfiguration::builder()
+                    .max_connections_percent(20)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("changed outside the runbook, to put back")
+        .stdout_has(&format!(
+            "{app}.DB_HOST: {db_host} -> {endpoint} (changed outside the runbook)"
+        ))
+        .stdout_has(&format!("role {p}-lambda-role: not attached -> attached"))
+        .stdout_has("not admitted -> admitted")
+        .stdout_has("pool MaxConnectionsPercent: 20 -> 100");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("targets: changed outside the runbook, putting it back: pool MaxConnectionsPercent: 20 -> 100")
+        .stdout_has("✓ lambda-env put back")
+        .stdout_has("✓ lambda-ingress put back")
+        .stdout_has("✓ connect-policy put back");
+    assert_same(&applied, &snapshot(&emu, &ws), "put back as applied");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after drift put back",
+    );
+}
+
+/// The emulator's counts of calls that write (not Describe, Get or List)
+/// made between `before` and `after`.
+fn writes(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, _)| !["Describe", "Get", "List"].iter().any(|r| k.starts_with(r)))
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k} x{}", v - before.get(k).unwrap_or(&0)))
+        .collect()
+}
+
+#[test]
+fn what_only_a_new_resource_could_change_is_refused_before_any_write() {
+    let (emu, mut ws, _, _) = applied("update_replace", &[]);
+    let p = ws.prefix.clone();
+    let applied = snapshot(&emu, &ws);
+    // Another pair of subnets: the first, and a third one made here.
+    let config = emu.sdk_config();
+    let (vpc, first) = (ws.env["VPC_ID"].clone(), ws.env["ISOLATED_SUBNETS"].clone());
+    let third = runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block("10.10.3.0/24")
+            .availability_zone(format!("{REGION}b"))
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .and_then(|s| s.subnet_id().map(String::from))
+            .unwrap()
+    });
+    let first = first.split(' ').next().unwrap();
+    ws.env
+        .insert("OTHER_SUBNETS".into(), format!("{first} {third}"));
+    let name = format!("name = \"{p}-proxy-role\"");
+    // A name edited (the runbook says so before any call), and subnets
+    // (only the proxy's check can tell): each refused, nothing written.
+    for (from, to, says) in [
+        (
+            "name = \"${env.DB_NAME}\"",
+            "name = \"${env.DB_NAME}-2\"",
+            "proxy: name: ",
+        ),
+        (
+            name.as_str(),
+            "name = \"other-role\"",
+            "proxy-role: role_name: ",
+        ),
+        (
+            "subnet_ids = \"${env.ISOLATED_SUBNETS}\"",
+            "subnet_ids = \"${env.OTHER_SUBNETS}\"",
+            "proxy: subnets: ",
+        ),
+    ] {
+        ws.write_runbook(|s| s);
+        let text = std::fs::read_to_string(&ws.runbook).unwrap();
+        std::fs::write(&ws.runbook, edit(&text, from, to)).unwrap();
+        ws.run(&["plan"])
+            .code(3)
+            .stdout_has("-/+ proxy")
+            .stdout_has("replace (refused)");
+        let calls = emu.calls();
+        ws.run(&["run", "--yes"])
+            .code(3)
+            .stderr_has("these changes need a new resource")
+            .stderr_has(says)
+            .stderr_has("Nothing was changed");
+        if emu.has_rules("what_only_a_new_resource_could_change_is_refused_before_any_write") {
+            assert_eq!(writes(&calls, &emu.calls()), Vec::<String>::new(), "{says}");
+        }
+        assert_same(&applied, &snapshot(&emu, &ws), says);
+    }
+}
