@@ -7,7 +7,10 @@
 //!   (a) the book's recipe as a shell script of AWS CLI commands, polling
 //!       every 10 s (benches/book/recipe.sh), and the book's cleanup
 //!       (benches/book/cleanup.sh);
-//!   (b) the tool's full run; (c) its no-op re-run; (d) its rollback;
+//!   (b) the tool's full run; (c) its no-op re-run; (d) two updates in
+//!   place after an edit of the runbook: the proxy's idle client timeout
+//!   (ModifyDBProxy, `modifying` for 10 s) and the pool's
+//!   max_connections_percent (ModifyDBProxyTargetGroup); (e) its rollback;
 //!   and `--help` and `status` (median of 20), and the peak memory of a run.
 //! It counts the API calls of each and prints the tool's wall time as a
 //! ratio of the critical path: the waits that cannot overlap plus one
@@ -17,7 +20,8 @@
 //! Settings: BENCH_LATENCY_MS (100), BENCH_CREATING_S (20),
 //! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_ENI_LINGER_S (5:
 //! the deleted proxy's network interfaces keep its group in use),
-//! BENCH_LAMBDA_UPDATING_S (1: a function's update InProgress), BENCH_SKIP_BOOK=1 to
+//! BENCH_LAMBDA_UPDATING_S (1: a function's update InProgress),
+//! BENCH_MODIFYING_S (10: a proxy `modifying` after ModifyDBProxy), BENCH_SKIP_BOOK=1 to
 //! leave out the shell scripts, BENCH_VERBOSE=1 to print each command's
 //! output (each step's line ends with its own duration).
 
@@ -148,6 +152,7 @@ struct Pace {
     deleting: Duration,
     eni_linger: Duration,
     lambda_updating: Duration,
+    modifying: Duration,
 }
 
 fn main() {
@@ -159,6 +164,7 @@ fn main() {
         deleting: Duration::from_secs(setting("BENCH_DELETING_S", 20)),
         eni_linger: Duration::from_secs(setting("BENCH_ENI_LINGER_S", 5)),
         lambda_updating: Duration::from_secs(setting("BENCH_LAMBDA_UPDATING_S", 1)),
+        modifying: Duration::from_secs(setting("BENCH_MODIFYING_S", 10)),
     };
     let with_book = std::env::var("BENCH_SKIP_BOOK").is_err();
     let awscli_bin = Path::new(ROOT).join("benches/book/.venv/bin");
@@ -177,12 +183,13 @@ fn main() {
     let faults = FaultProxy::start(&emu.url);
     faults.latency(latency);
     emu.configure(&format!(
-        r#"{{"proxy_creating": {}, "target_registering": {}, "proxy_deleting": {}, "proxy_eni_linger": {}, "lambda_updating": {}}}"#,
+        r#"{{"proxy_creating": {}, "target_registering": {}, "proxy_deleting": {}, "proxy_eni_linger": {}, "lambda_updating": {}, "proxy_modifying": {}}}"#,
         pace.creating.as_secs_f64(),
         pace.registering.as_secs_f64(),
         pace.deleting.as_secs_f64(),
         pace.eni_linger.as_secs_f64(),
-        pace.lambda_updating.as_secs_f64()
+        pace.lambda_updating.as_secs_f64(),
+        pace.modifying.as_secs_f64()
     ));
     ws.set_endpoint(&faults.url);
 
@@ -207,6 +214,26 @@ fn main() {
         c.arg("--help");
         c
     });
+    // Day two: an edit of the runbook, applied in place.
+    ws.write_runbook(|s| {
+        s.replace(
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 300\n",
+        )
+    });
+    let idle = measure(
+        "tool: update idle timeout",
+        &faults,
+        ws.cmd(&["run", "--yes"]),
+    );
+    ws.write_runbook(|s| {
+        let s = s.replace(
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 300\n",
+        );
+        format!("{s}\n[pool]\nmax_connections_percent = 60\n")
+    });
+    let pool = measure("tool: update pool", &faults, ws.cmd(&["run", "--yes"]));
     let rollback = measure("tool: rollback", &faults, ws.cmd(&["rollback", "--yes"]));
 
     // The critical paths: the waits that cannot overlap, plus one latency
@@ -219,6 +246,11 @@ fn main() {
     let run_path = pace.creating + pace.registering + pace.lambda_updating + latency * 5;
     let rollback_path = pace.lambda_updating + pace.deleting + pace.eni_linger + latency * 4;
     let rerun_budget = latency + Duration::from_millis(500);
+    // An update: one round of checks, the modify, (modifying), and the
+    // invoke check that follows it; the pool's has no wait of its own.
+    let idle_path = latency * 3 + pace.modifying;
+    let pool_path = latency * 3;
+    let pool_budget = pool_path + Duration::from_millis(500);
 
     println!();
     println!(
@@ -260,12 +292,18 @@ fn main() {
     }
     row(&run, Some(run_path));
     row(&rerun, None);
+    row(&idle, Some(idle_path));
+    row(&pool, Some(pool_path));
     row(&rollback, Some(rollback_path));
     println!(
-        "critical path: run {} s, rollback {} s; re-run budget {} s (one round + 0.5 s)",
+        "critical path: run {} s, rollback {} s, idle-timeout update {} s, pool update {} s; \
+         re-run budget {} s (one round + 0.5 s), pool update budget {} s (its path + 0.5 s)",
         secs(run_path),
         secs(rollback_path),
-        secs(rerun_budget)
+        secs(idle_path),
+        secs(pool_path),
+        secs(rerun_budget),
+        secs(pool_budget)
     );
     println!(
         "--help {} ms, status {} ms (median of 21)",
@@ -273,7 +311,7 @@ fn main() {
         status_time.as_millis()
     );
 
-    let peak_mb = [&run, &rerun, &rollback]
+    let peak_mb = [&run, &rerun, &idle, &pool, &rollback]
         .iter()
         .filter_map(|m| m.peak_kb)
         .max()
@@ -291,6 +329,14 @@ fn main() {
         (
             "no-op re-run within one round + 0.5 s",
             rerun.wall <= rerun_budget,
+        ),
+        (
+            "idle-timeout update within 1.2x its critical path",
+            idle.wall.as_secs_f64() <= 1.2 * idle_path.as_secs_f64(),
+        ),
+        (
+            "pool update within its critical path + 0.5 s",
+            pool.wall <= pool_budget,
         ),
         ("--help under 50 ms", help_time < Duration::from_millis(50)),
         (

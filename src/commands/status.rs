@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::engine::order_for_status;
+use crate::engine::{edited_since_applied, order_for_status};
 use crate::open::{EnvMode, Options, command_hint, load_runbook, state_error, state_path};
 use crate::state::State;
 
@@ -14,6 +14,16 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
     let path = state_path(&rb, opts);
     let exists = State::exists(&path);
     let state = State::load(&path, &rb.name).map_err(state_error)?;
+    // What the runbook says now that the step was not applied with
+    // (`field: applied -> runbook`); a value from an unset variable is not
+    // known, so not compared.
+    let edits = |name: &str| -> Vec<String> {
+        edited_since_applied(name, &rb, &state)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|line| !line.contains("${env."))
+            .collect()
+    };
     if opts.output == crate::cli::Output::Json {
         let steps: Vec<Value> = order_for_status(&rb, &state)
             .iter()
@@ -25,6 +35,7 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
                     "updated_at": rec.updated_at,
                     "outputs": rec.outputs,
                     "error": rec.error,
+                    "runbook_edits": edits(name),
                 })
             })
             .collect();
@@ -61,6 +72,9 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
         );
         for (k, v) in &rec.outputs {
             println!("      {k} = {v}");
+        }
+        for e in edits(&name) {
+            println!("      edited in the runbook, not applied yet: {e}");
         }
         if let Some(e) = &rec.error {
             println!("      error: {e}");

@@ -112,7 +112,10 @@ pub(crate) fn unmet(
         None => Some("its inputs are not applied".into()),
         Some(Found::Missing) => Some("applied, but missing from the account".into()),
         Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
-        Some(Found::Update(diffs)) => Some(format!("differs: {}", diffs.join("; "))),
+        Some(Found::Update(diffs)) => Some(format!(
+            "applied, but the account differs: {}",
+            diffs.join("; ")
+        )),
         Some(Found::Replace(why)) => Some(format!("needs replacing: {}", why.join("; "))),
         Some(Found::Foreign(why)) => Some(why.clone()),
     }

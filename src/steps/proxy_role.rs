@@ -198,15 +198,6 @@ impl StepImpl for ProxyRole {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        if let Some(role) = find_role(cx, &i.role_name).await? {
-            // The engine checked it is ours; it differs, or a run died
-            // after its create.
-            if !role.ours {
-                anyhow::bail!(cx.not_ours(&format!("IAM role {}", i.role_name)));
-            }
-            update(cx, i, &role).await?;
-            return Ok(outputs(&i.role_name, &role.arn));
-        }
         cx.bar.set(format!("creating IAM role {}", i.role_name));
         let tags = i
             .tags
@@ -231,11 +222,16 @@ impl StepImpl for ProxyRole {
                     .context("CreateRole answered without a role")?;
                 Ok(outputs(&i.role_name, &arn))
             }
-            // A run that died after the create: adopt the role if it is ours.
-            Err(e) if is_already_exists(error_code(&e)) => match self.check(cx, i).await? {
-                Found::Done(out) => Ok(out),
+            // There already: a run that died after the create, or an update
+            // (the engine checked that it is ours and differs).
+            Err(e) if is_already_exists(error_code(&e)) => match find_role(cx, &i.role_name).await?
+            {
+                Some(role) if role.ours => {
+                    update(cx, i, &role).await?;
+                    Ok(outputs(&i.role_name, &role.arn))
+                }
                 _ => anyhow::bail!(
-                    "IAM role {} appeared while we created it and is not ours as the runbook describes it",
+                    "IAM role {} appeared while we created it and is not ours",
                     i.role_name
                 ),
             },

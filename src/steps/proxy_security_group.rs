@@ -10,6 +10,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, SecurityGroup, Tag, TagSpecificat
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::common::{TagChanges, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
@@ -142,11 +143,59 @@ fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
     )
 }
 
+/// How the group's tags must change (see [`tag_changes`]).
+fn group_tags(cx: &Ctx, i: &Inputs, group: &SecurityGroup) -> TagChanges {
+    let earlier: Option<Inputs> = cx.recorded_inputs();
+    tag_changes(
+        group
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+        &i.tags,
+        earlier.as_ref().map(|e| &e.tags),
+    )
+}
+
+async fn retag(cx: &Ctx<'_>, id: &str, tags: TagChanges) -> Result<()> {
+    if !tags.set.is_empty() {
+        let set = tags
+            .set
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        cx.aws
+            .ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(set))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot tag {id}: {}", describe_error(&e)))?;
+    }
+    if !tags.remove.is_empty() {
+        let keys = tags
+            .remove
+            .iter()
+            .map(|k| Tag::builder().key(k).build())
+            .collect();
+        cx.aws
+            .ec2
+            .delete_tags()
+            .resources(id)
+            .set_tags(Some(keys))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot untag {id}: {}", describe_error(&e)))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl StepImpl for ProxySecurityGroup {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-security-group";
-    const IDENTITY: &'static [&'static str] = &["group_name", "vpc_id"];
+    /// A group's description cannot be changed.
+    const IDENTITY: &'static [&'static str] = &["group_name", "vpc_id", "description"];
     const OUTPUTS: &'static [&'static str] = &["group_id"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -183,6 +232,10 @@ impl StepImpl for ProxySecurityGroup {
                 i.description
             )]));
         }
+        let tags = group_tags(cx, i, &group);
+        if !tags.is_empty() {
+            return Ok(Found::Update(tags.lines));
+        }
         Ok(Found::Done(Outputs::from([("group_id".to_string(), id)])))
     }
 
@@ -218,10 +271,16 @@ impl StepImpl for ProxySecurityGroup {
                     .context("CreateSecurityGroup answered without a group id")?;
                 Ok(Outputs::from([("group_id".to_string(), id)]))
             }
-            Err(e) if is_duplicate_group(error_code(&e)) => match self.check(cx, i).await? {
-                Found::Done(out) => Ok(out),
+            // There already: a run that died after the create, or an update
+            // of its tags (the engine checked that it is ours).
+            Err(e) if is_duplicate_group(error_code(&e)) => match find_group(cx, i).await? {
+                Some(group) if owned(cx, &group) => {
+                    let id = group.group_id().unwrap_or_default().to_string();
+                    retag(cx, &id, group_tags(cx, i, &group)).await?;
+                    Ok(Outputs::from([("group_id".to_string(), id)]))
+                }
                 _ => anyhow::bail!(
-                    "security group {} already exists in {} and is not ours as the runbook describes it",
+                    "security group {} already exists in {} and is not ours",
                     i.group_name,
                     i.vpc_id
                 ),

@@ -303,6 +303,16 @@ impl StepImpl for Targets {
                     )
                 })?;
         }
+        // Registered and healthy before a change of the pool alone: no
+        // wait (its first look would come half a second later).
+        if !ours.is_empty()
+            && let Wait::Ready(health) = health_decision(&ours)
+        {
+            return Ok(Outputs::from([
+                ("target".into(), i.target().into()),
+                ("health".into(), health),
+            ]));
+        }
         let what = format!("target {} of {}", i.target(), i.proxy_name);
         let health = wait_for(
             cx.bar,

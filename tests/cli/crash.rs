@@ -234,3 +234,111 @@ fn second_ctrl_c_exits_at_once_with_a_consistent_state() {
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "rollback after two Ctrl-C");
 }
+
+/// An update in place killed at each boundary of the steps it changes (the
+/// proxy's ModifyDBProxy and its wait, the pool, the variable of a function
+/// added or removed): `resume` finishes it with the same proxy and no
+/// duplicate, no function ever points at anything but the DB or the live
+/// proxy, and a rollback afterwards leaves what was there before the first
+/// run. Each kill flips the runbook between its first version and an
+/// edited one (idle timeout, pool, a second function), so every round is
+/// an update.
+#[test]
+fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_function() {
+    let emu = Emulator::start();
+    let ws = emu.workspace_for(
+        "cupd",
+        "cookbook-4.3-mysql.toml",
+        &["--extra-function", "reports"],
+    );
+    let p = ws.prefix.clone();
+    let (app, reports) = (
+        ws.env["DB_APP_FUNCTION_NAME"].clone(),
+        ws.env["REPORTS_FUNCTION_NAME"].clone(),
+    );
+    let db_host = function_variable(&emu, &app, "DB_HOST").unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let proxy_arn = |snap: &Snapshot| {
+        let line = &snap[&format!("db proxy {p}-db")];
+        line.split(" arn=").nth(1).unwrap().to_string()
+    };
+    let arn = proxy_arn(&snapshot(&emu, &ws));
+    let endpoint = ws.output("proxy", "endpoint");
+    let edited = |on: bool| {
+        ws.write_runbook(|s| {
+            if !on {
+                return s;
+            }
+            let s = s.replace(
+                "require_tls = true\n",
+                "require_tls = true\nidle_client_timeout = 300\n",
+            );
+            let s = s.replace(
+                "\n[invoke_check]",
+                "\n[[lambda]]\nfunction_name = \"${env.REPORTS_FUNCTION_NAME}\"\n\n[invoke_check]",
+            );
+            format!("{s}\n[pool]\nmax_connections_percent = 60\n")
+        })
+    };
+    let mut on = false;
+    for (step, point) in [
+        ("proxy", "before-apply"),
+        ("proxy", "wait"),
+        ("proxy", "after-apply"),
+        ("targets", "after-apply"),
+        ("lambda-env", "before-apply"),
+        ("lambda-env", "after-apply"),
+    ] {
+        on = !on;
+        edited(on);
+        let what = format!("update (edited: {on}) killed at {step}:{point}");
+        let both = [app.clone(), reports.clone()];
+        let watch = HostWatch::start(&emu, &both, "DB_HOST", &db_host);
+        kill_at(&ws, &["run", "--yes"], step, point);
+        ws.run(&["resume", "--yes"]).ok();
+        watch.assert_always_working(&what);
+        let snap = snapshot(&emu, &ws);
+        assert_eq!(proxy_arn(&snap), arn, "{what}: the same proxy");
+        let proxies = snap.keys().filter(|k| k.starts_with("db proxy ")).count();
+        assert_eq!(proxies, 1, "{what}: {snap:#?}");
+        let timeout = if on { "Some(300)" } else { "Some(1800)" };
+        let proxy = &snap[&format!("db proxy {p}-db")];
+        assert!(
+            proxy.contains(&format!("idle_client_timeout={timeout}")),
+            "{what}: {proxy}"
+        );
+        let policy = &snap[&format!("iam policy {p}-connect")];
+        assert_eq!(policy.matches(" default=").count(), 1, "{what}: {policy}");
+        assert_eq!(
+            function_variable(&emu, &app, "DB_HOST").as_deref(),
+            Some(endpoint.as_str()),
+            "{what}"
+        );
+        let want = if on { &endpoint } else { &db_host };
+        assert_eq!(
+            function_variable(&emu, &reports, "DB_HOST").as_ref(),
+            Some(want),
+            "{what}"
+        );
+        let proxy_sg = snap
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
+            .unwrap()
+            .1;
+        let sources = proxy_sg
+            .split(" egress=")
+            .next()
+            .unwrap()
+            .matches("sg-")
+            .count();
+        assert_eq!(sources, if on { 2 } else { 1 }, "{what}: {proxy_sg}");
+        ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    }
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after killed updates",
+    );
+}

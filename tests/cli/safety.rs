@@ -67,12 +67,26 @@ fn a_second_state_refuses_what_the_first_made_unless_it_adopts_it() {
         .stdout_has("= lambda-env adopted")
         .stdout_has("No changes");
     assert_eq!(other.state_json()["steps"]["proxy"]["origin"], "adopted");
+    // Managed there: an edit is applied in place, and what was adopted
+    // stays adopted.
+    other.write_runbook(|s| {
+        s.replace(
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 600\n",
+        )
+    });
+    other
+        .run(&["run", "--yes"])
+        .ok()
+        .stdout_has("✓ proxy updated in place");
+    assert_eq!(other.state_json()["steps"]["proxy"]["origin"], "adopted");
+    let updated = snapshot(&emu, &ws);
     other
         .run(&["rollback", "--yes"])
         .ok()
         .stdout_has("! proxy left alone: adopted, not created by this state");
     let after = snapshot(&emu, &ws);
-    assert_same(&after_run, &after, "an adopting state's rollback deleted");
+    assert_same(&updated, &after, "an adopting state's rollback deleted");
     assert_eq!(db_host(&after, &ws), endpoint);
 
     // The first state still owns them, and its rollback undoes them.
@@ -211,12 +225,13 @@ fn a_step_never_runs_past_the_steps_it_waits_on() {
     let revoked = snapshot(&emu, &ws);
     ws.run(&["run", "--yes", "--step", "lambda-env"])
         .code(2)
-        .stderr_has("`lambda-ingress` (applied, but missing from the account)");
+        .stderr_has("`lambda-ingress` (applied, but the account differs: ")
+        .stderr_has("not admitted -> admitted");
     assert_same(&revoked, &snapshot(&emu, &ws), "a refused step acted");
     // The whole run puts the rule back first, then points the function.
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("lambda-ingress created")
+        .stdout_has("✓ lambda-ingress put back")
         .stdout_has("✓ lambda-env created");
 }
 
@@ -231,33 +246,44 @@ fn plan_exits_as_run_would_and_shows_every_change_whole() {
         .ok()
         .stdout_has("Nothing to change");
 
-    // An edit after apply: blocked, exit 3 from plan as from run, and the
-    // change shown field by field, whole.
+    // An edit after apply, in place: a change to make (exit 6 with
+    // --detailed-exitcode), the edit shown field by field, whole.
     ws.write_runbook(|s| s + "\n[pool]\nmax_connections_percent = 50\n");
+    let plan = ws.run(&["plan", "--output", "json", "--detailed-exitcode"]);
+    plan.code(6);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let step = |doc: &serde_json::Value, name: &str| {
+        doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let targets = step(&doc, "targets");
+    assert_eq!(targets["action"], "update", "{targets}");
+    assert_eq!(
+        targets["details"],
+        serde_json::json!([
+            "pool MaxConnectionsPercent: 100 -> 50",
+            "(runbook edited since applied: pool.max_connections_percent: 100 -> 50)"
+        ]),
+        "{targets}"
+    );
+    // An edit only a new resource could apply: blocked, exit 3 from plan as
+    // from run, the field whole.
+    let description = "RDS Proxy security group (AWS Cookbook 4.3)";
+    ws.write_runbook(|s| s.replace(description, "another description"));
     let plan = ws.run(&["plan", "--output", "json"]);
     plan.code(3);
     let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    let targets = doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "targets")
-        .unwrap();
-    assert_eq!(targets["blocked"]["exit_code"], 3, "{targets}");
-    assert!(
-        targets["blocked"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the runbook changed"),
-        "{targets}"
-    );
-    assert_eq!(
-        targets["details"][0], "pool.max_connections_percent: 100 -> 50",
-        "{targets}"
-    );
-    ws.run(&["run", "--yes"])
-        .code(3)
-        .stderr_has("pool.max_connections_percent: 100 -> 50");
+    let group = step(&doc, "proxy-security-group");
+    assert_eq!(group["action"], "replace", "{group}");
+    assert_eq!(group["blocked"]["exit_code"], 3, "{group}");
+    let line = format!("description: {description} -> another description");
+    assert_eq!(group["details"][0], line.as_str(), "{group}");
+    ws.run(&["run", "--yes"]).code(3).stderr_has(&line);
     ws.run(&["rollback", "--yes"]).ok();
 
     // A preflight problem: exit 5 from plan, run and preflight alike.

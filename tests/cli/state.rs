@@ -58,15 +58,17 @@ fn a_second_concurrent_run_fails_on_the_lock_naming_the_holder() {
 }
 
 #[test]
-fn a_runbook_edited_after_apply_is_caught_before_any_change() {
+fn a_name_edited_after_apply_is_caught_before_any_change() {
     let (emu, ws) = setup("edited");
     ws.run(&["run", "--yes"]).ok();
     let before = snapshot(&emu, &ws);
-    ws.write_runbook(|s| s.replace("Project = \"AWSCookbook403\"", "Project = \"Renamed\""));
+    let role = format!("{}-proxy-role", ws.prefix);
+    let renamed = format!("{}-renamed-role", ws.prefix);
+    ws.write_edited(&role, &renamed);
     ws.run(&["run", "--yes"])
         .code(3)
-        .stderr_has("the runbook changed after step `proxy-role` was applied")
-        .stderr_has("tags.Project: AWSCookbook403 -> Renamed")
+        .stderr_has("these changes need a new resource")
+        .stderr_has(&format!("proxy-role: role_name: {role} -> {renamed}"))
         .stderr_has("rollback");
     ws.run(&["resume", "--yes"]).code(3);
     assert_same(
@@ -78,6 +80,10 @@ fn a_runbook_edited_after_apply_is_caught_before_any_change() {
     ws.run(&["rollback", "--yes"])
         .ok()
         .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    assert!(
+        !snapshot(&emu, &ws).keys().any(|k| k.contains(&role)),
+        "the recorded role was deleted"
+    );
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("Done: 9 step(s) applied");
@@ -211,11 +217,11 @@ fn resume_needs_a_state_and_rechecks_the_account() {
         .ok()
         .stdout_has("= proxy-role already done")
         .stdout_has(&format!(
-            "connect-policy: not attached to role {lambda_role} yet"
+            "connect-policy: changed outside the runbook, putting it back: role {lambda_role}: not attached -> attached"
         ))
-        .stdout_has("✓ connect-policy finished")
-        .stdout_has("was applied but is missing from the account")
-        .stdout_has("✓ db-ingress created")
+        .stdout_has("✓ connect-policy put back")
+        .stdout_has("db-ingress: changed outside the runbook, putting it back: ")
+        .stdout_has("✓ db-ingress put back")
         .stdout_has("= lambda-env already done")
         .stdout_has("Done: 2 step(s) applied");
     // The same resources as before, apart from the new rule's id.

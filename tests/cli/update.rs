@@ -57,7 +57,10 @@ fn proxy_settings_and_pool_are_changed_in_place() {
         .stdout_has("debug logging: false -> true")
         .stdout_has("tag Team: (none) -> platform")
         .stdout_has("pool MaxConnectionsPercent: 100 -> 50")
-        .stdout_has("(runbook edited since applied: debug_logging: false -> true; idle_client_timeout: 1800 -> 300");
+        .stdout_has(
+            "(runbook edited since applied: debug_logging: false -> true; \
+             idle_client_timeout: 1800 -> 300",
+        );
     let watch = HostWatch::start(&emu, &functions, "DB_HOST", &db_host);
     ws.run(&["run", "--yes"])
         .ok()
@@ -164,10 +167,10 @@ fn functions_are_added_and_removed_without_touching_the_others() {
 
     // The first function leaves: its variable, rule and attachment go back;
     // the other keeps the proxy throughout.
-    ws.write_runbook(|s| {
-        let s = edit(&s, "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\nsecurity_group_id = \"${env.DB_APP_FUNCTION_SG_ID}\"\nenv_var = \"DB_HOST\"\n", "function_name = \"${env.REPORTS_FUNCTION_NAME}\"\nenv_var = \"DB_HOST\"\n");
-        s
-    });
+    let first = "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\n\
+                 security_group_id = \"${env.DB_APP_FUNCTION_SG_ID}\"\n";
+    let second_only = "function_name = \"${env.REPORTS_FUNCTION_NAME}\"\n";
+    ws.write_runbook(|s| edit(&s, first, second_only));
     ws.run(&["plan"])
         .ok()
         .stdout_has(&format!(
@@ -268,7 +271,10 @@ fn changes_made_by_hand_are_shown_and_put_back() {
         .stdout_has("pool MaxConnectionsPercent: 20 -> 100");
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("targets: changed outside the runbook, putting it back: pool MaxConnectionsPercent: 20 -> 100")
+        .stdout_has(
+            "targets: changed outside the runbook, putting it back: \
+             pool MaxConnectionsPercent: 20 -> 100",
+        )
         .stdout_has("✓ lambda-env put back")
         .stdout_has("✓ lambda-ingress put back")
         .stdout_has("✓ connect-policy put back");
@@ -336,9 +342,7 @@ fn what_only_a_new_resource_could_change_is_refused_before_any_write() {
             "proxy: subnets: ",
         ),
     ] {
-        ws.write_runbook(|s| s);
-        let text = std::fs::read_to_string(&ws.runbook).unwrap();
-        std::fs::write(&ws.runbook, edit(&text, from, to)).unwrap();
+        ws.write_edited(from, to);
         ws.run(&["plan"])
             .code(3)
             .stdout_has("-/+ proxy")

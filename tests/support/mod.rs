@@ -343,6 +343,16 @@ impl Workspace {
         std::fs::write(&self.runbook, edit(doc.to_string())).unwrap();
     }
 
+    /// Writes the shipped runbook afresh with `from` replaced by `to` in the
+    /// text as written, after the renames (a renamed role, say).
+    #[track_caller]
+    pub fn write_edited(&self, from: &str, to: &str) {
+        self.write_runbook(|s| s);
+        let text = std::fs::read_to_string(&self.runbook).unwrap();
+        assert!(text.contains(from), "the runbook has no {from:?}");
+        std::fs::write(&self.runbook, text.replace(from, to)).unwrap();
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
