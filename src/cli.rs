@@ -83,6 +83,10 @@ pub enum Command {
         /// its 2). Blocked steps exit as `run` would, with or without it.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also write the plan to FILE, for `run --plan FILE` to do exactly
+        /// that (or refuse if the runbook or the account moved since).
+        #[arg(long = "out", short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Check what the recipe needs from the account (DB, secret, subnets,
     /// security groups, Lambdas, room for a proxy). Changes nothing.
@@ -111,6 +115,11 @@ pub enum Command {
         /// `rollback`. Without it such a run is refused.
         #[arg(long)]
         adopt: bool,
+        /// Do what the plan saved in FILE (`plan -o FILE`) says, and only if
+        /// the runbook and the account are still as it found them: else
+        /// refuse, changing nothing. Runs the whole runbook.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["step", "from", "until"])]
+        plan: Option<PathBuf>,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]

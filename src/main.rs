@@ -133,7 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 runbook,
                 output,
                 detailed_exitcode,
-            } => plan::plan(runbook, *output, *detailed_exitcode, &opts).await,
+                out,
+            } => plan::plan(runbook, *output, *detailed_exitcode, out.as_deref(), &opts).await,
             Command::Preflight { runbook } => commands::preflight::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
             Command::Run {
@@ -142,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 yes,
                 confirm,
                 adopt,
+                plan,
                 ..
             } => {
                 let how = RunHow {
@@ -150,7 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     adopt: *adopt,
                     resume: false,
                 };
-                run::run(runbook, select, how, &opts).await
+                run::run(runbook, select, how, plan.as_deref(), &opts).await
             }
             Command::Resume { runbook, yes, .. } => {
                 let how = RunHow {
@@ -158,7 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     resume: true,
                     ..Default::default()
                 };
-                run::run(runbook, &Default::default(), how, &opts).await
+                run::run(runbook, &Default::default(), how, None, &opts).await
             }
             Command::Rollback {
                 runbook, to, yes, ..

@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
+use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
 use crate::engine::{edited_since_applied, identity_edited, needs, pending, resolve};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
 use crate::preflight::preflight_verdict;
-use crate::state::{State, Status};
+use crate::state::{self, State, Status};
 use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::StepBar;
 
@@ -85,6 +86,7 @@ pub async fn plan(
     runbook: &Path,
     output: Output,
     detailed_exitcode: bool,
+    out: Option<&Path>,
     opts: &Options,
 ) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
@@ -94,6 +96,10 @@ pub async fn plan(
     check_place(&mut state, &aws, &path).await?;
     let preflight = crate::preflight::run(&rb, &aws).await?;
     let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
+    // The state as `run` will read it (the plan's copy records what it
+    // finds done, for the steps after).
+    let original = state.clone();
+    let mut saved_steps = Vec::new();
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();
     let mut graph = steps::dependencies(&rb);
@@ -110,6 +116,7 @@ pub async fn plan(
             recorded: recorded.as_ref(),
         };
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
+        let mut found = None;
         let origin = state.record(name).and_then(|r| r.origin);
         let mut blocked = None;
         let mut block = |code: i32, reason: String| {
@@ -134,7 +141,11 @@ pub async fn plan(
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
             ("replace", why)
         } else {
-            match step.check(&cx, &inputs).await {
+            let checked = step.check(&cx, &inputs).await;
+            if let Ok(f) = &checked {
+                found = Some(found_digest(f));
+            }
+            match checked {
                 Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
                     block(EXIT_BAD_INPUT, made_elsewhere_reason(&path));
                     match found {
@@ -190,6 +201,16 @@ pub async fn plan(
             "verify" => summary.verify += 1,
             _ => summary.blocked += 1,
         }
+        // What `run --plan` compares: the inputs as it resolves them, and
+        // what was found with those same inputs.
+        let planned = state::checksum(&resolve(step, &rb, &original).0);
+        saved_steps.push(SavedStep {
+            name: name.to_string(),
+            action: action.to_string(),
+            found: found.filter(|_| planned == state::checksum(&inputs)),
+            inputs: planned,
+            details: details.clone(),
+        });
         steps_out.push(PlanStep {
             name: name.to_string(),
             action,
@@ -218,6 +239,16 @@ pub async fn plan(
         None if changes => ("changes", if detailed_exitcode { EXIT_CHANGES } else { 0 }),
         None => ("no_changes", 0),
     };
+    if let Some(out) = out {
+        let account = aws.account_id().await?;
+        SavedPlan::new(&rb.name, account, &aws.region, saved_steps).write(out)?;
+        crate::say!(
+            "Saved this plan to {}: `run --plan {}` does exactly this, or refuses if the \
+             runbook or the account moved.",
+            out.display(),
+            out.display()
+        );
+    }
     let report = PlanReport {
         runbook: rb.name.clone(),
         file: rb.path.display().to_string(),

@@ -13,9 +13,10 @@ use crate::engine::report::{copy_results, emit_report, first_error};
 use crate::engine::runner::{
     Outcome, RunHow, Runner, made_elsewhere, needs_outputs, not_this_states, unmet, waits_unmet,
 };
+use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
-use crate::engine::{identity_edited, replacement_refused, resolve, select};
+use crate::engine::{edited_since_applied, identity_edited, replacement_refused, resolve, select};
 use crate::error::Failure;
 use crate::open::{
     EnvMode, Options, command_hint, load_runbook, record_place, save, state_error, state_path,
@@ -26,8 +27,15 @@ use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::{Progress, StepBar};
 use crate::ui::prompt::{Asker, confirm};
 
-/// `run` and `resume`; `ask`: `--confirm`, a question before each step.
-pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -> Result<()> {
+/// `run` and `resume`; `ask`: `--confirm`, a question before each step;
+/// `saved`: `--plan FILE`, what a saved plan says (or nothing at all).
+pub async fn run(
+    runbook: &Path,
+    sel: &Selection,
+    how: RunHow,
+    saved: Option<&Path>,
+    opts: &Options,
+) -> Result<()> {
     let RunHow {
         yes,
         ask,
@@ -35,6 +43,7 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
         adopt,
     } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let saved = saved.map(SavedPlan::load).transpose()?;
     let selected = select(&rb, sel)?;
     let path = state_path(&rb, opts);
     if resume && !State::exists(&path) {
@@ -86,9 +95,11 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
 
     // The first round, all at once: who we are, every step that can be
-    // checked already, and preflight unless every step is applied (then a
-    // re-run costs the checks alone).
-    let all_applied = selected.iter().all(|n| state.status(n) == Status::Applied);
+    // checked already, and preflight unless every step is applied as the
+    // runbook says (then a re-run costs the checks alone; an edit will act).
+    let all_applied = selected.iter().all(|n| {
+        state.status(n) == Status::Applied && edited_since_applied(n, &rb, &state).is_none()
+    });
     // The steps the selection waits on but leaves out (`--step`, `--from`):
     // they must be in place in the account, so they are checked too.
     let graph = steps::dependencies(&rb);
@@ -153,6 +164,33 @@ pub async fn run(runbook: &Path, sel: &Selection, how: RunHow, opts: &Options) -
         .filter_map(|(name, sum, found)| found.ok().map(|f| (name, (sum, f))))
         .collect();
     let run_hint = command_hint("run", &rb, opts);
+    if let Some(saved) = &saved {
+        // Exactly what was reviewed, or nothing.
+        let now: Vec<(String, String, Option<String>)> = selected
+            .iter()
+            .map(|n| {
+                let step = steps::get(n).expect("validated");
+                let inputs = state::checksum(&resolve(step, &rb, &state).0);
+                let found = prechecked.get(*n).map(|(_, f)| found_digest(f));
+                (n.to_string(), inputs, found)
+            })
+            .collect();
+        let account = aws.account_id().await?;
+        let moved = saved.moved(&rb.name, account, &aws.region, &now);
+        if !moved.is_empty() {
+            return Err(Failure::bad_input(format!(
+                "the saved plan (made {}) no longer holds:\n  {}\nNothing was changed. Make a \
+                 new plan, review it, and run that: `{} -o PLAN` then `{run_hint} --plan PLAN`",
+                saved.created_at,
+                moved.join("\n  "),
+                command_hint("plan", &rb, opts)
+            )));
+        }
+        crate::say!(
+            "The saved plan (made {}) still holds: the runbook and the account are as it found them.",
+            saved.created_at
+        );
+    }
 
     // Before any change: what this state never made is refused (unless
     // adopted), and so is a step whose waits are not in place.

@@ -14,6 +14,7 @@ use crate::steps::{self, Ctx, Found, Resolver, Step};
 
 pub mod report;
 pub mod runner;
+pub mod saved;
 pub mod schedule;
 pub mod store;
 

@@ -448,16 +448,24 @@ impl StepImpl for Proxy {
         // unfinished or differing in what ModifyDBProxy changes. Whether it
         // is known to be ours: made by this call. One that existed (a run
         // that died after the create) is ours once its tag says so.
-        let created = match find(cx.aws, &i.name).await? {
-            None => self.create(cx, i).await?,
-            Some(_) => false,
+        let p = match find(cx.aws, &i.name).await? {
+            None => {
+                let created = self.create(cx, i).await?;
+                let p = self.wait_available(cx, i, created, false).await?;
+                if created {
+                    // Made just now as the runbook says, tags and all.
+                    return outputs(&p);
+                }
+                p
+            }
+            // Available already (an update): no wait before the change.
+            Some(p) if matches!(status_decision(&status_of(&p))?, Wait::Ready(())) => p,
+            Some(_) => self.wait_available(cx, i, false, false).await?,
         };
-        let p = self.wait_available(cx, i, created, false).await?;
-        if created {
-            // Made just now as the runbook says, tags and all.
-            return outputs(&p);
+        let (ours, tags) = tags_of(cx, &p).await?;
+        if !ours {
+            anyhow::bail!(cx.not_ours(&format!("DB proxy {}", i.name)));
         }
-        let (_, tags) = tags_of(cx, &p).await?;
         let tags = proxy_tags(cx, i, &tags);
         if differences(&p, i).in_place.is_empty() && tags.is_empty() {
             return outputs(&p);

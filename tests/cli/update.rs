@@ -359,3 +359,78 @@ fn what_only_a_new_resource_could_change_is_refused_before_any_write() {
         assert_same(&applied, &snapshot(&emu, &ws), says);
     }
 }
+
+#[test]
+fn a_saved_plan_runs_as_reviewed_or_not_at_all() {
+    let (emu, ws, _, _) = applied("saved_plan", &[]);
+    let plan = ws.dir.join("reviewed.plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let edited = |timeout: u32| {
+        ws.write_runbook(|s| {
+            edit(
+                &s,
+                "require_tls = true\n",
+                &format!("require_tls = true\nidle_client_timeout = {timeout}\n"),
+            )
+        })
+    };
+    edited(300);
+    ws.run(&["plan", "-o", plan_arg])
+        .ok()
+        .stdout_has("idle client timeout: 1800 -> 300")
+        .stdout_has("Saved this plan to");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(doc["steps"][3]["name"], "proxy", "{doc}");
+    assert_eq!(doc["steps"][3]["action"], "update", "{doc}");
+
+    // The runbook moved after the review: refused, nothing changed.
+    edited(600);
+    let reviewed = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes", "--plan", plan_arg])
+        .code(3)
+        .stderr_has("the saved plan (made ")
+        .stderr_has("proxy: the runbook changed what it makes")
+        .stderr_has("Nothing was changed");
+    assert_same(&reviewed, &snapshot(&emu, &ws), "a refused plan acted");
+
+    // The account moved (the pool changed in the console): refused too.
+    edited(300);
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_rds::Client::new(&config)
+            .modify_db_proxy_target_group()
+            .db_proxy_name(format!("{}-db", ws.prefix))
+            .target_group_name("default")
+            .connection_pool_config(
+                aws_sdk_rds::types::ConnectionPoolConfiguration::builder()
+                    .max_connections_percent(30)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let moved = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes", "--plan", plan_arg])
+        .code(3)
+        .stderr_has("targets: the account changed since the plan (it was none)");
+    assert_same(&moved, &snapshot(&emu, &ws), "a refused plan acted");
+
+    // Planned again on that account: it runs, and only then.
+    ws.run(&["plan", "-o", plan_arg]).ok();
+    ws.run(&["run", "--yes", "--plan", plan_arg])
+        .ok()
+        .stdout_has("The saved plan (made ")
+        .stdout_has("✓ proxy updated in place")
+        .stdout_has("✓ targets put back");
+    // Spent: what it planned is done, so the account moved.
+    ws.run(&["run", "--yes", "--plan", plan_arg])
+        .code(3)
+        .stderr_has("the account changed since the plan");
+    ws.run(&["run", "--yes", "--plan", "/nonexistent/plan.json"])
+        .code(3)
+        .stderr_has("is not a plan written by");
+    ws.run(&["run", "--yes", "--plan", plan_arg, "--step", "proxy"])
+        .code(2);
+}

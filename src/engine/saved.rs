@@ -1,0 +1,204 @@
+//! A saved plan (`plan -o FILE`, then `run --plan FILE`): for each step, the
+//! checksum of the inputs it was planned with and of what its check found,
+//! so that `run` does what was reviewed (in a pull request, say) or refuses,
+//! changing nothing, when the runbook or the account moved since.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Failure;
+use crate::steps::Found;
+
+const FORMAT: &str = "rds-proxy-runbook plan";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    pub version: u32,
+    pub runbook: String,
+    pub account: String,
+    pub region: String,
+    pub created_at: String,
+    pub steps: Vec<SavedStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedStep {
+    pub name: String,
+    /// What the plan said: create, update, none, ... (for the reader).
+    pub action: String,
+    /// sha256 of the inputs the step was planned with (`state::checksum`).
+    pub inputs: String,
+    /// sha256 of what its check found; none when it was not checked (it
+    /// reads outputs of steps not applied yet, or only verifies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// What it would change, as the plan showed it (never a secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+/// What a check found, as a checksum: any difference in the account that
+/// the step sees (a value, a status, an output) changes it.
+pub fn found_digest(found: &Found) -> String {
+    let digest = Sha256::digest(format!("{found:?}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SavedPlan {
+    pub fn new(runbook: &str, account: &str, region: &str, steps: Vec<SavedStep>) -> SavedPlan {
+        SavedPlan {
+            format: FORMAT.into(),
+            version: VERSION,
+            runbook: runbook.into(),
+            account: account.into(),
+            region: region.into(),
+            created_at: crate::state::now(),
+            steps,
+        }
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        std::fs::write(path, text).map_err(|e| {
+            Failure::usage(format!("cannot write the plan to {}: {e}", path.display()))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<SavedPlan> {
+        let bad = |why: String| {
+            Failure::bad_input(format!(
+                "{} is not a plan written by `rds-proxy-runbook plan -o` ({why}); make one with \
+                 `rds-proxy-runbook plan RUNBOOK -o {}`",
+                path.display(),
+                path.display()
+            ))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let plan: SavedPlan = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if plan.format != FORMAT {
+            return Err(bad(format!("its format is {:?}", plan.format)));
+        }
+        if plan.version > VERSION {
+            return Err(bad(format!(
+                "version {}, newer than this tool's {VERSION}: upgrade rds-proxy-runbook",
+                plan.version
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// How the runbook and the account moved since the plan, step by step
+    /// (empty: `run` may do what it says). `now` is each step of the
+    /// runbook with its inputs' checksum and, when `run`'s first round
+    /// checked it, the digest of what it found.
+    pub fn moved(
+        &self,
+        runbook: &str,
+        account: &str,
+        region: &str,
+        now: &[(String, String, Option<String>)],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.runbook != runbook {
+            out.push(format!(
+                "the plan is for runbook `{}`, not `{runbook}`",
+                self.runbook
+            ));
+        }
+        if (self.account.as_str(), self.region.as_str()) != (account, region) {
+            out.push(format!(
+                "the plan was made in account {} {}, this is {account} {region}",
+                self.account, self.region
+            ));
+        }
+        let planned: Vec<&str> = self.steps.iter().map(|s| s.name.as_str()).collect();
+        let listed: Vec<&str> = now.iter().map(|(n, _, _)| n.as_str()).collect();
+        if planned != listed {
+            out.push(format!(
+                "the runbook's steps changed: the plan has {}, the runbook {}",
+                planned.join(", "),
+                listed.join(", ")
+            ));
+            return out;
+        }
+        for (saved, (name, inputs, found)) in self.steps.iter().zip(now) {
+            if saved.inputs != *inputs {
+                out.push(format!("{name}: the runbook changed what it makes"));
+            } else if let Some(planned) = &saved.found
+                && found.as_ref() != Some(planned)
+            {
+                out.push(format!(
+                    "{name}: the account changed since the plan (it was {})",
+                    saved.action
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, inputs: &str, found: Option<&str>) -> SavedStep {
+        SavedStep {
+            name: name.into(),
+            action: "update".into(),
+            inputs: inputs.into(),
+            found: found.map(String::from),
+            details: Vec::new(),
+        }
+    }
+
+    fn now(list: &[(&str, &str, Option<&str>)]) -> Vec<(String, String, Option<String>)> {
+        list.iter()
+            .map(|(n, i, f)| (n.to_string(), i.to_string(), f.map(String::from)))
+            .collect()
+    }
+
+    #[test]
+    fn a_plan_holds_while_nothing_moved_and_names_what_did() {
+        let plan = SavedPlan::new(
+            "rb",
+            "1",
+            "r",
+            vec![step("a", "i1", Some("f1")), step("b", "i2", None)],
+        );
+        let same = now(&[("a", "i1", Some("f1")), ("b", "i2", Some("anything"))]);
+        assert!(plan.moved("rb", "1", "r", &same).is_empty());
+        let edited = now(&[("a", "i9", Some("f1")), ("b", "i2", None)]);
+        assert_eq!(
+            plan.moved("rb", "1", "r", &edited),
+            ["a: the runbook changed what it makes"]
+        );
+        let drifted = now(&[("a", "i1", Some("f2")), ("b", "i2", None)]);
+        assert_eq!(
+            plan.moved("rb", "1", "r", &drifted),
+            ["a: the account changed since the plan (it was update)"]
+        );
+        let unchecked = now(&[("a", "i1", None), ("b", "i2", None)]);
+        assert_eq!(
+            plan.moved("rb", "1", "r", &unchecked).len(),
+            1,
+            "a check failed"
+        );
+        let fewer = now(&[("a", "i1", Some("f1"))]);
+        assert!(plan.moved("rb", "1", "r", &fewer)[0].contains("steps changed"));
+        assert_eq!(plan.moved("other", "2", "r", &same).len(), 2);
+    }
+
+    #[test]
+    fn found_digests_see_any_difference() {
+        let a = found_digest(&Found::Update(vec!["x: 1 -> 2".into()]));
+        assert_eq!(a, found_digest(&Found::Update(vec!["x: 1 -> 2".into()])));
+        assert_ne!(a, found_digest(&Found::Update(vec!["x: 3 -> 2".into()])));
+        assert_ne!(found_digest(&Found::Missing), a);
+    }
+}
