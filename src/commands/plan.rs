@@ -109,12 +109,7 @@ pub async fn plan(
         let what = step.describe(&inputs)?;
         let bar = StepBar::silent(name);
         let recorded = state.record(name).cloned();
-        let cx = Ctx {
-            aws: &aws,
-            runbook: &rb.name,
-            bar: &bar,
-            recorded: recorded.as_ref(),
-        };
+        let cx = Ctx::new(&aws, &rb.name, &bar, recorded.as_ref());
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
         let mut found = None;
         let origin = state.record(name).and_then(|r| r.origin);

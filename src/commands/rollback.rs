@@ -178,12 +178,7 @@ pub(crate) async fn undo_step(
         return Ok("left alone");
     }
     // Rollback works from the recorded inputs and `before` alone.
-    let cx = Ctx {
-        aws,
-        runbook: &rb.name,
-        bar: &bar,
-        recorded: None,
-    };
+    let cx = Ctx::new(aws, &rb.name, &bar, None);
     let undone = async {
         // At the moment of acting: no function may point at the proxy.
         if let Some(guard) = guard.filter(|_| Guard::covers(step)) {

@@ -195,6 +195,11 @@ pub(crate) struct Runner<'a> {
     /// The steps this run found done or applied: a step that waits on one
     /// of them acts without checking it again.
     pub(crate) verified: std::sync::Mutex<BTreeSet<String>>,
+    /// Whether steps may remove what the runbook no longer wants: not in
+    /// the run's first pass, which notes in `deferred` the steps that have
+    /// some; they run again, with removals, once every step is done.
+    pub(crate) removals: std::sync::atomic::AtomicBool,
+    pub(crate) deferred: crate::steps::Deferred,
 }
 
 /// Why a step stopped: interrupted (it stays `started`), or failed (the
@@ -209,9 +214,11 @@ impl Runner<'_> {
     pub(crate) fn first_answer(&self, name: &str, checksum: &str) -> Option<Found> {
         let (sum, found) = self.prechecked.get(name)?;
         let changed = self.changed.lock().expect("lock");
-        let touched = ancestors(self.graph, name)
-            .iter()
-            .any(|a| changed.contains(*a));
+        // Its own change in this run, or one upstream, makes it stale.
+        let touched = changed.contains(name)
+            || ancestors(self.graph, name)
+                .iter()
+                .any(|a| changed.contains(*a));
         (sum == checksum && !touched).then(|| found.clone())
     }
 
@@ -260,12 +267,7 @@ impl Runner<'_> {
                 None if missing.is_empty() && status == Status::Applied => {
                     let bar = StepBar::silent(dep);
                     let recorded = self.store.read(|s| s.record(dep).cloned());
-                    let cx = Ctx {
-                        aws: self.aws,
-                        runbook: &self.rb.name,
-                        bar: &bar,
-                        recorded: recorded.as_ref(),
-                    };
+                    let cx = Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref());
                     Some(step.check(&cx, &inputs).await?)
                 }
                 None => None,
@@ -310,10 +312,9 @@ impl Runner<'_> {
         let bar = self.progress.step(name);
         let recorded = self.store.read(|s| s.record(name).cloned());
         let cx = Ctx {
-            aws: self.aws,
-            runbook: &self.rb.name,
-            bar: &bar,
-            recorded: recorded.as_ref(),
+            removals: self.removals.load(std::sync::atomic::Ordering::Relaxed),
+            deferred: Some(&self.deferred),
+            ..Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref())
         };
         // A verification changes nothing, so it has nothing to check first.
         let found = if !step.changes_account() {
@@ -412,18 +413,21 @@ impl Runner<'_> {
                     Found::Update(diffs) => {
                         let edited = recorded.as_ref().and_then(|r| r.checksum.as_deref())
                             != Some(checksum.as_str());
-                        let how = if edited {
-                            "updating in place"
+                        let removing = self.removals.load(std::sync::atomic::Ordering::Relaxed);
+                        let (how, verb) = if removing {
+                            (
+                                "now that every function has moved, removing what the \
+                                 runbook no longer wants",
+                                "updated in place",
+                            )
+                        } else if edited {
+                            ("updating in place", "updated in place")
                         } else {
-                            "changed outside the runbook, putting it back"
+                            ("changed outside the runbook, putting it back", "put back")
                         };
                         self.progress
                             .line(format!("  {name}: {how}: {}", diffs.join("; ")));
-                        if edited {
-                            "updated in place"
-                        } else {
-                            "put back"
-                        }
+                        verb
                     }
                     _ => "created",
                 };

@@ -418,12 +418,20 @@ impl StepImpl for ConnectPolicy {
             }
         }))
         .await?;
-        for role in detach_needed(cx, &arn, &roles).await? {
-            detach(cx, &arn, &role).await?;
+        // In the run's second pass: a function leaving keeps its policy
+        // until its variable is put back. Until then its role stays in the
+        // output, still to detach.
+        let mut attached = roles;
+        for role in detach_needed(cx, &arn, &attached).await? {
+            if cx.may_remove(Self::NAME) {
+                detach(cx, &arn, &role).await?;
+            } else {
+                attached.push(role);
+            }
         }
         Ok(Outputs::from([
             ("arn".to_string(), arn),
-            ("roles".to_string(), roles.join(",")),
+            ("roles".to_string(), attached.join(",")),
         ]))
     }
 

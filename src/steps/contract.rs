@@ -56,9 +56,55 @@ pub struct Ctx<'a> {
     /// an update compares with to undo what the runbook no longer wants
     /// (a function removed, a role no longer used).
     pub recorded: Option<&'a StepRecord>,
+    /// Whether a step may remove now what the runbook no longer wants (a
+    /// rule, a role's attachment). A run first does everything else, so
+    /// that a function leaving the proxy keeps its way in until its
+    /// variable is put back: a step that leaves a removal for later says
+    /// so in `deferred`, and the engine runs it again once the rest is done.
+    pub removals: bool,
+    pub deferred: Option<&'a Deferred>,
 }
 
-impl Ctx<'_> {
+/// The steps that left removals for after the rest of the run.
+#[derive(Default)]
+pub struct Deferred(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl Deferred {
+    pub fn take(&self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// A context that may remove at once (a plan shows everything; a
+    /// rollback removes anyway), with what the state recorded for the step.
+    pub fn new(
+        aws: &'a Aws,
+        runbook: &'a str,
+        bar: &'a StepBar,
+        recorded: Option<&'a StepRecord>,
+    ) -> Ctx<'a> {
+        Ctx {
+            aws,
+            runbook,
+            bar,
+            recorded,
+            removals: true,
+            deferred: None,
+        }
+    }
+
+    /// Whether `step` may make a removal now; if not, it is noted for the
+    /// run's second pass.
+    pub fn may_remove(&self, step: &str) -> bool {
+        if !self.removals
+            && let Some(d) = self.deferred
+        {
+            d.0.lock().expect("lock").insert(step.to_string());
+        }
+        self.removals
+    }
+
     /// The inputs this step was last applied with, typed.
     pub fn recorded_inputs<I: DeserializeOwned>(&self) -> Option<I> {
         let inputs = self.recorded?.inputs.clone()?;

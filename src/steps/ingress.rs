@@ -224,9 +224,11 @@ pub async fn apply(
             ),
         }
     }
-    // Only once every wanted source is admitted: a function moving to
-    // another group keeps a way in throughout.
-    for rule in stale(cx, &existing, step, port, sources) {
+    // Only once every wanted source is admitted, and in the run's second
+    // pass (a function leaving keeps its way in until its variable is put
+    // back; the proxy keeps its way to the DB until it uses its new group).
+    let stale = stale(cx, &existing, step, port, sources);
+    for rule in stale.into_iter().filter(|_| cx.may_remove(step)) {
         let id = rule
             .security_group_rule_id()
             .context("a security group rule without an id")?;

@@ -58,12 +58,7 @@ impl Mocked {
     }
 
     pub fn cx(&self) -> Ctx<'_> {
-        Ctx {
-            aws: &self.aws,
-            runbook: RUNBOOK,
-            bar: &self.bar,
-            recorded: None,
-        }
+        Ctx::new(&self.aws, RUNBOOK, &self.bar, None)
     }
 }
 

@@ -289,6 +289,10 @@ fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_functio
         ("targets", "after-apply"),
         ("lambda-env", "before-apply"),
         ("lambda-env", "after-apply"),
+        ("connect-policy", "after-apply"),
+        // A removal round: killed in the first pass, whose rule revoke
+        // waits for the second; resume does both.
+        ("lambda-ingress", "after-apply"),
     ] {
         on = !on;
         edited(on);

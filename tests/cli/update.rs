@@ -130,7 +130,25 @@ fn functions_are_added_and_removed_without_touching_the_others() {
         ))
         .stdout_has(&format!("role {p}-reports-role: not attached -> attached"));
     let both = vec![app.clone(), reports.clone()];
-    let watch = HostWatch::start(&emu, &both, "DB_HOST", &db_host);
+    // Whenever a function is on the proxy, its way in must be there too.
+    let paths = Paths {
+        proxy_sg: ws.output("proxy-security-group", "group_id"),
+        policy_arn: ws.output("connect-policy", "arn"),
+        functions: [
+            (
+                app.clone(),
+                ("DB_APP_FUNCTION_SG_ID", "DB_APP_FUNCTION_ROLE_NAME"),
+            ),
+            (
+                reports.clone(),
+                ("REPORTS_FUNCTION_SG_ID", "REPORTS_FUNCTION_ROLE_NAME"),
+            ),
+        ]
+        .into_iter()
+        .map(|(f, (sg, role))| (f, (ws.env[sg].clone(), ws.env[role].clone())))
+        .collect(),
+    };
+    let watch = HostWatch::start_with(&emu, &both, "DB_HOST", &db_host, Some(paths.clone()));
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("✓ lambda-env updated in place");
@@ -178,8 +196,22 @@ fn functions_are_added_and_removed_without_touching_the_others() {
         ))
         .stdout_has(&format!("role {p}-lambda-role: attached -> detached"))
         .stdout_has("-> revoked (no longer wanted)");
-    let watch = HostWatch::start(&emu, &both, "DB_HOST", &db_host);
-    ws.run(&["run", "--yes"]).ok();
+    let watch = HostWatch::start_with(&emu, &both, "DB_HOST", &db_host, Some(paths));
+    // Held before lambda-env acts (with the failpoints feature), long enough
+    // for the watch to see a function on the proxy without its way in, were
+    // its rule or policy removed before its variable is put back.
+    let held = ws
+        .cmd(&["run", "--yes"])
+        .env(
+            "RDS_PROXY_RUNBOOK_FAILPOINT",
+            "lambda-env:before-apply:sleep800",
+        )
+        .output()
+        .unwrap();
+    Out::from(held)
+        .ok()
+        .stdout_has("lambda-ingress: now that every function has moved, removing what the runbook no longer wants")
+        .stdout_has("connect-policy: now that every function has moved, removing");
     watch.assert_always_working("removing a function");
     let snap = snapshot(&emu, &ws);
     assert_eq!(

@@ -911,8 +911,31 @@ pub struct HostWatch {
     thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
 }
 
+/// What a function on the proxy needs besides a live endpoint: the proxy's
+/// security group admitting the function's, and the connect policy on the
+/// function's role.
+#[derive(Clone)]
+pub struct Paths {
+    pub proxy_sg: String,
+    pub policy_arn: String,
+    /// Each function's security group and role, by function name.
+    pub functions: HashMap<String, (String, String)>,
+}
+
 impl HostWatch {
     pub fn start(emu: &Emulator, functions: &[String], variable: &str, db_host: &str) -> HostWatch {
+        Self::start_with(emu, functions, variable, db_host, None)
+    }
+
+    /// As [`HostWatch::start`], and a function on the proxy must also have
+    /// its way in: its group admitted, its role allowed (see [`Paths`]).
+    pub fn start_with(
+        emu: &Emulator,
+        functions: &[String],
+        variable: &str,
+        db_host: &str,
+        paths: Option<Paths>,
+    ) -> HostWatch {
         let config = emu.sdk_config();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (functions, variable, db_host) = (
@@ -950,10 +973,20 @@ impl HostWatch {
                     };
                     looks += 1;
                     for (f, v) in values {
-                        let ok = v.as_deref() == Some(db_host.as_str())
-                            || v.as_ref().is_some_and(|v| live.contains(v));
+                        let on_proxy = v.as_ref().is_some_and(|v| live.contains(v));
+                        let ok = v.as_deref() == Some(db_host.as_str()) || on_proxy;
                         if !ok {
                             bad.push(format!("{f}.{variable} = {v:?} (live proxies: {live:?})"));
+                        }
+                        let Some((paths, (sg, role))) = paths
+                            .as_ref()
+                            .and_then(|p| p.functions.get(&f).map(|w| (p, w)))
+                            .filter(|_| on_proxy)
+                        else {
+                            continue;
+                        };
+                        if let Some(missing) = way_in(&config, paths, sg, role).await {
+                            bad.push(format!("{f} is on the proxy without {missing}"));
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -996,4 +1029,42 @@ pub fn function_variable(emu: &Emulator, function: &str, variable: &str) -> Opti
             .and_then(|v| v.get(variable))
             .cloned()
     })
+}
+
+/// What a function on the proxy lacks of its way in, if anything.
+async fn way_in(
+    config: &aws_config::SdkConfig,
+    paths: &Paths,
+    sg: &str,
+    role: &str,
+) -> Option<String> {
+    let rules = aws_sdk_ec2::Client::new(config)
+        .describe_security_group_rules()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .values(&paths.proxy_sg)
+                .build(),
+        )
+        .send()
+        .await
+        .ok()?;
+    let admitted = rules.security_group_rules().iter().any(|r| {
+        r.is_egress() == Some(false)
+            && r.referenced_group_info().and_then(|g| g.group_id()) == Some(sg)
+    });
+    if !admitted {
+        return Some(format!("{sg} admitted by {}", paths.proxy_sg));
+    }
+    let attached = aws_sdk_iam::Client::new(config)
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .ok()?;
+    let allowed = attached
+        .attached_policies()
+        .iter()
+        .any(|p| p.policy_arn() == Some(paths.policy_arn.as_str()));
+    (!allowed).then(|| format!("{} on role {role}", paths.policy_arn))
 }
