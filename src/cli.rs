@@ -118,7 +118,7 @@ pub enum Command {
         /// Do what the plan saved in FILE (`plan -o FILE`) says, and only if
         /// the runbook and the account are still as it found them: else
         /// refuse, changing nothing. Runs the whole runbook.
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["step", "from", "until"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["step", "from", "until", "adopt"])]
         plan: Option<PathBuf>,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.

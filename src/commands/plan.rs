@@ -126,20 +126,24 @@ pub async fn plan(
             block(EXIT_STEP_FAILED, format!("its check failed: {e:#}"));
             ("blocked", Vec::new())
         };
+        let identity = identity_edited(name, &rb, &state);
         let (action, details) = if !step.changes_account() || !after.is_empty() {
             match pending(step, &cx, &inputs, &Found::Missing).await {
                 Ok(p) => p,
                 Err(e) => failed(e),
             }
-        } else if let Some(why) = Some(identity_edited(name, &rb, &state)).filter(|w| !w.is_empty())
-        {
+        } else if !identity.is_empty() {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
-            ("replace", why)
+            ("replace", identity)
         } else {
             let checked = step.check(&cx, &inputs).await;
-            if let Ok(f) = &checked {
-                found = Some(found_digest(f));
-            }
+            // A failed check is saved as such: no answer `run` finds
+            // matches it, so a plan that was blocked never runs.
+            found = Some(
+                checked
+                    .as_ref()
+                    .map_or_else(|_| "check failed".into(), found_digest),
+            );
             match checked {
                 Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
                     block(EXIT_BAD_INPUT, made_elsewhere_reason(&path));

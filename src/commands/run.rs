@@ -57,9 +57,11 @@ pub async fn run(
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
 
     // An edit that would need a new resource is refused before touching
-    // AWS; every other edit is applied in place by the step's update.
-    let replaced: Vec<(String, Vec<String>)> = selected
-        .iter()
+    // AWS, in any step of the runbook (a `--step` of another must not act
+    // on it: a proxy moved to a group its rules do not name, say); every
+    // other edit is applied in place by the step's update.
+    let replaced: Vec<(String, Vec<String>)> = rb
+        .step_names()
         .map(|n| (n.to_string(), identity_edited(n, &rb, &state)))
         .filter(|(_, why)| !why.is_empty())
         .collect();
@@ -204,6 +206,7 @@ pub async fn run(
     }
     let replaced: Vec<(String, Vec<String>)> = selected
         .iter()
+        .chain(&outside)
         .filter_map(|n| match &prechecked.get(*n)?.1 {
             Found::Replace(why) => Some((n.to_string(), why.clone())),
             _ => None,
@@ -286,14 +289,24 @@ pub async fn run(
         |(o, _)| *o != Outcome::Skipped,
     )
     .await;
-    // The second pass: what the steps left to remove, once every step is
-    // done (every function on its new path), one step after another.
+    // The second pass: what the steps left to remove, once every step of
+    // the runbook is done (every function on its new path), one step after
+    // another. A run of some steps only leaves them to a whole run.
+    let whole = selected.len() == rb.step_names().count();
     let all_done = results.len() == selected.len()
         && results
             .iter()
             .all(|(_, r)| matches!(r, Ok((o, _)) if *o != Outcome::Skipped));
     let deferred = runner.deferred.take();
-    if all_done && !deferred.is_empty() {
+    if !whole && !deferred.is_empty() {
+        progress.line(format!(
+            "  note: {} leave(s) what the runbook no longer wants in place until a run of the \
+             whole runbook, which removes it once every function has moved: `{}`",
+            deferred.iter().cloned().collect::<Vec<_>>().join(", "),
+            command_hint("run", &rb, opts)
+        ));
+    }
+    if whole && all_done && !deferred.is_empty() {
         runner
             .removals
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -301,14 +314,16 @@ pub async fn run(
             let started = std::time::Instant::now();
             let second = runner.step(name).await;
             if let Some((_, first)) = results.iter_mut().find(|(n, _)| n == name) {
-                *first = match (second, &*first) {
-                    (Err(e), _) => Err(e),
-                    (Ok(Outcome::Changed), Ok((_, took))) => {
-                        Ok((Outcome::Changed, *took + started.elapsed()))
+                // The step's result is its first pass's, changed by the
+                // second if that changed something or failed.
+                match (second, first) {
+                    (Err(e), first) => *first = Err(e),
+                    (Ok(Outcome::Changed), Ok((outcome, took))) => {
+                        *outcome = Outcome::Changed;
+                        *took += started.elapsed();
                     }
-                    (Ok(_), Ok(was)) => Ok(*was),
-                    (Ok(_), Err(_)) => unreachable!("all done"),
-                };
+                    _ => {}
+                }
             }
             if results.iter().any(|(_, r)| r.is_err()) {
                 break;

@@ -218,7 +218,8 @@ pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
 }
 
 /// What a step that is not done would do, from what its check found
-/// (`Missing` or `Incomplete`; a step that only verifies was not checked):
+/// (`Missing`, `Incomplete` or `Update`; a step that only verifies was not
+/// checked):
 /// the plan's action and the lines that say exactly what would change.
 /// `run --confirm` asks with the same facts.
 pub async fn pending(
@@ -232,6 +233,8 @@ pub async fn pending(
     }
     let (action, mut details) = match found {
         Found::Incomplete(why) => ("finish", vec![why.clone()]),
+        // What changes in place, as the check said.
+        Found::Update(diffs) => return Ok(("update", diffs.clone())),
         _ => ("create", Vec::new()),
     };
     details.extend(step.details(cx, inputs).await?);

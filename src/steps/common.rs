@@ -89,9 +89,24 @@ impl TagChanges {
     }
 }
 
+/// What to change on tags `have` so the resource carries `want`, removing
+/// only tags the step's last applied inputs asked for (see [`changes_of`]).
+pub fn tag_changes<'t>(
+    cx: &Ctx<'_>,
+    have: impl Iterator<Item = (&'t str, &'t str)>,
+    want: &BTreeMap<String, String>,
+) -> TagChanges {
+    let earlier: Option<BTreeMap<String, String>> = cx
+        .recorded
+        .and_then(|r| r.inputs.as_ref())
+        .and_then(|i| i.get("tags"))
+        .and_then(|t| serde_json::from_value(t.clone()).ok());
+    changes_of(have, want, earlier.as_ref())
+}
+
 /// What to change on tags `have` so the resource carries `want`; `earlier`
 /// is what the last applied inputs asked for (the tags ours to remove).
-pub fn tag_changes<'t>(
+fn changes_of<'t>(
     have: impl Iterator<Item = (&'t str, &'t str)>,
     want: &BTreeMap<String, String>,
     earlier: Option<&BTreeMap<String, String>>,
@@ -135,7 +150,7 @@ mod tests {
         let have = [(owner, "rb"), ("team", "a"), ("old", "x"), ("by-hand", "y")];
         let want = map(&[(owner, "rb"), ("team", "b"), ("new", "n")]);
         let earlier = map(&[(owner, "rb"), ("team", "a"), ("old", "x"), ("gone", "z")]);
-        let c = tag_changes(have.iter().copied(), &want, Some(&earlier));
+        let c = changes_of(have.iter().copied(), &want, Some(&earlier));
         assert_eq!(
             c.set,
             vec![("new".into(), "n".into()), ("team".into(), "b".into())]
@@ -149,7 +164,7 @@ mod tests {
                 "tag old: x -> (removed)"
             ]
         );
-        let same = tag_changes(have.iter().copied(), &map(&[(owner, "rb")]), None);
+        let same = changes_of(have.iter().copied(), &map(&[(owner, "rb")]), None);
         assert!(same.is_empty(), "{same:?}");
     }
 }

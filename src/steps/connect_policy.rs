@@ -136,15 +136,29 @@ async fn delete_version(cx: &Ctx<'_>, arn: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The roles no longer used (see [`roles_no_longer_used`]) that still have
-/// the policy attached.
+/// The roles the policy is attached to that no function of the runbook uses
+/// (a function removed, or moved to another role). The policy is ours, so
+/// every attachment of it is too (as rollback holds); read from the account,
+/// not the state, so a run that died mid-update loses none.
 async fn detach_needed(cx: &Ctx<'_>, arn: &str, roles: &[String]) -> Result<Vec<String>> {
-    let stale = roles_no_longer_used(cx, roles);
-    let attached = try_join_all(stale.iter().map(|r| policy_attached(cx, r, arn))).await?;
-    Ok(stale
-        .into_iter()
-        .zip(attached)
-        .filter_map(|(r, a)| a.then_some(r))
+    let out = match cx
+        .aws
+        .iam
+        .list_entities_for_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if is_no_such_entity(error_code(&e)) => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("cannot list what uses {arn}: {}", describe_error(&e)),
+    };
+    Ok(out
+        .policy_roles()
+        .iter()
+        .filter_map(|r| r.role_name())
+        .filter(|r| !roles.iter().any(|w| w == r))
+        .map(String::from)
         .collect())
 }
 
@@ -219,11 +233,10 @@ async fn update(cx: &Ctx<'_>, i: &Inputs, arn: &str, f: &PolicyFound, want: &Val
 
 /// How the policy's tags must change (see [`tag_changes`]).
 fn policy_tags(cx: &Ctx<'_>, i: &Inputs, f: &PolicyFound) -> TagChanges {
-    let earlier: Option<Inputs> = cx.recorded_inputs();
     tag_changes(
+        cx,
         f.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &i.tags,
-        earlier.as_ref().map(|e| &e.tags),
     )
 }
 
@@ -240,17 +253,6 @@ async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
-}
-
-/// The roles an earlier run attached the policy to that no function of the
-/// runbook uses any more (a function removed, or moved to another role).
-fn roles_no_longer_used(cx: &Ctx<'_>, roles: &[String]) -> Vec<String> {
-    cx.recorded_output("roles")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|r| !r.is_empty() && !roles.iter().any(|w| w == r))
-        .map(String::from)
-        .collect()
 }
 
 /// How the policy differs from the runbook (each `what: old -> new`) and
@@ -326,10 +328,13 @@ impl StepImpl for ConnectPolicy {
         // The policy, and where it is attached, read at once.
         let attachments = async {
             let roles = roles(cx, &i.functions).await?;
-            let attached = try_join_all(roles.iter().map(|r| policy_attached(cx, r, &arn))).await?;
-            anyhow::Ok((roles, attached))
+            let (attached, detach) = tokio::try_join!(
+                try_join_all(roles.iter().map(|r| policy_attached(cx, r, &arn))),
+                detach_needed(cx, &arn, &roles)
+            )?;
+            anyhow::Ok((roles, attached, detach))
         };
-        let (found, (roles, attached)) = tokio::try_join!(find(cx, &arn), attachments)?;
+        let (found, (roles, attached, detach)) = tokio::try_join!(find(cx, &arn), attachments)?;
         let Some(found) = found else {
             return Ok(Found::Missing);
         };
@@ -337,7 +342,6 @@ impl StepImpl for ConnectPolicy {
             return Ok(Found::Foreign(cx.not_ours(&format!("IAM policy {arn}"))));
         }
         let want = document(i, &cx.aws.region, account)?;
-        let detach = detach_needed(cx, &arn, &roles).await?;
         let diffs = differences(cx, i, &found, &want, &roles, &attached, &detach);
         if !diffs.is_empty() {
             return Ok(Found::Update(diffs));
@@ -419,19 +423,16 @@ impl StepImpl for ConnectPolicy {
         }))
         .await?;
         // In the run's second pass: a function leaving keeps its policy
-        // until its variable is put back. Until then its role stays in the
-        // output, still to detach.
-        let mut attached = roles;
-        for role in detach_needed(cx, &arn, &attached).await? {
-            if cx.may_remove(Self::NAME) {
+        // until its variable is put back.
+        let detach_now = cx.may_remove(Self::NAME);
+        for role in detach_needed(cx, &arn, &roles).await? {
+            if detach_now {
                 detach(cx, &arn, &role).await?;
-            } else {
-                attached.push(role);
             }
         }
         Ok(Outputs::from([
             ("arn".to_string(), arn),
-            ("roles".to_string(), attached.join(",")),
+            ("roles".to_string(), roles.join(",")),
         ]))
     }
 
@@ -459,21 +460,7 @@ impl StepImpl for ConnectPolicy {
             .await
             .map_err(|e| anyhow::anyhow!("cannot list what uses {arn}: {}", describe_error(&e)))?;
         for role in entities.policy_roles() {
-            let name = role.role_name().unwrap_or_default();
-            cx.bar.set(format!("detaching {arn} from role {name}"));
-            match cx
-                .aws
-                .iam
-                .detach_role_policy()
-                .role_name(name)
-                .policy_arn(&arn)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_no_such_entity(error_code(&e)) => {}
-                Err(e) => anyhow::bail!("cannot detach {arn} from {name}: {}", describe_error(&e)),
-            }
+            detach(cx, &arn, role.role_name().unwrap_or_default()).await?;
         }
         for user in entities.policy_users() {
             let name = user.user_name().unwrap_or_default();

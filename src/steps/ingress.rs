@@ -228,11 +228,13 @@ pub async fn apply(
     // pass (a function leaving keeps its way in until its variable is put
     // back; the proxy keeps its way to the DB until it uses its new group).
     let stale = stale(cx, &existing, step, port, sources);
-    for rule in stale.into_iter().filter(|_| cx.may_remove(step)) {
-        let id = rule
-            .security_group_rule_id()
-            .context("a security group rule without an id")?;
-        revoke(cx, group_id, id).await?;
+    if !stale.is_empty() && cx.may_remove(step) {
+        for rule in stale {
+            let id = rule
+                .security_group_rule_id()
+                .context("a security group rule without an id")?;
+            revoke(cx, group_id, id).await?;
+        }
     }
     let rules = rules_of(cx, group_id).await?;
     let missing: Vec<&String> = sources

@@ -91,6 +91,26 @@ fn removed<'a>(before: &'a Value, i: &Inputs) -> Vec<(String, String, Option<&'a
         .collect()
 }
 
+/// The listed functions, then those the runbook no longer lists whose old
+/// value is still recorded (an update that died before putting them back):
+/// what rollback restores.
+fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
+    let mut all: Vec<Function> = i
+        .functions
+        .iter()
+        .map(|f| Function {
+            name: f.name.clone(),
+            variable: f.variable.clone(),
+        })
+        .collect();
+    all.extend(
+        removed(before, i)
+            .into_iter()
+            .map(|(name, variable, _)| Function { name, variable }),
+    );
+    all
+}
+
 /// What rollback did with one variable.
 enum Restore {
     Done(String),
@@ -302,9 +322,9 @@ impl StepImpl for LambdaEnv {
         let Some(before) = before else {
             return Vec::new();
         };
-        i.functions
-            .iter()
-            .filter(|f| old_value(before, f, &i.functions).is_some())
+        let all = with_removed(i, before);
+        all.iter()
+            .filter(|f| old_value(before, f, &all).is_some())
             .map(|f| (f.name.clone(), f.variable.clone()))
             .collect()
     }
@@ -418,8 +438,28 @@ impl StepImpl for LambdaEnv {
     /// the proxy (null: it was unset): what was recorded is kept, and only
     /// the functions not recorded yet (added to the runbook) are read.
     async fn before(&self, cx: &Ctx, i: &Inputs, recorded: Option<Value>) -> Result<Option<Value>> {
-        let recorded = recorded.unwrap_or_else(|| json!({}));
-        let mut before = recorded.as_object().cloned().unwrap_or_default();
+        let mut before = recorded
+            .as_ref()
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        // A state from before the keys named the variable keys a function
+        // listed once by its name: named by its variable from now on, so
+        // that another variable of it, or its removal, finds it.
+        if let Some(earlier) = cx.recorded_inputs::<Inputs>() {
+            for g in &earlier.functions {
+                let once = earlier
+                    .functions
+                    .iter()
+                    .filter(|h| h.name == g.name)
+                    .count()
+                    == 1;
+                if once && let Some(old) = before.remove(&g.name) {
+                    before.entry(g.key()).or_insert(old);
+                }
+            }
+        }
+        let recorded = Value::Object(before.clone());
         let unknown: Vec<&Function> = i
             .functions
             .iter()
@@ -484,35 +524,38 @@ impl StepImpl for LambdaEnv {
                 "no previous value was recorded, so there is nothing to restore".into(),
             ));
         };
-        let outcomes = try_join_all(by_function(&i.functions).into_iter().map(
-            |group| async move {
-                let mut out = Vec::new();
-                for f in group {
-                    let Some(old) = old_value(before, f, &i.functions) else {
-                        out.push(Restore::Left(format!(
-                            "{}: its old value was not recorded",
-                            f.key()
-                        )));
-                        continue;
-                    };
-                    cx.bar.set(format!("restoring {}", f.key()));
-                    // Only while it still holds the endpoint we set: a
-                    // change made since is not ours to undo.
-                    let set =
-                        set_variable(cx, &f.name, &f.variable, Some(&i.endpoint), old).await?;
-                    out.push(match (set, old) {
-                        (Set::NotAsExpected, _) => {
-                            Restore::Left(format!("{}: no longer on the proxy endpoint", f.key()))
-                        }
-                        (_, Some(_)) => Restore::Done(format!("restored {}", f.key())),
-                        (_, None) => {
-                            Restore::Done(format!("removed {} (it did not exist)", f.key()))
-                        }
-                    });
+        let all = with_removed(i, before);
+        let all = &all;
+        let outcomes = try_join_all(by_function(all).into_iter().map(|group| async move {
+            let mut out = Vec::new();
+            for f in group {
+                let Some(old) = old_value(before, f, all) else {
+                    out.push(Restore::Left(format!(
+                        "{}: its old value was not recorded",
+                        f.key()
+                    )));
+                    continue;
+                };
+                // One the runbook no longer lists may be gone since.
+                let listed = i.functions.iter().any(|g| g.name == f.name);
+                if !listed && cx.aws.function_if_any(&f.name).await?.is_none() {
+                    out.push(Restore::Left(format!("{}: the function is gone", f.key())));
+                    continue;
                 }
-                anyhow::Ok(out)
-            },
-        ))
+                cx.bar.set(format!("restoring {}", f.key()));
+                // Only while it still holds the endpoint we set: a
+                // change made since is not ours to undo.
+                let set = set_variable(cx, &f.name, &f.variable, Some(&i.endpoint), old).await?;
+                out.push(match (set, old) {
+                    (Set::NotAsExpected, _) => {
+                        Restore::Left(format!("{}: no longer on the proxy endpoint", f.key()))
+                    }
+                    (_, Some(_)) => Restore::Done(format!("restored {}", f.key())),
+                    (_, None) => Restore::Done(format!("removed {} (it did not exist)", f.key())),
+                });
+            }
+            anyhow::Ok(out)
+        }))
         .await?;
         let (mut restored, mut left) = (Vec::new(), Vec::new());
         for o in outcomes.into_iter().flatten() {
@@ -583,6 +626,28 @@ mod tests {
         let old = json!({"api": "old", "jobs": "old2"});
         assert_eq!(old_value(&old, &fs[1], &fs), Some(Some("old2")));
         assert_eq!(old_value(&old, &fs[0], &fs), None);
+    }
+
+    #[test]
+    fn functions_no_longer_listed_are_put_back_then_forgotten() {
+        let i = Inputs {
+            endpoint: "proxy".into(),
+            functions: vec![entry("api", "DB_HOST")],
+        };
+        let before = json!({"api.DB_HOST": "db", "jobs.DB_HOST": null, "old": "x"});
+        assert_eq!(
+            removed(&before, &i),
+            vec![("jobs".to_string(), "DB_HOST".to_string(), None)],
+            "a key of the old format is not followed"
+        );
+        let all: Vec<String> = with_removed(&i, &before).iter().map(|f| f.key()).collect();
+        assert_eq!(
+            all,
+            ["api.DB_HOST", "jobs.DB_HOST"],
+            "rollback restores both"
+        );
+        let settled = StepImpl::settled_before(&LambdaEnv, &i, Some(before)).unwrap();
+        assert_eq!(settled, json!({"api.DB_HOST": "db", "old": "x"}));
     }
 
     #[test]

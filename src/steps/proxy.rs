@@ -224,11 +224,10 @@ async fn owned(cx: &Ctx<'_>, p: &DbProxy) -> Result<bool> {
 
 /// How the proxy's tags must change (see [`tag_changes`]).
 fn proxy_tags(cx: &Ctx<'_>, i: &Inputs, have: &[(String, String)]) -> TagChanges {
-    let earlier: Option<Inputs> = cx.recorded_inputs();
     tag_changes(
+        cx,
         have.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &i.tags,
-        earlier.as_ref().map(|e| &e.tags),
     )
 }
 

@@ -93,12 +93,8 @@ fn differences(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> (Vec<String>, TagC
             i.trust_policy
         ));
     }
-    let earlier: Option<Inputs> = cx.recorded_inputs();
-    let tags = tag_changes(
-        role.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &i.tags,
-        earlier.as_ref().map(|e| &e.tags),
-    );
+    let have = role.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let tags = tag_changes(cx, have, &i.tags);
     d.extend(tags.lines.iter().cloned());
     (d, tags)
 }

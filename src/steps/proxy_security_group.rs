@@ -145,14 +145,11 @@ fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
 
 /// How the group's tags must change (see [`tag_changes`]).
 fn group_tags(cx: &Ctx, i: &Inputs, group: &SecurityGroup) -> TagChanges {
-    let earlier: Option<Inputs> = cx.recorded_inputs();
+    let have = group.tags().iter();
     tag_changes(
-        group
-            .tags()
-            .iter()
-            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+        cx,
+        have.map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
         &i.tags,
-        earlier.as_ref().map(|e| &e.tags),
     )
 }
 

@@ -339,6 +339,17 @@ fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_functio
         assert_eq!(sources, if on { 2 } else { 1 }, "{what}: {proxy_sg}");
         ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     }
+    // A removal killed before lambda-env puts the function back: rollback
+    // (not resume) still restores it from the recorded old value.
+    edited(true);
+    ws.run(&["run", "--yes"]).ok();
+    edited(false);
+    kill_at(&ws, &["run", "--yes"], "lambda-env", "before-apply");
+    assert_eq!(
+        function_variable(&emu, &reports, "DB_HOST").as_ref(),
+        Some(&endpoint),
+        "killed before it was put back"
+    );
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(
         &before,

@@ -196,6 +196,19 @@ fn functions_are_added_and_removed_without_touching_the_others() {
         ))
         .stdout_has(&format!("role {p}-lambda-role: attached -> detached"))
         .stdout_has("-> revoked (no longer wanted)");
+    // A run of one step leaves the removal to a whole run.
+    ws.run(&["run", "--yes", "--step", "lambda-ingress"])
+        .ok()
+        .stdout_has("note: lambda-ingress leave(s) what the runbook no longer wants in place");
+    let proxy_sg = &snapshot(&emu, &ws)
+        .into_iter()
+        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
+        .unwrap()
+        .1;
+    assert!(
+        proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
+        "{proxy_sg}"
+    );
     let watch = HostWatch::start_with(&emu, &both, "DB_HOST", &db_host, Some(paths));
     // Held before lambda-env acts (with the failpoints feature), long enough
     // for the watch to see a function on the proxy without its way in, were
@@ -379,6 +392,10 @@ fn what_only_a_new_resource_could_change_is_refused_before_any_write() {
             .code(3)
             .stdout_has("-/+ proxy")
             .stdout_has("replace (refused)");
+        // Whatever the selection: a step must not act beside it.
+        ws.run(&["run", "--yes", "--step", "targets"])
+            .code(3)
+            .stderr_has(says);
         let calls = emu.calls();
         ws.run(&["run", "--yes"])
             .code(3)
