@@ -325,11 +325,7 @@ fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_functio
             Some(want),
             "{what}"
         );
-        let proxy_sg = snap
-            .iter()
-            .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
-            .unwrap()
-            .1;
+        let proxy_sg = proxy_sg_line(&snap, &ws);
         let sources = proxy_sg
             .split(" egress=")
             .next()

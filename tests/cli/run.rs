@@ -370,11 +370,7 @@ fn each_engine_runbook_runs_reruns_and_rolls_back() {
             "{runbook}: {proxy}"
         );
         let tcp = format!("tcp:Some({port})-Some({port})");
-        let proxy_sg = after
-            .iter()
-            .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
-            .map(|(_, v)| v)
-            .unwrap();
+        let proxy_sg = proxy_sg_line(&after, &ws);
         let ingress = proxy_sg.split(" egress=").next().unwrap();
         assert_eq!(
             ingress.matches("sg-").count(),

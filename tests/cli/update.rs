@@ -161,12 +161,7 @@ fn functions_are_added_and_removed_without_touching_the_others() {
         );
     }
     assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
-    let proxy_sg = snap
-        .iter()
-        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
-        .unwrap()
-        .1
-        .clone();
+    let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
         proxy_sg.contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
         "{proxy_sg}"
@@ -200,11 +195,8 @@ fn functions_are_added_and_removed_without_touching_the_others() {
     ws.run(&["run", "--yes", "--step", "lambda-ingress"])
         .ok()
         .stdout_has("note: lambda-ingress leave(s) what the runbook no longer wants in place");
-    let proxy_sg = &snapshot(&emu, &ws)
-        .into_iter()
-        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
-        .unwrap()
-        .1;
+    let snap = snapshot(&emu, &ws);
+    let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
         proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
         "{proxy_sg}"
@@ -235,12 +227,7 @@ fn functions_are_added_and_removed_without_touching_the_others() {
     assert!(snap[&format!("lambda {reports}")].contains(&endpoint));
     assert!(!snap[&format!("iam role {p}-lambda-role")].contains(&format!("policy/{p}-connect")));
     assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
-    let proxy_sg = snap
-        .iter()
-        .find(|(k, _)| k.starts_with(&format!("security group {p}-proxy-sg ")))
-        .unwrap()
-        .1
-        .clone();
+    let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
         !proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
         "{proxy_sg}"
@@ -292,19 +279,8 @@ fn changes_made_by_hand_are_shown_and_put_back() {
             .send()
             .await
             .unwrap();
-        aws_sdk_rds::Client::new(&config)
-            .modify_db_proxy_target_group()
-            .db_proxy_name(format!("{p}-db"))
-            .target_group_name("default")
-            .connection_pool_config(
-                aws_sdk_rds::types::ConnectionPoolConfiguration::builder()
-                    .max_connections_percent(20)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
     });
+    set_pool_by_hand(&emu, &format!("{p}-db"), 20);
     ws.run(&["plan"])
         .ok()
         .stdout_has("changed outside the runbook, to put back")
@@ -445,21 +421,7 @@ fn a_saved_plan_runs_as_reviewed_or_not_at_all() {
 
     // The account moved (the pool changed in the console): refused too.
     edited(300);
-    let config = emu.sdk_config();
-    runtime().block_on(async {
-        aws_sdk_rds::Client::new(&config)
-            .modify_db_proxy_target_group()
-            .db_proxy_name(format!("{}-db", ws.prefix))
-            .target_group_name("default")
-            .connection_pool_config(
-                aws_sdk_rds::types::ConnectionPoolConfiguration::builder()
-                    .max_connections_percent(30)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    set_pool_by_hand(&emu, &format!("{}-db", ws.prefix), 30);
     let moved = snapshot(&emu, &ws);
     ws.run(&["run", "--yes", "--plan", plan_arg])
         .code(3)

@@ -1068,3 +1068,33 @@ async fn way_in(
         .any(|p| p.policy_arn() == Some(paths.policy_arn.as_str()));
     (!allowed).then(|| format!("{} on role {role}", paths.policy_arn))
 }
+
+/// The snapshot line of the workspace's proxy security group.
+#[track_caller]
+pub fn proxy_sg_line<'s>(snap: &'s Snapshot, ws: &Workspace) -> &'s str {
+    let key = format!("security group {}-proxy-sg ", ws.prefix);
+    snap.iter()
+        .find(|(k, _)| k.starts_with(&key))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in the snapshot"))
+}
+
+/// Sets the pool's MaxConnectionsPercent of a proxy's default target group
+/// by hand, as in the console.
+pub fn set_pool_by_hand(emu: &Emulator, proxy: &str, max_connections_percent: i32) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_rds::Client::new(&config)
+            .modify_db_proxy_target_group()
+            .db_proxy_name(proxy)
+            .target_group_name("default")
+            .connection_pool_config(
+                aws_sdk_rds::types::ConnectionPoolConfiguration::builder()
+                    .max_connections_percent(max_connections_percent)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
