@@ -71,6 +71,36 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Key-value pairs as IAM's tags (a role's, a policy's).
+pub fn iam_tags<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<Vec<aws_sdk_iam::types::Tag>> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok(aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?))
+        .collect()
+}
+
+/// Key-value pairs as RDS's tags (a proxy's).
+pub fn rds_tags<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<aws_sdk_rds::types::Tag> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Key-value pairs as EC2's tags (a security group's).
+pub fn ec2_tags<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<aws_sdk_ec2::types::Tag> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
 /// How a resource's tags must change to carry the runbook's `tags`.
 #[derive(Debug, Default, PartialEq)]
 pub struct TagChanges {

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use aws_sdk_iam::types::{PolicyVersion, Tag};
+use aws_sdk_iam::types::PolicyVersion;
 use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::decode_policy;
-use super::common::{TagChanges, function_configuration, policy_attached, tag_changes};
+use super::common::{TagChanges, function_configuration, iam_tags, policy_attached, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
@@ -204,11 +204,7 @@ async fn update(cx: &Ctx<'_>, i: &Inputs, arn: &str, f: &PolicyFound, want: &Val
     }
     let tags = policy_tags(cx, i, f);
     if !tags.set.is_empty() {
-        let set = tags
-            .set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()?;
+        let set = iam_tags(tags.set.iter().map(|(k, v)| (k, v)))?;
         cx.aws
             .iam
             .tag_policy()
@@ -367,11 +363,7 @@ impl StepImpl for ConnectPolicy {
         match find(cx, &arn).await? {
             None => {
                 cx.bar.set(format!("creating IAM policy {}", i.policy_name));
-                let tags = i
-                    .tags
-                    .iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let tags = iam_tags(&i.tags)?;
                 cx.aws
                     .iam
                     .create_policy()

@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
-    AuthScheme, DbProxy, DbProxyStatus, EngineFamily, IamAuthMode, Tag, UserAuthConfig,
+    AuthScheme, DbProxy, DbProxyStatus, EngineFamily, IamAuthMode, UserAuthConfig,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{TagChanges, tag_changes};
+use super::common::{TagChanges, rds_tags, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_proxy_exists, is_proxy_not_found};
 use crate::aws::rds::find;
@@ -254,11 +254,7 @@ async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChanges) -> Resu
             })?;
     }
     if !tags.set.is_empty() {
-        let set = tags
-            .set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let set = rds_tags(tags.set.iter().map(|(k, v)| (k, v)));
         cx.aws
             .rds
             .add_tags_to_resource()
@@ -304,11 +300,7 @@ impl Proxy {
     /// (not known to be ours yet).
     async fn create(&self, cx: &Ctx<'_>, i: &Inputs) -> Result<bool> {
         cx.bar.set(format!("creating DB proxy {}", i.name));
-        let tags = i
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = rds_tags(&i.tags);
         let created = cx
             .aws
             .rds
@@ -664,7 +656,7 @@ mod tests {
             mock!(Client::list_tags_for_resource).then_output(|| {
                 ListTagsForResourceOutput::builder()
                     .tag_list(
-                        Tag::builder()
+                        aws_sdk_rds::types::Tag::builder()
                             .key(crate::runbook::OWNER_TAG)
                             .value(RUNBOOK)
                             .build(),

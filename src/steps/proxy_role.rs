@@ -8,7 +8,7 @@ use aws_sdk_iam::types::Tag;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{TagChanges, decode_policy, tag_changes};
+use super::common::{TagChanges, decode_policy, iam_tags, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_already_exists, is_delete_conflict, is_no_such_entity};
 use crate::aws::{describe_error, error_code};
@@ -116,11 +116,7 @@ async fn update(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> Result<()> {
             .map_err(|e| fail("update the trust policy", describe_error(&e)))?;
     }
     if !tags.set.is_empty() {
-        let set = tags
-            .set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()?;
+        let set = iam_tags(tags.set.iter().map(|(k, v)| (k, v)))?;
         cx.aws
             .iam
             .tag_role()
@@ -195,11 +191,7 @@ impl StepImpl for ProxyRole {
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set(format!("creating IAM role {}", i.role_name));
-        let tags = i
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()?;
+        let tags = iam_tags(&i.tags)?;
         let created = cx
             .aws
             .iam

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, SecurityGroup, Tag, TagSpecificat
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{TagChanges, tag_changes};
+use super::common::{TagChanges, ec2_tags, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
@@ -155,11 +155,7 @@ fn group_tags(cx: &Ctx, i: &Inputs, group: &SecurityGroup) -> TagChanges {
 
 async fn retag(cx: &Ctx<'_>, id: &str, tags: TagChanges) -> Result<()> {
     if !tags.set.is_empty() {
-        let set = tags
-            .set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let set = ec2_tags(tags.set.iter().map(|(k, v)| (k, v)));
         cx.aws
             .ec2
             .create_tags()
@@ -241,11 +237,7 @@ impl StepImpl for ProxySecurityGroup {
             "creating security group {} in {}",
             i.group_name, i.vpc_id
         ));
-        let tags = i
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = ec2_tags(&i.tags);
         let created = cx
             .aws
             .ec2
