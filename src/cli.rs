@@ -12,10 +12,11 @@ Exit codes:
   2    command-line misuse: an unknown step, `resume` without a state, a step
        whose inputs or the steps it waits on are not applied and verified in
        the account yet, no --yes when stdin is not a terminal
-  3    bad input: the runbook or the state file is invalid, the runbook changed
-       after a step was applied, the state belongs to another account or
-       region, or the account holds what this state never made (another
-       state's; `run --adopt` takes it over); nothing was changed
+  3    bad input: the runbook or the state file is invalid, an edit needs a
+       new resource and --allow-replace was not given (or it cannot be
+       replaced safely), the state belongs to another account or region, or
+       the account holds what this state never made (another state's; `run
+       --adopt` takes it over); nothing was changed
   4    the state is locked by another rds-proxy-runbook process
   5    preflight found problems in the account (or, for rollback, a function
        still points at the proxy and would be stranded); nothing was changed
@@ -70,6 +71,24 @@ pub enum Command {
     /// function's role, security group and DB host variable. Reads only;
     /// review the file, then `plan` it.
     Init(InitArgs),
+    /// Take over what the account already holds under the runbook's names
+    /// but this tool never made (a setup made by hand, the cookbook's):
+    /// shows what each step finds and how it differs from the runbook, and
+    /// with --yes records it in the state as adopted: managed from then on
+    /// (`run` updates it in place), left in place by `rollback` unless
+    /// --include-adopted. Changes nothing in the account unless --tag.
+    Adopt {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// Record what was found without asking (required when stdin is not
+        /// a terminal); without it and on a terminal, asks once.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Also tag what is adopted with the runbook's ownership tag (the
+        /// only change made in the account).
+        #[arg(long)]
+        tag: bool,
+    },
     /// Show each step and what its check finds in the account. Changes nothing.
     Plan {
         /// The runbook file (TOML).
@@ -87,6 +106,11 @@ pub enum Command {
         /// that (or refuse if the runbook or the account moved since).
         #[arg(long = "out", short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Plan the replacements an edit needs (a new proxy beside the
+        /// old) as `run --allow-replace` would make them, instead of
+        /// showing them blocked.
+        #[arg(long)]
+        allow_replace: bool,
     },
     /// Check what the recipe needs from the account (DB, secret, subnets,
     /// security groups, Lambdas, room for a proxy). Changes nothing.
@@ -120,6 +144,12 @@ pub enum Command {
         /// refuse, changing nothing. Runs the whole runbook.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["step", "from", "until", "adopt"])]
         plan: Option<PathBuf>,
+        /// Carry out edits that need a new resource (a proxy's name, engine
+        /// family or subnets; see the README): the new one is made beside
+        /// the old, made healthy, the functions move to it, and only then
+        /// is the old one deleted. Without it such an edit is refused.
+        #[arg(long)]
+        allow_replace: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
@@ -133,6 +163,9 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// As `run --allow-replace` (to finish a replacement that stopped).
+        #[arg(long)]
+        allow_replace: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
@@ -175,6 +208,11 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Also undo what this state adopted (`adopt`, `run --adopt`):
+        /// delete it as if this runbook had made it. Without it, adopted
+        /// resources stay as they are.
+        #[arg(long)]
+        include_adopted: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]

@@ -20,7 +20,7 @@ mod validate;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{doctor, init, plan, rollback, run, status};
+use crate::commands::{adopt, doctor, init, plan, rollback, run, status};
 use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
 use crate::open::Options;
@@ -134,7 +134,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 detailed_exitcode,
                 out,
-            } => plan::plan(runbook, *output, *detailed_exitcode, out.as_deref(), &opts).await,
+                allow_replace,
+            } => {
+                let how = plan::PlanHow {
+                    output: *output,
+                    detailed_exitcode: *detailed_exitcode,
+                    allow_replace: *allow_replace,
+                };
+                plan::plan(runbook, how, out.as_deref(), &opts).await
+            }
+            Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, &opts).await,
             Command::Preflight { runbook } => commands::preflight::preflight(runbook, &opts).await,
             Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
             Command::Run {
@@ -144,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 confirm,
                 adopt,
                 plan,
+                allow_replace,
                 ..
             } => {
                 let how = RunHow {
@@ -151,20 +161,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ask: *confirm,
                     adopt: *adopt,
                     resume: false,
+                    allow_replace: *allow_replace,
                 };
                 run::run(runbook, select, how, plan.as_deref(), &opts).await
             }
-            Command::Resume { runbook, yes, .. } => {
+            Command::Resume {
+                runbook,
+                yes,
+                allow_replace,
+                ..
+            } => {
                 let how = RunHow {
                     yes: *yes,
                     resume: true,
+                    allow_replace: *allow_replace,
                     ..Default::default()
                 };
                 run::run(runbook, &Default::default(), how, None, &opts).await
             }
             Command::Rollback {
-                runbook, to, yes, ..
-            } => rollback::rollback(runbook, to.as_deref(), *yes, &opts).await,
+                runbook,
+                to,
+                yes,
+                include_adopted,
+                ..
+            } => rollback::rollback(runbook, to.as_deref(), *yes, *include_adopted, &opts).await,
             Command::Status { .. } | Command::Completions { .. } | Command::Man => {
                 unreachable!("handled above")
             }

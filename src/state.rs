@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 pub type Outputs = BTreeMap<String, String>;
 
 /// 2: each step records its `origin` (created by this state, or adopted).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: a step may hold `retired` resources (replaced, deleted once the
+/// functions moved): an older tool would drop them and leak the old proxy.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +115,55 @@ pub struct StepRecord {
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What this step made before a replacement (`run --allow-replace`):
+    /// the old resource, kept until every function has moved to the new
+    /// one, then deleted (rollback deletes it too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
+}
+
+/// A resource a replacement left behind, as its step recorded it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Retired {
+    pub inputs: Value,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: Outputs,
+    pub origin: Origin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+}
+
+impl StepRecord {
+    /// Whether `inputs` name another resource than the one the step may
+    /// have made (the fields of `identity` differ from those it recorded):
+    /// applying them replaces it.
+    pub fn replaced_by(&self, identity: &[&str], inputs: &Value) -> bool {
+        let Some(old) = self.inputs.as_ref() else {
+            return false;
+        };
+        self.status.may_have_changed_account()
+            && identity.iter().any(|f| old.get(*f) != inputs.get(*f))
+    }
+
+    /// Before the step acts with `inputs` that name another resource: the
+    /// one it made so far is kept as retired (to delete once the functions
+    /// moved), and the record starts afresh for the new one. True if so.
+    pub fn retire_if_replaced(&mut self, identity: &[&str], inputs: &Value) -> bool {
+        if !self.replaced_by(identity, inputs) {
+            return false;
+        }
+        let (Some(old), Some(origin)) = (self.inputs.take(), self.origin.take()) else {
+            return false;
+        };
+        self.retired.push(Retired {
+            inputs: old,
+            outputs: std::mem::take(&mut self.outputs),
+            origin,
+            before: self.before.take(),
+        });
+        self.checksum = None;
+        true
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -215,6 +266,9 @@ impl State {
             });
         }
         let mut state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+        if version < u64::from(SCHEMA_VERSION) {
+            state.schema_version = SCHEMA_VERSION;
+        }
         if version < 2 {
             // Version 1 did not record origins: a step that acted (inputs
             // recorded, not rolled back) was created or found by this state.
@@ -223,7 +277,6 @@ impl State {
                     rec.origin = Some(Origin::Created);
                 }
             }
-            state.schema_version = SCHEMA_VERSION;
         }
         if state.runbook != runbook {
             return Err(StateError::OtherRunbook {

@@ -112,9 +112,32 @@ pub fn function_name(value: &str) -> Result<(), String> {
     })
 }
 
+/// A host name or address, with an optional port: what a function's DB
+/// host variable holds (and all the step ever writes back into it).
+pub fn host(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "`{value}` is not a host name: give the DB endpoint the variable held before it \
+             pointed at the proxy, e.g. mydb.abc123.us-east-1.rds.amazonaws.com"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_port() {
+        assert!(host("db.abc.us-east-1.rds.amazonaws.com").is_ok());
+        assert!(host("10.0.0.5:3306").is_ok());
+        assert!(host("mysql://admin:pw@db:3306/app").is_err());
+        assert!(host("").is_err());
+    }
 
     #[test]
     fn ids() {

@@ -1,5 +1,6 @@
 //! One file per command; each opens what it needs and drives the engine.
 
+pub mod adopt;
 pub mod doctor;
 pub mod init;
 pub mod plan;

@@ -8,14 +8,17 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::Aws;
+use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
-use crate::engine::{edited_since_applied, identity_edited, needs, pending, resolve};
+use crate::engine::{
+    edited_since_applied, identity_edited, needs, pending, proxy_replaced, record_for, resolve,
+};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
 use crate::preflight::preflight_verdict;
-use crate::state::{self, State, Status};
-use crate::steps::{self, Ctx, Found};
+use crate::state::{self, Origin, State, Status};
+use crate::steps::{self, Ctx, Found, Replacement};
 use crate::ui::progress::StepBar;
 
 #[derive(Serialize)]
@@ -29,6 +32,10 @@ struct PlanReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     budget: Option<crate::budget::Budget>,
     steps: Vec<PlanStep>,
+    /// What replacements under way left, deleted at the end of the next
+    /// whole run (each: step, what).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    to_delete: Vec<String>,
     summary: Summary,
     /// no_changes, changes, or blocked (`run` would refuse or fail).
     result: &'static str,
@@ -64,10 +71,45 @@ struct Blocked {
     exit_code: i32,
 }
 
-/// Why a step that needs a new resource is blocked.
-const REPLACE_REFUSED: &str = "only a new resource would match, and this tool does not replace \
-     resources yet: `run` refuses, changing nothing; undo the edit, or roll back from this step \
-     and run again";
+/// Why a step that needs a new resource is blocked without --allow-replace.
+const REPLACE_REFUSED: &str = "only a new resource would match: `run` refuses, changing \
+     nothing, unless --allow-replace; `plan --allow-replace` shows how the new one would be \
+     made beside the old";
+
+/// Why a step whose name stayed is blocked when only a new one would match.
+const NEEDS_NEW_NAME: &str = "only a new resource would match, and the new one needs another \
+     name (the old one keeps its name, serving the functions, until it is deleted): change its \
+     name in the runbook too";
+
+/// How `plan` goes about it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanHow {
+    pub output: Output,
+    /// Exit 6 when there are changes.
+    pub detailed_exitcode: bool,
+    /// Plan replacements as `run --allow-replace` makes them.
+    pub allow_replace: bool,
+}
+
+/// What a replacement of `step` does, for the plan: how it goes, and what
+/// it interrupts.
+fn replacement_lines(step: &str) -> Vec<String> {
+    let mut lines = vec![
+        "the new one is made beside the old one, which is deleted only once every function \
+         has moved (and the invoke check passed)"
+            .to_string(),
+    ];
+    if step == "proxy" {
+        lines.push(
+            "interrupts: nothing while the new proxy is made and its target becomes healthy \
+             (the functions keep the old one); then each function's variable moves to the new \
+             endpoint (new connections go there), and the connections still open on the old \
+             proxy are closed when it is deleted"
+                .to_string(),
+        );
+    }
+    lines
+}
 
 #[derive(Serialize, Default)]
 struct Summary {
@@ -75,6 +117,8 @@ struct Summary {
     finish: usize,
     /// Updates in place: runbook edits, and changes made by hand put back.
     update: usize,
+    /// New resources beside old ones (`--allow-replace`).
+    replace: usize,
     done: usize,
     blocked: usize,
     verify: usize,
@@ -82,13 +126,12 @@ struct Summary {
 
 use crate::cli::Output;
 
-pub async fn plan(
-    runbook: &Path,
-    output: Output,
-    detailed_exitcode: bool,
-    out: Option<&Path>,
-    opts: &Options,
-) -> Result<()> {
+pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Options) -> Result<()> {
+    let PlanHow {
+        output,
+        detailed_exitcode,
+        allow_replace,
+    } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let path = state_path(&rb, opts);
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
@@ -108,11 +151,12 @@ pub async fn plan(
         let (inputs, missing) = resolve(step, &rb, &state);
         let what = step.describe(&inputs)?;
         let bar = StepBar::silent(name);
-        let recorded = state.record(name).cloned();
+        // A replacement's record is the old resource's (see `record_for`).
+        let recorded = record_for(&state, step, &inputs).cloned();
         let cx = Ctx::new(&aws, &rb.name, &bar, recorded.as_ref());
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
         let mut found = None;
-        let origin = state.record(name).and_then(|r| r.origin);
+        let origin = recorded.as_ref().and_then(|r| r.origin);
         let mut blocked = None;
         let mut block = |code: i32, reason: String| {
             blocked = Some(Blocked {
@@ -127,13 +171,30 @@ pub async fn plan(
             ("blocked", Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
+        let alone = match step.replacement() {
+            Replacement::WithProxy(why) if !proxy_replaced(&rb, &original) => Some(why),
+            _ => None,
+        };
         let (action, details) = if !step.changes_account() || !after.is_empty() {
             match pending(step, &cx, &inputs, &Found::Missing).await {
+                // What it made stays, changed by what it waits for (a
+                // replaced proxy's new id and endpoint).
+                Ok(("create", d)) if original.status(name) == Status::Applied => ("update", d),
                 Ok(p) => p,
                 Err(e) => failed(e),
             }
-        } else if !identity.is_empty() {
+        } else if !identity.is_empty() && !allow_replace {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
+            ("replace", identity)
+        } else if let (false, Some(why)) = (identity.is_empty(), alone) {
+            block(
+                EXIT_BAD_INPUT,
+                format!(
+                    "alone, {why}: give the proxy a new name as well (`proxy.name` at {}), so \
+                     the new proxy is made with it",
+                    rb.at(rb.proxy.name.pos)
+                ),
+            );
             ("replace", identity)
         } else {
             let checked = step.check(&cx, &inputs).await;
@@ -158,11 +219,23 @@ pub async fn plan(
                         _ => ("blocked", Vec::new()),
                     }
                 }
+                Ok(Found::Missing) if !identity.is_empty() => {
+                    // The new one, beside the old: the steps after it wait
+                    // for its outputs.
+                    let mut lines = identity.clone();
+                    lines.extend(replacement_lines(name));
+                    lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
+                    if let Some(rec) = state.steps.get_mut(name) {
+                        rec.status = Status::Pending;
+                        rec.outputs.clear();
+                    }
+                    ("replace", lines)
+                }
                 Ok(Found::Done(outputs)) => {
                     record_done(&mut state, name, outputs);
                     ("none", Vec::new())
                 }
-                Ok(Found::Update(diffs)) => {
+                Ok(Found::Update(diffs, _)) => {
                     // Whether the runbook moved, or only the account did.
                     match edited_since_applied(name, &rb, &state) {
                         Some(edits) => {
@@ -177,7 +250,11 @@ pub async fn plan(
                     }
                 }
                 Ok(Found::Replace(why)) => {
-                    block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
+                    let reason = match allow_replace {
+                        true => NEEDS_NEW_NAME.into(),
+                        false => REPLACE_REFUSED.into(),
+                    };
+                    block(EXIT_BAD_INPUT, reason);
                     ("replace", why)
                 }
                 Ok(Found::Foreign(why)) => {
@@ -196,6 +273,7 @@ pub async fn plan(
             "create" => summary.create += 1,
             "finish" => summary.finish += 1,
             "update" | "drift" => summary.update += 1,
+            "replace" => summary.replace += 1,
             "none" => summary.done += 1,
             "verify" => summary.verify += 1,
             _ => summary.blocked += 1,
@@ -232,7 +310,26 @@ pub async fn plan(
     let blocked_code = gate(&[EXIT_BAD_INPUT])
         .or_else(|| (!preflight.problems.is_empty()).then_some(EXIT_PREFLIGHT))
         .or_else(|| gate(&[EXIT_STEP_FAILED]));
-    let changes = summary.create + summary.finish + summary.update > 0;
+    // What replacements under way left, deleted at the end of a whole run.
+    let to_delete: Vec<String> = with_retired(&rb, &original)
+        .into_iter()
+        .flat_map(|name| {
+            let step = steps::get(&name).expect("known step");
+            let rec = original.record(&name).expect("has retired");
+            rec.retired
+                .iter()
+                .map(|r| {
+                    let what = step.describe(&r.inputs).unwrap_or_default();
+                    match r.origin {
+                        Origin::Adopted => format!("{name}: {what} (adopted: left in place)"),
+                        Origin::Created => format!("{name}: {what}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let changes =
+        summary.create + summary.finish + summary.update + summary.replace + to_delete.len() > 0;
     let (result, exit_code) = match blocked_code {
         Some(code) => ("blocked", code),
         None if changes => ("changes", if detailed_exitcode { EXIT_CHANGES } else { 0 }),
@@ -240,7 +337,9 @@ pub async fn plan(
     };
     if let Some(out) = out {
         let account = aws.account_id().await?;
-        SavedPlan::new(&rb.name, account, &aws.region, saved_steps).write(out)?;
+        let mut saved = SavedPlan::new(&rb.name, account, &aws.region, saved_steps);
+        saved.allow_replace = allow_replace;
+        saved.write(out)?;
         crate::say!(
             "Saved this plan to {}: `run --plan {}` does exactly this, or refuses if the \
              runbook or the account moved.",
@@ -256,6 +355,7 @@ pub async fn plan(
         preflight,
         budget,
         steps: steps_out,
+        to_delete,
         summary,
         result,
         exit_code,
@@ -318,7 +418,8 @@ fn print_text(r: &PlanReport) {
             "finish" => ("~", "to finish"),
             "update" => ("~", "update in place"),
             "drift" => ("~", "changed outside the runbook, to put back"),
-            "replace" => ("-/+", "replace (refused)"),
+            "replace" if s.blocked.is_some() => ("-/+", "replace (refused)"),
+            "replace" => ("-/+", "replace: a new one beside the old"),
             "none" => ("=", "done"),
             "verify" => ("?", "will verify"),
             _ => ("!", "blocked"),
@@ -336,19 +437,34 @@ fn print_text(r: &PlanReport) {
             println!("      blocked: {}", b.reason);
         }
     }
+    if !r.to_delete.is_empty() {
+        println!("  - to delete once every function has moved (replaced):");
+        for d in &r.to_delete {
+            println!("      {d}");
+        }
+    }
     let m = &r.summary;
     let verifies = match m.verify {
         0 => String::new(),
         n => format!(" ({n} verification step(s) will run)"),
     };
-    if m.create + m.finish + m.update + m.blocked == 0 {
+    if m.create + m.finish + m.update + m.replace + m.blocked == 0 && r.to_delete.is_empty() {
         println!(
             "Nothing to change: all {} steps are done{verifies}.",
             m.done
         );
     } else {
+        let replace = match m.replace {
+            0 => String::new(),
+            n => format!("{n} to replace, "),
+        };
+        let delete = match r.to_delete.len() {
+            0 => String::new(),
+            n => format!(", {n} replaced to delete"),
+        };
         println!(
-            "Plan: {} to create, {} to finish, {} to update in place, {} done, {} blocked{verifies}.",
+            "Plan: {} to create, {} to finish, {} to update in place, {replace}{} done, {} \
+             blocked{delete}{verifies}.",
             m.create, m.finish, m.update, m.done, m.blocked
         );
     }

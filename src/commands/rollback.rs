@@ -7,11 +7,13 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::aws::Aws;
-use crate::engine::order_for_status;
+use crate::engine::guard::Guard;
 use crate::engine::report::{copy_results, emit_report, first_error};
+use crate::engine::retire::undo_retired;
 use crate::engine::runner::StepFailed;
 use crate::engine::schedule::{schedule, undo_waits};
 use crate::engine::store::Store;
+use crate::engine::{order_for_status, our_endpoints};
 use crate::error::Failure;
 use crate::open::{
     EnvMode, Options, check_place, command_hint, load_runbook, save, state_error, state_path,
@@ -19,11 +21,19 @@ use crate::open::{
 use crate::poll::Interrupted;
 use crate::runbook::Runbook;
 use crate::state::{Event, Lock, Origin, State};
-use crate::steps::{self, Ctx, Step, Undone};
+use crate::steps::{self, Ctx, Undone};
 use crate::ui::progress::Progress;
 use crate::ui::prompt::confirm;
 
-pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Options) -> Result<()> {
+/// `include_adopted`: undo what this state adopted too, as if it had made
+/// it (`--include-adopted`).
+pub async fn rollback(
+    runbook: &Path,
+    to: Option<&str>,
+    yes: bool,
+    include_adopted: bool,
+    opts: &Options,
+) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Lenient)?;
     let path = state_path(&rb, opts);
     let _lock = Lock::acquire(&path).map_err(state_error)?;
@@ -43,7 +53,10 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
     let undo: Vec<&str> = order[keep..]
         .iter()
         .rev()
-        .filter(|n| state.status(n).may_have_changed_account())
+        .filter(|n| {
+            state.status(n).may_have_changed_account()
+                || state.record(n).is_some_and(|r| !r.retired.is_empty())
+        })
         .map(String::as_str)
         .collect();
     if undo.is_empty() {
@@ -62,10 +75,15 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
     }
     confirm(
         &format!(
-            "Roll back {} step(s) of runbook `{}` ({}), deleting only what this runbook created?",
+            "Roll back {} step(s) of runbook `{}` ({}), deleting only what this runbook {}?",
             undo.len(),
             rb.name,
-            undo.join(", ")
+            undo.join(", "),
+            if include_adopted {
+                "created or adopted"
+            } else {
+                "created"
+            }
         ),
         yes,
     )?;
@@ -81,9 +99,8 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         let restored: BTreeSet<(String, String)> = undo
             .iter()
             .filter_map(|n| Some((steps::get(n)?, state.record(n)?)))
-            .filter(|(step, rec)| {
-                step.sets_function_variables() && rec.origin == Some(Origin::Created)
-            })
+            // Whatever its origin: what it recorded, it puts back.
+            .filter(|(step, _)| step.sets_function_variables())
             .flat_map(|(step, rec)| match &rec.inputs {
                 Some(inputs) => step.restores(inputs, rec.before.as_ref()),
                 None => Vec::new(),
@@ -112,16 +129,26 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
         path.display()
     ));
     let waits = undo_waits(&undo, &rb);
+    let endpoints = our_endpoints(&state);
     let store = Store::new(path, state);
+    let how = Undo {
+        rb: &rb,
+        aws: &aws,
+        store: &store,
+        progress: &progress,
+        guard: guard.as_ref(),
+        hint: &rollback_hint,
+        include_adopted,
+        endpoints: &endpoints,
+    };
     let results = schedule(
         &undo,
         &waits,
         |name| {
-            let (rb, aws, store, progress) = (&rb, &aws, &store, &progress);
-            let (guard, hint) = (guard.as_ref(), &rollback_hint);
+            let how = &how;
             async move {
                 let started = std::time::Instant::now();
-                let undone = undo_step(name, rb, aws, store, progress, guard, hint).await?;
+                let undone = how.step(name).await?;
                 Ok((undone, started.elapsed()))
             }
         },
@@ -147,161 +174,141 @@ pub async fn rollback(runbook: &Path, to: Option<&str>, yes: bool, opts: &Option
     Ok(())
 }
 
-/// Undoes one step; says how: undone, already gone, left alone, or
-/// nothing to undo.
-pub(crate) async fn undo_step(
-    name: &str,
-    rb: &Runbook,
-    aws: &Aws,
-    store: &Store,
-    progress: &Progress,
-    guard: Option<&Guard>,
-    rollback_hint: &str,
-) -> Result<&'static str> {
-    let step = steps::get(name).expect("known step");
-    let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
-    let bar = progress.step(name);
-    let Some(inputs) = rec.inputs else {
-        // Never got as far as acting: nothing in the account to undo.
-        store.advance(name, Event::RolledBack, |_| {})?;
-        bar.finish("=", "nothing to undo");
-        return Ok("nothing to undo");
-    };
-    if rec.origin == Some(Origin::Adopted) {
-        // Taken over, not made here: the state forgets it, the account
-        // keeps it.
-        store.advance(name, Event::RolledBack, |rec| {
-            rec.outputs.clear();
-            rec.error = None;
-        })?;
-        bar.finish("!", "left alone: adopted, not created by this state");
-        return Ok("left alone");
-    }
-    // Rollback works from the recorded inputs and `before` alone.
-    let cx = Ctx::new(aws, &rb.name, &bar, None);
-    let undone = async {
-        // At the moment of acting: no function may point at the proxy.
-        if let Some(guard) = guard.filter(|_| Guard::covers(step)) {
-            let pointing = guard.pointing(aws).await?;
-            if !pointing.is_empty() {
-                anyhow::bail!(guard.stranded(
-                    "not undone",
-                    "pointed there after this rollback began, or left by it",
-                    &pointing,
-                    rollback_hint,
-                ));
+/// What every step of one rollback shares.
+struct Undo<'a> {
+    rb: &'a Runbook,
+    aws: &'a Aws,
+    store: &'a Store,
+    progress: &'a Progress,
+    guard: Option<&'a Guard>,
+    hint: &'a str,
+    /// `--include-adopted`: what this state adopted is undone too.
+    include_adopted: bool,
+    /// Every proxy endpoint this state set (see [`our_endpoints`]).
+    endpoints: &'a [String],
+}
+
+impl Undo<'_> {
+    /// Undoes one step (first what a replacement left of it, then what it
+    /// holds now); says how: undone, already gone, left alone, or nothing
+    /// to undo.
+    async fn step(&self, name: &str) -> Result<&'static str> {
+        let (store, aws) = (self.store, self.aws);
+        let step = steps::get(name).expect("known step");
+        let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
+        let bar = self.progress.step(name);
+        let retired = if rec.retired.is_empty() {
+            Vec::new()
+        } else {
+            undo_retired(name, self.rb, aws, store, &bar, self.guard, self.hint)
+                .await
+                .map_err(|e| self.failed(name, &bar, e))?
+        };
+        let Some(inputs) = rec.inputs.filter(|_| rec.status.may_have_changed_account()) else {
+            // Never got as far as acting: nothing in the account to undo
+            // (but what a replacement left, undone above).
+            if rec.status.may_have_changed_account() {
+                store.advance(name, Event::RolledBack, |_| {})?;
             }
-        }
-        crate::failpoint::hit(name, "before-rollback");
-        step.rollback(&cx, &inputs, rec.before.as_ref()).await
-    };
-    match undone.await {
-        Ok(undone) => {
-            crate::failpoint::hit(name, "after-rollback");
-            store.advance(name, Event::RolledBack, |rec| {
-                rec.outputs.clear();
-                rec.before = None;
-                rec.error = None;
-            })?;
-            Ok(match undone {
-                Undone::Done(msg) => {
-                    bar.finish("✓", msg);
+            return Ok(match retired.is_empty() {
+                true => {
+                    bar.finish("=", "nothing to undo");
+                    "nothing to undo"
+                }
+                false => {
+                    bar.finish("✓", retired.join("; "));
                     "undone"
                 }
-                Undone::AlreadyGone(msg) => {
-                    bar.finish("=", msg);
-                    "already gone"
-                }
-                Undone::LeftAlone(msg) => {
-                    bar.finish("!", format!("left alone: {msg}"));
-                    "left alone"
-                }
-            })
-        }
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-            bar.finish("✗", "interrupted");
-            Err(e)
-        }
-        Err(e) => {
-            bar.finish("✗", "rollback failed");
-            let message = format!("{e:#}");
-            store.update(|s| {
-                if let Some(rec) = s.steps.get_mut(name) {
-                    rec.error = Some(format!("rollback: {message}"));
-                }
-                Ok(())
+            });
+        };
+        let adopted = rec.origin == Some(Origin::Adopted);
+        // Taken over, not made here: the state forgets it, the account keeps
+        // it. What a step that points the functions recorded of their old
+        // values is put back whatever its origin: it only holds values it
+        // replaced, or the runbook's `restore_value`.
+        if adopted && !self.include_adopted && !step.sets_function_variables() {
+            store.advance(name, Event::RolledBack, |rec| {
+                rec.outputs.clear();
+                rec.error = None;
             })?;
-            Err(StepFailed(message).into())
+            bar.finish(
+                "!",
+                "left alone: adopted, not created by this state (--include-adopted undoes it)",
+            );
+            return Ok("left alone");
         }
-    }
-}
-
-/// The rule that keeps functions working through a rollback: nothing a
-/// proxy needs to serve is undone while a function's variable points at
-/// it, whatever the state says.
-pub(crate) struct Guard {
-    pub(crate) proxy: String,
-    /// The proxy's endpoints, as the account has them.
-    pub(crate) endpoints: Vec<String>,
-}
-
-impl Guard {
-    /// Whether undoing `step` could leave a function on a proxy that
-    /// cannot serve it: every step that changed the account, but the ones
-    /// that point the functions (undone first).
-    pub(crate) fn covers(step: &dyn Step) -> bool {
-        step.changes_account() && !step.sets_function_variables()
-    }
-
-    /// The guard for undoing `undo`, if any of them is covered and the
-    /// runbook's proxy exists in the account.
-    pub(crate) async fn read(
-        rb: &Runbook,
-        state: &State,
-        undo: &[&str],
-        aws: &Aws,
-    ) -> Result<Option<Guard>> {
-        let covered = undo.iter().any(|n| {
-            let rec = state.record(n);
-            steps::get(n).is_some_and(Guard::covers)
-                && rec.is_some_and(|r| r.inputs.is_some() && r.origin != Some(Origin::Adopted))
-        });
-        let recorded = |step: &str| state.record(step).and_then(|r| r.inputs.clone());
-        let Some(proxy) = covered.then(|| steps::proxy_name(rb, &recorded)).flatten() else {
-            return Ok(None);
+        // Rollback works from the recorded inputs and `before` alone.
+        let cx = Ctx {
+            adopted: adopted && self.include_adopted,
+            our_endpoints: self.endpoints,
+            ..Ctx::new(aws, &self.rb.name, &bar, None)
         };
-        let Some(found) = crate::aws::rds::find(aws, &proxy).await? else {
-            return Ok(None);
+        let undone = async {
+            // At the moment of acting: no function may point at the proxy.
+            if let Some(guard) = self.guard.filter(|_| Guard::covers(step)) {
+                let pointing = guard.pointing(aws).await?;
+                if !pointing.is_empty() {
+                    anyhow::bail!(guard.stranded(
+                        "not undone",
+                        "pointed there after this rollback began, or left by it",
+                        &pointing,
+                        self.hint,
+                    ));
+                }
+            }
+            crate::failpoint::hit(name, "before-rollback");
+            step.rollback(&cx, &inputs, rec.before.as_ref()).await
         };
-        let endpoints: Vec<String> = found.endpoint().into_iter().map(String::from).collect();
-        Ok(Some(Guard { proxy, endpoints }))
+        let undone = undone.await.map_err(|e| self.failed(name, &bar, e))?;
+        crate::failpoint::hit(name, "after-rollback");
+        store.advance(name, Event::RolledBack, |rec| {
+            rec.outputs.clear();
+            rec.before = None;
+            rec.error = None;
+        })?;
+        let also = match retired.is_empty() {
+            true => String::new(),
+            false => format!(" (and the replaced one: {})", retired.join("; ")),
+        };
+        Ok(match undone {
+            Undone::Done(msg) => {
+                bar.finish("✓", format!("{msg}{also}"));
+                "undone"
+            }
+            Undone::AlreadyGone(msg) => {
+                bar.finish("=", format!("{msg}{also}"));
+                "already gone"
+            }
+            Undone::LeftAlone(msg) => {
+                bar.finish("!", format!("left alone: {msg}{also}"));
+                "left alone"
+            }
+        })
     }
 
-    pub(crate) async fn pointing(&self, aws: &Aws) -> Result<Vec<(String, String)>> {
-        aws.variables_naming(&self.endpoints).await
-    }
-
-    /// What the user reads when functions still point at the proxy:
-    /// `what` stopped, `why` they are not put back.
-    pub(crate) fn stranded(
+    /// A step that could not be undone: interrupted (it stays as it was),
+    /// or failed (the state records why).
+    fn failed(
         &self,
-        what: &str,
-        why: &str,
-        pointing: &[(String, String)],
-        hint: &str,
-    ) -> String {
-        let names: Vec<String> = pointing
-            .iter()
-            .map(|(f, v)| format!("{v} of Lambda function {f}"))
-            .collect();
-        format!(
-            "{what}: {} still point(s) at proxy `{}` ({}), which this rollback would leave \
-             unable to serve them ({why}). Set each variable back to the database's endpoint \
-             (in the Lambda console, which keeps the function's other variables), then run \
-             `{hint}` again.",
-            names.join(", "),
-            self.proxy,
-            self.endpoints.join(", "),
-        )
+        name: &str,
+        bar: &crate::ui::progress::StepBar,
+        e: anyhow::Error,
+    ) -> anyhow::Error {
+        if e.downcast_ref::<Interrupted>().is_some() {
+            bar.finish("✗", "interrupted");
+            return e;
+        }
+        bar.finish("✗", "rollback failed");
+        let message = format!("{e:#}");
+        let saved = self.store.update(|s| {
+            if let Some(rec) = s.steps.get_mut(name) {
+                rec.error = Some(format!("rollback: {message}"));
+            }
+            Ok(())
+        });
+        match saved {
+            Ok(()) => StepFailed(message).into(),
+            Err(e) => e,
+        }
     }
 }

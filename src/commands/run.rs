@@ -10,13 +10,17 @@ use serde_json::Value;
 use crate::aws::Aws;
 use crate::cli::Selection;
 use crate::engine::report::{copy_results, emit_report, first_error};
+use crate::engine::retire::{retire_pass, with_retired};
 use crate::engine::runner::{
     Outcome, RunHow, Runner, made_elsewhere, needs_outputs, not_this_states, unmet, waits_unmet,
 };
 use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
-use crate::engine::{edited_since_applied, identity_edited, replacement_refused, resolve, select};
+use crate::engine::{
+    edited_since_applied, needs_new_name, record_for, replacement_refused, replacements, resolve,
+    select,
+};
 use crate::error::Failure;
 use crate::open::{
     EnvMode, Options, command_hint, load_runbook, record_place, save, state_error, state_path,
@@ -41,9 +45,13 @@ pub async fn run(
         ask,
         resume,
         adopt,
+        allow_replace,
     } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let saved = saved.map(SavedPlan::load).transpose()?;
+    // A reviewed plan that replaces was made with --allow-replace: running
+    // it is the consent.
+    let allow_replace = allow_replace || saved.as_ref().is_some_and(|p| p.allow_replace);
     let selected = select(&rb, sel)?;
     let path = state_path(&rb, opts);
     if resume && !State::exists(&path) {
@@ -58,18 +66,27 @@ pub async fn run(
 
     // An edit that would need a new resource is refused before touching
     // AWS, in any step of the runbook (a `--step` of another must not act
-    // on it: a proxy moved to a group its rules do not name, say); every
-    // other edit is applied in place by the step's update.
-    let replaced: Vec<(String, Vec<String>)> = rb
-        .step_names()
-        .map(|n| (n.to_string(), identity_edited(n, &rb, &state)))
-        .filter(|(_, why)| !why.is_empty())
-        .collect();
-    if !replaced.is_empty() {
-        return Err(replacement_refused(&replaced, &rb, opts));
+    // on it: a proxy moved to a group its rules do not name, say), unless
+    // --allow-replace and the step can be replaced safely; every other edit
+    // is applied in place by the step's update.
+    let replacing = replacements(&rb, &state, allow_replace, opts)?;
+    if !replacing.is_empty() && selected.len() != rb.step_names().count() {
+        return Err(Failure::usage(format!(
+            "a replacement is made by a run of the whole runbook (the old resource is deleted \
+             once every function has moved to the new one): run without --step, --from or \
+             --until: `{} --allow-replace`",
+            command_hint("run", &rb, opts)
+        )));
     }
 
     let verb = if resume { "Resume" } else { "Run" };
+    for (name, what) in &replacing {
+        crate::say!(
+            "Replacing {name} ({}): the new one is made beside the old, the functions move to \
+             it once it is ready, then the old one is deleted.",
+            what.join("; ")
+        );
+    }
     if resume
         && selected
             .iter()
@@ -124,7 +141,7 @@ pub async fn run(
         .collect();
     let prechecks = futures_util::future::join_all(checkable.iter().map(|(name, inputs)| {
         let (aws, rb_name) = (&aws, &rb.name);
-        let recorded = state.record(name);
+        let recorded = record_for(&state, steps::get(name).expect("validated"), inputs);
         async move {
             let bar = StepBar::silent(name);
             let cx = Ctx::new(aws, rb_name, &bar, recorded);
@@ -213,7 +230,10 @@ pub async fn run(
         })
         .collect();
     if !replaced.is_empty() {
-        return Err(replacement_refused(&replaced, &rb, opts));
+        return Err(match allow_replace {
+            true => needs_new_name(&replaced, &rb),
+            false => replacement_refused(&replaced, &rb, opts),
+        });
     }
     for name in &selected {
         let step = steps::get(name).expect("validated");
@@ -327,6 +347,38 @@ pub async fn run(
             }
             if results.iter().any(|(_, r)| r.is_err()) {
                 break;
+            }
+        }
+    }
+    // Last, what replacements left: the old resources, now that every
+    // function uses the new ones (never while one points at an old proxy).
+    let retiring = store.read(|s| with_retired(&rb, s));
+    let all_done = all_done && results.iter().all(|(_, r)| r.is_ok());
+    if !whole && !retiring.is_empty() {
+        progress.line(format!(
+            "  note: what was replaced ({}) is deleted by a run of the whole runbook, once \
+             every function has moved: `{}`",
+            retiring.join(", "),
+            command_hint("run", &rb, opts)
+        ));
+    }
+    if whole && all_done && !retiring.is_empty() {
+        progress.line(
+            "  now that every function has moved, deleting what was replaced: ".to_string()
+                + &retiring.join(", "),
+        );
+        let names: Vec<&str> = retiring.iter().map(String::as_str).collect();
+        let hint = command_hint("resume", &rb, opts) + " --allow-replace";
+        for (name, second) in retire_pass(&names, &rb, &aws, &store, &progress, &hint).await? {
+            if let Some((_, first)) = results.iter_mut().find(|(n, _)| *n == name) {
+                match (second, first) {
+                    (Err(e), first) => *first = Err(e),
+                    (Ok(_), Ok((outcome, _))) => *outcome = Outcome::Changed,
+                    _ => {}
+                }
+            } else if let Err(e) = second {
+                // A step the runbook no longer lists: its failure is the run's.
+                results.push((steps::get(name).expect("known").name(), Err(e)));
             }
         }
     }

@@ -36,6 +36,8 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
                     "outputs": rec.outputs,
                     "error": rec.error,
                     "runbook_edits": edits(name),
+                    "origin": rec.origin,
+                    "replaced": rec.retired.iter().map(|r| &r.outputs).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -75,6 +77,15 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
         }
         for e in edits(&name) {
             println!("      edited in the runbook, not applied yet: {e}");
+        }
+        if rec.origin == Some(crate::state::Origin::Adopted) {
+            println!("      adopted: managed here, left in place by rollback");
+        }
+        for r in &rec.retired {
+            let what = crate::steps::get(&name)
+                .and_then(|s| s.describe(&r.inputs).ok())
+                .unwrap_or_default();
+            println!("      replaced, to delete once every function has moved: {what}");
         }
         if let Some(e) = &rec.error {
             println!("      error: {e}");

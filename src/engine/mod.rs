@@ -12,7 +12,9 @@ use crate::runbook::Runbook;
 use crate::state::{self, State, Status};
 use crate::steps::{self, Ctx, Found, Resolver, Step};
 
+pub mod guard;
 pub mod report;
+pub mod retire;
 pub mod runner;
 pub mod saved;
 pub mod schedule;
@@ -173,8 +175,90 @@ pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<St
         .collect()
 }
 
+/// The record of `step` as far as it concerns the resource `inputs` name:
+/// none when they name another one (a replacement: the record is the old
+/// resource's, which the new one must not take for its own).
+pub(crate) fn record_for<'s>(
+    state: &'s State,
+    step: &dyn Step,
+    inputs: &Value,
+) -> Option<&'s crate::state::StepRecord> {
+    state
+        .record(step.name())
+        .filter(|r| !r.replaced_by(step.identity(), inputs))
+}
+
+/// Whether this run replaces the proxy: the runbook renamed it, or a
+/// replacement of it is under way (its old one not deleted yet).
+pub(crate) fn proxy_replaced(rb: &Runbook, state: &State) -> bool {
+    rb.step_names().any(|n| n == "proxy")
+        && (!identity_edited("proxy", rb, state).is_empty()
+            || state.record("proxy").is_some_and(|r| !r.retired.is_empty()))
+}
+
+/// The endpoints of the proxies this state made and still holds (the
+/// current one, and those a replacement retired): what a function's
+/// variable holds when we pointed it there.
+pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
+    let Some(rec) = state.record("proxy") else {
+        return Vec::new();
+    };
+    rec.outputs
+        .get("endpoint")
+        .into_iter()
+        .chain(rec.retired.iter().filter_map(|r| r.outputs.get("endpoint")))
+        .filter(|e| !e.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The identity edits of the runbook (each step and `field: old -> new`),
+/// if `run` may carry them out: with `allow` (`--allow-replace`), and each
+/// one a replacement the step supports, else the error that refuses them
+/// all before any AWS call.
+pub(crate) fn replacements(
+    rb: &Runbook,
+    state: &State,
+    allow: bool,
+    opts: &crate::open::Options,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let edits: Vec<(String, Vec<String>)> = rb
+        .step_names()
+        .map(|n| (n.to_string(), identity_edited(n, rb, state)))
+        .filter(|(_, why)| !why.is_empty())
+        .collect();
+    if edits.is_empty() {
+        return Ok(edits);
+    }
+    if !allow {
+        return Err(replacement_refused(&edits, rb, opts));
+    }
+    let with_proxy = proxy_replaced(rb, state);
+    let alone: Vec<String> = edits
+        .iter()
+        .filter_map(|(name, what)| match steps::get(name)?.replacement() {
+            steps::Replacement::WithProxy(why) if !with_proxy => {
+                Some(format!("  {name}: {} (alone, {why})", what.join("; ")))
+            }
+            _ => None,
+        })
+        .collect();
+    if !alone.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "these changes need a new resource, which can only be made safely together with a \
+             new proxy:\n{}\nNothing was changed. Give the proxy a new name as well \
+             (`proxy.name` at {}): the new proxy is then made with the new resources, made \
+             healthy, the functions move to it, and only then is the old proxy deleted with \
+             what it used. Or undo the edit.",
+            alone.join("\n"),
+            rb.at(rb.proxy.name.pos)
+        )));
+    }
+    Ok(edits)
+}
+
 /// The error for edits that would need a new resource (`why`: each step
-/// and what changed), with the way back.
+/// and what changed) when `--allow-replace` was not given.
 pub(crate) fn replacement_refused(
     why: &[(String, Vec<String>)],
     rb: &Runbook,
@@ -185,23 +269,43 @@ pub(crate) fn replacement_refused(
         .iter()
         .map(|(step, what)| format!("  {step}: {}", what.join("; ")))
         .collect();
-    let first = &why[0].0;
-    let back_to = rb
-        .step_names()
-        .take_while(|n| n != first)
-        .last()
-        .map_or_else(
-            || format!("{} --yes", command_hint("rollback", rb, opts)),
-            |prev| format!("{} --to {prev} --yes", command_hint("rollback", rb, opts)),
-        );
     Failure::bad_input(format!(
         "these changes need a new resource, which AWS cannot make from the old one in \
-         place:\n{}\nThis tool does not replace resources yet (every other edit is applied \
-         in place). Nothing was changed. Undo the edit, or roll back from `{first}` (which \
-         also undoes every step after it: the functions go back to the DB directly) and run \
-         again: `{back_to}` then `{}`",
+         place:\n{}\nNothing was changed. A replacement is never made without asking: \
+         review it with `{} --allow-replace`, then run `{} --allow-replace`: the new one is \
+         made beside the old, the functions move to it once it is ready, and only then is the \
+         old one deleted. Or undo the edit.",
         list.join("\n"),
+        command_hint("plan", rb, opts),
         command_hint("run", rb, opts)
+    ))
+}
+
+/// The error for a step whose check found that only a new resource would
+/// match though its name stayed (a proxy's subnets, a group's description):
+/// the new one needs another name, since the old one keeps its name until
+/// it is deleted.
+pub(crate) fn needs_new_name(why: &[(String, Vec<String>)], rb: &Runbook) -> anyhow::Error {
+    let list: Vec<String> = why
+        .iter()
+        .map(|(step, what)| {
+            let key = match step.as_str() {
+                "proxy" => format!("`proxy.name` ({})", rb.at(rb.proxy.name.pos)),
+                "proxy-security-group" => format!(
+                    "`proxy_security_group.name` ({})",
+                    rb.at(rb.proxy_security_group.name.pos)
+                ),
+                _ => "its name".to_string(),
+            };
+            format!("  {step}: {}: give it a new name in {key}", what.join("; "))
+        })
+        .collect();
+    Failure::bad_input(format!(
+        "these differ from the runbook in what AWS cannot change in place, so only a new \
+         resource would match:\n{}\nA new one is made beside the old one, which keeps its \
+         name (and serves the functions) until the new one is ready and the functions moved, so \
+         it needs another name. Nothing was changed.",
+        list.join("\n")
     ))
 }
 
@@ -234,7 +338,7 @@ pub async fn pending(
     let (action, mut details) = match found {
         Found::Incomplete(why) => ("finish", vec![why.clone()]),
         // What changes in place, as the check said.
-        Found::Update(diffs) => return Ok(("update", diffs.clone())),
+        Found::Update(diffs, _) => return Ok(("update", diffs.clone())),
         _ => ("create", Vec::new()),
     };
     details.extend(step.details(cx, inputs).await?);

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::store::Store;
-use super::{needs, pending, resolve, schedule::ancestors};
+use super::{needs, our_endpoints, pending, record_for, resolve, schedule::ancestors};
 use crate::aws::Aws;
 use crate::error::Failure;
 use crate::poll::{self, Interrupted};
@@ -31,6 +31,8 @@ pub struct RunHow {
     /// `--adopt`: take over what the account holds with our tag that this
     /// state never made, instead of refusing.
     pub adopt: bool,
+    /// `--allow-replace`: carry out edits that need a new resource.
+    pub allow_replace: bool,
 }
 
 /// What the account holds for a step that this state never acted on (no
@@ -77,7 +79,7 @@ pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool)
         (Some(_), _) => None,
         // There and finished, as the runbook says or to be changed in
         // place once taken over.
-        (None, Found::Done(_) | Found::Update(_) | Found::Replace(_)) => (!adopt).then_some(false),
+        (None, Found::Done(_) | Found::Update(..) | Found::Replace(_)) => (!adopt).then_some(false),
         (None, Found::Incomplete(_)) => Some(true),
         (None, _) => None,
     }
@@ -112,7 +114,7 @@ pub(crate) fn unmet(
         None => Some("its inputs are not applied".into()),
         Some(Found::Missing) => Some("applied, but missing from the account".into()),
         Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
-        Some(Found::Update(diffs)) => Some(format!(
+        Some(Found::Update(diffs, _)) => Some(format!(
             "applied, but the account differs: {}",
             diffs.join("; ")
         )),
@@ -266,7 +268,7 @@ impl Runner<'_> {
                 Some(found) => Some(found),
                 None if missing.is_empty() && status == Status::Applied => {
                     let bar = StepBar::silent(dep);
-                    let recorded = self.store.read(|s| s.record(dep).cloned());
+                    let recorded = self.store.read(|s| record_for(s, step, &inputs).cloned());
                     let cx = Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref());
                     Some(step.check(&cx, &inputs).await?)
                 }
@@ -310,10 +312,14 @@ impl Runner<'_> {
             None => None,
         };
         let bar = self.progress.step(name);
-        let recorded = self.store.read(|s| s.record(name).cloned());
+        // A replacement's record is the old resource's: the new one starts
+        // with none (and the old one is retired when the step starts).
+        let recorded = self.store.read(|s| record_for(s, step, &inputs).cloned());
+        let endpoints = self.store.read(our_endpoints);
         let cx = Ctx {
             removals: self.removals.load(std::sync::atomic::Ordering::Relaxed),
             deferred: Some(&self.deferred),
+            our_endpoints: &endpoints,
             ..Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref())
         };
         // A verification changes nothing, so it has nothing to check first.
@@ -342,13 +348,16 @@ impl Runner<'_> {
         }
         match found {
             Found::Done(outputs) if origin.is_none() => {
-                self.store.advance(name, Event::Applied, |rec| {
-                    rec.origin = Some(Origin::Adopted);
-                    rec.outputs = outputs;
-                    rec.inputs = Some(inputs);
-                    rec.checksum = Some(checksum);
-                    rec.error = None;
-                })?;
+                let identity = step.identity();
+                let to = inputs.clone();
+                self.store
+                    .advance_to(name, Event::Applied, identity, &to, |rec| {
+                        rec.origin = Some(Origin::Adopted);
+                        rec.outputs = outputs;
+                        rec.inputs = Some(inputs);
+                        rec.checksum = Some(checksum);
+                        rec.error = None;
+                    })?;
                 bar.finish(
                     "=",
                     "adopted: found in the account, managed from now on; rollback leaves it",
@@ -378,7 +387,7 @@ impl Runner<'_> {
                 bar.finish("=", note);
                 Ok(Outcome::Unchanged)
             }
-            Found::Missing | Found::Incomplete(_) | Found::Update(_) => {
+            Found::Missing | Found::Incomplete(_) | Found::Update(..) => {
                 // Never act before what this step waits on is in place in
                 // the account (a --step or --from past its order).
                 let waits = self.unmet_waits(name).await.inspect_err(|_| {
@@ -410,7 +419,7 @@ impl Runner<'_> {
                         self.progress.line(format!("  {name}: {why}"));
                         "finished"
                     }
-                    Found::Update(diffs) => {
+                    Found::Update(diffs, _) => {
                         let edited = recorded.as_ref().and_then(|r| r.checksum.as_deref())
                             != Some(checksum.as_str());
                         let removing = self.removals.load(std::sync::atomic::Ordering::Relaxed);
@@ -431,7 +440,16 @@ impl Runner<'_> {
                     }
                     _ => "created",
                 };
-                if verb == "created" && was == Status::Applied && step.changes_account() {
+                let replacing = self.store.read(|s| {
+                    s.record(name)
+                        .is_some_and(|r| r.replaced_by(step.identity(), &inputs))
+                });
+                if replacing {
+                    self.progress.line(format!(
+                        "  {name}: replacing: a new one beside the old, which is deleted once \
+                         every function has moved"
+                    ));
+                } else if verb == "created" && was == Status::Applied && step.changes_account() {
                     self.progress.line(format!(
                         "  note: step `{name}` was applied but is missing from the account \
                          (deleted by hand?); creating it again"
@@ -453,16 +471,20 @@ impl Runner<'_> {
                     _ if origin.is_none() => Some(Origin::Adopted),
                     _ => origin,
                 };
-                self.store.advance(name, Event::Start, |rec| {
-                    if let Some(o) = keeps {
-                        rec.origin = Some(o);
-                    }
-                    rec.inputs = Some(inputs.clone());
-                    rec.checksum = Some(checksum);
-                    rec.before = before;
-                    rec.outputs.clear();
-                    rec.error = None;
-                })?;
+                // A replaced resource is kept until every function has moved
+                // to the new one.
+                let identity = step.identity();
+                self.store
+                    .advance_to(name, Event::Start, identity, &inputs, |rec| {
+                        if let Some(o) = keeps {
+                            rec.origin = Some(o);
+                        }
+                        rec.inputs = Some(inputs.clone());
+                        rec.checksum = Some(checksum);
+                        rec.before = before;
+                        rec.outputs.clear();
+                        rec.error = None;
+                    })?;
                 crate::failpoint::hit(name, "before-apply");
                 let outputs = match step.apply(&cx, &inputs).await {
                     Ok(outputs) => outputs,

@@ -23,6 +23,10 @@ pub struct SavedPlan {
     pub account: String,
     pub region: String,
     pub created_at: String,
+    /// Made with `plan --allow-replace`: the replacements it shows are what
+    /// was reviewed, and `run --plan` makes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_replace: bool,
     pub steps: Vec<SavedStep>,
 }
 
@@ -58,6 +62,7 @@ impl SavedPlan {
             account: account.into(),
             region: region.into(),
             created_at: crate::state::now(),
+            allow_replace: false,
             steps,
         }
     }
@@ -196,9 +201,15 @@ mod tests {
 
     #[test]
     fn found_digests_see_any_difference() {
-        let a = found_digest(&Found::Update(vec!["x: 1 -> 2".into()]));
-        assert_eq!(a, found_digest(&Found::Update(vec!["x: 1 -> 2".into()])));
-        assert_ne!(a, found_digest(&Found::Update(vec!["x: 3 -> 2".into()])));
+        let a = found_digest(&Found::Update(vec!["x: 1 -> 2".into()], Default::default()));
+        assert_eq!(
+            a,
+            found_digest(&Found::Update(vec!["x: 1 -> 2".into()], Default::default()))
+        );
+        assert_ne!(
+            a,
+            found_digest(&Found::Update(vec!["x: 3 -> 2".into()], Default::default()))
+        );
         assert_ne!(found_digest(&Found::Missing), a);
     }
 }

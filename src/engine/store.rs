@@ -47,4 +47,25 @@ impl Store {
             Ok(())
         })
     }
+
+    /// [`Store::advance`] for a step about to record `inputs`: when they
+    /// name another resource than the one it made (a replacement), that one
+    /// is first kept as retired, with its origin, in the same write.
+    pub(crate) fn advance_to(
+        &self,
+        name: &str,
+        event: Event,
+        identity: &[&str],
+        inputs: &serde_json::Value,
+        f: impl FnOnce(&mut state::StepRecord),
+    ) -> Result<()> {
+        self.update(|s| {
+            if let Some(rec) = s.steps.get_mut(name) {
+                rec.retire_if_replaced(identity, inputs);
+            }
+            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
+            f(rec);
+            Ok(())
+        })
+    }
 }

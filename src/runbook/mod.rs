@@ -21,6 +21,11 @@ pub use render::render;
 pub use types::*;
 
 impl Runbook {
+    /// Where a value is in the runbook file, as `file:line:col`.
+    pub fn at(&self, pos: Pos) -> String {
+        format!("{}:{}:{}", self.path.display(), pos.line, pos.col)
+    }
+
     /// Reads and checks a runbook. Every problem is reported at once.
     /// `lenient`: an unset `${env.*}` becomes a placeholder instead of an
     /// error (for commands that work from the state alone).

@@ -381,12 +381,15 @@ impl Cx<'_> {
             let env_var = self
                 .literal(&mut t, "env_var", false)
                 .unwrap_or_else(|| "DB_HOST".into());
+            let restore_value = self.text(&mut t, "restore_value", false);
+            self.shape(restore_value.as_ref(), validate::host);
             self.finish(t);
             if let Some(function_name) = function_name {
                 lambdas.push(Lambda {
                     function_name,
                     security_group_id,
                     env_var,
+                    restore_value,
                 });
             }
         }

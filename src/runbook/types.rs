@@ -304,6 +304,9 @@ pub struct Lambda {
     pub function_name: Text,
     pub security_group_id: Option<Text>,
     pub env_var: String,
+    /// What rollback puts back in `env_var` when it already pointed at the
+    /// proxy before this tool touched it (an adopted setup).
+    pub restore_value: Option<Text>,
 }
 
 #[derive(Debug, Clone)]

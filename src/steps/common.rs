@@ -121,6 +121,8 @@ impl TagChanges {
 
 /// What to change on tags `have` so the resource carries `want`, removing
 /// only tags the step's last applied inputs asked for (see [`changes_of`]).
+/// What this state adopted untagged gets the runbook's tags but not our
+/// ownership tag: only `adopt --tag` puts that on.
 pub fn tag_changes<'t>(
     cx: &Ctx<'_>,
     have: impl Iterator<Item = (&'t str, &'t str)>,
@@ -131,7 +133,13 @@ pub fn tag_changes<'t>(
         .and_then(|r| r.inputs.as_ref())
         .and_then(|i| i.get("tags"))
         .and_then(|t| serde_json::from_value(t.clone()).ok());
-    changes_of(have, want, earlier.as_ref())
+    let have: Vec<(&str, &str)> = have.collect();
+    let untagged = !have.iter().any(|(k, _)| *k == crate::runbook::OWNER_TAG);
+    let mut want = want.clone();
+    if cx.adopted && untagged {
+        want.remove(crate::runbook::OWNER_TAG);
+    }
+    changes_of(have.into_iter(), &want, earlier.as_ref())
 }
 
 /// What to change on tags `have` so the resource carries `want`; `earlier`

@@ -50,6 +50,34 @@ pub fn document(i: &Inputs, region: &str, account: &str) -> Result<Value> {
     serde_json::from_str(&text).context("the filled connect-policy template is not JSON")
 }
 
+/// A document's statements, as a list (IAM accepts one as an object).
+fn statements(doc: &Value) -> Vec<Value> {
+    match doc.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// `want` widened with what `old` allows that it does not (`None` when it
+/// allows nothing more): the document for the run's first pass, so that a
+/// function still on the old proxy (a replacement) or as the old user keeps
+/// its access until every function has moved; the second pass narrows it.
+pub fn widened(old: &Value, want: &Value) -> Option<Value> {
+    let mut all = statements(want);
+    let extra: Vec<Value> = statements(old)
+        .into_iter()
+        .filter(|s| !all.contains(s))
+        .collect();
+    if extra.is_empty() {
+        return None;
+    }
+    all.extend(extra);
+    let mut doc = want.clone();
+    doc["Statement"] = Value::Array(all);
+    Some(doc)
+}
+
 /// Which versions to delete so that one more fits: the oldest non-default.
 pub fn versions_to_prune(versions: &[PolicyVersion]) -> Vec<String> {
     let mut old: Vec<&PolicyVersion> = versions
@@ -99,7 +127,7 @@ async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot read {arn} {version}: {}", describe_error(&e)))?;
     Ok(Some(PolicyFound {
-        ours: cx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        ours: cx.claims(tags.tags().iter().map(|t| (t.key(), t.value()))),
         tags: tags
             .tags()
             .iter()
@@ -339,13 +367,14 @@ impl StepImpl for ConnectPolicy {
         }
         let want = document(i, &cx.aws.region, account)?;
         let diffs = differences(cx, i, &found, &want, &roles, &attached, &detach);
-        if !diffs.is_empty() {
-            return Ok(Found::Update(diffs));
-        }
-        Ok(Found::Done(Outputs::from([
+        let outputs = Outputs::from([
             ("arn".to_string(), arn),
             ("roles".to_string(), roles.join(",")),
-        ])))
+        ]);
+        if !diffs.is_empty() {
+            return Ok(Found::Update(diffs, outputs));
+        }
+        Ok(Found::Done(outputs))
     }
 
     async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
@@ -385,7 +414,13 @@ impl StepImpl for ConnectPolicy {
             }
             Some(f) if !f.ours => anyhow::bail!(cx.not_ours(&format!("IAM policy {arn}"))),
             Some(f) => {
-                update(cx, i, &arn, &f, &want).await?;
+                // What the old document allows goes last (the second pass).
+                let wider = f.document.as_ref().and_then(|old| widened(old, &want));
+                let doc = match wider {
+                    Some(wider) if !cx.may_remove(Self::NAME) => wider,
+                    _ => want.clone(),
+                };
+                update(cx, i, &arn, &f, &doc).await?;
             }
         }
         let roles = roles(cx, &i.functions).await?;
@@ -416,9 +451,9 @@ impl StepImpl for ConnectPolicy {
         .await?;
         // In the run's second pass: a function leaving keeps its policy
         // until its variable is put back.
-        let detach_now = cx.may_remove(Self::NAME);
-        for role in detach_needed(cx, &arn, &roles).await? {
-            if detach_now {
+        let to_detach = detach_needed(cx, &arn, &roles).await?;
+        if !to_detach.is_empty() && cx.may_remove(Self::NAME) {
+            for role in to_detach {
                 detach(cx, &arn, &role).await?;
             }
         }
@@ -510,6 +545,27 @@ impl StepImpl for ConnectPolicy {
 mod tests {
     use super::*;
     use aws_sdk_iam::primitives::DateTime;
+
+    #[test]
+    fn the_first_pass_keeps_what_the_old_document_allowed() {
+        let mut new_proxy = inputs("*");
+        new_proxy.proxy_id = "prx-0new".into();
+        let old = document(&inputs("*"), "r", "1").unwrap();
+        let want = document(&new_proxy, "r", "1").unwrap();
+        let wide = widened(&old, &want).expect("the old proxy is still allowed");
+        let text = wide.to_string();
+        assert!(
+            text.contains("prx-0abc") && text.contains("prx-0new"),
+            "{text}"
+        );
+        assert_eq!(statements(&wide).len(), 2);
+        assert_eq!(widened(&want, &want), None, "nothing more to keep");
+        assert_eq!(widened(&wide, &wide), None);
+        // The second pass narrows the widened one to what the runbook says.
+        assert!(widened(&wide, &want).is_some());
+        let single = serde_json::json!({"Statement": {"Effect": "Allow"}});
+        assert_eq!(statements(&single).len(), 1);
+    }
 
     fn inputs(db_user: &str) -> Inputs {
         Inputs {

@@ -25,14 +25,29 @@ pub enum Found {
     Incomplete(String),
     /// Ours, and it differs from the runbook in what AWS can change in
     /// place (an edit of the runbook, or a change made by hand): apply
-    /// changes it. Each entry says `field: the account's -> the runbook's`.
-    Update(Vec<String>),
+    /// changes it. Each entry says `field: the account's -> the runbook's`;
+    /// the outputs are what the resource gives later steps as it is now
+    /// (what `adopt` records before any change).
+    Update(Vec<String>, Outputs),
     /// Ours, and it differs from the runbook in what AWS cannot change (a
     /// proxy's engine family or subnets, a group's description): only a new
     /// resource would match. Each entry says what and why. Never applied.
     Replace(Vec<String>),
     /// Something of that name exists that this runbook did not create.
     Foreign(String),
+}
+
+/// Whether an edit of a step's identity (what names the resource it makes)
+/// can be carried out by `run --allow-replace`: a new resource made beside
+/// the old one, which is deleted only once every function has moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// On its own: the old one keeps serving until the new one is in place.
+    Beside,
+    /// Only when the proxy is replaced in the same run (the new proxy uses
+    /// the new resource from its start, the old proxy keeps the old one
+    /// until it is deleted); alone it would interrupt the functions: why.
+    WithProxy(&'static str),
 }
 
 /// What a rollback did.
@@ -63,6 +78,14 @@ pub struct Ctx<'a> {
     /// so in `deferred`, and the engine runs it again once the rest is done.
     pub removals: bool,
     pub deferred: Option<&'a Deferred>,
+    /// This state adopted what the step's names point at (`adopt`), so it
+    /// is the state's to manage (or, with `rollback --include-adopted`, to
+    /// delete) though it lacks our tag: see [`Ctx::claims`].
+    pub adopted: bool,
+    /// The endpoints of every proxy this state made and has not deleted
+    /// (the current one, and one a replacement left until the functions
+    /// moved): a variable holding one of them was set by us.
+    pub our_endpoints: &'a [String],
 }
 
 /// The steps that left removals for after the rest of the run.
@@ -77,7 +100,8 @@ impl Deferred {
 
 impl<'a> Ctx<'a> {
     /// A context that may remove at once (a plan shows everything; a
-    /// rollback removes anyway), with what the state recorded for the step.
+    /// rollback removes anyway), with what the state recorded for the step
+    /// (which says whether it adopted the resource).
     pub fn new(
         aws: &'a Aws,
         runbook: &'a str,
@@ -91,6 +115,8 @@ impl<'a> Ctx<'a> {
             recorded,
             removals: true,
             deferred: None,
+            adopted: recorded.is_some_and(|r| r.origin == Some(crate::state::Origin::Adopted)),
+            our_endpoints: &[],
         }
     }
 
@@ -126,11 +152,20 @@ impl<'a> Ctx<'a> {
         tags.any(|(k, v)| k == crate::runbook::OWNER_TAG && v == self.runbook)
     }
 
+    /// Whether the resource the step names (a role, a group, a policy, a
+    /// proxy: one of that name) is ours to manage: our tag says so, or this
+    /// state adopted it. Not for what is found by matching (ingress rules):
+    /// those go by the tag alone.
+    pub fn claims<'t>(&self, tags: impl Iterator<Item = (&'t str, &'t str)>) -> bool {
+        self.adopted || self.owns(tags)
+    }
+
     pub fn not_ours(&self, what: &str) -> String {
         format!(
             "{what} exists but was not created by runbook `{}` (it lacks the tag {}={}); \
-             the tool will not adopt or delete it: choose another name in the runbook, \
-             or delete it yourself if it is a leftover",
+             the tool will not change or delete it: to manage it from this runbook, review \
+             and take it over with `rds-proxy-runbook adopt RUNBOOK`; else choose another \
+             name in the runbook, or delete it yourself if it is a leftover",
             self.runbook,
             crate::runbook::OWNER_TAG,
             self.runbook
@@ -212,6 +247,9 @@ pub trait StepImpl: Send + Sync + 'static {
     /// an edit of any other field is applied in place.
     const IDENTITY: &'static [&'static str] = &[];
 
+    /// How an edit of the identity is carried out with `--allow-replace`.
+    const REPLACEMENT: Replacement = Replacement::Beside;
+
     /// The `(function, variable)` pairs this step's rollback puts back,
     /// from its recorded inputs and `before`.
     fn restores(&self, _inputs: &Self::Inputs, _before: Option<&Value>) -> Vec<(String, String)> {
@@ -266,6 +304,7 @@ pub trait Step: Send + Sync {
     fn sets_function_variables(&self) -> bool;
     fn acts_on_lambdas(&self) -> bool;
     fn identity(&self) -> &'static [&'static str];
+    fn replacement(&self) -> Replacement;
     fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value>;
     fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)>;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
@@ -313,6 +352,9 @@ impl<T: StepImpl> Step for T {
     }
     fn identity(&self) -> &'static [&'static str] {
         T::IDENTITY
+    }
+    fn replacement(&self) -> Replacement {
+        T::REPLACEMENT
     }
     fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value> {
         match typed(T::NAME, inputs) {

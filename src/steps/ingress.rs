@@ -124,7 +124,7 @@ pub async fn check(
                 r.security_group_rule_id().unwrap_or("?")
             )
         }));
-        Ok(Found::Update(lines))
+        Ok(Found::Update(lines, outputs(&rules, port, sources)))
     } else if missing.len() < sources.len() {
         Ok(Found::Incomplete(format!(
             "{group_id} does not admit {} yet",

@@ -30,6 +30,11 @@ const UPDATE_LIMIT: Duration = Duration::from_secs(600);
 pub struct Function {
     name: String,
     variable: String,
+    /// What rollback sets the variable to when it already pointed at the
+    /// proxy before this state touched it (an adopted setup: its real old
+    /// value is unknown), from the runbook's `restore_value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restore: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,12 +106,17 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
         .map(|f| Function {
             name: f.name.clone(),
             variable: f.variable.clone(),
+            restore: None,
         })
         .collect();
     all.extend(
         removed(before, i)
             .into_iter()
-            .map(|(name, variable, _)| Function { name, variable }),
+            .map(|(name, variable, _)| Function {
+                name,
+                variable,
+                restore: None,
+            }),
     );
     all
 }
@@ -120,9 +130,7 @@ enum Restore {
 /// Whether `v` looks like a host name (or address, with a port): what the
 /// step replaces, and all of a variable's value it ever shows or keeps.
 fn host_like(v: &str) -> bool {
-    !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+    crate::validate::host(v).is_ok()
 }
 
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
@@ -173,15 +181,15 @@ enum Set {
 }
 
 /// Sets (Some) or removes (None) one variable, keeping all the others; with
-/// `expect`, only while the variable still holds that value. Each try reads
-/// the variables afresh (another update may have changed them), checks
-/// `expect` on that read, and never writes when the read failed, which
-/// would drop the others.
+/// `expect`, only while the variable still holds one of those values. Each
+/// try reads the variables afresh (another update may have changed them),
+/// checks `expect` on that read, and never writes when the read failed,
+/// which would drop the others.
 async fn set_variable(
     cx: &Ctx<'_>,
     name: &str,
     variable: &str,
-    expect: Option<&str>,
+    expect: Option<&[String]>,
     value: Option<&str>,
 ) -> Result<Set> {
     let deadline = Deadline::after(CONFLICT_LIMIT);
@@ -200,7 +208,7 @@ async fn set_variable(
             .cloned()
             .unwrap_or_default();
         let now = vars.get(variable).map(String::as_str);
-        if expect.is_some_and(|e| now != Some(e)) {
+        if expect.is_some_and(|e| !e.iter().any(|e| now == Some(e.as_str()))) {
             return Ok(Set::NotAsExpected);
         }
         if now == value {
@@ -247,10 +255,17 @@ async fn set_variable(
 struct ToRestore {
     name: String,
     variable: String,
-    /// The endpoint an earlier run set.
-    endpoint: String,
     old: Option<String>,
     line: String,
+}
+
+/// The endpoints a variable of ours may hold: `endpoint` (the one these
+/// inputs set), and every other proxy endpoint this state set (a proxy a
+/// replacement left).
+fn ours(cx: &Ctx<'_>, endpoint: &str) -> Vec<String> {
+    let mut all = vec![endpoint.to_string()];
+    all.extend(cx.our_endpoints.iter().filter(|e| *e != endpoint).cloned());
+    all
 }
 
 impl LambdaEnv {
@@ -269,6 +284,8 @@ impl LambdaEnv {
             .map(String::from)
             .or_else(|| cx.recorded_inputs::<Inputs>().map(|e| e.endpoint))
             .unwrap_or_else(|| i.endpoint.clone());
+        let ours = ours(cx, &endpoint);
+        let ours = &ours;
         let all = try_join_all(gone.iter().map(|(name, _, _)| async move {
             // A function deleted since has nothing to put back.
             Ok::<_, anyhow::Error>(match cx.aws.function_if_any(name).await? {
@@ -280,18 +297,17 @@ impl LambdaEnv {
         Ok(gone
             .into_iter()
             .zip(all)
-            .filter(|((_, variable, _), vars)| {
-                vars.as_ref().and_then(|v| v.get(variable)) == Some(&endpoint)
-            })
-            .map(|((name, variable, old), _)| ToRestore {
-                line: format!(
-                    "{name}.{variable}: {endpoint} -> {} (no longer in the runbook: put back)",
-                    old.unwrap_or("(unset)")
-                ),
-                name,
-                variable,
-                endpoint: endpoint.clone(),
-                old: old.map(String::from),
+            .filter_map(|((name, variable, old), vars)| {
+                let now = vars.as_ref().and_then(|v| v.get(&variable))?;
+                ours.contains(now).then(|| ToRestore {
+                    line: format!(
+                        "{name}.{variable}: {now} -> {} (no longer in the runbook: put back)",
+                        old.unwrap_or("(unset)")
+                    ),
+                    name,
+                    variable,
+                    old: old.map(String::from),
+                })
             })
             .collect())
     }
@@ -338,6 +354,7 @@ impl StepImpl for LambdaEnv {
                 .map(|l| Function {
                     name: r.text(&l.function_name),
                     variable: l.env_var.clone(),
+                    restore: l.restore_value.as_ref().map(|t| r.text(t)),
                 })
                 .collect(),
         }
@@ -380,7 +397,9 @@ impl StepImpl for LambdaEnv {
                             .iter()
                             .any(|g| g.name == f.name && g.variable == f.variable)
                     });
-                    let why = if was_listed {
+                    let why = if now.is_some_and(|v| cx.our_endpoints.contains(v)) {
+                        "moves to the new proxy"
+                    } else if was_listed {
                         "changed outside the runbook"
                     } else {
                         "added to the runbook"
@@ -403,7 +422,10 @@ impl StepImpl for LambdaEnv {
             // Applied before: what differs now is an edit or a change by hand.
             let mut lines: Vec<String> = pending.into_iter().map(|(_, l)| l).collect();
             lines.extend(restore.into_iter().map(|r| r.line));
-            Found::Update(lines)
+            Found::Update(
+                lines,
+                Outputs::from([("endpoint".into(), i.endpoint.clone())]),
+            )
         } else if pending.len() < i.functions.len() {
             let keys: Vec<String> = pending.into_iter().map(|(k, _)| k).collect();
             Found::Incomplete(format!("still to point at the proxy: {}", keys.join(", ")))
@@ -466,8 +488,20 @@ impl StepImpl for LambdaEnv {
             .filter(|f| old_value(&recorded, f, &i.functions).is_none())
             .collect();
         let all = try_join_all(unknown.iter().map(|f| variables(cx, &f.name))).await?;
+        let ours = ours(cx, &i.endpoint);
         for (f, vars) in unknown.into_iter().zip(all) {
-            before.insert(f.key(), json!(vars.get(&f.variable)));
+            match vars.get(&f.variable) {
+                // On a proxy of ours already (an adopted setup): its old
+                // value is not this one; the runbook may say what it was.
+                Some(now) if ours.contains(now) => {
+                    if let Some(old) = &f.restore {
+                        before.insert(f.key(), json!(old));
+                    }
+                }
+                now => {
+                    before.insert(f.key(), json!(now));
+                }
+            }
         }
         Ok(Some(Value::Object(before)))
     }
@@ -504,16 +538,10 @@ impl StepImpl for LambdaEnv {
         .await?;
         // Then the functions the runbook no longer lists get their old value
         // back, each only while it still holds our endpoint.
+        let ours = ours(cx, &i.endpoint);
         for r in restore {
             cx.bar.set(format!("restoring {}.{}", r.name, r.variable));
-            set_variable(
-                cx,
-                &r.name,
-                &r.variable,
-                Some(&r.endpoint),
-                r.old.as_deref(),
-            )
-            .await?;
+            set_variable(cx, &r.name, &r.variable, Some(&ours), r.old.as_deref()).await?;
         }
         Ok(Outputs::from([("endpoint".into(), i.endpoint.clone())]))
     }
@@ -526,6 +554,8 @@ impl StepImpl for LambdaEnv {
         };
         let all = with_removed(i, before);
         let all = &all;
+        let ours = ours(cx, &i.endpoint);
+        let ours = &ours;
         let outcomes = try_join_all(by_function(all).into_iter().map(|group| async move {
             let mut out = Vec::new();
             for f in group {
@@ -545,7 +575,7 @@ impl StepImpl for LambdaEnv {
                 cx.bar.set(format!("restoring {}", f.key()));
                 // Only while it still holds the endpoint we set: a
                 // change made since is not ours to undo.
-                let set = set_variable(cx, &f.name, &f.variable, Some(&i.endpoint), old).await?;
+                let set = set_variable(cx, &f.name, &f.variable, Some(ours), old).await?;
                 out.push(match (set, old) {
                     (Set::NotAsExpected, _) => {
                         Restore::Left(format!("{}: no longer on the proxy endpoint", f.key()))
@@ -586,6 +616,7 @@ mod tests {
         Function {
             name: name.into(),
             variable: variable.into(),
+            restore: None,
         }
     }
 
@@ -695,6 +726,7 @@ mod tests {
                 functions: vec![Function {
                     name: "f".into(),
                     variable: "DB_HOST".into(),
+                    restore: None,
                 }],
             }
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::function_configuration;
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use super::ingress;
 use crate::runbook::Runbook;
 
@@ -61,6 +61,10 @@ impl StepImpl for LambdaIngress {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-ingress";
     const IDENTITY: &'static [&'static str] = &["proxy_security_group_id"];
+    const REPLACEMENT: Replacement = Replacement::WithProxy(
+        "the proxy would move to the new group in place, maybe before the group admits the \
+         functions",
+    );
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
 

@@ -24,7 +24,7 @@ mod proxy_security_group;
 mod secret_access;
 mod targets;
 
-pub use contract::{Ctx, Deferred, Found, Resolver, Step, StepImpl, Undone};
+pub use contract::{Ctx, Deferred, Found, Replacement, Resolver, Step, StepImpl, Undone};
 pub use proxy::name_for_guard as proxy_name;
 
 /// Every step the tool knows, in the recipe's order. A run follows the

@@ -214,7 +214,7 @@ async fn tags_of(cx: &Ctx<'_>, p: &DbProxy) -> Result<(bool, Vec<(String, String
             (k, t.value().unwrap_or("").to_string())
         })
         .collect();
-    let ours = cx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let ours = cx.claims(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Ok((ours, tags))
 }
 
@@ -428,7 +428,7 @@ impl StepImpl for Proxy {
         let mut changes = in_place;
         changes.extend(proxy_tags(cx, i, &tags).lines);
         match wait {
-            _ if !changes.is_empty() => Ok(Found::Update(changes)),
+            _ if !changes.is_empty() => Ok(Found::Update(changes, outputs(&p)?)),
             Wait::Ready(()) => Ok(Found::Done(outputs(&p)?)),
             Wait::Pending(s) => Ok(Found::Incomplete(format!("the proxy is {s}: wait for it"))),
         }

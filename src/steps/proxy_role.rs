@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{TagChanges, decode_policy, iam_tags, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_already_exists, is_delete_conflict, is_no_such_entity};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
@@ -72,7 +72,7 @@ async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
     }
     Ok(Some(RoleFound {
         arn: role.arn().to_string(),
-        ours: cx.owns(tags.iter().map(|t| (t.key(), t.value()))),
+        ours: cx.claims(tags.iter().map(|t| (t.key(), t.value()))),
         trust_policy: role.assume_role_policy_document().and_then(decode_policy),
         tags: tags
             .iter()
@@ -151,6 +151,10 @@ impl StepImpl for ProxyRole {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-role";
     const IDENTITY: &'static [&'static str] = &["role_name"];
+    const REPLACEMENT: Replacement = Replacement::WithProxy(
+        "the proxy would switch to the new role in place, maybe before the new role may read \
+         the secret (its target would fail to log in)",
+    );
     const OUTPUTS: &'static [&'static str] = &["arn", "name"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -180,7 +184,7 @@ impl StepImpl for ProxyRole {
         }
         let (diffs, _) = differences(cx, i, &role);
         if !diffs.is_empty() {
-            return Ok(Found::Update(diffs));
+            return Ok(Found::Update(diffs, outputs(&i.role_name, &role.arn)));
         }
         Ok(Found::Done(outputs(&i.role_name, &role.arn)))
     }

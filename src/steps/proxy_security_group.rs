@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{TagChanges, ec2_tags, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, wait_for};
@@ -135,7 +135,7 @@ async fn find_group(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
 }
 
 fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
-    cx.owns(
+    cx.claims(
         group
             .tags()
             .iter()
@@ -189,6 +189,10 @@ impl StepImpl for ProxySecurityGroup {
     const NAME: &'static str = "proxy-security-group";
     /// A group's description cannot be changed.
     const IDENTITY: &'static [&'static str] = &["group_name", "vpc_id", "description"];
+    const REPLACEMENT: Replacement = Replacement::WithProxy(
+        "the proxy would move to the new group in place, maybe before the group admits the \
+         functions and the DB admits it",
+    );
     const OUTPUTS: &'static [&'static str] = &["group_id"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -226,10 +230,11 @@ impl StepImpl for ProxySecurityGroup {
             )]));
         }
         let tags = group_tags(cx, i, &group);
+        let outputs = Outputs::from([("group_id".to_string(), id)]);
         if !tags.is_empty() {
-            return Ok(Found::Update(tags.lines));
+            return Ok(Found::Update(tags.lines, outputs));
         }
-        Ok(Found::Done(Outputs::from([("group_id".to_string(), id)])))
+        Ok(Found::Done(outputs))
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {

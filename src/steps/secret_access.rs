@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::common::decode_policy;
 use super::common::policy_attached;
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
@@ -120,6 +120,9 @@ impl StepImpl for SecretAccess {
     type Inputs = Inputs;
     const NAME: &'static str = "secret-access";
     const IDENTITY: &'static [&'static str] = &["role_arn", "mode"];
+    const REPLACEMENT: Replacement = Replacement::WithProxy(
+        "the proxy's role would lose its old grant while the proxy may still log in with it",
+    );
     const OUTPUTS: &'static [&'static str] = &["policy"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -158,9 +161,10 @@ impl StepImpl for SecretAccess {
                 "policy".into(),
                 format!("inline:{INLINE_POLICY}"),
             )])),
-            Some(doc) => Found::Update(vec![format!(
-                "inline policy {INLINE_POLICY}: {doc} -> {want}"
-            )]),
+            Some(doc) => Found::Update(
+                vec![format!("inline policy {INLINE_POLICY}: {doc} -> {want}")],
+                Outputs::from([("policy".into(), format!("inline:{INLINE_POLICY}"))]),
+            ),
         })
     }
 

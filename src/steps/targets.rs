@@ -13,7 +13,7 @@ use aws_sdk_rds::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_proxy_part_gone;
 use crate::aws::rds::{DEFAULT_TARGET_GROUP, health_text, pool_now};
 use crate::aws::{describe_error, error_code};
@@ -184,6 +184,10 @@ impl StepImpl for Targets {
     type Inputs = Inputs;
     const NAME: &'static str = "targets";
     const IDENTITY: &'static [&'static str] = &["proxy_name", "instance_id", "cluster_id"];
+    const REPLACEMENT: Replacement = Replacement::WithProxy(
+        "a proxy's target group holds one DB, so registering another one means deregistering \
+         the first (an outage); with a new proxy the new DB is served before the functions move",
+    );
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (
@@ -230,8 +234,15 @@ impl StepImpl for Targets {
         let diffs = pool_differences(pool.as_ref(), &i.pool);
         if !diffs.is_empty() {
             // ModifyDBProxyTargetGroup changes them in place.
+            let health = match health_decision(&ours) {
+                Wait::Ready(h) | Wait::Pending(h) => h,
+            };
             return Ok(Found::Update(
                 diffs.into_iter().map(|d| format!("pool {d}")).collect(),
+                Outputs::from([
+                    ("target".into(), i.target().into()),
+                    ("health".into(), health),
+                ]),
             ));
         }
         Ok(match health_decision(&ours) {

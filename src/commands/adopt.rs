@@ -1,0 +1,264 @@
+//! `adopt`: take over a setup this tool never made (the cookbook's, made by
+//! hand): each step's check looks under the runbook's names, whether or not
+//! what it finds carries our tag; the command shows what it found and how
+//! it differs from the runbook, and on --yes records it in the state as
+//! adopted. Nothing changes in the account, unless --tag asks for our
+//! ownership tag on what is adopted.
+//!
+//! A command of its own rather than a flag of `run`: adopting is a review
+//! (what is there, what differs) that ends in a record, and a run would go
+//! on to change things in the same breath. `run --adopt` stays for what
+//! carries this runbook's tag from another state.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::aws::{Aws, describe_error};
+use crate::engine::{needs, resolve};
+use crate::error::Failure;
+use crate::open::{
+    EnvMode, Options, check_place, command_hint, load_runbook, save, state_error, state_path,
+};
+use crate::state::{self, Event, Lock, Origin, Outputs, State, Status};
+use crate::steps::{self, Ctx, Found};
+use crate::ui::progress::StepBar;
+use crate::ui::prompt::confirm;
+
+/// What `adopt` found for one step.
+struct Seen {
+    name: String,
+    what: String,
+    /// Recorded on --yes: the inputs, outputs and `before` to record.
+    take: Option<(Value, Outputs, Option<Value>)>,
+}
+
+pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Result<()> {
+    let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let path = state_path(&rb, opts);
+    let _lock = Lock::acquire(&path).map_err(state_error)?;
+    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    check_place(&mut state, &aws, &path).await?;
+    println!(
+        "What the account holds under the names of runbook `{}` ({}) in {}:",
+        rb.name,
+        rb.path.display(),
+        aws.region
+    );
+    // A copy of the state in which each step found is applied, so that the
+    // steps after it read its outputs (the proxy's id, the role's ARN).
+    let mut working = state.clone();
+    let mut seen: Vec<Seen> = Vec::new();
+    for name in rb.step_names() {
+        let step = steps::get(name).expect("validated");
+        if !step.changes_account() {
+            continue;
+        }
+        let (inputs, missing) = resolve(step, &rb, &working);
+        let line = |mark: &str, text: String| println!("  {mark} {name:<22} {text}");
+        if !missing.is_empty() {
+            line(
+                "?",
+                format!(
+                    "not checked: it reads what {} make(s), which is not found",
+                    needs(&missing).join(", ")
+                ),
+            );
+            continue;
+        }
+        let what = step.describe(&inputs)?;
+        if let Some(rec) = state.record(name).filter(|r| r.origin.is_some()) {
+            let how = match rec.origin {
+                Some(Origin::Adopted) => "adopted",
+                _ => "created",
+            };
+            line("=", format!("{what}: already in this state ({how})"));
+            continue;
+        }
+        let bar = StepBar::silent(name);
+        // Whatever holds these names counts, with our tag or without.
+        let cx = Ctx {
+            adopted: true,
+            ..Ctx::new(&aws, &rb.name, &bar, None)
+        };
+        let found = step.check(&cx, &inputs).await;
+        let outputs = match found {
+            Err(e) => {
+                line("!", format!("{what}: cannot be read: {e:#}"));
+                continue;
+            }
+            Ok(Found::Missing) => {
+                line("+", format!("{what}: not found (`run` makes it)"));
+                continue;
+            }
+            Ok(Found::Foreign(why)) => {
+                line("!", format!("{what}: cannot be adopted: {why}"));
+                continue;
+            }
+            Ok(Found::Replace(why)) => {
+                line(
+                    "!",
+                    format!(
+                        "{what}: found, but differs in what AWS cannot change in place: {}; make \
+                         the runbook say what the account has, then adopt it",
+                        why.join("; ")
+                    ),
+                );
+                continue;
+            }
+            Ok(Found::Incomplete(why)) if name == "proxy" => {
+                line(
+                    "!",
+                    format!("{what}: {why}; adopt it once it is available (nothing recorded)"),
+                );
+                continue;
+            }
+            Ok(Found::Done(outputs)) => {
+                line("=", format!("{what}: found, as the runbook says"));
+                outputs
+            }
+            Ok(Found::Update(diffs, outputs)) => {
+                line(
+                    "~",
+                    format!("{what}: found; differs in what `run` changes in place:"),
+                );
+                for d in diffs {
+                    println!("        {d}");
+                }
+                outputs
+            }
+            Ok(Found::Incomplete(why)) => {
+                line(
+                    "~",
+                    format!("{what}: found in part; `run` finishes it: {why}"),
+                );
+                Outputs::new()
+            }
+        };
+        // What it is about to replace, for the step that points functions
+        // (their variables not on the proxy yet, and the runbook's
+        // `restore_value` for those already on it); for the others nothing,
+        // so that `rollback --include-adopted` undoes them as if made here.
+        let before = match step.sets_function_variables() {
+            true => step.before(&cx, &inputs, None).await?,
+            false => None,
+        };
+        let rec = working.steps.entry(name.to_string()).or_default();
+        rec.status = Status::Applied;
+        rec.outputs = outputs.clone();
+        seen.push(Seen {
+            name: name.to_string(),
+            what,
+            take: Some((inputs, outputs, before)),
+        });
+    }
+    let taken: Vec<&Seen> = seen.iter().filter(|s| s.take.is_some()).collect();
+    if taken.is_empty() {
+        println!("Nothing to adopt: no step found something under the runbook's names.");
+        return Ok(());
+    }
+    let names: Vec<&str> = taken.iter().map(|s| s.name.as_str()).collect();
+    confirm(
+        &format!(
+            "Adopt {} step(s) ({}) into state {}? They are managed from then on (`run` changes \
+             them in place), and `rollback` leaves them unless --include-adopted.{}",
+            taken.len(),
+            names.join(", "),
+            path.display(),
+            if tag {
+                " Each is tagged with the runbook's ownership tag."
+            } else {
+                ""
+            }
+        ),
+        yes,
+    )?;
+    for s in &taken {
+        let (inputs, outputs, before) = s.take.clone().expect("taken");
+        if tag {
+            tag_owned(&aws, &rb.name, &s.name, &outputs).await?;
+        }
+        let rec = state
+            .advance(&s.name, Event::Applied)
+            .map_err(anyhow::Error::msg)?;
+        rec.origin = Some(Origin::Adopted);
+        rec.checksum = Some(state::checksum(&inputs));
+        rec.inputs = Some(inputs);
+        rec.outputs = outputs;
+        rec.before = before;
+        rec.error = None;
+        save(&state, &path)?;
+        println!("  adopted {}: {}", s.name, s.what);
+    }
+    println!(
+        "Adopted {} step(s). Next: `{}` shows what `run` would change.",
+        taken.len(),
+        command_hint("plan", &rb, opts)
+    );
+    Ok(())
+}
+
+/// Tags what `step` adopted with our ownership tag (`adopt --tag`): the
+/// role, the group, the proxy, the policy, the rules. Targets, the role's
+/// secret access and the functions' variables take no tags.
+async fn tag_owned(aws: &Aws, runbook: &str, step: &str, outputs: &Outputs) -> Result<()> {
+    let (k, v) = (crate::runbook::OWNER_TAG, runbook);
+    let out = |key: &str| outputs.get(key).filter(|s| !s.is_empty()).cloned();
+    let failed = |what: String| {
+        move |e: String| {
+            Failure::steps_failed(format!("cannot tag {what}: {e}; nothing more was recorded"))
+        }
+    };
+    match step {
+        "proxy-role" => {
+            let Some(role) = out("name") else {
+                return Ok(());
+            };
+            let tag = aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?;
+            let sent = aws.iam.tag_role().role_name(&role).tags(tag).send().await;
+            sent.map_err(|e| failed(format!("IAM role {role}"))(describe_error(&e)))?;
+        }
+        "connect-policy" => {
+            let Some(arn) = out("arn") else { return Ok(()) };
+            let tag = aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?;
+            let sent = aws.iam.tag_policy().policy_arn(&arn).tags(tag).send().await;
+            sent.map_err(|e| failed(format!("IAM policy {arn}"))(describe_error(&e)))?;
+        }
+        "proxy" => {
+            let Some(arn) = out("arn") else { return Ok(()) };
+            let tag = aws_sdk_rds::types::Tag::builder().key(k).value(v).build();
+            let sent = aws
+                .rds
+                .add_tags_to_resource()
+                .resource_name(&arn)
+                .tags(tag)
+                .send();
+            sent.await
+                .map_err(|e| failed(format!("DB proxy {arn}"))(describe_error(&e)))?;
+        }
+        "proxy-security-group" | "db-ingress" | "lambda-ingress" => {
+            let ids: Vec<String> = ["group_id", "rule_ids"]
+                .iter()
+                .filter_map(|key| out(key))
+                .flat_map(|s| s.split(',').map(String::from).collect::<Vec<_>>())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let tag = aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+            let sent = aws
+                .ec2
+                .create_tags()
+                .set_resources(Some(ids.clone()))
+                .tags(tag)
+                .send();
+            sent.await
+                .map_err(|e| failed(ids.join(", "))(describe_error(&e)))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

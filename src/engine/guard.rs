@@ -1,0 +1,107 @@
+//! The rule that keeps functions working through a rollback and through
+//! the end of a replacement: nothing a proxy needs to serve is undone while
+//! a function's variable points at it, whatever the state says.
+
+use anyhow::Result;
+
+use crate::aws::Aws;
+use crate::runbook::Runbook;
+use crate::state::{Origin, State};
+use crate::steps::{self, Step};
+
+pub(crate) struct Guard {
+    /// The proxies guarded, by name.
+    pub(crate) proxies: Vec<String>,
+    /// Their endpoints, as the account has them.
+    pub(crate) endpoints: Vec<String>,
+}
+
+impl Guard {
+    /// Whether undoing `step` could leave a function on a proxy that
+    /// cannot serve it: every step that changed the account, but the ones
+    /// that point the functions (undone first).
+    pub(crate) fn covers(step: &dyn Step) -> bool {
+        step.changes_account() && !step.sets_function_variables()
+    }
+
+    /// The guard for undoing `undo`, if any of them is covered and one of
+    /// the runbook's proxies (the current one, or one a replacement left)
+    /// exists in the account.
+    pub(crate) async fn read(
+        rb: &Runbook,
+        state: &State,
+        undo: &[&str],
+        aws: &Aws,
+    ) -> Result<Option<Guard>> {
+        let covered = undo.iter().any(|n| {
+            let rec = state.record(n);
+            steps::get(n).is_some_and(Guard::covers)
+                && rec.is_some_and(|r| {
+                    (r.inputs.is_some() && r.origin != Some(Origin::Adopted))
+                        || !r.retired.is_empty()
+                })
+        });
+        if !covered {
+            return Ok(None);
+        }
+        let recorded = |step: &str| state.record(step).and_then(|r| r.inputs.clone());
+        let mut names: Vec<String> = steps::proxy_name(rb, &recorded).into_iter().collect();
+        names.extend(retired_proxies(state));
+        Guard::of(names, aws).await
+    }
+
+    /// The guard of the proxies `names` that exist in the account (for the
+    /// end of a replacement: the [`retired_proxies`], which no function may
+    /// still point at when they are deleted).
+    pub(crate) async fn of(mut names: Vec<String>, aws: &Aws) -> Result<Option<Guard>> {
+        names.dedup();
+        let (mut proxies, mut endpoints) = (Vec::new(), Vec::new());
+        for name in names {
+            if let Some(found) = crate::aws::rds::find(aws, &name).await? {
+                endpoints.extend(found.endpoint().map(String::from));
+                proxies.push(name);
+            }
+        }
+        Ok((!proxies.is_empty()).then_some(Guard { proxies, endpoints }))
+    }
+
+    pub(crate) async fn pointing(&self, aws: &Aws) -> Result<Vec<(String, String)>> {
+        aws.variables_naming(&self.endpoints).await
+    }
+
+    /// What the user reads when functions still point at the proxy:
+    /// `what` stopped, `why` they are not put back.
+    pub(crate) fn stranded(
+        &self,
+        what: &str,
+        why: &str,
+        pointing: &[(String, String)],
+        hint: &str,
+    ) -> String {
+        let names: Vec<String> = pointing
+            .iter()
+            .map(|(f, v)| format!("{v} of Lambda function {f}"))
+            .collect();
+        format!(
+            "{what}: {} still point(s) at proxy `{}` ({}), which this would leave unable to \
+             serve them ({why}). Set each variable to the database's endpoint or to the \
+             runbook's proxy (in the Lambda console, which keeps the function's other \
+             variables), then run `{hint}` again.",
+            names.join(", "),
+            self.proxies.join("`, `"),
+            self.endpoints.join(", "),
+        )
+    }
+}
+
+/// The names of the proxies that replacements retired and that this state
+/// made (an adopted one is left to its owner).
+pub(crate) fn retired_proxies(state: &State) -> Vec<String> {
+    state
+        .record("proxy")
+        .into_iter()
+        .flat_map(|r| &r.retired)
+        .filter(|r| r.origin == Origin::Created)
+        .filter_map(|r| r.inputs.get("name")?.as_str().map(String::from))
+        .collect()
+}
