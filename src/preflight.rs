@@ -97,7 +97,13 @@ fn literal(t: &Text) -> Option<String> {
 
 /// Runs every check, all at once; never fails on a problem, only on a
 /// tool error. The report lists them in a fixed order.
-pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
+/// `state`: what this runbook's state holds (a proxy it adopted is its own
+/// although untagged).
+pub async fn run(rb: &Runbook, aws: &Aws, state: &crate::state::State) -> Result<Report> {
+    let adopted = state
+        .record("proxy")
+        .filter(|r| r.origin == Some(crate::state::Origin::Adopted))
+        .and_then(|r| r.inputs.as_ref()?.get("name")?.as_str().map(String::from));
     let vpc = rb.network.vpc_id.literal().unwrap_or_default();
     let mut parts: [Report; 6] = Default::default();
     let [db, secret, subnets, groups, lambdas, room] = &mut parts;
@@ -107,7 +113,7 @@ pub async fn run(rb: &Runbook, aws: &Aws) -> Result<Report> {
         check_subnets(rb, aws, &vpc, subnets),
         check_groups(rb, aws, &vpc, groups),
         check_lambdas(rb, aws, &vpc, lambdas),
-        check_proxy_room(rb, aws, room),
+        check_proxy_room(rb, aws, adopted.as_deref(), room),
     )?;
     if let Some(db_vpc) = &db_vpc
         && *db_vpc != vpc
@@ -436,7 +442,12 @@ async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Resul
     Ok(())
 }
 
-async fn check_proxy_room(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
+async fn check_proxy_room(
+    rb: &Runbook,
+    aws: &Aws,
+    adopted: Option<&str>,
+    r: &mut Report,
+) -> Result<()> {
     let Some(name) = rb.proxy.name.literal() else {
         return Ok(());
     };
@@ -476,13 +487,16 @@ async fn check_proxy_room(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()>
             });
             if ours {
                 r.ok(format!("DB proxy {name} exists and is ours"));
+            } else if adopted == Some(name.as_str()) {
+                r.ok(format!("DB proxy {name} exists, adopted by this state"));
             } else {
                 r.problem(
                     format!(
                         "a DB proxy named {name} exists and was not created by runbook `{}`",
                         rb.name
                     ),
-                    "choose another proxy.name, or delete that proxy if it is a leftover",
+                    "choose another proxy.name, or take it over with `adopt` (the setup made \
+                     by hand), or delete that proxy if it is a leftover",
                 );
             }
         }
@@ -521,8 +535,13 @@ pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
 }
 
 /// Runs preflight and prints it; Err (exit 5) when it found problems.
-pub(crate) async fn preflight_checks(rb: &Runbook, aws: &Aws, all: bool) -> Result<()> {
-    let report = crate::preflight::run(rb, aws).await?;
+pub(crate) async fn preflight_checks(
+    rb: &Runbook,
+    aws: &Aws,
+    state: &crate::state::State,
+    all: bool,
+) -> Result<()> {
+    let report = crate::preflight::run(rb, aws, state).await?;
     print_preflight(&report, all);
     preflight_verdict(&report)
 }

@@ -32,6 +32,8 @@ struct Seen {
     what: String,
     /// Recorded on --yes: the inputs, outputs and `before` to record.
     take: Option<(Value, Outputs, Option<Value>)>,
+    /// Found as the runbook says (else `run` has changes to make on it).
+    as_runbook: bool,
 }
 
 pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Result<()> {
@@ -62,7 +64,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
             line(
                 "?",
                 format!(
-                    "not checked: it reads what {} make(s), which is not found",
+                    "not checked: it reads what {} make(s), which is not adopted here",
                     needs(&missing).join(", ")
                 ),
             );
@@ -84,6 +86,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
             ..Ctx::new(&aws, &rb.name, &bar, None)
         };
         let found = step.check(&cx, &inputs).await;
+        let as_runbook = matches!(found, Ok(Found::Done(_)));
         let outputs = match found {
             Err(e) => {
                 line("!", format!("{what}: cannot be read: {e:#}"));
@@ -152,6 +155,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
             name: name.to_string(),
             what,
             take: Some((inputs, outputs, before)),
+            as_runbook,
         });
     }
     let taken: Vec<&Seen> = seen.iter().filter(|s| s.take.is_some()).collect();
@@ -184,7 +188,9 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
             .advance(&s.name, Event::Applied)
             .map_err(anyhow::Error::msg)?;
         rec.origin = Some(Origin::Adopted);
-        rec.checksum = Some(state::checksum(&inputs));
+        // No checksum for what differs: not applied with these inputs yet,
+        // so `plan` and `run` call bringing it to the runbook an update.
+        rec.checksum = s.as_runbook.then(|| state::checksum(&inputs));
         rec.inputs = Some(inputs);
         rec.outputs = outputs;
         rec.before = before;

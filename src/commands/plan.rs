@@ -137,7 +137,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     check_place(&mut state, &aws, &path).await?;
-    let preflight = crate::preflight::run(&rb, &aws).await?;
+    let preflight = crate::preflight::run(&rb, &aws, &state).await?;
     let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
     // The state as `run` will read it (the plan's copy records what it
     // finds done, for the steps after).
@@ -240,10 +240,14 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     match edited_since_applied(name, &rb, &state) {
                         Some(edits) => {
                             let mut lines = diffs;
-                            lines.push(format!(
-                                "(runbook edited since applied: {})",
-                                edits.join("; ")
-                            ));
+                            lines.push(match edits.is_empty() {
+                                true => {
+                                    "(adopted as found: `run` brings it to the runbook)".to_string()
+                                }
+                                false => {
+                                    format!("(runbook edited since applied: {})", edits.join("; "))
+                                }
+                            });
                             ("update", lines)
                         }
                         None => ("drift", diffs),

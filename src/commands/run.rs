@@ -154,7 +154,7 @@ pub async fn run(
         if all_applied {
             None
         } else {
-            Some(crate::preflight::run(&rb, &aws).await)
+            Some(crate::preflight::run(&rb, &aws, &state).await)
         }
     };
     // Who we are: with an account recorded, the steps use it while STS is
@@ -263,7 +263,7 @@ pub async fn run(
             || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
     });
     if report.is_none() && !all_done {
-        report = Some(crate::preflight::run(&rb, &aws).await);
+        report = Some(crate::preflight::run(&rb, &aws, &state).await);
     }
     if let Some(report) = report {
         let report = report?;

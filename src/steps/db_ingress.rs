@@ -68,6 +68,7 @@ impl StepImpl for DbIngress {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        ingress::rollback(cx, Self::NAME, &i.db_security_group_id, i.port).await
+        let group = &i.db_security_group_id;
+        ingress::rollback(cx, Self::NAME, group, i.port, &i.proxy_security_group_ids).await
     }
 }

@@ -251,15 +251,24 @@ pub async fn apply(
 }
 
 /// Revokes the rules of ours on `port`, and those `step` added on any port
-/// (a port changed since); leaves every other rule.
-pub async fn rollback(cx: &Ctx<'_>, step: &str, group_id: &str, port: u16) -> Result<Undone> {
+/// (a port changed since); leaves every other rule. With what this state
+/// adopted undone too (`cx.adopted`), also the rules that admit `adopted`
+/// (the sources the step admitted when it was taken over) on the port.
+pub async fn rollback(
+    cx: &Ctx<'_>,
+    step: &str,
+    group_id: &str,
+    port: u16,
+    adopted: &[String],
+) -> Result<Undone> {
     let rules = rules_of(cx, group_id).await?;
     let ours: Vec<&SecurityGroupRule> = rules
         .iter()
         .filter(|r| {
             let on_port =
                 r.from_port() == Some(i32::from(port)) && r.to_port() == Some(i32::from(port));
-            (ours(cx, r) && on_port) || added_by(cx, r, step)
+            let taken_over = cx.adopted && adopted.iter().any(|s| admits(r, port, s));
+            (ours(cx, r) && on_port) || added_by(cx, r, step) || taken_over
         })
         .collect();
     if ours.is_empty() {

@@ -64,12 +64,23 @@ fn by_function(functions: &[Function]) -> Vec<Vec<&Function>> {
     groups
 }
 
-/// The value `f` had before the run: `Some(None)` it did not exist, `None`
-/// not known (not recorded: leave the variable alone). Keyed by function and
-/// variable; states written before two variables of one function were told
-/// apart key by the function alone, which is trusted only for a function
-/// listed once.
-fn old_value<'a>(before: &'a Value, f: &Function, all: &[Function]) -> Option<Option<&'a str>> {
+/// What rollback puts back in `f`: the value it had before the run, as
+/// recorded (see [`recorded_value`]), else the runbook's `restore_value`
+/// (a variable that was on the proxy already when adopted); `None`: not
+/// known, leave the variable alone.
+fn old_value<'a>(before: &'a Value, f: &'a Function, all: &[Function]) -> Option<Option<&'a str>> {
+    recorded_value(before, f, all).or_else(|| f.restore.as_deref().map(Some))
+}
+
+/// The value `f` had before the run as recorded: `Some(None)` it did not
+/// exist, `None` not recorded. Keyed by function and variable; states
+/// written before two variables of one function were told apart key by the
+/// function alone, which is trusted only for a function listed once.
+fn recorded_value<'a>(
+    before: &'a Value,
+    f: &Function,
+    all: &[Function],
+) -> Option<Option<&'a str>> {
     let once = all.iter().filter(|g| g.name == f.name).count() == 1;
     before
         .get(f.key())
@@ -106,7 +117,7 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
         .map(|f| Function {
             name: f.name.clone(),
             variable: f.variable.clone(),
-            restore: None,
+            restore: f.restore.clone(),
         })
         .collect();
     all.extend(
@@ -335,9 +346,8 @@ impl StepImpl for LambdaEnv {
     /// The variables whose old value was recorded (rollback leaves the
     /// others alone).
     fn restores(&self, i: &Inputs, before: Option<&Value>) -> Vec<(String, String)> {
-        let Some(before) = before else {
-            return Vec::new();
-        };
+        let none = json!({});
+        let before = before.unwrap_or(&none);
         let all = with_removed(i, before);
         all.iter()
             .filter(|f| old_value(before, f, &all).is_some())
@@ -485,19 +495,16 @@ impl StepImpl for LambdaEnv {
         let unknown: Vec<&Function> = i
             .functions
             .iter()
-            .filter(|f| old_value(&recorded, f, &i.functions).is_none())
+            .filter(|f| recorded_value(&recorded, f, &i.functions).is_none())
             .collect();
         let all = try_join_all(unknown.iter().map(|f| variables(cx, &f.name))).await?;
         let ours = ours(cx, &i.endpoint);
         for (f, vars) in unknown.into_iter().zip(all) {
             match vars.get(&f.variable) {
                 // On a proxy of ours already (an adopted setup): its old
-                // value is not this one; the runbook may say what it was.
-                Some(now) if ours.contains(now) => {
-                    if let Some(old) = &f.restore {
-                        before.insert(f.key(), json!(old));
-                    }
-                }
+                // value is not this one (the runbook's `restore_value` may
+                // say what it was).
+                Some(now) if ours.contains(now) => {}
                 now => {
                     before.insert(f.key(), json!(now));
                 }
@@ -547,12 +554,16 @@ impl StepImpl for LambdaEnv {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
-        let Some(before) = before else {
-            return Ok(Undone::LeftAlone(
-                "no previous value was recorded, so there is nothing to restore".into(),
-            ));
-        };
+        let none = json!({});
+        let before = before.unwrap_or(&none);
         let all = with_removed(i, before);
+        if !all.iter().any(|f| old_value(before, f, &all).is_some()) {
+            return Ok(Undone::LeftAlone(
+                "no previous value was recorded (nor a restore_value given), so there is \
+                 nothing to restore"
+                    .into(),
+            ));
+        }
         let all = &all;
         let ours = ours(cx, &i.endpoint);
         let ours = &ours;

@@ -114,6 +114,12 @@ impl StepImpl for LambdaIngress {
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        ingress::rollback(cx, Self::NAME, &i.proxy_security_group_id, i.port).await
+        // The functions' groups, read only when what was adopted goes too.
+        let adopted = match cx.adopted {
+            true => sources(cx, i).await?,
+            false => Vec::new(),
+        };
+        let group = &i.proxy_security_group_id;
+        ingress::rollback(cx, Self::NAME, group, i.port, &adopted).await
     }
 }

@@ -247,6 +247,12 @@ impl StepImpl for ProxyRole {
                 "IAM role {name} lacks our tag, so it is not ours to delete"
             )));
         }
+        if cx.adopted {
+            // Adopted, and undone on request (`--include-adopted`): it goes
+            // with what was attached to it when it was taken over (the
+            // book's SecretsManagerReadWrite), as the console deletes a role.
+            strip(cx, name).await?;
+        }
         cx.bar.set(format!("deleting IAM role {name}"));
         match cx.aws.iam.delete_role().role_name(name).send().await {
             Ok(_) => Ok(Undone::Done(format!("deleted IAM role {name}"))),
@@ -262,6 +268,45 @@ impl StepImpl for ProxyRole {
             Err(e) => anyhow::bail!("cannot delete IAM role {name}: {}", describe_error(&e)),
         }
     }
+}
+
+/// Detaches every managed policy of role `name` and deletes its inline
+/// ones, so that the role itself can be deleted.
+async fn strip(cx: &Ctx<'_>, name: &str) -> Result<()> {
+    let iam = &cx.aws.iam;
+    let fail = |what: &str, e: String| anyhow::anyhow!("cannot {what} of IAM role {name}: {e}");
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await;
+    let attached = attached.map_err(|e| fail("list the policies", describe_error(&e)))?;
+    for arn in attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+    {
+        cx.bar.set(format!("detaching {arn} from IAM role {name}"));
+        let sent = iam
+            .detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await;
+        sent.map_err(|e| fail("detach a policy", describe_error(&e)))?;
+    }
+    let inline = iam.list_role_policies().role_name(name).send().await;
+    let inline = inline.map_err(|e| fail("list the inline policies", describe_error(&e)))?;
+    for policy in inline.policy_names() {
+        let sent = iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await;
+        sent.map_err(|e| fail("delete an inline policy", describe_error(&e)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
