@@ -175,14 +175,8 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             Replacement::WithProxy(why) if !proxy_replaced(&rb, &original) => Some(why),
             _ => None,
         };
-        let (action, details) = if !step.changes_account() || !after.is_empty() {
-            match pending(step, &cx, &inputs, &Found::Missing).await {
-                // What it made stays, changed by what it waits for (a
-                // replaced proxy's new id and endpoint).
-                Ok(("create", d)) if original.status(name) == Status::Applied => ("update", d),
-                Ok(p) => p,
-                Err(e) => failed(e),
-            }
+        let (action, details) = if !step.changes_account() {
+            ("verify", Vec::new())
         } else if !identity.is_empty() && !allow_replace {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
             ("replace", identity)
@@ -196,6 +190,20 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                 ),
             );
             ("replace", identity)
+        } else if !after.is_empty() && !identity.is_empty() {
+            // A new one, made with what a replacement before it makes.
+            forget_applied(&mut state, name);
+            let mut lines = identity.clone();
+            lines.extend(replacement_lines(name));
+            ("replace", lines)
+        } else if !after.is_empty() {
+            match pending(step, &cx, &inputs, &Found::Missing).await {
+                // What it made stays, changed by what it waits for (a
+                // replaced proxy's new id and endpoint).
+                Ok(("create", d)) if original.status(name) == Status::Applied => ("update", d),
+                Ok(p) => p,
+                Err(e) => failed(e),
+            }
         } else {
             let checked = step.check(&cx, &inputs).await;
             // A failed check is saved as such: no answer `run` finds
@@ -225,10 +233,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     let mut lines = identity.clone();
                     lines.extend(replacement_lines(name));
                     lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
-                    if let Some(rec) = state.steps.get_mut(name) {
-                        rec.status = Status::Pending;
-                        rec.outputs.clear();
-                    }
+                    forget_applied(&mut state, name);
                     ("replace", lines)
                 }
                 Ok(Found::Done(outputs)) => {
@@ -377,6 +382,15 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         EXIT_PREFLIGHT => preflight_verdict(&report.preflight),
         EXIT_BAD_INPUT => Err(Failure::bad_input(blocked)),
         _ => Err(Failure::steps_failed(blocked)),
+    }
+}
+
+/// A step being replaced, for the steps after it in this plan: what they
+/// read of it is the new one's, not known yet (in the plan's copy only).
+fn forget_applied(state: &mut State, name: &str) {
+    if let Some(rec) = state.steps.get_mut(name) {
+        rec.status = Status::Pending;
+        rec.outputs.clear();
     }
 }
 

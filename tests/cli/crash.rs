@@ -6,6 +6,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 
+use super::edit;
 use super::support::*;
 
 /// The boundaries each step passes on a run: before the create call, after
@@ -352,4 +353,112 @@ fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_functio
         &snapshot(&emu, &ws),
         "rollback after killed updates",
     );
+}
+
+/// A replacement (`--allow-replace`: the proxy renamed) killed at each
+/// boundary: the new proxy's create and wait, its target, the functions'
+/// move, the policy's narrowing, and the deletion of the old ones. `resume
+/// --allow-replace` finishes it with exactly one proxy (the runbook's), no
+/// function ever on anything but the DB or a live proxy that admits it and
+/// that its policy allows, and nothing of the old one left; a rollback of a
+/// replacement killed half way deletes both proxies and puts every variable
+/// back.
+#[test]
+fn a_replacement_killed_anywhere_resumes_with_one_proxy_and_no_stranded_function() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("crepl");
+    let p = ws.prefix.clone();
+    let app = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let db_host = function_variable(&emu, &app, "DB_HOST").unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let paths = Paths {
+        proxy_sg: ws.output("proxy-security-group", "group_id"),
+        policy_arn: ws.output("connect-policy", "arn"),
+        functions: [(
+            app.clone(),
+            (
+                ws.env["DB_APP_FUNCTION_SG_ID"].clone(),
+                ws.env["DB_APP_FUNCTION_ROLE_NAME"].clone(),
+            ),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let name = |second: bool| match second {
+        true => format!("{p}-db-v2"),
+        false => format!("{p}-db"),
+    };
+    let renamed = |second: bool| {
+        ws.write_runbook(|s| match second {
+            true => edit(
+                &s,
+                "name = \"${env.DB_NAME}\"",
+                "name = \"${env.DB_NAME}-v2\"",
+            ),
+            false => s,
+        })
+    };
+    let mut second = false;
+    for (step, point) in [
+        ("proxy", "before-apply"),
+        ("proxy", "wait"),
+        ("proxy", "after-apply"),
+        ("targets", "after-apply"),
+        ("lambda-env", "before-apply"),
+        ("lambda-env", "after-apply"),
+        ("invoke-check", "after-apply"),
+        ("targets", "before-retire"),
+        ("proxy", "before-retire"),
+        ("proxy", "after-retire"),
+    ] {
+        second = !second;
+        renamed(second);
+        let what = format!("replacement (to {}) killed at {step}:{point}", name(second));
+        let watch = HostWatch::start_with(
+            &emu,
+            std::slice::from_ref(&app),
+            "DB_HOST",
+            &db_host,
+            Some(paths.clone()),
+        );
+        kill_at(&ws, &["run", "--yes", "--allow-replace"], step, point);
+        ws.run(&["resume", "--yes", "--allow-replace"]).ok();
+        watch.assert_always_working(&what);
+        let snap = snapshot(&emu, &ws);
+        let proxies: Vec<&String> = snap.keys().filter(|k| k.starts_with("db proxy ")).collect();
+        assert_eq!(proxies, [&format!("db proxy {}", name(second))], "{what}");
+        assert_eq!(
+            function_variable(&emu, &app, "DB_HOST"),
+            Some(ws.output("proxy", "endpoint")),
+            "{what}"
+        );
+        let state = ws.state_json();
+        for (step, rec) in state["steps"].as_object().unwrap() {
+            assert!(rec.get("retired").is_none(), "{what}: {step} kept {rec}");
+        }
+        let policy = &snap[&format!("iam policy {p}-connect")];
+        let default = policy.split("default=true").nth(1).unwrap_or_default();
+        let default = default.split("default=").next().unwrap_or_default();
+        assert_eq!(
+            default.matches("prx-").count(),
+            1,
+            "{what}: narrowed: {policy}"
+        );
+        ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    }
+    // Killed half way, then rolled back instead: both proxies go, and the
+    // variable gets the DB back from wherever it pointed.
+    for (step, point) in [("proxy", "after-apply"), ("lambda-env", "after-apply")] {
+        second = !second;
+        renamed(second);
+        kill_at(&ws, &["run", "--yes", "--allow-replace"], step, point);
+        ws.run(&["rollback", "--yes"]).ok();
+        assert_same(
+            &before,
+            &snapshot(&emu, &ws),
+            &format!("rollback of a replacement killed at {step}:{point}"),
+        );
+        ws.run(&["run", "--yes"]).ok();
+    }
 }

@@ -17,6 +17,7 @@ mod init;
 mod ownership;
 mod plan;
 mod preflight;
+mod replace;
 mod run;
 mod safety;
 mod state;

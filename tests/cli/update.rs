@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 /// A full run of the cookbook runbook; `extra` seeds more functions.
-fn applied(test: &str, extra: &[&str]) -> (Emulator, Workspace, Snapshot, String) {
+pub(super) fn applied(test: &str, extra: &[&str]) -> (Emulator, Workspace, Snapshot, String) {
     let emu = Emulator::start();
     let mut seed = Vec::new();
     for e in extra {
@@ -310,7 +310,10 @@ fn changes_made_by_hand_are_shown_and_put_back() {
 
 /// The emulator's counts of calls that write (not Describe, Get or List)
 /// made between `before` and `after`.
-fn writes(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> Vec<String> {
+pub(super) fn writes(
+    before: &BTreeMap<String, usize>,
+    after: &BTreeMap<String, usize>,
+) -> Vec<String> {
     after
         .iter()
         .filter(|(k, _)| !["Describe", "Get", "List"].iter().any(|r| k.starts_with(r)))

@@ -913,7 +913,8 @@ pub struct HostWatch {
 
 /// What a function on the proxy needs besides a live endpoint: the proxy's
 /// security group admitting the function's, and the connect policy on the
-/// function's role.
+/// function's role, allowing `rds-db:connect` to that proxy (its `prx-` id
+/// in the policy's default version).
 #[derive(Clone)]
 pub struct Paths {
     pub proxy_sg: String,
@@ -962,18 +963,23 @@ impl HostWatch {
                             values.push((f.clone(), v));
                         }
                     }
-                    let live: Vec<String> = match rds.describe_db_proxies().send().await {
+                    // Each live proxy's endpoint and `prx-` id.
+                    let live: Vec<(String, String)> = match rds.describe_db_proxies().send().await {
                         Ok(p) => p
                             .db_proxies()
                             .iter()
                             .filter(|p| p.status().map(|s| s.as_str()) != Some("deleting"))
-                            .filter_map(|p| p.endpoint().map(String::from))
+                            .filter_map(|p| {
+                                let id = p.db_proxy_arn()?.rsplit(':').next()?.to_string();
+                                Some((p.endpoint()?.to_string(), id))
+                            })
                             .collect(),
                         Err(_) => continue,
                     };
                     looks += 1;
                     for (f, v) in values {
-                        let on_proxy = v.as_ref().is_some_and(|v| live.contains(v));
+                        let proxy = live.iter().find(|(e, _)| Some(e) == v.as_ref());
+                        let on_proxy = proxy.is_some();
                         let ok = v.as_deref() == Some(db_host.as_str()) || on_proxy;
                         if !ok {
                             bad.push(format!("{f}.{variable} = {v:?} (live proxies: {live:?})"));
@@ -985,8 +991,17 @@ impl HostWatch {
                         else {
                             continue;
                         };
-                        if let Some(missing) = way_in(&config, paths, sg, role).await {
-                            bad.push(format!("{f} is on the proxy without {missing}"));
+                        let id = &proxy.expect("on the proxy").1;
+                        if let Some(missing) = way_in(&config, paths, sg, role, id).await {
+                            // Only if it is still there: a function that moved
+                            // on meanwhile took its way with it.
+                            let now = lambda.get_function_configuration().function_name(&f);
+                            let now = now.send().await.ok().and_then(|c| {
+                                c.environment()?.variables()?.get(&variable).cloned()
+                            });
+                            if now == v {
+                                bad.push(format!("{f} is on the proxy without {missing}"));
+                            }
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1031,12 +1046,13 @@ pub fn function_variable(emu: &Emulator, function: &str, variable: &str) -> Opti
     })
 }
 
-/// What a function on the proxy lacks of its way in, if anything.
+/// What a function on proxy `proxy_id` lacks of its way in, if anything.
 async fn way_in(
     config: &aws_config::SdkConfig,
     paths: &Paths,
     sg: &str,
     role: &str,
+    proxy_id: &str,
 ) -> Option<String> {
     let rules = aws_sdk_ec2::Client::new(config)
         .describe_security_group_rules()
@@ -1066,7 +1082,26 @@ async fn way_in(
         .attached_policies()
         .iter()
         .any(|p| p.policy_arn() == Some(paths.policy_arn.as_str()));
-    (!allowed).then(|| format!("{} on role {role}", paths.policy_arn))
+    if !allowed {
+        return Some(format!("{} on role {role}", paths.policy_arn));
+    }
+    let iam = aws_sdk_iam::Client::new(config);
+    let policy = iam
+        .get_policy()
+        .policy_arn(&paths.policy_arn)
+        .send()
+        .await
+        .ok()?;
+    let version = policy.policy()?.default_version_id()?.to_string();
+    let doc = iam
+        .get_policy_version()
+        .policy_arn(&paths.policy_arn)
+        .version_id(version)
+        .send()
+        .await
+        .ok()?;
+    let doc = url_decode(doc.policy_version()?.document()?);
+    (!doc.contains(proxy_id)).then(|| format!("rds-db:connect to {proxy_id} in {doc}"))
 }
 
 /// The snapshot line of the workspace's proxy security group.

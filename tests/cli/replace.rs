@@ -1,0 +1,213 @@
+//! Replacement (`--allow-replace`): an edit that only a new resource can
+//! carry out (a proxy's name, its subnets with a new name) makes the new one
+//! beside the old, the functions move to it once it is healthy, and only
+//! then is the old one deleted. A watch checks every function all along: on
+//! the DB or on a live proxy whose group admits it and whose `prx-` id its
+//! role's policy allows.
+
+use super::update::{applied, writes};
+use super::*;
+
+/// The way in a function on the proxy needs, for the watch.
+fn paths(ws: &Workspace) -> Paths {
+    Paths {
+        proxy_sg: ws.output("proxy-security-group", "group_id"),
+        policy_arn: ws.output("connect-policy", "arn"),
+        functions: [(
+            ws.env["DB_APP_FUNCTION_NAME"].clone(),
+            (
+                ws.env["DB_APP_FUNCTION_SG_ID"].clone(),
+                ws.env["DB_APP_FUNCTION_ROLE_NAME"].clone(),
+            ),
+        )]
+        .into_iter()
+        .collect(),
+    }
+}
+
+fn proxies(snap: &Snapshot) -> Vec<&String> {
+    snap.keys().filter(|k| k.starts_with("db proxy ")).collect()
+}
+
+const NAME: &str = "name = \"${env.DB_NAME}\"";
+const RENAMED: &str = "name = \"${env.DB_NAME}-v2\"";
+
+#[test]
+fn a_renamed_proxy_is_made_beside_the_old_which_goes_once_the_functions_moved() {
+    let (emu, ws, before, db_host) = applied("replace_proxy", &[]);
+    let p = ws.prefix.clone();
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let old_endpoint = ws.output("proxy", "endpoint");
+    let applied = snapshot(&emu, &ws);
+    ws.write_edited(NAME, RENAMED);
+
+    // Never without asking: refused before any write, with the way on.
+    let calls = emu.calls();
+    ws.run(&["run", "--yes"])
+        .code(3)
+        .stderr_has("proxy: name: ")
+        .stderr_has("--allow-replace");
+    ws.run(&["plan"])
+        .code(3)
+        .stdout_has("-/+ proxy")
+        .stdout_has("replace (refused)");
+    if emu.has_rules("a_renamed_proxy_is_made_beside_the_old") {
+        assert_eq!(writes(&calls, &emu.calls()), Vec::<String>::new());
+    }
+    assert_same(&applied, &snapshot(&emu, &ws), "refused");
+    ws.run(&["plan", "--allow-replace"])
+        .ok()
+        .stdout_has("-/+ proxy")
+        .stdout_has("replace: a new one beside the old")
+        .stdout_has(&format!("name: {p}-db -> {p}-db-v2"))
+        .stdout_has("interrupts: nothing while the new proxy is made")
+        .stdout_has("1 to replace");
+
+    let watch = HostWatch::start_with(
+        &emu,
+        std::slice::from_ref(&function),
+        "DB_HOST",
+        &db_host,
+        Some(paths(&ws)),
+    );
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .ok()
+        .stdout_has("Replacing proxy (name: ")
+        .stdout_has("(moves to the new proxy)")
+        .stdout_has("deleting what was replaced: proxy, targets")
+        .stdout_has("✓ proxy replaced, the old one deleted: deleted DB proxy");
+    watch.assert_always_working("the proxy's replacement");
+    let endpoint = ws.output("proxy", "endpoint");
+    assert_ne!(endpoint, old_endpoint, "a new proxy");
+    assert_eq!(
+        function_variable(&emu, &function, "DB_HOST").as_deref(),
+        Some(endpoint.as_str())
+    );
+    let snap = snapshot(&emu, &ws);
+    assert_eq!(
+        proxies(&snap),
+        [&format!("db proxy {p}-db-v2")],
+        "the old one is gone"
+    );
+    let policy = &snap[&format!("iam policy {p}-connect")];
+    let id = ws.output("proxy", "id");
+    assert!(policy.contains(&id), "{policy}");
+    let state = ws.state_json();
+    assert!(state["steps"]["proxy"].get("retired").is_none(), "{state}");
+    assert_eq!(
+        state["steps"]["lambda-env"]["before"][format!("{function}.DB_HOST")],
+        db_host.as_str(),
+        "the value from before the first run is kept"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after a replacement",
+    );
+}
+
+#[test]
+fn new_subnets_need_a_new_name_and_what_follows_the_proxy_needs_a_new_proxy() {
+    let (emu, mut ws, before, db_host) = applied("replace_subnets", &[]);
+    let p = ws.prefix.clone();
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    // Another pair of subnets: the first, and a third one made here.
+    let config = emu.sdk_config();
+    let (vpc, first) = (ws.env["VPC_ID"].clone(), ws.env["ISOLATED_SUBNETS"].clone());
+    let third = runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block("10.10.3.0/24")
+            .availability_zone(format!("{REGION}b"))
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .and_then(|s| s.subnet_id().map(String::from))
+            .unwrap()
+    });
+    let first = first.split(' ').next().unwrap();
+    ws.env
+        .insert("OTHER_SUBNETS".into(), format!("{first} {third}"));
+    let subnets = (
+        "subnet_ids = \"${env.ISOLATED_SUBNETS}\"",
+        "subnet_ids = \"${env.OTHER_SUBNETS}\"",
+    );
+    let applied = snapshot(&emu, &ws);
+
+    // The same name: the new proxy cannot have it while the old one lives.
+    ws.write_edited(subnets.0, subnets.1);
+    ws.run(&["plan", "--allow-replace"])
+        .code(3)
+        .stdout_has("replace (refused)")
+        .stdout_has("needs another name");
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .code(3)
+        .stderr_has("proxy: subnets: ")
+        .stderr_has("give it a new name in `proxy.name` (")
+        .stderr_has("runbook.toml:");
+    // The role renamed alone: the proxy would switch roles in place.
+    let role = format!("name = \"{p}-proxy-role\"");
+    ws.write_edited(&role, &format!("name = \"{p}-proxy-role-2\""));
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .code(3)
+        .stderr_has("proxy-role: role_name: ")
+        .stderr_has("only be made safely together with a new proxy");
+    // Part of the runbook only: a replacement is a whole run.
+    ws.write_edited(NAME, RENAMED);
+    ws.run(&["run", "--yes", "--allow-replace", "--step", "proxy"])
+        .code(2)
+        .stderr_has("run without --step");
+    assert_same(&applied, &snapshot(&emu, &ws), "refused");
+
+    // New subnets, a new name, and the role with it: all beside the old.
+    ws.write_runbook(|s| {
+        let s = edit(&s, NAME, RENAMED);
+        let s = edit(&s, subnets.0, subnets.1);
+        edit(&s, &role, &format!("name = \"{p}-proxy-role-2\""))
+    });
+    ws.run(&["plan", "--allow-replace"])
+        .ok()
+        .stdout_has("-/+ proxy-role")
+        .stdout_has("-/+ proxy ");
+    let watch = HostWatch::start_with(
+        &emu,
+        std::slice::from_ref(&function),
+        "DB_HOST",
+        &db_host,
+        Some(paths(&ws)),
+    );
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .ok()
+        .stdout_has("deleting what was replaced: ");
+    watch.assert_always_working("a replacement with new subnets and a new role");
+    let snap = snapshot(&emu, &ws);
+    assert_eq!(proxies(&snap), [&format!("db proxy {p}-db-v2")]);
+    let (subnets, role_arn) = runtime().block_on(async {
+        let out = aws_sdk_rds::Client::new(&config)
+            .describe_db_proxies()
+            .db_proxy_name(format!("{p}-db-v2"))
+            .send()
+            .await
+            .unwrap();
+        let proxy = &out.db_proxies()[0];
+        let role = proxy.role_arn().unwrap_or_default().to_string();
+        (proxy.vpc_subnet_ids().to_vec(), role)
+    });
+    assert!(subnets.contains(&third), "{subnets:?}");
+    assert!(
+        role_arn.ends_with(&format!("role/{p}-proxy-role-2")),
+        "{role_arn}"
+    );
+    assert!(snap.contains_key(&format!("iam role {p}-proxy-role-2")));
+    assert!(
+        !snap.contains_key(&format!("iam role {p}-proxy-role")),
+        "the old role went with the old proxy: {snap:#?}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after it");
+}
