@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adopt;
 mod bad_input;
 mod confirm;
 #[cfg(feature = "failpoints")]
