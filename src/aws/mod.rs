@@ -322,3 +322,30 @@ fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<String
     }
     None
 }
+
+/// IAM returns policy documents URL-encoded; some emulators return them as
+/// they were sent.
+pub fn decode_policy(doc: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(doc)
+        .ok()
+        .or_else(|| serde_json::from_str(&percent_decode(doc)).ok())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
-use serde_json::Value;
 
 use super::contract::Ctx;
 use crate::aws::describe_error;
@@ -44,32 +43,7 @@ pub async fn policy_attached(cx: &Ctx<'_>, role: &str, arn: &str) -> Result<bool
         .any(|p| p.policy_arn() == Some(arn)))
 }
 
-/// IAM returns policy documents URL-encoded; some emulators return them as
-/// they were sent.
-pub fn decode_policy(doc: &str) -> Option<Value> {
-    serde_json::from_str(doc)
-        .ok()
-        .or_else(|| serde_json::from_str(&percent_decode(doc)).ok())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::aws::decode_policy;
 
 /// Key-value pairs as IAM's tags (a role's, a policy's).
 pub fn iam_tags<'a>(

@@ -26,6 +26,7 @@ mod targets;
 
 pub use contract::{Ctx, Deferred, Found, Replacement, Resolver, Step, StepImpl, Undone};
 pub use proxy::name_for_guard as proxy_name;
+pub use secret_access::MANAGED_POLICY as MANAGED_SECRETS_POLICY;
 
 /// Every step the tool knows, in the recipe's order. A run follows the
 /// graph of [`dependencies`], independent steps at once; a rollback follows

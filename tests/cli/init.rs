@@ -105,3 +105,68 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
         .stderr_has("DB instance nodb does not exist in us-east-1")
         .stderr_has("Lambda function nope does not exist in us-east-1");
 }
+
+/// `init` on a DB that a proxy made by hand already fronts: it says so and
+/// writes a runbook that describes that setup, so that `adopt` takes all of
+/// it over and `plan` then has nothing to change, instead of a second proxy.
+#[test]
+fn init_on_a_db_already_behind_a_proxy_writes_a_runbook_that_adopts_it() {
+    let emu = Emulator::start();
+    let mut ws = emu.workspace("init_adopt");
+    super::adopt::made_by_hand(&emu, &ws);
+    let proxy = ws.env["DB_NAME"].clone();
+    let by_hand = snapshot(&emu, &ws);
+    ws.runbook = ws.dir.join("from-init.toml");
+    let file = ws.runbook.to_str().unwrap().to_string();
+    let out = Out::from(
+        std::process::Command::new(BIN)
+            .args(["init", "--function", &ws.env["DB_APP_FUNCTION_NAME"]])
+            .args([
+                "--db-instance",
+                &ws.env["RDS_ID"],
+                "--name",
+                &ws.prefix,
+                "-o",
+                &file,
+            ])
+            .env_remove("AWS_PROFILE")
+            .envs(emu.aws_env())
+            .output()
+            .unwrap(),
+    );
+    out.ok()
+        .stderr_has(&format!(
+            "is already behind RDS Proxy {proxy} (its target is DB instance"
+        ))
+        .stderr_has(&format!("rds-proxy-runbook adopt {file}"));
+    let text = std::fs::read_to_string(&ws.runbook).unwrap();
+    for want in [
+        format!("name = \"{proxy}\""),
+        format!("name = \"{}-proxy-role\"", ws.prefix),
+        "description = \"Lambda Security Group\"".to_string(),
+        "mode = \"managed\"".to_string(),
+        "restore_value = ".to_string(),
+    ] {
+        assert!(text.contains(&want), "lacks {want}:\n{text}");
+    }
+    ws.run(&["adopt", "--yes"])
+        .ok()
+        .stdout_has("Adopted 9 step(s)");
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("Nothing to change: all 9 steps are done");
+    assert_same(
+        &by_hand,
+        &snapshot(&emu, &ws),
+        "init and adopt change nothing",
+    );
+    // And managed from then on: rollback puts the function back on the DB
+    // (init wrote its endpoint as restore_value), leaving the rest.
+    ws.run(&["rollback", "--yes"]).ok();
+    let db = function_variable(&emu, &ws.env["DB_APP_FUNCTION_NAME"], "DB_HOST").unwrap();
+    assert!(
+        db.contains(".rds.amazonaws.com") && !db.contains("proxy"),
+        "{db}"
+    );
+    assert!(snapshot(&emu, &ws).contains_key(&format!("db proxy {proxy}")));
+}

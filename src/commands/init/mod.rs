@@ -17,6 +17,9 @@ use crate::open::Options;
 use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
 
+mod existing;
+use existing::Existing;
+
 /// What the account says about one function.
 #[derive(Default)]
 pub struct Function {
@@ -29,20 +32,24 @@ pub struct Function {
     pub env_var_note: &'static str,
     /// The function's variables, only to find `env_var`: never shown.
     variables: Vec<(String, String)>,
+    /// `env_var` holds the endpoint of the proxy already in front of the DB.
+    pub on_proxy: bool,
 }
 
-/// The variable to swap: the one whose value is one of the DB's addresses
-/// (a variable named like DB_HOST first), else DB_HOST.
-pub fn with_env_var(mut f: Function, addresses: &[String]) -> Function {
-    let mut holding: Vec<&String> = f
-        .variables
-        .iter()
-        .filter(|(_, v)| addresses.contains(v))
-        .map(|(k, _)| k)
-        .collect();
-    holding.sort_by_key(|k| (!k.contains("HOST"), k.as_str()));
+/// The variable to swap: the one whose value is one of the DB's addresses,
+/// or the endpoint of the proxy already in front of it (a variable named
+/// like DB_HOST first), else DB_HOST.
+pub fn with_env_var(mut f: Function, addresses: &[String], proxy: Option<&str>) -> Function {
+    let holds = |v: &String| addresses.contains(v) || Some(v.as_str()) == proxy;
+    let mut holding: Vec<&(String, String)> =
+        f.variables.iter().filter(|(_, v)| holds(v)).collect();
+    holding.sort_by_key(|(k, _)| (!k.contains("HOST"), k.as_str()));
     let (var, note) = match holding.first() {
-        Some(k) => ((*k).clone(), "holds the DB's endpoint now"),
+        Some((k, v)) if Some(v.as_str()) == proxy => {
+            f.on_proxy = true;
+            (k.clone(), "holds the proxy's endpoint now")
+        }
+        Some((k, _)) => (k.clone(), "holds the DB's endpoint now"),
         None if f.variables.iter().any(|(k, _)| k == "DB_HOST") => {
             ("DB_HOST".to_string(), "the function has it now")
         }
@@ -132,9 +139,16 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         }
     }
     let functions = found;
+    // A proxy already in front of the DB (made by hand): the runbook then
+    // describes it, for `adopt`, instead of planning a second one.
+    let existing = match &db {
+        Some(d) if d.cluster.is_none() => existing::find(&aws, d, &functions).await?,
+        _ => None,
+    };
     let secret = args
         .secret
         .clone()
+        .or_else(|| existing.as_ref().and_then(|e| e.secret_arn.clone()))
         .or_else(|| db.as_ref().and_then(|d| d.managed_secret.clone()));
     if let Some(db) = db.as_ref().filter(|d| d.cluster.is_none()) {
         let named_like = match secret {
@@ -162,9 +176,10 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         )));
     };
 
+    let proxy = existing.as_ref().map(|e| e.endpoint.as_str());
     let mut functions: Vec<Function> = functions
         .into_iter()
-        .map(|f| with_env_var(f, db.address.as_slice()))
+        .map(|f| with_env_var(f, db.address.as_slice(), proxy))
         .collect();
     let mut seen = std::collections::HashSet::new();
     functions.retain(|f| seen.insert(f.name.clone()));
@@ -176,6 +191,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         secret: secret.as_deref().unwrap_or_default(),
         secret_given: args.secret.is_some(),
         functions: &functions,
+        existing: existing.as_ref(),
     });
     // Our own output must load: a failure here is a bug, not the user's.
     let check_path = args
@@ -187,15 +203,29 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
             "the runbook init wrote does not load (a bug; please report it):\n{e}"
         )));
     }
+    let file = args
+        .out
+        .as_ref()
+        .map_or("<the runbook>".to_string(), |o| o.display().to_string());
+    if let Some(e) = &existing {
+        eprintln!(
+            "note: {} is already behind RDS Proxy {} ({}): the runbook describes that proxy and \
+             what it uses, so that `rds-proxy-runbook adopt {file}` takes them over instead of \
+             a second proxy being made",
+            db.what(),
+            e.name,
+            e.why
+        );
+    }
     match &args.out {
         None => print!("{text}"),
         Some(out) => {
             write_new(out, &text)?;
-            eprintln!(
-                "wrote {}: review it, then `rds-proxy-runbook plan {}`",
-                out.display(),
-                out.display()
-            );
+            let next = match existing {
+                Some(_) => format!("`rds-proxy-runbook adopt {file}`, then `plan`"),
+                None => format!("`rds-proxy-runbook plan {file}`"),
+            };
+            eprintln!("wrote {file}: review it, then {next}");
         }
     }
     Ok(())
@@ -296,6 +326,8 @@ pub struct Rendered<'a> {
     pub secret: &'a str,
     pub secret_given: bool,
     pub functions: &'a [Function],
+    /// A proxy already in front of the DB: the runbook describes it.
+    pub existing: Option<&'a Existing>,
 }
 
 /// A TOML string literal.
@@ -339,7 +371,34 @@ pub fn render(r: &Rendered) -> String {
         w,
         "# Every value was read from the account; review them, then:"
     );
-    let _ = writeln!(w, "#   rds-proxy-runbook plan <this file>");
+    match r.existing {
+        None => {
+            let _ = writeln!(w, "#   rds-proxy-runbook plan <this file>");
+        }
+        Some(e) => {
+            let _ = writeln!(
+                w,
+                "# {} is already behind RDS Proxy {} ({}), made without this tool:",
+                db.what(),
+                e.name,
+                e.why
+            );
+            let _ = writeln!(
+                w,
+                "# this runbook describes that proxy and what it uses (its role, group, pool,"
+            );
+            let _ = writeln!(
+                w,
+                "# the functions' connect policy), so that `adopt` takes them over instead"
+            );
+            let _ = writeln!(w, "# of a second proxy being made:");
+            let _ = writeln!(w, "#   rds-proxy-runbook adopt <this file>");
+            let _ = writeln!(w, "#   rds-proxy-runbook plan <this file>");
+            if !e.others.is_empty() {
+                let _ = writeln!(w, "# Also in front of it: {}.", e.others.join(", "));
+            }
+        }
+    }
     let _ = writeln!(
         w,
         "# runbooks/template.toml in the repository lists every key and its default."
@@ -370,7 +429,13 @@ pub fn render(r: &Rendered) -> String {
         .map(|(s, z)| format!("{s} in {z}"))
         .collect();
     let _ = writeln!(w, "# The DB subnet group's subnets: {}.", zones.join(", "));
-    let ids: Vec<String> = db.subnets.iter().map(|(s, _)| q(s)).collect();
+    let ids: Vec<String> = match r.existing {
+        Some(e) if !e.subnets.is_empty() => {
+            let _ = writeln!(w, "# The existing proxy's subnets:");
+            e.subnets.iter().map(|s| q(s)).collect()
+        }
+        _ => db.subnets.iter().map(|(s, _)| q(s)).collect(),
+    };
     let _ = writeln!(w, "subnet_ids = [{}]", ids.join(", "));
     let _ = writeln!(w);
     let _ = writeln!(w, "[database]");
@@ -381,16 +446,12 @@ pub fn render(r: &Rendered) -> String {
         q(&db.security_groups[0]),
         others(&db.security_groups)
     );
-    let _ = writeln!(
-        w,
-        "secret_arn = {}  # {}",
-        q(r.secret),
-        if r.secret_given {
-            "given with --secret"
-        } else {
-            "the master user's secret, managed by RDS"
-        }
-    );
+    let why = match r.existing.and_then(|e| e.secret_arn.as_deref()) {
+        _ if r.secret_given => "given with --secret",
+        Some(_) => "the existing proxy's secret",
+        None => "the master user's secret, managed by RDS",
+    };
+    let _ = writeln!(w, "secret_arn = {}  # {why}", q(r.secret));
     let _ = writeln!(w, "engine_family = {}", q(family.as_str()));
     let _ = writeln!(
         w,
@@ -398,49 +459,97 @@ pub fn render(r: &Rendered) -> String {
         db.port.map_or(family.default_port(), i64::from)
     );
     let _ = writeln!(w);
+    let existing = r.existing;
+    let made = |step: &str| match existing {
+        Some(_) => "the existing proxy's".to_string(),
+        None => format!("made by the {step} step"),
+    };
     let _ = writeln!(w, "[proxy_role]");
-    let _ = writeln!(
-        w,
-        "name = {}  # made by the proxy-role step",
-        q(&suffixed(name, "-rds-proxy", 64))
-    );
+    let role = existing
+        .and_then(|e| e.role_name.clone())
+        .unwrap_or_else(|| suffixed(name, "-rds-proxy", 64));
+    let _ = writeln!(w, "name = {}  # {}", q(&role), made("proxy-role"));
     let _ = writeln!(w);
     let _ = writeln!(w, "[proxy_security_group]");
+    let (group, description) = match existing.and_then(|e| e.security_group.as_ref()) {
+        Some((_, name, description)) => (name.clone(), description.clone()),
+        None => (
+            format!("{name}-rds-proxy"),
+            format!("RDS Proxy {name} for {}", db.id),
+        ),
+    };
     let _ = writeln!(
         w,
-        "name = {}  # made by the proxy-security-group step",
-        q(&format!("{name}-rds-proxy"))
+        "name = {}  # {}",
+        q(&group),
+        made("proxy-security-group")
     );
-    let _ = writeln!(
-        w,
-        "description = {}",
-        q(&format!("RDS Proxy {name} for {}", db.id))
-    );
+    let _ = writeln!(w, "description = {}", q(&description));
     let _ = writeln!(w);
     let _ = writeln!(w, "[proxy]");
-    let _ = writeln!(w, "name = {}", q(name));
-    let _ = writeln!(w, "require_tls = true");
-    let _ = writeln!(
-        w,
-        "iam_auth = \"REQUIRED\"  # the functions log in with IAM tokens (connect-policy)"
-    );
+    match existing {
+        None => {
+            let _ = writeln!(w, "name = {}", q(name));
+            let _ = writeln!(w, "require_tls = true");
+            let _ = writeln!(
+                w,
+                "iam_auth = \"REQUIRED\"  # the functions log in with IAM tokens (connect-policy)"
+            );
+        }
+        Some(e) => {
+            let _ = writeln!(
+                w,
+                "name = {}  # the existing proxy ({})",
+                q(&e.name),
+                e.endpoint
+            );
+            let _ = writeln!(w, "require_tls = {}", e.require_tls);
+            let _ = writeln!(w, "iam_auth = {}", q(&e.iam_auth));
+            if let Some(t) = e.idle_client_timeout {
+                let _ = writeln!(w, "idle_client_timeout = {t}");
+            }
+            let _ = writeln!(w, "debug_logging = {}", e.debug_logging);
+        }
+    }
     let _ = writeln!(w);
+    let (max, idle, borrow) = existing.and_then(|e| e.pool).unwrap_or((100, 50, 120));
     let _ = writeln!(
         w,
-        "# The pool's defaults; `plan` shows the connection budget they give."
+        "# The pool's {}; `plan` shows the connection budget they give.",
+        if existing.is_some() {
+            "settings now"
+        } else {
+            "defaults"
+        }
     );
     let _ = writeln!(w, "[pool]");
-    let _ = writeln!(w, "max_connections_percent = 100");
-    let _ = writeln!(w, "max_idle_connections_percent = 50");
-    let _ = writeln!(w, "connection_borrow_timeout = 120");
+    let _ = writeln!(w, "max_connections_percent = {max}");
+    let _ = writeln!(w, "max_idle_connections_percent = {idle}");
+    let _ = writeln!(w, "connection_borrow_timeout = {borrow}");
     let _ = writeln!(w);
     let _ = writeln!(w, "[connect_policy]");
-    let _ = writeln!(
-        w,
-        "name = {}  # made by the connect-policy step",
-        q(&format!("{name}-rds-connect"))
-    );
-    let _ = writeln!(w, "db_user = \"*\"  # or the user the functions log in as");
+    match existing.and_then(|e| e.connect_policy.as_ref()) {
+        Some((policy, user)) => {
+            let _ = writeln!(w, "name = {}  # on the functions' roles now", q(policy));
+            let _ = writeln!(w, "db_user = {}", q(user));
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "name = {}  # made by the connect-policy step",
+                q(&format!("{name}-rds-connect"))
+            );
+            let _ = writeln!(w, "db_user = \"*\"  # or the user the functions log in as");
+        }
+    }
+    if existing.is_some_and(|e| e.secrets_managed) {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "[secret_access]");
+        let _ = writeln!(
+            w,
+            "mode = \"managed\"  # the role has SecretsManagerReadWrite now (\"least-privilege\" narrows it)"
+        );
+    }
     for f in r.functions {
         let _ = writeln!(w);
         let _ = writeln!(w, "[[lambda]]");
@@ -457,6 +566,13 @@ pub fn render(r: &Rendered) -> String {
             others(&f.security_groups)
         );
         let _ = writeln!(w, "env_var = {}  # {}", q(&f.env_var), f.env_var_note);
+        if let (true, Some(address)) = (f.on_proxy, &db.address) {
+            let _ = writeln!(
+                w,
+                "restore_value = {}  # what rollback puts back (the DB's endpoint): it is on the proxy now",
+                q(address)
+            );
+        }
     }
     let _ = writeln!(w);
     let _ = writeln!(w, "[invoke_check]");
@@ -499,18 +615,25 @@ mod tests {
         let f = with_env_var(
             function(&[("LOG", "db.example"), ("PGHOST", "db.example"), ("X", "y")]),
             &db,
+            None,
         );
         assert_eq!(
             (f.env_var.as_str(), f.env_var_note),
             ("PGHOST", "holds the DB's endpoint now")
         );
         assert!(f.variables.is_empty(), "values are dropped once used");
-        let f = with_env_var(function(&[("DB_HOST", "elsewhere")]), &db);
+        let f = with_env_var(function(&[("DB_HOST", "elsewhere")]), &db, None);
         assert_eq!(
             (f.env_var.as_str(), f.env_var_note),
             ("DB_HOST", "the function has it now")
         );
-        let f = with_env_var(function(&[]), &db);
+        assert!(!f.on_proxy);
+        let f = with_env_var(function(&[("DB_HOST", "p.proxy")]), &db, Some("p.proxy"));
+        assert_eq!(
+            (f.env_var.as_str(), f.env_var_note, f.on_proxy),
+            ("DB_HOST", "holds the proxy's endpoint now", true)
+        );
+        let f = with_env_var(function(&[]), &db, None);
         assert_eq!(f.env_var, "DB_HOST");
         assert!(f.env_var_note.starts_with("not set"));
     }
@@ -539,6 +662,7 @@ mod tests {
         let functions = [with_env_var(
             function(&[("DB_HOST", "leak-canary-7f3")]),
             db.address.as_slice(),
+            None,
         )];
         let text = render(&Rendered {
             name: "orders-proxy",
@@ -548,6 +672,7 @@ mod tests {
             secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf",
             secret_given: true,
             functions: &functions,
+            existing: None,
         });
         let rb = Runbook::parse(
             Path::new("x.toml"),
@@ -570,5 +695,90 @@ mod tests {
             !text.contains("leak-canary-7f3"),
             "a variable's value never reaches the file"
         );
+    }
+
+    #[test]
+    fn a_proxy_already_in_front_is_described_for_adopt() {
+        let db = Db {
+            kind: Kind::Instance,
+            id: "app-db".into(),
+            engine: "mysql".into(),
+            engine_version: "8.0".into(),
+            status: "available".into(),
+            instance_class: Some("db.t3.micro".into()),
+            cluster: None,
+            members: 0,
+            port: Some(3306),
+            address: Some("app-db.x.us-east-1.rds.amazonaws.com".into()),
+            vpc_id: Some("vpc-0123456789abcdef0".into()),
+            subnets: vec![("subnet-0aaaaaaaaaaaaaaaa".into(), "us-east-1a".into())],
+            security_groups: vec!["sg-0123456789abcdef0".into()],
+            managed_secret: Some(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1-AbCdEf".into(),
+            ),
+        };
+        let existing = Existing {
+            name: "by-hand".into(),
+            endpoint: "by-hand.proxy-x.us-east-1.rds.amazonaws.com".into(),
+            why: "its target is DB instance app-db".into(),
+            role_name: Some("AWSCookbook403RDSProxy".into()),
+            security_group: Some((
+                "sg-0aaaaaaaaaaaaaaa9".into(),
+                "AWSCookbook403RDSProxySG".into(),
+                "Lambda Security Group".into(),
+            )),
+            subnets: vec![
+                "subnet-0cccccccccccccccc".into(),
+                "subnet-0dddddddddddddddd".into(),
+            ],
+            secret_arn: Some(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:book-AbCdEf".into(),
+            ),
+            iam_auth: "REQUIRED".into(),
+            require_tls: true,
+            idle_client_timeout: Some(900),
+            pool: Some((40, 20, 60)),
+            connect_policy: Some(("AWSCookbook403RdsIamPolicy".into(), "admin".into())),
+            secrets_managed: true,
+            ..Existing::default()
+        };
+        let functions = [with_env_var(
+            function(&[("DB_HOST", &existing.endpoint)]),
+            db.address.as_slice(),
+            Some(&existing.endpoint),
+        )];
+        let text = render(&Rendered {
+            name: "app-db-proxy",
+            region: "us-east-1",
+            account: "123456789012",
+            db: &db,
+            secret: existing.secret_arn.as_deref().unwrap(),
+            secret_given: false,
+            functions: &functions,
+            existing: Some(&existing),
+        });
+        let rb = Runbook::parse(
+            Path::new("x.toml"),
+            &text,
+            &|_| None,
+            &crate::steps::Catalogue,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let none = |_: &str, _: &str| None;
+        assert_eq!(rb.proxy.name.fill(&none).unwrap(), "by-hand");
+        assert_eq!(rb.proxy.idle_client_timeout, 900);
+        assert_eq!(rb.pool.max_connections_percent, 40);
+        assert_eq!(rb.secret_access.as_str(), "managed");
+        for want in [
+            "adopt <this file>",
+            "name = \"AWSCookbook403RDSProxy\"",
+            "description = \"Lambda Security Group\"",
+            "subnet_ids = [\"subnet-0cccccccccccccccc\", \"subnet-0dddddddddddddddd\"]",
+            "secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:book-AbCdEf\"",
+            "db_user = \"admin\"",
+            "restore_value = \"app-db.x.us-east-1.rds.amazonaws.com\"",
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
     }
 }
