@@ -467,10 +467,23 @@ async fn check_proxy_room(
             break;
         }
     }
-    match all
+    let found = all
         .iter()
-        .find(|p| p.db_proxy_name() == Some(name.as_str()))
-    {
+        .find(|p| p.db_proxy_name() == Some(name.as_str()));
+    if !rb.step_names().any(|n| n == "proxy") {
+        // Used as it is (by value): it must be there, whoever made it.
+        match found {
+            Some(_) => r.ok(format!(
+                "DB proxy {name} exists (used as it is, not managed here)"
+            )),
+            None => r.problem(
+                format!("DB proxy {name} (proxy.name; `proxy` is not in `steps`) does not exist"),
+                "correct proxy.name, or add `proxy` to `steps` to make it",
+            ),
+        }
+        return Ok(());
+    }
+    match found {
         Some(p) => {
             let arn = p.db_proxy_arn().unwrap_or_default();
             let tags = aws

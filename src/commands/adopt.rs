@@ -42,6 +42,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
     let _lock = Lock::acquire(&path).map_err(state_error)?;
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &path).await?;
     println!(
         "What the account holds under the names of runbook `{}` ({}) in {}:",

@@ -136,6 +136,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let path = state_path(&rb, opts);
     let mut state = State::load(&path, &rb.name).map_err(state_error)?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &path).await?;
     let preflight = crate::preflight::run(&rb, &aws, &state).await?;
     let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;

@@ -106,8 +106,13 @@ pub async fn rollback(
                 None => Vec::new(),
             })
             .collect();
+        let covered: Vec<&dyn steps::Step> = undo
+            .iter()
+            .filter_map(|n| steps::get(n))
+            .filter(|s| Guard::covers(*s))
+            .collect();
         let stranded: Vec<(String, String)> = guard
-            .pointing(&aws)
+            .cut_off(&aws, &covered)
             .await?
             .into_iter()
             .filter(|p| !restored.contains(p))
@@ -246,7 +251,7 @@ impl Undo<'_> {
         let undone = async {
             // At the moment of acting: no function may point at the proxy.
             if let Some(guard) = self.guard.filter(|_| Guard::covers(step)) {
-                let pointing = guard.pointing(aws).await?;
+                let pointing = guard.cut_off(aws, &[step]).await?;
                 if !pointing.is_empty() {
                     anyhow::bail!(guard.stranded(
                         "not undone",

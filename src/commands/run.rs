@@ -18,8 +18,8 @@ use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
 use crate::engine::{
-    edited_since_applied, needs_new_name, record_for, replacement_refused, replacements, resolve,
-    select,
+    edited_since_applied, needs_new_name, read_external, record_for, replacement_refused,
+    replacements, resolve, select,
 };
 use crate::error::Failure;
 use crate::open::{
@@ -112,6 +112,7 @@ pub async fn run(
         )?;
     }
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    read_external(&rb, &aws).await?;
 
     // The first round, all at once: who we are, every step that can be
     // checked already, and preflight unless every step is applied as the

@@ -20,14 +20,64 @@ pub mod saved;
 pub mod schedule;
 pub mod store;
 
-/// The outputs of applied steps, for `${steps.*}` references.
-pub(crate) fn lookup_in(state: &State) -> impl Fn(&str, &str) -> Option<String> + '_ {
+/// The outputs of applied steps, for `${steps.*}` references, and of the
+/// steps the runbook uses by value (read from the account: see
+/// [`read_external`]).
+pub(crate) fn lookup_in<'a>(
+    state: &'a State,
+    rb: &'a Runbook,
+) -> impl Fn(&str, &str) -> Option<String> + 'a {
     |step, output| {
         state
             .record(step)
             .filter(|r| r.status == Status::Applied)
             .and_then(|r| r.outputs.get(output).cloned())
+            .or_else(|| rb.external.get()?.get(step)?.get(output).cloned())
     }
+}
+
+/// Reads from the account the outputs of the steps the runbook leaves out
+/// but whose resource it names by value (see `StepImpl::BY_VALUE`), as far
+/// as a listed step reads them; an error names the key when it is not there.
+pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result<()> {
+    let listed: Vec<&str> = rb.step_names().collect();
+    let none = |_: &str, _: &str| None;
+    let mut wanted: Vec<&str> = Vec::new();
+    for name in &listed {
+        let mut r = Resolver::new(&none);
+        steps::get(name).expect("validated").inputs(rb, &mut r);
+        for (step, _, _) in r.used {
+            let Some(step) = steps::get(&step).map(|s| s.name()) else {
+                continue;
+            };
+            if !listed.contains(&step) && !wanted.contains(&step) {
+                wanted.push(step);
+            }
+        }
+    }
+    let mut external = std::collections::BTreeMap::new();
+    for name in wanted {
+        let step = steps::get(name).expect("validated");
+        let Some(key) = step.by_value() else { continue };
+        let (inputs, _) = resolve(step, rb, &State::new(&rb.name));
+        let bar = crate::ui::progress::StepBar::silent(name);
+        let cx = Ctx::new(aws, &rb.name, &bar, None);
+        match step.existing(&cx, &inputs).await? {
+            Some(outputs) => {
+                external.insert(name.to_string(), outputs);
+            }
+            None => {
+                return Err(Failure::bad_input(format!(
+                    "{} (named by `{key}`, used as it is since `{name}` is not in `steps`) does \
+                     not exist in {}: correct `{key}`, or add `{name}` to `steps` to make it",
+                    step.describe(&inputs)?,
+                    aws.region
+                )));
+            }
+        }
+    }
+    let _ = rb.external.set(external);
+    Ok(())
 }
 
 pub(crate) fn resolve(
@@ -35,7 +85,7 @@ pub(crate) fn resolve(
     rb: &Runbook,
     state: &State,
 ) -> (Value, Vec<(String, String)>) {
-    let lookup = lookup_in(state);
+    let lookup = lookup_in(state, rb);
     let mut r = Resolver::new(&lookup);
     let inputs = step.inputs(rb, &mut r);
     (inputs, r.missing)

@@ -56,6 +56,7 @@ impl Cx<'_> {
             lambdas,
             invoke_check,
             steps,
+            external: Default::default(),
         })
     }
 

@@ -339,6 +339,11 @@ pub struct Runbook {
     pub lambdas: Vec<Lambda>,
     pub invoke_check: InvokeCheck,
     pub steps: Vec<StepEntry>,
+    /// The outputs of steps the runbook leaves out but whose resource it
+    /// names by value (an existing proxy, by `proxy.name`), read from the
+    /// account before a command resolves the steps' inputs.
+    /// Set once per command.
+    pub external: std::sync::OnceLock<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// The environment the runbook's `${env.*}` references read.

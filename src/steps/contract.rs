@@ -250,6 +250,17 @@ pub trait StepImpl: Send + Sync + 'static {
     /// How an edit of the identity is carried out with `--allow-replace`.
     const REPLACEMENT: Replacement = Replacement::Beside;
 
+    /// The runbook key that names an existing resource of this kind when
+    /// the runbook leaves the step out (used by value, not managed): the
+    /// steps that read its outputs get them from [`StepImpl::existing`].
+    const BY_VALUE: Option<&'static str> = None;
+
+    /// The outputs of the resource `inputs` name, as it exists in the
+    /// account (None: not there), for a step used by value.
+    async fn existing(&self, _cx: &Ctx, _inputs: &Self::Inputs) -> Result<Option<Outputs>> {
+        Ok(None)
+    }
+
     /// The `(function, variable)` pairs this step's rollback puts back,
     /// from its recorded inputs and `before`.
     fn restores(&self, _inputs: &Self::Inputs, _before: Option<&Value>) -> Vec<(String, String)> {
@@ -305,6 +316,8 @@ pub trait Step: Send + Sync {
     fn acts_on_lambdas(&self) -> bool;
     fn identity(&self) -> &'static [&'static str];
     fn replacement(&self) -> Replacement;
+    fn by_value(&self) -> Option<&'static str>;
+    async fn existing(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Outputs>>;
     fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value>;
     fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)>;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
@@ -355,6 +368,12 @@ impl<T: StepImpl> Step for T {
     }
     fn replacement(&self) -> Replacement {
         T::REPLACEMENT
+    }
+    fn by_value(&self) -> Option<&'static str> {
+        T::BY_VALUE
+    }
+    async fn existing(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Outputs>> {
+        StepImpl::existing(self, cx, &typed(T::NAME, inputs)?).await
     }
     fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value> {
         match typed(T::NAME, inputs) {

@@ -124,7 +124,10 @@ pub fn check_references(rb: &Runbook, order_checked: bool) -> Vec<Diagnostic> {
         step.inputs(rb, &mut r);
         for (target, output, text) in r.used {
             // Unknown steps and outputs are reported by the parser.
+            let by_value = get(&target).and_then(|s| s.by_value());
             let message = match order.iter().position(|s| *s == target) {
+                // Read from the account: the runbook names the resource.
+                None if text.key.is_empty() && by_value.is_some() => None,
                 // Only a runbook value can be written out instead; a step's
                 // own need (no key) can only be met by the step.
                 None if text.key.is_empty() => Some(format!(

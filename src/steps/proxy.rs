@@ -376,6 +376,7 @@ impl StepImpl for Proxy {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy";
     const IDENTITY: &'static [&'static str] = &["name"];
+    const BY_VALUE: Option<&'static str> = Some("proxy.name");
     const OUTPUTS: &'static [&'static str] = &["arn", "id", "endpoint", "name"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -409,6 +410,14 @@ impl StepImpl for Proxy {
             i.iam_auth,
             i.subnet_ids.len()
         )
+    }
+
+    async fn existing(&self, cx: &Ctx, i: &Inputs) -> Result<Option<Outputs>> {
+        find(cx.aws, &i.name)
+            .await?
+            .as_ref()
+            .map(outputs)
+            .transpose()
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {

@@ -157,3 +157,104 @@ fn a_setup_made_by_hand_is_adopted_managed_and_undone_only_on_request() {
     ws.run(&["rollback", "--yes", "--include-adopted"]).ok();
     assert_same(&untouched, &snapshot(&emu, &ws), "rollback of the tagged");
 }
+
+/// A runbook that uses a proxy it does not manage: `proxy` (and the role
+/// and group steps) left out, the proxy named by `proxy.name`, the group by
+/// value. It adds a function to that proxy and takes it away again, and
+/// never touches the proxy; a name that does not exist is refused.
+#[test]
+fn a_proxy_named_by_value_is_used_and_never_touched() {
+    let emu = Emulator::start();
+    let ws = emu.workspace_for(
+        "by_value",
+        "cookbook-4.3-mysql.toml",
+        &["--extra-function", "reports"],
+    );
+    let p = ws.prefix.clone();
+    made_by_hand(&emu, &ws);
+    let reports = ws.env["REPORTS_FUNCTION_NAME"].clone();
+    let db_host = function_variable(&emu, &reports, "DB_HOST").unwrap();
+    let endpoint = function_variable(&emu, &ws.env["DB_APP_FUNCTION_NAME"], "DB_HOST").unwrap();
+    let by_hand = snapshot(&emu, &ws);
+    let config = emu.sdk_config();
+    let group = runtime().block_on(async {
+        let out = aws_sdk_ec2::Client::new(&config)
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("group-name")
+                    .values(format!("{p}-proxy-sg"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.security_groups()[0].group_id().unwrap().to_string()
+    });
+    let uses = |proxy: &str| {
+        let proxy = proxy.to_string();
+        let (group, p) = (group.clone(), p.clone());
+        move |s: String| {
+            let s = edit(
+                &s,
+                "steps = [\n  \"proxy-role\",            # 1. IAM role trusted by rds.amazonaws.com\n  \"secret-access\",         # 5. the role may read the DB secret\n  \"proxy-security-group\",  # 2. the proxy's security group\n  \"proxy\",                 # 2. the proxy, waited on until available\n",
+                "steps = [\n",
+            );
+            let s = edit(
+                &s,
+                "  \"db-ingress\",            # 6. DB SG admits the proxy SG\n  \"targets\",               # 7. register the DB, pool settings, health\n",
+                "",
+            );
+            let s = edit(
+                &s,
+                "name = \"${env.DB_NAME}\"",
+                &format!("name = \"{proxy}\""),
+            );
+            let s = edit(
+                &s,
+                "security_group_ids = [\"${steps.proxy-security-group.group_id}\"]",
+                &format!("security_group_ids = [\"{group}\"]"),
+            );
+            let s = edit(&s, "role_arn = \"${steps.proxy-role.arn}\"\n", "");
+            let s = edit(
+                &s,
+                &format!("name = \"{p}-connect\""),
+                &format!("name = \"{p}-reports-connect\""),
+            );
+            edit(
+                &s,
+                "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\nsecurity_group_id = \"${env.DB_APP_FUNCTION_SG_ID}\"",
+                "function_name = \"${env.REPORTS_FUNCTION_NAME}\"",
+            )
+        }
+    };
+    ws.write_runbook(uses("no-such-proxy"));
+    ws.run(&["plan"]).code(3).stderr_has(
+        "(named by `proxy.name`, used as it is since `proxy` is not in `steps`) does not exist",
+    );
+    ws.write_runbook(uses(&ws.env["DB_NAME"]));
+    ws.run(&["preflight"])
+        .ok()
+        .stdout_has("exists (used as it is, not managed here)");
+    ws.run(&["plan"]).ok().stdout_has("+ connect-policy");
+    ws.run(&["run", "--yes"]).ok();
+    assert_eq!(
+        function_variable(&emu, &reports, "DB_HOST").as_deref(),
+        Some(endpoint.as_str())
+    );
+    let snap = snapshot(&emu, &ws);
+    let proxy = &snap[&format!("db proxy {}", ws.env["DB_NAME"])];
+    assert_eq!(
+        proxy,
+        &by_hand[&format!("db proxy {}", ws.env["DB_NAME"])],
+        "untouched"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &by_hand,
+        &snapshot(&emu, &ws),
+        "rollback of what used the proxy",
+    );
+    assert_eq!(function_variable(&emu, &reports, "DB_HOST"), Some(db_host));
+}

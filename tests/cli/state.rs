@@ -69,7 +69,7 @@ fn a_name_edited_after_apply_is_caught_before_any_change() {
         .code(3)
         .stderr_has("these changes need a new resource")
         .stderr_has(&format!("proxy-role: role_name: {role} -> {renamed}"))
-        .stderr_has("rollback");
+        .stderr_has("--allow-replace");
     ws.run(&["resume", "--yes"]).code(3);
     assert_same(
         &before,
@@ -118,8 +118,8 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
         ("{ not json".to_string(), "is not readable JSON"),
         (state[..state.len() / 2].to_string(), "is not readable JSON"),
         (
-            state.replace("\"schema_version\": 2", "\"schema_version\": 9"),
-            "has schema version 9, newer than this tool's 2",
+            state.replace("\"schema_version\": 3", "\"schema_version\": 9"),
+            "has schema version 9, newer than this tool's 3",
         ),
         (
             state.replace(
