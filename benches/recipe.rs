@@ -10,7 +10,10 @@
 //!   (b) the tool's full run; (c) its no-op re-run; (d) two updates in
 //!   place after an edit of the runbook: the proxy's idle client timeout
 //!   (ModifyDBProxy, `modifying` for 10 s) and the pool's
-//!   max_connections_percent (ModifyDBProxyTargetGroup); (e) its rollback;
+//!   max_connections_percent (ModifyDBProxyTargetGroup); (e) a replacement
+//!   (`run --allow-replace` after the proxy is renamed: a new proxy made
+//!   beside the old, its target registered, the function moved, the old
+//!   one deleted); (f) its rollback;
 //!   and `--help` and `status` (median of 20), and the peak memory of a run.
 //! It counts the API calls of each and prints the tool's wall time as a
 //! ratio of the critical path: the waits that cannot overlap plus one
@@ -234,6 +237,19 @@ fn main() {
         format!("{s}\n[pool]\nmax_connections_percent = 60\n")
     });
     let pool = measure("tool: update pool", &faults, ws.cmd(&["run", "--yes"]));
+    ws.write_runbook(|s| {
+        let s = s.replace(
+            "require_tls = true\n",
+            "require_tls = true\nidle_client_timeout = 300\n",
+        );
+        let s = s.replace("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-v2\"");
+        format!("{s}\n[pool]\nmax_connections_percent = 60\n")
+    });
+    let replace = measure(
+        "tool: replace the proxy",
+        &faults,
+        ws.cmd(&["run", "--yes", "--allow-replace"]),
+    );
     let rollback = measure("tool: rollback", &faults, ws.cmd(&["rollback", "--yes"]));
 
     // The critical paths: the waits that cannot overlap, plus one latency
@@ -251,6 +267,12 @@ fn main() {
     let idle_path = latency * 3 + pace.modifying;
     let pool_path = latency * 3;
     let pool_budget = pool_path + Duration::from_millis(500);
+    // A replacement: one round of checks, CreateDBProxy -> (creating) -> a
+    // look -> RegisterDBProxyTargets -> (registering) -> a look ->
+    // UpdateFunctionConfiguration -> (updating) -> a look -> Invoke ->
+    // DeleteDBProxy (the old one) -> (deleting) -> a look.
+    let replace_path =
+        pace.creating + pace.registering + pace.lambda_updating + pace.deleting + latency * 11;
 
     println!();
     println!(
@@ -294,14 +316,17 @@ fn main() {
     row(&rerun, None);
     row(&idle, Some(idle_path));
     row(&pool, Some(pool_path));
+    row(&replace, Some(replace_path));
     row(&rollback, Some(rollback_path));
     println!(
-        "critical path: run {} s, rollback {} s, idle-timeout update {} s, pool update {} s; \
-         re-run budget {} s (one round + 0.5 s), pool update budget {} s (its path + 0.5 s)",
+        "critical path: run {} s, rollback {} s, idle-timeout update {} s, pool update {} s, \
+         replacement {} s; re-run budget {} s (one round + 0.5 s), pool update budget {} s (its \
+         path + 0.5 s)",
         secs(run_path),
         secs(rollback_path),
         secs(idle_path),
         secs(pool_path),
+        secs(replace_path),
         secs(rerun_budget),
         secs(pool_budget)
     );
@@ -311,7 +336,7 @@ fn main() {
         status_time.as_millis()
     );
 
-    let peak_mb = [&run, &rerun, &idle, &pool, &rollback]
+    let peak_mb = [&run, &rerun, &idle, &pool, &replace, &rollback]
         .iter()
         .filter_map(|m| m.peak_kb)
         .max()
@@ -337,6 +362,10 @@ fn main() {
         (
             "pool update within its critical path + 0.5 s",
             pool.wall <= pool_budget,
+        ),
+        (
+            "replacement within 1.2x its critical path",
+            replace.wall.as_secs_f64() <= 1.2 * replace_path.as_secs_f64(),
         ),
         ("--help under 50 ms", help_time < Duration::from_millis(50)),
         (
