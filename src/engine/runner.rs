@@ -291,7 +291,23 @@ impl Runner<'_> {
         inputs: &Value,
         found: &Found,
     ) -> Result<Answer> {
-        let (action, details) = pending(step, cx, inputs, found).await?;
+        let (mut action, mut details) = pending(step, cx, inputs, found).await?;
+        // A replacement is asked for by name, with what it replaces.
+        let old = self.store.read(|s| {
+            s.record(name)
+                .filter(|r| r.replaced_by(step.identity(), inputs))
+                .and_then(|r| r.inputs.clone())
+        });
+        if let Some(old) = old {
+            action = "replace";
+            details.insert(
+                0,
+                format!(
+                    "replaces {}: the old one is deleted once every function has moved",
+                    step.describe(&old)?
+                ),
+            );
+        }
         let mut what = format!("\n{name} (to {action}): {}", step.describe(inputs)?);
         for d in details {
             what.push_str(&format!("\n    {d}"));

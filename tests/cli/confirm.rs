@@ -7,22 +7,7 @@ use super::*;
 #[test]
 fn confirm_asks_before_each_step_and_skips_on_no() {
     let (_emu, ws) = setup("confirm");
-    let answering = |answers: &str| {
-        let mut c = std::process::Command::new(
-            std::path::Path::new(ROOT).join("localstack/.venv/bin/python"),
-        );
-        c.arg(std::path::Path::new(ROOT).join("tests/support/answer.py"))
-            .arg(answers)
-            .arg("--")
-            .arg(BIN)
-            .args(["run", "--confirm", "--state"])
-            .arg(&ws.state)
-            .arg(&ws.runbook)
-            .env_remove("AWS_PROFILE")
-            .envs(ws.emu_env.iter().cloned())
-            .envs(ws.env.iter());
-        Out::from(c.output().unwrap())
-    };
+    let answering = |answers: &str| answering_with(&ws, answers, &[]);
     // proxy-role and proxy-security-group yes, secret-access no, then go on.
     answering("y,y,n,c")
         .ok()
@@ -54,4 +39,34 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
         .ok()
         .stdout_has("secret-access (to create)")
         .stdout_has("Done: 3 step(s) applied, 6 already done; 1 verification(s) passed.");
+
+    // A replacement is asked for by name, with what it replaces.
+    ws.write_edited("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-v2\"");
+    answering_with(&ws, "n", &["--allow-replace"])
+        .ok()
+        .stdout_has("proxy (to replace): DB proxy ")
+        .stdout_has(&format!(
+            "replaces DB proxy {}-db (MYSQL, TLS required, IAM auth REQUIRED) in 2 subnets: \
+             the old one is deleted once every function has moved",
+            ws.prefix
+        ))
+        .stdout_has("- proxy skipped (answered no)");
+}
+
+/// `run --confirm ARGS` on a terminal, typing `answers`.
+fn answering_with(ws: &Workspace, answers: &str, args: &[&str]) -> Out {
+    let mut c =
+        std::process::Command::new(std::path::Path::new(ROOT).join("localstack/.venv/bin/python"));
+    c.arg(std::path::Path::new(ROOT).join("tests/support/answer.py"))
+        .arg(answers)
+        .arg("--")
+        .arg(BIN)
+        .args(["run", "--confirm", "--state"])
+        .arg(&ws.state)
+        .arg(&ws.runbook)
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .envs(ws.emu_env.iter().cloned())
+        .envs(ws.env.iter());
+    Out::from(c.output().unwrap())
 }
