@@ -145,25 +145,68 @@ impl StepRecord {
             && identity.iter().any(|f| old.get(*f) != inputs.get(*f))
     }
 
+    /// The record as far as it concerns the resource `inputs` name: this
+    /// one; none when they name another (a replacement: the new one starts
+    /// afresh); or, when they name one a replacement retired (the edit
+    /// undone before the old one was deleted), that one's, applied.
+    pub fn for_inputs(&self, identity: &[&str], inputs: &Value) -> Option<StepRecord> {
+        if !self.replaced_by(identity, inputs) {
+            return Some(self.clone());
+        }
+        let back = self
+            .retired
+            .iter()
+            .find(|r| same(identity, &r.inputs, inputs))?;
+        Some(StepRecord {
+            status: Status::Applied,
+            origin: Some(back.origin),
+            inputs: Some(back.inputs.clone()),
+            outputs: back.outputs.clone(),
+            before: back.before.clone(),
+            ..StepRecord::default()
+        })
+    }
+
     /// Before the step acts with `inputs` that name another resource: the
     /// one it made so far is kept as retired (to delete once the functions
-    /// moved), and the record starts afresh for the new one. True if so.
+    /// moved), and the record starts afresh for the new one, or takes back
+    /// the one a replacement retired when `inputs` name it again. True if
+    /// so.
     pub fn retire_if_replaced(&mut self, identity: &[&str], inputs: &Value) -> bool {
         if !self.replaced_by(identity, inputs) {
             return false;
         }
-        let (Some(old), Some(origin)) = (self.inputs.take(), self.origin.take()) else {
-            return false;
-        };
-        self.retired.push(Retired {
-            inputs: old,
-            outputs: std::mem::take(&mut self.outputs),
-            origin,
-            before: self.before.take(),
-        });
+        let back = self
+            .retired
+            .iter()
+            .position(|r| same(identity, &r.inputs, inputs))
+            .map(|at| self.retired.remove(at));
+        // Without an origin nothing here is ours (a step that failed before
+        // it started): there is nothing to keep.
+        if let Some(origin) = self.origin.take() {
+            self.retired.push(Retired {
+                inputs: self.inputs.take().expect("replaced_by saw inputs"),
+                outputs: std::mem::take(&mut self.outputs),
+                origin,
+                before: self.before.take(),
+            });
+        }
         self.checksum = None;
+        self.outputs.clear();
+        (self.inputs, self.before) = (None, None);
+        if let Some(back) = back {
+            self.inputs = Some(back.inputs);
+            self.outputs = back.outputs;
+            self.origin = Some(back.origin);
+            self.before = back.before;
+        }
         true
     }
+}
+
+/// Whether two input documents name the same resource (`identity`).
+fn same(identity: &[&str], a: &Value, b: &Value) -> bool {
+    identity.iter().all(|f| a.get(*f) == b.get(*f))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -141,14 +141,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
                 Outputs::new()
             }
         };
-        // What it is about to replace, for the step that points functions
-        // (their variables not on the proxy yet, and the runbook's
-        // `restore_value` for those already on it); for the others nothing,
-        // so that `rollback --include-adopted` undoes them as if made here.
-        let before = match step.sets_function_variables() {
-            true => step.before(&cx, &inputs, None).await?,
-            false => None,
-        };
+        let before = step.adopted(&cx, &inputs, &outputs).await?;
         let rec = working.steps.entry(name.to_string()).or_default();
         rec.status = Status::Applied;
         rec.outputs = outputs.clone();

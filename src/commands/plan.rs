@@ -12,13 +12,13 @@ use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
 use crate::engine::{
-    edited_since_applied, identity_edited, needs, pending, proxy_replaced, record_for, resolve,
+    alone, edited_since_applied, identity_edited, needs, pending, record_for, resolve,
 };
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
 use crate::preflight::preflight_verdict;
 use crate::state::{self, Origin, State, Status};
-use crate::steps::{self, Ctx, Found, Replacement};
+use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::StepBar;
 
 #[derive(Serialize)]
@@ -153,7 +153,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         let what = step.describe(&inputs)?;
         let bar = StepBar::silent(name);
         // A replacement's record is the old resource's (see `record_for`).
-        let recorded = record_for(&state, step, &inputs).cloned();
+        let recorded = record_for(&state, step, &inputs);
         let cx = Ctx::new(&aws, &rb.name, &bar, recorded.as_ref());
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
         let mut found = None;
@@ -172,10 +172,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             ("blocked", Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
-        let alone = match step.replacement() {
-            Replacement::WithProxy(why) if !proxy_replaced(&rb, &original) => Some(why),
-            _ => None,
-        };
+        let alone = alone(step, &identity, &rb, &original);
         let (action, details) = if !step.changes_account() {
             ("verify", Vec::new())
         } else if !identity.is_empty() && !allow_replace {

@@ -92,7 +92,7 @@ pub async fn rollback(
         save(&state, &path)?;
     }
     let rollback_hint = command_hint("rollback", &rb, opts);
-    let guard = Guard::read(&rb, &state, &undo, &aws).await?;
+    let guard = Guard::read(&rb, &state, &undo, include_adopted, &aws).await?;
     if let Some(guard) = &guard {
         // Before anything: a function that points at the proxy and that
         // this rollback does not point back stops it here.

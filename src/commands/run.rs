@@ -9,10 +9,12 @@ use serde_json::Value;
 
 use crate::aws::Aws;
 use crate::cli::Selection;
+use crate::engine::guard::{Guard, retired_proxies};
 use crate::engine::report::{copy_results, emit_report, first_error};
 use crate::engine::retire::{retire_pass, with_retired};
 use crate::engine::runner::{
-    Outcome, RunHow, Runner, made_elsewhere, needs_outputs, not_this_states, unmet, waits_unmet,
+    Outcome, RunHow, Runner, StepFailed, made_elsewhere, needs_outputs, not_this_states, unmet,
+    waits_unmet,
 };
 use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
@@ -144,6 +146,7 @@ pub async fn run(
         let (aws, rb_name) = (&aws, &rb.name);
         let recorded = record_for(&state, steps::get(name).expect("validated"), inputs);
         async move {
+            let recorded = recorded.as_ref();
             let bar = StepBar::silent(name);
             let cx = Ctx::new(aws, rb_name, &bar, recorded);
             let step = steps::get(name).expect("validated");
@@ -212,10 +215,12 @@ pub async fn run(
     let foreign: Vec<(&str, String, bool)> = selected
         .iter()
         .filter_map(|n| {
-            let origin = state.record(n).and_then(|r| r.origin);
-            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
             let step = steps::get(n).expect("validated");
-            let what = step.describe(&resolve(step, &rb, &state).0).ok()?;
+            let inputs = resolve(step, &rb, &state).0;
+            // A replacement's new resource has no origin yet (see record_for).
+            let origin = record_for(&state, step, &inputs).and_then(|r| r.origin);
+            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
+            let what = step.describe(&inputs).ok()?;
             Some((*n, what, unfinished))
         })
         .collect();
@@ -327,6 +332,29 @@ pub async fn run(
             command_hint("run", &rb, opts)
         ));
     }
+    // What replacements left: nothing of the old proxy's way (its policy
+    // statement, its rules) goes while a function still points at it.
+    let retiring = store.read(|s| with_retired(&rb, s));
+    let mut all_done = all_done;
+    if whole && all_done && !retiring.is_empty() {
+        let guard = Guard::of(store.read(retired_proxies), &aws).await?;
+        if let Some(guard) = guard {
+            let pointing = guard.pointing(&aws).await?;
+            if !pointing.is_empty() {
+                let hint = command_hint("run", &rb, opts) + " --allow-replace";
+                let why = "it is the old one, kept with its way to the DB until they move";
+                let e = guard.stranded(
+                    "the replaced proxy and its way in were kept",
+                    why,
+                    &pointing,
+                    &hint,
+                );
+                let now = std::time::Instant::now();
+                merge(&mut results, "proxy", Err(StepFailed(e).into()), now);
+                all_done = false;
+            }
+        }
+    }
     if whole && all_done && !deferred.is_empty() {
         runner
             .removals
@@ -334,26 +362,14 @@ pub async fn run(
         for name in selected.iter().filter(|n| deferred.contains(**n)) {
             let started = std::time::Instant::now();
             let second = runner.step(name).await;
-            if let Some((_, first)) = results.iter_mut().find(|(n, _)| n == name) {
-                // The step's result is its first pass's, changed by the
-                // second if that changed something or failed.
-                match (second, first) {
-                    (Err(e), first) => *first = Err(e),
-                    (Ok(Outcome::Changed), Ok((outcome, took))) => {
-                        *outcome = Outcome::Changed;
-                        *took += started.elapsed();
-                    }
-                    _ => {}
-                }
-            }
+            merge(&mut results, name, second, started);
             if results.iter().any(|(_, r)| r.is_err()) {
                 break;
             }
         }
     }
-    // Last, what replacements left: the old resources, now that every
-    // function uses the new ones (never while one points at an old proxy).
-    let retiring = store.read(|s| with_retired(&rb, s));
+    // Last, the old resources, now that every function uses the new ones
+    // (never while one points at an old proxy).
     let all_done = all_done && results.iter().all(|(_, r)| r.is_ok());
     if !whole && !retiring.is_empty() {
         progress.line(format!(
@@ -370,17 +386,15 @@ pub async fn run(
         );
         let names: Vec<&str> = retiring.iter().map(String::as_str).collect();
         let hint = command_hint("resume", &rb, opts) + " --allow-replace";
+        let started = std::time::Instant::now();
         for (name, second) in retire_pass(&names, &rb, &aws, &store, &progress, &hint).await? {
-            if let Some((_, first)) = results.iter_mut().find(|(n, _)| *n == name) {
-                match (second, first) {
-                    (Err(e), first) => *first = Err(e),
-                    (Ok(_), Ok((outcome, _))) => *outcome = Outcome::Changed,
-                    _ => {}
-                }
-            } else if let Err(e) = second {
-                // A step the runbook no longer lists: its failure is the run's.
-                results.push((steps::get(name).expect("known").name(), Err(e)));
-            }
+            let name = steps::get(name).expect("known").name();
+            merge(
+                &mut results,
+                name,
+                second.map(|_| Outcome::Changed),
+                started,
+            );
         }
     }
     // For --output json: the results as they were, before the error is built.
@@ -432,4 +446,27 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// A step's result after a later pass over it (the removals, or the
+/// deletion of what it replaced): its first pass's, changed by the later
+/// one if that changed something or failed. A step the runbook no longer
+/// lists gets the later result as its own.
+fn merge<'n>(
+    results: &mut Vec<(&'n str, Result<(Outcome, std::time::Duration)>)>,
+    name: &'n str,
+    later: Result<Outcome>,
+    started: std::time::Instant,
+) {
+    match results.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, first)) => match (later, first) {
+            (Err(e), first) => *first = Err(e),
+            (Ok(Outcome::Changed), Ok((outcome, took))) => {
+                *outcome = Outcome::Changed;
+                *took += started.elapsed();
+            }
+            _ => {}
+        },
+        None => results.push((name, later.map(|o| (o, started.elapsed())))),
+    }
 }

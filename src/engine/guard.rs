@@ -27,22 +27,24 @@ impl Guard {
         step.changes_account() && !step.sets_function_variables()
     }
 
-    /// The guard for undoing `undo`, if any of them is covered and one of
-    /// the runbook's proxies (the current one, or one a replacement left)
-    /// exists in the account.
+    /// The guard for undoing `undo` (what this state adopted too, with
+    /// `include_adopted`), if any of them is covered and one of the
+    /// runbook's proxies (the current one, or one a replacement left) exists
+    /// in the account.
     pub(crate) async fn read(
         rb: &Runbook,
         state: &State,
         undo: &[&str],
+        include_adopted: bool,
         aws: &Aws,
     ) -> Result<Option<Guard>> {
         let covered = undo.iter().any(|n| {
             let rec = state.record(n);
+            let undone = |r: &crate::state::StepRecord| {
+                r.inputs.is_some() && (include_adopted || r.origin != Some(Origin::Adopted))
+            };
             steps::get(n).is_some_and(Guard::covers)
-                && rec.is_some_and(|r| {
-                    (r.inputs.is_some() && r.origin != Some(Origin::Adopted))
-                        || !r.retired.is_empty()
-                })
+                && rec.is_some_and(|r| undone(r) || !r.retired.is_empty())
         });
         if !covered {
             return Ok(None);
@@ -60,6 +62,7 @@ impl Guard {
     /// end of a replacement: the [`retired_proxies`], which no function may
     /// still point at when they are deleted).
     pub(crate) async fn of(mut names: Vec<String>, aws: &Aws) -> Result<Option<Guard>> {
+        names.sort();
         names.dedup();
         let (mut proxies, mut endpoints) = (Vec::new(), Vec::new());
         for name in names {

@@ -225,30 +225,52 @@ pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<St
         .collect()
 }
 
-/// The record of `step` as far as it concerns the resource `inputs` name:
-/// none when they name another one (a replacement: the record is the old
-/// resource's, which the new one must not take for its own).
-pub(crate) fn record_for<'s>(
-    state: &'s State,
+/// The record of `step` as far as it concerns the resource `inputs` name
+/// (see `StepRecord::for_inputs`): none for a new one in a replacement (the
+/// record is the old resource's, which the new one must not take for its
+/// own), a retired one's when they name it again.
+pub(crate) fn record_for(
+    state: &State,
     step: &dyn Step,
     inputs: &Value,
-) -> Option<&'s crate::state::StepRecord> {
+) -> Option<crate::state::StepRecord> {
     state
-        .record(step.name())
-        .filter(|r| !r.replaced_by(step.identity(), inputs))
+        .record(step.name())?
+        .for_inputs(step.identity(), inputs)
 }
 
 /// Whether this run replaces the proxy: the runbook renamed it, or a
-/// replacement of it is under way (its old one not deleted yet).
+/// replacement of it is under way and the new one not made yet (a resume).
 pub(crate) fn proxy_replaced(rb: &Runbook, state: &State) -> bool {
     rb.step_names().any(|n| n == "proxy")
         && (!identity_edited("proxy", rb, state).is_empty()
-            || state.record("proxy").is_some_and(|r| !r.retired.is_empty()))
+            || state
+                .record("proxy")
+                .is_some_and(|r| !r.retired.is_empty() && r.status != Status::Applied))
 }
 
-/// The endpoints of the proxies this state made and still holds (the
-/// current one, and those a replacement retired): what a function's
-/// variable holds when we pointed it there.
+/// Why the identity edit `edits` (`field: old -> new`) of `step` cannot be
+/// made in this run, if so: the step can be replaced only with the proxy,
+/// and the proxy is not being replaced (an edit of only what follows the
+/// proxy, such as the target's proxy name, is its replacement itself).
+pub(crate) fn alone(
+    step: &dyn Step,
+    edits: &[String],
+    rb: &Runbook,
+    state: &State,
+) -> Option<&'static str> {
+    let steps::Replacement::WithProxy { why, follows } = step.replacement() else {
+        return None;
+    };
+    let follows_proxy = edits
+        .iter()
+        .all(|e| follows.iter().any(|f| e.starts_with(&format!("{f}: "))));
+    (!follows_proxy && !proxy_replaced(rb, state)).then_some(why)
+}
+
+/// The endpoints of the proxies this state holds, made or adopted (the
+/// current one, and those a replacement retired): a variable that holds
+/// one is on a proxy of ours.
 pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
     let Some(rec) = state.record("proxy") else {
         return Vec::new();
@@ -283,24 +305,21 @@ pub(crate) fn replacements(
     if !allow {
         return Err(replacement_refused(&edits, rb, opts));
     }
-    let with_proxy = proxy_replaced(rb, state);
-    let alone: Vec<String> = edits
+    let refused: Vec<String> = edits
         .iter()
-        .filter_map(|(name, what)| match steps::get(name)?.replacement() {
-            steps::Replacement::WithProxy(why) if !with_proxy => {
-                Some(format!("  {name}: {} (alone, {why})", what.join("; ")))
-            }
-            _ => None,
+        .filter_map(|(name, what)| {
+            let why = alone(steps::get(name)?, what, rb, state)?;
+            Some(format!("  {name}: {} (alone, {why})", what.join("; ")))
         })
         .collect();
-    if !alone.is_empty() {
+    if !refused.is_empty() {
         return Err(Failure::bad_input(format!(
             "these changes need a new resource, which can only be made safely together with a \
              new proxy:\n{}\nNothing was changed. Give the proxy a new name as well \
              (`proxy.name` at {}): the new proxy is then made with the new resources, made \
              healthy, the functions move to it, and only then is the old proxy deleted with \
              what it used. Or undo the edit.",
-            alone.join("\n"),
+            refused.join("\n"),
             rb.at(rb.proxy.name.pos)
         )));
     }

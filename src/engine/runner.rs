@@ -268,7 +268,7 @@ impl Runner<'_> {
                 Some(found) => Some(found),
                 None if missing.is_empty() && status == Status::Applied => {
                     let bar = StepBar::silent(dep);
-                    let recorded = self.store.read(|s| record_for(s, step, &inputs).cloned());
+                    let recorded = self.store.read(|s| record_for(s, step, &inputs));
                     let cx = Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref());
                     Some(step.check(&cx, &inputs).await?)
                 }
@@ -330,7 +330,7 @@ impl Runner<'_> {
         let bar = self.progress.step(name);
         // A replacement's record is the old resource's: the new one starts
         // with none (and the old one is retired when the step starts).
-        let recorded = self.store.read(|s| record_for(s, step, &inputs).cloned());
+        let recorded = self.store.read(|s| record_for(s, step, &inputs));
         let endpoints = self.store.read(our_endpoints);
         let cx = Ctx {
             removals: self.removals.load(std::sync::atomic::Ordering::Relaxed),
@@ -387,15 +387,26 @@ impl Runner<'_> {
                             r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
                         })
                     });
+                // Named again after a replacement began (the edit undone):
+                // the retired one is current again, the new one retired.
+                let back = self.store.read(|s| {
+                    s.record(name)
+                        .is_some_and(|r| r.replaced_by(step.identity(), &inputs))
+                });
                 if !unchanged {
-                    self.store.advance(name, Event::Applied, |rec| {
-                        rec.outputs = outputs;
-                        rec.inputs = Some(inputs);
-                        rec.checksum = Some(checksum);
-                        rec.error = None;
-                    })?;
+                    let to = inputs.clone();
+                    self.store
+                        .advance_to(name, Event::Applied, step.identity(), &to, |rec| {
+                            rec.outputs = outputs;
+                            rec.inputs = Some(inputs);
+                            rec.checksum = Some(checksum);
+                            rec.error = None;
+                        })?;
                 }
-                let note = if was == Status::Applied {
+                let note = if back {
+                    "back to the one a replacement left (the newer one is deleted once every \
+                     function has moved)"
+                } else if was == Status::Applied {
                     "already done, no change"
                 } else {
                     "found done in the account, recorded, no change"
@@ -460,7 +471,12 @@ impl Runner<'_> {
                     s.record(name)
                         .is_some_and(|r| r.replaced_by(step.identity(), &inputs))
                 });
-                if replacing {
+                if replacing && recorded.is_some() {
+                    self.progress.line(format!(
+                        "  {name}: back to the one a replacement left; the newer one is deleted \
+                         once every function has moved"
+                    ));
+                } else if replacing {
                     self.progress.line(format!(
                         "  {name}: replacing: a new one beside the old, which is deleted once \
                          every function has moved"
@@ -527,16 +543,11 @@ impl Runner<'_> {
                 bar.finish("✓", format!("{verb}: {what}"));
                 Ok(Outcome::Changed)
             }
+            // Seen only now (the first round found otherwise): refused as the
+            // first round refuses it.
             Found::Replace(why) => {
                 bar.finish("✗", "needs replacing");
-                Err(Failure::bad_input(format!(
-                    "{} differs from the runbook in what AWS cannot change in place: {}. Only \
-                     a new one would match, and this tool does not replace resources yet: \
-                     undo the edit, or roll back from step `{name}` (which also undoes the \
-                     steps after it) and run again. Nothing was changed by this step",
-                    step.describe(&inputs)?,
-                    why.join("; ")
-                )))
+                Err(super::needs_new_name(&[(name.to_string(), why)], self.rb))
             }
             Found::Foreign(why) => {
                 bar.finish("✗", "blocked");

@@ -46,8 +46,13 @@ pub enum Replacement {
     Beside,
     /// Only when the proxy is replaced in the same run (the new proxy uses
     /// the new resource from its start, the old proxy keeps the old one
-    /// until it is deleted); alone it would interrupt the functions: why.
-    WithProxy(&'static str),
+    /// until it is deleted); alone it would interrupt the functions: `why`.
+    /// An edit of only the fields in `follows` (which carry the proxy's own
+    /// outputs, such as its name) is the proxy's replacement itself.
+    WithProxy {
+        why: &'static str,
+        follows: &'static [&'static str],
+    },
 }
 
 /// What a rollback did.
@@ -289,6 +294,19 @@ pub trait StepImpl: Send + Sync + 'static {
     ) -> Result<Option<Value>> {
         Ok(recorded)
     }
+    /// What `adopt` records as `before` for what it takes over (with
+    /// `outputs`, as the check found them), so that `rollback
+    /// --include-adopted` undoes what was there then and no more: the
+    /// functions' variables not on the proxy yet, the role's policies, the
+    /// rules found. None: the resource alone.
+    async fn adopted(
+        &self,
+        _cx: &Ctx,
+        _inputs: &Self::Inputs,
+        _outputs: &Outputs,
+    ) -> Result<Option<Value>> {
+        Ok(None)
+    }
     /// What of `before` to keep once an apply with `inputs` succeeded (an
     /// update may have put back what the runbook no longer lists).
     fn settled_before(&self, _inputs: &Self::Inputs, before: Option<Value>) -> Option<Value> {
@@ -330,6 +348,7 @@ pub trait Step: Send + Sync {
         inputs: &Value,
         recorded: Option<Value>,
     ) -> Result<Option<Value>>;
+    async fn adopted(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Option<Value>>;
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone>;
 }
@@ -405,6 +424,9 @@ impl<T: StepImpl> Step for T {
         recorded: Option<Value>,
     ) -> Result<Option<Value>> {
         StepImpl::before(self, cx, &typed(T::NAME, inputs)?, recorded).await
+    }
+    async fn adopted(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Option<Value>> {
+        StepImpl::adopted(self, cx, &typed(T::NAME, inputs)?, outputs).await
     }
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs> {
         StepImpl::apply(self, cx, &typed(T::NAME, inputs)?).await

@@ -67,8 +67,11 @@ impl StepImpl for DbIngress {
         .await
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        let group = &i.db_security_group_id;
-        ingress::rollback(cx, Self::NAME, group, i.port, &i.proxy_security_group_ids).await
+    async fn adopted(&self, _: &Ctx, _: &Inputs, outputs: &Outputs) -> Result<Option<Value>> {
+        Ok(ingress::adopted(outputs))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
+        ingress::rollback(cx, Self::NAME, &i.db_security_group_id, i.port, before).await
     }
 }

@@ -250,24 +250,42 @@ pub async fn apply(
     Ok(outputs(&rules, port, sources))
 }
 
+/// What `adopt` records of the rules it takes over: their ids.
+pub fn adopted(outputs: &Outputs) -> Option<serde_json::Value> {
+    let ids: Vec<&str> = outputs
+        .get("rule_ids")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(serde_json::json!({ "rule_ids": ids }))
+}
+
 /// Revokes the rules of ours on `port`, and those `step` added on any port
 /// (a port changed since); leaves every other rule. With what this state
-/// adopted undone too (`cx.adopted`), also the rules that admit `adopted`
-/// (the sources the step admitted when it was taken over) on the port.
+/// adopted undone too (`cx.adopted`), also the rules it found when it took
+/// them over (their ids in `before`, see [`adopted`]).
 pub async fn rollback(
     cx: &Ctx<'_>,
     step: &str,
     group_id: &str,
     port: u16,
-    adopted: &[String],
+    before: Option<&serde_json::Value>,
 ) -> Result<Undone> {
+    let adopted: Vec<&str> = before
+        .and_then(|b| b.get("rule_ids")?.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
     let rules = rules_of(cx, group_id).await?;
     let ours: Vec<&SecurityGroupRule> = rules
         .iter()
         .filter(|r| {
             let on_port =
                 r.from_port() == Some(i32::from(port)) && r.to_port() == Some(i32::from(port));
-            let taken_over = cx.adopted && adopted.iter().any(|s| admits(r, port, s));
+            let taken_over = cx.adopted
+                && r.security_group_rule_id()
+                    .is_some_and(|id| adopted.contains(&id));
             (ours(cx, r) && on_port) || added_by(cx, r, step) || taken_over
         })
         .collect();

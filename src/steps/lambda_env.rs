@@ -513,6 +513,12 @@ impl StepImpl for LambdaEnv {
         Ok(Some(Value::Object(before)))
     }
 
+    /// The variables not on the proxy yet (a `run` moves them); those on it
+    /// have no known old value (the runbook's `restore_value` says it).
+    async fn adopted(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Option<Value>> {
+        StepImpl::before(self, cx, i, None).await
+    }
+
     /// Once applied, a function the runbook no longer lists was put back:
     /// its old value is no longer needed.
     fn settled_before(&self, i: &Inputs, before: Option<Value>) -> Option<Value> {

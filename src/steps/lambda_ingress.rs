@@ -61,10 +61,11 @@ impl StepImpl for LambdaIngress {
     type Inputs = Inputs;
     const NAME: &'static str = "lambda-ingress";
     const IDENTITY: &'static [&'static str] = &["proxy_security_group_id"];
-    const REPLACEMENT: Replacement = Replacement::WithProxy(
-        "the proxy would move to the new group in place, maybe before the group admits the \
+    const REPLACEMENT: Replacement = Replacement::WithProxy {
+        why: "the proxy would move to the new group in place, maybe before the group admits the \
          functions",
-    );
+        follows: &[],
+    };
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
 
@@ -113,13 +114,11 @@ impl StepImpl for LambdaIngress {
         .await
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
-        // The functions' groups, read only when what was adopted goes too.
-        let adopted = match cx.adopted {
-            true => sources(cx, i).await?,
-            false => Vec::new(),
-        };
-        let group = &i.proxy_security_group_id;
-        ingress::rollback(cx, Self::NAME, group, i.port, &adopted).await
+    async fn adopted(&self, _: &Ctx, _: &Inputs, outputs: &Outputs) -> Result<Option<Value>> {
+        Ok(ingress::adopted(outputs))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
+        ingress::rollback(cx, Self::NAME, &i.proxy_security_group_id, i.port, before).await
     }
 }

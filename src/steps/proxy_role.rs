@@ -151,10 +151,11 @@ impl StepImpl for ProxyRole {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-role";
     const IDENTITY: &'static [&'static str] = &["role_name"];
-    const REPLACEMENT: Replacement = Replacement::WithProxy(
-        "the proxy would switch to the new role in place, maybe before the new role may read \
+    const REPLACEMENT: Replacement = Replacement::WithProxy {
+        why: "the proxy would switch to the new role in place, maybe before the new role may read \
          the secret (its target would fail to log in)",
-    );
+        follows: &[],
+    };
     const OUTPUTS: &'static [&'static str] = &["arn", "name"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
@@ -235,7 +236,16 @@ impl StepImpl for ProxyRole {
         }
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
+    /// The policies on the role when it is taken over: `rollback
+    /// --include-adopted` removes those (and no other) before it deletes it.
+    async fn adopted(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Option<Value>> {
+        let (attached, inline) = policies(cx, &i.role_name).await?;
+        Ok(Some(
+            serde_json::json!({"attached": attached, "inline": inline}),
+        ))
+    }
+
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
         let name = &i.role_name;
         let Some(role) = find_role(cx, name).await? else {
             return Ok(Undone::AlreadyGone(format!(
@@ -249,9 +259,9 @@ impl StepImpl for ProxyRole {
         }
         if cx.adopted {
             // Adopted, and undone on request (`--include-adopted`): it goes
-            // with what was attached to it when it was taken over (the
-            // book's SecretsManagerReadWrite), as the console deletes a role.
-            strip(cx, name).await?;
+            // with what was on it when it was taken over (the book's
+            // SecretsManagerReadWrite); anything added since blocks it.
+            strip(cx, name, before).await?;
         }
         cx.bar.set(format!("deleting IAM role {name}"));
         match cx.aws.iam.delete_role().role_name(name).send().await {
@@ -270,9 +280,9 @@ impl StepImpl for ProxyRole {
     }
 }
 
-/// Detaches every managed policy of role `name` and deletes its inline
-/// ones, so that the role itself can be deleted.
-async fn strip(cx: &Ctx<'_>, name: &str) -> Result<()> {
+/// The managed policies attached to role `name` (their ARNs) and its
+/// inline policies (their names).
+async fn policies(cx: &Ctx<'_>, name: &str) -> Result<(Vec<String>, Vec<String>)> {
     let iam = &cx.aws.iam;
     let fail = |what: &str, e: String| anyhow::anyhow!("cannot {what} of IAM role {name}: {e}");
     let attached = iam
@@ -281,30 +291,57 @@ async fn strip(cx: &Ctx<'_>, name: &str) -> Result<()> {
         .send()
         .await;
     let attached = attached.map_err(|e| fail("list the policies", describe_error(&e)))?;
-    for arn in attached
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn())
-    {
-        cx.bar.set(format!("detaching {arn} from IAM role {name}"));
-        let sent = iam
-            .detach_role_policy()
-            .role_name(name)
-            .policy_arn(arn)
-            .send()
-            .await;
-        sent.map_err(|e| fail("detach a policy", describe_error(&e)))?;
-    }
     let inline = iam.list_role_policies().role_name(name).send().await;
     let inline = inline.map_err(|e| fail("list the inline policies", describe_error(&e)))?;
-    for policy in inline.policy_names() {
-        let sent = iam
+    Ok((
+        attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(String::from))
+            .collect(),
+        inline.policy_names().to_vec(),
+    ))
+}
+
+/// Detaches from role `name` the managed policies and deletes the inline
+/// ones that `before` lists (what was on it when it was adopted).
+async fn strip(cx: &Ctx<'_>, name: &str, before: Option<&Value>) -> Result<()> {
+    let iam = &cx.aws.iam;
+    let listed = |key: &str| -> Vec<String> {
+        before
+            .and_then(|b| b.get(key)?.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let fail = |what: &str, e: String| anyhow::anyhow!("cannot {what} of IAM role {name}: {e}");
+    for arn in listed("attached") {
+        cx.bar.set(format!("detaching {arn} from IAM role {name}"));
+        match iam
+            .detach_role_policy()
+            .role_name(name)
+            .policy_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_no_such_entity(error_code(&e)) => {}
+            Err(e) => return Err(fail("detach a policy", describe_error(&e))),
+        }
+    }
+    for policy in listed("inline") {
+        match iam
             .delete_role_policy()
             .role_name(name)
-            .policy_name(policy)
+            .policy_name(&policy)
             .send()
-            .await;
-        sent.map_err(|e| fail("delete an inline policy", describe_error(&e)))?;
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_no_such_entity(error_code(&e)) => {}
+            Err(e) => return Err(fail("delete an inline policy", describe_error(&e))),
+        }
     }
     Ok(())
 }

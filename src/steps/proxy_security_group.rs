@@ -189,10 +189,11 @@ impl StepImpl for ProxySecurityGroup {
     const NAME: &'static str = "proxy-security-group";
     /// A group's description cannot be changed.
     const IDENTITY: &'static [&'static str] = &["group_name", "vpc_id", "description"];
-    const REPLACEMENT: Replacement = Replacement::WithProxy(
-        "the proxy would move to the new group in place, maybe before the group admits the \
+    const REPLACEMENT: Replacement = Replacement::WithProxy {
+        why: "the proxy would move to the new group in place, maybe before the group admits the \
          functions and the DB admits it",
-    );
+        follows: &[],
+    };
     const OUTPUTS: &'static [&'static str] = &["group_id"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {

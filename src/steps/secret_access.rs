@@ -120,9 +120,10 @@ impl StepImpl for SecretAccess {
     type Inputs = Inputs;
     const NAME: &'static str = "secret-access";
     const IDENTITY: &'static [&'static str] = &["role_arn", "mode"];
-    const REPLACEMENT: Replacement = Replacement::WithProxy(
-        "the proxy's role would lose its old grant while the proxy may still log in with it",
-    );
+    const REPLACEMENT: Replacement = Replacement::WithProxy {
+        why: "the proxy's role would lose its old grant while the proxy may still log in with it",
+        follows: &[],
+    };
     const OUTPUTS: &'static [&'static str] = &["policy"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {

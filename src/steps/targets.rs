@@ -184,10 +184,11 @@ impl StepImpl for Targets {
     type Inputs = Inputs;
     const NAME: &'static str = "targets";
     const IDENTITY: &'static [&'static str] = &["proxy_name", "instance_id", "cluster_id"];
-    const REPLACEMENT: Replacement = Replacement::WithProxy(
-        "a proxy's target group holds one DB, so registering another one means deregistering \
+    const REPLACEMENT: Replacement = Replacement::WithProxy {
+        why: "a proxy's target group holds one DB, so registering another one means deregistering \
          the first (an outage); with a new proxy the new DB is served before the functions move",
-    );
+        follows: &["proxy_name"],
+    };
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (

@@ -134,9 +134,26 @@ fn a_setup_made_by_hand_is_adopted_managed_and_undone_only_on_request() {
     // Adopted again and undone with it: the account is as before the
     // colleague's work (their rules revoked though untagged).
     set_function_variable(&emu, &function, "DB_HOST", Some(&endpoint));
+    // Without a value to put back, deleting the adopted proxy would strand
+    // the function: refused before any change.
+    ws.write_runbook(|s| edit(&s, BOOK_GROUP.0, BOOK_GROUP.1));
     ws.run(&["adopt", "--yes"])
         .ok()
         .stdout_has("Adopted 8 step(s)");
+    let adopted = snapshot(&emu, &ws);
+    ws.run(&["rollback", "--yes", "--include-adopted"])
+        .code(5)
+        .stderr_has("still point(s) at proxy");
+    assert_same(&adopted, &snapshot(&emu, &ws), "refused");
+    ws.write_runbook(|s| {
+        let s = edit(&s, BOOK_GROUP.0, BOOK_GROUP.1);
+        edit(
+            &s,
+            "env_var = \"DB_HOST\"\n",
+            &format!("env_var = \"DB_HOST\"\nrestore_value = \"{db_host}\"\n"),
+        )
+    });
+    ws.run(&["run", "--yes"]).ok();
     ws.run(&["rollback", "--yes", "--include-adopted"]).ok();
     assert_same(
         &untouched,

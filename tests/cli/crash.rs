@@ -357,7 +357,7 @@ fn an_update_killed_anywhere_resumes_with_the_same_proxy_and_no_stranded_functio
 
 /// A replacement (`--allow-replace`: the proxy renamed) killed at each
 /// boundary: the new proxy's create and wait, its target, the functions'
-/// move, the policy's narrowing, and the deletion of the old ones. `resume
+/// move, the invoke check, and the deletion of the old ones. `resume
 /// --allow-replace` finishes it with exactly one proxy (the runbook's), no
 /// function ever on anything but the DB or a live proxy that admits it and
 /// that its policy allows, and nothing of the old one left; a rollback of a
@@ -461,4 +461,45 @@ fn a_replacement_killed_anywhere_resumes_with_one_proxy_and_no_stranded_function
         );
         ws.run(&["run", "--yes"]).ok();
     }
+}
+
+/// A replacement stopped half way (the new proxy made, the function not
+/// moved yet) and the edit undone: `resume` goes back to the old proxy,
+/// which the state kept, and deletes the new one; nothing of either is
+/// lost or left.
+#[test]
+fn a_replacement_undone_half_way_goes_back_to_the_old_proxy() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("cback");
+    let p = ws.prefix.clone();
+    let app = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let (endpoint, id) = (ws.output("proxy", "endpoint"), ws.output("proxy", "id"));
+    ws.write_edited("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-v2\"");
+    kill_at(
+        &ws,
+        &["run", "--yes", "--allow-replace"],
+        "lambda-env",
+        "before-apply",
+    );
+    let proxies = |snap: &Snapshot| snap.keys().filter(|k| k.starts_with("db proxy ")).count();
+    assert_eq!(proxies(&snapshot(&emu, &ws)), 2, "the new one was made");
+    ws.write_runbook(|s| s);
+    ws.run(&["resume", "--yes", "--allow-replace"])
+        .ok()
+        .stdout_has("back to the one a replacement left")
+        .stdout_has("deleting what was replaced");
+    let snap = snapshot(&emu, &ws);
+    assert_eq!(proxies(&snap), 1, "{snap:#?}");
+    assert!(snap.contains_key(&format!("db proxy {p}-db")), "{snap:#?}");
+    assert_eq!(ws.output("proxy", "id"), id, "the old one, kept");
+    assert_eq!(function_variable(&emu, &app, "DB_HOST"), Some(endpoint));
+    let state = ws.state_json();
+    for (step, rec) in state["steps"].as_object().unwrap() {
+        assert!(rec.get("retired").is_none(), "{step} kept {rec}");
+    }
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after going back");
 }

@@ -211,3 +211,48 @@ fn new_subnets_need_a_new_name_and_what_follows_the_proxy_needs_a_new_proxy() {
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "rollback after it");
 }
+
+/// A function outside the runbook that someone pointed at the old proxy by
+/// hand: the replacement makes the new proxy and moves the runbook's
+/// functions, but keeps the old proxy and its way in (its policy statement)
+/// and says so; once that function moves, the next run deletes the old one.
+#[test]
+fn a_function_left_on_the_old_proxy_keeps_it_and_its_way_in() {
+    let (emu, ws, before, db_host) = applied("replace_kept", &["reports"]);
+    let p = ws.prefix.clone();
+    let reports = ws.env["REPORTS_FUNCTION_NAME"].clone();
+    let old_endpoint = ws.output("proxy", "endpoint");
+    let old_id = ws.output("proxy", "id");
+    set_function_variable(&emu, &reports, "DB_HOST", Some(&old_endpoint));
+    ws.write_edited(NAME, RENAMED);
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .code(1)
+        .stderr_has(&format!(
+            "DB_HOST of Lambda function {reports} still point(s) at proxy `{p}-db`"
+        ))
+        .stderr_has("the replaced proxy and its way in were kept");
+    let snap = snapshot(&emu, &ws);
+    assert_eq!(proxies(&snap).len(), 2, "both proxies: {snap:#?}");
+    let policy = &snap[&format!("iam policy {p}-connect")];
+    let default = policy.split("default=true").nth(1).unwrap_or_default();
+    assert!(
+        default.contains(&old_id),
+        "the old proxy is still allowed: {policy}"
+    );
+    assert_eq!(
+        function_variable(&emu, &ws.env["DB_APP_FUNCTION_NAME"], "DB_HOST"),
+        Some(ws.output("proxy", "endpoint")),
+        "the runbook's function moved"
+    );
+    // Moved by its owner: the next run finishes the replacement.
+    set_function_variable(&emu, &reports, "DB_HOST", Some(&db_host));
+    ws.run(&["run", "--yes", "--allow-replace"])
+        .ok()
+        .stdout_has("✓ proxy replaced, the old one deleted");
+    assert_eq!(
+        proxies(&snapshot(&emu, &ws)),
+        [&format!("db proxy {p}-db-v2")]
+    );
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after it");
+}
