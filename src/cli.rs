@@ -178,6 +178,19 @@ pub enum Command {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },
+    /// Remove the lock a killed process left on the runbook's state in S3:
+    /// only the lock with this id (the one the error named), never one taken
+    /// since by another process. Check that its holder is gone first.
+    Unlock {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// The lock's id, as the "locked" error gave it.
+        #[arg(long, value_name = "LOCK_ID")]
+        force: String,
+    },
+    /// Move the state between a local file and S3.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a shell completion script: `source <(rds-proxy-runbook
     /// completions bash)`, or save it where your shell loads completions.
     Completions {
@@ -187,10 +200,15 @@ pub enum Command {
     /// Print the man page (roff), generated from this command tree:
     /// `rds-proxy-runbook man > rds-proxy-runbook.1; man ./rds-proxy-runbook.1`.
     Man,
-    /// Each step's state, outputs, when, and the last error. No AWS call.
+    /// Each step's state, outputs, when, and the last error. No call to the
+    /// account (a state in S3 is read from S3).
     Status {
         /// The runbook file (TOML).
         runbook: PathBuf,
+        /// The state's earlier versions in S3 (a versioned bucket): when, who,
+        /// from which host, with which command.
+        #[arg(long)]
+        history: bool,
         /// `json`: one JSON document on stdout (see the README); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
@@ -217,6 +235,33 @@ pub enum Command {
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+    },
+}
+
+/// `state push` and `state pull`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Move the runbook's local state (the default file, or --state PATH) to
+    /// an S3 object, so a team shares it: the lock held on both sides, the
+    /// object created only if there is none; the local file is kept as
+    /// `<file>.pushed`. Then point the runbook's `[state]` (or --state) at it.
+    Push {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// s3://BUCKET/KEY
+        #[arg(long, value_name = "S3_URL")]
+        to: String,
+    },
+    /// Move the runbook's state back from an S3 object to its local file
+    /// (the default, or --state PATH): the lock held on both sides, the file
+    /// written only if there is none; the object is deleted if unchanged
+    /// (a versioned bucket keeps its history).
+    Pull {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// s3://BUCKET/KEY
+        #[arg(long, value_name = "S3_URL")]
+        from: String,
     },
 }
 

@@ -20,7 +20,7 @@ mod validate;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{adopt, doctor, init, plan, rollback, run, status};
+use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer};
 use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
 use crate::open::Options;
@@ -108,7 +108,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // No AWS call and no runtime needed: keeps these fast.
     match &cli.command {
-        Command::Status { runbook, .. } => return status::status(runbook, &opts),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let name = cmd.get_name().to_string();
@@ -186,7 +185,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 include_adopted,
                 ..
             } => rollback::rollback(runbook, to.as_deref(), *yes, *include_adopted, &opts).await,
-            Command::Status { .. } | Command::Completions { .. } | Command::Man => {
+            Command::Status {
+                runbook, history, ..
+            } => status::status(runbook, *history, &opts).await,
+            Command::Unlock { runbook, force } => transfer::unlock(runbook, force, &opts).await,
+            Command::State(cli::StateCommand::Push { runbook, to }) => {
+                transfer::push(runbook, to, &opts).await
+            }
+            Command::State(cli::StateCommand::Pull { runbook, from }) => {
+                transfer::pull(runbook, from, &opts).await
+            }
+            Command::Completions { .. } | Command::Man => {
                 unreachable!("handled above")
             }
         }

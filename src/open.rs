@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::aws::{Aws, AwsOptions};
 use crate::error::Failure;
 use crate::runbook::{Runbook, RunbookError};
-use crate::state::{self, State};
+use crate::state::{Backend, Place, S3Place, State, s3::S3State};
 use crate::steps;
 
 pub struct Options {
@@ -35,15 +35,66 @@ pub fn load_runbook(path: &Path, mode: EnvMode) -> Result<Runbook, RunbookError>
     Runbook::load(path, &env, mode == EnvMode::Lenient, &steps::Catalogue)
 }
 
-/// The state file: --state, or `.rds-proxy-runbook/<name>.state.json`
-/// beside the runbook.
-pub fn state_path(rb: &Runbook, opts: &Options) -> PathBuf {
-    opts.state.clone().unwrap_or_else(|| {
-        rb.path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".rds-proxy-runbook")
-            .join(format!("{}.state.json", rb.name))
+/// The state file beside the runbook: `.rds-proxy-runbook/<name>.state.json`.
+pub fn default_state_path(rb: &Runbook) -> PathBuf {
+    rb.path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".rds-proxy-runbook")
+        .join(format!("{}.state.json", rb.name))
+}
+
+/// Where the runbook's state lives: --state (a path, or s3://BUCKET/KEY),
+/// else the runbook's `[state]`, else the file beside the runbook.
+pub fn state_place(rb: &Runbook, opts: &Options) -> Result<Place> {
+    if let Some(given) = &opts.state {
+        let text = given.to_string_lossy();
+        return match S3Place::parse(&text) {
+            Some(Ok(p)) => Ok(Place::S3(p)),
+            Some(Err(why)) => Err(Failure::usage(format!("--state: {why}"))),
+            None => Ok(Place::File(given.clone())),
+        };
+    }
+    let Some(t) = &rb.state else {
+        return Ok(Place::File(default_state_path(rb)));
+    };
+    let none = |_: &str, _: &str| None;
+    let fill = |t: &crate::runbook::Text| {
+        t.fill(&none).map_err(|_| {
+            Failure::bad_input(format!(
+                "{}: `{}` cannot name a step's output",
+                rb.at(t.pos),
+                t.key
+            ))
+        })
+    };
+    if t.bucket.unset_env {
+        return Err(Failure::bad_input(format!(
+            "{}: `state.bucket` comes from an environment variable that is not set: export              it, or give --state",
+            rb.at(t.bucket.pos)
+        )));
+    }
+    Ok(Place::S3(S3Place {
+        bucket: fill(&t.bucket)?,
+        key: match &t.key {
+            Some(k) => fill(k)?,
+            None => format!("rds-proxy-runbook/{}.state.json", rb.name),
+        },
+        region: t.region.clone(),
+        kms_key: t.kms_key.as_ref().map(fill).transpose()?,
+    }))
+}
+
+/// The runbook's state storage, opened for `command` (named in the lock and
+/// in each S3 write).
+pub async fn open_state(rb: &Runbook, opts: &Options, command: &str) -> Result<Backend> {
+    Ok(match state_place(rb, opts)? {
+        Place::File(p) => Backend::File(p),
+        Place::S3(p) => {
+            let client =
+                crate::aws::s3_client(&opts.aws, rb.region.as_deref(), p.region.as_deref()).await?;
+            Backend::S3(Box::new(S3State::new(p, client, command)))
+        }
     })
 }
 
@@ -56,21 +107,14 @@ pub(crate) fn command_hint(verb: &str, rb: &Runbook, opts: &Options) -> String {
     s
 }
 
-pub(crate) fn state_error(e: state::StateError) -> anyhow::Error {
-    match e {
-        state::StateError::Locked { .. } => Failure::locked(e.to_string()),
-        _ => Failure::bad_input(e.to_string()),
-    }
-}
-
-pub(crate) fn save(state: &State, path: &Path) -> Result<()> {
-    state.save(path).map_err(state_error)
-}
-
 /// Refuses to act in another account or region than the state's steps did
 /// (a rollback there would find nothing and call it undone); records them
 /// on first use. Returns whether the state changed.
-pub(crate) async fn check_place(state: &mut State, aws: &Aws, path: &Path) -> Result<bool> {
+pub(crate) async fn check_place(
+    state: &mut State,
+    aws: &Aws,
+    path: &dyn std::fmt::Display,
+) -> Result<bool> {
     let account = aws.account_id().await?.to_string();
     record_place(state, &account, &aws.region, path)
 }
@@ -79,7 +123,7 @@ pub(crate) fn record_place(
     state: &mut State,
     account: &str,
     region: &str,
-    path: &Path,
+    path: &dyn std::fmt::Display,
 ) -> Result<bool> {
     if let (Some(a), Some(r)) = (&state.account, &state.region) {
         if a != account || r != region {
@@ -87,7 +131,7 @@ pub(crate) fn record_place(
                 "the state {} records steps in account {a}, region {r}, but this command \
                      would act in account {account}, region {region}: pass --region {r} or the \
                      profile of account {a}, or another --state for a new setup",
-                path.display(),
+                path,
             )));
         }
         return Ok(false);

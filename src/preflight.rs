@@ -33,6 +33,9 @@ impl std::fmt::Display for Problem {
 pub struct Report {
     pub checked: Vec<String>,
     pub problems: Vec<Problem>,
+    /// What is advised but not needed (a state bucket without versioning).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The DB instance's class, for the connection budget (read once).
     #[serde(skip)]
     pub instance_class: Option<String>,
@@ -98,8 +101,14 @@ fn literal(t: &Text) -> Option<String> {
 /// Runs every check, all at once; never fails on a problem, only on a
 /// tool error. The report lists them in a fixed order.
 /// `state`: what this runbook's state holds (a proxy it adopted is its own
-/// although untagged).
-pub async fn run(rb: &Runbook, aws: &Aws, state: &crate::state::State) -> Result<Report> {
+/// although untagged); `backend`: where it is kept (a bucket without
+/// versioning or encryption is warned about).
+pub async fn run(
+    rb: &Runbook,
+    aws: &Aws,
+    state: &crate::state::State,
+    backend: &crate::state::Backend,
+) -> Result<Report> {
     let adopted = state
         .record("proxy")
         .filter(|r| r.origin == Some(crate::state::Origin::Adopted))
@@ -107,13 +116,20 @@ pub async fn run(rb: &Runbook, aws: &Aws, state: &crate::state::State) -> Result
     let vpc = rb.network.vpc_id.literal().unwrap_or_default();
     let mut parts: [Report; 6] = Default::default();
     let [db, secret, subnets, groups, lambdas, room] = &mut parts;
-    let (db_vpc, (), (), (), (), ()) = tokio::try_join!(
+    let advice = async {
+        match backend {
+            crate::state::Backend::S3(s3) => Ok(s3.advice().await),
+            crate::state::Backend::File(_) => Ok(Vec::new()),
+        }
+    };
+    let (db_vpc, (), (), (), (), (), warnings) = tokio::try_join!(
         check_database(rb, aws, db),
         check_secret(rb, aws, secret),
         check_subnets(rb, aws, &vpc, subnets),
         check_groups(rb, aws, &vpc, groups),
         check_lambdas(rb, aws, &vpc, lambdas),
         check_proxy_room(rb, aws, adopted.as_deref(), room),
+        advice,
     )?;
     if let Some(db_vpc) = &db_vpc
         && *db_vpc != vpc
@@ -123,7 +139,10 @@ pub async fn run(rb: &Runbook, aws: &Aws, state: &crate::state::State) -> Result
             format!("set network.vpc_id = \"{db_vpc}\": the proxy must sit in the DB's VPC"),
         );
     }
-    let mut r = Report::default();
+    let mut r = Report {
+        warnings,
+        ..Report::default()
+    };
     for part in parts {
         r.absorb(part);
     }
@@ -539,6 +558,9 @@ pub fn print_preflight(report: &crate::preflight::Report, all: bool) {
     for p in &report.problems {
         crate::say!("  {p}");
     }
+    for w in &report.warnings {
+        crate::say!("  ! warning: {w}");
+    }
     let (passed, problems) = (report.checked.len(), report.problems.len());
     if problems == 0 {
         crate::say!("Preflight: all {passed} checks passed.");
@@ -552,9 +574,10 @@ pub(crate) async fn preflight_checks(
     rb: &Runbook,
     aws: &Aws,
     state: &crate::state::State,
+    backend: &crate::state::Backend,
     all: bool,
 ) -> Result<()> {
-    let report = crate::preflight::run(rb, aws, state).await?;
+    let report = crate::preflight::run(rb, aws, state, backend).await?;
     print_preflight(&report, all);
     preflight_verdict(&report)
 }

@@ -15,13 +15,14 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from . import calls, ec2, iam, lambda_, rds
+    from . import calls, ec2, iam, lambda_, rds, s3
 
     calls.install()
     rds.install()
     ec2.install()
     iam.install()
     lambda_.install()
+    s3.install()
     _installed = True
 
 

@@ -30,59 +30,70 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
+/// The SDK configuration every client is built from; `runbook_region` is
+/// used when neither --region nor the environment or profile gives one.
+pub async fn sdk_config(
+    opts: &AwsOptions,
+    runbook_region: Option<&str>,
+) -> anyhow::Result<aws_config::SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Throttling and transient errors are retried by the SDK with
+        // exponential backoff and jitter.
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(6)
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        // An endpoint that accepts and never answers must fail, not hang.
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(Duration::from_secs(90))
+                .build(),
+        );
+    if let Some(p) = &opts.profile {
+        let _ = PROFILE.set(p.clone());
+        // An explicit --profile wins over keys in the environment, as
+        // with the AWS CLI (the default chain would try the keys first).
+        loader = loader.profile_name(p).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(p)
+                .build(),
+        );
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &opts.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    let mut config = loader.load().await;
+    // The runbook's region is the last resort: --region, AWS_REGION and
+    // the profile come first.
+    if config.region().is_none()
+        && let Some(r) = runbook_region
+    {
+        config = config
+            .into_builder()
+            .region(Region::new(r.to_string()))
+            .build();
+    }
+    if config.region().is_none() {
+        anyhow::bail!(
+            "no AWS region: pass --region, set AWS_REGION, set `region` in the runbook, \
+                 or give the profile a region"
+        );
+    }
+    Ok(config)
+}
+
 impl Aws {
     /// `runbook_region` is used when neither --region nor the environment
     /// or profile gives one.
     pub async fn connect(opts: &AwsOptions, runbook_region: Option<&str>) -> anyhow::Result<Aws> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Throttling and transient errors are retried by the SDK with
-            // exponential backoff and jitter.
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(6)
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
-            // An endpoint that accepts and never answers must fail, not hang.
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .operation_timeout(Duration::from_secs(90))
-                    .build(),
-            );
-        if let Some(p) = &opts.profile {
-            let _ = PROFILE.set(p.clone());
-            // An explicit --profile wins over keys in the environment, as
-            // with the AWS CLI (the default chain would try the keys first).
-            loader = loader.profile_name(p).credentials_provider(
-                aws_config::profile::ProfileFileCredentialsProvider::builder()
-                    .profile_name(p)
-                    .build(),
-            );
-        }
-        if let Some(r) = &opts.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let Some(e) = &opts.endpoint_url {
-            loader = loader.endpoint_url(e);
-        }
-        let mut config = loader.load().await;
-        // The runbook's region is the last resort: --region, AWS_REGION and
-        // the profile come first.
-        if config.region().is_none()
-            && let Some(r) = runbook_region
-        {
-            config = config
-                .into_builder()
-                .region(Region::new(r.to_string()))
-                .build();
-        }
-        let Some(region) = config.region().map(|r| r.to_string()) else {
-            anyhow::bail!(
-                "no AWS region: pass --region, set AWS_REGION, set `region` in the runbook, \
-                 or give the profile a region"
-            );
-        };
+        let config = sdk_config(opts, runbook_region).await?;
+        let region = config.region().map(|r| r.to_string()).unwrap_or_default();
         Ok(Aws {
             region,
             account: tokio::sync::OnceCell::new(),
@@ -96,6 +107,26 @@ impl Aws {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         })
     }
+}
+
+/// An S3 client for the team's state, from the same options (profile, SSO,
+/// endpoint) as every other call; in `region` when the state's bucket is
+/// elsewhere. Path-style addressing on a custom endpoint (an emulator has no
+/// per-bucket host names).
+pub async fn s3_client(
+    opts: &AwsOptions,
+    runbook_region: Option<&str>,
+    region: Option<&str>,
+) -> anyhow::Result<aws_sdk_s3::Client> {
+    let config = sdk_config(opts, runbook_region).await?;
+    let mut s3 = aws_sdk_s3::config::Builder::from(&config);
+    if let Some(r) = region {
+        s3 = s3.region(Region::new(r.to_string()));
+    }
+    if config.endpoint_url().is_some() {
+        s3 = s3.force_path_style(true);
+    }
+    Ok(aws_sdk_s3::Client::from_conf(s3.build()))
 }
 
 impl Aws {

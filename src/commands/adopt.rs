@@ -18,10 +18,8 @@ use serde_json::Value;
 use crate::aws::{Aws, describe_error};
 use crate::engine::{needs, resolve};
 use crate::error::Failure;
-use crate::open::{
-    EnvMode, Options, check_place, command_hint, load_runbook, save, state_error, state_path,
-};
-use crate::state::{self, Event, Lock, Origin, Outputs, State, Status};
+use crate::open::{EnvMode, Options, check_place, command_hint, load_runbook, open_state};
+use crate::state::{self, Event, Origin, Outputs, Status};
 use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::StepBar;
 use crate::ui::prompt::confirm;
@@ -38,12 +36,11 @@ struct Seen {
 
 pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
-    let path = state_path(&rb, opts);
-    let _lock = Lock::acquire(&path).map_err(state_error)?;
-    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let backend = open_state(&rb, opts, "adopt").await?;
+    let (_lock, mut state) = backend.lock_and_load(&rb.name).await?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     crate::engine::read_external(&rb, &aws).await?;
-    check_place(&mut state, &aws, &path).await?;
+    check_place(&mut state, &aws, &backend).await?;
     println!(
         "What the account holds under the names of runbook `{}` ({}) in {}:",
         rb.name,
@@ -164,7 +161,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
              them in place), and `rollback` leaves them unless --include-adopted.{}",
             taken.len(),
             names.join(", "),
-            path.display(),
+            backend,
             if tag {
                 " Each is tagged with the runbook's ownership tag."
             } else {
@@ -189,7 +186,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
         rec.outputs = outputs;
         rec.before = before;
         rec.error = None;
-        save(&state, &path)?;
+        backend.save(&state)?;
         println!("  adopted {}: {}", s.name, s.what);
     }
     println!(

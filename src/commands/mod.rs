@@ -8,3 +8,4 @@ pub mod preflight;
 pub mod rollback;
 pub mod run;
 pub mod status;
+pub mod transfer;

@@ -15,7 +15,7 @@ use crate::engine::{
     alone, edited_since_applied, identity_edited, needs, pending, record_for, resolve,
 };
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
-use crate::open::{EnvMode, Options, check_place, load_runbook, state_error, state_path};
+use crate::open::{EnvMode, Options, check_place, load_runbook, open_state};
 use crate::preflight::preflight_verdict;
 use crate::state::{self, Origin, State, Status};
 use crate::steps::{self, Ctx, Found};
@@ -133,12 +133,13 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         allow_replace,
     } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
-    let path = state_path(&rb, opts);
-    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    // Read without the lock: a plan writes nothing.
+    let backend = open_state(&rb, opts, "plan").await?;
+    let mut state = backend.load(&rb.name).await?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     crate::engine::read_external(&rb, &aws).await?;
-    check_place(&mut state, &aws, &path).await?;
-    let preflight = crate::preflight::run(&rb, &aws, &state).await?;
+    check_place(&mut state, &aws, &backend).await?;
+    let preflight = crate::preflight::run(&rb, &aws, &state, &backend).await?;
     let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
     // The state as `run` will read it (the plan's copy records what it
     // finds done, for the steps after).
@@ -213,7 +214,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             );
             match checked {
                 Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
-                    block(EXIT_BAD_INPUT, made_elsewhere_reason(&path));
+                    block(EXIT_BAD_INPUT, made_elsewhere_reason(&backend));
                     match found {
                         Found::Done(outputs) => {
                             // Later steps are checked (and blocked the same

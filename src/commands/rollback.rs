@@ -15,12 +15,10 @@ use crate::engine::schedule::{schedule, undo_waits};
 use crate::engine::store::Store;
 use crate::engine::{order_for_status, our_endpoints};
 use crate::error::Failure;
-use crate::open::{
-    EnvMode, Options, check_place, command_hint, load_runbook, save, state_error, state_path,
-};
+use crate::open::{EnvMode, Options, check_place, command_hint, load_runbook, open_state};
 use crate::poll::Interrupted;
 use crate::runbook::Runbook;
-use crate::state::{Event, Lock, Origin, State};
+use crate::state::{Event, Origin};
 use crate::steps::{self, Ctx, Undone};
 use crate::ui::progress::Progress;
 use crate::ui::prompt::confirm;
@@ -35,9 +33,8 @@ pub async fn rollback(
     opts: &Options,
 ) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Lenient)?;
-    let path = state_path(&rb, opts);
-    let _lock = Lock::acquire(&path).map_err(state_error)?;
-    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let backend = open_state(&rb, opts, "rollback").await?;
+    let (_lock, mut state) = backend.lock_and_load(&rb.name).await?;
     let order = order_for_status(&rb, &state);
     let keep = match to {
         Some(t) => {
@@ -63,7 +60,7 @@ pub async fn rollback(
         if opts.output == crate::cli::Output::Json {
             let none: &[(&str, Result<(&str, std::time::Duration)>)] = &[];
             let region = state.region.clone().unwrap_or_default();
-            emit_report("rollback", &rb, &region, &path, &[], none, |l| l, Ok(()));
+            emit_report("rollback", &rb, &region, &backend, &[], none, |l| l, Ok(()));
         }
         match to {
             Some(t) => {
@@ -88,8 +85,8 @@ pub async fn rollback(
         yes,
     )?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
-    if check_place(&mut state, &aws, &path).await? {
-        save(&state, &path)?;
+    if check_place(&mut state, &aws, &backend).await? {
+        backend.save(&state)?;
     }
     let rollback_hint = command_hint("rollback", &rb, opts);
     let guard = Guard::read(&rb, &state, &undo, include_adopted, &aws).await?;
@@ -128,14 +125,12 @@ pub async fn rollback(
     }
     let progress = Progress::new(opts.no_progress);
     progress.line(format!(
-        "Rollback of runbook `{}` in {}; state: {}",
-        rb.name,
-        aws.region,
-        path.display()
+        "Rollback of runbook `{}` in {}; state: {backend}",
+        rb.name, aws.region
     ));
     let waits = undo_waits(&undo, &rb);
     let endpoints = our_endpoints(&state);
-    let store = Store::new(path, state);
+    let store = Store::new(backend, state);
     let how = Undo {
         rb: &rb,
         aws: &aws,
@@ -167,7 +162,7 @@ pub async fn rollback(
             "rollback",
             &rb,
             &aws.region,
-            &store.path,
+            &store.backend,
             &undo,
             &steps,
             |label| label,

@@ -24,11 +24,9 @@ use crate::engine::{
     replacements, resolve, select,
 };
 use crate::error::Failure;
-use crate::open::{
-    EnvMode, Options, command_hint, load_runbook, record_place, save, state_error, state_path,
-};
+use crate::open::{EnvMode, Options, command_hint, load_runbook, open_state, record_place};
 use crate::preflight::{preflight_verdict, print_preflight};
-use crate::state::{self, Lock, State, Status};
+use crate::state::{self, Status};
 use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::{Progress, StepBar};
 use crate::ui::prompt::{Asker, confirm};
@@ -55,16 +53,14 @@ pub async fn run(
     // it is the consent.
     let allow_replace = allow_replace || saved.as_ref().is_some_and(|p| p.allow_replace);
     let selected = select(&rb, sel)?;
-    let path = state_path(&rb, opts);
-    if resume && !State::exists(&path) {
+    let backend = open_state(&rb, opts, if resume { "resume" } else { "run" }).await?;
+    if resume && !backend.exists().await? {
         return Err(Failure::usage(format!(
-            "there is no state at {}: nothing to resume; start with `{}`",
-            path.display(),
+            "there is no state at {backend}: nothing to resume; start with `{}`",
             command_hint("run", &rb, opts)
         )));
     }
-    let _lock = Lock::acquire(&path).map_err(state_error)?;
-    let mut state = State::load(&path, &rb.name).map_err(state_error)?;
+    let (_lock, mut state) = backend.lock_and_load(&rb.name).await?;
 
     // An edit that would need a new resource is refused before touching
     // AWS, in any step of the runbook (a `--step` of another must not act
@@ -158,7 +154,7 @@ pub async fn run(
         if all_applied {
             None
         } else {
-            Some(crate::preflight::run(&rb, &aws, &state).await)
+            Some(crate::preflight::run(&rb, &aws, &state, &backend).await)
         }
     };
     // Who we are: with an account recorded, the steps use it while STS is
@@ -174,8 +170,8 @@ pub async fn run(
         }
     };
     let (account, prechecks, mut report) = tokio::join!(whoami, prechecks, early_preflight);
-    if record_place(&mut state, &account?, &aws.region, &path)? && !state.steps.is_empty() {
-        save(&state, &path)?;
+    if record_place(&mut state, &account?, &aws.region, &backend)? && !state.steps.is_empty() {
+        backend.save(&state)?;
     }
     let prechecked: BTreeMap<String, (String, Found)> = prechecks
         .into_iter()
@@ -225,7 +221,7 @@ pub async fn run(
         })
         .collect();
     if !foreign.is_empty() {
-        return Err(not_this_states(&foreign, &path, &run_hint));
+        return Err(not_this_states(&foreign, &backend, &run_hint));
     }
     let replaced: Vec<(String, Vec<String>)> = selected
         .iter()
@@ -269,7 +265,7 @@ pub async fn run(
             || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
     });
     if report.is_none() && !all_done {
-        report = Some(crate::preflight::run(&rb, &aws, &state).await);
+        report = Some(crate::preflight::run(&rb, &aws, &state, &backend).await);
     }
     if let Some(report) = report {
         let report = report?;
@@ -280,12 +276,10 @@ pub async fn run(
     // Spinners would redraw over --confirm's questions.
     let progress = Progress::new(opts.no_progress || ask);
     progress.line(format!(
-        "{verb} of runbook `{}` in {}; state: {}",
-        rb.name,
-        aws.region,
-        path.display()
+        "{verb} of runbook `{}` in {}; state: {backend}",
+        rb.name, aws.region
     ));
-    let store = Store::new(path, state);
+    let store = Store::new(backend, state);
     let runner = Runner {
         rb: &rb,
         aws: &aws,
@@ -405,7 +399,7 @@ pub async fn run(
             if resume { "resume" } else { "run" },
             &rb,
             &aws.region,
-            &store.path,
+            &store.backend,
             &selected,
             &steps,
             |o| match o {

@@ -1,4 +1,6 @@
-//! `status`: each step's state, from the state file alone.
+//! `status`: each step's state, from the state alone (no call to the
+//! account; a state in S3 is read from S3), and with `--history` the
+//! state's earlier versions.
 
 use std::path::Path;
 
@@ -6,14 +8,18 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::engine::{edited_since_applied, order_for_status};
-use crate::open::{EnvMode, Options, command_hint, load_runbook, state_error, state_path};
-use crate::state::State;
+use crate::error::Failure;
+use crate::open::{EnvMode, Options, command_hint, load_runbook, open_state};
+use crate::state::Backend;
 
-pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
+pub async fn status(runbook: &Path, history: bool, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Lenient)?;
-    let path = state_path(&rb, opts);
-    let exists = State::exists(&path);
-    let state = State::load(&path, &rb.name).map_err(state_error)?;
+    let backend = open_state(&rb, opts, "status").await?;
+    if history {
+        return print_history(&backend, opts).await;
+    }
+    let (state, exists) = backend.load_found(&rb.name).await?;
+    let path = backend.to_string();
     // What the runbook says now that the step was not applied with
     // (`field: applied -> runbook`); a value from an unset variable is not
     // known, so not compared.
@@ -56,7 +62,7 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
     println!("Runbook `{}` ({})", rb.name, rb.path.display());
     println!(
         "State: {}{}",
-        path.display(),
+        path,
         if exists {
             ""
         } else {
@@ -96,6 +102,41 @@ pub fn status(runbook: &Path, opts: &Options) -> Result<()> {
         println!(
             "Last error in step `{name}`. To continue after fixing it: {}",
             command_hint("resume", &rb, opts)
+        );
+    }
+    Ok(())
+}
+
+/// The state's versions in S3, newest first: when, who, host, command.
+async fn print_history(backend: &Backend, opts: &Options) -> Result<()> {
+    let Backend::S3(s3) = backend else {
+        return Err(Failure::usage(format!(
+            "--history needs the state in S3 (a versioned bucket keeps its versions); {backend} \
+             is a local file: move it with `state push --to s3://BUCKET/KEY`"
+        )));
+    };
+    let versions = s3.history().await?;
+    if opts.output == crate::cli::Output::Json {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(());
+    }
+    println!("History of {backend} (newest first):");
+    for v in &versions {
+        println!(
+            "  {}  {:<12} {:<20} {:<10} {}{}",
+            v.when,
+            v.who,
+            v.host,
+            v.command,
+            v.version_id,
+            if v.latest { "  (current)" } else { "" }
+        );
+    }
+    if versions.len() <= 1 {
+        println!(
+            "  (one version: the bucket keeps no history unless versioning is on: \
+             `aws s3api put-bucket-versioning --bucket {} --versioning-configuration Status=Enabled`)",
+            s3.place.bucket
         );
     }
     Ok(())

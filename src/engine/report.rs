@@ -2,7 +2,6 @@
 //! way on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::Result;
 use serde_json::Value;
@@ -37,7 +36,7 @@ pub(crate) fn emit_report<T>(
     command: &str,
     rb: &Runbook,
     region: &str,
-    state: &Path,
+    state: &dyn std::fmt::Display,
     names: &[&str],
     results: &[(&str, Result<(T, std::time::Duration)>)],
     label: impl Fn(&T) -> &'static str,
@@ -81,7 +80,7 @@ pub(crate) fn emit_report<T>(
         "command": command,
         "runbook": rb.name,
         "region": region,
-        "state": state,
+        "state": state.to_string(),
         "result": result,
         "exit_code": exit_code,
         "error": error,

@@ -3,7 +3,6 @@
 //! act before what a step waits on is in place).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use anyhow::Result;
 use serde_json::Value;
@@ -41,7 +40,7 @@ pub struct RunHow {
 /// probably made them, and how to go on.
 pub(crate) fn not_this_states(
     found: &[(&str, String, bool)],
-    path: &Path,
+    path: &dyn std::fmt::Display,
     hint: &str,
 ) -> anyhow::Error {
     let list: Vec<String> = found
@@ -65,7 +64,7 @@ pub(crate) fn not_this_states(
              exists (a colleague's checkout, a CI runner, a mistyped --state; by default it \
              is .rds-proxy-runbook/<name>.state.json beside the runbook that made it): \
              point --state at it and run again.{adopt} Nothing was changed.",
-        path.display(),
+        path,
         list.join("\n")
     ))
 }
@@ -86,12 +85,11 @@ pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool)
 }
 
 /// For `plan`: why a step whose resource [`made_elsewhere`] is blocked.
-pub(crate) fn made_elsewhere_reason(state: &Path) -> String {
+pub(crate) fn made_elsewhere_reason(state: &dyn std::fmt::Display) -> String {
     format!(
-        "the account holds it with this runbook's tag, but this state ({}) never made it: \
+        "the account holds it with this runbook's tag, but this state ({state}) never made it: \
          another state probably exists; point --state at it, or take it over with \
-         `run --adopt`",
-        state.display()
+         `run --adopt`"
     )
 }
 
@@ -358,7 +356,7 @@ impl Runner<'_> {
             bar.finish("✗", "not made by this state");
             return Err(not_this_states(
                 &[(name, step.describe(&inputs)?, unfinished)],
-                &self.store.path,
+                &self.store.backend,
                 &self.run_hint,
             ));
         }

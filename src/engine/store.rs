@@ -1,24 +1,21 @@
-//! The state and its file, with one writer.
-
-use std::path::PathBuf;
+//! The state and where it is kept, with one writer.
 
 use anyhow::Result;
 
-use crate::open::save;
-use crate::state::{self, Event, State};
+use crate::state::{self, Backend, Event, State};
 
-/// The state and its file, with one writer: every transition is made and
-/// saved under one lock, so steps that run at the same time never save a
-/// half-updated state or lose each other's records.
+/// The state and where it is kept (a file, or S3), with one writer: every
+/// transition is made and saved under one lock, so steps that run at the
+/// same time never save a half-updated state or lose each other's records.
 pub(crate) struct Store {
-    pub(crate) path: PathBuf,
+    pub(crate) backend: Backend,
     pub(crate) state: std::sync::Mutex<State>,
 }
 
 impl Store {
-    pub(crate) fn new(path: PathBuf, state: State) -> Store {
+    pub(crate) fn new(backend: Backend, state: State) -> Store {
         Store {
-            path,
+            backend,
             state: std::sync::Mutex::new(state),
         }
     }
@@ -31,7 +28,7 @@ impl Store {
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
         let mut state = self.state.lock().expect("state lock");
         let r = f(&mut state)?;
-        save(&state, &self.path)?;
+        self.backend.save(&state)?;
         Ok(r)
     }
 

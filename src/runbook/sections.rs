@@ -36,6 +36,7 @@ impl Cx<'_> {
         let secret_access = self.secret_access(&mut top);
         let lambdas = self.lambdas(&mut top);
         let invoke_check = self.invoke_check(&mut top);
+        let state = self.state(&mut top);
         self.finish(top);
 
         let name = name?;
@@ -56,6 +57,7 @@ impl Cx<'_> {
             lambdas,
             invoke_check,
             steps,
+            state,
             external: Default::default(),
         })
     }
@@ -395,6 +397,22 @@ impl Cx<'_> {
             }
         }
         lambdas
+    }
+
+    /// `[state]`, optional: the S3 object a team shares the state in.
+    fn state(&mut self, top: &mut Tbl) -> Option<StateTable> {
+        let mut t = self.table(top, "state", false)?;
+        let bucket = self.text(&mut t, "bucket", true);
+        let key = self.text(&mut t, "key", false);
+        let region = self.literal(&mut t, "region", false);
+        let kms_key = self.text(&mut t, "kms_key", false);
+        self.finish(t);
+        Some(StateTable {
+            bucket: bucket?,
+            key,
+            region,
+            kms_key,
+        })
     }
 
     /// `[invoke_check]`, optional: the payload and the expected answer.

@@ -263,6 +263,16 @@ pub struct ProxyRole {
     pub trust_policy: serde_json::Value,
 }
 
+/// `[state]`: where a team keeps the runbook's state (an S3 object).
+#[derive(Debug, Clone)]
+pub struct StateTable {
+    pub bucket: Text,
+    /// Default: `rds-proxy-runbook/<name>.state.json`.
+    pub key: Option<Text>,
+    pub region: Option<String>,
+    pub kms_key: Option<Text>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProxySecurityGroup {
     pub name: Text,
@@ -339,6 +349,8 @@ pub struct Runbook {
     pub lambdas: Vec<Lambda>,
     pub invoke_check: InvokeCheck,
     pub steps: Vec<StepEntry>,
+    /// Where the state lives when the team shares it (`--state` wins).
+    pub state: Option<StateTable>,
     /// The outputs of steps the runbook leaves out but whose resource it
     /// names by value (an existing proxy, by `proxy.name`), read from the
     /// account before a command resolves the steps' inputs.

@@ -41,15 +41,27 @@ fn kill_at(ws: &Workspace, args: &[&str], step: &str, point: &str) {
     );
 }
 
-fn crash_step(step: &str) {
+/// Every boundary of `step` killed on a run, then resumed or rolled back,
+/// and on a rollback, then rolled back again; with the state in a local
+/// file, or (`s3`) in an S3 object with its lock.
+fn crash_step(step: &str, s3: bool) {
     let emu = Emulator::start();
+    let workspace = |name: &str| {
+        let ws = emu.workspace(name);
+        if s3 { ws.in_s3() } else { ws }
+    };
     let points = POINTS.iter().find(|(s, _)| *s == step).unwrap().1;
     for point in points {
         let what = format!("killed at {step}:{point}");
         // Kill, then resume: finishes with one of each.
-        let ws = emu.workspace(&format!("c{}", point.len()));
+        let ws = workspace(&format!("c{}", point.len()));
         let before = snapshot(&emu, &ws);
         kill_at(&ws, &["run", "--yes"], step, point);
+        if s3 {
+            // The killed holder left its lock: refused, named, removed by
+            // its id, then resumed.
+            unlock_left(&ws);
+        }
         ws.run(&["resume", "--yes"]).ok();
         assert_one_of_each(
             &before,
@@ -66,9 +78,12 @@ fn crash_step(step: &str) {
         );
 
         // The same kill, then rollback: nothing left behind.
-        let ws = emu.workspace(&format!("r{}", point.len()));
+        let ws = workspace(&format!("r{}", point.len()));
         let before = snapshot(&emu, &ws);
         kill_at(&ws, &["run", "--yes"], step, point);
+        if s3 {
+            unlock_left(&ws);
+        }
         ws.run(&["rollback", "--yes"]).ok();
         assert_same(
             &before,
@@ -78,11 +93,14 @@ fn crash_step(step: &str) {
     }
     // A rollback killed at this step (before its undo, or after it but
     // before the state is saved): the next rollback finishes it exactly.
-    let ws = emu.workspace("rb");
+    let ws = workspace("rb");
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();
     for point in ["before-rollback", "after-rollback"] {
         kill_at(&ws, &["rollback", "--yes"], step, point);
+        if s3 {
+            unlock_left(&ws);
+        }
         ws.run(&["rollback", "--yes"]).ok();
         assert_same(
             &before,
@@ -93,12 +111,33 @@ fn crash_step(step: &str) {
     }
 }
 
+/// The lock a killed process left on an S3 state: a command is refused
+/// naming it (exit 4, with its id), then `unlock --force ID` removes it.
+pub(super) fn unlock_left(ws: &Workspace) {
+    let out = ws.run(&["status"]);
+    out.ok();
+    let refused = ws.run(&["resume", "--yes"]);
+    refused.code(4).stderr_has("is locked by");
+    let id = refused
+        .stderr
+        .split("lock id ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .unwrap()
+        .to_string();
+    ws.run(&["unlock", "--force", &id]).ok();
+}
+
 macro_rules! crash_tests {
-    ($($name:ident => $step:literal),* $(,)?) => {
+    ($($name:ident, $in_s3:ident => $step:literal),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                crash_step($step);
+                crash_step($step, false);
+            }
+            #[test]
+            fn $in_s3() {
+                crash_step($step, true);
             }
         )*
         /// The list above covers every step the tool has.
@@ -116,16 +155,16 @@ macro_rules! crash_tests {
 }
 
 crash_tests! {
-    crash_proxy_role => "proxy-role",
-    crash_secret_access => "secret-access",
-    crash_proxy_security_group => "proxy-security-group",
-    crash_proxy => "proxy",
-    crash_connect_policy => "connect-policy",
-    crash_db_ingress => "db-ingress",
-    crash_targets => "targets",
-    crash_lambda_ingress => "lambda-ingress",
-    crash_lambda_env => "lambda-env",
-    crash_invoke_check => "invoke-check",
+    crash_proxy_role, crash_proxy_role_s3 => "proxy-role",
+    crash_secret_access, crash_secret_access_s3 => "secret-access",
+    crash_proxy_security_group, crash_proxy_security_group_s3 => "proxy-security-group",
+    crash_proxy, crash_proxy_s3 => "proxy",
+    crash_connect_policy, crash_connect_policy_s3 => "connect-policy",
+    crash_db_ingress, crash_db_ingress_s3 => "db-ingress",
+    crash_targets, crash_targets_s3 => "targets",
+    crash_lambda_ingress, crash_lambda_ingress_s3 => "lambda-ingress",
+    crash_lambda_env, crash_lambda_env_s3 => "lambda-env",
+    crash_invoke_check, crash_invoke_check_s3 => "invoke-check",
 }
 
 /// Runs the recipe held for `ms` at `step:point`, and returns once the
@@ -145,8 +184,8 @@ fn paused_run(ws: &Workspace, step: &str, point: &str, ms: u64) -> std::process:
         .unwrap();
     let start = std::time::Instant::now();
     loop {
-        let state: serde_json::Value = std::fs::read_to_string(&ws.state)
-            .ok()
+        let state: serde_json::Value = ws
+            .state_text()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
         if state["steps"][step]["status"] == "started" {
@@ -169,8 +208,19 @@ fn interrupt(child: &std::process::Child) {
 
 #[test]
 fn first_ctrl_c_finishes_the_call_saves_and_says_how_to_resume() {
+    first_ctrl_c(false);
+}
+
+/// As above with the state in S3: the lock is released on the way out.
+#[test]
+fn first_ctrl_c_releases_the_s3_lock() {
+    first_ctrl_c(true);
+}
+
+fn first_ctrl_c(s3: bool) {
     let emu = Emulator::start();
     let ws = emu.workspace("ctrl-c");
+    let ws = if s3 { ws.in_s3() } else { ws };
     let before = snapshot(&emu, &ws);
     let child = paused_run(&ws, "proxy", "before-apply", 1500);
     interrupt(&child);

@@ -22,6 +22,7 @@ mod replace;
 mod run;
 mod safety;
 mod state;
+mod team;
 mod update;
 
 use support::*;

@@ -289,6 +289,8 @@ pub struct Workspace {
     pub source: String,
     pub runbook: PathBuf,
     pub state: PathBuf,
+    /// The state in S3 instead (`s3://BUCKET/KEY`), see [`Workspace::in_s3`].
+    pub s3: Option<String>,
     pub env: HashMap<String, String>,
     pub emu_env: Vec<(String, String)>,
     pub prefix: String,
@@ -316,6 +318,7 @@ impl Workspace {
         let ws = Workspace {
             runbook: dir.join("runbook.toml"),
             state: dir.join("state/runbook.state.json"),
+            s3: None,
             dir,
             source: runbook.to_string(),
             env: exports,
@@ -353,13 +356,31 @@ impl Workspace {
         std::fs::write(&self.runbook, text.replace(from, to)).unwrap();
     }
 
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    /// The command without --state: the runbook's `[state]` (or the
+    /// default file beside it) decides.
+    pub fn cmd_own_state(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
             .arg(&self.runbook)
             .arg("--no-progress")
+            .env_remove("AWS_PROFILE")
+            .envs(self.emu_env.iter().cloned())
+            .envs(self.env.iter())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        let state: std::ffi::OsString = match &self.s3 {
+            Some(url) => url.into(),
+            None => self.state.clone().into(),
+        };
+        c.args(args)
+            .arg(&self.runbook)
+            .arg("--no-progress")
             .arg("--state")
-            .arg(&self.state)
+            .arg(state)
             .env_remove("AWS_PROFILE")
             .envs(self.emu_env.iter().cloned())
             .envs(self.env.iter())
@@ -397,10 +418,80 @@ impl Workspace {
     }
 
     pub fn state_json(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(&self.state).unwrap()).unwrap()
+        let text = self.state_text().expect("a state");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The state's text, wherever it is kept; None when there is none.
+    pub fn state_text(&self) -> Option<String> {
+        let Some(url) = &self.s3 else {
+            return std::fs::read_to_string(&self.state).ok();
+        };
+        let (bucket, key) = url
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .unwrap();
+        let client = self.s3_client();
+        runtime().block_on(async {
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .ok()?;
+            let bytes = out.body.collect().await.ok()?.into_bytes();
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
+
+    /// An S3 client on the workspace's endpoint (path-style, as the tool's).
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let url = self
+            .emu_env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .endpoint_url(url)
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The same workspace with its state in a bucket of its own, versioned
+    /// (`--state s3://...`), as a team shares it.
+    pub fn in_s3(&self) -> Workspace {
+        let bucket = format!("rpr-{}", self.prefix.to_ascii_lowercase());
+        let client = self.s3_client();
+        runtime().block_on(async {
+            let _ = client.create_bucket().bucket(&bucket).send().await;
+            client
+                .put_bucket_versioning()
+                .bucket(&bucket)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        });
+        Workspace {
+            s3: Some(format!("s3://{bucket}/team/runbook.state.json")),
+            ..self.clone()
+        }
     }
 }
 
+#[derive(Debug)]
 pub struct Out {
     pub code: i32,
     pub stdout: String,

@@ -4,6 +4,9 @@ API (control.py), against boto3."""
 import json
 import urllib.request
 
+import boto3
+from botocore.exceptions import ClientError
+
 from .base import AwsTest, trust, post, wait_until
 
 
@@ -138,6 +141,30 @@ class Lambda(AwsTest):
         lam.update_function_configuration(
             FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}}
         )
+
+
+class Buckets(AwsTest):
+    def test_a_bucket_never_versioned_answers_an_empty_versioning_configuration(self):
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=self.url)
+        s3.create_bucket(Bucket="plain")
+        with urllib.request.urlopen(self.url + "/plain?versioning", timeout=10) as r:
+            body = r.read().decode()
+        self.assertIn("<VersioningConfiguration", body)
+        s3.put_bucket_versioning(
+            Bucket="plain", VersioningConfiguration={"Status": "Enabled"}
+        )
+        self.assertEqual(s3.get_bucket_versioning(Bucket="plain")["Status"], "Enabled")
+
+    def test_conditional_writes_answer_412(self):
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=self.url)
+        s3.create_bucket(Bucket="cond")
+        first = s3.put_object(Bucket="cond", Key="k", Body=b"1", IfNoneMatch="*")
+        for kwargs in ({"IfNoneMatch": "*"}, {"IfMatch": '"not-it"'}):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="cond", Key="k", Body=b"2", **kwargs)
+            self.assertEqual(e.exception.response["Error"]["Code"], "PreconditionFailed")
+            self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 412)
+        s3.put_object(Bucket="cond", Key="k", Body=b"3", IfMatch=first["ETag"])
 
 
 class Control(AwsTest):

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod s3;
+pub use s3::S3Place;
+
 /// What a step hands to later steps (`${steps.NAME.OUTPUT}`).
 pub type Outputs = BTreeMap<String, String>;
 
@@ -497,6 +500,123 @@ impl Lock {
             .map_err(io("write", &path))?;
         file.sync_all().map_err(io("write", &path))?;
         Ok(Lock { _file: file })
+    }
+}
+
+/// A state error as the command's failure: a lock held elsewhere exits 4,
+/// anything else is bad input (3).
+pub fn as_failure(e: StateError) -> anyhow::Error {
+    match e {
+        StateError::Locked { .. } => crate::error::Failure::locked(e.to_string()),
+        _ => crate::error::Failure::bad_input(e.to_string()),
+    }
+}
+
+/// Where a runbook's state lives: a file beside the runbook (the default,
+/// or --state PATH), or an S3 object a team shares (--state s3://BUCKET/KEY,
+/// or the runbook's `[state]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    File(PathBuf),
+    S3(S3Place),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::File(p) => write!(f, "{}", p.display()),
+            Place::S3(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// The state's storage, opened: the one thing the commands read, write and
+/// lock the state through; nothing else knows which one it is.
+pub enum Backend {
+    File(PathBuf),
+    S3(Box<s3::S3State>),
+}
+
+/// The lock a command holds while it runs: released when dropped.
+pub enum Held {
+    File(#[allow(dead_code)] Lock),
+    S3(#[allow(dead_code)] s3::S3Lock),
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::File(p) => write!(f, "{}", p.display()),
+            Backend::S3(s) => write!(f, "{}", s.place),
+        }
+    }
+}
+
+impl Backend {
+    pub async fn exists(&self) -> anyhow::Result<bool> {
+        match self {
+            Backend::File(p) => Ok(State::exists(p)),
+            Backend::S3(s) => s.exists().await,
+        }
+    }
+
+    /// The state and whether there was one (else a fresh one).
+    pub async fn load_found(&self, runbook: &str) -> anyhow::Result<(State, bool)> {
+        match self {
+            Backend::File(p) => Ok((State::load(p, runbook).map_err(as_failure)?, p.exists())),
+            Backend::S3(s) => {
+                let state = s.load(runbook).await?;
+                Ok((state, s.found()))
+            }
+        }
+    }
+
+    /// The state, or a fresh one when there is none yet.
+    pub async fn load(&self, runbook: &str) -> anyhow::Result<State> {
+        match self {
+            Backend::File(p) => State::load(p, runbook).map_err(as_failure),
+            Backend::S3(s) => s.load(runbook).await,
+        }
+    }
+
+    /// Saves the state: atomically (a file: temp file, fsync, rename; S3: one
+    /// PutObject), and for S3 only over the version this process last read
+    /// or wrote. Called with the store's lock held, from a sync section of
+    /// async code: the S3 write blocks this worker thread, not the others.
+    pub fn save(&self, state: &State) -> anyhow::Result<()> {
+        match self {
+            Backend::File(p) => state.save(p).map_err(as_failure),
+            Backend::S3(s) => {
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::block_in_place(|| handle.block_on(s.save(state)))
+            }
+        }
+    }
+
+    /// Takes the state's lock, or names who holds it (exit 4).
+    pub async fn lock(&self) -> anyhow::Result<Held> {
+        match self {
+            Backend::File(p) => Ok(Held::File(Lock::acquire(p).map_err(as_failure)?)),
+            Backend::S3(s) => Ok(Held::S3(s.lock().await?)),
+        }
+    }
+
+    /// Takes the lock and reads the state. In S3 both at once, one round
+    /// instead of two: a write by a holder that released its lock between
+    /// the two is caught by the compare-and-swap of this process's first
+    /// write (refused, nothing lost).
+    pub async fn lock_and_load(&self, runbook: &str) -> anyhow::Result<(Held, State)> {
+        match self {
+            Backend::File(_) => {
+                let held = self.lock().await?;
+                Ok((held, self.load(runbook).await?))
+            }
+            Backend::S3(s) => {
+                let (lock, state) = tokio::join!(s.lock(), s.load(runbook));
+                let lock = lock?;
+                Ok((Held::S3(lock), state?))
+            }
+        }
     }
 }
 

@@ -1,0 +1,230 @@
+//! A team shares one state in S3 (`--state s3://BUCKET/KEY`, or the
+//! runbook's `[state]`): one lock object, created only if there is none;
+//! every state write a compare-and-swap on the version last read; the lock
+//! of a killed process removed by its id only; the state moved to S3 and
+//! back; its versions listed. On the emulator's S3 (moto answers both
+//! conditional headers with AWS's 412 PreconditionFailed).
+
+use super::*;
+
+/// The lock's id, as S3 holds it now.
+fn lock_id(ws: &Workspace) -> Option<String> {
+    let url = ws.s3.as_ref().unwrap();
+    let (bucket, key) = url.strip_prefix("s3://").unwrap().split_once('/').unwrap();
+    let client = ws.s3_client();
+    runtime().block_on(async {
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key(format!("{key}.lock"))
+            .send()
+            .await
+            .ok()?;
+        let bytes = out.body.collect().await.ok()?.into_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        v["id"].as_str().map(String::from)
+    })
+}
+
+/// A run of `ws` held for `ms` at `step:point` (a failpoint sleep), started
+/// in the background.
+fn held_run(ws: &Workspace, args: &[&str], at: &str, ms: u64) -> std::process::Child {
+    ws.cmd(args)
+        .env("RDS_PROXY_RUNBOOK_FAILPOINT", format!("{at}:sleep{ms}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_laptops_race_for_one_s3_state_and_exactly_one_runs() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("team_race").in_s3();
+    // A colleague's checkout: the same runbook in another folder, with its
+    // own (unused) local state path, on the same S3 state.
+    let other_dir = ws.dir.join("colleague");
+    std::fs::create_dir_all(other_dir.join("policies")).unwrap();
+    for f in [
+        "rds-proxy-trust-policy.json",
+        "rds-connect-policy-template.json",
+    ] {
+        std::fs::copy(
+            ws.dir.join("policies").join(f),
+            other_dir.join("policies").join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(&ws.runbook, other_dir.join("runbook.toml")).unwrap();
+    let other = Workspace {
+        runbook: other_dir.join("runbook.toml"),
+        state: other_dir.join("state.json"),
+        dir: other_dir,
+        ..ws.clone()
+    };
+    let before = snapshot(&emu, &ws);
+    // Both start at once, each held a moment inside its first step.
+    let a = held_run(&ws, &["run", "--yes"], "proxy-role:before-apply", 1500);
+    let b = held_run(&other, &["run", "--yes"], "proxy-role:before-apply", 1500);
+    let (a, b) = (
+        Out::from(a.wait_with_output().unwrap()),
+        Out::from(b.wait_with_output().unwrap()),
+    );
+    let (won, lost) = match (a.code, b.code) {
+        (0, 4) => (&a, &b),
+        (4, 0) => (&b, &a),
+        _ => panic!("exactly one must run: {a:?} {b:?}"),
+    };
+    won.stdout_has("Done: 9 step(s) applied");
+    lost.stderr_has("is locked by")
+        .stderr_has("lock id ")
+        .stderr_has("unlock RUNBOOK --force ");
+    assert_eq!(lock_id(&ws), None, "released on success");
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "one run of two");
+    // The loser, run again, finds everything done: one state, shared.
+    other.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    // A run that fails releases the lock too.
+    ws.write_edited("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-2\"");
+    ws.run(&["run", "--yes"]).code(3);
+    assert_eq!(lock_id(&ws), None, "released on failure");
+    ws.write_runbook(|s| s);
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback from the shared state",
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_lost_lock_is_removed_by_its_id_only_and_a_stale_write_is_refused() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("team_lock").in_s3();
+    let before = snapshot(&emu, &ws);
+    // Killed while holding the lock: the lock stays, naming its holder.
+    let killed = ws
+        .cmd(&["run", "--yes"])
+        .env("RDS_PROXY_RUNBOOK_FAILPOINT", "proxy:before-apply")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.status),
+        Some(6)
+    );
+    let id = lock_id(&ws).expect("the killed holder's lock");
+    ws.run(&["resume", "--yes"])
+        .code(4)
+        .stderr_has(&format!("lock id {id}"));
+    // Another id: nothing removed.
+    ws.run(&["unlock", "--force", "0123456789abcdef"])
+        .code(2)
+        .stderr_has(&format!("has id {id}, not 0123456789abcdef"))
+        .stderr_has("nothing was removed");
+    assert_eq!(lock_id(&ws).as_deref(), Some(id.as_str()));
+    ws.run(&["unlock", "--force", &id])
+        .ok()
+        .stdout_has(&format!("Removed lock {id}"));
+    ws.run(&["resume", "--yes"]).ok();
+    assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "resumed after unlock");
+
+    // A holder that lost its lock (removed by hand while it paused, then
+    // taken by a colleague who ran and wrote): its next write is refused
+    // and the colleague's record stays.
+    let slow = held_run(&ws, &["run", "--yes"], "invoke-check:before-apply", 3000);
+    let start = std::time::Instant::now();
+    let slow_id = loop {
+        if let Some(id) = lock_id(&ws) {
+            break id;
+        }
+        assert!(start.elapsed().as_secs() < 30, "the slow run never locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    ws.run(&["unlock", "--force", &slow_id]).ok();
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    let colleague = ws.state_json();
+    let slow = Out::from(slow.wait_with_output().unwrap());
+    slow.code(4)
+        .stderr_has("changed since this process read it")
+        .stderr_has("nothing of the other writer's record was overwritten");
+    assert_eq!(ws.state_json(), colleague, "the colleague's state stands");
+    assert_eq!(lock_id(&ws), None, "no lock left by either");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after the refusal");
+}
+
+#[test]
+fn a_local_state_moves_to_s3_and_back_and_keeps_its_history() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("team_move");
+    let s3 = ws.in_s3();
+    let url = s3.s3.clone().unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let local = ws.state_json();
+    // Moved: the lock held on both sides, the local file kept aside.
+    ws.run(&["state", "push", "--to", &url])
+        .ok()
+        .stdout_has(&format!("Moved the state of `{}` to {url}", ws.prefix));
+    assert!(!ws.state.exists(), "the local state is moved aside");
+    assert_eq!(s3.state_json(), local);
+    ws.run(&["state", "push", "--to", &url])
+        .code(2)
+        .stderr_has("there is no state at");
+    s3.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    s3.run(&["status", "--history"])
+        .ok()
+        .stdout_has("(current)")
+        .stdout_has("state push")
+        .stdout_has("run");
+    // And back.
+    ws.run(&["state", "pull", "--from", &url])
+        .ok()
+        .stdout_has("the object is deleted");
+    assert_eq!(s3.state_text(), None);
+    assert_eq!(s3_steps_after(&ws.state_json()), s3_steps_after(&local));
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &before,
+        &snapshot(&emu, &ws),
+        "rollback after the round trip",
+    );
+}
+
+/// The steps of a state as a later no-op run leaves them (the invoke
+/// check records its time again): compared without that step.
+fn s3_steps_after(v: &serde_json::Value) -> serde_json::Value {
+    let mut steps = v["steps"].clone();
+    steps.as_object_mut().unwrap().remove("invoke-check");
+    steps
+}
+
+#[test]
+fn a_bucket_without_versioning_is_warned_about_and_the_runbook_can_name_it() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("team_advice");
+    let bucket = format!("rpr-{}-plain", ws.prefix);
+    let client = ws.s3_client();
+    runtime().block_on(async {
+        client.create_bucket().bucket(&bucket).send().await.unwrap();
+    });
+    ws.write_runbook(|s| format!("{s}\n[state]\nbucket = \"{bucket}\"\n"));
+    let run = |args: &[&str]| Out::from(ws.cmd_own_state(args).output().unwrap());
+    run(&["plan"])
+        .ok()
+        .stdout_has(&format!(
+            "warning: bucket {bucket} does not keep versions of the state"
+        ))
+        .stdout_has("has no default encryption");
+    // The runbook's [state] is used (--state would win over it).
+    run(&["run", "--yes"]).ok().stdout_has(&format!(
+        "state: s3://{bucket}/rds-proxy-runbook/{}.state.json",
+        ws.prefix
+    ));
+    assert!(!ws.state.exists() && !ws.dir.join(".rds-proxy-runbook").exists());
+    run(&["status", "--history"])
+        .ok()
+        .stdout_has("the bucket keeps no history unless versioning is on");
+    run(&["rollback", "--yes"]).ok();
+}
