@@ -13,7 +13,9 @@
 //!   max_connections_percent (ModifyDBProxyTargetGroup); (e) a replacement
 //!   (`run --allow-replace` after the proxy is renamed: a new proxy made
 //!   beside the old, its target registered, the function moved, the old
-//!   one deleted); (f) its rollback;
+//!   one deleted); (f) its rollback; (g) the same run and no-op re-run
+//!   with the state in S3 (the emulator's, behind the same latency), each
+//!   beside (b) and (c), in another set of resources seeded alike;
 //!   and `--help` and `status` (median of 20), and the peak memory of a run.
 //! It counts the API calls of each and prints the tool's wall time as a
 //! ratio of the critical path: the waits that cannot overlap plus one
@@ -183,6 +185,8 @@ fn main() {
     // Seeding goes straight to the emulator: not counted, not slowed.
     let book_ws = emu.workspace("bench-book");
     let mut ws = emu.workspace("bench-tool");
+    // Its bucket made (and versioned) straight on the emulator, uncounted.
+    let mut s3_ws = emu.workspace("bench-s3").in_s3();
     let faults = FaultProxy::start(&emu.url);
     faults.latency(latency);
     emu.configure(&format!(
@@ -195,6 +199,7 @@ fn main() {
         pace.modifying.as_secs_f64()
     ));
     ws.set_endpoint(&faults.url);
+    s3_ws.set_endpoint(&faults.url);
 
     let mut rows: Vec<Measure> = Vec::new();
     if with_book {
@@ -211,6 +216,16 @@ fn main() {
     }
     let run = measure("tool: run", &faults, ws.cmd(&["run", "--yes"]));
     let rerun = measure("tool: re-run (no-op)", &faults, ws.cmd(&["run", "--yes"]));
+    let s3_run = measure(
+        "tool: run, state in S3",
+        &faults,
+        s3_ws.cmd(&["run", "--yes"]),
+    );
+    let s3_rerun = measure(
+        "tool: re-run, state in S3",
+        &faults,
+        s3_ws.cmd(&["run", "--yes"]),
+    );
     let status_time = median(21, || ws.cmd(&["status"]));
     let help_time = median(21, || {
         let mut c = Command::new(BIN);
@@ -314,6 +329,8 @@ fn main() {
     }
     row(&run, Some(run_path));
     row(&rerun, None);
+    row(&s3_run, Some(run_path));
+    row(&s3_rerun, None);
     row(&idle, Some(idle_path));
     row(&pool, Some(pool_path));
     row(&replace, Some(replace_path));
@@ -330,17 +347,32 @@ fn main() {
         secs(rerun_budget),
         secs(pool_budget)
     );
+    // What S3 adds, side by side: the run's share, the re-run's rounds.
+    let s3_share = s3_run.wall.as_secs_f64() / run.wall.as_secs_f64() - 1.0;
+    let s3_rerun_extra = s3_rerun.wall.saturating_sub(rerun.wall);
+    println!(
+        "state in S3: run {:+.1}% of the local run ({} more API calls); re-run {:+.0} ms, {:.2} \
+         round(s) of {} ms ({} more API calls)",
+        100.0 * s3_share,
+        s3_run.calls as i64 - run.calls as i64,
+        s3_rerun.wall.as_secs_f64() * 1000.0 - rerun.wall.as_secs_f64() * 1000.0,
+        s3_rerun_extra.as_secs_f64() / latency.as_secs_f64(),
+        latency.as_millis(),
+        s3_rerun.calls as i64 - rerun.calls as i64
+    );
     println!(
         "--help {} ms, status {} ms (median of 21)",
         help_time.as_millis(),
         status_time.as_millis()
     );
 
-    let peak_mb = [&run, &rerun, &idle, &pool, &replace, &rollback]
-        .iter()
-        .filter_map(|m| m.peak_kb)
-        .max()
-        .unwrap_or(0) as f64
+    let peak_mb = [
+        &run, &rerun, &s3_run, &s3_rerun, &idle, &pool, &replace, &rollback,
+    ]
+    .iter()
+    .filter_map(|m| m.peak_kb)
+    .max()
+    .unwrap_or(0) as f64
         / 1024.0;
     let checks = [
         (
@@ -366,6 +398,15 @@ fn main() {
         (
             "replacement within 1.2x its critical path",
             replace.wall.as_secs_f64() <= 1.2 * replace_path.as_secs_f64(),
+        ),
+        (
+            "state in S3: a run within 5% of the local run",
+            s3_share < 0.05,
+        ),
+        (
+            // One round of latency, and the emulator's own time for it.
+            "state in S3: a re-run at most one round more than the local one",
+            s3_rerun_extra <= latency + Duration::from_millis(100),
         ),
         ("--help under 50 ms", help_time < Duration::from_millis(50)),
         (

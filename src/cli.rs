@@ -50,9 +50,10 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// The state file [default: .rds-proxy-runbook/<name>.state.json beside
-    /// the runbook].
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The state file, or s3://BUCKET/KEY for a state a team shares (with a
+    /// lock object KEY.lock) [default: the runbook's [state] table, else
+    /// .rds-proxy-runbook/<name>.state.json beside the runbook].
+    #[arg(long, global = true, value_name = "PATH|S3_URL")]
     pub state: Option<PathBuf>,
 
     /// More detail on stderr (-v: the tool's own trace, -vv: AWS SDK calls).

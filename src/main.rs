@@ -126,80 +126,87 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         watch_ctrl_c();
-        match &cli.command {
-            Command::Init(args) => init::init(args, &opts).await,
-            Command::Plan {
-                runbook,
-                output,
-                detailed_exitcode,
-                out,
-                allow_replace,
-            } => {
-                let how = plan::PlanHow {
-                    output: *output,
-                    detailed_exitcode: *detailed_exitcode,
-                    allow_replace: *allow_replace,
-                };
-                plan::plan(runbook, how, out.as_deref(), &opts).await
-            }
-            Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, &opts).await,
-            Command::Preflight { runbook } => commands::preflight::preflight(runbook, &opts).await,
-            Command::Doctor { runbook } => doctor::doctor(runbook, &opts).await,
-            Command::Run {
-                runbook,
-                select,
-                yes,
-                confirm,
-                adopt,
-                plan,
-                allow_replace,
-                ..
-            } => {
-                let how = RunHow {
-                    yes: *yes,
-                    ask: *confirm,
-                    adopt: *adopt,
-                    resume: false,
-                    allow_replace: *allow_replace,
-                };
-                run::run(runbook, select, how, plan.as_deref(), &opts).await
-            }
-            Command::Resume {
-                runbook,
-                yes,
-                allow_replace,
-                ..
-            } => {
-                let how = RunHow {
-                    yes: *yes,
-                    resume: true,
-                    allow_replace: *allow_replace,
-                    ..Default::default()
-                };
-                run::run(runbook, &Default::default(), how, None, &opts).await
-            }
-            Command::Rollback {
-                runbook,
-                to,
-                yes,
-                include_adopted,
-                ..
-            } => rollback::rollback(runbook, to.as_deref(), *yes, *include_adopted, &opts).await,
-            Command::Status {
-                runbook, history, ..
-            } => status::status(runbook, *history, &opts).await,
-            Command::Unlock { runbook, force } => transfer::unlock(runbook, force, &opts).await,
-            Command::State(cli::StateCommand::Push { runbook, to }) => {
-                transfer::push(runbook, to, &opts).await
-            }
-            Command::State(cli::StateCommand::Pull { runbook, from }) => {
-                transfer::pull(runbook, from, &opts).await
-            }
-            Command::Completions { .. } | Command::Man => {
-                unreachable!("handled above")
-            }
-        }
+        let outcome = command(&cli.command, &opts).await;
+        state::s3::release_all().await;
+        outcome
     })
+}
+
+/// The command that needs AWS, run to its end (whatever the outcome).
+async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
+    match command {
+        Command::Init(args) => init::init(args, opts).await,
+        Command::Plan {
+            runbook,
+            output,
+            detailed_exitcode,
+            out,
+            allow_replace,
+        } => {
+            let how = plan::PlanHow {
+                output: *output,
+                detailed_exitcode: *detailed_exitcode,
+                allow_replace: *allow_replace,
+            };
+            plan::plan(runbook, how, out.as_deref(), opts).await
+        }
+        Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, opts).await,
+        Command::Preflight { runbook } => commands::preflight::preflight(runbook, opts).await,
+        Command::Doctor { runbook } => doctor::doctor(runbook, opts).await,
+        Command::Run {
+            runbook,
+            select,
+            yes,
+            confirm,
+            adopt,
+            plan,
+            allow_replace,
+            ..
+        } => {
+            let how = RunHow {
+                yes: *yes,
+                ask: *confirm,
+                adopt: *adopt,
+                resume: false,
+                allow_replace: *allow_replace,
+            };
+            run::run(runbook, select, how, plan.as_deref(), opts).await
+        }
+        Command::Resume {
+            runbook,
+            yes,
+            allow_replace,
+            ..
+        } => {
+            let how = RunHow {
+                yes: *yes,
+                resume: true,
+                allow_replace: *allow_replace,
+                ..Default::default()
+            };
+            run::run(runbook, &Default::default(), how, None, opts).await
+        }
+        Command::Rollback {
+            runbook,
+            to,
+            yes,
+            include_adopted,
+            ..
+        } => rollback::rollback(runbook, to.as_deref(), *yes, *include_adopted, opts).await,
+        Command::Status {
+            runbook, history, ..
+        } => status::status(runbook, *history, opts).await,
+        Command::Unlock { runbook, force } => transfer::unlock(runbook, force, opts).await,
+        Command::State(cli::StateCommand::Push { runbook, to }) => {
+            transfer::push(runbook, to, opts).await
+        }
+        Command::State(cli::StateCommand::Pull { runbook, from }) => {
+            transfer::pull(runbook, from, opts).await
+        }
+        Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
+    }
 }
 
 /// First Ctrl-C: let the call in flight finish, save, and stop. Second:
@@ -211,6 +218,13 @@ fn watch_ctrl_c() {
             eprintln!("\nstopping after the current AWS call (press Ctrl-C again to quit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("quitting now; `run` or `resume` continues from what the account holds");
+                // The state's S3 lock, if any, is not left behind (a few
+                // seconds at most: quitting now is what was asked).
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(3),
+                    state::s3::release_all(),
+                )
+                .await;
                 std::process::exit(EXIT_INTERRUPTED);
             }
         }

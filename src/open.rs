@@ -70,7 +70,8 @@ pub fn state_place(rb: &Runbook, opts: &Options) -> Result<Place> {
     };
     if t.bucket.unset_env {
         return Err(Failure::bad_input(format!(
-            "{}: `state.bucket` comes from an environment variable that is not set: export              it, or give --state",
+            "{}: `state.bucket` comes from an environment variable that is not set: export \
+             it, or give --state",
             rb.at(t.bucket.pos)
         )));
     }

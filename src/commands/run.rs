@@ -60,7 +60,7 @@ pub async fn run(
             command_hint("run", &rb, opts)
         )));
     }
-    let (_lock, mut state) = backend.lock_and_load(&rb.name).await?;
+    let (_lock, mut state) = backend.load_for_run(&rb.name).await?;
 
     // An edit that would need a new resource is refused before touching
     // AWS, in any step of the runbook (a `--step` of another must not act
@@ -380,6 +380,8 @@ pub async fn run(
         );
         let names: Vec<&str> = retiring.iter().map(String::as_str).collect();
         let hint = command_hint("resume", &rb, opts) + " --allow-replace";
+        // Deletions come before their state writes: the lock first.
+        store.backend.hold().await?;
         let started = std::time::Instant::now();
         for (name, second) in retire_pass(&names, &rb, &aws, &store, &progress, &hint).await? {
             let name = steps::get(name).expect("known").name();

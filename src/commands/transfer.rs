@@ -81,7 +81,7 @@ pub async fn push(runbook: &Path, to: &str, opts: &Options) -> Result<()> {
     let from = Backend::File(file.clone());
     let s3 = s3_side(&rb, opts, to, "state push").await?;
     let (_here, state) = from.lock_and_load(&rb.name).await?;
-    let _there = s3.lock().await?;
+    s3.lock().await?;
     s3.load(&rb.name).await?;
     if s3.found() {
         return Err(Failure::usage(format!(
@@ -125,7 +125,7 @@ pub async fn pull(runbook: &Path, from: &str, opts: &Options) -> Result<()> {
     let s3 = s3_side(&rb, opts, from, "state pull").await?;
     let to = Backend::File(file.clone());
     let (_here, _) = to.lock_and_load(&rb.name).await?;
-    let _there = s3.lock().await?;
+    s3.lock().await?;
     let state = s3.load(&rb.name).await?;
     if !s3.found() {
         return Err(Failure::usage(format!(

@@ -209,6 +209,48 @@ pub(crate) struct Runner<'a> {
 pub(crate) struct StepFailed(pub(crate) String);
 
 impl Runner<'_> {
+    /// A step that only verifies (the invoke check): it changes nothing, so
+    /// it has no start to record and nothing to recover after a kill; its
+    /// result is recorded only when it differs from the last one, so a
+    /// re-run of a finished runbook writes nothing (and takes no S3 lock).
+    async fn verify(
+        &self,
+        name: &str,
+        step: &dyn steps::Step,
+        cx: &Ctx<'_>,
+        inputs: &Value,
+        checksum: String,
+        bar: &StepBar,
+    ) -> Result<Outcome> {
+        crate::failpoint::hit(name, "before-apply");
+        let outputs = step.apply(cx, inputs).await.inspect_err(|e| {
+            let interrupted = e.downcast_ref::<Interrupted>().is_some();
+            bar.finish("✗", if interrupted { "interrupted" } else { "failed" });
+        })?;
+        crate::failpoint::hit(name, "after-apply");
+        let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
+        let same = self.store.read(|s| {
+            s.record(name).is_some_and(|r| {
+                r.status == Status::Applied
+                    && r.outputs == outputs
+                    && r.checksum.as_ref() == Some(&checksum)
+            })
+        });
+        if !same {
+            self.store.advance(name, Event::Applied, |rec| {
+                rec.inputs = Some(inputs.clone());
+                rec.checksum = Some(checksum);
+                rec.outputs = outputs;
+                rec.error = None;
+            })?;
+        }
+        bar.finish(
+            "✓",
+            format!("verified: {}: {response}", step.describe(inputs)?),
+        );
+        Ok(Outcome::Verified)
+    }
+
     /// The first answer for `name` if it still holds: same inputs, and no
     /// step it waits on changed since.
     pub(crate) fn first_answer(&self, name: &str, checksum: &str) -> Option<Found> {
@@ -485,6 +527,9 @@ impl Runner<'_> {
                          (deleted by hand?); creating it again"
                     ));
                 }
+                if !step.changes_account() {
+                    return self.verify(name, step, &cx, &inputs, checksum, &bar).await;
+                }
                 // What the step replaces, read once before it first acts: a
                 // retry must not mistake our own change for the original.
                 let recorded_before = recorded.as_ref().and_then(|r| r.before.clone());
@@ -527,16 +572,11 @@ impl Runner<'_> {
                     }
                 };
                 crate::failpoint::hit(name, "after-apply");
-                let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
                 self.store.advance(name, Event::Applied, |rec| {
                     rec.outputs = outputs;
                     rec.before = step.settled_before(&inputs, rec.before.take());
                 })?;
                 let what = step.describe(&inputs)?;
-                if !step.changes_account() {
-                    bar.finish("✓", format!("verified: {what}: {response}"));
-                    return Ok(Outcome::Verified);
-                }
                 self.changed.lock().expect("lock").insert(name.to_string());
                 bar.finish("✓", format!("{verb}: {what}"));
                 Ok(Outcome::Changed)

@@ -537,10 +537,12 @@ pub enum Backend {
     S3(Box<s3::S3State>),
 }
 
-/// The lock a command holds while it runs: released when dropped.
+/// The lock a command holds while it runs: a file's is released when this
+/// is dropped; an S3 lock is recorded by the backend and released when the
+/// command is over (`s3::release_all`).
 pub enum Held {
     File(#[allow(dead_code)] Lock),
-    S3(#[allow(dead_code)] s3::S3Lock),
+    InBackend,
 }
 
 impl std::fmt::Display for Backend {
@@ -597,7 +599,31 @@ impl Backend {
     pub async fn lock(&self) -> anyhow::Result<Held> {
         match self {
             Backend::File(p) => Ok(Held::File(Lock::acquire(p).map_err(as_failure)?)),
-            Backend::S3(s) => Ok(Held::S3(s.lock().await?)),
+            Backend::S3(s) => {
+                s.lock().await?;
+                Ok(Held::InBackend)
+            }
+        }
+    }
+
+    /// Before a change that comes ahead of its state write: the lock held
+    /// (a file's since `load_for_run`; an S3 one taken now, if not yet).
+    pub async fn hold(&self) -> anyhow::Result<()> {
+        match self {
+            Backend::File(_) => Ok(()),
+            Backend::S3(s) => s.lock().await,
+        }
+    }
+
+    /// For `run`: a file's state locked and read; an S3 state read only,
+    /// its lock taken at the first write (which always comes before the
+    /// run's first change), so a re-run that changes nothing costs one read
+    /// of S3 and takes no lock. A write after another process wrote is
+    /// refused by the compare-and-swap, changing nothing.
+    pub async fn load_for_run(&self, runbook: &str) -> anyhow::Result<(Held, State)> {
+        match self {
+            Backend::File(_) => self.lock_and_load(runbook).await,
+            Backend::S3(s) => Ok((Held::InBackend, s.load(runbook).await?)),
         }
     }
 
@@ -613,8 +639,8 @@ impl Backend {
             }
             Backend::S3(s) => {
                 let (lock, state) = tokio::join!(s.lock(), s.load(runbook));
-                let lock = lock?;
-                Ok((Held::S3(lock), state?))
+                lock?;
+                Ok((Held::InBackend, state?))
             }
         }
     }

@@ -116,6 +116,8 @@ pub struct S3State {
     etag: Mutex<Option<String>>,
     /// Who writes: user, host, pid, command (object metadata of each write).
     writer: Holder,
+    /// Whether this process took the lock (released by [`release_all`]).
+    locked: tokio::sync::Mutex<bool>,
 }
 
 /// One earlier version of the state, for `status --history`.
@@ -157,6 +159,7 @@ impl S3State {
             client,
             etag: Mutex::new(None),
             writer: Holder::me(command),
+            locked: tokio::sync::Mutex::new(false),
         }
     }
 
@@ -164,7 +167,8 @@ impl S3State {
         Failure::bad_input(format!(
             "cannot {what} the state at {}: {e} (the backend needs s3:GetObject, \
              s3:PutObject and s3:DeleteObject on the key and its .lock, s3:ListBucket on \
-             the bucket; kms:Encrypt and kms:Decrypt on its key, if one is set)",
+             the bucket; kms:GenerateDataKey and kms:Decrypt on its key, if one is set: see \
+             the README's \"A state shared by a team\")",
             self.place
         ))
     }
@@ -224,8 +228,11 @@ impl S3State {
     /// Writes the state if the object is still the version this process
     /// last read or wrote (or, when there was none, if there still is
     /// none); remembers the new version. Refused, writing nothing, when
-    /// someone else wrote it meanwhile.
+    /// someone else wrote it meanwhile. Takes the lock first if this
+    /// process does not hold it yet (a run reads without it, and locks at
+    /// its first write, which always comes before its first change).
     pub async fn save(&self, state: &State) -> Result<()> {
+        self.lock().await?;
         let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
         json.push(b'\n');
         let expected = self.etag.lock().expect("etag").clone();
@@ -262,8 +269,8 @@ impl S3State {
             {
                 Err(Failure::locked(format!(
                     "the state at {} changed since this process read it (another process \
-                     wrote it after this one lost its lock, or it was edited by hand): this \
-                     write was refused, so nothing of the other writer's record was \
+                     ran and wrote it meanwhile, or wrote it after this one lost its lock, or \
+                     it was edited by hand): this write was refused, so nothing of the other writer's record was \
                      overwritten. This process stops here; what it did in AWS is in the \
                      account, and each step's check finds it: look with `status`, then run \
                      again",
@@ -289,9 +296,23 @@ impl S3State {
         }
     }
 
-    /// Takes the lock: creates `KEY.lock` only if there is none. A second
-    /// process is told who holds it and its id.
-    pub async fn lock(&self) -> Result<S3Lock> {
+    /// Takes the lock unless this process holds it already; it is released
+    /// by [`release_all`], which `main` awaits once the command is over,
+    /// whatever its outcome (success, failure, a first Ctrl-C), and before
+    /// the exit of a second Ctrl-C.
+    pub async fn lock(&self) -> Result<()> {
+        let mut locked = self.locked.lock().await;
+        if !*locked {
+            let lock = self.take_lock().await?;
+            HELD.lock().expect("held locks").push(lock);
+            *locked = true;
+        }
+        Ok(())
+    }
+
+    /// Creates `KEY.lock` only if there is none. A second process is told
+    /// who holds it and its id.
+    async fn take_lock(&self) -> Result<S3Lock> {
         let body = serde_json::to_vec(&self.writer).expect("holder serializes");
         let mut tries = 0;
         loop {
@@ -517,9 +538,9 @@ async fn delete(
     }
 }
 
-/// The lock this process holds; released when dropped, on every exit path
-/// the process survives (success, failure, Ctrl-C). Only if it is still
-/// ours: a lock removed with `unlock --force` and taken by another process
+/// A lock this process holds; released by [`release_all`] on every exit
+/// path the process survives (success, failure, Ctrl-C). Only if it is
+/// still ours: a lock removed with `unlock --force` and taken by another process
 /// is not touched.
 pub struct S3Lock {
     client: aws_sdk_s3::Client,
@@ -547,12 +568,16 @@ impl S3Lock {
     }
 }
 
-impl Drop for S3Lock {
-    fn drop(&mut self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        tokio::task::block_in_place(|| handle.block_on(self.release()));
+/// The S3 locks this process holds. Released by an explicit await at the
+/// end of the command rather than in a destructor: a delete sent while the
+/// runtime shuts down could wait forever on a stopped I/O driver.
+static HELD: std::sync::Mutex<Vec<S3Lock>> = std::sync::Mutex::new(Vec::new());
+
+/// Releases every S3 lock this process took, each only if it is still ours.
+pub async fn release_all() {
+    let held = std::mem::take(&mut *HELD.lock().expect("held locks"));
+    for lock in held {
+        lock.release().await;
     }
 }
 

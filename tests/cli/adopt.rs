@@ -17,8 +17,7 @@ pub(super) fn made_by_hand(emu: &Emulator, ws: &Workspace) {
         .arg(&ws.prefix)
         .envs(emu.aws_env())
         .envs(ws.env.iter())
-        .output()
-        .expect("run by_hand.py");
+        .bounded_output();
     assert!(
         out.status.success(),
         "by_hand.py failed: {}",

@@ -154,8 +154,7 @@ fn missing_credentials_or_region_are_named() {
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .env("AWS_CONFIG_FILE", home.join("config"))
                 .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-                .output()
-                .unwrap(),
+                .bounded_output(),
         )
     };
     let before = snapshot(&emu, &ws);

@@ -68,5 +68,5 @@ fn answering_with(ws: &Workspace, answers: &str, args: &[&str]) -> Out {
         .env_remove("AWS_PROFILE")
         .envs(ws.emu_env.iter().cloned())
         .envs(ws.env.iter());
-    Out::from(c.output().unwrap())
+    Out::from(c.bounded_output())
 }

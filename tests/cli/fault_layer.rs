@@ -199,7 +199,7 @@ fn sigkill_at_random_moments_then_resume_or_rollback() {
         let delay = Duration::from_millis(100 + next() % whole.as_millis() as u64);
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
-        child.wait().unwrap();
+        finish(child);
         let what = format!("seed {seed}, round {round}, killed after {delay:?}");
         if round % 2 == 0 {
             let verb = if ws.state.exists() { "resume" } else { "run" };

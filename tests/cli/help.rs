@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn completions_and_the_man_page_come_from_the_command_tree() {
     let out = |args: &[&str]| {
-        let o = std::process::Command::new(BIN).args(args).output().unwrap();
+        let o = std::process::Command::new(BIN).args(args).bounded_output();
         assert!(
             o.status.success(),
             "{args:?}: {}",
@@ -34,8 +34,7 @@ fn completions_and_the_man_page_come_from_the_command_tree() {
             "source {} && complete -p rds-proxy-runbook",
             script.display()
         ))
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         String::from_utf8_lossy(&loaded.stdout).contains("rds-proxy-runbook"),
         "{}",
@@ -49,19 +48,17 @@ fn completions_and_the_man_page_come_from_the_command_tree() {
         man.contains("rollback") && man.contains("Exit codes"),
         "{man}"
     );
-    std::process::Command::new(BIN)
+    let tcsh = std::process::Command::new(BIN)
         .args(["completions", "tcsh"])
-        .output()
-        .map(|o| assert_eq!(o.status.code(), Some(2)))
-        .unwrap();
+        .bounded_output();
+    assert_eq!(tcsh.status.code(), Some(2));
 }
 
 #[test]
 fn help_lists_exit_codes_and_commands() {
     let out = std::process::Command::new(BIN)
         .arg("--help")
-        .output()
-        .unwrap();
+        .bounded_output();
     let text = String::from_utf8(out.stdout).unwrap();
     for word in [
         "plan",

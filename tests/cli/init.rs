@@ -22,8 +22,7 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
                 .args(args)
                 .env_remove("AWS_PROFILE")
                 .envs(emu.aws_env())
-                .output()
-                .unwrap(),
+                .bounded_output(),
         )
     };
     let file = ws.runbook.to_str().unwrap().to_string();
@@ -131,8 +130,7 @@ fn init_on_a_db_already_behind_a_proxy_writes_a_runbook_that_adopts_it() {
             ])
             .env_remove("AWS_PROFILE")
             .envs(emu.aws_env())
-            .output()
-            .unwrap(),
+            .bounded_output(),
     );
     out.ok()
         .stderr_has(&format!(

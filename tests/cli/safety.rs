@@ -169,7 +169,7 @@ fn a_function_pointed_at_the_proxy_during_a_rollback_stops_it_there() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2000));
     set_function_variable(&emu, &function, "READ_HOST", Some(&endpoint));
-    let out = Out::from(child.wait_with_output().unwrap());
+    let out = Out::from(finish(child));
     out.code(1)
         .stderr_has("not undone: READ_HOST of Lambda function")
         .stderr_has("still point(s) at proxy");

@@ -52,7 +52,7 @@ fn a_second_concurrent_run_fails_on_the_lock_naming_the_holder() {
     ws.run(&["rollback", "--yes"]).code(4);
     assert_eq!(before, std::fs::read_to_string(&lock).unwrap());
     first.kill().unwrap();
-    first.wait().unwrap();
+    finish(first);
     // Once the holder is gone, the lock is free again.
     ws.run(&["run", "--yes"]).ok();
 }
@@ -105,7 +105,7 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
     ] {
         let mut c = ws.cmd(cmd);
         c.arg("--region").arg("us-west-2");
-        Out::from(c.output().unwrap())
+        Out::from(c.bounded_output())
             .code(3)
             .stderr_has("records steps in account 123456789012, region us-east-1")
             .stderr_has("would act in account 123456789012, region us-west-2")
@@ -154,7 +154,7 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let status = child.wait().unwrap();
+    let status = finish(child).status;
     assert_ne!(status.code(), Some(101), "panicked on a broken pipe");
 }
 

@@ -7,25 +7,6 @@
 
 use super::*;
 
-/// The lock's id, as S3 holds it now.
-fn lock_id(ws: &Workspace) -> Option<String> {
-    let url = ws.s3.as_ref().unwrap();
-    let (bucket, key) = url.strip_prefix("s3://").unwrap().split_once('/').unwrap();
-    let client = ws.s3_client();
-    runtime().block_on(async {
-        let out = client
-            .get_object()
-            .bucket(bucket)
-            .key(format!("{key}.lock"))
-            .send()
-            .await
-            .ok()?;
-        let bytes = out.body.collect().await.ok()?.into_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        v["id"].as_str().map(String::from)
-    })
-}
-
 /// A run of `ws` held for `ms` at `step:point` (a failpoint sleep), started
 /// in the background.
 fn held_run(ws: &Workspace, args: &[&str], at: &str, ms: u64) -> std::process::Child {
@@ -66,27 +47,30 @@ fn two_laptops_race_for_one_s3_state_and_exactly_one_runs() {
     // Both start at once, each held a moment inside its first step.
     let a = held_run(&ws, &["run", "--yes"], "proxy-role:before-apply", 1500);
     let b = held_run(&other, &["run", "--yes"], "proxy-role:before-apply", 1500);
-    let (a, b) = (
-        Out::from(a.wait_with_output().unwrap()),
-        Out::from(b.wait_with_output().unwrap()),
-    );
+    let (a, b) = (Out::from(finish(a)), Out::from(finish(b)));
     let (won, lost) = match (a.code, b.code) {
         (0, 4) => (&a, &b),
         (4, 0) => (&b, &a),
         _ => panic!("exactly one must run: {a:?} {b:?}"),
     };
     won.stdout_has("Done: 9 step(s) applied");
+    // A versioned bucket draws no warning about its versions (the emulator
+    // answers GetBucketVersioning as AWS does, which the SDK parses).
+    assert!(
+        !won.stdout.contains("versions of the state") && !won.stdout.contains("cannot read"),
+        "{won:?}"
+    );
     lost.stderr_has("is locked by")
         .stderr_has("lock id ")
         .stderr_has("unlock RUNBOOK --force ");
-    assert_eq!(lock_id(&ws), None, "released on success");
+    assert_eq!(ws.lock_id(), None, "released on success");
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "one run of two");
     // The loser, run again, finds everything done: one state, shared.
     other.run(&["run", "--yes"]).ok().stdout_has("No changes");
     // A run that fails releases the lock too.
     ws.write_edited("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-2\"");
     ws.run(&["run", "--yes"]).code(3);
-    assert_eq!(lock_id(&ws), None, "released on failure");
+    assert_eq!(ws.lock_id(), None, "released on failure");
     ws.write_runbook(|s| s);
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(
@@ -106,13 +90,12 @@ fn a_lost_lock_is_removed_by_its_id_only_and_a_stale_write_is_refused() {
     let killed = ws
         .cmd(&["run", "--yes"])
         .env("RDS_PROXY_RUNBOOK_FAILPOINT", "proxy:before-apply")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&killed.status),
         Some(6)
     );
-    let id = lock_id(&ws).expect("the killed holder's lock");
+    let id = ws.lock_id().expect("the killed holder's lock");
     ws.run(&["resume", "--yes"])
         .code(4)
         .stderr_has(&format!("lock id {id}"));
@@ -121,34 +104,49 @@ fn a_lost_lock_is_removed_by_its_id_only_and_a_stale_write_is_refused() {
         .code(2)
         .stderr_has(&format!("has id {id}, not 0123456789abcdef"))
         .stderr_has("nothing was removed");
-    assert_eq!(lock_id(&ws).as_deref(), Some(id.as_str()));
+    assert_eq!(ws.lock_id().as_deref(), Some(id.as_str()));
     ws.run(&["unlock", "--force", &id])
         .ok()
         .stdout_has(&format!("Removed lock {id}"));
     ws.run(&["resume", "--yes"]).ok();
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "resumed after unlock");
 
-    // A holder that lost its lock (removed by hand while it paused, then
-    // taken by a colleague who ran and wrote): its next write is refused
-    // and the colleague's record stays.
-    let slow = held_run(&ws, &["run", "--yes"], "invoke-check:before-apply", 3000);
+    // A holder that lost its lock (removed by hand while it paused between
+    // its update of the proxy and the record of it, then taken by a
+    // colleague who ran and wrote): its next write is refused and the
+    // colleague's record stays.
+    ws.write_edited(
+        "require_tls = true\n",
+        "require_tls = true\nidle_client_timeout = 300\n",
+    );
+    let slow = held_run(&ws, &["run", "--yes"], "proxy:after-apply", 4000);
     let start = std::time::Instant::now();
     let slow_id = loop {
-        if let Some(id) = lock_id(&ws) {
+        if let Some(id) = ws.lock_id() {
             break id;
         }
         assert!(start.elapsed().as_secs() < 30, "the slow run never locked");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     ws.run(&["unlock", "--force", &slow_id]).ok();
-    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    // The colleague finds the slow run's update made (still `modifying`,
+    // or done): finished and recorded.
+    let colleague = ws.run(&["run", "--yes"]);
+    colleague.ok();
+    assert!(
+        colleague.stdout.contains("✓ proxy finished")
+            || colleague
+                .stdout
+                .contains("= proxy found done in the account, recorded"),
+        "{colleague:?}"
+    );
     let colleague = ws.state_json();
-    let slow = Out::from(slow.wait_with_output().unwrap());
+    let slow = Out::from(finish(slow));
     slow.code(4)
         .stderr_has("changed since this process read it")
         .stderr_has("nothing of the other writer's record was overwritten");
     assert_eq!(ws.state_json(), colleague, "the colleague's state stands");
-    assert_eq!(lock_id(&ws), None, "no lock left by either");
+    assert_eq!(ws.lock_id(), None, "no lock left by either");
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "rollback after the refusal");
 }
@@ -210,7 +208,7 @@ fn a_bucket_without_versioning_is_warned_about_and_the_runbook_can_name_it() {
         client.create_bucket().bucket(&bucket).send().await.unwrap();
     });
     ws.write_runbook(|s| format!("{s}\n[state]\nbucket = \"{bucket}\"\n"));
-    let run = |args: &[&str]| Out::from(ws.cmd_own_state(args).output().unwrap());
+    let run = |args: &[&str]| Out::from(ws.cmd_own_state(args).bounded_output());
     run(&["plan"])
         .ok()
         .stdout_has(&format!(

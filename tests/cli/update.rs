@@ -211,8 +211,7 @@ fn functions_are_added_and_removed_without_touching_the_others() {
             "RDS_PROXY_RUNBOOK_FAILPOINT",
             "lambda-env:before-apply:sleep800",
         )
-        .output()
-        .unwrap();
+        .bounded_output();
     Out::from(held)
         .ok()
         .stdout_has("lambda-ingress: now that every function has moved, removing what the runbook no longer wants")

@@ -21,6 +21,53 @@ pub const REGION: &str = "us-east-1";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The longest any one run of the binary (or of a helper script) may take
+/// in a test: far above what a command needs on the emulator, so that a
+/// hang fails its test, naming the command and what it printed, instead of
+/// stalling the whole suite until CI gives up.
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(300);
+
+/// Waits for `child` as `wait_with_output` does, killing it past
+/// [`PROCESS_LIMIT`] and failing the test with what it printed.
+pub fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        let late = watch.recv_timeout(PROCESS_LIMIT).is_err();
+        if late {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        late
+    });
+    let out = child.wait_with_output().expect("wait for the process");
+    let _ = done.send(());
+    if dog.join().expect("watchdog") {
+        panic!(
+            "process {pid} ran over {PROCESS_LIMIT:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// `Command::output` bounded by [`PROCESS_LIMIT`].
+pub trait Bounded {
+    fn bounded_output(&mut self) -> Output;
+}
+
+impl Bounded for Command {
+    fn bounded_output(&mut self) -> Output {
+        let child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the process");
+        finish(child)
+    }
+}
+
 /// A fresh, empty folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -221,8 +268,7 @@ impl Emulator {
             .args(["--prefix", prefix])
             .args(seed_args)
             .envs(self.aws_env())
-            .output()
-            .expect("run seed.py");
+            .bounded_output();
         assert!(
             out.status.success(),
             "seed failed: {}",
@@ -396,7 +442,7 @@ impl Workspace {
     }
 
     pub fn run(&self, args: &[&str]) -> Out {
-        Out::from(self.cmd(args).output().expect("run the binary"))
+        Out::from(self.cmd(args).bounded_output())
     }
 
     /// The same runbook with another state file (a colleague's checkout,
@@ -442,6 +488,25 @@ impl Workspace {
                 .ok()?;
             let bytes = out.body.collect().await.ok()?.into_bytes();
             Some(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
+
+    /// The id of the lock on the workspace's S3 state, if one is held.
+    pub fn lock_id(&self) -> Option<String> {
+        let url = self.s3.as_ref()?;
+        let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
+        let client = self.s3_client();
+        runtime().block_on(async {
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(format!("{key}.lock"))
+                .send()
+                .await
+                .ok()?;
+            let bytes = out.body.collect().await.ok()?.into_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            v["id"].as_str().map(String::from)
         })
     }
 
@@ -1065,7 +1130,10 @@ impl HostWatch {
                                 Some((p.endpoint()?.to_string(), id))
                             })
                             .collect(),
-                        Err(_) => continue,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
                     };
                     looks += 1;
                     for (f, v) in values {
@@ -1117,6 +1185,14 @@ impl HostWatch {
             bad.is_empty(),
             "{what}: a function pointed at no working host: {bad:#?}"
         );
+    }
+}
+
+/// A watch dropped without its assertion (its test failed first) stops
+/// looking, rather than spinning on an emulator that is gone.
+impl Drop for HostWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -144,16 +144,25 @@ class Lambda(AwsTest):
 
 
 class Buckets(AwsTest):
-    def test_a_bucket_never_versioned_answers_an_empty_versioning_configuration(self):
+    def test_versioning_is_answered_as_a_versioning_configuration(self):
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=self.url)
         s3.create_bucket(Bucket="plain")
         with urllib.request.urlopen(self.url + "/plain?versioning", timeout=10) as r:
             body = r.read().decode()
         self.assertIn("<VersioningConfiguration", body)
+        self.assertNotIn("<Status>", body)
         s3.put_bucket_versioning(
             Bucket="plain", VersioningConfiguration={"Status": "Enabled"}
         )
         self.assertEqual(s3.get_bucket_versioning(Bucket="plain")["Status"], "Enabled")
+        # The root the Rust SDK parses, for a versioned bucket too.
+        with urllib.request.urlopen(self.url + "/plain?versioning", timeout=10) as r:
+            body = r.read().decode()
+        self.assertIn("<VersioningConfiguration", body)
+        self.assertIn("<Status>Enabled</Status>", body)
+        with self.assertRaises(ClientError) as e:
+            s3.get_bucket_versioning(Bucket="no-such-bucket")
+        self.assertEqual(e.exception.response["Error"]["Code"], "NoSuchBucket")
 
     def test_conditional_writes_answer_412(self):
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=self.url)
