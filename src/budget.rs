@@ -246,15 +246,14 @@ pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<
 
 /// The answer of a read the budget can do without; a failure becomes a
 /// note naming what could not be read and the permission to allow.
-fn readable<T, E, R>(
-    read: Result<T, aws_sdk_lambda::error::SdkError<E, R>>,
+fn readable<T, E>(
+    read: Result<T, aws_sdk_lambda::error::SdkError<E, aws_sdk_lambda::config::http::HttpResponse>>,
     what: &str,
     action: &str,
     notes: &mut Vec<String>,
 ) -> Option<T>
 where
     E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     read.map_err(|e| {
         notes.push(format!(

@@ -273,10 +273,11 @@ pub fn error_code<E: ProvideErrorMetadata, R>(
 
 /// A readable one-line message for an SDK error: code and message when the
 /// service answered, the underlying cause otherwise.
-pub fn describe_error<E, R>(err: &aws_sdk_ec2::error::SdkError<E, R>) -> String
+pub fn describe_error<E>(
+    err: &aws_sdk_ec2::error::SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_ec2::error::SdkError;
     match err {
@@ -285,7 +286,7 @@ where
             match (e.code(), e.message()) {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 (Some(c), None) => c.to_string(),
-                _ => format!("{e}"),
+                _ => unnamed_answer(s.raw()),
             }
         }
         other => {
@@ -309,6 +310,49 @@ where
             format!("{msg}{hint}")
         }
     }
+}
+
+/// An error answer the SDK could not name (no code in it): its HTTP
+/// status, what that likely means, and the start of its body (an HTML
+/// page by its title), so that it is still named.
+fn unnamed_answer(raw: &aws_sdk_ec2::config::http::HttpResponse) -> String {
+    let status = raw.status().as_u16();
+    let body = raw
+        .body()
+        .bytes()
+        .map(|b| {
+            String::from_utf8_lossy(b)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let likely = match status {
+        403 => "access denied: the caller lacks the permission for this call",
+        404 | 405 | 501 => "the endpoint does not offer this call (an emulator without it?)",
+        200..=299 => {
+            "the endpoint answered in a form the AWS SDK cannot read (an emulator's gap, or \
+             a proxy in the way)"
+        }
+        _ => "no AWS error code in the answer",
+    };
+    let lower = body.to_ascii_lowercase();
+    let shown = if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+        let title = lower
+            .find("<title>")
+            .and_then(|a| Some((a + 7, lower[a..].find("</title>")? + a)))
+            .map(|(a, b)| body[a..b].to_string())
+            .unwrap_or_default();
+        format!("; an HTML page {title:?}")
+    } else if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the answer began: {}",
+            body.chars().take(200).collect::<String>()
+        )
+    };
+    format!("HTTP {status} without an AWS error code: {likely}{shown}")
 }
 
 /// --profile, for error messages.
@@ -379,4 +423,45 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::config::http::HttpResponse;
+    use aws_sdk_lambda::primitives::SdkBody;
+
+    fn answer(status: u16, body: &str) -> String {
+        unnamed_answer(&HttpResponse::new(
+            status.try_into().unwrap(),
+            SdkBody::from(body),
+        ))
+    }
+
+    #[test]
+    fn an_answer_without_a_code_is_still_named() {
+        let page =
+            "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>";
+        assert_eq!(
+            answer(404, page),
+            "HTTP 404 without an AWS error code: the endpoint does not offer this call (an \
+             emulator without it?); an HTML page \"404 Not Found\""
+        );
+        assert!(answer(403, "").starts_with("HTTP 403 without an AWS error code: access denied"));
+        let unreadable = answer(
+            200,
+            "<GetBucketVersioningResponse>\n  <Status>Enabled</Status>",
+        );
+        assert!(
+            unreadable.contains("a form the AWS SDK cannot read"),
+            "{unreadable}"
+        );
+        assert!(
+            unreadable.ends_with(
+                "the answer began: <GetBucketVersioningResponse> <Status>Enabled</Status>"
+            ),
+            "{unreadable}"
+        );
+        assert_eq!(answer(500, &"x".repeat(500)).matches('x').count(), 200);
+    }
 }
