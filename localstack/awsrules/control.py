@@ -11,7 +11,7 @@ clears the counts.
 
 import json
 
-from . import calls, settings
+from . import calls, lambda_, settings
 
 
 class Control:
@@ -25,6 +25,11 @@ class Control:
             settings.reset()
             calls.clear()
         if not path.startswith("/awsrules/"):
+            extra = lambda_.answer(environ)
+            if extra is not None:
+                status, headers, data = extra
+                start_response(status, [*headers, ("Content-Length", str(len(data)))])
+                return [data]
             return self.inner(environ, start_response)
         status, body = self.answer(path, method, environ)
         data = json.dumps(body, sort_keys=True).encode()

@@ -1,10 +1,18 @@
 """Lambda configuration updates as AWS runs them: LastUpdateStatus is
 InProgress for `lambda_updating` seconds after UpdateFunctionConfiguration,
 and another update meanwhile is a ResourceConflictException (409). Plain
-moto is Successful at once."""
+moto is Successful at once. And the account's concurrency settings and a
+function's provisioned concurrency configs, which plain moto does not
+answer (see `answer`)."""
+
+import json
+import re
+import urllib.parse
 
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaFunction
+from moto.awslambda.utils import get_backend
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from . import settings
 
@@ -47,3 +55,58 @@ def install() -> None:
 
     LambdaFunction.update_configuration = update_configuration
     LambdaFunction.get_configuration = get_configuration
+
+
+# GetAccountSettings and ListProvisionedConcurrencyConfigs, which moto 5.2.5
+# does not route (404, an HTML page): the connection budget reads both.
+ACCOUNT_SETTINGS = re.compile(r"^/2016-08-19/account-settings/?$")
+PROVISIONED = re.compile(r"^/2019-09-30/functions/(?P<name>[^/]+)/provisioned-concurrency/?$")
+# AWS's default quota of concurrent executions per account and region.
+CONCURRENCY = 1000
+
+
+def _region(environ) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    found = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/lambda/", auth)
+    return found.group(1) if found else "us-east-1"
+
+
+def _json(status: str, body: dict, headers=()):
+    return status, [("Content-Type", "application/json"), *headers], json.dumps(body).encode()
+
+
+def answer(environ):
+    """The answer to one of the calls above, or None for moto's own."""
+    path = environ.get("PATH_INFO", "")
+    if environ.get("REQUEST_METHOD") != "GET":
+        return None
+    # The backend moto's own Lambda answers from (Docker-less or not).
+    backend = get_backend(DEFAULT_ACCOUNT_ID, _region(environ))
+    if ACCOUNT_SETTINGS.match(path):
+        functions = list(backend.list_functions())
+        reserved = sum(int(f.reserved_concurrency or 0) for f in functions)
+        return _json(
+            "200 OK",
+            {
+                "AccountLimit": {
+                    "TotalCodeSize": 80530636800,
+                    "CodeSizeUnzipped": 262144000,
+                    "CodeSizeZipped": 52428800,
+                    "ConcurrentExecutions": CONCURRENCY,
+                    "UnreservedConcurrentExecutions": CONCURRENCY - reserved,
+                },
+                "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": len(functions)},
+            },
+        )
+    found = PROVISIONED.match(path)
+    if found and "List=ALL" in environ.get("QUERY_STRING", ""):
+        name = urllib.parse.unquote(found.group("name"))
+        if not any(name in (f.function_name, f.function_arn) for f in backend.list_functions()):
+            return _json(
+                "404 Not Found",
+                {"Type": "User", "Message": f"Function not found: {name}"},
+                [("x-amzn-ErrorType", "ResourceNotFoundException")],
+            )
+        # moto keeps no provisioned concurrency: every function has none.
+        return _json("200 OK", {"ProvisionedConcurrencyConfigs": []})
+    return None

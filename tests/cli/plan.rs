@@ -67,11 +67,14 @@ fn plan_on_an_empty_account_changes_nothing() {
 fn plan_works_out_the_connection_budget() {
     let (emu, ws) = setup("budget");
     // Uncapped: the account's concurrency against db.t3.micro's ~60.
-    ws.run(&["plan"])
-        .ok()
+    let out = ws.run(&["plan"]);
+    out.ok()
         .stdout_has("Connection budget: db.t3.micro allows about 60 connections; the pool may use 100% = 60.")
         .stdout_has("at worst 1000 environments (limited by nothing: the account's concurrency (1000))")
         .stdout_has("may exceed the pool");
+    // Every read answered (the emulator's Lambda account settings and
+    // provisioned concurrency): no note of a read that failed.
+    assert!(!out.stdout.contains("cannot read"), "{out:?}");
     // Capped by reserved concurrency, with half the pool.
     let config = emu.sdk_config();
     runtime().block_on(async {

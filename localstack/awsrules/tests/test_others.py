@@ -97,9 +97,9 @@ class Iam(AwsTest):
 class Lambda(AwsTest):
     PACE = {"lambda_updating": 0.4}
 
-    def function(self):
+    def function(self, name="fn"):
         role = self.c["iam"].create_role(
-            RoleName="fn-role",
+            RoleName=f"{name}-role",
             AssumeRolePolicyDocument=json.dumps(trust("lambda.amazonaws.com")),
         )["Role"]["Arn"]
         import io
@@ -109,7 +109,7 @@ class Lambda(AwsTest):
         with zipfile.ZipFile(buf, "w") as z:
             z.writestr("index.py", "def handler(e, c):\n    return 1\n")
         self.c["lambda"].create_function(
-            FunctionName="fn",
+            FunctionName=name,
             Runtime="python3.12",
             Role=role,
             Handler="index.handler",
@@ -140,6 +140,25 @@ class Lambda(AwsTest):
         )
         lam.update_function_configuration(
             FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}}
+        )
+
+    def test_the_accounts_concurrency_and_provisioned_configs_are_answered(self):
+        self.function("counted")
+        lam = self.c["lambda"]
+        limit = lam.get_account_settings()["AccountLimit"]
+        self.assertEqual(
+            (limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]), (1000, 1000)
+        )
+        lam.put_function_concurrency(FunctionName="counted", ReservedConcurrentExecutions=150)
+        limit = lam.get_account_settings()["AccountLimit"]
+        self.assertEqual(limit["UnreservedConcurrentExecutions"], 850)
+        configs = lam.list_provisioned_concurrency_configs(FunctionName="counted")
+        self.assertEqual(configs["ProvisionedConcurrencyConfigs"], [])
+        self.assertError(
+            "ResourceNotFoundException",
+            lam.list_provisioned_concurrency_configs,
+            FunctionName="nope",
+            status=404,
         )
 
 
