@@ -5,7 +5,7 @@
 //! username and password, subnets in one AZ or another VPC, a Lambda
 //! outside the VPC, no room for another proxy, a proxy name taken).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Result;
 
@@ -122,7 +122,7 @@ pub async fn run(
             crate::state::Backend::File(_) => Ok(Vec::new()),
         }
     };
-    let (db_vpc, (), (), (), (), (), warnings) = tokio::try_join!(
+    let ((db_vpc, db_host), (), (), (), variables, (), mut warnings) = tokio::try_join!(
         check_database(rb, aws, db),
         check_secret(rb, aws, secret),
         check_subnets(rb, aws, &vpc, subnets),
@@ -139,6 +139,28 @@ pub async fn run(
             format!("set network.vpc_id = \"{db_vpc}\": the proxy must sit in the DB's VPC"),
         );
     }
+    warnings.extend(setting_warnings(rb));
+    if let Some(db_host) = &db_host {
+        for (function, vars) in &variables {
+            let moved: Vec<&str> = rb
+                .lambdas
+                .iter()
+                .filter(|l| l.function_name.literal().as_deref() == Some(function.as_str()))
+                .map(|l| l.env_var.as_str())
+                .collect();
+            let names = left_on_the_db(vars, &moved, db_host);
+            if !names.is_empty() {
+                warnings.push(format!(
+                    "{function}: {} also hold(s) the DB's endpoint {db_host}, and the runbook \
+                     moves only {}: through them the function keeps reaching the DB directly. \
+                     Put the proxy's endpoint in them too (a [[lambda]] entry per variable that \
+                     holds only the host), or leave them if that is meant",
+                    names.join(", "),
+                    moved.join(", ")
+                ));
+            }
+        }
+    }
     let mut r = Report {
         warnings,
         ..Report::default()
@@ -149,7 +171,12 @@ pub async fn run(
     Ok(r)
 }
 
-async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Option<String>> {
+/// The DB's VPC and endpoint address, when it can be read.
+async fn check_database(
+    rb: &Runbook,
+    aws: &Aws,
+    r: &mut Report,
+) -> Result<(Option<String>, Option<String>)> {
     use crate::db::Kind;
     let family = rb.database.engine_family;
     let (kind, id) = match (
@@ -158,14 +185,14 @@ async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Optio
     ) {
         (Some(id), _) => (Kind::Instance, id),
         (None, Some(id)) => (Kind::Cluster, id),
-        (None, None) => return Ok(None),
+        (None, None) => return Ok((None, None)),
     };
     let Some(db) = crate::db::read(aws, kind, &id).await? else {
         r.problem(
             format!("{} {id} does not exist in {}", kind.label(), aws.region),
             "check database.instance_id / cluster_id and the region",
         );
-        return Ok(None);
+        return Ok((None, None));
     };
     r.instance_class = db.instance_class.clone();
     let (what, status, engine) = (db.what(), &db.status, &db.engine);
@@ -197,7 +224,7 @@ async fn check_database(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<Optio
             "use a MySQL, PostgreSQL or SQL Server database",
         ),
     }
-    Ok(db.vpc_id)
+    Ok((db.vpc_id, db.address))
 }
 
 async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
@@ -361,35 +388,88 @@ async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Res
     Ok(())
 }
 
-async fn check_lambdas(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
-    let names: Vec<String> = rb
+/// Each function checked; returns the variables of those that exist, by
+/// function name (for the warning about a variable left on the DB).
+async fn check_lambdas(
+    rb: &Runbook,
+    aws: &Aws,
+    vpc: &str,
+    r: &mut Report,
+) -> Result<Vec<(String, HashMap<String, String>)>> {
+    let mut names: Vec<String> = rb
         .lambdas
         .iter()
         .filter_map(|l| l.function_name.literal())
         .collect();
+    // A function listed once per variable is checked once.
+    names.sort();
+    names.dedup();
     let parts = futures_util::future::try_join_all(names.iter().map(|name| async move {
         let mut part = Report::default();
-        check_lambda(name, aws, vpc, &mut part).await?;
-        anyhow::Ok(part)
+        let vars = check_lambda(name, aws, vpc, &mut part).await?;
+        anyhow::Ok((part, vars.map(|v| (name.clone(), v))))
     }))
     .await?;
-    for part in parts {
+    let mut variables = Vec::new();
+    for (part, vars) in parts {
         r.absorb(part);
+        variables.extend(vars);
     }
-    Ok(())
+    Ok(variables)
+}
+
+/// The variables of a function, other than those the runbook moves to the
+/// proxy (`moved`), whose value holds the DB's endpoint `db_host` (a
+/// `DATABASE_URL`, say): the function would keep reaching the DB directly
+/// through them. Names only, sorted: a value may hold a password.
+fn left_on_the_db(vars: &HashMap<String, String>, moved: &[&str], db_host: &str) -> Vec<String> {
+    let host = db_host.to_ascii_lowercase();
+    let mut names: Vec<String> = vars
+        .iter()
+        .filter(|(k, v)| !moved.contains(&k.as_str()) && v.to_ascii_lowercase().contains(&host))
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What a runbook sets that works against itself: IAM authentication
+/// required while TLS is not (IAM tokens are accepted over TLS only).
+fn setting_warnings(rb: &Runbook) -> Vec<String> {
+    let mut out = Vec::new();
+    if rb.proxy.iam_auth.as_str() == "REQUIRED" && !rb.proxy.require_tls {
+        out.push(
+            "proxy.iam_auth = \"REQUIRED\" with require_tls = false: IAM tokens are accepted \
+             over TLS only, so a client that connects without TLS is refused (\"This RDS Proxy \
+             requires TLS\"; PostgreSQL: \"IAM authentication is allowed only with SSL \
+             connections\"): set require_tls = true, and connect with TLS"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// One function: in the VPC (from its subnets: VpcConfig.VpcId is not
 /// reliable in every emulator), and its execution role exists; both read
 /// at once.
-async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
+async fn check_lambda(
+    name: &str,
+    aws: &Aws,
+    vpc: &str,
+    r: &mut Report,
+) -> Result<Option<HashMap<String, String>>> {
     let Some(conf) = aws.function_if_any(name).await? else {
         r.problem(
             format!("Lambda function {name} does not exist"),
             "check [[lambda]] function_name and the region",
         );
-        return Ok(());
+        return Ok(None);
     };
+    let variables = conf
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
     let subnets: Vec<String> = conf
         .vpc_config()
         .map(|v| v.subnet_ids().to_vec())
@@ -458,7 +538,7 @@ async fn check_lambda(name: &str, aws: &Aws, vpc: &str, r: &mut Report) -> Resul
             "give the function an execution role",
         ),
     }
-    Ok(())
+    Ok(Some(variables))
 }
 
 async fn check_proxy_room(
@@ -595,6 +675,32 @@ pub(crate) fn preflight_verdict(report: &crate::preflight::Report) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_left_on_the_db_are_named_never_shown() {
+        let vars: HashMap<String, String> = [
+            ("DB_HOST", "orders.abc.eu-west-1.rds.amazonaws.com"),
+            (
+                "DATABASE_URL",
+                "mysql://app:hunter2@ORDERS.abc.eu-west-1.rds.amazonaws.com/app",
+            ),
+            ("READ_HOST", "orders.abc.eu-west-1.rds.amazonaws.com:3306"),
+            ("LOG_LEVEL", "debug"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let host = "orders.abc.eu-west-1.rds.amazonaws.com";
+        assert_eq!(
+            left_on_the_db(&vars, &["DB_HOST"], host),
+            ["DATABASE_URL", "READ_HOST"]
+        );
+        assert_eq!(
+            left_on_the_db(&vars, &["DB_HOST", "READ_HOST"], host),
+            ["DATABASE_URL"]
+        );
+        assert!(left_on_the_db(&vars, &["DB_HOST"], "other.rds.amazonaws.com").is_empty());
+    }
 
     #[test]
     fn engines_map_to_families() {

@@ -100,3 +100,29 @@ fn plan_works_out_the_connection_budget() {
     assert_eq!(b["headroom"], 10);
     assert_eq!(b["functions"][0]["limited_by"], "reserved concurrency 20");
 }
+
+#[test]
+fn plan_warns_about_a_variable_left_on_the_db_and_iam_without_tls() {
+    let (emu, ws) = setup("plan_warns");
+    let app = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let db_host = function_variable(&emu, &app, "DB_HOST").unwrap();
+    let out = ws.run(&["plan"]);
+    out.ok();
+    assert!(!out.stdout.contains("warning"), "{out:?}");
+    // A connection string beside DB_HOST, holding the DB's host (and a
+    // password, never shown).
+    let url = format!(
+        "mysql://admin:Sup3rSecret@{}:3306/app",
+        db_host.to_uppercase()
+    );
+    set_function_variable(&emu, &app, "DATABASE_URL", Some(&url));
+    ws.write_edited("require_tls = true", "require_tls = false");
+    let out = ws.run(&["plan"]);
+    out.ok()
+        .stdout_has(&format!(
+            "{app}: DATABASE_URL also hold(s) the DB's endpoint {db_host}, and the runbook moves only DB_HOST"
+        ))
+        .stdout_has("proxy.iam_auth = \"REQUIRED\" with require_tls = false");
+    assert!(!out.stdout.contains("Sup3rSecret"), "{out:?}");
+    assert!(!out.stderr.contains("Sup3rSecret"), "{out:?}");
+}
