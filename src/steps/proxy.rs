@@ -89,7 +89,7 @@ pub struct Differences {
     pub replace: Vec<String>,
 }
 
-pub fn differences(p: &DbProxy, i: &Inputs) -> Differences {
+pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences {
     let mut d = Differences::default();
     let mut cmp = |in_place: bool, what: &str, have: String, want: String| {
         if have != want {
@@ -111,7 +111,7 @@ pub fn differences(p: &DbProxy, i: &Inputs) -> Differences {
         false,
         "subnets",
         format!("{:?}", set(p.vpc_subnet_ids())),
-        format!("{:?}", set(&i.subnet_ids)),
+        format!("{:?}", set(&kept_subnets(p, i, requested))),
     );
     cmp(
         true,
@@ -235,7 +235,7 @@ fn proxy_tags(cx: &Ctx<'_>, i: &Inputs, have: &[(String, String)]) -> TagChanges
 /// settings (only when one differs), then its tags.
 async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChanges) -> Result<()> {
     let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
-    if !differences(p, i).in_place.is_empty() {
+    if !differences(p, i, &i.subnet_ids).in_place.is_empty() {
         cx.bar.set(format!("modifying DB proxy {}", i.name));
         cx.aws
             .rds
@@ -275,6 +275,80 @@ async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChanges) -> Resu
             .map_err(|e| anyhow::anyhow!("cannot untag {arn}: {}", describe_error(&e)))?;
     }
     Ok(())
+}
+
+/// The runbook's subnets as the proxy should have them: less those AWS
+/// left out when the proxy was made with `requested` (it drops, without a
+/// word, subnets in an Availability Zone RDS Proxy does not support). So
+/// they are not a difference on every later check, while a subnet added
+/// to the runbook since, or one the proxy has and the runbook not, is.
+fn kept_subnets(p: &DbProxy, i: &Inputs, requested: &[String]) -> Vec<String> {
+    let has = p.vpc_subnet_ids();
+    i.subnet_ids
+        .iter()
+        .filter(|s| has.contains(s) || !requested.contains(s))
+        .cloned()
+        .collect()
+}
+
+/// The subnets the proxy was made with, as the state recorded them (none
+/// known: every runbook subnet must be the proxy's).
+fn requested_subnets(cx: &Ctx<'_>) -> Vec<String> {
+    cx.recorded
+        .and_then(|r| r.inputs.as_ref()?.get("subnet_ids")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect()
+}
+
+/// Says once, when the proxy is made, which subnets AWS left out and in
+/// which Availability Zone, and what to do.
+async fn report_left_out(cx: &Ctx<'_>, p: &DbProxy, i: &Inputs) {
+    let has = p.vpc_subnet_ids();
+    let left: Vec<String> = i
+        .subnet_ids
+        .iter()
+        .filter(|s| !has.contains(s))
+        .cloned()
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    let azs = cx
+        .aws
+        .ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(left.clone()))
+        .send()
+        .await
+        .map(|o| {
+            o.subnets()
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s.subnet_id()?.to_string(),
+                        s.availability_zone()?.to_string(),
+                    ))
+                })
+                .collect::<std::collections::HashMap<_, _>>()
+        })
+        .unwrap_or_default();
+    let named: Vec<String> = left
+        .iter()
+        .map(|s| match azs.get(s) {
+            Some(az) => format!("{s} ({az})"),
+            None => s.clone(),
+        })
+        .collect();
+    cx.bar.note(format!(
+        "AWS left out {} from the proxy: RDS Proxy does not support that Availability Zone; \
+         the proxy uses {} subnet(s). Later plans do not show this as a change; remove it from \
+         proxy.subnet_ids to match (nothing changes then), and keep two or more supported \
+         Availability Zones",
+        named.join(", "),
+        has.len()
+    ));
 }
 
 fn outputs(p: &DbProxy) -> Result<Outputs> {
@@ -351,7 +425,8 @@ impl Proxy {
                     }
                     ours.store(true, Ordering::Relaxed);
                 }
-                let diffs = differences(&p, i);
+                // Made (or being made) with the runbook's subnets.
+                let diffs = differences(&p, i, &i.subnet_ids);
                 if !diffs.replace.is_empty() {
                     anyhow::bail!(
                         "{what} differs from the runbook in what only a new proxy changes: {}",
@@ -428,7 +503,7 @@ impl StepImpl for Proxy {
         if !ours {
             return Ok(Found::Foreign(cx.not_ours(&format!("DB proxy {}", i.name))));
         }
-        let Differences { in_place, replace } = differences(&p, i);
+        let Differences { in_place, replace } = differences(&p, i, &requested_subnets(cx));
         if !replace.is_empty() {
             return Ok(Found::Replace(replace));
         }
@@ -454,6 +529,7 @@ impl StepImpl for Proxy {
                 let p = self.wait_available(cx, i, created, false).await?;
                 if created {
                     // Made just now as the runbook says, tags and all.
+                    report_left_out(cx, &p, i).await;
                     return outputs(&p);
                 }
                 p
@@ -467,7 +543,7 @@ impl StepImpl for Proxy {
             anyhow::bail!(cx.not_ours(&format!("DB proxy {}", i.name)));
         }
         let tags = proxy_tags(cx, i, &tags);
-        if differences(&p, i).in_place.is_empty() && tags.is_empty() {
+        if differences(&p, i, &i.subnet_ids).in_place.is_empty() && tags.is_empty() {
             return outputs(&p);
         }
         modify(cx, i, &p, tags).await?;
@@ -567,7 +643,7 @@ mod tests {
     #[test]
     fn same_proxy_has_no_differences_whatever_the_subnet_order() {
         assert_eq!(
-            differences(&proxy().build(), &inputs()),
+            differences(&proxy().build(), &inputs(), &[]),
             Differences::default()
         );
     }
@@ -582,7 +658,7 @@ mod tests {
             .debug_logging(true)
             .vpc_security_group_ids("sg2")
             .build();
-        let d = differences(&p, &inputs());
+        let d = differences(&p, &inputs(), &[]);
         assert_eq!(d.replace, vec!["engine family: POSTGRESQL -> MYSQL"]);
         assert_eq!(
             d.in_place,
@@ -596,9 +672,27 @@ mod tests {
         );
         let mut i = inputs();
         i.subnet_ids.push("c".into());
-        let d = differences(&proxy().build(), &i);
+        let d = differences(&proxy().build(), &i, &["a".into(), "b".into()]);
         assert!(d.replace[0].starts_with("subnets"), "{d:?}");
         assert!(d.in_place.is_empty());
+    }
+
+    #[test]
+    fn a_subnet_aws_left_out_at_creation_is_no_difference_later() {
+        let mut i = inputs();
+        i.subnet_ids.push("e".into());
+        let made_with: Vec<String> = vec!["a".into(), "b".into(), "e".into()];
+        // The proxy has a and b: AWS dropped e, which it was made with.
+        assert_eq!(
+            differences(&proxy().build(), &i, &made_with),
+            Differences::default()
+        );
+        // Unknown what it was made with: e is missing, so a new proxy.
+        let d = differences(&proxy().build(), &i, &[]);
+        assert!(d.replace[0].starts_with("subnets"), "{d:?}");
+        // A subnet the proxy has and the runbook no longer lists.
+        let d = differences(&proxy().vpc_subnet_ids("z").build(), &i, &made_with);
+        assert!(d.replace[0].starts_with("subnets"), "{d:?}");
     }
 
     #[test]

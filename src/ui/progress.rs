@@ -131,6 +131,21 @@ impl StepBar {
         }
     }
 
+    /// A line that stays above the spinners: something the user should
+    /// know about what the step did (said once, when it happens).
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("  {}: {}", self.name, msg.as_ref());
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(&line);
+            }
+            None => crate::say!("{line}"),
+        }
+    }
+
     /// Ends the spinner with a final line (`mark` is ✓, ✗, = ...).
     pub fn finish(&self, mark: &str, msg: impl AsRef<str>) {
         if self.quiet {

@@ -494,3 +494,49 @@ fn invoke_check_judges_the_response() {
         .ok()
         .stdout_has("invoke-check           failed");
 }
+
+/// AWS leaves out, without a word, a subnet in an Availability Zone RDS
+/// Proxy does not support: the run says so once, with the zone, and no
+/// later plan shows it as a change (Terraform's perpetual diff).
+#[test]
+fn a_subnet_aws_leaves_out_is_reported_once_and_never_a_change() {
+    let emu = Emulator::start();
+    let mut ws = emu.workspace("azs");
+    let config = emu.sdk_config();
+    let subnet = runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .create_subnet()
+            .vpc_id(&ws.env["VPC_ID"])
+            .cidr_block("10.10.99.0/24")
+            .availability_zone("us-east-1e")
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .unwrap()
+            .to_string()
+    });
+    emu.configure(r#"{"unsupported_azs": ["us-east-1e"]}"#);
+    let subnets = format!("{} {subnet}", ws.env["ISOLATED_SUBNETS"]);
+    ws.env.insert("ISOLATED_SUBNETS".into(), subnets);
+    let before = snapshot(&emu, &ws);
+    let said = format!("AWS left out {subnet} (us-east-1e) from the proxy");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has(&said)
+        .stdout_has("the proxy uses 2 subnet(s)");
+    let proxy = snapshot(&emu, &ws);
+    let plan = ws.run(&["plan"]);
+    plan.ok()
+        .stdout_has("Nothing to change: all 9 steps are done");
+    assert!(!plan.stdout.contains(&said), "said once: {plan:?}");
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    assert_same(
+        &proxy,
+        &snapshot(&emu, &ws),
+        "a re-run with a subnet left out",
+    );
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback");
+}
