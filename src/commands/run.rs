@@ -309,6 +309,9 @@ pub async fn run(
         |(o, _)| *o != Outcome::Skipped,
     )
     .await;
+    // What the steps recorded without waiting for its write (S3), saved
+    // now, whatever the outcome.
+    store.flush()?;
     // The second pass: what the steps left to remove, once every step of
     // the runbook is done (every function on its new path), one step after
     // another. A run of some steps only leaves them to a whole run.

@@ -237,7 +237,7 @@ impl Runner<'_> {
             })
         });
         if !same {
-            self.store.advance(name, Event::Applied, |rec| {
+            self.store.advance_later(name, Event::Applied, |rec| {
                 rec.inputs = Some(inputs.clone());
                 rec.checksum = Some(checksum);
                 rec.outputs = outputs;
@@ -572,7 +572,7 @@ impl Runner<'_> {
                     }
                 };
                 crate::failpoint::hit(name, "after-apply");
-                self.store.advance(name, Event::Applied, |rec| {
+                self.store.advance_later(name, Event::Applied, |rec| {
                     rec.outputs = outputs;
                     rec.before = step.settled_before(&inputs, rec.before.take());
                 })?;

@@ -1,5 +1,7 @@
 //! The state and where it is kept, with one writer.
 
+use std::sync::atomic::Ordering::SeqCst;
+
 use anyhow::Result;
 
 use crate::state::{self, Backend, Event, State};
@@ -10,6 +12,10 @@ use crate::state::{self, Backend, Event, State};
 pub(crate) struct Store {
     pub(crate) backend: Backend,
     pub(crate) state: std::sync::Mutex<State>,
+    /// How many transitions the state in memory has had.
+    changes: std::sync::atomic::AtomicU64,
+    /// The writer's turn, and how many transitions the last write held.
+    written: std::sync::Mutex<u64>,
 }
 
 impl Store {
@@ -17,6 +23,8 @@ impl Store {
         Store {
             backend,
             state: std::sync::Mutex::new(state),
+            changes: Default::default(),
+            written: Default::default(),
         }
     }
 
@@ -24,12 +32,80 @@ impl Store {
         f(&self.state.lock().expect("state lock"))
     }
 
-    /// Changes the state and saves it before anyone else may change it.
+    /// Changes the state and returns once it is saved with that change.
+    /// A file is written before anyone else may change the state (a few
+    /// milliseconds). An S3 write takes a round trip, so the steps under
+    /// way at the same time share it (group commit): each change is made in
+    /// memory, then whoever writes next writes the latest state, which
+    /// holds every change made so far, and each waiter returns as soon as
+    /// a write holding its change is done.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        if let Backend::File(_) = self.backend {
+            let mut state = self.state.lock().expect("state lock");
+            let r = f(&mut state)?;
+            self.backend.save(&state)?;
+            return Ok(r);
+        }
+        let (r, mine) = self.change(f)?;
+        self.written_up_to(mine)?;
+        Ok(r)
+    }
+
+    /// A change in memory only, numbered.
+    fn change<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<(R, u64)> {
         let mut state = self.state.lock().expect("state lock");
         let r = f(&mut state)?;
-        self.backend.save(&state)?;
-        Ok(r)
+        Ok((r, self.changes.fetch_add(1, SeqCst) + 1))
+    }
+
+    /// Returns once a write holding change `mine` is done: one already
+    /// made, or the latest state written now.
+    fn written_up_to(&self, mine: u64) -> Result<()> {
+        // Waiting for the writer blocks this thread: tokio is told, so the
+        // runtime's other tasks (and the write itself) go on meanwhile.
+        let mut written = tokio::task::block_in_place(|| self.written.lock().expect("writer"));
+        if *written >= mine {
+            return Ok(());
+        }
+        let (latest, holds) = {
+            let state = self.state.lock().expect("state lock");
+            (state.clone(), self.changes.load(SeqCst))
+        };
+        self.backend.save(&latest)?;
+        *written = holds;
+        Ok(())
+    }
+
+    /// A step applied, recorded without waiting for its own write in S3:
+    /// it goes with the next write (the next step's start, or
+    /// [`Store::flush`] at the end of the run), saving a round trip on the
+    /// run's critical path. As crash-safe: a kill before that write leaves
+    /// the step started, and the next run finds it done in the account and
+    /// records it, as after a kill between the apply and its save (a crash
+    /// point the tests kill at). A file is written at once, as ever.
+    pub(crate) fn advance_later(
+        &self,
+        name: &str,
+        event: Event,
+        f: impl FnOnce(&mut state::StepRecord),
+    ) -> Result<()> {
+        if let Backend::File(_) = self.backend {
+            return self.advance(name, event, f);
+        }
+        self.change(|s| {
+            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
+            f(rec);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Writes what [`Store::advance_later`] kept, if anything is unwritten.
+    pub(crate) fn flush(&self) -> Result<()> {
+        match self.backend {
+            Backend::File(_) => Ok(()),
+            Backend::S3(_) => self.written_up_to(self.changes.load(SeqCst)),
+        }
     }
 
     pub(crate) fn advance(

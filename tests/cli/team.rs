@@ -64,6 +64,12 @@ fn two_laptops_race_for_one_s3_state_and_exactly_one_runs() {
         .stderr_has("lock id ")
         .stderr_has("unlock RUNBOOK --force ");
     assert_eq!(ws.lock_id(), None, "released on success");
+    // Every step's record written, the last ones (kept for the next write
+    // to save a round trip) included.
+    let state = ws.state_json();
+    for (name, rec) in state["steps"].as_object().unwrap() {
+        assert_eq!(rec["status"], "applied", "{name}: {rec}");
+    }
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "one run of two");
     // The loser, run again, finds everything done: one state, shared.
     other.run(&["run", "--yes"]).ok().stdout_has("No changes");
