@@ -13,9 +13,12 @@
 //!   max_connections_percent (ModifyDBProxyTargetGroup); (e) a replacement
 //!   (`run --allow-replace` after the proxy is renamed: a new proxy made
 //!   beside the old, its target registered, the function moved, the old
-//!   one deleted); (f) its rollback; (g) the same run and no-op re-run
-//!   with the state in S3 (the emulator's, behind the same latency), each
-//!   beside (b) and (c), in another set of resources seeded alike;
+//!   one deleted); (f) its rollback; (g) what a state in S3 (the
+//!   emulator's, behind the same latency) adds: a run and a no-op re-run
+//!   with a local file and the same with the state in S3, alternated
+//!   BENCH_S3_PAIRS times (3) in two other sets of resources seeded alike
+//!   (each pair rolled back before the next), compared by their medians
+//!   (one run's waits alone vary by about a second);
 //!   and `--help` and `status` (median of 20), and the peak memory of a run.
 //! It counts the API calls of each and prints the tool's wall time as a
 //! ratio of the critical path: the waits that cannot overlap plus one
@@ -26,7 +29,8 @@
 //! BENCH_REGISTERING_S (10), BENCH_DELETING_S (20), BENCH_ENI_LINGER_S (5:
 //! the deleted proxy's network interfaces keep its group in use),
 //! BENCH_LAMBDA_UPDATING_S (1: a function's update InProgress),
-//! BENCH_MODIFYING_S (10: a proxy `modifying` after ModifyDBProxy), BENCH_SKIP_BOOK=1 to
+//! BENCH_MODIFYING_S (10: a proxy `modifying` after ModifyDBProxy),
+//! BENCH_S3_PAIRS (3), BENCH_SKIP_BOOK=1 to
 //! leave out the shell scripts, BENCH_VERBOSE=1 to print each command's
 //! output (each step's line ends with its own duration).
 
@@ -146,6 +150,20 @@ fn median(n: usize, mut cmd: impl FnMut() -> Command) -> Duration {
     times[n / 2]
 }
 
+/// The measure with the median wall time (its own calls and memory).
+fn median_of(mut all: Vec<Measure>) -> Measure {
+    all.sort_by_key(|m| m.wall);
+    let n = all.len();
+    let mut m = all.swap_remove(n / 2);
+    m.what = match m.what {
+        "tool: run, local state" => "tool: run, local (median)",
+        "tool: run, state in S3" => "tool: run, S3 (median)",
+        "tool: re-run, local state" => "tool: re-run, local (med.)",
+        _ => "tool: re-run, S3 (median)",
+    };
+    m
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
 }
@@ -185,7 +203,9 @@ fn main() {
     // Seeding goes straight to the emulator: not counted, not slowed.
     let book_ws = emu.workspace("bench-book");
     let mut ws = emu.workspace("bench-tool");
-    // Its bucket made (and versioned) straight on the emulator, uncounted.
+    // For the S3 comparison: a local state, and one in a bucket made (and
+    // versioned) straight on the emulator, uncounted.
+    let mut file_ws = emu.workspace("bench-file");
     let mut s3_ws = emu.workspace("bench-s3").in_s3();
     let faults = FaultProxy::start(&emu.url);
     faults.latency(latency);
@@ -200,6 +220,7 @@ fn main() {
     ));
     ws.set_endpoint(&faults.url);
     s3_ws.set_endpoint(&faults.url);
+    file_ws.set_endpoint(&faults.url);
 
     let mut rows: Vec<Measure> = Vec::new();
     if with_book {
@@ -216,16 +237,6 @@ fn main() {
     }
     let run = measure("tool: run", &faults, ws.cmd(&["run", "--yes"]));
     let rerun = measure("tool: re-run (no-op)", &faults, ws.cmd(&["run", "--yes"]));
-    let s3_run = measure(
-        "tool: run, state in S3",
-        &faults,
-        s3_ws.cmd(&["run", "--yes"]),
-    );
-    let s3_rerun = measure(
-        "tool: re-run, state in S3",
-        &faults,
-        s3_ws.cmd(&["run", "--yes"]),
-    );
     let status_time = median(21, || ws.cmd(&["status"]));
     let help_time = median(21, || {
         let mut c = Command::new(BIN);
@@ -266,6 +277,51 @@ fn main() {
         ws.cmd(&["run", "--yes", "--allow-replace"]),
     );
     let rollback = measure("tool: rollback", &faults, ws.cmd(&["rollback", "--yes"]));
+
+    // A state in S3 against a local file, alternated, each pair undone
+    // (both rollbacks at once, unmeasured) before the next.
+    let pairs = setting("BENCH_S3_PAIRS", 3).max(1);
+    let mut measured: [Vec<Measure>; 4] = Default::default();
+    for _ in 0..pairs {
+        let [file_run, s3_run, file_rerun, s3_rerun] = &mut measured;
+        let run_yes = ["run", "--yes"];
+        file_run.push(measure(
+            "tool: run, local state",
+            &faults,
+            file_ws.cmd(&run_yes),
+        ));
+        s3_run.push(measure(
+            "tool: run, state in S3",
+            &faults,
+            s3_ws.cmd(&run_yes),
+        ));
+        file_rerun.push(measure(
+            "tool: re-run, local state",
+            &faults,
+            file_ws.cmd(&run_yes),
+        ));
+        s3_rerun.push(measure(
+            "tool: re-run, state in S3",
+            &faults,
+            s3_ws.cmd(&run_yes),
+        ));
+        let undo: Vec<_> = [&file_ws, &s3_ws]
+            .iter()
+            .map(|w| {
+                w.cmd(&["rollback", "--yes"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("rollback")
+            })
+            .collect();
+        for mut u in undo {
+            assert!(
+                u.wait().expect("rollback").success(),
+                "a pair's rollback failed"
+            );
+        }
+    }
+    let [file_run, s3_run, file_rerun, s3_rerun] = measured.map(median_of);
 
     // The critical paths: the waits that cannot overlap, plus one latency
     // for each call on the longest chain of calls that must follow one
@@ -329,7 +385,9 @@ fn main() {
     }
     row(&run, Some(run_path));
     row(&rerun, None);
+    row(&file_run, Some(run_path));
     row(&s3_run, Some(run_path));
+    row(&file_rerun, None);
     row(&s3_rerun, None);
     row(&idle, Some(idle_path));
     row(&pool, Some(pool_path));
@@ -348,17 +406,17 @@ fn main() {
         secs(pool_budget)
     );
     // What S3 adds, side by side: the run's share, the re-run's rounds.
-    let s3_share = s3_run.wall.as_secs_f64() / run.wall.as_secs_f64() - 1.0;
-    let s3_rerun_extra = s3_rerun.wall.saturating_sub(rerun.wall);
+    let s3_share = s3_run.wall.as_secs_f64() / file_run.wall.as_secs_f64() - 1.0;
+    let s3_rerun_extra = s3_rerun.wall.saturating_sub(file_rerun.wall);
     println!(
-        "state in S3: run {:+.1}% of the local run ({} more API calls); re-run {:+.0} ms, {:.2} \
+        "state in S3 (medians of {pairs} alternated pairs): run {:+.1}% of the local run ({} more API calls); re-run {:+.0} ms, {:.2} \
          round(s) of {} ms ({} more API calls)",
         100.0 * s3_share,
-        s3_run.calls as i64 - run.calls as i64,
-        s3_rerun.wall.as_secs_f64() * 1000.0 - rerun.wall.as_secs_f64() * 1000.0,
+        s3_run.calls as i64 - file_run.calls as i64,
+        s3_rerun.wall.as_secs_f64() * 1000.0 - file_rerun.wall.as_secs_f64() * 1000.0,
         s3_rerun_extra.as_secs_f64() / latency.as_secs_f64(),
         latency.as_millis(),
-        s3_rerun.calls as i64 - rerun.calls as i64
+        s3_rerun.calls as i64 - file_rerun.calls as i64
     );
     println!(
         "--help {} ms, status {} ms (median of 21)",
@@ -367,7 +425,16 @@ fn main() {
     );
 
     let peak_mb = [
-        &run, &rerun, &s3_run, &s3_rerun, &idle, &pool, &replace, &rollback,
+        &run,
+        &rerun,
+        &file_run,
+        &s3_run,
+        &file_rerun,
+        &s3_rerun,
+        &idle,
+        &pool,
+        &replace,
+        &rollback,
     ]
     .iter()
     .filter_map(|m| m.peak_kb)
