@@ -32,13 +32,10 @@ impl Store {
         f(&self.state.lock().expect("state lock"))
     }
 
-    /// Changes the state and returns once it is saved with that change.
-    /// A file is written before anyone else may change the state (a few
-    /// milliseconds). An S3 write takes a round trip, so the steps under
-    /// way at the same time share it (group commit): each change is made in
-    /// memory, then whoever writes next writes the latest state, which
-    /// holds every change made so far, and each waiter returns as soon as
-    /// a write holding its change is done.
+    /// Changes the state and returns once it is saved with that change: a
+    /// file before anyone else may change the state; an S3 state by writing
+    /// the latest state unless a write since the change already holds it
+    /// (as after [`Store::advance_later`]).
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
         if let Backend::File(_) = self.backend {
             let mut state = self.state.lock().expect("state lock");
@@ -61,8 +58,7 @@ impl Store {
     /// Returns once a write holding change `mine` is done: one already
     /// made, or the latest state written now.
     fn written_up_to(&self, mine: u64) -> Result<()> {
-        // Waiting for the writer blocks this thread: tokio is told, so the
-        // runtime's other tasks (and the write itself) go on meanwhile.
+        // Waiting for the writer blocks this thread: tokio is told.
         let mut written = tokio::task::block_in_place(|| self.written.lock().expect("writer"));
         if *written >= mine {
             return Ok(());

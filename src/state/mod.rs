@@ -611,7 +611,7 @@ impl Backend {
     pub async fn hold(&self) -> anyhow::Result<()> {
         match self {
             Backend::File(_) => Ok(()),
-            Backend::S3(s) => s.lock().await,
+            Backend::S3(s) => s.lock_unchanged().await,
         }
     }
 

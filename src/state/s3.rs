@@ -267,18 +267,37 @@ impl S3State {
                     || is_conflict(code(&e))
                     || (expected.is_some() && is_missing(code(&e))) =>
             {
-                Err(Failure::locked(format!(
-                    "the state at {} changed since this process read it (another process \
-                     ran and wrote it meanwhile, or wrote it after this one lost its lock, or \
-                     it was edited by hand): this write was refused, so nothing of the other writer's record was \
-                     overwritten. This process stops here; what it did in AWS is in the \
-                     account, and each step's check finds it: look with `status`, then run \
-                     again",
-                    self.place
-                )))
+                Err(self.changed_since())
             }
             Err(e) => Err(self.fail("write", describe_error(&e))),
         }
+    }
+
+    /// A write refused because someone else wrote meanwhile.
+    fn changed_since(&self) -> anyhow::Error {
+        Failure::locked(format!(
+            "the state at {} changed since this process read it (another process ran and \
+             wrote it meanwhile, or wrote it after this one lost its lock, or it was edited by \
+             hand): this write was refused, so nothing of the other writer's record was \
+             overwritten. This process stops here; what it did in AWS is in the account, and \
+             each step's check finds it: look with `status`, then run again",
+            self.place
+        ))
+    }
+
+    /// The lock, for changes that come before this process's next write (a
+    /// replacement's deletions): when it is taken only now, the state must
+    /// still be the version this process read, or those changes would act
+    /// on a state someone else has changed since.
+    pub async fn lock_unchanged(&self) -> Result<()> {
+        if !self.lock().await? {
+            return Ok(());
+        }
+        let now = self.read(&self.place.key).await?.and_then(|(_, etag)| etag);
+        if now != *self.etag.lock().expect("etag") {
+            return Err(self.changed_since());
+        }
+        Ok(())
     }
 
     /// Deletes the state object, only while it is the version this
@@ -300,14 +319,29 @@ impl S3State {
     /// by [`release_all`], which `main` awaits once the command is over,
     /// whatever its outcome (success, failure, a first Ctrl-C), and before
     /// the exit of a second Ctrl-C.
-    pub async fn lock(&self) -> Result<()> {
+    /// True when it was taken now.
+    pub async fn lock(&self) -> Result<bool> {
         let mut locked = self.locked.lock().await;
-        if !*locked {
-            let lock = self.take_lock().await?;
-            HELD.lock().expect("held locks").push(lock);
-            *locked = true;
+        if *locked {
+            return Ok(false);
         }
-        Ok(())
+        let lock = self.take_lock().await?;
+        let closed = {
+            let mut held = HELD.lock().expect("held locks");
+            if !held.closed {
+                held.locks.push(lock.clone());
+            }
+            held.closed
+        };
+        if closed {
+            // Taken while the process quits (a second Ctrl-C): given back.
+            lock.release().await;
+            return Err(Failure::interrupted(
+                "quitting: the state's lock was given back",
+            ));
+        }
+        *locked = true;
+        Ok(true)
     }
 
     /// Creates `KEY.lock` only if there is none. A second process is told
@@ -542,6 +576,7 @@ async fn delete(
 /// path the process survives (success, failure, Ctrl-C). Only if it is
 /// still ours: a lock removed with `unlock --force` and taken by another process
 /// is not touched.
+#[derive(Clone)]
 pub struct S3Lock {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -571,11 +606,26 @@ impl S3Lock {
 /// The S3 locks this process holds. Released by an explicit await at the
 /// end of the command rather than in a destructor: a delete sent while the
 /// runtime shuts down could wait forever on a stopped I/O driver.
-static HELD: std::sync::Mutex<Vec<S3Lock>> = std::sync::Mutex::new(Vec::new());
+static HELD: std::sync::Mutex<Held> = std::sync::Mutex::new(Held {
+    locks: Vec::new(),
+    closed: false,
+});
 
-/// Releases every S3 lock this process took, each only if it is still ours.
+struct Held {
+    locks: Vec<S3Lock>,
+    /// Released for good: a lock taken after it is given back at once.
+    closed: bool,
+}
+
+/// Releases every S3 lock this process took, each only if it is still
+/// ours; a lock taken after this (a write in flight while a second Ctrl-C
+/// quits) is given back at once.
 pub async fn release_all() {
-    let held = std::mem::take(&mut *HELD.lock().expect("held locks"));
+    let held = {
+        let mut held = HELD.lock().expect("held locks");
+        held.closed = true;
+        std::mem::take(&mut held.locks)
+    };
     for lock in held {
         lock.release().await;
     }

@@ -407,6 +407,7 @@ impl Proxy {
         i: &Inputs,
         ours: bool,
         modified: bool,
+        requested: &[String],
     ) -> Result<DbProxy> {
         let what = format!("DB proxy {}", i.name);
         let ours = AtomicBool::new(ours);
@@ -425,8 +426,7 @@ impl Proxy {
                     }
                     ours.store(true, Ordering::Relaxed);
                 }
-                // Made (or being made) with the runbook's subnets.
-                let diffs = differences(&p, i, &i.subnet_ids);
+                let diffs = differences(&p, i, requested);
                 if !diffs.replace.is_empty() {
                     anyhow::bail!(
                         "{what} differs from the runbook in what only a new proxy changes: {}",
@@ -526,7 +526,15 @@ impl StepImpl for Proxy {
         let p = match find(cx.aws, &i.name).await? {
             None => {
                 let created = self.create(cx, i).await?;
-                let p = self.wait_available(cx, i, created, false).await?;
+                // Made by this call with the runbook's subnets; else as the
+                // state recorded it was made.
+                let requested = match created {
+                    true => i.subnet_ids.clone(),
+                    false => requested_subnets(cx),
+                };
+                let p = self
+                    .wait_available(cx, i, created, false, &requested)
+                    .await?;
                 if created {
                     // Made just now as the runbook says, tags and all.
                     report_left_out(cx, &p, i).await;
@@ -536,7 +544,10 @@ impl StepImpl for Proxy {
             }
             // Available already (an update): no wait before the change.
             Some(p) if matches!(status_decision(&status_of(&p))?, Wait::Ready(())) => p,
-            Some(_) => self.wait_available(cx, i, false, false).await?,
+            Some(_) => {
+                let requested = requested_subnets(cx);
+                self.wait_available(cx, i, false, false, &requested).await?
+            }
         };
         let (ours, tags) = tags_of(cx, &p).await?;
         if !ours {
@@ -547,7 +558,8 @@ impl StepImpl for Proxy {
             return outputs(&p);
         }
         modify(cx, i, &p, tags).await?;
-        outputs(&self.wait_available(cx, i, true, true).await?)
+        let requested = requested_subnets(cx);
+        outputs(&self.wait_available(cx, i, true, true, &requested).await?)
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {

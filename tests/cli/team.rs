@@ -232,3 +232,35 @@ fn a_bucket_without_versioning_is_warned_about_and_the_runbook_can_name_it() {
         .stdout_has("the bucket keeps no history unless versioning is on");
     run(&["rollback", "--yes"]).ok();
 }
+
+/// A function removed with the state in S3: the removals' second pass (a
+/// step run again at the end of the run) records its steps too, though a
+/// step's `applied` waits for the next write.
+#[test]
+fn a_function_removed_with_the_state_in_s3_leaves_every_record_written() {
+    let emu = Emulator::start();
+    let ws = emu
+        .workspace_for(
+            "team_remove",
+            "cookbook-4.3-mysql.toml",
+            &["--extra-function", "reports"],
+        )
+        .in_s3();
+    let before = snapshot(&emu, &ws);
+    let second =
+        "\n[[lambda]]\nfunction_name = \"${env.REPORTS_FUNCTION_NAME}\"\nenv_var = \"DB_HOST\"\n";
+    ws.write_runbook(|s| edit(&s, "\n[invoke_check]", &format!("{second}\n[invoke_check]")));
+    ws.run(&["run", "--yes"]).ok();
+    let first = "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\n\
+                 security_group_id = \"${env.DB_APP_FUNCTION_SG_ID}\"\n";
+    let second_only = "function_name = \"${env.REPORTS_FUNCTION_NAME}\"\n";
+    ws.write_runbook(|s| edit(&s, first, second_only));
+    ws.run(&["run", "--yes"]).ok();
+    let state = ws.state_json();
+    for (name, rec) in state["steps"].as_object().unwrap() {
+        assert_eq!(rec["status"], "applied", "{name}: {rec}");
+    }
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after the removal");
+}
