@@ -186,7 +186,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
         rec.outputs = outputs;
         rec.before = before;
         rec.error = None;
-        backend.save(&state)?;
+        backend.save(&state).await?;
         println!("  adopted {}: {}", s.name, s.what);
     }
     println!(

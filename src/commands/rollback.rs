@@ -86,7 +86,7 @@ pub async fn rollback(
     )?;
     let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
     if check_place(&mut state, &aws, &backend).await? {
-        backend.save(&state)?;
+        backend.save(&state).await?;
     }
     let rollback_hint = command_hint("rollback", &rb, opts);
     let guard = Guard::read(&rb, &state, &undo, include_adopted, &aws).await?;
@@ -200,15 +200,16 @@ impl Undo<'_> {
         let retired = if rec.retired.is_empty() {
             Vec::new()
         } else {
-            undo_retired(name, self.rb, aws, store, &bar, self.guard, self.hint)
-                .await
-                .map_err(|e| self.failed(name, &bar, e))?
+            match undo_retired(name, self.rb, aws, store, &bar, self.guard, self.hint).await {
+                Ok(done) => done,
+                Err(e) => return Err(self.failed(name, &bar, e).await),
+            }
         };
         let Some(inputs) = rec.inputs.filter(|_| rec.status.may_have_changed_account()) else {
             // Never got as far as acting: nothing in the account to undo
             // (but what a replacement left, undone above).
             if rec.status.may_have_changed_account() {
-                store.advance(name, Event::RolledBack, |_| {})?;
+                store.advance(name, Event::RolledBack, |_| {}).await?;
             }
             return Ok(match retired.is_empty() {
                 true => {
@@ -227,10 +228,12 @@ impl Undo<'_> {
         // values is put back whatever its origin: it only holds values it
         // replaced, or the runbook's `restore_value`.
         if adopted && !self.include_adopted && !step.sets_function_variables() {
-            store.advance(name, Event::RolledBack, |rec| {
-                rec.outputs.clear();
-                rec.error = None;
-            })?;
+            store
+                .advance(name, Event::RolledBack, |rec| {
+                    rec.outputs.clear();
+                    rec.error = None;
+                })
+                .await?;
             bar.finish(
                 "!",
                 "left alone: adopted, not created by this state (--include-adopted undoes it)",
@@ -259,13 +262,18 @@ impl Undo<'_> {
             crate::failpoint::hit(name, "before-rollback");
             step.rollback(&cx, &inputs, rec.before.as_ref()).await
         };
-        let undone = undone.await.map_err(|e| self.failed(name, &bar, e))?;
+        let undone = match undone.await {
+            Ok(undone) => undone,
+            Err(e) => return Err(self.failed(name, &bar, e).await),
+        };
         crate::failpoint::hit(name, "after-rollback");
-        store.advance(name, Event::RolledBack, |rec| {
-            rec.outputs.clear();
-            rec.before = None;
-            rec.error = None;
-        })?;
+        store
+            .advance(name, Event::RolledBack, |rec| {
+                rec.outputs.clear();
+                rec.before = None;
+                rec.error = None;
+            })
+            .await?;
         let also = match retired.is_empty() {
             true => String::new(),
             false => format!(" (and the replaced one: {})", retired.join("; ")),
@@ -288,7 +296,7 @@ impl Undo<'_> {
 
     /// A step that could not be undone: interrupted (it stays as it was),
     /// or failed (the state records why).
-    fn failed(
+    async fn failed(
         &self,
         name: &str,
         bar: &crate::ui::progress::StepBar,
@@ -306,7 +314,7 @@ impl Undo<'_> {
             }
             Ok(())
         });
-        match saved {
+        match saved.await {
             Ok(()) => StepFailed(message).into(),
             Err(e) => e,
         }

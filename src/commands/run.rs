@@ -171,7 +171,7 @@ pub async fn run(
     };
     let (account, prechecks, mut report) = tokio::join!(whoami, prechecks, early_preflight);
     if record_place(&mut state, &account?, &aws.region, &backend)? && !state.steps.is_empty() {
-        backend.save(&state)?;
+        backend.save(&state).await?;
     }
     let prechecked: BTreeMap<String, (String, Found)> = prechecks
         .into_iter()
@@ -400,7 +400,7 @@ pub async fn run(
         anyhow::Ok(())
     }
     .await;
-    let flushed = store.flush();
+    let flushed = store.flush().await;
     passes?;
     flushed?;
     // For --output json: the results as they were, before the error is built.

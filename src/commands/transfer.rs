@@ -133,7 +133,7 @@ pub async fn pull(runbook: &Path, from: &str, opts: &Options) -> Result<()> {
             s3.place
         )));
     }
-    to.save(&state)?;
+    to.save(&state).await?;
     s3.delete_state().await?;
     crate::say!(
         "Moved the state of `{}` from {} to {} (the object is deleted; a versioned bucket \

@@ -41,7 +41,7 @@ pub(crate) async fn undo_retired(
     let mut done = Vec::new();
     while let Some(entry) = store.read(|s| s.record(name).and_then(|r| r.retired.first().cloned()))
     {
-        let forget = |store: &Store| {
+        let forget = || {
             store.update(|s| {
                 if let Some(rec) = s.steps.get_mut(name)
                     && let Some(at) = rec.retired.iter().position(|r| *r == entry)
@@ -53,7 +53,7 @@ pub(crate) async fn undo_retired(
         };
         let what = step.describe(&entry.inputs)?;
         if entry.origin == Origin::Adopted {
-            forget(store)?;
+            forget().await?;
             done.push(format!(
                 "left in place (adopted, not made by this state): {what}"
             ));
@@ -77,7 +77,7 @@ pub(crate) async fn undo_retired(
             .rollback(&cx, &entry.inputs, entry.before.as_ref())
             .await?;
         crate::failpoint::hit(name, "after-retire");
-        forget(store)?;
+        forget().await?;
         done.push(match undone {
             Undone::Done(t) | Undone::AlreadyGone(t) => t,
             Undone::LeftAlone(t) => format!("left alone: {t}"),

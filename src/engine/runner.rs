@@ -237,12 +237,14 @@ impl Runner<'_> {
             })
         });
         if !same {
-            self.store.advance_later(name, Event::Applied, |rec| {
-                rec.inputs = Some(inputs.clone());
-                rec.checksum = Some(checksum);
-                rec.outputs = outputs;
-                rec.error = None;
-            })?;
+            self.store
+                .advance_later(name, Event::Applied, |rec| {
+                    rec.inputs = Some(inputs.clone());
+                    rec.checksum = Some(checksum);
+                    rec.outputs = outputs;
+                    rec.error = None;
+                })
+                .await?;
         }
         bar.finish(
             "✓",
@@ -276,12 +278,14 @@ impl Runner<'_> {
                 let message = format!("{e:#}");
                 // A transition that does not apply is no reason to fail
                 // again; a state that cannot be saved is.
-                self.store.update(|s| {
-                    if let Ok(rec) = s.advance(name, Event::Fail) {
-                        rec.error = Some(message.clone());
-                    }
-                    Ok(())
-                })?;
+                self.store
+                    .update(|s| {
+                        if let Ok(rec) = s.advance(name, Event::Fail) {
+                            rec.error = Some(message.clone());
+                        }
+                        Ok(())
+                    })
+                    .await?;
                 Err(StepFailed(message).into())
             }
             ok => ok,
@@ -413,7 +417,8 @@ impl Runner<'_> {
                         rec.inputs = Some(inputs);
                         rec.checksum = Some(checksum);
                         rec.error = None;
-                    })?;
+                    })
+                    .await?;
                 bar.finish(
                     "=",
                     "adopted: found in the account, managed from now on; rollback leaves it",
@@ -441,7 +446,8 @@ impl Runner<'_> {
                             rec.inputs = Some(inputs);
                             rec.checksum = Some(checksum);
                             rec.error = None;
-                        })?;
+                        })
+                        .await?;
                 }
                 let note = if back {
                     "back to the one a replacement left (the newer one is deleted once every \
@@ -559,7 +565,8 @@ impl Runner<'_> {
                         rec.before = before;
                         rec.outputs.clear();
                         rec.error = None;
-                    })?;
+                    })
+                    .await?;
                 crate::failpoint::hit(name, "before-apply");
                 let outputs = match step.apply(&cx, &inputs).await {
                     Ok(outputs) => outputs,
@@ -572,10 +579,12 @@ impl Runner<'_> {
                     }
                 };
                 crate::failpoint::hit(name, "after-apply");
-                self.store.advance_later(name, Event::Applied, |rec| {
-                    rec.outputs = outputs;
-                    rec.before = step.settled_before(&inputs, rec.before.take());
-                })?;
+                self.store
+                    .advance_later(name, Event::Applied, |rec| {
+                        rec.outputs = outputs;
+                        rec.before = step.settled_before(&inputs, rec.before.take());
+                    })
+                    .await?;
                 let what = step.describe(&inputs)?;
                 self.changed.lock().expect("lock").insert(name.to_string());
                 bar.finish("✓", format!("{verb}: {what}"));

@@ -15,7 +15,7 @@ pub(crate) struct Store {
     /// How many transitions the state in memory has had.
     changes: std::sync::atomic::AtomicU64,
     /// The writer's turn, and how many transitions the last write held.
-    written: std::sync::Mutex<u64>,
+    written: tokio::sync::Mutex<u64>,
 }
 
 impl Store {
@@ -36,15 +36,18 @@ impl Store {
     /// file before anyone else may change the state; an S3 state by writing
     /// the latest state unless a write since the change already holds it
     /// (as after [`Store::advance_later`]).
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
-        if let Backend::File(_) = self.backend {
+    /// An S3 write is awaited, never blocked on: the steps share one
+    /// thread, and one blocked there would stop every other step's calls in
+    /// flight.
+    pub(crate) async fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        if let Backend::File(p) = &self.backend {
             let mut state = self.state.lock().expect("state lock");
             let r = f(&mut state)?;
-            self.backend.save(&state)?;
+            state.save(p).map_err(state::as_failure)?;
             return Ok(r);
         }
         let (r, mine) = self.change(f)?;
-        self.written_up_to(mine)?;
+        self.written_up_to(mine).await?;
         Ok(r)
     }
 
@@ -57,9 +60,11 @@ impl Store {
 
     /// Returns once a write holding change `mine` is done: one already
     /// made, or the latest state written now.
-    fn written_up_to(&self, mine: u64) -> Result<()> {
-        // Waiting for the writer blocks this thread: tokio is told.
-        let mut written = tokio::task::block_in_place(|| self.written.lock().expect("writer"));
+    async fn written_up_to(&self, mine: u64) -> Result<()> {
+        let Backend::S3(s3) = &self.backend else {
+            return Ok(());
+        };
+        let mut written = self.written.lock().await;
         if *written >= mine {
             return Ok(());
         }
@@ -67,7 +72,7 @@ impl Store {
             let state = self.state.lock().expect("state lock");
             (state.clone(), self.changes.load(SeqCst))
         };
-        self.backend.save(&latest)?;
+        s3.save(&latest).await?;
         *written = holds;
         Ok(())
     }
@@ -79,14 +84,14 @@ impl Store {
     /// the step started, and the next run finds it done in the account and
     /// records it, as after a kill between the apply and its save (a crash
     /// point the tests kill at). A file is written at once, as ever.
-    pub(crate) fn advance_later(
+    pub(crate) async fn advance_later(
         &self,
         name: &str,
         event: Event,
         f: impl FnOnce(&mut state::StepRecord),
     ) -> Result<()> {
         if let Backend::File(_) = self.backend {
-            return self.advance(name, event, f);
+            return self.advance(name, event, f).await;
         }
         self.change(|s| {
             let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
@@ -97,14 +102,11 @@ impl Store {
     }
 
     /// Writes what [`Store::advance_later`] kept, if anything is unwritten.
-    pub(crate) fn flush(&self) -> Result<()> {
-        match self.backend {
-            Backend::File(_) => Ok(()),
-            Backend::S3(_) => self.written_up_to(self.changes.load(SeqCst)),
-        }
+    pub(crate) async fn flush(&self) -> Result<()> {
+        self.written_up_to(self.changes.load(SeqCst)).await
     }
 
-    pub(crate) fn advance(
+    pub(crate) async fn advance(
         &self,
         name: &str,
         event: Event,
@@ -115,12 +117,13 @@ impl Store {
             f(rec);
             Ok(())
         })
+        .await
     }
 
     /// [`Store::advance`] for a step about to record `inputs`: when they
     /// name another resource than the one it made (a replacement), that one
     /// is first kept as retired, with its origin, in the same write.
-    pub(crate) fn advance_to(
+    pub(crate) async fn advance_to(
         &self,
         name: &str,
         event: Event,
@@ -136,5 +139,6 @@ impl Store {
             f(rec);
             Ok(())
         })
+        .await
     }
 }

@@ -583,15 +583,11 @@ impl Backend {
 
     /// Saves the state: atomically (a file: temp file, fsync, rename; S3: one
     /// PutObject), and for S3 only over the version this process last read
-    /// or wrote. Called with the store's lock held, from a sync section of
-    /// async code: the S3 write blocks this worker thread, not the others.
-    pub fn save(&self, state: &State) -> anyhow::Result<()> {
+    /// or wrote. Awaited: a blocked thread would stop every step's calls.
+    pub async fn save(&self, state: &State) -> anyhow::Result<()> {
         match self {
             Backend::File(p) => state.save(p).map_err(as_failure),
-            Backend::S3(s) => {
-                let handle = tokio::runtime::Handle::current();
-                tokio::task::block_in_place(|| handle.block_on(s.save(state)))
-            }
+            Backend::S3(s) => s.save(state).await,
         }
     }
 
