@@ -154,14 +154,7 @@ fn median(n: usize, mut cmd: impl FnMut() -> Command) -> Duration {
 fn median_of(mut all: Vec<Measure>) -> Measure {
     all.sort_by_key(|m| m.wall);
     let n = all.len();
-    let mut m = all.swap_remove(n / 2);
-    m.what = match m.what {
-        "tool: run, local state" => "tool: run, local (median)",
-        "tool: run, state in S3" => "tool: run, S3 (median)",
-        "tool: re-run, local state" => "tool: re-run, local (med.)",
-        _ => "tool: re-run, S3 (median)",
-    };
-    m
+    all.swap_remove(n / 2)
 }
 
 fn secs(d: Duration) -> String {
@@ -281,30 +274,18 @@ fn main() {
     // A state in S3 against a local file, alternated, each pair undone
     // (both rollbacks at once, unmeasured) before the next.
     let pairs = setting("BENCH_S3_PAIRS", 3).max(1);
+    // Each kind: its row's name, the workspace; run, then re-run.
+    let kinds = [
+        ("tool: run, local (median)", &file_ws),
+        ("tool: run, S3 (median)", &s3_ws),
+        ("tool: re-run, local (med.)", &file_ws),
+        ("tool: re-run, S3 (median)", &s3_ws),
+    ];
     let mut measured: [Vec<Measure>; 4] = Default::default();
     for _ in 0..pairs {
-        let [file_run, s3_run, file_rerun, s3_rerun] = &mut measured;
-        let run_yes = ["run", "--yes"];
-        file_run.push(measure(
-            "tool: run, local state",
-            &faults,
-            file_ws.cmd(&run_yes),
-        ));
-        s3_run.push(measure(
-            "tool: run, state in S3",
-            &faults,
-            s3_ws.cmd(&run_yes),
-        ));
-        file_rerun.push(measure(
-            "tool: re-run, local state",
-            &faults,
-            file_ws.cmd(&run_yes),
-        ));
-        s3_rerun.push(measure(
-            "tool: re-run, state in S3",
-            &faults,
-            s3_ws.cmd(&run_yes),
-        ));
+        for ((what, w), all) in kinds.iter().zip(measured.iter_mut()) {
+            all.push(measure(what, &faults, w.cmd(&["run", "--yes"])));
+        }
         let undo: Vec<_> = [&file_ws, &s3_ws]
             .iter()
             .map(|w| {

@@ -9,7 +9,9 @@ use anyhow::Result;
 use crate::aws::{Aws, AwsOptions};
 use crate::error::Failure;
 use crate::runbook::{Runbook, RunbookError};
-use crate::state::{Backend, Place, S3Place, State, s3::S3State};
+use crate::state::State;
+use crate::state::backend::{Backend, Place};
+use crate::state::s3::{S3Place, S3State};
 use crate::steps;
 
 pub struct Options {

@@ -107,7 +107,7 @@ pub async fn run(
     rb: &Runbook,
     aws: &Aws,
     state: &crate::state::State,
-    backend: &crate::state::Backend,
+    backend: &crate::state::backend::Backend,
 ) -> Result<Report> {
     let adopted = state
         .record("proxy")
@@ -118,8 +118,8 @@ pub async fn run(
     let [db, secret, subnets, groups, lambdas, room] = &mut parts;
     let advice = async {
         match backend {
-            crate::state::Backend::S3(s3) => Ok(s3.advice().await),
-            crate::state::Backend::File(_) => Ok(Vec::new()),
+            crate::state::backend::Backend::S3(s3) => Ok(s3.advice().await),
+            crate::state::backend::Backend::File(_) => Ok(Vec::new()),
         }
     };
     let ((db_vpc, db_host), (), (), (), variables, (), mut warnings) = tokio::try_join!(
@@ -654,7 +654,7 @@ pub(crate) async fn preflight_checks(
     rb: &Runbook,
     aws: &Aws,
     state: &crate::state::State,
-    backend: &crate::state::Backend,
+    backend: &crate::state::backend::Backend,
     all: bool,
 ) -> Result<()> {
     let report = crate::preflight::run(rb, aws, state, backend).await?;

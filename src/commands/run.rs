@@ -309,97 +309,9 @@ pub async fn run(
         |(o, _)| *o != Outcome::Skipped,
     )
     .await;
-    // The second passes, inside a block so that what the steps recorded
-    // without waiting for its write (S3) is saved after them whatever the
-    // outcome, an early error included.
-    let passes = async {
-        // The second pass: what the steps left to remove, once every step of
-        // the runbook is done (every function on its new path), one step after
-        // another. A run of some steps only leaves them to a whole run.
-        let whole = selected.len() == rb.step_names().count();
-        let all_done = results.len() == selected.len()
-            && results
-                .iter()
-                .all(|(_, r)| matches!(r, Ok((o, _)) if *o != Outcome::Skipped));
-        let deferred = runner.deferred.take();
-        if !whole && !deferred.is_empty() {
-            progress.line(format!(
-                "  note: {} leave(s) what the runbook no longer wants in place until a run of the \
-             whole runbook, which removes it once every function has moved: `{}`",
-                deferred.iter().cloned().collect::<Vec<_>>().join(", "),
-                command_hint("run", &rb, opts)
-            ));
-        }
-        // What replacements left: nothing of the old proxy's way (its policy
-        // statement, its rules) goes while a function still points at it.
-        let retiring = store.read(|s| with_retired(&rb, s));
-        let mut all_done = all_done;
-        if whole && all_done && !retiring.is_empty() {
-            let guard = Guard::of(store.read(retired_proxies), &aws).await?;
-            if let Some(guard) = guard {
-                let pointing = guard.pointing(&aws).await?;
-                if !pointing.is_empty() {
-                    let hint = command_hint("run", &rb, opts) + " --allow-replace";
-                    let why = "it is the old one, kept with its way to the DB until they move";
-                    let e = guard.stranded(
-                        "the replaced proxy and its way in were kept",
-                        why,
-                        &pointing,
-                        &hint,
-                    );
-                    let now = std::time::Instant::now();
-                    merge(&mut results, "proxy", Err(StepFailed(e).into()), now);
-                    all_done = false;
-                }
-            }
-        }
-        if whole && all_done && !deferred.is_empty() {
-            runner
-                .removals
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            for name in selected.iter().filter(|n| deferred.contains(**n)) {
-                let started = std::time::Instant::now();
-                let second = runner.step(name).await;
-                merge(&mut results, name, second, started);
-                if results.iter().any(|(_, r)| r.is_err()) {
-                    break;
-                }
-            }
-        }
-        // Last, the old resources, now that every function uses the new ones
-        // (never while one points at an old proxy).
-        let all_done = all_done && results.iter().all(|(_, r)| r.is_ok());
-        if !whole && !retiring.is_empty() {
-            progress.line(format!(
-                "  note: what was replaced ({}) is deleted by a run of the whole runbook, once \
-             every function has moved: `{}`",
-                retiring.join(", "),
-                command_hint("run", &rb, opts)
-            ));
-        }
-        if whole && all_done && !retiring.is_empty() {
-            progress.line(
-                "  now that every function has moved, deleting what was replaced: ".to_string()
-                    + &retiring.join(", "),
-            );
-            let names: Vec<&str> = retiring.iter().map(String::as_str).collect();
-            let hint = command_hint("resume", &rb, opts) + " --allow-replace";
-            // Deletions come before their state writes: the lock first.
-            store.backend.hold().await?;
-            let started = std::time::Instant::now();
-            for (name, second) in retire_pass(&names, &rb, &aws, &store, &progress, &hint).await? {
-                let name = steps::get(name).expect("known").name();
-                merge(
-                    &mut results,
-                    name,
-                    second.map(|_| Outcome::Changed),
-                    started,
-                );
-            }
-        }
-        anyhow::Ok(())
-    }
-    .await;
+    // What the steps left for later, then what a step recorded without its
+    // own write (S3) saved, whatever the outcome, an early error included.
+    let passes = later_passes(&runner, &selected, opts, &mut results).await;
     let flushed = store.flush().await;
     passes?;
     flushed?;
@@ -450,6 +362,96 @@ pub async fn run(
             "Done: {changed} step(s) applied, {} already done{verified_note}.",
             selected.len() - changed - verified - not_run
         );
+    }
+    Ok(())
+}
+
+/// The passes after the first: what the steps left to remove, once every
+/// step of the runbook is done (every function on its new path), one step
+/// after another; then what replacements left. A run of some steps only
+/// leaves them to a whole run.
+async fn later_passes<'n>(
+    runner: &Runner<'_>,
+    selected: &[&'n str],
+    opts: &Options,
+    results: &mut Vec<(&'n str, Result<(Outcome, std::time::Duration)>)>,
+) -> Result<()> {
+    let (rb, aws, store, progress) = (runner.rb, runner.aws, runner.store, runner.progress);
+    let whole = selected.len() == rb.step_names().count();
+    let all_done = results.len() == selected.len()
+        && results
+            .iter()
+            .all(|(_, r)| matches!(r, Ok((o, _)) if *o != Outcome::Skipped));
+    let deferred = runner.deferred.take();
+    if !whole && !deferred.is_empty() {
+        progress.line(format!(
+            "  note: {} leave(s) what the runbook no longer wants in place until a run of the \
+         whole runbook, which removes it once every function has moved: `{}`",
+            deferred.iter().cloned().collect::<Vec<_>>().join(", "),
+            command_hint("run", rb, opts)
+        ));
+    }
+    // What replacements left: nothing of the old proxy's way (its policy
+    // statement, its rules) goes while a function still points at it.
+    let retiring = store.read(|s| with_retired(rb, s));
+    let mut all_done = all_done;
+    if whole && all_done && !retiring.is_empty() {
+        let guard = Guard::of(store.read(retired_proxies), aws).await?;
+        if let Some(guard) = guard {
+            let pointing = guard.pointing(aws).await?;
+            if !pointing.is_empty() {
+                let hint = command_hint("run", rb, opts) + " --allow-replace";
+                let why = "it is the old one, kept with its way to the DB until they move";
+                let e = guard.stranded(
+                    "the replaced proxy and its way in were kept",
+                    why,
+                    &pointing,
+                    &hint,
+                );
+                let now = std::time::Instant::now();
+                merge(results, "proxy", Err(StepFailed(e).into()), now);
+                all_done = false;
+            }
+        }
+    }
+    if whole && all_done && !deferred.is_empty() {
+        runner
+            .removals
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for name in selected.iter().filter(|n| deferred.contains(**n)) {
+            let started = std::time::Instant::now();
+            let second = runner.step(name).await;
+            merge(results, name, second, started);
+            if results.iter().any(|(_, r)| r.is_err()) {
+                break;
+            }
+        }
+    }
+    // Last, the old resources, now that every function uses the new ones
+    // (never while one points at an old proxy).
+    let all_done = all_done && results.iter().all(|(_, r)| r.is_ok());
+    if !whole && !retiring.is_empty() {
+        progress.line(format!(
+            "  note: what was replaced ({}) is deleted by a run of the whole runbook, once \
+         every function has moved: `{}`",
+            retiring.join(", "),
+            command_hint("run", rb, opts)
+        ));
+    }
+    if whole && all_done && !retiring.is_empty() {
+        progress.line(
+            "  now that every function has moved, deleting what was replaced: ".to_string()
+                + &retiring.join(", "),
+        );
+        let names: Vec<&str> = retiring.iter().map(String::as_str).collect();
+        let hint = command_hint("resume", rb, opts) + " --allow-replace";
+        // Deletions come before their state writes: the lock first.
+        store.backend.hold().await?;
+        let started = std::time::Instant::now();
+        for (name, second) in retire_pass(&names, rb, aws, store, progress, &hint).await? {
+            let name = steps::get(name).expect("known").name();
+            merge(results, name, second.map(|_| Outcome::Changed), started);
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::engine::{edited_since_applied, order_for_status};
 use crate::error::Failure;
 use crate::open::{EnvMode, Options, command_hint, load_runbook, open_state};
-use crate::state::Backend;
+use crate::state::backend::Backend;
 
 pub async fn status(runbook: &Path, history: bool, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Lenient)?;

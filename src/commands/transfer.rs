@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use crate::error::Failure;
 use crate::open::{EnvMode, Options, default_state_path, load_runbook, open_state};
-use crate::state::{Backend, S3Place, s3::S3State};
+use crate::state::backend::Backend;
+use crate::state::s3::{S3Place, S3State};
 
 /// `unlock RUNBOOK --force LOCK_ID`.
 pub async fn unlock(runbook: &Path, id: &str, opts: &Options) -> Result<()> {

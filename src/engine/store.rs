@@ -4,11 +4,13 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use anyhow::Result;
 
-use crate::state::{self, Backend, Event, State};
+use crate::state::backend::Backend;
+use crate::state::{self, Event, State};
 
 /// The state and where it is kept (a file, or S3), with one writer: every
-/// transition is made and saved under one lock, so steps that run at the
-/// same time never save a half-updated state or lose each other's records.
+/// transition is made under the state's lock and each write, one at a time,
+/// saves a whole copy taken under it, so steps that run at the same time
+/// never save a half-updated state or lose each other's records.
 pub(crate) struct Store {
     pub(crate) backend: Backend,
     pub(crate) state: std::sync::Mutex<State>,
@@ -32,20 +34,12 @@ impl Store {
         f(&self.state.lock().expect("state lock"))
     }
 
-    /// Changes the state and returns once it is saved with that change: a
-    /// file before anyone else may change the state; an S3 state by writing
-    /// the latest state unless a write since the change already holds it
-    /// (as after [`Store::advance_later`]).
-    /// An S3 write is awaited, never blocked on: the steps share one
-    /// thread, and one blocked there would stop every other step's calls in
-    /// flight.
+    /// Changes the state and returns once it is saved with that change: the
+    /// latest state is written, unless a write since the change already
+    /// holds it (as after [`Store::advance_later`]). Writes are awaited,
+    /// never blocked on: the steps share one thread, and one blocked there
+    /// would stop every other step's calls in flight.
     pub(crate) async fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
-        if let Backend::File(p) = &self.backend {
-            let mut state = self.state.lock().expect("state lock");
-            let r = f(&mut state)?;
-            state.save(p).map_err(state::as_failure)?;
-            return Ok(r);
-        }
         let (r, mine) = self.change(f)?;
         self.written_up_to(mine).await?;
         Ok(r)
@@ -61,9 +55,6 @@ impl Store {
     /// Returns once a write holding change `mine` is done: one already
     /// made, or the latest state written now.
     async fn written_up_to(&self, mine: u64) -> Result<()> {
-        let Backend::S3(s3) = &self.backend else {
-            return Ok(());
-        };
         let mut written = self.written.lock().await;
         if *written >= mine {
             return Ok(());
@@ -72,7 +63,7 @@ impl Store {
             let state = self.state.lock().expect("state lock");
             (state.clone(), self.changes.load(SeqCst))
         };
-        s3.save(&latest).await?;
+        self.backend.save(&latest).await?;
         *written = holds;
         Ok(())
     }
@@ -93,11 +84,7 @@ impl Store {
         if let Backend::File(_) = self.backend {
             return self.advance(name, event, f).await;
         }
-        self.change(|s| {
-            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
-            f(rec);
-            Ok(())
-        })?;
+        self.change(transition(name, event, f))?;
         Ok(())
     }
 
@@ -112,12 +99,7 @@ impl Store {
         event: Event,
         f: impl FnOnce(&mut state::StepRecord),
     ) -> Result<()> {
-        self.update(|s| {
-            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
-            f(rec);
-            Ok(())
-        })
-        .await
+        self.update(transition(name, event, f)).await
     }
 
     /// [`Store::advance`] for a step about to record `inputs`: when they
@@ -131,14 +113,26 @@ impl Store {
         inputs: &serde_json::Value,
         f: impl FnOnce(&mut state::StepRecord),
     ) -> Result<()> {
+        let advance = transition(name, event, f);
         self.update(|s| {
             if let Some(rec) = s.steps.get_mut(name) {
                 rec.retire_if_replaced(identity, inputs);
             }
-            let rec = s.advance(name, event).map_err(anyhow::Error::msg)?;
-            f(rec);
-            Ok(())
+            advance(s)
         })
         .await
+    }
+}
+
+/// The change that moves step `name` on by `event`, then lets `f` fill its
+/// record.
+fn transition(
+    name: &str,
+    event: Event,
+    f: impl FnOnce(&mut state::StepRecord),
+) -> impl FnOnce(&mut State) -> Result<()> {
+    move |s| {
+        f(s.advance(name, event).map_err(anyhow::Error::msg)?);
+        Ok(())
     }
 }

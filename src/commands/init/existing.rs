@@ -9,7 +9,7 @@ use anyhow::Result;
 use aws_sdk_rds::types::{DbProxy, IamAuthMode};
 use futures_util::future::try_join_all;
 
-use super::Function;
+use super::function::Function;
 use crate::aws::{Aws, decode_policy, describe_error};
 use crate::db::{Db, Kind};
 

@@ -18,23 +18,9 @@ use crate::preflight::{Report, family_of};
 use crate::runbook::{EngineFamily, Runbook, check_proxy_name, check_runbook_name};
 
 mod existing;
+mod function;
 use existing::Existing;
-
-/// What the account says about one function.
-#[derive(Default)]
-pub struct Function {
-    pub name: String,
-    pub role: Option<String>,
-    pub security_groups: Vec<String>,
-    /// The variable that holds the DB's address now, or DB_HOST.
-    pub env_var: String,
-    /// Why `env_var` was chosen, for the runbook's comment.
-    pub env_var_note: &'static str,
-    /// The function's variables, only to find `env_var`: never shown.
-    variables: Vec<(String, String)>,
-    /// `env_var` holds the endpoint of the proxy already in front of the DB.
-    pub on_proxy: bool,
-}
+use function::Function;
 
 /// The variable to swap: the one whose value is one of the DB's addresses,
 /// or the endpoint of the proxy already in front of it (a variable named
