@@ -139,7 +139,7 @@ def find_cluster(rds, cluster_id):
         return None
 
 
-def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id):
+def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id, iam_db_auth=False):
     """Aurora cluster with one instance and an RDS-managed master secret;
     returns (writer endpoint, secret ARN). RDS keeps the password: it is
     never seen here."""
@@ -148,7 +148,8 @@ def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id):
         rds.create_db_cluster(
             DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="dbadmin",
             ManageMasterUserPassword=True, DBSubnetGroupName=subnet_group,
-            VpcSecurityGroupIds=[sg_id], Port=ENGINES[engine][0])
+            VpcSecurityGroupIds=[sg_id], Port=ENGINES[engine][0],
+            EnableIAMDatabaseAuthentication=iam_db_auth)
         log(f"created Aurora cluster {cluster_id} ({engine})")
     else:
         log(f"found Aurora cluster {cluster_id}")
@@ -185,7 +186,8 @@ def find_secret_password(sm, name):
     return json.loads(value["SecretString"])["password"]
 
 
-def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_id):
+def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_id,
+                         iam_db_auth=False):
     """DB instance + secret holding its credentials; returns (endpoint, secret ARN).
 
     The password comes from the secret when one exists; otherwise a new one is
@@ -204,7 +206,7 @@ def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_i
             DBInstanceIdentifier=db_id, DBInstanceClass=ENGINES[engine][1], Engine=engine,
             MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20,
             DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
-            PubliclyAccessible=False)
+            PubliclyAccessible=False, EnableIAMDatabaseAuthentication=iam_db_auth)
         log(f"created DB instance {db_id}")
     else:
         log(f"found DB instance {db_id}")
@@ -306,6 +308,8 @@ def main():
                    help="the DB engine; aurora-* makes a cluster (default: mysql)")
     p.add_argument("--extra-function", action="append", default=[], metavar="NAME",
                    help="another Lambda function, with its own role and security group")
+    p.add_argument("--iam-db-auth", action="store_true",
+                   help="make the DB with IAM database authentication on (end-to-end IAM)")
     args = p.parse_args()
     prefix = args.prefix
 
@@ -343,11 +347,13 @@ def main():
     subnet_group = f"{prefix}-db-subnets"
     ensure_db_subnet_group(rds, subnet_group, subnet_ids)
     if args.engine.startswith("aurora-"):
-        db_host, secret_arn = ensure_cluster(rds, db_id, args.engine, subnet_group, db_sg)
+        db_host, secret_arn = ensure_cluster(rds, db_id, args.engine, subnet_group, db_sg,
+                                             args.iam_db_auth)
         db_export = {"RDS_CLUSTER_ID": db_id}
     else:
         db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, args.engine,
-                                                   f"{prefix}-db-secret", subnet_group, db_sg)
+                                                   f"{prefix}-db-secret", subnet_group, db_sg,
+                                                   args.iam_db_auth)
         db_export = {"RDS_ID": db_id}
 
     role_name = f"{prefix}-lambda-role"

@@ -53,6 +53,11 @@ pub struct Db {
     pub subnets: Vec<(String, String)>,
     pub security_groups: Vec<String>,
     pub managed_secret: Option<String>,
+    /// `db-...` for an instance, `cluster-...` for a cluster: what an IAM
+    /// policy names to connect to it (`rds-db:connect` on `dbuser:ID/USER`).
+    pub resource_id: Option<String>,
+    /// Whether IAM database authentication is on (end-to-end IAM needs it).
+    pub iam_auth: bool,
 }
 
 impl Db {
@@ -108,6 +113,8 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
             .master_user_secret()
             .and_then(|s| s.secret_arn())
             .map(String::from),
+        resource_id: d.dbi_resource_id().map(String::from),
+        iam_auth: d.iam_database_authentication_enabled().unwrap_or(false),
     }))
 }
 
@@ -168,6 +175,8 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Option<Db>> {
             .master_user_secret()
             .and_then(|s| s.secret_arn())
             .map(String::from),
+        resource_id: c.db_cluster_resource_id().map(String::from),
+        iam_auth: c.iam_database_authentication_enabled().unwrap_or(false),
     }))
 }
 

@@ -12,7 +12,7 @@ use anyhow::Result;
 use crate::aws::errors::{is_function_not_found, is_no_such_entity, is_subnet_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 use crate::error::Failure;
-use crate::runbook::{EngineFamily, Runbook, Text};
+use crate::runbook::{AuthScheme, EngineFamily, Runbook, Text};
 
 /// Proxies an account may have (AWS's quota).
 const PROXY_QUOTA: usize = 20;
@@ -224,11 +224,53 @@ async fn check_database(
             "use a MySQL, PostgreSQL or SQL Server database",
         ),
     }
+    if rb.proxy.default_auth_scheme == AuthScheme::IamAuth {
+        iam_database_auth(&db, rb, r);
+    }
     Ok((db.vpc_id, db.address))
 }
 
+/// End-to-end IAM: the proxy logs in to the DB with IAM, which the DB must
+/// allow, as a user made for it.
+fn iam_database_auth(db: &crate::db::Db, rb: &Runbook, r: &mut Report) {
+    let what = db.what();
+    if !db.iam_auth {
+        let (command, flag) = match db.kind {
+            crate::db::Kind::Instance => ("modify-db-instance", "--db-instance-identifier"),
+            crate::db::Kind::Cluster => ("modify-db-cluster", "--db-cluster-identifier"),
+        };
+        r.problem(
+            format!(
+                "{what} has IAM database authentication off: with default_auth_scheme = \
+                 \"IAM_AUTH\" the proxy could not log in to it"
+            ),
+            format!(
+                "aws rds {command} {flag} {} --enable-iam-database-authentication \
+                 --apply-immediately; or set proxy.default_auth_scheme = \"NONE\" and give \
+                 database.secret_arn",
+                db.id
+            ),
+        );
+        return;
+    }
+    let user = rb
+        .connect_policy
+        .db_user
+        .literal()
+        .filter(|u| u != "*")
+        .unwrap_or_else(|| "app_user".into());
+    let setup = match rb.database.engine_family {
+        EngineFamily::Postgresql => format!("CREATE USER {user}; GRANT rds_iam TO {user};"),
+        _ => format!("CREATE USER {user} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS';"),
+    };
+    r.ok(format!(
+        "{what}: IAM database authentication on (end-to-end IAM); the proxy logs in as the \
+         functions' user, which the DB must know as an IAM user: {setup}"
+    ));
+}
+
 async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
-    let Some(arn) = rb.database.secret_arn.literal() else {
+    let Some(arn) = rb.database.secret_arn.as_ref().and_then(Text::literal) else {
         return Ok(());
     };
     let (described, value) = tokio::join!(

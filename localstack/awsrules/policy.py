@@ -57,6 +57,23 @@ def allows(documents, action: str, resource: str) -> bool:
     return allowed
 
 
+def allows_some(documents, action: str, prefix: str) -> bool:
+    """Whether `action` is allowed on some resource whose ARN starts with
+    `prefix` (a DB's `dbuser:RESOURCE_ID/` for any user): a statement whose
+    resource is under the prefix, or a pattern that reaches into it."""
+    for doc in documents:
+        for st in _as_list(doc.get("Statement")):
+            if st.get("Effect") != "Allow" or "Resource" not in st:
+                continue
+            if "Action" in st and not _matches(st["Action"], action, case=False):
+                continue
+            for r in _as_list(st["Resource"]):
+                under = r.startswith(prefix) and len(r) > len(prefix)
+                if under or _pattern(r, case=True).match(prefix + "any-user"):
+                    return True
+    return False
+
+
 def role_by_arn(account_id: str, role_arn: str):
     backend = iam_backends[account_id]["aws"]
     for role in backend.roles.values():

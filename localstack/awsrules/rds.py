@@ -229,11 +229,16 @@ def _can_log_in(backend: RDSBackend, proxy: DBProxy, db) -> str | None:
         if not db.iam_database_authentication_enabled:
             return "IAM database authentication is off for the DB, so the proxy cannot connect with IAM."
         resource_id = getattr(db, "db_cluster_resource_id", None) or db.dbi_resource_id
-        users = [a["UserName"] for a in proxy.auth if a.get("UserName")] or ["*"]
+        prefix = f"arn:aws:rds-db:{backend.region_name}:{backend.account_id}:dbuser:{resource_id}/"
+        # The proxy logs in as the user each client logs in as: the users
+        # its `Auth` names must each be allowed; with none named, which the
+        # clients use is not known here, so some user must be.
+        users = [a["UserName"] for a in proxy.auth if a.get("UserName")]
         for user in users:
-            arn = f"arn:aws:rds-db:{backend.region_name}:{backend.account_id}:dbuser:{resource_id}/{user}"
-            if not policy.allows(documents, "rds-db:connect", arn):
-                return f"The proxy's IAM role {role.name} lacks rds-db:connect on {arn}."
+            if not policy.allows(documents, "rds-db:connect", prefix + user):
+                return f"The proxy's IAM role {role.name} lacks rds-db:connect on {prefix}{user}."
+        if not users and not policy.allows_some(documents, "rds-db:connect", prefix):
+            return f"The proxy's IAM role {role.name} lacks rds-db:connect on {prefix}USER."
         return None
     secrets = secretsmanager_backends[backend.account_id][backend.region_name]
     with_secret = [a for a in proxy.auth if a.get("SecretArn")]

@@ -62,7 +62,10 @@ pub fn likely_fix(reason: &str) -> &'static str {
         "AUTH_FAILURE" => {
             "the proxy cannot log in: its role must be trusted by rds.amazonaws.com and may read \
              the secret (the secret-access step; kms:Decrypt for a customer-managed key), and the \
-             secret must be JSON with the DB's username and password"
+             secret must be JSON with the DB's username and password; with end-to-end IAM \
+             (default_auth_scheme IAM_AUTH), the DB needs IAM database authentication on, an \
+             IAM DB user, and the role rds-db:connect on the DB's resource id (db-/cluster-, not \
+             the proxy's prx-) as that user (the secret-access step)"
         }
         "PENDING_PROXY_CAPACITY" => "the proxy is still scaling up: wait and run `resume`",
         "INVALID_REPLICATION_STATE" | "PROMOTED" => {
@@ -85,5 +88,23 @@ pub fn health_text(h: Option<&TargetHealth>) -> String {
             likely_fix(reason.as_str())
         ),
         None => state.to_string(),
+    }
+}
+
+/// Adds `PARAM=` to a Query request's form body: how the AWS CLI (botocore)
+/// sends an empty list, which the Rust SDK leaves out altogether. Needed
+/// where an empty list means something: ModifyDBProxy's `Auth=` removes
+/// every secret (a proxy moved to end-to-end IAM), where no `Auth` keeps
+/// them.
+pub fn empty_list(
+    param: &'static str,
+) -> impl Fn(&mut aws_sdk_rds::config::http::HttpRequest) + Send + Sync + 'static {
+    move |req| {
+        let mut body = req.body().bytes().unwrap_or_default().to_vec();
+        body.extend_from_slice(format!("&{param}=").as_bytes());
+        let len = body.len().to_string();
+        // The RDS crate re-exports no body type; the Lambda crate's is the same.
+        *req.body_mut() = aws_sdk_lambda::primitives::SdkBody::from(body);
+        req.headers_mut().insert("content-length", len);
     }
 }

@@ -141,19 +141,25 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     };
     let status = proxy.status().map_or("unknown", |s| s.as_str());
     println!("DB proxy {name} in {}: {status}", aws.region);
+    let auth = match proxy.default_auth_scheme() {
+        Some("IAM_AUTH") => "end-to-end IAM (it logs in to the DB with IAM)".to_string(),
+        _ => format!(
+            "IAM auth {}",
+            proxy
+                .auth()
+                .first()
+                .and_then(|a| a.iam_auth())
+                .map_or("?", |a| a.as_str())
+        ),
+    };
     println!(
-        "  engine {}, TLS {}, IAM auth {}, endpoint {}",
+        "  engine {}, TLS {}, {auth}, endpoint {}",
         proxy.engine_family().unwrap_or("?"),
         if proxy.require_tls() == Some(true) {
             "required"
         } else {
             "optional"
         },
-        proxy
-            .auth()
-            .first()
-            .and_then(|a| a.iam_auth())
-            .map_or("?", |a| a.as_str()),
         proxy.endpoint().unwrap_or("?")
     );
     let idle = proxy.idle_client_timeout().unwrap_or(1800);

@@ -34,6 +34,9 @@ impl Cx<'_> {
         let pool = self.pool(&mut top);
         let connect_policy = self.connect_policy(&mut top);
         let secret_access = self.secret_access(&mut top);
+        if let (Some(db), Some((proxy, scheme_pos))) = (&database, &proxy) {
+            self.auth_rules(db, proxy, *scheme_pos, secret_access);
+        }
         let lambdas = self.lambdas(&mut top);
         let invoke_check = self.invoke_check(&mut top);
         let state = self.state(&mut top);
@@ -50,7 +53,7 @@ impl Cx<'_> {
             database: database?,
             proxy_role: proxy_role?,
             proxy_security_group: proxy_security_group?,
-            proxy: proxy?,
+            proxy: proxy?.0,
             pool,
             connect_policy: connect_policy?,
             secret_access,
@@ -124,6 +127,7 @@ impl Cx<'_> {
     /// `[database]`: an instance or an Aurora cluster.
     fn database(&mut self, top: &mut Tbl) -> Option<Database> {
         let mut t = self.table(top, "database", true)?;
+        let t_pos = t.pos;
         let instance_id = self.text(&mut t, "instance_id", false);
         let cluster_id = self.text(&mut t, "cluster_id", false);
         // Count the keys written, not the values read: a value that
@@ -146,7 +150,8 @@ impl Cx<'_> {
         self.shape(security_group_id.as_ref(), |v| {
             validate::resource_id("sg", v)
         });
-        let secret_arn = self.text(&mut t, "secret_arn", true);
+        // Required unless the proxy logs in with IAM (see `auth_rules`).
+        let secret_arn = self.text(&mut t, "secret_arn", false);
         self.shape(secret_arn.as_ref(), validate::secret_arn);
         let engine_family = self.engine_family(&mut t);
         let port = self.int(
@@ -162,9 +167,42 @@ impl Cx<'_> {
             cluster_id,
             security_group_id: security_group_id?,
             port,
-            secret_arn: secret_arn?,
+            secret_arn,
             engine_family,
+            pos: t_pos,
         })
+    }
+
+    /// How the proxy logs in to the DB, against the engine and the other
+    /// sections: a secret unless end-to-end IAM; end-to-end IAM not for SQL
+    /// Server (AWS supports it for MySQL, MariaDB and PostgreSQL only), nor
+    /// with the managed secret policy (which grants no rds-db:connect).
+    fn auth_rules(&mut self, db: &Database, proxy: &Proxy, scheme_pos: Pos, access: SecretAccess) {
+        match proxy.default_auth_scheme {
+            AuthScheme::None if db.secret_arn.is_none() => self.error(
+                db.pos,
+                "database.secret_arn",
+                "missing required key: add `secret_arn = \"...\"` in [database], the ARN of \
+                 the Secrets Manager secret (username and password) the proxy logs in to the DB \
+                 with; or set proxy.default_auth_scheme = \"IAM_AUTH\" for a proxy that logs in \
+                 with IAM (MySQL and PostgreSQL)",
+            ),
+            AuthScheme::IamAuth if db.engine_family == EngineFamily::Sqlserver => self.error(
+                scheme_pos,
+                "proxy.default_auth_scheme",
+                "end-to-end IAM authentication is not available for SQL Server (AWS supports \
+                 it for MySQL, MariaDB and PostgreSQL): a SQL Server proxy logs in with a \
+                 secret; set default_auth_scheme = \"NONE\" and give database.secret_arn",
+            ),
+            AuthScheme::IamAuth if access == SecretAccess::Managed => self.error(
+                scheme_pos,
+                "proxy.default_auth_scheme",
+                "end-to-end IAM needs rds-db:connect on the DB for the proxy's role, which \
+                 secret_access.mode = \"managed\" (SecretsManagerReadWrite) does not grant: \
+                 remove that line (least-privilege, the default, grants both)",
+            ),
+            _ => {}
+        }
     }
 
     /// `[proxy_role]`: its name and trust policy.
@@ -195,8 +233,17 @@ impl Cx<'_> {
 
     /// `[proxy]`; its subnets default to the network's, its role and
     /// group to the outputs of the steps that make them.
-    fn proxy(&mut self, top: &mut Tbl, network_subnets: Option<&[Text]>) -> Option<Proxy> {
+    /// With the proxy, the position of its `default_auth_scheme` (for the
+    /// rules that compare it with other sections).
+    fn proxy(&mut self, top: &mut Tbl, network_subnets: Option<&[Text]>) -> Option<(Proxy, Pos)> {
         let mut t = self.table(top, "proxy", true)?;
+        let scheme_span = t.table.get("default_auth_scheme").and_then(Item::span);
+        let scheme_pos = scheme_span.map_or(t.pos, |s| self.pos_of(Some(s)));
+        let default_auth_scheme =
+            match self.choice(&mut t, "default_auth_scheme", &["NONE", "IAM_AUTH"], "NONE") {
+                "IAM_AUTH" => AuthScheme::IamAuth,
+                _ => AuthScheme::None,
+            };
         let name = self.text(&mut t, "name", true);
         if let Some(lit) = name
             .as_ref()
@@ -249,17 +296,19 @@ impl Cx<'_> {
                 name.pos,
             )]
         });
-        Some(Proxy {
+        let proxy = Proxy {
             name,
             role_arn,
             subnet_ids: subnet_ids.or_else(|| network_subnets.map(<[Text]>::to_vec))?,
             security_group_ids,
             require_tls,
             iam_auth,
+            default_auth_scheme,
             idle_client_timeout: idle as u32,
             debug_logging,
             wait_timeout_seconds: wait as u64,
-        })
+        };
+        Some((proxy, scheme_pos))
     }
 
     /// `[pool]`, optional: the target group's connection pool.

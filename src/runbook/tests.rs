@@ -498,3 +498,64 @@ fn each_problem_shows_its_line_with_the_value_marked() {
     };
     assert_eq!(render(&bare, false), bare.to_string());
 }
+
+#[test]
+fn end_to_end_iam_needs_no_secret_and_every_other_proxy_does() {
+    let no_secret = MINIMAL.replace(
+        "secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:s\"\n",
+        "",
+    );
+    let iam = no_secret.replace(
+        "[proxy]\nname = \"p1\"",
+        "[proxy]\nname = \"p1\"\ndefault_auth_scheme = \"IAM_AUTH\"",
+    );
+    let rb = parse(&iam).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rb.proxy.default_auth_scheme, AuthScheme::IamAuth);
+    assert!(rb.database.secret_arn.is_none());
+    // The book's proxy logs in with its secret: without one, the error
+    // names the table, the key and both ways out.
+    let d = errors(&no_secret);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "database.secret_arn");
+    assert_eq!(d[0].pos, Pos { line: 6, col: 1 });
+    assert!(
+        d[0].message.contains("add `secret_arn = ")
+            && d[0].message.contains("default_auth_scheme = \"IAM_AUTH\""),
+        "{}",
+        d[0].message
+    );
+    assert_eq!(
+        parse(MINIMAL).unwrap().proxy.default_auth_scheme,
+        AuthScheme::None
+    );
+}
+
+#[test]
+fn end_to_end_iam_is_refused_for_sql_server_and_the_managed_secret_policy() {
+    let iam = MINIMAL.replace(
+        "[proxy]\nname = \"p1\"",
+        "[proxy]\nname = \"p1\"\ndefault_auth_scheme = \"iam_auth\"",
+    );
+    let d = errors(&iam.replace("\"MYSQL\"", "\"SQLSERVER\""));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "proxy.default_auth_scheme");
+    assert_eq!(d[0].pos, Pos { line: 17, col: 23 }, "the value");
+    assert!(
+        d[0].message.contains("not available for SQL Server"),
+        "{}",
+        d[0].message
+    );
+    let d = errors(&format!("{iam}[secret_access]\nmode = \"managed\"\n"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "proxy.default_auth_scheme");
+    assert!(d[0].message.contains("rds-db:connect"), "{}", d[0].message);
+    let d = errors(&MINIMAL.replace(
+        "[proxy]\nname = \"p1\"",
+        "[proxy]\nname = \"p1\"\ndefault_auth_scheme = \"IAM\"",
+    ));
+    assert!(
+        d[0].message.contains("not one of: NONE, IAM_AUTH"),
+        "{}",
+        d[0].message
+    );
+}

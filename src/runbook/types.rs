@@ -213,6 +213,25 @@ impl PartialEq<&str> for IamAuth {
     }
 }
 
+/// How the proxy itself logs in to the DB: with the secrets of `Auth`
+/// (`NONE`, the book's), or with IAM (`IAM_AUTH`, end-to-end IAM: no secret
+/// needed, the proxy's role gets rds-db:connect on the DB's resource id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    None,
+    IamAuth,
+}
+
+impl AuthScheme {
+    /// As the RDS API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthScheme::None => "NONE",
+            AuthScheme::IamAuth => "IAM_AUTH",
+        }
+    }
+}
+
 /// How the proxy's role may read the DB secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretAccess {
@@ -252,8 +271,11 @@ pub struct Database {
     pub cluster_id: Option<Text>,
     pub security_group_id: Text,
     pub port: u16,
-    pub secret_arn: Text,
+    /// The secret the proxy logs in with; none only with end-to-end IAM.
+    pub secret_arn: Option<Text>,
     pub engine_family: EngineFamily,
+    /// Where `[database]` starts, for rules that involve other sections.
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +309,7 @@ pub struct Proxy {
     pub security_group_ids: Vec<Text>,
     pub require_tls: bool,
     pub iam_auth: IamAuth,
+    pub default_auth_scheme: AuthScheme,
     pub idle_client_timeout: u32,
     pub debug_logging: bool,
     pub wait_timeout_seconds: u64,

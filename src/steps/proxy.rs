@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
-    AuthScheme, DbProxy, DbProxyStatus, EngineFamily, IamAuthMode, UserAuthConfig,
+    AuthScheme, DbProxy, DbProxyStatus, DefaultAuthScheme, EngineFamily, IamAuthMode,
+    UserAuthConfig,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,8 +30,14 @@ pub struct Proxy;
 pub struct Inputs {
     name: String,
     engine_family: String,
-    secret_arn: String,
+    /// None with end-to-end IAM and no secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_arn: Option<String>,
     iam_auth: String,
+    /// `NONE` (the book's, left out of the recorded inputs so that states
+    /// written before it keep their checksum) or `IAM_AUTH`.
+    #[serde(default = "no_scheme", skip_serializing_if = "is_no_scheme")]
+    default_auth_scheme: String,
     role_arn: String,
     subnet_ids: Vec<String>,
     security_group_ids: Vec<String>,
@@ -42,6 +49,14 @@ pub struct Inputs {
     /// kept out of the checksum (see `state::checksum`).
     #[serde(rename = "_wait_timeout_seconds")]
     wait_timeout_seconds: u64,
+}
+
+fn no_scheme() -> String {
+    "NONE".to_string()
+}
+
+fn is_no_scheme(s: &str) -> bool {
+    s == "NONE"
 }
 
 /// What to do about a status while waiting for `available`.
@@ -119,23 +134,32 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
         p.require_tls().unwrap_or(false).to_string(),
         i.require_tls.to_string(),
     );
+    cmp(
+        true,
+        "default auth scheme",
+        p.default_auth_scheme().unwrap_or("NONE").to_string(),
+        i.default_auth_scheme.clone(),
+    );
     let auth = p.auth().first();
     cmp(
         true,
         "secret",
         auth.and_then(|a| a.secret_arn())
-            .unwrap_or_default()
+            .unwrap_or("none")
             .to_string(),
-        i.secret_arn.clone(),
+        i.secret_arn.clone().unwrap_or_else(|| "none".into()),
     );
-    cmp(
-        true,
-        "IAM auth",
-        auth.and_then(|a| a.iam_auth())
-            .map_or("DISABLED", IamAuthMode::as_str)
-            .to_string(),
-        i.iam_auth.clone(),
-    );
+    // Clients' IAM setting lives in a secret's entry: none without one.
+    if i.secret_arn.is_some() {
+        cmp(
+            true,
+            "IAM auth",
+            auth.and_then(|a| a.iam_auth())
+                .map_or("DISABLED", IamAuthMode::as_str)
+                .to_string(),
+            i.iam_auth.clone(),
+        );
+    }
     cmp(
         true,
         "role",
@@ -167,12 +191,18 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
     d
 }
 
-fn auth_config(i: &Inputs) -> UserAuthConfig {
-    UserAuthConfig::builder()
-        .auth_scheme(AuthScheme::Secrets)
-        .secret_arn(&i.secret_arn)
-        .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
-        .build()
+/// The proxy's `Auth`: the secret, when the runbook gives one.
+fn auth_config(i: &Inputs) -> Vec<UserAuthConfig> {
+    i.secret_arn
+        .iter()
+        .map(|arn| {
+            UserAuthConfig::builder()
+                .auth_scheme(AuthScheme::Secrets)
+                .secret_arn(arn)
+                .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
+                .build()
+        })
+        .collect()
 }
 
 /// The name of the runbook's proxy, for the rollback guard: as the state
@@ -237,21 +267,28 @@ async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChanges) -> Resu
     let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
     if !differences(p, i, &i.subnet_ids).in_place.is_empty() {
         cx.bar.set(format!("modifying DB proxy {}", i.name));
-        cx.aws
+        let auth = auth_config(i);
+        let no_secret = auth.is_empty();
+        let mut call = cx
+            .aws
             .rds
             .modify_db_proxy()
             .db_proxy_name(&i.name)
-            .auth(auth_config(i))
+            .default_auth_scheme(DefaultAuthScheme::from(i.default_auth_scheme.as_str()))
+            .set_auth(Some(auth))
             .role_arn(&i.role_arn)
             .set_security_groups(Some(i.security_group_ids.clone()))
             .require_tls(i.require_tls)
             .idle_client_timeout(i.idle_client_timeout as i32)
             .debug_logging(i.debug_logging)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot modify DB proxy {}: {}", i.name, describe_error(&e))
-            })?;
+            .customize();
+        if no_secret {
+            // End-to-end IAM without a secret: the proxy's secrets removed.
+            call = call.mutate_request(crate::aws::rds::empty_list("Auth"));
+        }
+        call.send().await.map_err(|e| {
+            anyhow::anyhow!("cannot modify DB proxy {}: {}", i.name, describe_error(&e))
+        })?;
     }
     if !tags.set.is_empty() {
         let set = rds_tags(tags.set.iter().map(|(k, v)| (k, v)));
@@ -381,7 +418,8 @@ impl Proxy {
             .create_db_proxy()
             .db_proxy_name(&i.name)
             .engine_family(EngineFamily::from(i.engine_family.as_str()))
-            .auth(auth_config(i))
+            .default_auth_scheme(DefaultAuthScheme::from(i.default_auth_scheme.as_str()))
+            .set_auth(Some(auth_config(i)).filter(|a| !a.is_empty()))
             .role_arn(&i.role_arn)
             .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
             .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
@@ -459,8 +497,9 @@ impl StepImpl for Proxy {
         Inputs {
             name: r.text(&p.name),
             engine_family: rb.database.engine_family.as_str().to_string(),
-            secret_arn: r.text(&rb.database.secret_arn),
+            secret_arn: rb.database.secret_arn.as_ref().map(|s| r.text(s)),
             iam_auth: p.iam_auth.as_str().to_string(),
+            default_auth_scheme: p.default_auth_scheme.as_str().to_string(),
             role_arn: r.text(&p.role_arn),
             subnet_ids: r.list(&p.subnet_ids),
             security_group_ids: r.list(&p.security_group_ids),
@@ -473,8 +512,13 @@ impl StepImpl for Proxy {
     }
 
     fn describe(&self, i: &Inputs) -> String {
+        let auth = if i.default_auth_scheme == "IAM_AUTH" {
+            "end-to-end IAM".to_string()
+        } else {
+            format!("IAM auth {}", i.iam_auth)
+        };
         format!(
-            "DB proxy {} ({}, TLS {}, IAM auth {}) in {} subnets",
+            "DB proxy {} ({}, TLS {}, {auth}) in {} subnets",
             i.name,
             i.engine_family,
             if i.require_tls {
@@ -482,7 +526,6 @@ impl StepImpl for Proxy {
             } else {
                 "optional"
             },
-            i.iam_auth,
             i.subnet_ids.len()
         )
     }
@@ -620,8 +663,9 @@ mod tests {
         Inputs {
             name: "p".into(),
             engine_family: "MYSQL".into(),
-            secret_arn: "arn:s".into(),
+            secret_arn: Some("arn:s".into()),
             iam_auth: "REQUIRED".into(),
+            default_auth_scheme: "NONE".into(),
             role_arn: "arn:r".into(),
             subnet_ids: vec!["a".into(), "b".into()],
             security_group_ids: vec!["sg".into()],
@@ -687,6 +731,54 @@ mod tests {
         let d = differences(&proxy().build(), &i, &["a".into(), "b".into()]);
         assert!(d.replace[0].starts_with("subnets"), "{d:?}");
         assert!(d.in_place.is_empty());
+    }
+
+    #[test]
+    fn end_to_end_iam_and_the_secret_are_changed_in_place() {
+        // The book's proxy moved to end-to-end IAM, its secret kept.
+        let mut i = inputs();
+        i.default_auth_scheme = "IAM_AUTH".into();
+        let d = differences(&proxy().build(), &i, &[]);
+        assert_eq!(d.in_place, vec!["default auth scheme: NONE -> IAM_AUTH"]);
+        assert!(d.replace.is_empty());
+        // Then its secret dropped: the clients' IAM setting, which lives in
+        // the secret's entry, is no difference then.
+        i.secret_arn = None;
+        let iam = proxy().default_auth_scheme("IAM_AUTH").build();
+        assert_eq!(
+            differences(&iam, &i, &[]).in_place,
+            vec!["secret: arn:s -> none"]
+        );
+        let bare = DbProxy::builder()
+            .db_proxy_name("p")
+            .engine_family("MYSQL")
+            .default_auth_scheme("IAM_AUTH")
+            .require_tls(true)
+            .role_arn("arn:r")
+            .vpc_subnet_ids("a")
+            .vpc_subnet_ids("b")
+            .vpc_security_group_ids("sg")
+            .build();
+        assert_eq!(differences(&bare, &i, &[]), Differences::default());
+        assert!(auth_config(&i).is_empty());
+    }
+
+    #[test]
+    fn inputs_recorded_before_end_to_end_iam_read_the_same() {
+        // What a state written by an earlier version holds: no scheme; the
+        // book's inputs serialize the same, so their checksum is unchanged.
+        let mut v = serde_json::to_value(inputs()).unwrap();
+        assert!(v.get("default_auth_scheme").is_none(), "{v}");
+        assert_eq!(v["secret_arn"], "arn:s");
+        v.as_object_mut().unwrap().remove("default_auth_scheme");
+        let back: Inputs = serde_json::from_value(v).unwrap();
+        assert_eq!(back.default_auth_scheme, "NONE");
+        let mut iam = inputs();
+        iam.default_auth_scheme = "IAM_AUTH".into();
+        iam.secret_arn = None;
+        let v = serde_json::to_value(&iam).unwrap();
+        assert_eq!(v["default_auth_scheme"], "IAM_AUTH");
+        assert!(v.get("secret_arn").is_none(), "{v}");
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! by default: an inline policy allowing secretsmanager:GetSecretValue on
 //! this secret, plus kms:Decrypt through Secrets Manager when the secret
 //! uses a customer-managed key. `mode = "managed"` mirrors the book
-//! (SecretsManagerReadWrite).
+//! (SecretsManagerReadWrite). With end-to-end IAM, the same inline policy
+//! lets the role connect to the DB (`rds-db:connect` on the DB's resource
+//! id and user), beside or instead of the secret.
+//!
+//! A grant the runbook drops (a secret replaced, the secret left once the
+//! proxy logs in with IAM) stays until the run's second pass, after the
+//! proxy has moved off it: the proxy never loses what it still logs in with.
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
@@ -14,7 +20,7 @@ use super::common::policy_attached;
 use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
-use crate::runbook::Runbook;
+use crate::runbook::{AuthScheme, Runbook};
 
 pub struct SecretAccess;
 
@@ -24,25 +30,64 @@ const INLINE_POLICY: &str = "rds-proxy-runbook-secret-access";
 #[derive(Serialize, Deserialize)]
 pub struct Inputs {
     role_arn: String,
-    secret_arn: String,
+    /// None with end-to-end IAM and no secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_arn: Option<String>,
     mode: String,
+    /// With end-to-end IAM: the DB the proxy connects to with IAM, and as
+    /// whom (left out otherwise, so the book's inputs read as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    db_connect: Option<DbConnect>,
 }
 
-/// The least-privilege document. `kms_key` is the secret's KmsKeyId when it
-/// is a customer-managed key (None for the AWS-managed default).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DbConnect {
+    /// `instance` or `cluster`.
+    kind: String,
+    id: String,
+    /// The DB user (or `*`), the connect policy's `db_user`.
+    user: String,
+}
+
+/// The secret the role reads: its ARN, and its KmsKeyId when that is a
+/// customer-managed key (None for the AWS-managed default).
+pub struct SecretGrant<'a> {
+    pub arn: &'a str,
+    pub kms_key: Option<&'a str>,
+}
+
+/// The least-privilege document: the secret's read (and decrypt), and with
+/// end-to-end IAM `rds-db:connect` on `dbuser:RESOURCE_ID/USER` (the DB's
+/// `db-`/`cluster-` id: the proxy connects to the DB, not to itself).
 pub fn least_privilege(
-    secret_arn: &str,
-    kms_key: Option<&str>,
+    secret: Option<SecretGrant>,
+    connect: Option<(&str, &str)>,
     region: &str,
     account: &str,
 ) -> Value {
+    let mut statements = Vec::new();
+    if let Some(secret) = secret {
+        statements.extend(secret_statements(secret, region, account));
+    }
+    if let Some((resource_id, user)) = connect {
+        statements.push(json!({
+            "Sid": "ConnectToDbWithIam",
+            "Effect": "Allow",
+            "Action": "rds-db:connect",
+            "Resource": format!("arn:aws:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"),
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn secret_statements(secret: SecretGrant, region: &str, account: &str) -> Vec<Value> {
     let mut statements = vec![json!({
         "Sid": "ReadProxySecret",
         "Effect": "Allow",
         "Action": "secretsmanager:GetSecretValue",
-        "Resource": secret_arn,
+        "Resource": secret.arn,
     })];
-    if let Some(key) = kms_key {
+    if let Some(key) = secret.kms_key {
         // An alias cannot be a policy resource; a key id becomes its ARN.
         let resource = if key.starts_with("arn:") && !key.contains(":alias/") {
             key.to_string()
@@ -59,7 +104,21 @@ pub fn least_privilege(
             "Condition": {"StringEquals": {"kms:ViaService": format!("secretsmanager.{region}.amazonaws.com")}},
         }));
     }
-    json!({"Version": "2012-10-17", "Statement": statements})
+    statements
+}
+
+/// What to write while the runbook's removals wait for the second pass:
+/// `want`, plus the statements of `have` it drops (a grant the proxy may
+/// still log in with until the proxy step has moved it).
+pub fn keeping(want: &Value, have: &Value) -> Value {
+    let wanted = want["Statement"].as_array().cloned().unwrap_or_default();
+    let mut all = wanted.clone();
+    for s in have["Statement"].as_array().into_iter().flatten() {
+        if !wanted.contains(s) {
+            all.push(s.clone());
+        }
+    }
+    json!({"Version": "2012-10-17", "Statement": all})
 }
 
 /// A customer-managed key, or None when the secret uses the AWS-managed one.
@@ -73,27 +132,57 @@ fn role_name(i: &Inputs) -> Result<&str> {
 }
 
 async fn wanted(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
-    let secret = cx
-        .aws
-        .secrets
-        .describe_secret()
-        .secret_id(&i.secret_arn)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the secret {}: {}",
-                i.secret_arn,
-                describe_error(&e)
-            )
-        })?;
+    let kms_key = match &i.secret_arn {
+        Some(arn) => cx
+            .aws
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the secret {arn}: {}", describe_error(&e)))?
+            .kms_key_id
+            .filter(|k| customer_key(Some(k.as_str())).is_some()),
+        None => None,
+    };
+    let resource_id = match &i.db_connect {
+        Some(c) => Some(resource_id(cx, c).await?),
+        None => None,
+    };
     let account = cx.aws.account_id().await?;
     Ok(least_privilege(
-        &i.secret_arn,
-        customer_key(secret.kms_key_id()),
+        i.secret_arn.as_deref().map(|arn| SecretGrant {
+            arn,
+            kms_key: kms_key.as_deref(),
+        }),
+        resource_id
+            .as_deref()
+            .zip(i.db_connect.as_ref().map(|c| c.user.as_str())),
         &cx.aws.region,
         account,
     ))
+}
+
+/// The DB's resource id (`db-...`, `cluster-...`), which IAM policies name.
+async fn resource_id(cx: &Ctx<'_>, c: &DbConnect) -> Result<String> {
+    use crate::db::Kind;
+    let kind = if c.kind == "cluster" {
+        Kind::Cluster
+    } else {
+        Kind::Instance
+    };
+    let db = crate::db::read(cx.aws, kind, &c.id)
+        .await?
+        .with_context(|| {
+            format!(
+                "{} {} does not exist: end-to-end IAM grants the proxy's role rds-db:connect on it",
+                kind.label(),
+                c.id
+            )
+        })?;
+    let what = db.what();
+    db.resource_id
+        .with_context(|| format!("{what} has no resource id to grant rds-db:connect on"))
 }
 
 async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
@@ -127,23 +216,46 @@ impl StepImpl for SecretAccess {
     const OUTPUTS: &'static [&'static str] = &["policy"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        let db = &rb.database;
+        let db_connect = (rb.proxy.default_auth_scheme == AuthScheme::IamAuth).then(|| {
+            let (kind, id) = match (&db.instance_id, &db.cluster_id) {
+                (Some(id), _) => ("instance", id),
+                (None, Some(id)) => ("cluster", id),
+                (None, None) => ("instance", &rb.proxy.name),
+            };
+            DbConnect {
+                kind: kind.into(),
+                id: r.text(id),
+                user: r.text(&rb.connect_policy.db_user),
+            }
+        });
         Inputs {
             role_arn: r.text(&rb.proxy.role_arn),
-            secret_arn: r.text(&rb.database.secret_arn),
+            secret_arn: db.secret_arn.as_ref().map(|s| r.text(s)),
             mode: rb.secret_access.as_str().to_string(),
+            db_connect,
         }
     }
 
     fn describe(&self, i: &Inputs) -> String {
         let role = crate::arn::role_name(&i.role_arn).unwrap_or(&i.role_arn);
         if i.mode == "managed" {
-            format!("role {role} gets the managed SecretsManagerReadWrite (as the book)")
-        } else {
-            format!(
-                "role {role} may read secret {} (inline policy {INLINE_POLICY})",
-                i.secret_arn
-            )
+            return format!("role {role} gets the managed SecretsManagerReadWrite (as the book)");
         }
+        let mut may = Vec::new();
+        if let Some(arn) = &i.secret_arn {
+            may.push(format!("read secret {arn}"));
+        }
+        if let Some(c) = &i.db_connect {
+            may.push(format!(
+                "connect to {} {} as {} with IAM (end-to-end IAM)",
+                c.kind, c.id, c.user
+            ));
+        }
+        format!(
+            "role {role} may {} (inline policy {INLINE_POLICY})",
+            may.join(" and ")
+        )
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
@@ -156,17 +268,29 @@ impl StepImpl for SecretAccess {
             });
         }
         let want = wanted(cx, i).await?;
-        Ok(match inline_document(cx, role).await? {
-            None => Found::Missing,
-            Some(doc) if doc == want => Found::Done(Outputs::from([(
-                "policy".into(),
-                format!("inline:{INLINE_POLICY}"),
-            )])),
-            Some(doc) => Found::Update(
-                vec![format!("inline policy {INLINE_POLICY}: {doc} -> {want}")],
-                Outputs::from([("policy".into(), format!("inline:{INLINE_POLICY}"))]),
-            ),
-        })
+        let outputs = Outputs::from([("policy".into(), format!("inline:{INLINE_POLICY}"))]);
+        let Some(doc) = inline_document(cx, role).await? else {
+            return Ok(Found::Missing);
+        };
+        if doc == want {
+            return Ok(Found::Done(outputs));
+        }
+        // Before the removals' pass, what the runbook drops stays.
+        let now = if cx.removals {
+            want.clone()
+        } else {
+            keeping(&want, &doc)
+        };
+        let mut lines = Vec::new();
+        if now != doc {
+            lines.push(format!("inline policy {INLINE_POLICY}: {doc} -> {now}"));
+        }
+        if now != want {
+            lines.push(format!(
+                "inline policy {INLINE_POLICY}: then, once the proxy has moved, -> {want}"
+            ));
+        }
+        Ok(Found::Update(lines, outputs))
     }
 
     async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
@@ -216,19 +340,28 @@ impl StepImpl for SecretAccess {
             return Ok(Outputs::from([("policy".into(), MANAGED_POLICY.into())]));
         }
         let want = wanted(cx, i).await?;
-        cx.bar
-            .set(format!("putting inline policy {INLINE_POLICY} on {role}"));
-        cx.aws
-            .iam
-            .put_role_policy()
-            .role_name(role)
-            .policy_name(INLINE_POLICY)
-            .policy_document(want.to_string())
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot put a policy on role {role}: {}", describe_error(&e))
-            })?;
+        let have = inline_document(cx, role).await?;
+        let write = match &have {
+            Some(have) if keeping(&want, have) != want && !cx.may_remove(Self::NAME) => {
+                keeping(&want, have)
+            }
+            _ => want,
+        };
+        if have.as_ref() != Some(&write) {
+            cx.bar
+                .set(format!("putting inline policy {INLINE_POLICY} on {role}"));
+            cx.aws
+                .iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(INLINE_POLICY)
+                .policy_document(write.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot put a policy on role {role}: {}", describe_error(&e))
+                })?;
+        }
         Ok(Outputs::from([(
             "policy".into(),
             format!("inline:{INLINE_POLICY}"),
@@ -311,10 +444,14 @@ impl StepImpl for SecretAccess {
 mod tests {
     use super::*;
 
+    fn secret<'a>(arn: &'a str, kms_key: Option<&'static str>) -> Option<SecretGrant<'a>> {
+        Some(SecretGrant { arn, kms_key })
+    }
+
     #[test]
     fn least_privilege_reads_only_this_secret() {
         let doc = least_privilege(
-            "arn:aws:secretsmanager:us-east-1:1:secret:s",
+            secret("arn:aws:secretsmanager:us-east-1:1:secret:s", None),
             None,
             "us-east-1",
             "1",
@@ -330,7 +467,7 @@ mod tests {
 
     #[test]
     fn customer_keys_add_decrypt_through_secrets_manager() {
-        let doc = least_privilege("arn:s", Some("1234-abcd"), "eu-west-1", "111");
+        let doc = least_privilege(secret("arn:s", Some("1234-abcd")), None, "eu-west-1", "111");
         let st = &doc["Statement"][1];
         assert_eq!(st["Action"], "kms:Decrypt");
         assert_eq!(st["Resource"], "arn:aws:kms:eu-west-1:111:key/1234-abcd");
@@ -340,13 +477,59 @@ mod tests {
         );
         let arn = "arn:aws:kms:eu-west-1:111:key/k";
         assert_eq!(
-            least_privilege("arn:s", Some(arn), "eu-west-1", "111")["Statement"][1]["Resource"],
+            least_privilege(secret("arn:s", Some(arn)), None, "eu-west-1", "111")["Statement"][1]["Resource"],
             arn
         );
         assert_eq!(
-            least_privilege("arn:s", Some("alias/mine"), "r", "1")["Statement"][1]["Resource"],
+            least_privilege(secret("arn:s", Some("alias/mine")), None, "r", "1")["Statement"][1]["Resource"],
             "*"
         );
+    }
+
+    #[test]
+    fn end_to_end_iam_connects_to_the_dbs_resource_id_as_the_user() {
+        let doc = least_privilege(None, Some(("db-ABC", "app")), "eu-west-1", "111");
+        let st = doc["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 1, "no secret: no read of one");
+        assert_eq!(st[0]["Action"], "rds-db:connect");
+        assert_eq!(
+            st[0]["Resource"],
+            "arn:aws:rds-db:eu-west-1:111:dbuser:db-ABC/app"
+        );
+        // Moving a proxy to end-to-end IAM: both, as AWS's migration guide.
+        let both = least_privilege(secret("arn:s", None), Some(("cluster-XYZ", "*")), "r", "1");
+        assert_eq!(both["Statement"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            both["Statement"][1]["Resource"],
+            "arn:aws:rds-db:r:1:dbuser:cluster-XYZ/*"
+        );
+    }
+
+    #[test]
+    fn a_dropped_grant_is_kept_until_the_removals() {
+        let old = least_privilege(secret("arn:old", None), None, "r", "1");
+        let new = least_privilege(secret("arn:new", None), None, "r", "1");
+        let kept = keeping(&new, &old);
+        let resources: Vec<&Value> = kept["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["Resource"])
+            .collect();
+        assert_eq!(resources, [&json!("arn:new"), &json!("arn:old")]);
+        // Nothing dropped: the document itself.
+        assert_eq!(keeping(&new, &new), new);
+        let grown = least_privilege(secret("arn:new", None), Some(("db-1", "u")), "r", "1");
+        assert_eq!(keeping(&grown, &new), grown);
+    }
+
+    #[test]
+    fn inputs_recorded_before_end_to_end_iam_read_the_same() {
+        let old = json!({"role_arn": "arn:r", "secret_arn": "arn:s", "mode": "least-privilege"});
+        let i: Inputs = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(i.secret_arn.as_deref(), Some("arn:s"));
+        assert!(i.db_connect.is_none());
+        assert_eq!(serde_json::to_value(&i).unwrap(), old);
     }
 
     #[test]

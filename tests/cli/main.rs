@@ -6,6 +6,7 @@
 mod support;
 
 mod adopt;
+mod auth;
 mod bad_input;
 mod confirm;
 #[cfg(feature = "failpoints")]

@@ -812,12 +812,18 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                     format!("db proxy {name}"),
                     format!(
                         "status={:?} engine={:?} tls={:?} targets={targets:?} \
-                         idle_client_timeout={:?} debug_logging={:?} pool={pool:?} arn={:?}",
+                         idle_client_timeout={:?} debug_logging={:?} pool={pool:?} \
+                         auth_scheme={:?} secrets={:?} arn={:?}",
                         px.status(),
                         px.engine_family(),
                         px.require_tls(),
                         px.idle_client_timeout(),
                         px.debug_logging(),
+                        px.default_auth_scheme(),
+                        px.auth()
+                            .iter()
+                            .filter_map(|a| a.secret_arn())
+                            .collect::<Vec<_>>(),
                         px.db_proxy_arn(),
                     ),
                 );

@@ -252,6 +252,23 @@ class Health(AwsTest):
             RoleName="proxy-role", PolicyName="connect", PolicyDocument=json.dumps(doc)
         )
         self.assertEqual(self.targets()[0]["TargetHealth"], {"State": "AVAILABLE"})
+        # One user named: enough, as no Auth entry names the users.
+        doc["Statement"][0]["Resource"] = doc["Statement"][0]["Resource"][:-1] + "app_user"
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role", PolicyName="connect", PolicyDocument=json.dumps(doc)
+        )
+        self.assertEqual(self.targets()[0]["TargetHealth"], {"State": "AVAILABLE"})
+        # The proxy's own prx- id (what the functions' policy names) is not
+        # the DB's: the common mistake.
+        doc["Statement"][0]["Resource"] = (
+            "arn:aws:rds-db:us-east-1:123456789012:dbuser:prx-0123456789abcdef/app_user"
+        )
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role", PolicyName="connect", PolicyDocument=json.dumps(doc)
+        )
+        h = self.targets()[0]["TargetHealth"]
+        self.assertEqual(h["Reason"], "AUTH_FAILURE")
+        self.assertIn(f"dbuser:{rid}/USER", h["Description"])
 
     def test_an_aurora_cluster_is_listed_as_aws_lists_it(self):
         r = self.recipe(engine="aurora-postgresql", port=5432, cluster=True)

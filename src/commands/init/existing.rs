@@ -28,6 +28,8 @@ pub struct Existing {
     pub subnets: Vec<String>,
     pub secret_arn: Option<String>,
     pub iam_auth: String,
+    /// `NONE`, or `IAM_AUTH` (end-to-end IAM).
+    pub default_auth_scheme: String,
     pub require_tls: bool,
     pub idle_client_timeout: Option<i32>,
     pub debug_logging: bool,
@@ -102,6 +104,7 @@ pub async fn find(aws: &Aws, db: &Db, functions: &[Function]) -> Result<Option<E
             .and_then(|a| a.iam_auth())
             .map_or("DISABLED", IamAuthMode::as_str)
             .to_string(),
+        default_auth_scheme: proxy.default_auth_scheme().unwrap_or("NONE").to_string(),
         require_tls: proxy.require_tls().unwrap_or(false),
         idle_client_timeout: proxy.idle_client_timeout(),
         debug_logging: proxy.debug_logging().unwrap_or(false),

@@ -141,7 +141,15 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
             Some(_) => Vec::new(),
             None => secrets_named_like(&aws, &db.id).await,
         };
-        check_db(db, secret.is_some(), &named_like, &mut problems);
+        // A DB with IAM database authentication needs no secret: the
+        // runbook then has the proxy log in with IAM (end-to-end IAM).
+        let iam_will_do = end_to_end_iam_possible(db);
+        check_db(
+            db,
+            secret.is_some() || iam_will_do,
+            &named_like,
+            &mut problems,
+        );
     }
     for f in &functions {
         if f.security_groups.is_empty() {
@@ -226,6 +234,12 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 }
 
 /// What in the DB keeps init from writing a runbook that works.
+/// Whether the proxy could log in to `db` with IAM (end-to-end IAM): IAM
+/// database authentication on, and not SQL Server.
+fn end_to_end_iam_possible(db: &Db) -> bool {
+    db.iam_auth && family_of(&db.engine).is_ok_and(|f| f != EngineFamily::Sqlserver)
+}
+
 fn check_db(db: &Db, have_secret: bool, named_like: &[String], problems: &mut Report) {
     let what = db.what();
     if let Err(why) = family_of(&db.engine) {
@@ -437,7 +451,14 @@ pub fn render(r: &Rendered) -> String {
         Some(_) => "the existing proxy's secret",
         None => "the master user's secret, managed by RDS",
     };
-    let _ = writeln!(w, "secret_arn = {}  # {why}", q(r.secret));
+    if r.secret.is_empty() {
+        let _ = writeln!(
+            w,
+            "# No secret_arn: none was found, and the proxy logs in with IAM (see [proxy])."
+        );
+    } else {
+        let _ = writeln!(w, "secret_arn = {}  # {why}", q(r.secret));
+    }
     let _ = writeln!(w, "engine_family = {}", q(family.as_str()));
     let _ = writeln!(
         w,
@@ -481,6 +502,22 @@ pub fn render(r: &Rendered) -> String {
                 w,
                 "iam_auth = \"REQUIRED\"  # the functions log in with IAM tokens (connect-policy)"
             );
+            if r.secret.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "default_auth_scheme = \"IAM_AUTH\"  # end-to-end IAM: {} has IAM database \
+                     authentication on and no secret was found",
+                    db.id
+                );
+            } else if end_to_end_iam_possible(db) {
+                let _ = writeln!(
+                    w,
+                    "# {} has IAM database authentication on: the proxy can log in to it with \
+                     IAM too\n# (end-to-end IAM, no secret needed; the DB user must be an IAM \
+                     one, see `preflight`):\n# default_auth_scheme = \"IAM_AUTH\"",
+                    db.id
+                );
+            }
         }
         Some(e) => {
             let _ = writeln!(
@@ -491,6 +528,9 @@ pub fn render(r: &Rendered) -> String {
             );
             let _ = writeln!(w, "require_tls = {}", e.require_tls);
             let _ = writeln!(w, "iam_auth = {}", q(&e.iam_auth));
+            if e.default_auth_scheme == "IAM_AUTH" {
+                let _ = writeln!(w, "default_auth_scheme = \"IAM_AUTH\"  # end-to-end IAM");
+            }
             if let Some(t) = e.idle_client_timeout {
                 let _ = writeln!(w, "idle_client_timeout = {t}");
             }
@@ -570,6 +610,7 @@ pub fn render(r: &Rendered) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runbook::AuthScheme;
 
     #[test]
     fn names_fit_aws_limits() {
@@ -644,6 +685,8 @@ mod tests {
             ],
             security_groups: vec!["sg-0123456789abcdef0".into(), "sg-0fedcba9876543210".into()],
             managed_secret: None,
+            resource_id: None,
+            iam_auth: false,
         };
         let functions = [with_env_var(
             function(&[("DB_HOST", "leak-canary-7f3")]),
@@ -684,6 +727,76 @@ mod tests {
     }
 
     #[test]
+    fn a_db_with_iam_auth_on_is_offered_end_to_end_iam() {
+        let db = Db {
+            kind: Kind::Instance,
+            id: "app-db".into(),
+            engine: "postgres".into(),
+            engine_version: "16".into(),
+            status: "available".into(),
+            instance_class: Some("db.t3.micro".into()),
+            cluster: None,
+            members: 0,
+            port: Some(5432),
+            address: Some("app-db.x.us-east-1.rds.amazonaws.com".into()),
+            vpc_id: Some("vpc-0123456789abcdef0".into()),
+            subnets: vec![
+                ("subnet-0aaaaaaaaaaaaaaaa".into(), "us-east-1a".into()),
+                ("subnet-0bbbbbbbbbbbbbbbb".into(), "us-east-1b".into()),
+            ],
+            security_groups: vec!["sg-0123456789abcdef0".into()],
+            managed_secret: None,
+            resource_id: Some("db-ABCDEFGHIJKL".into()),
+            iam_auth: true,
+        };
+        let functions = [with_env_var(function(&[]), db.address.as_slice(), None)];
+        let load = |secret: &str| {
+            let text = render(&Rendered {
+                name: "app-proxy",
+                region: "us-east-1",
+                account: "123456789012",
+                db: &db,
+                secret,
+                secret_given: !secret.is_empty(),
+                functions: &functions,
+                existing: None,
+            });
+            let rb = Runbook::parse(
+                Path::new("x.toml"),
+                &text,
+                &|_| None,
+                &crate::steps::Catalogue,
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            (text, rb)
+        };
+        // No secret found: the proxy logs in with IAM.
+        let (text, rb) = load("");
+        assert_eq!(rb.proxy.default_auth_scheme, AuthScheme::IamAuth, "{text}");
+        assert!(rb.database.secret_arn.is_none(), "{text}");
+        // A secret: kept, and end-to-end IAM offered in a comment.
+        let (text, rb) = load("arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf");
+        assert_eq!(rb.proxy.default_auth_scheme, AuthScheme::None, "{text}");
+        assert!(
+            text.contains("# default_auth_scheme = \"IAM_AUTH\""),
+            "{text}"
+        );
+        // Not for SQL Server, nor without IAM database authentication.
+        for db in [
+            Db {
+                engine: "sqlserver-ex".into(),
+                ..db.clone()
+            },
+            Db {
+                iam_auth: false,
+                ..db.clone()
+            },
+        ] {
+            assert!(!end_to_end_iam_possible(&db), "{db:?}");
+        }
+    }
+
+    #[test]
     fn a_proxy_already_in_front_is_described_for_adopt() {
         let db = Db {
             kind: Kind::Instance,
@@ -702,6 +815,8 @@ mod tests {
             managed_secret: Some(
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1-AbCdEf".into(),
             ),
+            resource_id: Some("db-ABCDEFGHIJKL".into()),
+            iam_auth: true,
         };
         let existing = Existing {
             name: "by-hand".into(),
