@@ -71,25 +71,32 @@ def name_tags(kind, name):
     return [{"ResourceType": kind, "Tags": [{"Key": "Name", "Value": name}]}]
 
 
-def ensure_vpc(ec2, name):
+def ensure_vpc(ec2, name, dual_stack=False):
+    """The VPC's id and, with `dual_stack`, its Amazon-provided IPv6 /56."""
     vpcs = ec2.describe_vpcs(Filters=tag_filter(name))["Vpcs"]
     if vpcs:
         log(f"found VPC {name}: {vpcs[0]['VpcId']}")
-        return vpcs[0]["VpcId"]
-    vpc_id = ec2.create_vpc(CidrBlock="10.10.0.0/16",
-                            TagSpecifications=name_tags("vpc", name))["Vpc"]["VpcId"]
-    log(f"created VPC {name}: {vpc_id}")
-    return vpc_id
+        vpc = vpcs[0]
+    else:
+        vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16", AmazonProvidedIpv6CidrBlock=dual_stack,
+                             TagSpecifications=name_tags("vpc", name))["Vpc"]
+        log(f"created VPC {name}: {vpc['VpcId']}")
+    blocks = [a["Ipv6CidrBlock"] for a in vpc.get("Ipv6CidrBlockAssociationSet", [])]
+    if dual_stack and not blocks:
+        sys.exit(f"seed: VPC {name} has no IPv6 CIDR block; use another --prefix for --dual-stack")
+    return vpc["VpcId"], (blocks[0] if dual_stack else None)
 
 
-def ensure_subnet(ec2, vpc_id, name, cidr, az):
+def ensure_subnet(ec2, vpc_id, name, cidr, az, ipv6_cidr=None):
     subnets = ec2.describe_subnets(
         Filters=[{"Name": "vpc-id", "Values": [vpc_id]}] + tag_filter(name))["Subnets"]
     if subnets:
         log(f"found subnet {name}: {subnets[0]['SubnetId']}")
         return subnets[0]["SubnetId"]
+    ipv6 = {"Ipv6CidrBlock": ipv6_cidr} if ipv6_cidr else {}
     subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=az,
-                                  TagSpecifications=name_tags("subnet", name))["Subnet"]["SubnetId"]
+                                  TagSpecifications=name_tags("subnet", name),
+                                  **ipv6)["Subnet"]["SubnetId"]
     log(f"created subnet {name} in {az}: {subnet_id}")
     return subnet_id
 
@@ -139,7 +146,8 @@ def find_cluster(rds, cluster_id):
         return None
 
 
-def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id, iam_db_auth=False):
+def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id, iam_db_auth=False,
+                   network_type="IPV4"):
     """Aurora cluster with one instance and an RDS-managed master secret;
     returns (writer endpoint, secret ARN). RDS keeps the password: it is
     never seen here."""
@@ -149,7 +157,7 @@ def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id, iam_db_auth=Fal
             DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="dbadmin",
             ManageMasterUserPassword=True, DBSubnetGroupName=subnet_group,
             VpcSecurityGroupIds=[sg_id], Port=ENGINES[engine][0],
-            EnableIAMDatabaseAuthentication=iam_db_auth)
+            EnableIAMDatabaseAuthentication=iam_db_auth, NetworkType=network_type)
         log(f"created Aurora cluster {cluster_id} ({engine})")
     else:
         log(f"found Aurora cluster {cluster_id}")
@@ -187,7 +195,7 @@ def find_secret_password(sm, name):
 
 
 def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_id,
-                         iam_db_auth=False):
+                         iam_db_auth=False, network_type="IPV4"):
     """DB instance + secret holding its credentials; returns (endpoint, secret ARN).
 
     The password comes from the secret when one exists; otherwise a new one is
@@ -206,7 +214,8 @@ def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_i
             DBInstanceIdentifier=db_id, DBInstanceClass=ENGINES[engine][1], Engine=engine,
             MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20,
             DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
-            PubliclyAccessible=False, EnableIAMDatabaseAuthentication=iam_db_auth)
+            PubliclyAccessible=False, EnableIAMDatabaseAuthentication=iam_db_auth,
+            NetworkType=network_type)
         log(f"created DB instance {db_id}")
     else:
         log(f"found DB instance {db_id}")
@@ -310,6 +319,9 @@ def main():
                    help="another Lambda function, with its own role and security group")
     p.add_argument("--iam-db-auth", action="store_true",
                    help="make the DB with IAM database authentication on (end-to-end IAM)")
+    p.add_argument("--dual-stack", action="store_true",
+                   help="IPv6 CIDR blocks on the VPC and subnets, and a DB of network type "
+                        "DUAL (for the proxy's IPv6 network types)")
     args = p.parse_args()
     prefix = args.prefix
 
@@ -331,29 +343,33 @@ def main():
     log(f"seeding recipe 4.3 preconditions (prefix {prefix}) at {endpoint_url}, region {region}")
 
     account_id = sts.get_caller_identity()["Account"]
-    vpc_id = ensure_vpc(ec2, f"{prefix}-vpc")
+    vpc_id, ipv6_block = ensure_vpc(ec2, f"{prefix}-vpc", args.dual_stack)
+    # Two /64s of the VPC's /56 (2600:1f18:aa:bb00::/56 -> ...bb01::/64).
+    ipv6 = ([f"{ipv6_block.split('::')[0][:-2]}0{i}::/64" for i in (1, 2)]
+            if ipv6_block else [None, None])
     zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
         Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
     if len(zones) < 2:
         zones = [f"{region}a", f"{region}b"]
     subnet_ids = [
-        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-a", "10.10.1.0/24", zones[0]),
-        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-b", "10.10.2.0/24", zones[1]),
+        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-a", "10.10.1.0/24", zones[0], ipv6[0]),
+        ensure_subnet(ec2, vpc_id, f"{prefix}-isolated-b", "10.10.2.0/24", zones[1], ipv6[1]),
     ]
     db_sg = ensure_sg(ec2, vpc_id, f"{prefix}-db-sg", "recipe 4.3 database")
     lambda_sg = ensure_sg(ec2, vpc_id, f"{prefix}-lambda-sg", "recipe 4.3 Lambda function")
 
     db_id = f"{prefix}-db"
+    network_type = "DUAL" if args.dual_stack else "IPV4"
     subnet_group = f"{prefix}-db-subnets"
     ensure_db_subnet_group(rds, subnet_group, subnet_ids)
     if args.engine.startswith("aurora-"):
         db_host, secret_arn = ensure_cluster(rds, db_id, args.engine, subnet_group, db_sg,
-                                             args.iam_db_auth)
+                                             args.iam_db_auth, network_type)
         db_export = {"RDS_CLUSTER_ID": db_id}
     else:
         db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, args.engine,
                                                    f"{prefix}-db-secret", subnet_group, db_sg,
-                                                   args.iam_db_auth)
+                                                   args.iam_db_auth, network_type)
         db_export = {"RDS_ID": db_id}
 
     role_name = f"{prefix}-lambda-role"

@@ -58,6 +58,8 @@ pub struct Db {
     pub resource_id: Option<String>,
     /// Whether IAM database authentication is on (end-to-end IAM needs it).
     pub iam_auth: bool,
+    /// `IPV4` or `DUAL` (a proxy reaches it over IPv6 only when DUAL).
+    pub network_type: String,
 }
 
 impl Db {
@@ -115,6 +117,7 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
             .map(String::from),
         resource_id: d.dbi_resource_id().map(String::from),
         iam_auth: d.iam_database_authentication_enabled().unwrap_or(false),
+        network_type: d.network_type().unwrap_or("IPV4").to_string(),
     }))
 }
 
@@ -177,6 +180,7 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Option<Db>> {
             .map(String::from),
         resource_id: c.db_cluster_resource_id().map(String::from),
         iam_auth: c.iam_database_authentication_enabled().unwrap_or(false),
+        network_type: c.network_type().unwrap_or("IPV4").to_string(),
     }))
 }
 

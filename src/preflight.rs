@@ -227,6 +227,18 @@ async fn check_database(
     if rb.proxy.default_auth_scheme == AuthScheme::IamAuth {
         iam_database_auth(&db, rb, r);
     }
+    if rb.proxy.target_connection_network_type == "IPV6" && db.network_type != "DUAL" {
+        r.problem(
+            format!(
+                "{what} is {} only: target_connection_network_type = \"IPV6\" needs a \
+                 dual-stack DB",
+                db.network_type,
+                what = db.what()
+            ),
+            "make the DB dual-stack (network type DUAL: its subnet group's subnets need IPv6 \
+             CIDR blocks), or set proxy.target_connection_network_type = \"IPV4\"",
+        );
+    }
     Ok((db.vpc_id, db.address))
 }
 
@@ -363,6 +375,25 @@ async fn check_subnets(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Re
             );
         }
         zones.extend(s.availability_zone().map(String::from));
+    }
+    let network = rb.proxy.endpoint_network_type;
+    if network != "IPV4" {
+        let ipv4_only: Vec<&str> = subnets
+            .iter()
+            .filter(|s| s.ipv6_cidr_block_association_set().is_empty())
+            .filter_map(|s| s.subnet_id())
+            .collect();
+        if !ipv4_only.is_empty() {
+            r.problem(
+                format!(
+                    "endpoint_network_type = \"{network}\" needs dual-stack subnets, and {} \
+                     has no IPv6 CIDR block",
+                    ipv4_only.join(", ")
+                ),
+                "give the subnets IPv6 CIDR blocks (aws ec2 associate-subnet-cidr-block), list \
+                 dual-stack subnets, or set proxy.endpoint_network_type = \"IPV4\"",
+            );
+        }
     }
     if zones.len() < 2 {
         r.problem(

@@ -28,7 +28,7 @@ from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
 from moto.rds.exceptions import DBProxyNotFoundFault, RDSClientError
-from moto.rds.models import DBProxy, DBProxyTargetGroup, RDSBackend
+from moto.rds.models import DBInstance, DBProxy, DBProxyTargetGroup, RDSBackend
 from moto.rds.responses import RDSResponse
 from moto.secretsmanager.models import secretsmanager_backends
 
@@ -210,6 +210,22 @@ def _supported_subnets(backend: RDSBackend, subnet_ids) -> list:
     return [s for s in subnet_ids if s in kept]
 
 
+def _check_dual_stack(backend: RDSBackend, subnet_ids, network_type: str) -> None:
+    """An IPv6 or dual-stack endpoint needs subnets with an IPv6 CIDR block."""
+    if network_type == "IPV4":
+        return
+    ec2 = ec2_backends[backend.account_id][backend.region_name]
+    ipv4_only = [
+        s.id for s in ec2.describe_subnets(subnet_ids=subnet_ids) if not s.ipv6_cidr_block_associations
+    ]
+    if ipv4_only:
+        raise fault(
+            "InvalidSubnet",
+            f"EndpointNetworkType {network_type} needs dual-stack subnets (with an IPv6 CIDR "
+            f"block); these have none: {', '.join(ipv4_only)}.",
+        )
+
+
 # --- targets and their health ------------------------------------------------
 
 
@@ -283,6 +299,15 @@ def _health(backend: RDSBackend, proxy: DBProxy, reg, db) -> dict:
             "Description": f"Database host couldn't be reached: its security groups do not admit "
             f"the proxy's on port {db.port}.",
         }
+    if getattr(proxy, "target_connection_network_type", "IPV4") == "IPV6" and (
+        getattr(registered, "network_type", None) or "IPV4"
+    ) != "DUAL":
+        return {
+            "State": "UNAVAILABLE",
+            "Reason": "CONNECTION_FAILED",
+            "Description": "TargetConnectionNetworkType IPV6 needs a dual-stack DB (NetworkType "
+            "DUAL); this one is IPv4 only.",
+        }
     why = _can_log_in(backend, proxy, registered)
     if why:
         return {"State": "UNAVAILABLE", "Reason": "AUTH_FAILURE", "Description": why}
@@ -351,15 +376,18 @@ def create_db_proxy(self, **kwargs) -> DBProxy:
     default_scheme = extra.get("DefaultAuthScheme") or "NONE"
     kwargs["auth"] = _auth_entries(engine_family, kwargs.get("auth"), default_scheme)
     kwargs["vpc_subnet_ids"] = _supported_subnets(self, kwargs["vpc_subnet_ids"])
+    endpoint_network = _network_type(
+        extra.get("EndpointNetworkType"), ("IPV4", "IPV6", "DUAL"), "EndpointNetworkType"
+    )
+    target_network = _network_type(
+        extra.get("TargetConnectionNetworkType"), ("IPV4", "IPV6"), "TargetConnectionNetworkType"
+    )
+    _check_dual_stack(self, kwargs["vpc_subnet_ids"], endpoint_network)
     sweep(self)
     proxy = _original.create_db_proxy(self, **kwargs)
     proxy.default_auth_scheme = default_scheme
-    proxy.endpoint_network_type = _network_type(
-        extra.get("EndpointNetworkType"), ("IPV4", "IPV6", "DUAL"), "EndpointNetworkType"
-    )
-    proxy.target_connection_network_type = _network_type(
-        extra.get("TargetConnectionNetworkType"), ("IPV4", "IPV6"), "TargetConnectionNetworkType"
-    )
+    proxy.endpoint_network_type = endpoint_network
+    proxy.target_connection_network_type = target_network
     for group in proxy.proxy_target_groups.values():
         group.targets = []
     _start(proxy, "creating", "proxy_creating")
@@ -816,7 +844,19 @@ def _r_delete_db_proxy_endpoint(self) -> ActionResult:
     )
 
 
+_instance_init = DBInstance.__init__
+
+
+def _instance_with_network_type(self, *args, **kwargs):
+    """moto's DB instance forgets CreateDBInstance's NetworkType (its
+    cluster keeps it): kept, and listed, as AWS does."""
+    _instance_init(self, *args, **kwargs)
+    self.network_type = kwargs.get("network_type") or "IPV4"
+
+
 def install() -> None:
+    if DBInstance.__init__ is _instance_init:
+        DBInstance.__init__ = _instance_with_network_type
     for name, fn in {
         "create_db_proxy": create_db_proxy,
         "describe_db_proxies": describe_db_proxies,

@@ -271,6 +271,18 @@ impl Cx<'_> {
             "DISABLED" => IamAuth::Disabled,
             _ => IamAuth::Required,
         };
+        let endpoint_network_type = self.choice(
+            &mut t,
+            "endpoint_network_type",
+            &["IPV4", "IPV6", "DUAL"],
+            "IPV4",
+        );
+        let target_connection_network_type = self.choice(
+            &mut t,
+            "target_connection_network_type",
+            &["IPV4", "IPV6"],
+            "IPV4",
+        );
         let idle = self.int(
             &mut t,
             "idle_client_timeout",
@@ -304,6 +316,8 @@ impl Cx<'_> {
             require_tls,
             iam_auth,
             default_auth_scheme,
+            endpoint_network_type,
+            target_connection_network_type,
             idle_client_timeout: idle as u32,
             debug_logging,
             wait_timeout_seconds: wait as u64,

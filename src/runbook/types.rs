@@ -310,6 +310,11 @@ pub struct Proxy {
     pub require_tls: bool,
     pub iam_auth: IamAuth,
     pub default_auth_scheme: AuthScheme,
+    /// How clients reach the proxy: `IPV4`, `IPV6` or `DUAL` (set when the
+    /// proxy is made: a change needs a new proxy).
+    pub endpoint_network_type: &'static str,
+    /// How the proxy reaches the DB: `IPV4` or `IPV6` (likewise).
+    pub target_connection_network_type: &'static str,
     pub idle_client_timeout: u32,
     pub debug_logging: bool,
     pub wait_timeout_seconds: u64,

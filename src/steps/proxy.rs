@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
-    AuthScheme, DbProxy, DbProxyStatus, DefaultAuthScheme, EngineFamily, IamAuthMode,
-    UserAuthConfig,
+    AuthScheme, DbProxy, DbProxyStatus, DefaultAuthScheme, EndpointNetworkType, EngineFamily,
+    IamAuthMode, TargetConnectionNetworkType, UserAuthConfig,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +38,13 @@ pub struct Inputs {
     /// written before it keep their checksum) or `IAM_AUTH`.
     #[serde(default = "no_scheme", skip_serializing_if = "is_no_scheme")]
     default_auth_scheme: String,
+    /// `IPV4` (left out of the recorded inputs, as the scheme's default),
+    /// `IPV6` or `DUAL`; set when the proxy is made.
+    #[serde(default = "ipv4", skip_serializing_if = "is_ipv4")]
+    endpoint_network_type: String,
+    /// `IPV4` or `IPV6`; likewise.
+    #[serde(default = "ipv4", skip_serializing_if = "is_ipv4")]
+    target_connection_network_type: String,
     role_arn: String,
     subnet_ids: Vec<String>,
     security_group_ids: Vec<String>,
@@ -57,6 +64,14 @@ fn no_scheme() -> String {
 
 fn is_no_scheme(s: &str) -> bool {
     s == "NONE"
+}
+
+fn ipv4() -> String {
+    "IPV4".to_string()
+}
+
+fn is_ipv4(s: &str) -> bool {
+    s == "IPV4"
 }
 
 /// What to do about a status while waiting for `available`.
@@ -127,6 +142,22 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
         "subnets",
         format!("{:?}", set(p.vpc_subnet_ids())),
         format!("{:?}", set(&kept_subnets(p, i, requested))),
+    );
+    cmp(
+        false,
+        "endpoint network type",
+        p.endpoint_network_type()
+            .map_or("IPV4", EndpointNetworkType::as_str)
+            .to_string(),
+        i.endpoint_network_type.clone(),
+    );
+    cmp(
+        false,
+        "target connection network type",
+        p.target_connection_network_type()
+            .map_or("IPV4", TargetConnectionNetworkType::as_str)
+            .to_string(),
+        i.target_connection_network_type.clone(),
     );
     cmp(
         true,
@@ -420,6 +451,10 @@ impl Proxy {
             .engine_family(EngineFamily::from(i.engine_family.as_str()))
             .default_auth_scheme(DefaultAuthScheme::from(i.default_auth_scheme.as_str()))
             .set_auth(Some(auth_config(i)).filter(|a| !a.is_empty()))
+            .endpoint_network_type(EndpointNetworkType::from(i.endpoint_network_type.as_str()))
+            .target_connection_network_type(TargetConnectionNetworkType::from(
+                i.target_connection_network_type.as_str(),
+            ))
             .role_arn(&i.role_arn)
             .set_vpc_subnet_ids(Some(i.subnet_ids.clone()))
             .set_vpc_security_group_ids(Some(i.security_group_ids.clone()))
@@ -500,6 +535,8 @@ impl StepImpl for Proxy {
             secret_arn: rb.database.secret_arn.as_ref().map(|s| r.text(s)),
             iam_auth: p.iam_auth.as_str().to_string(),
             default_auth_scheme: p.default_auth_scheme.as_str().to_string(),
+            endpoint_network_type: p.endpoint_network_type.to_string(),
+            target_connection_network_type: p.target_connection_network_type.to_string(),
             role_arn: r.text(&p.role_arn),
             subnet_ids: r.list(&p.subnet_ids),
             security_group_ids: r.list(&p.security_group_ids),
@@ -517,8 +554,15 @@ impl StepImpl for Proxy {
         } else {
             format!("IAM auth {}", i.iam_auth)
         };
+        let network = match (
+            i.endpoint_network_type.as_str(),
+            i.target_connection_network_type.as_str(),
+        ) {
+            ("IPV4", "IPV4") => String::new(),
+            (clients, db) => format!(", clients over {clients}, the DB over {db}"),
+        };
         format!(
-            "DB proxy {} ({}, TLS {}, {auth}) in {} subnets",
+            "DB proxy {} ({}, TLS {}, {auth}{network}) in {} subnets",
             i.name,
             i.engine_family,
             if i.require_tls {
@@ -666,6 +710,8 @@ mod tests {
             secret_arn: Some("arn:s".into()),
             iam_auth: "REQUIRED".into(),
             default_auth_scheme: "NONE".into(),
+            endpoint_network_type: "IPV4".into(),
+            target_connection_network_type: "IPV4".into(),
             role_arn: "arn:r".into(),
             subnet_ids: vec!["a".into(), "b".into()],
             security_group_ids: vec!["sg".into()],
@@ -779,6 +825,29 @@ mod tests {
         let v = serde_json::to_value(&iam).unwrap();
         assert_eq!(v["default_auth_scheme"], "IAM_AUTH");
         assert!(v.get("secret_arn").is_none(), "{v}");
+    }
+
+    #[test]
+    fn network_types_need_a_new_proxy() {
+        let mut i = inputs();
+        i.endpoint_network_type = "DUAL".into();
+        i.target_connection_network_type = "IPV6".into();
+        let d = differences(&proxy().build(), &i, &[]);
+        assert_eq!(
+            d.replace,
+            vec![
+                "endpoint network type: IPV4 -> DUAL",
+                "target connection network type: IPV4 -> IPV6"
+            ]
+        );
+        assert!(d.in_place.is_empty());
+        let dual = proxy()
+            .endpoint_network_type(EndpointNetworkType::Dual)
+            .target_connection_network_type(TargetConnectionNetworkType::Ipv6)
+            .build();
+        assert_eq!(differences(&dual, &i, &[]), Differences::default());
+        let v = serde_json::to_value(inputs()).unwrap();
+        assert!(v.get("endpoint_network_type").is_none(), "{v}");
     }
 
     #[test]

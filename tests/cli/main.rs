@@ -16,6 +16,7 @@ mod emulator;
 mod fault_layer;
 mod help;
 mod init;
+mod network;
 mod ownership;
 mod plan;
 mod preflight;

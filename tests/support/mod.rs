@@ -813,7 +813,7 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                     format!(
                         "status={:?} engine={:?} tls={:?} targets={targets:?} \
                          idle_client_timeout={:?} debug_logging={:?} pool={pool:?} \
-                         auth_scheme={:?} secrets={:?} arn={:?}",
+                         auth_scheme={:?} secrets={:?} network={:?}/{:?} arn={:?}",
                         px.status(),
                         px.engine_family(),
                         px.require_tls(),
@@ -824,6 +824,8 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                             .iter()
                             .filter_map(|a| a.secret_arn())
                             .collect::<Vec<_>>(),
+                        px.endpoint_network_type().map(|t| t.as_str()),
+                        px.target_connection_network_type().map(|t| t.as_str()),
                         px.db_proxy_arn(),
                     ),
                 );

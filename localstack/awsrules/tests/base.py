@@ -150,27 +150,42 @@ class AwsTest(unittest.TestCase):
 
     # --- preconditions -------------------------------------------------
 
-    def network(self):
+    def network(self, dual_stack=False):
+        """A VPC and three subnets in three AZs; with `dual_stack`, each
+        with an IPv6 /64 of the VPC's Amazon-provided /56."""
         ec2 = self.c["ec2"]
-        vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
+        vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16", AmazonProvidedIpv6CidrBlock=dual_stack)[
+            "Vpc"
+        ]
+        ipv6 = {}
+        if dual_stack:
+            block = vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]
+            base = block.split("::")[0][:-2]
+            ipv6 = {i: f"{base}0{i}::/64" for i in range(3)}
         subnets = [
             ec2.create_subnet(
-                VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=f"{REGION}{az}"
+                VpcId=vpc["VpcId"],
+                CidrBlock=f"10.10.{i}.0/24",
+                AvailabilityZone=f"{REGION}{az}",
+                **({"Ipv6CidrBlock": ipv6[i]} if dual_stack else {}),
             )["Subnet"]["SubnetId"]
             for i, az in enumerate("abc")
         ]
-        return vpc, subnets
+        return vpc["VpcId"], subnets
 
     def group(self, vpc, name):
         return self.c["ec2"].create_security_group(GroupName=name, Description=name, VpcId=vpc)[
             "GroupId"
         ]
 
-    def recipe(self, engine="mysql", port=3306, iam_db_auth=False, cluster=False):
+    def recipe(
+        self, engine="mysql", port=3306, iam_db_auth=False, cluster=False, dual_stack=False
+    ):
         """A VPC, the DB (an instance, or an Aurora cluster with a writer and
         a reader) with its group and secret, the proxy's role (trusted by
-        RDS, no permissions yet) and group."""
-        vpc, subnets = self.network()
+        RDS, no permissions yet) and group; `dual_stack`: IPv6 subnets and a
+        DB of NetworkType DUAL."""
+        vpc, subnets = self.network(dual_stack)
         db_sg = self.group(vpc, "db")
         proxy_sg = self.group(vpc, "proxy")
         rds = self.c["rds"]
@@ -181,6 +196,7 @@ class AwsTest(unittest.TestCase):
             VpcSecurityGroupIds=[db_sg],
             DBSubnetGroupName="dbs",
             EnableIAMDatabaseAuthentication=iam_db_auth,
+            NetworkType="DUAL" if dual_stack else "IPV4",
         )
         if cluster:
             rds.create_db_cluster(

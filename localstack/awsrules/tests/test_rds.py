@@ -224,6 +224,18 @@ class Health(AwsTest):
         self.admit_proxy(r)
         self.register(r, DefaultAuthScheme="IAM_AUTH", Auth=[])
 
+    def test_ipv6_targets_need_a_dual_stack_db(self):
+        for dual_stack, want in ((False, "UNAVAILABLE"), (True, "AVAILABLE")):
+            self.setUp()
+            r = self.recipe(dual_stack=dual_stack)
+            self.admit_proxy(r)
+            self.allow_secret(r)
+            self.register(r, TargetConnectionNetworkType="IPV6")
+            h = self.settled()["TargetHealth"]
+            self.assertEqual(h["State"], want, h)
+            if not dual_stack:
+                self.assertIn("dual-stack DB", h["Description"])
+
     def test_end_to_end_iam_needs_iam_auth_on_the_db(self):
         r = self.recipe(iam_db_auth=False)
         self.iam_proxy(r)
@@ -321,7 +333,7 @@ class NewApis(AwsTest):
         )
 
     def test_default_auth_scheme_and_network_types_are_kept(self):
-        r = self.recipe()
+        r = self.recipe(dual_stack=True)
         p = self.create_proxy(
             r,
             DefaultAuthScheme="IAM_AUTH",
@@ -335,6 +347,19 @@ class NewApis(AwsTest):
         )
         p = self.create_proxy(r, name="p2")
         self.assertEqual((p.get("DefaultAuthScheme"), p["EndpointNetworkType"]), ("NONE", "IPV4"))
+
+    def test_ipv6_endpoints_need_dual_stack_subnets(self):
+        r = self.recipe()
+        for network in ("IPV6", "DUAL"):
+            self.assertError(
+                "InvalidSubnet", self.create_proxy, r, EndpointNetworkType=network
+            )
+        self.assertEqual(self.c["rds"].describe_db_proxies()["DBProxies"], [])
+
+    def test_a_db_keeps_its_network_type(self):
+        r = self.recipe(dual_stack=True)
+        db = self.c["rds"].describe_db_instances(DBInstanceIdentifier="db")["DBInstances"][0]
+        self.assertEqual(db["NetworkType"], "DUAL")
 
     def test_subnets_in_an_unsupported_zone_are_dropped(self):
         r = self.recipe()

@@ -30,6 +30,8 @@ pub struct Existing {
     pub iam_auth: String,
     /// `NONE`, or `IAM_AUTH` (end-to-end IAM).
     pub default_auth_scheme: String,
+    /// The endpoint's and the target connection's network types.
+    pub network_types: (String, String),
     pub require_tls: bool,
     pub idle_client_timeout: Option<i32>,
     pub debug_logging: bool,
@@ -105,6 +107,16 @@ pub async fn find(aws: &Aws, db: &Db, functions: &[Function]) -> Result<Option<E
             .map_or("DISABLED", IamAuthMode::as_str)
             .to_string(),
         default_auth_scheme: proxy.default_auth_scheme().unwrap_or("NONE").to_string(),
+        network_types: (
+            proxy
+                .endpoint_network_type()
+                .map_or("IPV4", |t| t.as_str())
+                .to_string(),
+            proxy
+                .target_connection_network_type()
+                .map_or("IPV4", |t| t.as_str())
+                .to_string(),
+        ),
         require_tls: proxy.require_tls().unwrap_or(false),
         idle_client_timeout: proxy.idle_client_timeout(),
         debug_logging: proxy.debug_logging().unwrap_or(false),

@@ -531,6 +531,15 @@ pub fn render(r: &Rendered) -> String {
             if e.default_auth_scheme == "IAM_AUTH" {
                 let _ = writeln!(w, "default_auth_scheme = \"IAM_AUTH\"  # end-to-end IAM");
             }
+            let (clients, db) = &e.network_types;
+            for (key, value) in [
+                ("endpoint_network_type", clients),
+                ("target_connection_network_type", db),
+            ] {
+                if value != "IPV4" && !value.is_empty() {
+                    let _ = writeln!(w, "{key} = {}", q(value));
+                }
+            }
             if let Some(t) = e.idle_client_timeout {
                 let _ = writeln!(w, "idle_client_timeout = {t}");
             }
@@ -687,6 +696,7 @@ mod tests {
             managed_secret: None,
             resource_id: None,
             iam_auth: false,
+            network_type: "IPV4".into(),
         };
         let functions = [with_env_var(
             function(&[("DB_HOST", "leak-canary-7f3")]),
@@ -748,6 +758,7 @@ mod tests {
             managed_secret: None,
             resource_id: Some("db-ABCDEFGHIJKL".into()),
             iam_auth: true,
+            network_type: "IPV4".into(),
         };
         let functions = [with_env_var(function(&[]), db.address.as_slice(), None)];
         let load = |secret: &str| {
@@ -817,6 +828,7 @@ mod tests {
             ),
             resource_id: Some("db-ABCDEFGHIJKL".into()),
             iam_auth: true,
+            network_type: "IPV4".into(),
         };
         let existing = Existing {
             name: "by-hand".into(),
