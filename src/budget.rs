@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::{Aws, describe_error};
+use crate::db::Capacity;
 use crate::runbook::{EngineFamily, Runbook};
 
 /// What Lambda lets one function run at once when nothing caps it: the
@@ -81,6 +82,9 @@ pub struct FunctionLoad {
 pub struct Budget {
     pub instance_class: String,
     pub max_connections: i64,
+    /// The parameter group that sets max_connections; None: estimated
+    /// from the class.
+    pub max_connections_set_by: Option<String>,
     pub max_connections_percent: u32,
     pub pool_ceiling: i64,
     pub functions: Vec<FunctionLoad>,
@@ -92,14 +96,18 @@ pub struct Budget {
 
 /// The arithmetic, kept apart from the reads so it can be tested.
 pub fn assess(
-    class: &str,
+    capacity: &Capacity,
     family: EngineFamily,
     percent: u32,
     borrow_timeout: u32,
     idle_client_timeout: u32,
     functions: Vec<FunctionLoad>,
 ) -> Option<Budget> {
-    let max = max_connections(class, family)?;
+    let class = capacity.class.as_str();
+    let (max, set_by) = match &capacity.max_connections_set {
+        Some((value, group)) => (*value, Some(group.clone())),
+        None => (max_connections(class, family)?, None),
+    };
     let ceiling = max * i64::from(percent) / 100;
     let clients: i64 = functions.iter().map(|f| f.worst_case).sum();
     let fits = clients <= ceiling;
@@ -121,6 +129,14 @@ pub fn assess(
         "cold starts briefly hold two connections for one environment (the old one not yet closed)"
             .into(),
     );
+    if !capacity.instances.is_empty() {
+        notes.push(format!(
+            "the cluster's instances: {}; the proxy's default endpoint uses the writer, so its \
+             class sets the budget",
+            capacity.instances.join(", ")
+        ));
+    }
+    notes.extend(capacity.notes.iter().cloned());
     if functions.iter().any(|f| f.provisioned > 0) {
         notes.push(format!(
             "provisioned concurrency keeps environments, and their client-side pools, alive: \
@@ -132,6 +148,7 @@ pub fn assess(
     Some(Budget {
         instance_class: class.to_string(),
         max_connections: max,
+        max_connections_set_by: set_by,
         max_connections_percent: percent,
         pool_ceiling: ceiling,
         clients_worst_case: clients,
@@ -144,9 +161,9 @@ pub fn assess(
 
 /// Reads each function's limits and assesses them against the instance
 /// class (which preflight has read already; None: no budget).
-pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<Budget>> {
-    let Some(class) = class else {
-        return Ok(None); // No instance read (an Aurora cluster, or a missing DB).
+pub async fn run(rb: &Runbook, aws: &Aws, capacity: Option<&Capacity>) -> Result<Option<Budget>> {
+    let Some(capacity) = capacity else {
+        return Ok(None); // No DB read (a missing DB, a cluster without a writer).
     };
     // A read that fails counts as "no limit" (the worst case), and says so.
     let mut unread = Vec::new();
@@ -231,7 +248,7 @@ pub async fn run(rb: &Runbook, aws: &Aws, class: Option<&str>) -> Result<Option<
         });
     }
     let mut budget = assess(
-        class,
+        capacity,
         rb.database.engine_family,
         rb.pool.max_connections_percent,
         rb.pool.connection_borrow_timeout,
@@ -299,10 +316,58 @@ mod tests {
         }
     }
 
+    fn class(class: &str) -> Capacity {
+        Capacity {
+            class: class.into(),
+            ..Capacity::default()
+        }
+    }
+
+    #[test]
+    fn a_value_the_parameter_group_sets_wins_and_a_clusters_writer_counts() {
+        let capacity = Capacity {
+            class: "db.r5.large".into(),
+            max_connections_set: Some((200, "DB parameter group app-params".into())),
+            instances: vec![
+                "writer app-1 db.r5.large".into(),
+                "reader app-2 db.t3.medium".into(),
+            ],
+            notes: Vec::new(),
+        };
+        let b = assess(&capacity, EngineFamily::Postgresql, 50, 120, 1800, vec![]).unwrap();
+        assert_eq!((b.max_connections, b.pool_ceiling), (200, 100));
+        assert_eq!(
+            b.max_connections_set_by.as_deref(),
+            Some("DB parameter group app-params")
+        );
+        assert!(
+            b.notes
+                .iter()
+                .any(|n| n.contains("writer app-1 db.r5.large, reader app-2 db.t3.medium")),
+            "{:?}",
+            b.notes
+        );
+        // Not set: the class's estimate.
+        let b = assess(
+            &class("db.r5.large"),
+            EngineFamily::Postgresql,
+            50,
+            120,
+            1800,
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            b.max_connections,
+            max_connections("db.r5.large", EngineFamily::Postgresql).unwrap()
+        );
+        assert!(b.max_connections_set_by.is_none());
+    }
+
     #[test]
     fn a_capped_function_fits_with_headroom() {
         let b = assess(
-            "db.t3.small",
+            &class("db.t3.small"),
             EngineFamily::Mysql,
             50,
             120,
@@ -320,7 +385,7 @@ mod tests {
     #[test]
     fn too_many_clients_and_provisioned_concurrency_are_explained() {
         let b = assess(
-            "db.t3.micro",
+            &class("db.t3.micro"),
             EngineFamily::Mysql,
             100,
             120,

@@ -6,8 +6,9 @@ use anyhow::Result;
 use crate::aws::errors::{is_db_cluster_not_found, is_db_instance_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
+    #[default]
     Instance,
     Cluster,
 }
@@ -30,7 +31,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Db {
     pub kind: Kind,
     /// As RDS spells it (lowercase): targets are matched exactly.
@@ -60,6 +61,111 @@ pub struct Db {
     pub iam_auth: bool,
     /// `IPV4` or `DUAL` (a proxy reaches it over IPv6 only when DUAL).
     pub network_type: String,
+    /// An instance's DB parameter group; a cluster's cluster parameter group.
+    pub parameter_group: Option<String>,
+    /// A cluster's instances: (identifier, whether it is the writer).
+    pub instances: Vec<(String, bool)>,
+}
+
+/// What a DB can hold: the class that sets `max_connections` (a cluster's
+/// writer's: the proxy's default endpoint writes), the value when a
+/// parameter group sets it, and a cluster's instances in words.
+#[derive(Debug, Clone, Default)]
+pub struct Capacity {
+    pub class: String,
+    /// (value, the parameter group that sets it).
+    pub max_connections_set: Option<(i64, String)>,
+    /// For a cluster: each instance with its role and class.
+    pub instances: Vec<String>,
+    /// A parameter group that could not be read (the estimate is used).
+    pub notes: Vec<String>,
+}
+
+/// The DB's capacity, or None when the class cannot be read (a cluster
+/// without a writer yet). Reads parameter groups only when not a default
+/// one (a default group leaves max_connections to the formula).
+pub async fn capacity(aws: &Aws, db: &Db) -> Result<Option<Capacity>> {
+    let mut described = Vec::new();
+    let (class, instance_group) = match db.kind {
+        Kind::Instance => (db.instance_class.clone(), db.parameter_group.clone()),
+        Kind::Cluster => {
+            let mut writer = (None, None);
+            for (id, is_writer) in &db.instances {
+                let Some(i) = read_instance(aws, id).await? else {
+                    continue;
+                };
+                let class = i.instance_class.clone().unwrap_or_else(|| "?".into());
+                described.push(format!(
+                    "{} {id} {class}",
+                    if *is_writer { "writer" } else { "reader" }
+                ));
+                if *is_writer {
+                    writer = (i.instance_class, i.parameter_group);
+                }
+            }
+            writer
+        }
+    };
+    let Some(class) = class else {
+        return Ok(None);
+    };
+    let cluster_group = match db.kind {
+        Kind::Cluster => db.parameter_group.clone(),
+        Kind::Instance => None,
+    };
+    let (mut set, mut notes) = (None, Vec::new());
+    let unread = |what: String, e: String| {
+        format!(
+            "cannot read {what} ({e}): max_connections is estimated from the class; allow \
+             rds:DescribeDBParameters / rds:DescribeDBClusterParameters for the value it sets"
+        )
+    };
+    if let Some(g) = instance_group.filter(|g| !g.starts_with("default.")) {
+        let call = aws.rds.describe_db_parameters().db_parameter_group_name(&g);
+        match call.source("user").send().await {
+            Ok(o) => {
+                set = set_value(o.parameters()).map(|v| (v, format!("DB parameter group {g}")))
+            }
+            Err(e) => notes.push(unread(
+                format!("DB parameter group {g}"),
+                describe_error(&e),
+            )),
+        }
+    }
+    if set.is_none()
+        && let Some(g) = cluster_group.filter(|g| !g.starts_with("default."))
+    {
+        let call = aws
+            .rds
+            .describe_db_cluster_parameters()
+            .db_cluster_parameter_group_name(&g);
+        match call.source("user").send().await {
+            Ok(o) => {
+                set = set_value(o.parameters())
+                    .map(|v| (v, format!("DB cluster parameter group {g}")))
+            }
+            Err(e) => notes.push(unread(
+                format!("DB cluster parameter group {g}"),
+                describe_error(&e),
+            )),
+        }
+    }
+    Ok(Some(Capacity {
+        class,
+        max_connections_set: set,
+        instances: described,
+        notes,
+    }))
+}
+
+/// `max_connections` when a parameter sets it to a number (not a formula
+/// such as `{DBInstanceClassMemory/12582880}`, which the estimate follows).
+pub fn set_value(params: &[aws_sdk_rds::types::Parameter]) -> Option<i64> {
+    params
+        .iter()
+        .find(|p| p.parameter_name() == Some("max_connections"))
+        .and_then(|p| p.parameter_value())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Db {
@@ -118,6 +224,12 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
         resource_id: d.dbi_resource_id().map(String::from),
         iam_auth: d.iam_database_authentication_enabled().unwrap_or(false),
         network_type: d.network_type().unwrap_or("IPV4").to_string(),
+        parameter_group: d
+            .db_parameter_groups()
+            .first()
+            .and_then(|g| g.db_parameter_group_name())
+            .map(String::from),
+        instances: Vec::new(),
     }))
 }
 
@@ -181,6 +293,17 @@ async fn read_cluster(aws: &Aws, id: &str) -> Result<Option<Db>> {
         resource_id: c.db_cluster_resource_id().map(String::from),
         iam_auth: c.iam_database_authentication_enabled().unwrap_or(false),
         network_type: c.network_type().unwrap_or("IPV4").to_string(),
+        parameter_group: c.db_cluster_parameter_group().map(String::from),
+        instances: c
+            .db_cluster_members()
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m.db_instance_identifier()?.to_string(),
+                    m.is_cluster_writer().unwrap_or(false),
+                ))
+            })
+            .collect(),
     }))
 }
 
@@ -199,4 +322,29 @@ fn subnets_of(group: Option<&aws_sdk_rds::types::DbSubnetGroup>) -> Vec<(String,
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::Parameter;
+
+    fn param(name: &str, value: &str) -> Parameter {
+        Parameter::builder()
+            .parameter_name(name)
+            .parameter_value(value)
+            .build()
+    }
+
+    #[test]
+    fn only_a_number_set_for_max_connections_counts() {
+        assert_eq!(set_value(&[param("max_connections", "250")]), Some(250));
+        assert_eq!(
+            set_value(&[param("max_connections", "{DBInstanceClassMemory/12582880}")]),
+            None,
+            "a formula: the estimate applies"
+        );
+        assert_eq!(set_value(&[param("max_user_connections", "9")]), None);
+        assert_eq!(set_value(&[]), None);
+    }
 }

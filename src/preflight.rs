@@ -36,9 +36,9 @@ pub struct Report {
     /// What is advised but not needed (a state bucket without versioning).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// The DB instance's class, for the connection budget (read once).
+    /// What the DB can hold, for the connection budget (read once).
     #[serde(skip)]
-    pub instance_class: Option<String>,
+    pub capacity: Option<crate::db::Capacity>,
 }
 
 impl Report {
@@ -50,7 +50,7 @@ impl Report {
     fn absorb(&mut self, part: Report) {
         self.checked.extend(part.checked);
         self.problems.extend(part.problems);
-        self.instance_class = self.instance_class.take().or(part.instance_class);
+        self.capacity = self.capacity.take().or(part.capacity);
     }
 
     pub fn problem(&mut self, what: impl Into<String>, fix: impl Into<String>) {
@@ -194,7 +194,7 @@ async fn check_database(
         );
         return Ok((None, None));
     };
-    r.instance_class = db.instance_class.clone();
+    r.capacity = crate::db::capacity(aws, &db).await?;
     let (what, status, engine) = (db.what(), &db.status, &db.engine);
     if let Some(c) = &db.cluster {
         r.problem(

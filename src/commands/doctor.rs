@@ -16,6 +16,7 @@ use crate::runbook::EngineFamily;
 
 const METRICS: &[&str] = &[
     "DatabaseConnections",
+    "MaxDatabaseConnectionsAllowed",
     "ClientConnections",
     "DatabaseConnectionsCurrentlySessionPinned",
     "DatabaseConnectionsBorrowLatency",
@@ -82,6 +83,22 @@ pub fn advice(
             b.average / 1000.0
         ));
     }
+    if let (Some(used), Some(allowed)) = (
+        get("DatabaseConnections"),
+        get("MaxDatabaseConnectionsAllowed"),
+    ) && allowed.maximum > 0.0
+        && used.maximum >= 0.9 * allowed.maximum
+    {
+        out.push(format!(
+            "the proxy opened up to {:.0} DB connections of the {:.0} it may \
+             (MaxDatabaseConnectionsAllowed: the DB's max_connections times \
+             max_connections_percent, {pool_ceiling_percent}%): more clients in a transaction at \
+             once wait, then fail after ConnectionBorrowTimeout; raise max_connections_percent, \
+             max_connections (the DB's parameter group) or the instance class, or cap the \
+             Lambdas' concurrency",
+            used.maximum, allowed.maximum
+        ));
+    }
     if get("DatabaseConnections").is_none() && get("ClientConnections").is_none() {
         out.push(
             "no metrics in the last hour: the proxy has had no traffic, or its metrics are not \
@@ -90,6 +107,31 @@ pub fn advice(
         );
     }
     out
+}
+
+/// The DB's max_connections (as its parameter group sets it, else the
+/// class's estimate) and the pool's share of it; None when the DB or its
+/// class cannot be read (doctor goes on without it).
+async fn db_connections(rb: &crate::runbook::Runbook, aws: &Aws, percent: i32) -> Option<String> {
+    use crate::db::Kind;
+    let (kind, id) = match (&rb.database.instance_id, &rb.database.cluster_id) {
+        (Some(id), _) => (Kind::Instance, id.literal()?),
+        (None, Some(id)) => (Kind::Cluster, id.literal()?),
+        _ => return None,
+    };
+    let db = crate::db::read(aws, kind, &id).await.ok()??;
+    let capacity = crate::db::capacity(aws, &db).await.ok()??;
+    let (max, how) = match &capacity.max_connections_set {
+        Some((value, group)) => (*value, format!("set by {group}")),
+        None => (
+            crate::budget::max_connections(&capacity.class, rb.database.engine_family)?,
+            format!("estimated for {}", capacity.class),
+        ),
+    };
+    Some(format!(
+        "DB: max_connections {max} ({how}); the pool may open {} ({percent}%)",
+        max * i64::from(percent) / 100
+    ))
 }
 
 async fn last_hour(aws: &Aws, proxy: &str, metric: &str) -> Result<Option<Hour>> {
@@ -212,6 +254,9 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
             filters
         );
     }
+    if let Some(line) = db_connections(&rb, &aws, percent).await {
+        println!("{line}");
+    }
 
     println!("The last hour (CloudWatch AWS/RDS, ProxyName={name}):");
     let mut metrics = Vec::new();
@@ -281,6 +326,24 @@ mod tests {
         assert!(!a[0].contains("EXCLUDE_VARIABLE_SETS"));
         let a = advice(EngineFamily::Postgresql, &[], None, 100, &m);
         assert!(!a[0].contains("EXCLUDE_VARIABLE_SETS") && a[0].contains("also SET"));
+    }
+
+    #[test]
+    fn connections_near_what_the_proxy_may_open_are_named() {
+        let near = [
+            ("DatabaseConnections", hour(40.0, 46.0)),
+            ("MaxDatabaseConnectionsAllowed", hour(50.0, 50.0)),
+        ];
+        let a = advice(EngineFamily::Mysql, &[], None, 100, &near);
+        assert!(
+            a.len() == 1 && a[0].starts_with("the proxy opened up to 46 DB connections of the 50"),
+            "{a:?}"
+        );
+        let far = [
+            ("DatabaseConnections", hour(10.0, 20.0)),
+            ("MaxDatabaseConnectionsAllowed", hour(50.0, 50.0)),
+        ];
+        assert!(advice(EngineFamily::Mysql, &[], None, 100, &far).is_empty());
     }
 
     #[test]

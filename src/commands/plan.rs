@@ -140,7 +140,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &backend).await?;
     let preflight = crate::preflight::run(&rb, &aws, &state, &backend).await?;
-    let budget = crate::budget::run(&rb, &aws, preflight.instance_class.as_deref()).await?;
+    let budget = crate::budget::run(&rb, &aws, preflight.capacity.as_ref()).await?;
     // The state as `run` will read it (the plan's copy records what it
     // finds done, for the steps after).
     let original = state.clone();
@@ -404,8 +404,12 @@ fn record_done(state: &mut State, name: &str, outputs: crate::state::Outputs) {
 fn print_text(r: &PlanReport) {
     crate::preflight::print_preflight(&r.preflight, false);
     if let Some(b) = &r.budget {
+        let (about, set_by) = match &b.max_connections_set_by {
+            Some(by) => ("", format!(" (set by {by})")),
+            None => ("about ", String::new()),
+        };
         println!(
-            "Connection budget: {} allows about {} connections; the pool may use {}% = {}.",
+            "Connection budget: {} allows {about}{} connections{set_by}; the pool may use {}% = {}.",
             b.instance_class, b.max_connections, b.max_connections_percent, b.pool_ceiling
         );
         for f in &b.functions {

@@ -18,6 +18,9 @@ fn doctor_reports_a_running_proxy_and_explains_pinning() {
         .stdout_has("IdleClientTimeout 1800s")
         .stdout_has(&format!("{}: AVAILABLE", proxy))
         .stdout_has("Pool: MaxConnectionsPercent 100")
+        .stdout_has(
+            "DB: max_connections 60 (estimated for db.t3.micro); the pool may open 60 (100%)",
+        )
         .stdout_has("DatabaseConnectionsCurrentlySessionPinned: no data")
         .stdout_has("no metrics in the last hour");
     // Metrics the test puts where CloudWatch would.
@@ -30,6 +33,7 @@ fn doctor_reports_a_running_proxy_and_explains_pinning() {
             ("ClientConnections", 40.0),
             ("DatabaseConnectionsCurrentlySessionPinned", 3.0),
             ("DatabaseConnectionsBorrowLatency", 1500.0),
+            ("MaxDatabaseConnectionsAllowed", 6.0),
         ] {
             cw.put_metric_data()
                 .namespace("AWS/RDS")
@@ -54,5 +58,6 @@ fn doctor_reports_a_running_proxy_and_explains_pinning() {
         .stdout_has("DatabaseConnectionsCurrentlySessionPinned: average 3.0, maximum 3.0")
         .stdout_has("up to 3 DB connections were pinned to one client")
         .stdout_has("long transactions and batch jobs")
-        .stdout_has("session_pinning_filters = [\"EXCLUDE_VARIABLE_SETS\"]");
+        .stdout_has("session_pinning_filters = [\"EXCLUDE_VARIABLE_SETS\"]")
+        .stdout_has("the proxy opened up to 6 DB connections of the 6 it may");
 }

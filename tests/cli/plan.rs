@@ -101,6 +101,69 @@ fn plan_works_out_the_connection_budget() {
     assert_eq!(b["functions"][0]["limited_by"], "reserved concurrency 20");
 }
 
+/// max_connections as the DB's parameter group sets it, else the
+/// estimate; an Aurora cluster's budget from its writer's class.
+#[test]
+fn the_budget_reads_max_connections_from_the_parameter_group_and_covers_aurora() {
+    let (emu, ws) = setup("budget_params");
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        use aws_sdk_rds::types::{ApplyMethod, Parameter};
+        let rds = aws_sdk_rds::Client::new(&config);
+        let group = format!("{}-params", ws.prefix.to_lowercase());
+        rds.create_db_parameter_group()
+            .db_parameter_group_name(&group)
+            .db_parameter_group_family("mysql8.0")
+            .description("the budget test's")
+            .send()
+            .await
+            .unwrap();
+        rds.modify_db_parameter_group()
+            .db_parameter_group_name(&group)
+            .parameters(
+                Parameter::builder()
+                    .parameter_name("max_connections")
+                    .parameter_value("40")
+                    .apply_method(ApplyMethod::Immediate)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        rds.modify_db_instance()
+            .db_instance_identifier(&ws.env["RDS_ID"])
+            .db_parameter_group_name(&group)
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["plan"]).ok().stdout_has(&format!(
+        "Connection budget: db.t3.micro allows 40 connections (set by DB parameter group \
+         {}-params); the pool may use 100% = 40.",
+        ws.prefix.to_lowercase()
+    ));
+
+    let aurora = emu.workspace_for(
+        "budget_aurora",
+        "aurora-postgresql.toml",
+        &[
+            "--engine",
+            "aurora-postgresql",
+            "--extra-function",
+            "reports",
+        ],
+    );
+    let out = aurora.run(&["plan"]);
+    out.ok()
+        .stdout_has("Connection budget: db.r5.large allows about ")
+        .stdout_has(&format!(
+            "the cluster's instances: writer {}-db-1 db.r5.large",
+            aurora.prefix.to_lowercase()
+        ));
+    assert!(!out.stdout.contains("cannot read"), "{out:?}");
+}
+
 #[test]
 fn plan_warns_about_a_variable_left_on_the_db_and_iam_without_tls() {
     let (emu, ws) = setup("plan_warns");

@@ -697,6 +697,7 @@ mod tests {
             resource_id: None,
             iam_auth: false,
             network_type: "IPV4".into(),
+            ..Db::default()
         };
         let functions = [with_env_var(
             function(&[("DB_HOST", "leak-canary-7f3")]),
@@ -759,6 +760,7 @@ mod tests {
             resource_id: Some("db-ABCDEFGHIJKL".into()),
             iam_auth: true,
             network_type: "IPV4".into(),
+            ..Db::default()
         };
         let functions = [with_env_var(function(&[]), db.address.as_slice(), None)];
         let load = |secret: &str| {
@@ -829,6 +831,7 @@ mod tests {
             resource_id: Some("db-ABCDEFGHIJKL".into()),
             iam_auth: true,
             network_type: "IPV4".into(),
+            ..Db::default()
         };
         let existing = Existing {
             name: "by-hand".into(),
