@@ -10,6 +10,7 @@ mod failpoint;
 mod open;
 mod poll;
 mod preflight;
+mod proxy_logs;
 mod runbook;
 mod state;
 mod steps;

@@ -28,6 +28,9 @@ pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sts: aws_sdk_sts::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The proxy's log (`/aws/rds/proxy/NAME`), read by the invoke check
+    /// and `doctor`.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 /// The SDK configuration every client is built from; `runbook_region` is
@@ -105,6 +108,7 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         })
     }
 }
@@ -155,6 +159,11 @@ impl Aws {
                 .behavior_version_latest()
                 .build(),
         );
+        let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
         Aws {
             region: "us-east-1".into(),
             account,
@@ -165,6 +174,7 @@ impl Aws {
             secrets,
             sts,
             cloudwatch,
+            logs,
         }
     }
 

@@ -258,6 +258,25 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
         println!("{line}");
     }
 
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let group = crate::proxy_logs::log_group(&name);
+    match crate::proxy_logs::read(&aws, &name, hour_ago).await? {
+        crate::proxy_logs::Read::Messages(m) => {
+            let found = crate::proxy_logs::diagnose(&m);
+            println!("Log {group}, the last hour: {} event(s)", m.len());
+            if found.is_empty() && !m.is_empty() {
+                println!("  no failure the tool knows");
+            }
+            for line in crate::proxy_logs::lines(&found) {
+                println!("  - {line}");
+            }
+        }
+        crate::proxy_logs::Read::NoGroup => {
+            println!("Log {group}: none yet (the proxy has logged nothing)")
+        }
+        crate::proxy_logs::Read::Unreadable(why) => println!("Log: {why}"),
+    }
+
     println!("The last hour (CloudWatch AWS/RDS, ProxyName={name}):");
     let mut metrics = Vec::new();
     for metric in METRICS {

@@ -9,8 +9,11 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::time::{Duration, SystemTime};
+
 use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
+use crate::proxy_logs::Read;
 use crate::runbook::Runbook;
 
 pub struct InvokeCheck;
@@ -23,6 +26,21 @@ pub struct Inputs {
     functions: Vec<String>,
     payload: String,
     expect: Option<String>,
+    /// The proxy whose log is read after the invocations (none in states
+    /// written before the log was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proxy: Option<String>,
+}
+
+/// What the proxy's log says since `since`, as lines to show; empty when
+/// it says nothing the tool recognises, or there is no log yet.
+async fn log_findings(cx: &Ctx<'_>, proxy: &str, since: SystemTime) -> Vec<String> {
+    match crate::proxy_logs::read(cx.aws, proxy, since).await {
+        Ok(Read::Messages(m)) => crate::proxy_logs::lines(&crate::proxy_logs::diagnose(&m)),
+        Ok(Read::NoGroup) => Vec::new(),
+        Ok(Read::Unreadable(why)) => vec![why],
+        Err(e) => vec![format!("cannot read the proxy's log: {e}")],
+    }
 }
 
 /// Judges one invocation's answer.
@@ -75,6 +93,7 @@ impl StepImpl for InvokeCheck {
                 .collect(),
             payload: rb.invoke_check.payload.clone(),
             expect: rb.invoke_check.expect.clone(),
+            proxy: Some(r.text(&rb.proxy.name)),
         }
     }
 
@@ -96,7 +115,9 @@ impl StepImpl for InvokeCheck {
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         cx.bar.set(format!("invoking {}", i.functions.join(", ")));
-        let responses = try_join_all(i.functions.iter().map(|f| async move {
+        // A minute of slack: the log's clock and ours differ.
+        let since = SystemTime::now() - Duration::from_secs(60);
+        let invoked = try_join_all(i.functions.iter().map(|f| async move {
             let out = cx
                 .aws
                 .lambda
@@ -119,8 +140,26 @@ impl StepImpl for InvokeCheck {
             )?;
             anyhow::Ok(format!("{f}: {shown}"))
         }))
-        .await?;
-        Ok(Outputs::from([("response".into(), responses.join("; "))]))
+        .await;
+        // What the proxy logged meanwhile: the cause of a failure, or a
+        // warning beside a success (clients refused while this one passed).
+        let findings = match &i.proxy {
+            Some(proxy) => log_findings(cx, proxy, since).await,
+            None => Vec::new(),
+        };
+        match invoked {
+            Ok(responses) => {
+                for f in findings {
+                    cx.bar.note(format!("the proxy's log: {f}"));
+                }
+                Ok(Outputs::from([("response".into(), responses.join("; "))]))
+            }
+            Err(e) if findings.is_empty() => Err(e),
+            Err(e) => Err(anyhow::anyhow!(
+                "{e:#}; the proxy's log since the invocation: {}",
+                findings.join("; ")
+            )),
+        }
     }
 
     async fn rollback(&self, _: &Ctx, _: &Inputs, _: Option<&Value>) -> Result<Undone> {

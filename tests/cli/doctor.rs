@@ -61,3 +61,83 @@ fn doctor_reports_a_running_proxy_and_explains_pinning() {
         .stdout_has("session_pinning_filters = [\"EXCLUDE_VARIABLE_SETS\"]")
         .stdout_has("the proxy opened up to 6 DB connections of the 6 it may");
 }
+
+/// Puts `messages` in the proxy's log group, as RDS Proxy would.
+fn log_as_the_proxy(emu: &Emulator, proxy: &str, messages: &[&str]) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let group = format!("/aws/rds/proxy/{proxy}");
+        let _ = logs.create_log_group().log_group_name(&group).send().await;
+        let _ = logs
+            .create_log_stream()
+            .log_group_name(&group)
+            .log_stream_name("default")
+            .send()
+            .await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let mut put = logs
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name("default");
+        for (n, m) in messages.iter().enumerate() {
+            put = put.log_events(
+                InputLogEvent::builder()
+                    .timestamp(now + n as i64)
+                    .message(*m)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        put.send().await.unwrap();
+    });
+}
+
+/// The proxy's log read after a failed invoke check, and by doctor: the
+/// failure named with its fix.
+#[test]
+fn the_invoke_check_and_doctor_name_what_the_proxys_log_shows() {
+    let (emu, ws) = setup("proxy_log");
+    let proxy = format!("{}-db", ws.prefix);
+    ws.run(&["run", "--yes"]).ok();
+    ws.run(&["doctor"])
+        .ok()
+        .stdout_has(&format!("Log /aws/rds/proxy/{proxy}: none yet"));
+    log_as_the_proxy(
+        &emu,
+        &proxy,
+        &[
+            "[WARN] [default] Credentials couldn't be retrieved. The IAM role is not authorized \
+             to read the AWS Secrets Manager secret",
+            "[INFO] [default] A new client connected",
+        ],
+    );
+    // The emulator's function echoes the payload: the book's expected text
+    // is missing, so the check fails, and the log says why.
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "[invoke_check]\npayload = \"{}\"",
+            "[invoke_check]\npayload = \"{}\"\nexpect = \"Successfully connected\"",
+        )
+    });
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("does not contain \"Successfully connected\"")
+        .stderr_has("the proxy's log since the invocation: the proxy cannot read its credentials")
+        .stderr_has("fix: let the proxy's role read the secret");
+    log_as_the_proxy(
+        &emu,
+        &proxy,
+        &["[WARN] [default] This RDS Proxy requires TLS connections"],
+    );
+    ws.run(&["doctor"])
+        .ok()
+        .stdout_has(&format!("Log /aws/rds/proxy/{proxy}, the last hour: 3 event(s)"))
+        .stdout_has("clients connected without TLS while the proxy requires it (IAM tokens travel over TLS only) (1 time(s)")
+        .stdout_has("the proxy cannot read its credentials (1 time(s)");
+}
