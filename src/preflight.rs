@@ -50,6 +50,7 @@ impl Report {
     fn absorb(&mut self, part: Report) {
         self.checked.extend(part.checked);
         self.problems.extend(part.problems);
+        self.warnings.extend(part.warnings);
         self.capacity = self.capacity.take().or(part.capacity);
     }
 
@@ -226,6 +227,19 @@ async fn check_database(
     }
     if rb.proxy.default_auth_scheme == AuthScheme::IamAuth {
         iam_database_auth(&db, rb, r);
+    }
+    let readers = db.instances.iter().filter(|(_, writer)| !writer).count();
+    if db.kind == crate::db::Kind::Cluster
+        && readers == 0
+        && rb.endpoints.iter().any(|e| e.target_role == "READ_ONLY")
+    {
+        r.warnings.push(format!(
+            "{} has no reader instance: its READ_ONLY endpoint is made, but connections to it \
+             fail until the cluster has one (aws rds create-db-instance \
+             --db-cluster-identifier {} ...)",
+            db.what(),
+            db.id
+        ));
     }
     if rb.proxy.target_connection_network_type == "IPV6" && db.network_type != "DUAL" {
         r.problem(

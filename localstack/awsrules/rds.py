@@ -583,6 +583,18 @@ class ProxyEndpoint:
 
     status = property(_phase_status)
 
+    # Tags, as moto's models keep them (ListTagsForResource and friends).
+    def get_tags(self):
+        return self.tags
+
+    def add_tags(self, tags):
+        keys = {t["Key"] for t in tags}
+        self.tags = [t for t in self.tags if t["Key"] not in keys] + list(tags)
+        return self.tags
+
+    def remove_tags(self, keys):
+        self.tags = [t for t in self.tags if t["Key"] not in keys]
+
 
 def _default_endpoint(proxy: DBProxy) -> dict:
     return {
@@ -844,6 +856,19 @@ def _r_delete_db_proxy_endpoint(self) -> ActionResult:
     )
 
 
+_resource_for_tagging = RDSBackend._get_resource_for_tagging
+
+
+def _get_resource_for_tagging(self, arn: str):
+    """A proxy endpoint's ARN, which moto does not know, finds the endpoint."""
+    if ":db-proxy-endpoint:" in arn:
+        for ep in endpoints(self).values():
+            if ep.db_proxy_endpoint_arn == arn:
+                return ep
+        raise fault("DBProxyEndpointNotFoundFault", f"The DB proxy endpoint {arn} doesn't exist.")
+    return _resource_for_tagging(self, arn)
+
+
 _instance_init = DBInstance.__init__
 
 
@@ -871,6 +896,7 @@ def install() -> None:
         "describe_db_proxy_endpoints": describe_db_proxy_endpoints,
         "modify_db_proxy_endpoint": modify_db_proxy_endpoint,
         "delete_db_proxy_endpoint": delete_db_proxy_endpoint,
+        "_get_resource_for_tagging": _get_resource_for_tagging,
     }.items():
         setattr(RDSBackend, name, fn)
     for name, fn in {

@@ -275,12 +275,20 @@ pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
     let Some(rec) = state.record("proxy") else {
         return Vec::new();
     };
+    // The proxy's other endpoints (`[[endpoint]]`): a reader variable
+    // holding one is on a proxy of ours too.
+    let others = state
+        .record("proxy-endpoints")
+        .and_then(|r| r.outputs.get("endpoints"))
+        .map(|o| crate::steps::endpoint_hosts(o))
+        .unwrap_or_default();
     rec.outputs
         .get("endpoint")
         .into_iter()
         .chain(rec.retired.iter().filter_map(|r| r.outputs.get("endpoint")))
-        .filter(|e| !e.is_empty())
         .cloned()
+        .chain(others.into_iter().map(|(_, host)| host))
+        .filter(|e| !e.is_empty())
         .collect()
 }
 

@@ -38,6 +38,7 @@ impl Cx<'_> {
             self.auth_rules(db, proxy, *scheme_pos, secret_access);
         }
         let lambdas = self.lambdas(&mut top);
+        let endpoints = self.endpoints(&mut top, database.as_ref(), &lambdas, &steps);
         let invoke_check = self.invoke_check(&mut top);
         let state = self.state(&mut top);
         self.finish(top);
@@ -58,6 +59,7 @@ impl Cx<'_> {
             connect_policy: connect_policy?,
             secret_access,
             lambdas,
+            endpoints,
             invoke_check,
             steps,
             state,
@@ -449,17 +451,123 @@ impl Cx<'_> {
                 .unwrap_or_else(|| "DB_HOST".into());
             let restore_value = self.text(&mut t, "restore_value", false);
             self.shape(restore_value.as_ref(), validate::host);
+            let read_env_var = self.literal(&mut t, "read_env_var", false);
+            if let Some(v) = read_env_var.as_ref().filter(|v| **v == env_var) {
+                let pos = t.pos;
+                self.error(
+                    pos,
+                    &t.key_path("read_env_var"),
+                    format!("`{v}` is env_var already: name another variable (DB_READ_HOST)"),
+                );
+            }
+            let read_endpoint = self.literal(&mut t, "read_endpoint", false);
+            let pos = t.pos;
             self.finish(t);
             if let Some(function_name) = function_name {
                 lambdas.push(Lambda {
                     function_name,
                     security_group_id,
                     env_var,
+                    read_env_var,
+                    read_endpoint,
                     restore_value,
+                    pos,
                 });
             }
         }
         lambdas
+    }
+
+    /// Each `[[endpoint]]`, against the DB (READ_ONLY serves Aurora readers
+    /// only), the step list, and the functions that read one.
+    fn endpoints(
+        &mut self,
+        top: &mut Tbl,
+        db: Option<&Database>,
+        lambdas: &[Lambda],
+        steps: &[StepEntry],
+    ) -> Vec<Endpoint> {
+        let mut endpoints = Vec::new();
+        for mut t in self.tables(top, "endpoint") {
+            let pos = t.pos;
+            let name = self.literal(&mut t, "name", true);
+            if let Some(n) = &name
+                && let Err(why) = check_proxy_name(n)
+            {
+                self.error(pos, &t.key_path("name"), why);
+            }
+            let target_role = self.choice(
+                &mut t,
+                "target_role",
+                &["READ_ONLY", "READ_WRITE"],
+                "READ_ONLY",
+            );
+            if target_role == "READ_ONLY" && db.is_some_and(|d| d.cluster_id.is_none()) {
+                self.error(
+                    pos,
+                    &t.key_path("target_role"),
+                    "READ_ONLY endpoints serve an Aurora cluster's reader instances, and an RDS \
+                     instance has none: use database.cluster_id, or target_role = \"READ_WRITE\"",
+                );
+            }
+            let subnet_ids = self.text_list(&mut t, "subnet_ids", false);
+            self.shapes(subnet_ids.as_ref(), |v| validate::resource_id("subnet", v));
+            let security_group_ids = self.text_list(&mut t, "security_group_ids", false);
+            self.shapes(security_group_ids.as_ref(), |v| {
+                validate::resource_id("sg", v)
+            });
+            if !steps.iter().any(|s| s.name == "proxy-endpoints") {
+                self.error(
+                    pos,
+                    &t.path,
+                    "no step makes it: add \"proxy-endpoints\" to steps, after \"targets\"",
+                );
+            }
+            self.finish(t);
+            if let Some(name) = name {
+                endpoints.push(Endpoint {
+                    name,
+                    target_role,
+                    subnet_ids,
+                    security_group_ids,
+                });
+            }
+        }
+        for (i, l) in lambdas.iter().enumerate() {
+            let Some(var) = &l.read_env_var else {
+                if l.read_endpoint.is_some() {
+                    self.error(
+                        l.pos,
+                        &format!("lambda[{i}].read_endpoint"),
+                        "read_endpoint names the endpoint read_env_var gets: add read_env_var",
+                    );
+                }
+                continue;
+            };
+            let found = match &l.read_endpoint {
+                Some(n) => endpoints.iter().filter(|e| e.name == *n).count(),
+                None => endpoints
+                    .iter()
+                    .filter(|e| e.target_role == "READ_ONLY")
+                    .count(),
+            };
+            if found != 1 {
+                let why = match &l.read_endpoint {
+                    Some(n) => format!("there is no [[endpoint]] named `{n}`"),
+                    None if found == 0 => "there is no READ_ONLY [[endpoint]]".to_string(),
+                    None => "there are several READ_ONLY [[endpoint]]s".to_string(),
+                };
+                self.error(
+                    l.pos,
+                    &format!("lambda[{i}].read_env_var"),
+                    format!(
+                        "{var} would get an endpoint's host, but {why}: add one, or name it \
+                         with read_endpoint"
+                    ),
+                );
+            }
+        }
+        endpoints
     }
 
     /// `[state]`, optional: the S3 object a team shares the state in.

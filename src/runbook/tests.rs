@@ -559,3 +559,58 @@ fn end_to_end_iam_is_refused_for_sql_server_and_the_managed_secret_policy() {
         d[0].message
     );
 }
+
+#[test]
+fn endpoints_and_reader_variables_are_checked_against_the_db_and_each_other() {
+    let cluster = MINIMAL
+        .replace("instance_id = \"db1\"", "cluster_id = \"c1\"")
+        .replace(
+            "steps = [\"proxy-role\", \"proxy-security-group\"]",
+            "steps = [\"proxy-role\", \"proxy-security-group\", \"proxy-endpoints\"]",
+        );
+    let reader = "[[endpoint]]\nname = \"p1-ro\"\n[[lambda]]\nfunction_name = \"fn1\"\nread_env_var = \"DB_READ_HOST\"\n";
+    let rb = parse(&format!("{cluster}{reader}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rb.endpoints[0].target_role, "READ_ONLY");
+    assert_eq!(rb.lambdas[0].read_env_var.as_deref(), Some("DB_READ_HOST"));
+    // An RDS instance has no readers.
+    let on_instance = format!(
+        "{}{reader}",
+        cluster.replace("cluster_id = \"c1\"", "instance_id = \"db1\"")
+    );
+    let d = errors(&on_instance);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "endpoint[0].target_role");
+    assert!(
+        d[0].message.contains("an RDS instance has none"),
+        "{}",
+        d[0].message
+    );
+    // No step to make it.
+    let d = errors(&format!(
+        "{}{reader}",
+        cluster.replace(", \"proxy-endpoints\"", "")
+    ));
+    assert!(
+        d[0].message.contains("add \"proxy-endpoints\" to steps"),
+        "{d:?}"
+    );
+    // A reader variable without an endpoint to read, or naming an unknown one.
+    let d = errors(&format!(
+        "{cluster}[[lambda]]\nfunction_name = \"fn1\"\nread_env_var = \"DB_READ_HOST\"\n"
+    ));
+    assert_eq!(d[0].key, "lambda[0].read_env_var");
+    assert!(
+        d[0].message.contains("there is no READ_ONLY [[endpoint]]"),
+        "{}",
+        d[0].message
+    );
+    let d = errors(&format!("{cluster}{reader}read_endpoint = \"nope\"\n"));
+    assert!(
+        d[0].message.contains("no [[endpoint]] named `nope`"),
+        "{d:?}"
+    );
+    let d = errors(&format!(
+        "{cluster}[[endpoint]]\nname = \"p1-ro\"\n[[lambda]]\nfunction_name = \"fn1\"\nread_env_var = \"DB_HOST\"\n"
+    ));
+    assert!(d[0].message.contains("is env_var already"), "{d:?}");
+}

@@ -337,11 +337,30 @@ pub struct ConnectPolicy {
     pub db_user: Text,
 }
 
+/// `[[endpoint]]`: another endpoint of the proxy (a reader endpoint of an
+/// Aurora cluster, or another read/write one).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    /// `READ_ONLY` or `READ_WRITE`.
+    pub target_role: &'static str,
+    /// Default: the proxy's.
+    pub subnet_ids: Option<Vec<Text>>,
+    /// Default: the proxy's.
+    pub security_group_ids: Option<Vec<Text>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Lambda {
     pub function_name: Text,
     pub security_group_id: Option<Text>,
     pub env_var: String,
+    /// A second variable that gets an `[[endpoint]]`'s host (`read_endpoint`,
+    /// or the only READ_ONLY one), such as `DB_READ_HOST`.
+    pub read_env_var: Option<String>,
+    pub read_endpoint: Option<String>,
+    /// Where its table starts.
+    pub pos: Pos,
     /// What rollback puts back in `env_var` when it already pointed at the
     /// proxy before this tool touched it (an adopted setup).
     pub restore_value: Option<Text>,
@@ -375,6 +394,7 @@ pub struct Runbook {
     pub connect_policy: ConnectPolicy,
     pub secret_access: SecretAccess,
     pub lambdas: Vec<Lambda>,
+    pub endpoints: Vec<Endpoint>,
     pub invoke_check: InvokeCheck,
     pub steps: Vec<StepEntry>,
     /// Where the state lives when the team shares it (`--state` wins).

@@ -35,6 +35,10 @@ pub struct Function {
     /// value is unknown), from the runbook's `restore_value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restore: Option<String>,
+    /// The host this variable gets when not the proxy's default endpoint:
+    /// an `[[endpoint]]`'s (a reader variable such as DB_READ_HOST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,6 +48,11 @@ pub struct Inputs {
 }
 
 impl Function {
+    /// The host this variable gets.
+    fn target<'a>(&'a self, i: &'a Inputs) -> &'a str {
+        self.endpoint.as_deref().unwrap_or(&i.endpoint)
+    }
+
     /// The key of its old value in the state's `before`.
     fn key(&self) -> String {
         format!("{}.{}", self.name, self.variable)
@@ -118,6 +127,7 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
             name: f.name.clone(),
             variable: f.variable.clone(),
             restore: f.restore.clone(),
+            endpoint: f.endpoint.clone(),
         })
         .collect();
     all.extend(
@@ -127,6 +137,7 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
                 name,
                 variable,
                 restore: None,
+                endpoint: None,
             }),
     );
     all
@@ -271,11 +282,22 @@ struct ToRestore {
 }
 
 /// The endpoints a variable of ours may hold: `endpoint` (the one these
-/// inputs set), and every other proxy endpoint this state set (a proxy a
-/// replacement left).
-fn ours(cx: &Ctx<'_>, endpoint: &str) -> Vec<String> {
+/// inputs set), the other endpoints `i` or the last applied inputs set
+/// (reader variables, one the runbook no longer lists included), and every
+/// other proxy endpoint this state set (a proxy a replacement left).
+fn ours(cx: &Ctx<'_>, endpoint: &str, i: &Inputs) -> Vec<String> {
     let mut all = vec![endpoint.to_string()];
-    all.extend(cx.our_endpoints.iter().filter(|e| *e != endpoint).cloned());
+    let earlier = cx.recorded_inputs::<Inputs>();
+    let others = i
+        .functions
+        .iter()
+        .chain(earlier.iter().flat_map(|e| &e.functions))
+        .filter_map(|f| f.endpoint.as_ref());
+    for e in others.chain(cx.our_endpoints) {
+        if !all.contains(e) {
+            all.push(e.clone());
+        }
+    }
     all
 }
 
@@ -295,7 +317,7 @@ impl LambdaEnv {
             .map(String::from)
             .or_else(|| cx.recorded_inputs::<Inputs>().map(|e| e.endpoint))
             .unwrap_or_else(|| i.endpoint.clone());
-        let ours = ours(cx, &endpoint);
+        let ours = ours(cx, &endpoint, i);
         let ours = &ours;
         let all = try_join_all(gone.iter().map(|(name, _, _)| async move {
             // A function deleted since has nothing to put back.
@@ -356,17 +378,45 @@ impl StepImpl for LambdaEnv {
     }
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
+        // The other endpoints' hosts, read only when a function wants one
+        // (so a runbook without them does not need their step).
+        let readers = rb
+            .lambdas
+            .iter()
+            .any(|l| l.read_env_var.is_some())
+            .then(|| r.output("proxy-endpoints", "endpoints"));
+        let host_of = |name: Option<&String>| {
+            let readers = readers.as_deref().unwrap_or_default();
+            let name = name.cloned().or_else(|| {
+                let mut ro = rb.endpoints.iter().filter(|e| e.target_role == "READ_ONLY");
+                ro.next().map(|e| e.name.clone())
+            });
+            super::proxy_endpoints::hosts(readers)
+                .into_iter()
+                .find(|(n, _)| Some(n) == name.as_ref())
+                .map_or_else(|| readers.to_string(), |(_, host)| host)
+        };
+        let mut functions = Vec::new();
+        for l in &rb.lambdas {
+            let name = r.text(&l.function_name);
+            functions.push(Function {
+                name: name.clone(),
+                variable: l.env_var.clone(),
+                restore: l.restore_value.as_ref().map(|t| r.text(t)),
+                endpoint: None,
+            });
+            if let Some(var) = &l.read_env_var {
+                functions.push(Function {
+                    name,
+                    variable: var.clone(),
+                    restore: None,
+                    endpoint: Some(host_of(l.read_endpoint.as_ref())),
+                });
+            }
+        }
         Inputs {
             endpoint: r.output("proxy", "endpoint"),
-            functions: rb
-                .lambdas
-                .iter()
-                .map(|l| Function {
-                    name: r.text(&l.function_name),
-                    variable: l.env_var.clone(),
-                    restore: l.restore_value.as_ref().map(|t| r.text(t)),
-                })
-                .collect(),
+            functions,
         }
     }
 
@@ -374,7 +424,10 @@ impl StepImpl for LambdaEnv {
         let parts: Vec<String> = i
             .functions
             .iter()
-            .map(|f| format!("{}.{}", f.name, f.variable))
+            .map(|f| match &f.endpoint {
+                None => format!("{}.{}", f.name, f.variable),
+                Some(e) => format!("{}.{} = {e}", f.name, f.variable),
+            })
             .collect();
         format!(
             "{} = {} (other variables kept)",
@@ -389,7 +442,7 @@ impl StepImpl for LambdaEnv {
         let earlier: Option<Inputs> = cx.recorded_inputs();
         for (f, vars) in i.functions.iter().zip(all) {
             match vars.get(&f.variable) {
-                Some(v) if *v == i.endpoint => {}
+                Some(v) if *v == f.target(i) => {}
                 // Not a host (a URL with a password, say): swapping it for
                 // a host would break the function, and its old value would
                 // have to be kept in the state.
@@ -417,7 +470,7 @@ impl StepImpl for LambdaEnv {
                     let now = now.map_or("(unset)", String::as_str);
                     pending.push((
                         f.key(),
-                        format!("{}: {now} -> {} ({why})", f.key(), i.endpoint),
+                        format!("{}: {now} -> {} ({why})", f.key(), f.target(i)),
                     ));
                 }
             }
@@ -455,7 +508,7 @@ impl StepImpl for LambdaEnv {
                 Some(v) if host_like(v) => v,
                 Some(_) => "(not a host name: not shown)",
             };
-            out.push(format!("{}: {old} -> {}", f.key(), i.endpoint));
+            out.push(format!("{}: {old} -> {}", f.key(), f.target(i)));
             let mut others: Vec<&String> = vars.keys().filter(|k| **k != f.variable).collect();
             others.sort();
             if !others.is_empty() {
@@ -498,7 +551,7 @@ impl StepImpl for LambdaEnv {
             .filter(|f| recorded_value(&recorded, f, &i.functions).is_none())
             .collect();
         let all = try_join_all(unknown.iter().map(|f| variables(cx, &f.name))).await?;
-        let ours = ours(cx, &i.endpoint);
+        let ours = ours(cx, &i.endpoint, i);
         for (f, vars) in unknown.into_iter().zip(all) {
             match vars.get(&f.variable) {
                 // On a proxy of ours already (an adopted setup): its old
@@ -543,7 +596,7 @@ impl StepImpl for LambdaEnv {
                 .into_iter()
                 .map(|group| async move {
                     for f in group {
-                        set_variable(cx, &f.name, &f.variable, None, Some(&i.endpoint)).await?;
+                        set_variable(cx, &f.name, &f.variable, None, Some(f.target(i))).await?;
                     }
                     anyhow::Ok(())
                 }),
@@ -551,7 +604,7 @@ impl StepImpl for LambdaEnv {
         .await?;
         // Then the functions the runbook no longer lists get their old value
         // back, each only while it still holds our endpoint.
-        let ours = ours(cx, &i.endpoint);
+        let ours = ours(cx, &i.endpoint, i);
         for r in restore {
             cx.bar.set(format!("restoring {}.{}", r.name, r.variable));
             set_variable(cx, &r.name, &r.variable, Some(&ours), r.old.as_deref()).await?;
@@ -571,7 +624,7 @@ impl StepImpl for LambdaEnv {
             ));
         }
         let all = &all;
-        let ours = ours(cx, &i.endpoint);
+        let ours = ours(cx, &i.endpoint, i);
         let ours = &ours;
         let outcomes = try_join_all(by_function(all).into_iter().map(|group| async move {
             let mut out = Vec::new();
@@ -634,6 +687,7 @@ mod tests {
             name: name.into(),
             variable: variable.into(),
             restore: None,
+            endpoint: None,
         }
     }
 
@@ -744,6 +798,7 @@ mod tests {
                     name: "f".into(),
                     variable: "DB_HOST".into(),
                     restore: None,
+                    endpoint: None,
                 }],
             }
         }

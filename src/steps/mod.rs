@@ -19,6 +19,7 @@ mod lambda_ingress;
 #[cfg(test)]
 mod mock;
 mod proxy;
+mod proxy_endpoints;
 mod proxy_role;
 mod proxy_security_group;
 mod secret_access;
@@ -26,6 +27,7 @@ mod targets;
 
 pub use contract::{Ctx, Deferred, Found, Replacement, Resolver, Step, StepImpl, Undone};
 pub use proxy::name_for_guard as proxy_name;
+pub use proxy_endpoints::hosts as endpoint_hosts;
 pub use secret_access::MANAGED_POLICY as MANAGED_SECRETS_POLICY;
 
 /// Every step the tool knows, in the recipe's order. A run follows the
@@ -39,6 +41,7 @@ static STEPS: &[&dyn Step] = &[
     &connect_policy::ConnectPolicy,
     &db_ingress::DbIngress,
     &targets::Targets,
+    &proxy_endpoints::ProxyEndpoints,
     &lambda_ingress::LambdaIngress,
     &lambda_env::LambdaEnv,
     &invoke_check::InvokeCheck,

@@ -24,10 +24,14 @@ fn role_line(emu: &Emulator, ws: &Workspace, role: &str) -> String {
 }
 
 /// The shipped Aurora runbook: no secret anywhere, the proxy's role allowed
-/// to connect to the cluster's `cluster-` id as app_user; a re-run changes
-/// nothing; rollback leaves exactly what was there.
+/// to connect to the cluster's `cluster-` id as app_user, a reader endpoint
+/// whose host the function gets in DB_READ_HOST; a re-run changes nothing;
+/// rollback leaves exactly what was there (the endpoint gone, DB_READ_HOST
+/// unset again).
 #[test]
 fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
+    // The recipe's steps and proxy-endpoints.
+    const STEPS: usize = ALL_STEPS + 1;
     let emu = Emulator::start();
     let ws = emu.workspace_for(
         "e2e_iam",
@@ -42,7 +46,7 @@ fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
     ws.run(&["run", "--yes"])
         .ok()
         .stdout_has("end-to-end IAM")
-        .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
+        .stdout_has(&format!("Done: {} step(s) applied", STEPS - 1));
     let proxy = proxy_line(&emu, &ws);
     assert!(
         proxy.contains("auth_scheme=Some(\"IAM_AUTH\") secrets=[]"),
@@ -55,6 +59,15 @@ fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
             && role.contains("/app_user"),
         "{role}"
     );
+    // The reader endpoint, and its host in DB_READ_HOST beside DB_HOST.
+    let p = ws.prefix.to_lowercase();
+    let env = &snapshot(&emu, &ws)[&format!("lambda {}-db-app", ws.prefix)];
+    assert!(
+        env.contains(&format!("\"DB_READ_HOST\": \"{p}-db-ro.endpoint.proxy-"))
+            && env.contains("\"DB_HOST\": \"")
+            && env.contains(".db-proxy-"),
+        "{env}"
+    );
     assert!(
         !role.contains("secretsmanager"),
         "no secret to read: {role}"
@@ -62,12 +75,12 @@ fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
     ws.run(&["doctor"]).ok().stdout_has("end-to-end IAM");
     let after = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok().stdout_has(&format!(
-        "No changes: {ALL_STEPS} step(s) checked, all already done"
+        "No changes: {STEPS} step(s) checked, all already done"
     ));
     assert_same(&after, &snapshot(&emu, &ws), "the re-run changed something");
     ws.run(&["rollback", "--yes"])
         .ok()
-        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+        .stdout_has(&format!("Rolled back {STEPS} step(s)."));
     assert_same(&before, &snapshot(&emu, &ws), "rollback left a difference");
 }
 

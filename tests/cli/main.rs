@@ -13,6 +13,7 @@ mod confirm;
 mod crash;
 mod doctor;
 mod emulator;
+mod endpoints;
 mod fault_layer;
 mod help;
 mod init;

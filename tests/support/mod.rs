@@ -831,6 +831,28 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                 );
             }
         }
+        // The proxies' other endpoints (not the default one), by name.
+        if let Ok(eps) = rds.describe_db_proxy_endpoints().send().await {
+            for ep in eps.db_proxy_endpoints() {
+                let name = ep.db_proxy_endpoint_name().unwrap_or_default();
+                if ep.is_default() == Some(true) || !name.to_lowercase().contains(&p.to_lowercase())
+                {
+                    continue;
+                }
+                let mut groups = ep.vpc_security_group_ids().to_vec();
+                groups.sort();
+                snap.insert(
+                    format!("db proxy endpoint {name}"),
+                    format!(
+                        "proxy={:?} role={:?} groups={groups:?} subnets={} status={:?}",
+                        ep.db_proxy_name(),
+                        ep.target_role(),
+                        ep.vpc_subnet_ids().len(),
+                        ep.status(),
+                    ),
+                );
+            }
+        }
         let lambda = aws_sdk_lambda::Client::new(&config);
         let functions = lambda.list_functions().send().await.unwrap();
         for f in functions.functions() {

@@ -367,6 +367,23 @@ class NewApis(AwsTest):
         p = self.create_proxy(r)
         self.assertEqual(p["VpcSubnetIds"], r["subnets"][:2])
 
+    def test_an_endpoints_tags_are_listed_and_changed_by_its_arn(self):
+        r = self.recipe(engine="aurora-postgresql", port=5432, cluster=True)
+        self.create_proxy(r, family="POSTGRESQL")
+        self.wait_available()
+        rds = self.c["rds"]
+        ep = rds.create_db_proxy_endpoint(
+            DBProxyName="p1",
+            DBProxyEndpointName="p1-rw",
+            VpcSubnetIds=r["subnets"],
+            Tags=[{"Key": "owner", "Value": "me"}],
+        )["DBProxyEndpoint"]
+        arn = ep["DBProxyEndpointArn"]
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=arn)["TagList"], [{"Key": "owner", "Value": "me"}])
+        rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": "team", "Value": "a"}])
+        rds.remove_tags_from_resource(ResourceName=arn, TagKeys=["owner"])
+        self.assertEqual(rds.list_tags_for_resource(ResourceName=arn)["TagList"], [{"Key": "team", "Value": "a"}])
+
     def test_endpoints_have_a_lifecycle_their_own_groups_and_the_default_is_listed(self):
         r = self.recipe(engine="aurora-mysql", cluster=True)
         self.create_proxy(r)
