@@ -275,12 +275,9 @@ impl StepImpl for SecretAccess {
         if doc == want {
             return Ok(Found::Done(outputs));
         }
-        // Before the removals' pass, what the runbook drops stays.
-        let now = if cx.removals {
-            want.clone()
-        } else {
-            keeping(&want, &doc)
-        };
+        // What the runbook drops stays until the removals' pass (a run's
+        // first pass writes `now`, its last `want`).
+        let now = keeping(&want, &doc);
         let mut lines = Vec::new();
         if now != doc {
             lines.push(format!("inline policy {INLINE_POLICY}: {doc} -> {now}"));
