@@ -426,7 +426,10 @@ fn the_graph_lets_independent_steps_run_at_once_and_orders_the_rest() {
     assert!(deps("proxy-role").is_empty());
     assert!(deps("proxy-security-group").is_empty());
     assert_eq!(deps("secret-access"), ["proxy-role"]);
-    assert_eq!(deps("proxy"), ["proxy-role", "proxy-security-group"]);
+    assert_eq!(
+        deps("proxy"),
+        ["proxy-role", "secret-access", "proxy-security-group"]
+    );
     assert_eq!(deps("db-ingress"), ["proxy-security-group"]);
     assert_eq!(deps("lambda-ingress"), ["proxy-security-group"]);
     assert_eq!(deps("connect-policy"), ["proxy"]);

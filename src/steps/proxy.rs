@@ -526,6 +526,11 @@ impl StepImpl for Proxy {
     const IDENTITY: &'static [&'static str] = &["name"];
     const BY_VALUE: Option<&'static str> = Some("proxy.name");
     const OUTPUTS: &'static [&'static str] = &["arn", "id", "endpoint", "name"];
+    const AFTER: &'static [(&'static str, &'static str)] = &[(
+        "secret-access",
+        "the proxy logs in with what it grants: a proxy moved to another secret or to IAM \
+         before the grant would fail to log in meanwhile",
+    )];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         let p = &rb.proxy;

@@ -279,7 +279,8 @@ impl StepImpl for ProxyEndpoints {
             let what = format!("DB proxy endpoint {}", want.name);
             if ep.db_proxy_name() != Some(i.proxy.as_str()) {
                 return Ok(Found::Foreign(format!(
-                    "{what} exists on another proxy ({}): choose another endpoint name",
+                    "{what} exists on another proxy ({}): endpoint names are the account's, so \
+                     a new proxy needs new endpoint names",
                     ep.db_proxy_name().unwrap_or("?")
                 )));
             }
@@ -343,6 +344,14 @@ impl StepImpl for ProxyEndpoints {
                         })?;
                 }
                 Some(ep) => {
+                    if ep.db_proxy_name() != Some(i.proxy.as_str()) {
+                        anyhow::bail!(
+                            "DB proxy endpoint {} exists on another proxy ({}): endpoint names \
+                             are the account's, so a new proxy needs new endpoint names",
+                            want.name,
+                            ep.db_proxy_name().unwrap_or("?")
+                        );
+                    }
                     if !ours(cx, &ep).await? {
                         anyhow::bail!(cx.not_ours(&format!("DB proxy endpoint {}", want.name)));
                     }

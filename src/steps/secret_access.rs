@@ -110,12 +110,21 @@ fn secret_statements(secret: SecretGrant, region: &str, account: &str) -> Vec<Va
 /// What to write while the runbook's removals wait for the second pass:
 /// `want`, plus the statements of `have` it drops (a grant the proxy may
 /// still log in with until the proxy step has moved it).
+/// A kept statement loses its `Sid`: IAM refuses two statements with one
+/// Sid, which an old and a new secret's reads would have.
 pub fn keeping(want: &Value, have: &Value) -> Value {
     let wanted = want["Statement"].as_array().cloned().unwrap_or_default();
     let mut all = wanted.clone();
     for s in have["Statement"].as_array().into_iter().flatten() {
-        if !wanted.contains(s) {
-            all.push(s.clone());
+        if wanted.contains(s) {
+            continue;
+        }
+        let mut kept = s.clone();
+        if let Some(st) = kept.as_object_mut() {
+            st.remove("Sid");
+        }
+        if !all.contains(&kept) {
+            all.push(kept);
         }
     }
     json!({"Version": "2012-10-17", "Statement": all})
@@ -514,6 +523,9 @@ mod tests {
             .map(|s| &s["Resource"])
             .collect();
         assert_eq!(resources, [&json!("arn:new"), &json!("arn:old")]);
+        // One Sid once: the kept statement has none.
+        assert!(kept["Statement"][1].get("Sid").is_none(), "{kept}");
+        assert_eq!(keeping(&new, &kept), kept, "written twice, the same");
         // Nothing dropped: the document itself.
         assert_eq!(keeping(&new, &new), new);
         let grown = least_privilege(secret("arn:new", None), Some(("db-1", "u")), "r", "1");
