@@ -617,3 +617,40 @@ fn endpoints_and_reader_variables_are_checked_against_the_db_and_each_other() {
     ));
     assert!(d[0].message.contains("is env_var already"), "{d:?}");
 }
+
+#[test]
+fn a_reader_variable_waits_for_its_endpoints_host() {
+    let src = MINIMAL
+        .replace("instance_id = \"db1\"", "cluster_id = \"c1\"")
+        .replace(
+            "steps = [\"proxy-role\", \"proxy-security-group\"]",
+            "steps = [\"proxy-role\", \"proxy-security-group\", \"proxy\", \"targets\", \
+             \"proxy-endpoints\", \"lambda-env\"]",
+        )
+        + "[[endpoint]]\nname = \"p1-ro\"\n[[lambda]]\nfunction_name = \"fn1\"\nread_env_var = \"DB_READ_HOST\"\n";
+    let rb = parse(&src).unwrap_or_else(|e| panic!("{e}"));
+    let step = crate::steps::get("lambda-env").unwrap();
+    let inputs = |endpoints: &'static str| {
+        let lookup = move |s: &str, o: &str| match (s, o) {
+            ("proxy", "endpoint") => Some("p1.proxy".to_string()),
+            ("proxy-endpoints", "endpoints") => Some(endpoints.to_string()),
+            _ => None,
+        };
+        let mut r = crate::steps::Resolver::new(&lookup);
+        let v = step.inputs(&rb, &mut r);
+        (v, r.missing)
+    };
+    let (v, missing) = inputs("p1-ro=p1-ro.endpoint.proxy");
+    assert!(missing.is_empty(), "{missing:?}");
+    assert_eq!(v["functions"][1]["endpoint"], "p1-ro.endpoint.proxy");
+    // Made before the runbook named it: the step waits, never writes a
+    // placeholder into the variable.
+    let (_, missing) = inputs("other=other.endpoint.proxy");
+    assert_eq!(
+        missing,
+        [(
+            "proxy-endpoints".to_string(),
+            "endpoints[p1-ro]".to_string()
+        )]
+    );
+}

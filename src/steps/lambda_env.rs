@@ -385,16 +385,29 @@ impl StepImpl for LambdaEnv {
             .iter()
             .any(|l| l.read_env_var.is_some())
             .then(|| r.output("proxy-endpoints", "endpoints"));
-        let host_of = |name: Option<&String>| {
-            let readers = readers.as_deref().unwrap_or_default();
+        // An endpoint's host; while the step's output does not have it yet
+        // (not made, or made before the runbook named it), a placeholder
+        // that counts as a missing output, so the step cannot run with it.
+        let host_of = |r: &mut Resolver, name: Option<&String>| {
             let name = name.cloned().or_else(|| {
                 let mut ro = rb.endpoints.iter().filter(|e| e.target_role == "READ_ONLY");
                 ro.next().map(|e| e.name.clone())
             });
-            super::proxy_endpoints::hosts(readers)
+            let name = name.unwrap_or_default();
+            let found = super::proxy_endpoints::hosts(readers.as_deref().unwrap_or_default())
                 .into_iter()
-                .find(|(n, _)| Some(n) == name.as_ref())
-                .map_or_else(|| readers.to_string(), |(_, host)| host)
+                .find(|(n, _)| *n == name);
+            match found {
+                Some((_, host)) => host,
+                None => {
+                    let output = format!("endpoints[{name}]");
+                    let placeholder = format!("${{steps.proxy-endpoints.{output}}}");
+                    if !r.missing.iter().any(|(_, o)| *o == output) {
+                        r.missing.push(("proxy-endpoints".into(), output));
+                    }
+                    placeholder
+                }
+            }
         };
         let mut functions = Vec::new();
         for l in &rb.lambdas {
@@ -410,7 +423,7 @@ impl StepImpl for LambdaEnv {
                     name,
                     variable: var.clone(),
                     restore: None,
-                    endpoint: Some(host_of(l.read_endpoint.as_ref())),
+                    endpoint: Some(host_of(r, l.read_endpoint.as_ref())),
                 });
             }
         }
@@ -421,17 +434,16 @@ impl StepImpl for LambdaEnv {
     }
 
     fn describe(&self, i: &Inputs) -> String {
-        let parts: Vec<String> = i
-            .functions
+        let (main, readers): (Vec<&Function>, Vec<&Function>) =
+            i.functions.iter().partition(|f| f.endpoint.is_none());
+        let main: Vec<String> = main.iter().map(|f| f.key()).collect();
+        let readers: String = readers
             .iter()
-            .map(|f| match &f.endpoint {
-                None => format!("{}.{}", f.name, f.variable),
-                Some(e) => format!("{}.{} = {e}", f.name, f.variable),
-            })
+            .map(|f| format!("; {} = {}", f.key(), f.target(i)))
             .collect();
         format!(
-            "{} = {} (other variables kept)",
-            parts.join(", "),
+            "{} = {}{readers} (other variables kept)",
+            main.join(", "),
             i.endpoint
         )
     }
@@ -509,7 +521,13 @@ impl StepImpl for LambdaEnv {
                 Some(_) => "(not a host name: not shown)",
             };
             out.push(format!("{}: {old} -> {}", f.key(), f.target(i)));
-            let mut others: Vec<&String> = vars.keys().filter(|k| **k != f.variable).collect();
+            // The variables no entry of this function sets.
+            let set_here = |k: &String| {
+                i.functions
+                    .iter()
+                    .any(|g| g.name == f.name && g.variable == *k)
+            };
+            let mut others: Vec<&String> = vars.keys().filter(|k| !set_here(k)).collect();
             others.sort();
             if !others.is_empty() {
                 let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();

@@ -8,13 +8,14 @@ use super::*;
 fn confirm_asks_before_each_step_and_skips_on_no() {
     let (_emu, ws) = setup("confirm");
     let answering = |answers: &str| answering_with(&ws, answers, &[]);
-    // proxy-role and proxy-security-group yes, secret-access no, then go on.
-    answering("y,y,n,c")
+    // proxy-role, proxy-security-group and secret-access yes, db-ingress
+    // no, then go on.
+    answering("y,y,y,n,c")
         .ok()
         .stdout_has("proxy-role (to create): IAM role")
         .stdout_has("    trust policy: {")
         .stdout_has("Run it? [y]es / [n]o, skip it / [c]ontinue without asking: ")
-        .stdout_has("- secret-access skipped (answered no)")
+        .stdout_has("- db-ingress skipped (answered no)")
         .stdout_has("✓ proxy created")
         .stdout_has("4 step(s) not run (1 answered no, the rest wait on them)");
     let status = |s: &str| {
@@ -24,20 +25,20 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
             .to_string()
     };
     assert_eq!(status("proxy"), "applied");
-    assert_eq!(status("secret-access"), "pending");
-    assert_eq!(status("targets"), "pending", "targets needs secret-access");
+    assert_eq!(status("db-ingress"), "pending");
+    assert_eq!(status("targets"), "pending", "targets needs db-ingress");
     assert_eq!(status("lambda-env"), "pending");
 
     // Nobody answers: it stops before acting.
     answering("").code(1).stdout_has("no answer (end of input)");
-    assert_eq!(status("secret-access"), "pending");
+    assert_eq!(status("db-ingress"), "pending");
     // Off a terminal there is no one to ask.
     ws.run(&["run", "--confirm"])
         .code(2)
         .stderr_has("--confirm asks on the terminal");
     answering("y,c")
         .ok()
-        .stdout_has("secret-access (to create)")
+        .stdout_has("db-ingress (to create)")
         .stdout_has("Done: 3 step(s) applied, 6 already done; 1 verification(s) passed.");
 
     // A replacement is asked for by name, with what it replaces.
