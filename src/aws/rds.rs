@@ -25,6 +25,25 @@ pub async fn find(aws: &Aws, name: &str) -> Result<Option<DbProxy>> {
     }
 }
 
+/// An RDS resource's tags (a proxy's, an endpoint's), as (key, value).
+pub async fn tags(aws: &Aws, arn: &str) -> Result<Vec<(String, String)>> {
+    let out = aws
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
+    Ok(out
+        .tag_list()
+        .iter()
+        .map(|t| {
+            let k = t.key().unwrap_or("").to_string();
+            (k, t.value().unwrap_or("").to_string())
+        })
+        .collect())
+}
+
 /// The pool settings; None when the proxy or its group is not there.
 pub async fn pool_now(
     aws: &Aws,

@@ -259,22 +259,7 @@ pub fn name_for_guard(
 /// The proxy's tags, and whether they say it is ours.
 async fn tags_of(cx: &Ctx<'_>, p: &DbProxy) -> Result<(bool, Vec<(String, String)>)> {
     let arn = p.db_proxy_arn().context("a DB proxy without an ARN")?;
-    let tags = cx
-        .aws
-        .rds
-        .list_tags_for_resource()
-        .resource_name(arn)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
-    let tags: Vec<(String, String)> = tags
-        .tag_list()
-        .iter()
-        .map(|t| {
-            let k = t.key().unwrap_or("").to_string();
-            (k, t.value().unwrap_or("").to_string())
-        })
-        .collect();
+    let tags = crate::aws::rds::tags(cx.aws, arn).await?;
     let ours = cx.claims(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Ok((ours, tags))
 }

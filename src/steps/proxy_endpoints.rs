@@ -86,19 +86,8 @@ async fn ours(cx: &Ctx<'_>, ep: &DbProxyEndpoint) -> Result<bool> {
     let arn = ep
         .db_proxy_endpoint_arn()
         .context("a DB proxy endpoint without an ARN")?;
-    let tags = cx
-        .aws
-        .rds
-        .list_tags_for_resource()
-        .resource_name(arn)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the tags of {arn}: {}", describe_error(&e)))?;
-    Ok(cx.claims(
-        tags.tag_list()
-            .iter()
-            .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
-    ))
+    let tags = crate::aws::rds::tags(cx.aws, arn).await?;
+    Ok(cx.claims(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
 }
 
 fn set(v: &[String]) -> BTreeSet<&str> {
