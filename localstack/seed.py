@@ -317,6 +317,9 @@ def main():
                    help="the DB engine; aurora-* makes a cluster (default: mysql)")
     p.add_argument("--extra-function", action="append", default=[], metavar="NAME",
                    help="another Lambda function, with its own role and security group")
+    p.add_argument("--extra-secret", action="append", default=[], metavar="USER",
+                   help="another secret the proxy may log in with, for the DB user USER "
+                        "(a proxy's several [[auth]] entries)")
     p.add_argument("--iam-db-auth", action="store_true",
                    help="make the DB with IAM database authentication on (end-to-end IAM)")
     p.add_argument("--dual-stack", action="store_true",
@@ -386,6 +389,18 @@ def main():
                         sg, db_host)
         extra.update({f"{key}_FUNCTION_NAME": f"{prefix}-{name}",
                       f"{key}_FUNCTION_ROLE_NAME": role, f"{key}_FUNCTION_SG_ID": sg})
+
+    for user in args.extra_secret:
+        name = f"{prefix}-{user}-secret"
+        value = json.dumps({"username": user, "password": secrets.token_urlsafe(24)})
+        try:
+            arn = sm.describe_secret(SecretId=name)["ARN"]
+            log(f"found secret {name}")
+        except sm.exceptions.ResourceNotFoundException:
+            arn = sm.create_secret(Name=name, SecretString=value,
+                                   Description=f"credentials of DB user {user}")["ARN"]
+            log(f"created secret {name}")
+        extra[f"{user.upper().replace('-', '_')}_SECRET_ARN"] = arn
 
     exports = {
         "AWS_REGION": region,

@@ -81,6 +81,7 @@ pub fn family_of(engine: &str) -> Result<EngineFamily, String> {
 
 /// Whether a secret's text has what the proxy logs in with. The text is
 /// never shown.
+/// Whether a secret's value holds credentials. The error never quotes it.
 pub fn secret_has_credentials(text: &str) -> Result<(), String> {
     let doc: serde_json::Value =
         serde_json::from_str(text).map_err(|_| "its value is not JSON".to_string())?;
@@ -93,6 +94,12 @@ pub fn secret_has_credentials(text: &str) -> Result<(), String> {
     } else {
         Err(format!("its JSON has no {}", missing.join(" or ")))
     }
+}
+
+/// Whether a secret's value logs in as `user`.
+pub fn secret_is_for(text: &str, user: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|doc| doc["username"].as_str() == Some(user))
 }
 
 fn literal(t: &Text) -> Option<String> {
@@ -279,58 +286,125 @@ fn iam_database_auth(db: &crate::db::Db, rb: &Runbook, r: &mut Report) {
         );
         return;
     }
-    let user = rb
+    // The functions' users (each [[lambda]]'s db_user, else the policy's).
+    let default = rb
         .connect_policy
         .db_user
         .literal()
         .filter(|u| u != "*")
         .unwrap_or_else(|| "app_user".into());
-    let setup = match rb.database.engine_family {
-        EngineFamily::Postgresql => format!("CREATE USER {user}; GRANT rds_iam TO {user};"),
-        _ => format!("CREATE USER {user} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS';"),
-    };
+    let mut users: Vec<String> = rb
+        .lambdas
+        .iter()
+        .map(|l| l.db_user.clone().unwrap_or_else(|| default.clone()))
+        .collect();
+    users.sort();
+    users.dedup();
+    if users.is_empty() {
+        users.push(default);
+    }
+    let setup: Vec<String> = users
+        .iter()
+        .map(|user| match rb.database.engine_family {
+            EngineFamily::Postgresql => format!("CREATE USER {user}; GRANT rds_iam TO {user};"),
+            _ => format!("CREATE USER {user} IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS';"),
+        })
+        .collect();
+    let setup = setup.join(" ");
     r.ok(format!(
         "{what}: IAM database authentication on (end-to-end IAM); the proxy logs in as the \
          functions' user, which the DB must know as an IAM user: {setup}"
     ));
 }
 
+/// Each secret the proxy logs in with: there, readable, credentials (for
+/// the user its `[[auth]]` entry names).
 async fn check_secret(rb: &Runbook, aws: &Aws, r: &mut Report) -> Result<()> {
-    let Some(arn) = rb.database.secret_arn.as_ref().and_then(Text::literal) else {
-        return Ok(());
-    };
+    let mut secrets: Vec<(String, &str, Option<&str>)> = Vec::new();
+    if let Some(arn) = rb.database.secret_arn.as_ref().and_then(Text::literal) {
+        secrets.push((arn, "database.secret_arn", None));
+    }
+    for a in &rb.auth {
+        if let Some(arn) = a.secret_arn.literal() {
+            secrets.push((arn, a.secret_arn.key.as_str(), a.user.as_deref()));
+        }
+    }
+    let found = futures_util::future::join_all(
+        secrets
+            .iter()
+            .map(|(arn, key, user)| one_secret(aws, arn, key, *user)),
+    )
+    .await;
+    for f in found {
+        for (problem, fix) in f? {
+            match fix {
+                Some(fix) => r.problem(problem, fix),
+                None => r.ok(problem),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One secret's findings: (text, the fix for a problem; none when fine).
+async fn one_secret(
+    aws: &Aws,
+    arn: &str,
+    key: &str,
+    user: Option<&str>,
+) -> Result<Vec<(String, Option<String>)>> {
     let (described, value) = tokio::join!(
-        aws.secrets.describe_secret().secret_id(&arn).send(),
-        aws.secrets.get_secret_value().secret_id(&arn).send()
+        aws.secrets.describe_secret().secret_id(arn).send(),
+        aws.secrets.get_secret_value().secret_id(arn).send()
     );
     let kms = match described {
         Ok(d) => d.kms_key_id().map(String::from),
         Err(e) if is_function_not_found(error_code(&e)) => {
-            r.problem(
+            return Ok(vec![(
                 format!("secret {arn} does not exist"),
-                "check database.secret_arn and the region",
-            );
-            return Ok(());
+                Some(format!("check {key} and the region")),
+            )]);
         }
         Err(e) => anyhow::bail!("cannot read secret {arn}: {}", describe_error(&e)),
     };
-    match value {
-        Ok(v) => match secret_has_credentials(v.secret_string().unwrap_or_default()) {
-            Ok(()) => r.ok(format!(
-                "secret {arn}: JSON with username and password, key {}",
-                kms.as_deref().unwrap_or("aws/secretsmanager (AWS managed)")
-            )),
-            Err(why) => r.problem(
-                format!("secret {arn}: {why}"),
-                "store the DB credentials as JSON: {\"username\": \"...\", \"password\": \"...\"}",
-            ),
-        },
-        Err(e) => r.problem(
+    Ok(vec![match value {
+        Ok(v) => {
+            let text = v.secret_string().unwrap_or_default();
+            match (secret_has_credentials(text), user) {
+                (Err(why), _) => (
+                    format!("secret {arn}: {why}"),
+                    Some(
+                        "store the DB credentials as JSON: {\"username\": \"...\", \
+                         \"password\": \"...\"}"
+                            .to_string(),
+                    ),
+                ),
+                (Ok(()), Some(u)) if !secret_is_for(text, u) => (
+                    format!(
+                        "secret {arn} does not log in as `{u}`, the user its [[auth]] entry names"
+                    ),
+                    Some(format!(
+                        "give {key} the secret of `{u}`, or set that entry's `user` to the \
+                         secret's username"
+                    )),
+                ),
+                (Ok(()), _) => (
+                    format!(
+                        "secret {arn}: JSON with username and password, key {}",
+                        kms.as_deref().unwrap_or("aws/secretsmanager (AWS managed)")
+                    ),
+                    None,
+                ),
+            }
+        }
+        Err(e) => (
             format!("secret {arn} cannot be read: {}", describe_error(&e)),
-            "allow secretsmanager:GetSecretValue (and kms:Decrypt) to whoever runs the tool",
+            Some(
+                "allow secretsmanager:GetSecretValue (and kms:Decrypt) to whoever runs the tool"
+                    .to_string(),
+            ),
         ),
-    }
-    Ok(())
+    }])
 }
 
 async fn check_subnets(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Result<()> {
@@ -806,6 +880,15 @@ mod tests {
         assert!(secret_has_credentials(r#"{"username":"admin","password":"s3cret"}"#).is_ok());
         let e = secret_has_credentials(r#"{"username":"admin","password":""}"#).unwrap_err();
         assert_eq!(e, "its JSON has no password");
+        assert!(secret_is_for(
+            r#"{"username":"admin","password":"s"}"#,
+            "admin"
+        ));
+        assert!(!secret_is_for(
+            r#"{"username":"admin","password":"s"}"#,
+            "app"
+        ));
+        assert!(!secret_is_for("hunter2", "app"));
         let e = secret_has_credentials("hunter2").unwrap_err();
         assert_eq!(e, "its value is not JSON");
         assert!(!e.contains("hunter2"));

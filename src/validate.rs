@@ -127,9 +127,32 @@ pub fn host(value: &str) -> Result<(), String> {
     })
 }
 
+/// A DB user as an `rds-db:connect` resource names it: one user (the
+/// connect policy's `*` is for every user, not for a function's own).
+pub fn db_user(value: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$' | '@'));
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "`{value}` is not a DB user name: 1 to 63 letters, digits and _ - . $ @, the user \
+             the function logs in to the DB as"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_db_user_is_one_name() {
+        assert!(db_user("app_reader").is_ok());
+        assert!(db_user("*").is_err());
+        assert!(db_user("a/b").is_err());
+        assert!(db_user("").is_err());
+    }
 
     #[test]
     fn a_host_is_a_name_or_address_with_an_optional_port() {

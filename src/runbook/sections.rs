@@ -34,10 +34,12 @@ impl Cx<'_> {
         let pool = self.pool(&mut top);
         let connect_policy = self.connect_policy(&mut top);
         let secret_access = self.secret_access(&mut top);
+        let auth = self.auth(&mut top, database.as_ref(), proxy.as_ref().map(|p| &p.0));
         if let (Some(db), Some((proxy, scheme_pos))) = (&database, &proxy) {
-            self.auth_rules(db, proxy, *scheme_pos, secret_access);
+            self.auth_rules(db, proxy, *scheme_pos, secret_access, !auth.is_empty());
         }
         let lambdas = self.lambdas(&mut top);
+        self.lambda_users(&lambdas, &auth, proxy.as_ref().map(|p| &p.0));
         let endpoints = self.endpoints(&mut top, database.as_ref(), &lambdas, &steps);
         let invoke_check = self.invoke_check(&mut top);
         let state = self.state(&mut top);
@@ -58,6 +60,7 @@ impl Cx<'_> {
             pool,
             connect_policy: connect_policy?,
             secret_access,
+            auth,
             lambdas,
             endpoints,
             invoke_check,
@@ -179,9 +182,24 @@ impl Cx<'_> {
     /// sections: a secret unless end-to-end IAM; end-to-end IAM not for SQL
     /// Server (AWS supports it for MySQL, MariaDB and PostgreSQL only), nor
     /// with the managed secret policy (which grants no rds-db:connect).
-    fn auth_rules(&mut self, db: &Database, proxy: &Proxy, scheme_pos: Pos, access: SecretAccess) {
+    fn auth_rules(
+        &mut self,
+        db: &Database,
+        proxy: &Proxy,
+        scheme_pos: Pos,
+        access: SecretAccess,
+        listed: bool,
+    ) {
+        if listed && let Some(s) = &db.secret_arn {
+            self.error(
+                s.pos,
+                "database.secret_arn",
+                "the proxy's secrets are its [[auth]] entries: move this one into an [[auth]] \
+                 table (secret_arn = ...) or remove the [[auth]] tables",
+            );
+        }
         match proxy.default_auth_scheme {
-            AuthScheme::None if db.secret_arn.is_none() => self.error(
+            AuthScheme::None if db.secret_arn.is_none() && !listed => self.error(
                 db.pos,
                 "database.secret_arn",
                 "missing required key: add `secret_arn = \"...\"` in [database], the ARN of \
@@ -205,6 +223,136 @@ impl Cx<'_> {
             ),
             _ => {}
         }
+    }
+
+    /// Each `[[auth]]`: a secret the proxy logs in with, its clients' IAM
+    /// setting and password authentication, checked against the engine.
+    fn auth(
+        &mut self,
+        top: &mut Tbl,
+        db: Option<&Database>,
+        proxy: Option<&Proxy>,
+    ) -> Vec<AuthEntry> {
+        let family = db.map(|d| d.engine_family);
+        let default_iam = proxy.map_or("REQUIRED", |p| p.iam_auth.as_str());
+        let mut entries: Vec<AuthEntry> = Vec::new();
+        for mut t in self.tables(top, "auth") {
+            let secret_arn = self.text(&mut t, "secret_arn", true);
+            self.shape(secret_arn.as_ref(), validate::secret_arn);
+            let user = self.literal(&mut t, "user", false);
+            if let Some(u) = &user
+                && let Err(why) = validate::db_user(u)
+            {
+                let pos = self.value_pos(&t, "user");
+                self.error(pos, &t.key_path("user"), why);
+            }
+            let iam_pos = self.value_pos(&t, "iam_auth");
+            let iam_auth = self.choice(
+                &mut t,
+                "iam_auth",
+                &["REQUIRED", "DISABLED", "ENABLED"],
+                default_iam,
+            );
+            if iam_auth == "ENABLED" && family.is_some_and(|f| f != EngineFamily::Sqlserver) {
+                self.error(
+                    iam_pos,
+                    &t.key_path("iam_auth"),
+                    "ENABLED (IAM or password, the client's choice) is for SQL Server proxies \
+                     only: use REQUIRED or DISABLED",
+                );
+            }
+            let cpat_pos = self.value_pos(&t, "client_password_auth_type");
+            let all: Vec<&'static str> = [
+                EngineFamily::Mysql,
+                EngineFamily::Postgresql,
+                EngineFamily::Sqlserver,
+            ]
+            .into_iter()
+            .flat_map(|f| client_password_auth_types(f).iter().copied())
+            .collect();
+            let cpat = Some(self.choice(&mut t, "client_password_auth_type", &all, ""))
+                .filter(|c| !c.is_empty());
+            if let (Some(c), Some(f)) = (cpat, family)
+                && !client_password_auth_types(f).contains(&c)
+            {
+                self.error(
+                    cpat_pos,
+                    &t.key_path("client_password_auth_type"),
+                    format!(
+                        "{c} is not for a {} proxy: use {}",
+                        f.as_str(),
+                        client_password_auth_types(f).join(" or ")
+                    ),
+                );
+            }
+            let description = self.literal(&mut t, "description", false);
+            let pos = t.pos;
+            let key = t.path.clone();
+            self.finish(t);
+            let Some(secret_arn) = secret_arn else {
+                continue;
+            };
+            if let Some(lit) = secret_arn.literal()
+                && entries
+                    .iter()
+                    .any(|e| e.secret_arn.literal() == Some(lit.clone()))
+            {
+                self.error(
+                    secret_arn.pos,
+                    &secret_arn.key,
+                    "this secret is in another [[auth]] entry already: remove one",
+                );
+            }
+            if let Some(u) = &user
+                && entries.iter().any(|e| e.user.as_ref() == Some(u))
+            {
+                self.error(
+                    pos,
+                    &format!("{key}.user"),
+                    format!(
+                        "`{u}` is the user of another [[auth]] entry already: one secret per user"
+                    ),
+                );
+            }
+            entries.push(AuthEntry {
+                secret_arn,
+                user,
+                iam_auth,
+                client_password_auth_type: cpat,
+                description,
+            });
+        }
+        entries
+    }
+
+    /// A function's `db_user`, against the users the `[[auth]]` entries
+    /// name: with secrets (not end-to-end IAM), a user no secret logs in as
+    /// would be refused by the proxy.
+    fn lambda_users(&mut self, lambdas: &[Lambda], auth: &[AuthEntry], proxy: Option<&Proxy>) {
+        let users: Vec<&str> = auth.iter().filter_map(|a| a.user.as_deref()).collect();
+        let iam = proxy.is_some_and(|p| p.default_auth_scheme == AuthScheme::IamAuth);
+        if users.is_empty() || iam {
+            return;
+        }
+        for (i, l) in lambdas.iter().enumerate() {
+            if let Some(u) = l.db_user.as_deref().filter(|u| !users.contains(u)) {
+                self.error(
+                    l.pos,
+                    &format!("lambda[{i}].db_user"),
+                    format!(
+                        "no [[auth]] entry logs in as `{u}` (they log in as {}): name one of \
+                         them, or add an [[auth]] entry with user = \"{u}\"",
+                        users.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Where a key's value is written (the table's start when it is not).
+    fn value_pos(&self, t: &Tbl, key: &str) -> Pos {
+        let span = t.table.get(key).and_then(Item::span);
+        span.map_or(t.pos, |s| self.pos_of(Some(s)))
     }
 
     /// `[proxy_role]`: its name and trust policy.
@@ -461,6 +609,13 @@ impl Cx<'_> {
                 );
             }
             let read_endpoint = self.literal(&mut t, "read_endpoint", false);
+            let db_user = self.literal(&mut t, "db_user", false);
+            if let Some(u) = &db_user
+                && let Err(why) = validate::db_user(u)
+            {
+                let pos = self.value_pos(&t, "db_user");
+                self.error(pos, &t.key_path("db_user"), why);
+            }
             let pos = t.pos;
             self.finish(t);
             if let Some(function_name) = function_name {
@@ -470,6 +625,7 @@ impl Cx<'_> {
                     env_var,
                     read_env_var,
                     read_endpoint,
+                    db_user,
                     restore_value,
                     pos,
                 });

@@ -337,6 +337,33 @@ pub struct ConnectPolicy {
     pub db_user: Text,
 }
 
+/// `[[auth]]`: one of the proxy's secrets (AWS's UserAuthConfig), for a
+/// proxy that logs in as several DB users. Without any, the proxy's one
+/// secret is `database.secret_arn` with `proxy.iam_auth`.
+#[derive(Debug, Clone)]
+pub struct AuthEntry {
+    pub secret_arn: Text,
+    /// The DB user the secret logs in as, which a `[[lambda]]`'s `db_user`
+    /// names (the proxy reads it from the secret: this is for the policies).
+    pub user: Option<String>,
+    /// `REQUIRED`, `DISABLED`, or `ENABLED` (SQL Server only); default:
+    /// `proxy.iam_auth`.
+    pub iam_auth: &'static str,
+    /// How clients send their password; AWS's default for the engine when
+    /// none is given.
+    pub client_password_auth_type: Option<&'static str>,
+    pub description: Option<String>,
+}
+
+/// The client password authentications each engine family accepts.
+pub fn client_password_auth_types(family: EngineFamily) -> &'static [&'static str] {
+    match family {
+        EngineFamily::Mysql => &["MYSQL_NATIVE_PASSWORD", "MYSQL_CACHING_SHA2_PASSWORD"],
+        EngineFamily::Postgresql => &["POSTGRES_SCRAM_SHA_256", "POSTGRES_MD5"],
+        EngineFamily::Sqlserver => &["SQL_SERVER_AUTHENTICATION"],
+    }
+}
+
 /// `[[endpoint]]`: another endpoint of the proxy (a reader endpoint of an
 /// Aurora cluster, or another read/write one).
 #[derive(Debug, Clone)]
@@ -359,6 +386,9 @@ pub struct Lambda {
     /// or the only READ_ONLY one), such as `DB_READ_HOST`.
     pub read_env_var: Option<String>,
     pub read_endpoint: Option<String>,
+    /// The DB user it connects as: its connect policy allows that user only
+    /// (default: `connect_policy.db_user`).
+    pub db_user: Option<String>,
     /// Where its table starts.
     pub pos: Pos,
     /// What rollback puts back in `env_var` when it already pointed at the
@@ -393,6 +423,8 @@ pub struct Runbook {
     pub pool: Pool,
     pub connect_policy: ConnectPolicy,
     pub secret_access: SecretAccess,
+    /// The proxy's secrets when the runbook lists them (`[[auth]]`).
+    pub auth: Vec<AuthEntry>,
     pub lambdas: Vec<Lambda>,
     pub endpoints: Vec<Endpoint>,
     pub invoke_check: InvokeCheck,

@@ -33,21 +33,96 @@ pub struct Inputs {
     proxy_id: String,
     db_user: String,
     functions: Vec<String>,
+    /// The functions that name the DB user they connect as (`[[lambda]]
+    /// db_user`), each with it; left out when none does.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    users: BTreeMap<String, String>,
     tags: BTreeMap<String, String>,
 }
 
-/// The cookbook's `sed` over the template.
-pub fn document(i: &Inputs, region: &str, account: &str) -> Result<Value> {
+impl Inputs {
+    /// Each user the functions connect as, with the functions.
+    fn by_user(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for f in &self.functions {
+            let user = self.users.get(f).unwrap_or(&self.db_user);
+            out.entry(user).or_default().push(f);
+        }
+        out
+    }
+}
+
+/// The cookbook's `sed` over the template, for one user.
+fn filled(i: &Inputs, user: &str, region: &str, account: &str) -> Result<Value> {
     let text = fill_placeholders(
         &i.template,
         &[
             ("AWS_REGION", region),
             ("AWS_ACCOUNT_ID", account),
             ("RDSProxyID", &i.proxy_id),
-            ("DB_USER", &i.db_user),
+            ("DB_USER", user),
         ],
     );
     serde_json::from_str(&text).context("the filled connect-policy template is not JSON")
+}
+
+/// The policy's document. When the functions connect as one user (the
+/// book's case), the template filled with it. When they connect as several,
+/// one policy still serves them all: the template filled once per user,
+/// each statement allowed only to the execution roles (`roles`: each
+/// function's role ARN) of the functions that connect as that user, so a
+/// function may connect as its own user only.
+pub fn document(
+    i: &Inputs,
+    region: &str,
+    account: &str,
+    roles: &BTreeMap<String, String>,
+) -> Result<Value> {
+    let by_user = i.by_user();
+    if by_user.len() <= 1 {
+        let user = by_user.keys().next().copied().unwrap_or(&i.db_user);
+        return filled(i, user, region, account);
+    }
+    let mut all = Vec::new();
+    let mut doc = Value::Null;
+    for (n, (user, functions)) in by_user.into_iter().enumerate() {
+        let mut principals: Vec<&str> = functions
+            .iter()
+            .map(|f| {
+                roles
+                    .get(*f)
+                    .map(String::as_str)
+                    .with_context(|| format!("the execution role of {f} is not known"))
+            })
+            .collect::<Result<_>>()?;
+        principals.sort();
+        principals.dedup();
+        let principals = match principals.as_slice() {
+            [one] => Value::from(*one),
+            many => Value::from(many.to_vec()),
+        };
+        doc = filled(i, user, region, account)?;
+        for mut st in statements(&doc) {
+            let Some(obj) = st.as_object_mut() else {
+                continue;
+            };
+            if let Some(Value::String(sid)) = obj.get_mut("Sid") {
+                sid.push_str(&n.to_string());
+            }
+            let condition = obj
+                .entry("Condition")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(c) = condition.as_object_mut() {
+                c.insert(
+                    "ArnEquals".into(),
+                    serde_json::json!({"aws:PrincipalArn": principals}),
+                );
+            }
+            all.push(st);
+        }
+    }
+    doc["Statement"] = Value::Array(all);
+    Ok(doc)
 }
 
 /// A document's statements, as a list (IAM accepts one as an object).
@@ -264,19 +339,25 @@ fn policy_tags(cx: &Ctx<'_>, i: &Inputs, f: &PolicyFound) -> TagChanges {
     )
 }
 
-/// The execution role of each function.
-async fn roles(cx: &Ctx<'_>, functions: &[String]) -> Result<Vec<String>> {
+/// The execution role of each function: its ARN by function, and the
+/// roles' names (sorted, once each).
+async fn roles(
+    cx: &Ctx<'_>,
+    functions: &[String],
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
     let confs = try_join_all(functions.iter().map(|f| function_configuration(cx, f))).await?;
-    let mut out = Vec::new();
-    for conf in confs {
+    let mut arns = BTreeMap::new();
+    let mut names = Vec::new();
+    for (f, conf) in functions.iter().zip(confs) {
         let arn = conf.role().context("a function without a role")?;
         let name = crate::arn::role_name(arn)
             .with_context(|| format!("cannot read the role name in {arn}"))?;
-        out.push(name.to_string());
+        names.push(name.to_string());
+        arns.insert(f.clone(), arn.to_string());
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    names.sort();
+    names.dedup();
+    Ok((arns, names))
 }
 
 /// How the policy differs from the runbook (each `what: old -> new`) and
@@ -332,17 +413,36 @@ impl StepImpl for ConnectPolicy {
                 .iter()
                 .map(|l| r.text(&l.function_name))
                 .collect(),
+            users: rb
+                .lambdas
+                .iter()
+                .filter_map(|l| Some((r.text(&l.function_name), l.db_user.clone()?)))
+                .collect(),
             tags: rb.tags.clone(),
         }
     }
 
     fn describe(&self, i: &Inputs) -> String {
+        let by_user = i.by_user();
+        if by_user.len() <= 1 {
+            let user = by_user.keys().next().copied().unwrap_or(&i.db_user);
+            return format!(
+                "IAM policy {} (rds-db:connect to {} as {user}) attached to the roles of {}",
+                i.policy_name,
+                i.proxy_id,
+                i.functions.join(", ")
+            );
+        }
+        let each: Vec<String> = by_user
+            .iter()
+            .map(|(user, fs)| format!("{} as {user}", fs.join(", ")))
+            .collect();
         format!(
-            "IAM policy {} (rds-db:connect to {} as {}) attached to the roles of {}",
+            "IAM policy {} (rds-db:connect to {}: {}, each role its own user) attached to their \
+             roles",
             i.policy_name,
             i.proxy_id,
-            i.db_user,
-            i.functions.join(", ")
+            each.join("; ")
         )
     }
 
@@ -351,21 +451,22 @@ impl StepImpl for ConnectPolicy {
         let arn = policy_arn(account, &i.policy_name);
         // The policy, and where it is attached, read at once.
         let attachments = async {
-            let roles = roles(cx, &i.functions).await?;
+            let (arns, roles) = roles(cx, &i.functions).await?;
             let (attached, detach) = tokio::try_join!(
                 try_join_all(roles.iter().map(|r| policy_attached(cx, r, &arn))),
                 detach_needed(cx, &arn, &roles)
             )?;
-            anyhow::Ok((roles, attached, detach))
+            anyhow::Ok((arns, roles, attached, detach))
         };
-        let (found, (roles, attached, detach)) = tokio::try_join!(find(cx, &arn), attachments)?;
+        let (found, (arns, roles, attached, detach)) =
+            tokio::try_join!(find(cx, &arn), attachments)?;
         let Some(found) = found else {
             return Ok(Found::Missing);
         };
         if !found.ours {
             return Ok(Found::Foreign(cx.not_ours(&format!("IAM policy {arn}"))));
         }
-        let want = document(i, &cx.aws.region, account)?;
+        let want = document(i, &cx.aws.region, account, &arns)?;
         let diffs = differences(cx, i, &found, &want, &roles, &attached, &detach);
         let outputs = Outputs::from([
             ("arn".to_string(), arn),
@@ -379,16 +480,21 @@ impl StepImpl for ConnectPolicy {
 
     async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
         let account = cx.aws.account_id().await?;
+        let (arns, roles) = roles(cx, &i.functions).await?;
         Ok(vec![
-            format!("policy document: {}", document(i, &cx.aws.region, account)?),
-            format!("attached to: {}", roles(cx, &i.functions).await?.join(", ")),
+            format!(
+                "policy document: {}",
+                document(i, &cx.aws.region, account, &arns)?
+            ),
+            format!("attached to: {}", roles.join(", ")),
         ])
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);
-        let want = document(i, &cx.aws.region, account)?;
+        let (arns, roles) = roles(cx, &i.functions).await?;
+        let want = document(i, &cx.aws.region, account, &arns)?;
         match find(cx, &arn).await? {
             None => {
                 cx.bar.set(format!("creating IAM policy {}", i.policy_name));
@@ -423,7 +529,6 @@ impl StepImpl for ConnectPolicy {
                 update(cx, i, &arn, &f, &doc).await?;
             }
         }
-        let roles = roles(cx, &i.functions).await?;
         try_join_all(roles.iter().map(|role| {
             let arn = &arn;
             async move {
@@ -550,8 +655,8 @@ mod tests {
     fn the_first_pass_keeps_what_the_old_document_allowed() {
         let mut new_proxy = inputs("*");
         new_proxy.proxy_id = "prx-0new".into();
-        let old = document(&inputs("*"), "r", "1").unwrap();
-        let want = document(&new_proxy, "r", "1").unwrap();
+        let old = document(&inputs("*"), "r", "1", &BTreeMap::new()).unwrap();
+        let want = document(&new_proxy, "r", "1", &BTreeMap::new()).unwrap();
         let wide = widened(&old, &want).expect("the old proxy is still allowed");
         let text = wide.to_string();
         assert!(
@@ -575,23 +680,66 @@ mod tests {
             proxy_id: "prx-0abc".into(),
             db_user: db_user.into(),
             functions: vec!["f".into()],
+            users: BTreeMap::new(),
             tags: BTreeMap::new(),
         }
     }
 
     #[test]
     fn the_template_is_filled_like_the_book() {
-        let doc = document(&inputs("*"), "us-east-1", "123456789012").unwrap();
+        let doc = document(&inputs("*"), "us-east-1", "123456789012", &BTreeMap::new()).unwrap();
         assert_eq!(
             doc["Statement"][0]["Resource"][0],
             "arn:aws:rds-db:us-east-1:123456789012:dbuser:prx-0abc/*"
         );
         assert_eq!(doc["Statement"][0]["Action"][0], "rds-db:connect");
-        let doc = document(&inputs("admin"), "eu-west-1", "1").unwrap();
+        let doc = document(&inputs("admin"), "eu-west-1", "1", &BTreeMap::new()).unwrap();
         assert_eq!(
             doc["Statement"][0]["Resource"][0],
             "arn:aws:rds-db:eu-west-1:1:dbuser:prx-0abc/admin"
         );
+    }
+
+    #[test]
+    fn functions_of_several_users_each_get_their_own_user_only() {
+        let mut i = inputs("*");
+        i.functions = vec!["api".into(), "report".into(), "cron".into()];
+        i.users = BTreeMap::from([
+            ("api".to_string(), "app".to_string()),
+            ("report".to_string(), "reader".to_string()),
+        ]);
+        let roles = BTreeMap::from([
+            ("api".to_string(), "arn:aws:iam::1:role/api".to_string()),
+            (
+                "report".to_string(),
+                "arn:aws:iam::1:role/service-role/rep".to_string(),
+            ),
+            ("cron".to_string(), "arn:aws:iam::1:role/api".to_string()),
+        ]);
+        let doc = document(&i, "r", "1", &roles).unwrap();
+        let st = statements(&doc);
+        assert_eq!(st.len(), 3, "{doc}");
+        let who = |user: &str| {
+            st.iter()
+                .find(|s| s["Resource"][0] == format!("arn:aws:rds-db:r:1:dbuser:prx-0abc/{user}"))
+                .map(|s| s["Condition"]["ArnEquals"]["aws:PrincipalArn"].clone())
+                .unwrap_or_else(|| panic!("no statement for {user}: {doc}"))
+        };
+        assert_eq!(who("app"), "arn:aws:iam::1:role/api");
+        assert_eq!(who("reader"), "arn:aws:iam::1:role/service-role/rep");
+        // cron names no user: the connect policy's (`*`), on its role only.
+        assert_eq!(who("*"), "arn:aws:iam::1:role/api");
+        // A role missing is an error, never a statement for everyone.
+        assert!(document(&i, "r", "1", &BTreeMap::new()).is_err());
+        // All of one user: the template filled with it, no condition (the
+        // book's document with the user in it).
+        i.users.insert("cron".into(), "app".into());
+        i.users.insert("report".into(), "app".into());
+        let one = document(&i, "r", "1", &roles).unwrap();
+        assert_eq!(one, filled(&i, "app", "r", "1").unwrap());
+        // Inputs without users record as before.
+        let v = serde_json::to_value(inputs("*")).unwrap();
+        assert!(v.get("users").is_none(), "{v}");
     }
 
     fn version(id: &str, default: bool, secs: i64) -> PolicyVersion {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{
-    AuthScheme, DbProxy, DbProxyStatus, DefaultAuthScheme, EndpointNetworkType, EngineFamily,
-    IamAuthMode, TargetConnectionNetworkType, UserAuthConfig,
+    AuthScheme, ClientPasswordAuthType, DbProxy, DbProxyStatus, DefaultAuthScheme,
+    EndpointNetworkType, EngineFamily, IamAuthMode, TargetConnectionNetworkType, UserAuthConfig,
+    UserAuthConfigInfo,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +35,11 @@ pub struct Inputs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret_arn: Option<String>,
     iam_auth: String,
+    /// The runbook's `[[auth]]` entries, when it lists them (then
+    /// `secret_arn` is none); left out otherwise, so the book's inputs read
+    /// and checksum as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    auth: Vec<AuthInput>,
     /// `NONE` (the book's, left out of the recorded inputs so that states
     /// written before it keep their checksum) or `IAM_AUTH`.
     #[serde(default = "no_scheme", skip_serializing_if = "is_no_scheme")]
@@ -56,6 +62,38 @@ pub struct Inputs {
     /// kept out of the checksum (see `state::checksum`).
     #[serde(rename = "_wait_timeout_seconds")]
     wait_timeout_seconds: u64,
+}
+
+/// One of the proxy's secrets, as `Auth` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AuthInput {
+    secret_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    iam_auth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_password_auth_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl Inputs {
+    /// The proxy's secrets: the `[[auth]]` entries, else the one secret.
+    fn entries(&self) -> Vec<AuthInput> {
+        if !self.auth.is_empty() {
+            return self.auth.clone();
+        }
+        self.secret_arn
+            .iter()
+            .map(|arn| AuthInput {
+                secret_arn: arn.clone(),
+                user: None,
+                iam_auth: self.iam_auth.clone(),
+                client_password_auth_type: None,
+                description: None,
+            })
+            .collect()
+    }
 }
 
 fn no_scheme() -> String {
@@ -171,25 +209,70 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
         p.default_auth_scheme().unwrap_or("NONE").to_string(),
         i.default_auth_scheme.clone(),
     );
-    let auth = p.auth().first();
+    let have: BTreeMap<&str, &UserAuthConfigInfo> = p
+        .auth()
+        .iter()
+        .filter_map(|a| a.secret_arn().map(|s| (s, a)))
+        .collect();
+    let want = i.entries();
+    let list = |arns: Vec<&str>| {
+        if arns.is_empty() {
+            "none".to_string()
+        } else {
+            arns.join(", ")
+        }
+    };
+    // The book's one secret keeps its wording; listed ones are named.
+    let (secrets, of): (&str, fn(&str) -> String) = if i.auth.is_empty() {
+        ("secret", |_: &str| String::new())
+    } else {
+        ("secrets", |arn: &str| format!(" of {arn}"))
+    };
     cmp(
         true,
-        "secret",
-        auth.and_then(|a| a.secret_arn())
-            .unwrap_or("none")
-            .to_string(),
-        i.secret_arn.clone().unwrap_or_else(|| "none".into()),
+        secrets,
+        list(have.keys().copied().collect()),
+        list(
+            want.iter()
+                .map(|a| a.secret_arn.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        ),
     );
-    // Clients' IAM setting lives in a secret's entry: none without one.
-    if i.secret_arn.is_some() {
+    // Each secret's settings (clients' IAM, password authentication, the
+    // description), compared where the runbook sets them.
+    for a in &want {
+        let Some(h) = have.get(a.secret_arn.as_str()) else {
+            continue;
+        };
+        let of = of(&a.secret_arn);
         cmp(
             true,
-            "IAM auth",
-            auth.and_then(|a| a.iam_auth())
+            &format!("IAM auth{of}"),
+            h.iam_auth()
                 .map_or("DISABLED", IamAuthMode::as_str)
                 .to_string(),
-            i.iam_auth.clone(),
+            a.iam_auth.clone(),
         );
+        if let Some(c) = &a.client_password_auth_type {
+            cmp(
+                true,
+                &format!("client password auth{of}"),
+                h.client_password_auth_type()
+                    .map_or("default", |c| c.as_str())
+                    .to_string(),
+                c.clone(),
+            );
+        }
+        if let Some(d) = &a.description {
+            cmp(
+                true,
+                &format!("description{of}"),
+                h.description().unwrap_or_default().to_string(),
+                d.clone(),
+            );
+        }
     }
     cmp(
         true,
@@ -222,15 +305,21 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
     d
 }
 
-/// The proxy's `Auth`: the secret, when the runbook gives one.
+/// The proxy's `Auth`: its secrets, none with end-to-end IAM alone.
 fn auth_config(i: &Inputs) -> Vec<UserAuthConfig> {
-    i.secret_arn
-        .iter()
-        .map(|arn| {
+    i.entries()
+        .into_iter()
+        .map(|a| {
             UserAuthConfig::builder()
                 .auth_scheme(AuthScheme::Secrets)
-                .secret_arn(arn)
-                .iam_auth(IamAuthMode::from(i.iam_auth.as_str()))
+                .secret_arn(a.secret_arn)
+                .set_user_name(a.user)
+                .iam_auth(IamAuthMode::from(a.iam_auth.as_str()))
+                .set_client_password_auth_type(
+                    a.client_password_auth_type
+                        .map(|c| ClientPasswordAuthType::from(c.as_str())),
+                )
+                .set_description(a.description)
                 .build()
         })
         .collect()
@@ -524,6 +613,17 @@ impl StepImpl for Proxy {
             engine_family: rb.database.engine_family.as_str().to_string(),
             secret_arn: rb.database.secret_arn.as_ref().map(|s| r.text(s)),
             iam_auth: p.iam_auth.as_str().to_string(),
+            auth: rb
+                .auth
+                .iter()
+                .map(|a| AuthInput {
+                    secret_arn: r.text(&a.secret_arn),
+                    user: a.user.clone(),
+                    iam_auth: a.iam_auth.to_string(),
+                    client_password_auth_type: a.client_password_auth_type.map(String::from),
+                    description: a.description.clone(),
+                })
+                .collect(),
             default_auth_scheme: p.default_auth_scheme.as_str().to_string(),
             endpoint_network_type: p.endpoint_network_type.to_string(),
             target_connection_network_type: p.target_connection_network_type.to_string(),
@@ -539,10 +639,11 @@ impl StepImpl for Proxy {
     }
 
     fn describe(&self, i: &Inputs) -> String {
-        let auth = if i.default_auth_scheme == "IAM_AUTH" {
-            "end-to-end IAM".to_string()
-        } else {
-            format!("IAM auth {}", i.iam_auth)
+        let auth = match (i.default_auth_scheme.as_str(), i.auth.len()) {
+            ("IAM_AUTH", 0) => "end-to-end IAM".to_string(),
+            ("IAM_AUTH", n) => format!("end-to-end IAM and {n} secrets"),
+            (_, 0) => format!("IAM auth {}", i.iam_auth),
+            (_, n) => format!("{n} secrets"),
         };
         let network = match (
             i.endpoint_network_type.as_str(),
@@ -699,6 +800,7 @@ mod tests {
             engine_family: "MYSQL".into(),
             secret_arn: Some("arn:s".into()),
             iam_auth: "REQUIRED".into(),
+            auth: Vec::new(),
             default_auth_scheme: "NONE".into(),
             endpoint_network_type: "IPV4".into(),
             target_connection_network_type: "IPV4".into(),
@@ -800,11 +902,74 @@ mod tests {
     }
 
     #[test]
+    fn auth_entries_are_compared_secret_by_secret() {
+        let entry = |arn: &str, iam: &str, cpat: Option<&str>| AuthInput {
+            secret_arn: arn.into(),
+            user: None,
+            iam_auth: iam.into(),
+            client_password_auth_type: cpat.map(String::from),
+            description: None,
+        };
+        let mut i = inputs();
+        i.secret_arn = None;
+        i.auth = vec![
+            entry("arn:s", "DISABLED", None),
+            entry("arn:t", "REQUIRED", Some("MYSQL_NATIVE_PASSWORD")),
+        ];
+        // The book's proxy (arn:s, REQUIRED): one secret more, the first's
+        // clients' IAM changed; AWS's default password type is no change
+        // where the runbook names none.
+        let d = differences(&proxy().build(), &i, &[]);
+        assert_eq!(
+            d.in_place,
+            vec![
+                "secrets: arn:s -> arn:s, arn:t",
+                "IAM auth of arn:s: REQUIRED -> DISABLED"
+            ]
+        );
+        let two = proxy()
+            .set_auth(Some(vec![
+                UserAuthConfigInfo::builder()
+                    .secret_arn("arn:t")
+                    .iam_auth(IamAuthMode::Required)
+                    .client_password_auth_type(ClientPasswordAuthType::MysqlCachingSha2Password)
+                    .build(),
+                UserAuthConfigInfo::builder()
+                    .secret_arn("arn:s")
+                    .iam_auth(IamAuthMode::Disabled)
+                    .client_password_auth_type(ClientPasswordAuthType::MysqlNativePassword)
+                    .build(),
+            ]))
+            .build();
+        assert_eq!(
+            differences(&two, &i, &[]).in_place,
+            vec![
+                "client password auth of arn:t: MYSQL_CACHING_SHA2_PASSWORD -> \
+                 MYSQL_NATIVE_PASSWORD"
+            ]
+        );
+        let config = auth_config(&i);
+        assert_eq!(config.len(), 2);
+        assert_eq!(
+            config[1].client_password_auth_type(),
+            Some(&ClientPasswordAuthType::MysqlNativePassword)
+        );
+        // Recorded with the entries, without the book's secret.
+        let v = serde_json::to_value(&i).unwrap();
+        assert_eq!(v["auth"][1]["secret_arn"], "arn:t");
+        assert!(
+            v["auth"][0].get("client_password_auth_type").is_none(),
+            "{v}"
+        );
+    }
+
+    #[test]
     fn inputs_recorded_before_end_to_end_iam_read_the_same() {
         // What a state written by an earlier version holds: no scheme; the
         // book's inputs serialize the same, so their checksum is unchanged.
         let mut v = serde_json::to_value(inputs()).unwrap();
         assert!(v.get("default_auth_scheme").is_none(), "{v}");
+        assert!(v.get("auth").is_none(), "{v}");
         assert_eq!(v["secret_arn"], "arn:s");
         v.as_object_mut().unwrap().remove("default_auth_scheme");
         let back: Inputs = serde_json::from_value(v).unwrap();

@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -33,6 +34,10 @@ pub struct Inputs {
     /// None with end-to-end IAM and no secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret_arn: Option<String>,
+    /// The `[[auth]]` entries' secrets, when the runbook lists them (then
+    /// `secret_arn` is none); left out otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    secret_arns: Vec<String>,
     mode: String,
     /// With end-to-end IAM: the DB the proxy connects to with IAM, and as
     /// whom (left out otherwise, so the book's inputs read as before).
@@ -47,6 +52,42 @@ pub struct DbConnect {
     id: String,
     /// The DB user (or `*`), the connect policy's `db_user`.
     user: String,
+    /// The users the functions name (`[[lambda]] db_user`, the connect
+    /// policy's for those that name none), when any does: then these, not
+    /// `user`, are whom the proxy connects as.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    users: Vec<String>,
+}
+
+impl DbConnect {
+    fn users(&self) -> Vec<&str> {
+        if self.users.is_empty() {
+            vec![self.user.as_str()]
+        } else {
+            self.users.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+impl Inputs {
+    /// The secrets the role reads: the `[[auth]]` ones, else the one.
+    fn secrets(&self) -> Vec<&str> {
+        self.secret_arn
+            .iter()
+            .chain(&self.secret_arns)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// One resource, or a list of them (the book's one secret keeps the
+/// document it always had).
+fn one_or_list(mut items: Vec<String>) -> Value {
+    if items.len() == 1 {
+        Value::String(items.remove(0))
+    } else {
+        json!(items)
+    }
 }
 
 /// The secret the role reads: its ARN, and its KmsKeyId when that is a
@@ -56,51 +97,67 @@ pub struct SecretGrant<'a> {
     pub kms_key: Option<&'a str>,
 }
 
-/// The least-privilege document: the secret's read (and decrypt), and with
-/// end-to-end IAM `rds-db:connect` on `dbuser:RESOURCE_ID/USER` (the DB's
-/// `db-`/`cluster-` id: the proxy connects to the DB, not to itself).
+/// The least-privilege document: the secrets' read (and decrypt), and with
+/// end-to-end IAM `rds-db:connect` on `dbuser:RESOURCE_ID/USER` for each
+/// user (the DB's `db-`/`cluster-` id: the proxy connects to the DB, not to
+/// itself).
 pub fn least_privilege(
-    secret: Option<SecretGrant>,
-    connect: Option<(&str, &str)>,
+    secrets: &[SecretGrant],
+    connect: Option<(&str, &[&str])>,
     region: &str,
     account: &str,
 ) -> Value {
-    let mut statements = Vec::new();
-    if let Some(secret) = secret {
-        statements.extend(secret_statements(secret, region, account));
-    }
-    if let Some((resource_id, user)) = connect {
+    let mut statements = secret_statements(secrets, region, account);
+    if let Some((resource_id, users)) = connect {
+        let resources = users
+            .iter()
+            .map(|user| format!("arn:aws:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"))
+            .collect();
         statements.push(json!({
             "Sid": "ConnectToDbWithIam",
             "Effect": "Allow",
             "Action": "rds-db:connect",
-            "Resource": format!("arn:aws:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"),
+            "Resource": one_or_list(resources),
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-fn secret_statements(secret: SecretGrant, region: &str, account: &str) -> Vec<Value> {
+fn secret_statements(secrets: &[SecretGrant], region: &str, account: &str) -> Vec<Value> {
+    if secrets.is_empty() {
+        return Vec::new();
+    }
     let mut statements = vec![json!({
         "Sid": "ReadProxySecret",
         "Effect": "Allow",
         "Action": "secretsmanager:GetSecretValue",
-        "Resource": secret.arn,
+        "Resource": one_or_list(secrets.iter().map(|s| s.arn.to_string()).collect()),
     })];
-    if let Some(key) = secret.kms_key {
-        // An alias cannot be a policy resource; a key id becomes its ARN.
-        let resource = if key.starts_with("arn:") && !key.contains(":alias/") {
-            key.to_string()
-        } else if key.starts_with("alias/") || key.contains(":alias/") {
-            "*".to_string()
-        } else {
-            format!("arn:aws:kms:{region}:{account}:key/{key}")
-        };
+    // An alias cannot be a policy resource; a key id becomes its ARN.
+    let mut keys: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.kms_key)
+        .map(|key| {
+            if key.starts_with("arn:") && !key.contains(":alias/") {
+                key.to_string()
+            } else if key.starts_with("alias/") || key.contains(":alias/") {
+                "*".to_string()
+            } else {
+                format!("arn:aws:kms:{region}:{account}:key/{key}")
+            }
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.iter().any(|k| k == "*") {
+        keys = vec!["*".to_string()];
+    }
+    if !keys.is_empty() {
         statements.push(json!({
             "Sid": "DecryptProxySecret",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
-            "Resource": resource,
+            "Resource": one_or_list(keys),
             "Condition": {"StringEquals": {"kms:ViaService": format!("secretsmanager.{region}.amazonaws.com")}},
         }));
     }
@@ -141,32 +198,40 @@ fn role_name(i: &Inputs) -> Result<&str> {
 }
 
 async fn wanted(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
-    let kms_key = match &i.secret_arn {
-        Some(arn) => cx
+    let secrets = i.secrets();
+    // Each secret's customer-managed key, read at once.
+    let kms_keys = try_join_all(secrets.iter().map(|arn| async move {
+        let out = cx
             .aws
             .secrets
             .describe_secret()
-            .secret_id(arn)
+            .secret_id(*arn)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot read the secret {arn}: {}", describe_error(&e)))?
-            .kms_key_id
-            .filter(|k| customer_key(Some(k.as_str())).is_some()),
-        None => None,
-    };
+            .map_err(|e| anyhow::anyhow!("cannot read the secret {arn}: {}", describe_error(&e)))?;
+        anyhow::Ok(
+            out.kms_key_id
+                .filter(|k| customer_key(Some(k.as_str())).is_some()),
+        )
+    }))
+    .await?;
     let resource_id = match &i.db_connect {
         Some(c) => Some(resource_id(cx, c).await?),
         None => None,
     };
     let account = cx.aws.account_id().await?;
-    Ok(least_privilege(
-        i.secret_arn.as_deref().map(|arn| SecretGrant {
+    let grants: Vec<SecretGrant> = secrets
+        .iter()
+        .zip(&kms_keys)
+        .map(|(arn, key)| SecretGrant {
             arn,
-            kms_key: kms_key.as_deref(),
-        }),
-        resource_id
-            .as_deref()
-            .zip(i.db_connect.as_ref().map(|c| c.user.as_str())),
+            kms_key: key.as_deref(),
+        })
+        .collect();
+    let users = i.db_connect.as_ref().map(DbConnect::users);
+    Ok(least_privilege(
+        &grants,
+        resource_id.as_deref().zip(users.as_deref()),
         &cx.aws.region,
         account,
     ))
@@ -192,6 +257,20 @@ async fn resource_id(cx: &Ctx<'_>, c: &DbConnect) -> Result<String> {
     let what = db.what();
     db.resource_id
         .with_context(|| format!("{what} has no resource id to grant rds-db:connect on"))
+}
+
+/// The users the functions connect as when any names one (each function's
+/// `db_user`, else `default`), sorted; empty when none does.
+fn function_users(rb: &Runbook, default: &str) -> Vec<String> {
+    if rb.lambdas.iter().all(|l| l.db_user.is_none()) {
+        return Vec::new();
+    }
+    let users: std::collections::BTreeSet<String> = rb
+        .lambdas
+        .iter()
+        .map(|l| l.db_user.clone().unwrap_or_else(|| default.to_string()))
+        .collect();
+    users.into_iter().collect()
 }
 
 async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
@@ -232,15 +311,18 @@ impl StepImpl for SecretAccess {
                 (None, Some(id)) => ("cluster", id),
                 (None, None) => ("instance", &rb.proxy.name),
             };
+            let user = r.text(&rb.connect_policy.db_user);
             DbConnect {
                 kind: kind.into(),
                 id: r.text(id),
-                user: r.text(&rb.connect_policy.db_user),
+                users: function_users(rb, &user),
+                user,
             }
         });
         Inputs {
             role_arn: r.text(&rb.proxy.role_arn),
             secret_arn: db.secret_arn.as_ref().map(|s| r.text(s)),
+            secret_arns: rb.auth.iter().map(|a| r.text(&a.secret_arn)).collect(),
             mode: rb.secret_access.as_str().to_string(),
             db_connect,
         }
@@ -252,13 +334,17 @@ impl StepImpl for SecretAccess {
             return format!("role {role} gets the managed SecretsManagerReadWrite (as the book)");
         }
         let mut may = Vec::new();
-        if let Some(arn) = &i.secret_arn {
-            may.push(format!("read secret {arn}"));
+        match i.secrets().as_slice() {
+            [] => {}
+            [arn] => may.push(format!("read secret {arn}")),
+            arns => may.push(format!("read secrets {}", arns.join(", "))),
         }
         if let Some(c) = &i.db_connect {
             may.push(format!(
                 "connect to {} {} as {} with IAM (end-to-end IAM)",
-                c.kind, c.id, c.user
+                c.kind,
+                c.id,
+                c.users().join(", ")
             ));
         }
         format!(
@@ -450,14 +536,14 @@ impl StepImpl for SecretAccess {
 mod tests {
     use super::*;
 
-    fn secret<'a>(arn: &'a str, kms_key: Option<&'static str>) -> Option<SecretGrant<'a>> {
-        Some(SecretGrant { arn, kms_key })
+    fn secret<'a>(arn: &'a str, kms_key: Option<&'static str>) -> Vec<SecretGrant<'a>> {
+        vec![SecretGrant { arn, kms_key }]
     }
 
     #[test]
     fn least_privilege_reads_only_this_secret() {
         let doc = least_privilege(
-            secret("arn:aws:secretsmanager:us-east-1:1:secret:s", None),
+            &secret("arn:aws:secretsmanager:us-east-1:1:secret:s", None),
             None,
             "us-east-1",
             "1",
@@ -473,7 +559,12 @@ mod tests {
 
     #[test]
     fn customer_keys_add_decrypt_through_secrets_manager() {
-        let doc = least_privilege(secret("arn:s", Some("1234-abcd")), None, "eu-west-1", "111");
+        let doc = least_privilege(
+            &secret("arn:s", Some("1234-abcd")),
+            None,
+            "eu-west-1",
+            "111",
+        );
         let st = &doc["Statement"][1];
         assert_eq!(st["Action"], "kms:Decrypt");
         assert_eq!(st["Resource"], "arn:aws:kms:eu-west-1:111:key/1234-abcd");
@@ -483,18 +574,19 @@ mod tests {
         );
         let arn = "arn:aws:kms:eu-west-1:111:key/k";
         assert_eq!(
-            least_privilege(secret("arn:s", Some(arn)), None, "eu-west-1", "111")["Statement"][1]["Resource"],
+            least_privilege(&secret("arn:s", Some(arn)), None, "eu-west-1", "111")["Statement"][1]
+                ["Resource"],
             arn
         );
         assert_eq!(
-            least_privilege(secret("arn:s", Some("alias/mine")), None, "r", "1")["Statement"][1]["Resource"],
+            least_privilege(&secret("arn:s", Some("alias/mine")), None, "r", "1")["Statement"][1]["Resource"],
             "*"
         );
     }
 
     #[test]
     fn end_to_end_iam_connects_to_the_dbs_resource_id_as_the_user() {
-        let doc = least_privilege(None, Some(("db-ABC", "app")), "eu-west-1", "111");
+        let doc = least_privilege(&[], Some(("db-ABC", &["app"][..])), "eu-west-1", "111");
         let st = doc["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 1, "no secret: no read of one");
         assert_eq!(st[0]["Action"], "rds-db:connect");
@@ -503,7 +595,12 @@ mod tests {
             "arn:aws:rds-db:eu-west-1:111:dbuser:db-ABC/app"
         );
         // Moving a proxy to end-to-end IAM: both, as AWS's migration guide.
-        let both = least_privilege(secret("arn:s", None), Some(("cluster-XYZ", "*")), "r", "1");
+        let both = least_privilege(
+            &secret("arn:s", None),
+            Some(("cluster-XYZ", &["*"][..])),
+            "r",
+            "1",
+        );
         assert_eq!(both["Statement"].as_array().unwrap().len(), 2);
         assert_eq!(
             both["Statement"][1]["Resource"],
@@ -513,8 +610,8 @@ mod tests {
 
     #[test]
     fn a_dropped_grant_is_kept_until_the_removals() {
-        let old = least_privilege(secret("arn:old", None), None, "r", "1");
-        let new = least_privilege(secret("arn:new", None), None, "r", "1");
+        let old = least_privilege(&secret("arn:old", None), None, "r", "1");
+        let new = least_privilege(&secret("arn:new", None), None, "r", "1");
         let kept = keeping(&new, &old);
         let resources: Vec<&Value> = kept["Statement"]
             .as_array()
@@ -528,7 +625,12 @@ mod tests {
         assert_eq!(keeping(&new, &kept), kept, "written twice, the same");
         // Nothing dropped: the document itself.
         assert_eq!(keeping(&new, &new), new);
-        let grown = least_privilege(secret("arn:new", None), Some(("db-1", "u")), "r", "1");
+        let grown = least_privilege(
+            &secret("arn:new", None),
+            Some(("db-1", &["u"][..])),
+            "r",
+            "1",
+        );
         assert_eq!(keeping(&grown, &new), grown);
     }
 
@@ -539,6 +641,37 @@ mod tests {
         assert_eq!(i.secret_arn.as_deref(), Some("arn:s"));
         assert!(i.db_connect.is_none());
         assert_eq!(serde_json::to_value(&i).unwrap(), old);
+    }
+
+    #[test]
+    fn several_secrets_and_users_are_granted_exactly() {
+        let grants = [
+            SecretGrant {
+                arn: "arn:a",
+                kms_key: Some("k1"),
+            },
+            SecretGrant {
+                arn: "arn:b",
+                kms_key: None,
+            },
+            SecretGrant {
+                arn: "arn:c",
+                kms_key: Some("k1"),
+            },
+        ];
+        let doc = least_privilege(&grants, Some(("db-1", &["app", "report"][..])), "r", "1");
+        let st = doc["Statement"].as_array().unwrap();
+        assert_eq!(st[0]["Resource"], json!(["arn:a", "arn:b", "arn:c"]));
+        // One key for two secrets: granted once, and only it.
+        assert_eq!(st[1]["Resource"], "arn:aws:kms:r:1:key/k1");
+        assert_eq!(
+            st[2]["Resource"],
+            json!([
+                "arn:aws:rds-db:r:1:dbuser:db-1/app",
+                "arn:aws:rds-db:r:1:dbuser:db-1/report"
+            ])
+        );
+        assert_eq!(least_privilege(&[], None, "r", "1")["Statement"], json!([]));
     }
 
     #[test]

@@ -229,3 +229,106 @@ fn end_to_end_iam_on_a_db_without_iam_auth_is_refused_before_any_change() {
         "a refused run changed something",
     );
 }
+
+/// The book's proxy given a second DB user: its one secret moved into two
+/// [[auth]] entries and a second function connecting as the new user. The
+/// proxy changes in place (the same ARN) to both secrets; the emulator
+/// reports the target healthy only if the proxy's role may read each of
+/// them, so a healthy target proves secret-access granted both; the
+/// connect policy lets each function's role connect as its own user only.
+/// A re-run changes nothing; rollback leaves exactly what was there.
+#[test]
+fn a_second_db_user_gets_its_secret_and_each_function_its_own_user() {
+    let emu = Emulator::start();
+    let ws = emu.workspace_for(
+        "two_users",
+        "cookbook-4.3-mysql.toml",
+        &["--extra-function", "reports", "--extra-secret", "reader"],
+    );
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let first = proxy_line(&emu, &ws);
+    // Each secret's user in its [[auth]] entry: `first` for the book's.
+    let two_users = |first: &str| {
+        let first = first.to_string();
+        move |s: String| {
+            let s = edit(&s, "secret_arn = \"${env.RDS_SECRET_ARN}\"\n", "");
+            let s = edit(
+                &s,
+                "env_var = \"DB_HOST\"\n",
+                &format!("env_var = \"DB_HOST\"\ndb_user = \"{first}\"\n"),
+            );
+            format!(
+                "{s}\n[[auth]]\nsecret_arn = \"${{env.RDS_SECRET_ARN}}\"\nuser = \"{first}\"\n\
+                 [[auth]]\nsecret_arn = \"${{env.READER_SECRET_ARN}}\"\nuser = \"reader\"\n\
+                 client_password_auth_type = \"MYSQL_NATIVE_PASSWORD\"\n\
+                 [[lambda]]\nfunction_name = \"${{env.REPORTS_FUNCTION_NAME}}\"\n\
+                 security_group_id = \"${{env.REPORTS_FUNCTION_SG_ID}}\"\ndb_user = \"reader\"\n"
+            )
+        }
+    };
+    // A user its secret does not log in as: refused before any change,
+    // without the secret's own username shown.
+    ws.write_runbook(two_users("app"));
+    let out = ws.run(&["run", "--yes"]);
+    out.code(5)
+        .stdout_has("does not log in as `app`, the user its [[auth]] entry names")
+        .stdout_has("give auth[0].secret_arn the secret of `app`");
+    assert!(!out.stdout.contains("admin"), "{}", out.stdout);
+    assert_eq!(
+        proxy_line(&emu, &ws),
+        first,
+        "a refused run changed the proxy"
+    );
+    ws.write_runbook(two_users("admin"));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("secrets: arn:aws:secretsmanager:")
+        .stdout_has("-reader-secret")
+        .stdout_has("each role its own user");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("proxy: updating in place: secrets: ");
+    let now = proxy_line(&emu, &ws);
+    let arn = |line: &str| line.split(" arn=").nth(1).unwrap().to_string();
+    assert_eq!(arn(&first), arn(&now), "the same proxy, not a new one");
+    assert!(
+        now.contains("-db-secret") && now.contains("-reader-secret"),
+        "{now}"
+    );
+    let role = role_line(&emu, &ws, "-proxy-role");
+    assert!(
+        role.contains("-db-secret") && role.contains("-reader-secret"),
+        "the proxy's role reads both secrets: {role}"
+    );
+    // The connect policy: admin for the book's function's role, reader for
+    // the reports function's, nothing for anyone else.
+    let snap = snapshot(&emu, &ws);
+    let policy = snap
+        .iter()
+        .find(|(k, _)| k.starts_with("iam policy ") && k.ends_with("-connect"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no connect policy: {snap:?}"));
+    let default = policy
+        .split("default=true ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no default version: {policy}"));
+    for (user, role) in [("admin", "-lambda-role"), ("reader", "-reports-role")] {
+        let at = default
+            .find(&format!("/{user}"))
+            .unwrap_or_else(|| panic!("no statement for {user}: {default}"));
+        let statement = &default[at..];
+        let statement = &statement[..statement.find("}}").unwrap_or(statement.len())];
+        assert!(
+            statement.contains("aws:PrincipalArn") && statement.contains(role),
+            "{user} is for {role} only: {statement}"
+        );
+    }
+    assert!(
+        !default.contains("/*"),
+        "no function connects as any user: {default}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback left a difference");
+}
