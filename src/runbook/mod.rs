@@ -21,6 +21,18 @@ pub use render::render;
 pub use types::*;
 
 impl Runbook {
+    /// The endpoint a function's reader variable gets: `read_endpoint`, else
+    /// the only READ_ONLY one (the parser has checked there is one).
+    pub fn reader_endpoint_name<'a>(&'a self, l: &'a Lambda) -> Option<&'a str> {
+        l.read_env_var.as_ref()?;
+        l.read_endpoint.as_deref().or_else(|| {
+            self.endpoints
+                .iter()
+                .find(|e| e.target_role == "READ_ONLY")
+                .map(|e| e.name.as_str())
+        })
+    }
+
     /// Where a value is in the runbook file, as `file:line:col`.
     pub fn at(&self, pos: Pos) -> String {
         format!("{}:{}:{}", self.path.display(), pos.line, pos.col)

@@ -388,12 +388,7 @@ impl StepImpl for LambdaEnv {
         // An endpoint's host; while the step's output does not have it yet
         // (not made, or made before the runbook named it), a placeholder
         // that counts as a missing output, so the step cannot run with it.
-        let host_of = |r: &mut Resolver, name: Option<&String>| {
-            let name = name.cloned().or_else(|| {
-                let mut ro = rb.endpoints.iter().filter(|e| e.target_role == "READ_ONLY");
-                ro.next().map(|e| e.name.clone())
-            });
-            let name = name.unwrap_or_default();
+        let host_of = |r: &mut Resolver, name: &str| {
             let found = super::proxy_endpoints::hosts(readers.as_deref().unwrap_or_default())
                 .into_iter()
                 .find(|(n, _)| *n == name);
@@ -423,7 +418,7 @@ impl StepImpl for LambdaEnv {
                     name,
                     variable: var.clone(),
                     restore: None,
-                    endpoint: Some(host_of(r, l.read_endpoint.as_ref())),
+                    endpoint: Some(host_of(r, rb.reader_endpoint_name(l).unwrap_or_default())),
                 });
             }
         }

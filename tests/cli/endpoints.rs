@@ -77,3 +77,64 @@ fn an_endpoint_dropped_from_the_runbook_goes_once_the_reader_variable_is_back() 
     assert!(endpoints(&snapshot(&emu, &ws)).is_empty());
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
 }
+
+/// A reader endpoint in a security group of its own: lambda-ingress admits
+/// the function that reads it there (the group is not the proxy's, which
+/// admits it already). Moved back to the proxy's group, the rule goes in
+/// the run's second pass; rollback leaves exactly what was there.
+#[test]
+fn an_endpoint_in_its_own_group_admits_the_functions_that_read_it() {
+    let emu = Emulator::start();
+    let ws = emu.workspace_for("ep_own_sg", RUNBOOK, SEED);
+    let name = format!("{}-ro-sg", ws.prefix);
+    let config = emu.sdk_config();
+    let group = runtime().block_on(async {
+        aws_sdk_ec2::Client::new(&config)
+            .create_security_group()
+            .group_name(&name)
+            .description("the reader endpoint's own group")
+            .vpc_id(&ws.env["VPC_ID"])
+            .send()
+            .await
+            .expect("create the endpoint's group")
+            .group_id
+            .expect("a group id")
+    });
+    let lambda_sg = ws.env["DB_APP_FUNCTION_SG_ID"].clone();
+    let group_line = |snap: &Snapshot| {
+        snap.iter()
+            .find(|(k, _)| k.ends_with(&group))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no group {group}: {snap:?}"))
+    };
+    let before = snapshot(&emu, &ws);
+    assert!(group_line(&before).starts_with("ingress=[]"));
+    let own = format!("target_role = \"READ_ONLY\"\nsecurity_group_ids = [\"{group}\"]\n");
+    ws.write_runbook(|s| edit(&s, "target_role = \"READ_ONLY\"\n", &own));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!("endpoint group {group} admits "));
+    ws.run(&["run", "--yes"]).ok();
+    let line = group_line(&snapshot(&emu, &ws));
+    assert!(
+        line.contains("tcp:Some(5432)-Some(5432)") && line.contains(&lambda_sg),
+        "the reader's function is admitted on the DB port: {line}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    // Back in the proxy's group: the endpoint's groups change in place, and
+    // the rule in its own group is revoked once the run's first pass is done.
+    ws.write_runbook(|s| s);
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!("{group} from {lambda_sg} on TCP 5432: our rule"));
+    ws.run(&["run", "--yes"]).ok();
+    assert!(
+        group_line(&snapshot(&emu, &ws)).starts_with("ingress=[]"),
+        "the rule is gone"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.write_runbook(|s| edit(&s, "target_role = \"READ_ONLY\"\n", &own));
+    ws.run(&["run", "--yes"]).ok();
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback left a difference");
+}
