@@ -81,7 +81,6 @@ pub fn family_of(engine: &str) -> Result<EngineFamily, String> {
 
 /// Whether a secret's text has what the proxy logs in with. The text is
 /// never shown.
-/// Whether a secret's value holds credentials. The error never quotes it.
 pub fn secret_has_credentials(text: &str) -> Result<(), String> {
     let doc: serde_json::Value =
         serde_json::from_str(text).map_err(|_| "its value is not JSON".to_string())?;
@@ -293,13 +292,7 @@ fn iam_database_auth(db: &crate::db::Db, rb: &Runbook, r: &mut Report) {
         .literal()
         .filter(|u| u != "*")
         .unwrap_or_else(|| "app_user".into());
-    let mut users: Vec<String> = rb
-        .lambdas
-        .iter()
-        .map(|l| l.db_user.clone().unwrap_or_else(|| default.clone()))
-        .collect();
-    users.sort();
-    users.dedup();
+    let mut users = rb.function_users(&default);
     if users.is_empty() {
         users.push(default);
     }

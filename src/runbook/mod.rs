@@ -21,6 +21,21 @@ pub use render::render;
 pub use types::*;
 
 impl Runbook {
+    /// The users the functions connect as when any names one (each
+    /// function's `db_user`, else `default`), sorted, once each; empty when
+    /// none names one.
+    pub fn function_users(&self, default: &str) -> Vec<String> {
+        if self.lambdas.iter().all(|l| l.db_user.is_none()) {
+            return Vec::new();
+        }
+        let users: std::collections::BTreeSet<String> = self
+            .lambdas
+            .iter()
+            .map(|l| l.db_user.clone().unwrap_or_else(|| default.to_string()))
+            .collect();
+        users.into_iter().collect()
+    }
+
     /// The endpoint a function's reader variable gets: `read_endpoint`, else
     /// the only READ_ONLY one (the parser has checked there is one).
     pub fn reader_endpoint_name<'a>(&'a self, l: &'a Lambda) -> Option<&'a str> {

@@ -286,8 +286,19 @@ impl Cx<'_> {
                 );
             }
             let description = self.literal(&mut t, "description", false);
-            let pos = t.pos;
-            let key = t.path.clone();
+            if description
+                .as_ref()
+                .is_some_and(|d| !(1..=1000).contains(&d.len()))
+            {
+                let pos = self.value_pos(&t, "description");
+                self.error(
+                    pos,
+                    &t.key_path("description"),
+                    "AWS takes 1 to 1000 characters: shorten it, or remove the line",
+                );
+            }
+            let user_pos = self.value_pos(&t, "user");
+            let user_key = t.key_path("user");
             self.finish(t);
             let Some(secret_arn) = secret_arn else {
                 continue;
@@ -307,8 +318,8 @@ impl Cx<'_> {
                 && entries.iter().any(|e| e.user.as_ref() == Some(u))
             {
                 self.error(
-                    pos,
-                    &format!("{key}.user"),
+                    user_pos,
+                    &user_key,
                     format!(
                         "`{u}` is the user of another [[auth]] entry already: one secret per user"
                     ),

@@ -741,7 +741,13 @@ fn auth_entries_are_checked_against_the_engine_and_each_other() {
     let d = errors(&with_auth(
         &TWO_USERS.replace("user = \"reader\"", "user = \"app\""),
     ));
-    assert!(d.iter().any(|d| d.key == "auth[1].user"), "{d:?}");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "auth[1].user");
+    assert_eq!(d[0].pos, Pos { line: 24, col: 8 }, "the value");
+    // AWS's bounds on a description, before any call.
+    let d = errors(&with_auth(&TWO_USERS.replace("\"reports\"", "\"\"")));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "auth[1].description");
 }
 
 #[test]

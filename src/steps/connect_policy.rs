@@ -140,8 +140,16 @@ fn statements(doc: &Value) -> Vec<Value> {
 /// its access until every function has moved; the second pass narrows it.
 pub fn widened(old: &Value, want: &Value) -> Option<Value> {
     let mut all = statements(want);
+    // A kept statement loses its Sid: IAM refuses two statements with one.
     let extra: Vec<Value> = statements(old)
         .into_iter()
+        .filter(|s| !all.contains(s))
+        .map(|mut s| {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("Sid");
+            }
+            s
+        })
         .filter(|s| !all.contains(s))
         .collect();
     if extra.is_empty() {
@@ -668,6 +676,11 @@ mod tests {
         assert_eq!(widened(&wide, &wide), None);
         // The second pass narrows the widened one to what the runbook says.
         assert!(widened(&wide, &want).is_some());
+        // Statements with Sids (a template's): the kept one has none.
+        let sid =
+            |user: &str| serde_json::json!({"Statement": [{"Sid": "Connect0", "Resource": user}]});
+        let wide = widened(&sid("a"), &sid("b")).unwrap();
+        assert_eq!(wide["Statement"][1], serde_json::json!({"Resource": "a"}));
         let single = serde_json::json!({"Statement": {"Effect": "Allow"}});
         assert_eq!(statements(&single).len(), 1);
     }

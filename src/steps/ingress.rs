@@ -260,6 +260,27 @@ pub fn adopted(outputs: &Outputs) -> Option<serde_json::Value> {
     Some(serde_json::json!({ "rule_ids": ids }))
 }
 
+/// Revokes the rules `step` added to `group_id` and no other (a group that
+/// is not the step's own, such as an endpoint's, may hold other steps'
+/// rules of ours).
+pub async fn rollback_step(cx: &Ctx<'_>, step: &str, group_id: &str) -> Result<Undone> {
+    let rules = rules_of(cx, group_id).await?;
+    let mut revoked = Vec::new();
+    for rule in rules.iter().filter(|r| added_by(cx, r, step)) {
+        let id = rule
+            .security_group_rule_id()
+            .context("a security group rule without an id")?;
+        if revoke(cx, group_id, id).await? {
+            revoked.push(id.to_string());
+        }
+    }
+    Ok(if revoked.is_empty() {
+        Undone::AlreadyGone(format!("no rule of {step} in {group_id}"))
+    } else {
+        Undone::Done(format!("revoked {} in {group_id}", revoked.join(", ")))
+    })
+}
+
 /// Revokes the rules of ours on `port`, and those `step` added on any port
 /// (a port changed since); leaves every other rule. With what this state
 /// adopted undone too (`cx.adopted`), also the rules it found when it took

@@ -176,8 +176,10 @@ impl StepImpl for LambdaIngress {
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         let proxy_groups = r.list(&rb.proxy.security_group_ids);
-        // Each group of an endpoint that is not the proxy's, with the
-        // functions whose reader variable gets that endpoint.
+        let proxy_group = proxy_groups.first().cloned().unwrap_or_default();
+        // Each group of an endpoint but the proxy's first (which admits
+        // every function), with the functions whose reader variable gets
+        // that endpoint.
         let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in &rb.endpoints {
             let readers: Vec<String> = rb
@@ -187,7 +189,7 @@ impl StepImpl for LambdaIngress {
                 .map(|l| r.text(&l.function_name))
                 .collect();
             for g in e.security_group_ids.iter().flat_map(|g| r.list(g)) {
-                if !proxy_groups.contains(&g) && !readers.is_empty() {
+                if g != proxy_group && !readers.is_empty() {
                     let entry = by_group.entry(g).or_default();
                     entry.extend(readers.iter().cloned());
                     entry.sort();
@@ -196,7 +198,7 @@ impl StepImpl for LambdaIngress {
             }
         }
         Inputs {
-            proxy_security_group_id: proxy_groups.into_iter().next().unwrap_or_default(),
+            proxy_security_group_id: proxy_group,
             port: rb.database.port,
             functions: rb
                 .lambdas
@@ -251,8 +253,15 @@ impl StepImpl for LambdaIngress {
             anyhow::Ok((admits, found))
         };
         let (proxy, (admits, found)) = tokio::try_join!(proxy, endpoints)?;
-        let groups: Vec<String> = admits.iter().map(|(g, _)| g.clone()).collect();
-        let endpoints = groups.iter().cloned().zip(found).collect();
+        // A group no longer named is listed only while rules of ours wait
+        // there (as apply lists it).
+        let endpoints: Vec<(String, Found)> = admits
+            .into_iter()
+            .zip(found)
+            .filter(|((_, admit), f)| !admit.is_empty() || !matches!(f, Found::Done(_)))
+            .map(|((g, _), f)| (g, f))
+            .collect();
+        let groups: Vec<String> = endpoints.iter().map(|(g, _)| g.clone()).collect();
         Ok(combine(proxy, endpoints, &groups))
     }
 
@@ -298,7 +307,7 @@ impl StepImpl for LambdaIngress {
         }
         let mut revoked = Vec::new();
         for g in groups {
-            if let Undone::Done(what) = ingress::rollback(cx, Self::NAME, &g, i.port, None).await? {
+            if let Undone::Done(what) = ingress::rollback_step(cx, Self::NAME, &g).await? {
                 revoked.push(what);
             }
         }

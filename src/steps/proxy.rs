@@ -265,6 +265,14 @@ pub fn differences(p: &DbProxy, i: &Inputs, requested: &[String]) -> Differences
                 c.clone(),
             );
         }
+        if let Some(u) = &a.user {
+            cmp(
+                true,
+                &format!("user{of}"),
+                h.user_name().unwrap_or("none").to_string(),
+                u.clone(),
+            );
+        }
         if let Some(d) = &a.description {
             cmp(
                 true,
@@ -948,6 +956,14 @@ mod tests {
                  MYSQL_NATIVE_PASSWORD"
             ]
         );
+        // A user the runbook names is compared (the proxy reports none here).
+        i.auth[0].user = Some("app".into());
+        assert!(
+            differences(&two, &i, &[])
+                .in_place
+                .contains(&"user of arn:s: none -> app".to_string())
+        );
+        i.auth[0].user = None;
         let config = auth_config(&i);
         assert_eq!(config.len(), 2);
         assert_eq!(

@@ -129,33 +129,51 @@ fn status(ep: &DbProxyEndpoint) -> &str {
     ep.status().map_or("unknown", |s| s.as_str())
 }
 
+/// The proxy's endpoints besides its default, in one call (none when the
+/// proxy is gone).
+async fn of_proxy(cx: &Ctx<'_>, proxy: &str) -> Result<Vec<DbProxyEndpoint>> {
+    match cx
+        .aws
+        .rds
+        .describe_db_proxy_endpoints()
+        .db_proxy_name(proxy)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(o
+            .db_proxy_endpoints
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.is_default() != Some(true))
+            .collect()),
+        Err(e) if crate::aws::errors::is_proxy_not_found(error_code(&e)) => Ok(Vec::new()),
+        Err(e) => anyhow::bail!(
+            "cannot list the endpoints of DB proxy {proxy}: {}",
+            describe_error(&e)
+        ),
+    }
+}
+
 impl ProxyEndpoints {
     /// Endpoints of our proxy with our tag that the runbook no longer lists,
     /// read from the account (not the state, which a first pass may have
-    /// rewritten before the removals' pass).
-    async fn dropped(&self, cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<String>> {
-        let all = match cx
-            .aws
-            .rds
-            .describe_db_proxy_endpoints()
-            .db_proxy_name(&i.proxy)
-            .send()
-            .await
-        {
-            Ok(o) => o.db_proxy_endpoints.unwrap_or_default(),
-            Err(e) if crate::aws::errors::is_proxy_not_found(error_code(&e)) => Vec::new(),
-            Err(e) => anyhow::bail!(
-                "cannot list the endpoints of DB proxy {}: {}",
-                i.proxy,
-                describe_error(&e)
-            ),
+    /// rewritten before the removals' pass): `listed`, the proxy's, or read.
+    async fn dropped(
+        &self,
+        cx: &Ctx<'_>,
+        i: &Inputs,
+        listed: Option<Vec<DbProxyEndpoint>>,
+    ) -> Result<Vec<String>> {
+        let all = match listed {
+            Some(l) => l,
+            None => of_proxy(cx, &i.proxy).await?,
         };
         let mut out = Vec::new();
         for ep in all {
             let Some(name) = ep.db_proxy_endpoint_name() else {
                 continue;
             };
-            if ep.is_default() == Some(true) || i.endpoints.iter().any(|w| w.name == name) {
+            if i.endpoints.iter().any(|w| w.name == name) {
                 continue;
             }
             if ours(cx, &ep).await? {
@@ -257,7 +275,23 @@ impl StepImpl for ProxyEndpoints {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let found = try_join_all(i.endpoints.iter().map(|e| find(cx, &e.name))).await?;
+        // One listing of the proxy's endpoints answers for the runbook's and
+        // the dropped ones; a name it lacks is looked up on its own (it may
+        // be another proxy's: endpoint names are the account's).
+        let listed = of_proxy(cx, &i.proxy).await?;
+        let found = try_join_all(i.endpoints.iter().map(|e| {
+            let known = listed
+                .iter()
+                .find(|l| l.db_proxy_endpoint_name() == Some(e.name.as_str()))
+                .cloned();
+            async move {
+                match known {
+                    Some(ep) => Ok(Some(ep)),
+                    None => find(cx, &e.name).await,
+                }
+            }
+        }))
+        .await?;
         let (mut missing, mut lines, mut replace, mut pending, mut present) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (want, ep) in i.endpoints.iter().zip(found) {
@@ -287,7 +321,7 @@ impl StepImpl for ProxyEndpoints {
         if !replace.is_empty() {
             return Ok(Found::Replace(replace));
         }
-        for name in self.dropped(cx, i).await? {
+        for name in self.dropped(cx, i, Some(listed)).await? {
             lines.push(format!(
                 "endpoint {name}: to delete (no longer in the runbook; after the functions moved)"
             ));
@@ -389,7 +423,7 @@ impl StepImpl for ProxyEndpoints {
             .await?;
             present.push(ep);
         }
-        let dropped = self.dropped(cx, i).await?;
+        let dropped = self.dropped(cx, i, None).await?;
         if !dropped.is_empty() && cx.may_remove(Self::NAME) {
             self.delete_and_wait(cx, i, &dropped).await?;
         }

@@ -92,6 +92,7 @@ fn one_or_list(mut items: Vec<String>) -> Value {
 
 /// The secret the role reads: its ARN, and its KmsKeyId when that is a
 /// customer-managed key (None for the AWS-managed default).
+#[derive(Clone)]
 pub struct SecretGrant<'a> {
     pub arn: &'a str,
     pub kms_key: Option<&'a str>,
@@ -127,11 +128,15 @@ fn secret_statements(secrets: &[SecretGrant], region: &str, account: &str) -> Ve
     if secrets.is_empty() {
         return Vec::new();
     }
+    // Sorted: the order of the [[auth]] tables is no difference.
+    let mut arns: Vec<String> = secrets.iter().map(|s| s.arn.to_string()).collect();
+    arns.sort();
+    arns.dedup();
     let mut statements = vec![json!({
         "Sid": "ReadProxySecret",
         "Effect": "Allow",
         "Action": "secretsmanager:GetSecretValue",
-        "Resource": one_or_list(secrets.iter().map(|s| s.arn.to_string()).collect()),
+        "Resource": one_or_list(arns),
     })];
     // An alias cannot be a policy resource; a key id becomes its ARN.
     let mut keys: Vec<String> = secrets
@@ -259,20 +264,6 @@ async fn resource_id(cx: &Ctx<'_>, c: &DbConnect) -> Result<String> {
         .with_context(|| format!("{what} has no resource id to grant rds-db:connect on"))
 }
 
-/// The users the functions connect as when any names one (each function's
-/// `db_user`, else `default`), sorted; empty when none does.
-fn function_users(rb: &Runbook, default: &str) -> Vec<String> {
-    if rb.lambdas.iter().all(|l| l.db_user.is_none()) {
-        return Vec::new();
-    }
-    let users: std::collections::BTreeSet<String> = rb
-        .lambdas
-        .iter()
-        .map(|l| l.db_user.clone().unwrap_or_else(|| default.to_string()))
-        .collect();
-    users.into_iter().collect()
-}
-
 async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
     match cx
         .aws
@@ -315,7 +306,7 @@ impl StepImpl for SecretAccess {
             DbConnect {
                 kind: kind.into(),
                 id: r.text(id),
-                users: function_users(rb, &user),
+                users: rb.function_users(&user),
                 user,
             }
         });
@@ -660,6 +651,12 @@ mod tests {
             },
         ];
         let doc = least_privilege(&grants, Some(("db-1", &["app", "report"][..])), "r", "1");
+        // The order of the [[auth]] tables is no difference.
+        let reordered = [grants[2].clone(), grants[0].clone(), grants[1].clone()];
+        assert_eq!(
+            least_privilege(&reordered, Some(("db-1", &["app", "report"][..])), "r", "1"),
+            doc
+        );
         let st = doc["Statement"].as_array().unwrap();
         assert_eq!(st[0]["Resource"], json!(["arn:a", "arn:b", "arn:c"]));
         // One key for two secrets: granted once, and only it.

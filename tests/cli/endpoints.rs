@@ -19,10 +19,22 @@ fn endpoints(snap: &Snapshot) -> Vec<&String> {
 
 #[test]
 fn a_reader_endpoint_killed_anywhere_resumes_or_rolls_back_exactly() {
+    killed_anywhere(false);
+}
+
+/// The same with the state in S3: the killed holder's lock is refused,
+/// named and removed by its id before the resume or rollback.
+#[test]
+fn a_reader_endpoint_killed_anywhere_with_the_state_in_s3() {
+    killed_anywhere(true);
+}
+
+fn killed_anywhere(s3: bool) {
     let emu = Emulator::start();
     for point in ["before-apply", "wait", "after-apply"] {
         for then in ["resume", "rollback"] {
             let ws = emu.workspace_for(&format!("ep_{}_{then}", point.len()), RUNBOOK, SEED);
+            let ws = if s3 { ws.in_s3() } else { ws };
             let before = snapshot(&emu, &ws);
             let out = ws
                 .cmd(&["run", "--yes"])
@@ -32,6 +44,9 @@ fn a_reader_endpoint_killed_anywhere_resumes_or_rolls_back_exactly() {
                 )
                 .bounded_output();
             assert_eq!(out.status.signal(), Some(6), "{point} did not abort");
+            if s3 {
+                super::crash::unlock_left(&ws);
+            }
             let what = format!("killed at proxy-endpoints:{point}, then {then}");
             if then == "resume" {
                 ws.run(&["resume", "--yes"]).ok();

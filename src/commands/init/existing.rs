@@ -14,7 +14,16 @@ use crate::aws::{Aws, decode_policy, describe_error};
 use crate::db::{Db, Kind};
 
 /// An existing proxy and what `init` read of it.
-#[derive(Debug, Default)]
+/// One secret of an existing proxy, for an `[[auth]]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthFound {
+    pub secret_arn: String,
+    pub user: Option<String>,
+    pub iam_auth: String,
+    pub client_password_auth_type: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
 pub struct Existing {
     pub name: String,
     pub endpoint: String,
@@ -28,6 +37,9 @@ pub struct Existing {
     pub subnets: Vec<String>,
     pub secret_arn: Option<String>,
     pub iam_auth: String,
+    /// Every secret of the proxy when it has several, each as an
+    /// `[[auth]]` table would give it (empty with one or none).
+    pub auth: Vec<AuthFound>,
     /// `NONE`, or `IAM_AUTH` (end-to-end IAM).
     pub default_auth_scheme: String,
     /// The endpoint's and the target connection's network types.
@@ -106,6 +118,27 @@ pub async fn find(aws: &Aws, db: &Db, functions: &[Function]) -> Result<Option<E
             .and_then(|a| a.iam_auth())
             .map_or("DISABLED", IamAuthMode::as_str)
             .to_string(),
+        auth: if proxy.auth().len() > 1 {
+            proxy
+                .auth()
+                .iter()
+                .filter_map(|a| {
+                    Some(AuthFound {
+                        secret_arn: a.secret_arn()?.to_string(),
+                        user: a.user_name().map(String::from),
+                        iam_auth: a
+                            .iam_auth()
+                            .map_or("DISABLED", IamAuthMode::as_str)
+                            .to_string(),
+                        client_password_auth_type: a
+                            .client_password_auth_type()
+                            .map(|c| c.as_str().to_string()),
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         default_auth_scheme: proxy.default_auth_scheme().unwrap_or("NONE").to_string(),
         network_types: (
             proxy

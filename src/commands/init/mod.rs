@@ -451,7 +451,16 @@ pub fn render(r: &Rendered) -> String {
         Some(_) => "the existing proxy's secret",
         None => "the master user's secret, managed by RDS",
     };
-    if r.secret.is_empty() {
+    let several = r.existing.map_or(&[][..], |e| &e.auth[..]);
+    let several = if r.secret_given { &[][..] } else { several };
+    if !several.is_empty() {
+        let _ = writeln!(
+            w,
+            "# No secret_arn: the existing proxy logs in with {} secrets, the [[auth]] tables \
+             below.",
+            several.len()
+        );
+    } else if r.secret.is_empty() {
         let _ = writeln!(
             w,
             "# No secret_arn: none was found, and the proxy logs in with IAM (see [proxy])."
@@ -466,6 +475,18 @@ pub fn render(r: &Rendered) -> String {
         db.port.map_or(family.default_port(), i64::from)
     );
     let _ = writeln!(w);
+    for a in several {
+        let _ = writeln!(w, "[[auth]]");
+        let _ = writeln!(w, "secret_arn = {}", q(&a.secret_arn));
+        if let Some(u) = &a.user {
+            let _ = writeln!(w, "user = {}", q(u));
+        }
+        let _ = writeln!(w, "iam_auth = {}", q(&a.iam_auth));
+        if let Some(c) = &a.client_password_auth_type {
+            let _ = writeln!(w, "client_password_auth_type = {}", q(c));
+        }
+        let _ = writeln!(w);
+    }
     let existing = r.existing;
     let made = |step: &str| match existing {
         Some(_) => "the existing proxy's".to_string(),
@@ -896,5 +917,49 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} in:\n{text}");
         }
+        // A proxy with two secrets: both as [[auth]] tables, no
+        // database.secret_arn (a run would otherwise drop the second).
+        let arn = |n: &str| format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{n}");
+        let two = Existing {
+            auth: vec![
+                existing::AuthFound {
+                    secret_arn: arn("book-AbCdEf"),
+                    user: Some("admin".into()),
+                    iam_auth: "REQUIRED".into(),
+                    client_password_auth_type: Some("MYSQL_NATIVE_PASSWORD".into()),
+                },
+                existing::AuthFound {
+                    secret_arn: arn("reader-AbCdEf"),
+                    user: None,
+                    iam_auth: "DISABLED".into(),
+                    client_password_auth_type: None,
+                },
+            ],
+            ..existing.clone()
+        };
+        let text = render(&Rendered {
+            existing: Some(&two),
+            ..Rendered {
+                name: "app-db-proxy",
+                region: "us-east-1",
+                account: "123456789012",
+                db: &db,
+                secret: two.secret_arn.as_deref().unwrap(),
+                secret_given: false,
+                functions: &functions,
+                existing: None,
+            }
+        });
+        let rb = Runbook::parse(
+            Path::new("x.toml"),
+            &text,
+            &|_| None,
+            &crate::steps::Catalogue,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(rb.database.secret_arn.is_none(), "{text}");
+        assert_eq!(rb.auth.len(), 2, "{text}");
+        assert_eq!(rb.auth[0].user.as_deref(), Some("admin"));
+        assert_eq!(rb.auth[1].iam_auth, "DISABLED");
     }
 }
