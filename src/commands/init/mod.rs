@@ -653,6 +653,17 @@ mod tests {
         assert_eq!(suffixed(&"r".repeat(60), "-rds-proxy", 64).len(), 64);
     }
 
+    /// The runbook `init` wrote, parsed (the text shown when it does not).
+    fn parsed(text: &str) -> Runbook {
+        Runbook::parse(
+            Path::new("x.toml"),
+            text,
+            &|_| None,
+            &crate::steps::Catalogue,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
     fn function(vars: &[(&str, &str)]) -> Function {
         Function {
             name: "api".into(),
@@ -735,13 +746,7 @@ mod tests {
             functions: &functions,
             existing: None,
         });
-        let rb = Runbook::parse(
-            Path::new("x.toml"),
-            &text,
-            &|_| None,
-            &crate::steps::Catalogue,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rb = parsed(&text);
         assert_eq!(rb.name, "orders-proxy");
         assert_eq!(rb.database.port, 5432);
         assert_eq!(rb.database.engine_family, EngineFamily::Postgresql);
@@ -795,13 +800,7 @@ mod tests {
                 functions: &functions,
                 existing: None,
             });
-            let rb = Runbook::parse(
-                Path::new("x.toml"),
-                &text,
-                &|_| None,
-                &crate::steps::Catalogue,
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let rb = parsed(&text);
             (text, rb)
         };
         // No secret found: the proxy logs in with IAM.
@@ -894,13 +893,7 @@ mod tests {
             functions: &functions,
             existing: Some(&existing),
         });
-        let rb = Runbook::parse(
-            Path::new("x.toml"),
-            &text,
-            &|_| None,
-            &crate::steps::Catalogue,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rb = parsed(&text);
         let none = |_: &str, _: &str| None;
         assert_eq!(rb.proxy.name.fill(&none).unwrap(), "by-hand");
         assert_eq!(rb.proxy.idle_client_timeout, 900);
@@ -938,25 +931,16 @@ mod tests {
             ..existing.clone()
         };
         let text = render(&Rendered {
+            name: "app-db-proxy",
+            region: "us-east-1",
+            account: "123456789012",
+            db: &db,
+            secret: two.secret_arn.as_deref().unwrap(),
+            secret_given: false,
+            functions: &functions,
             existing: Some(&two),
-            ..Rendered {
-                name: "app-db-proxy",
-                region: "us-east-1",
-                account: "123456789012",
-                db: &db,
-                secret: two.secret_arn.as_deref().unwrap(),
-                secret_given: false,
-                functions: &functions,
-                existing: None,
-            }
         });
-        let rb = Runbook::parse(
-            Path::new("x.toml"),
-            &text,
-            &|_| None,
-            &crate::steps::Catalogue,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rb = parsed(&text);
         assert!(rb.database.secret_arn.is_none(), "{text}");
         assert_eq!(rb.auth.len(), 2, "{text}");
         assert_eq!(rb.auth[0].user.as_deref(), Some("admin"));
