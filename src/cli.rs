@@ -92,8 +92,12 @@ pub enum Command {
     },
     /// Show each step and what its check finds in the account. Changes nothing.
     Plan {
-        /// The runbook file (TOML).
-        runbook: PathBuf,
+        /// The runbook file (TOML); several, or folders of them, make a
+        /// fleet: each with its own state and lock, several at once.
+        #[arg(required = true, value_name = "RUNBOOK")]
+        runbooks: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: Fleet,
         /// `json`: one JSON document with the same facts (preflight, each
         /// step's action, what and details, a summary).
         #[arg(long, value_enum, default_value_t)]
@@ -122,8 +126,12 @@ pub enum Command {
     /// Run the steps (all, one, or a range), each as soon as the steps it
     /// needs are done; each checks the account before acting.
     Run {
-        /// The runbook file (TOML).
-        runbook: PathBuf,
+        /// The runbook file (TOML); several, or folders of them, make a
+        /// fleet: each with its own state and lock, several at once.
+        #[arg(required = true, value_name = "RUNBOOK")]
+        runbooks: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: Fleet,
         #[command(flatten)]
         select: Selection,
         /// Do not ask for confirmation (required when stdin is not a terminal).
@@ -159,8 +167,12 @@ pub enum Command {
     /// Continue a run that stopped or failed, re-checking every step
     /// against the account.
     Resume {
-        /// The runbook file (TOML).
-        runbook: PathBuf,
+        /// The runbook file (TOML); several, or folders of them, make a
+        /// fleet: each with its own state and lock, several at once.
+        #[arg(required = true, value_name = "RUNBOOK")]
+        runbooks: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: Fleet,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -204,8 +216,12 @@ pub enum Command {
     /// Each step's state, outputs, when, and the last error. No call to the
     /// account (a state in S3 is read from S3).
     Status {
-        /// The runbook file (TOML).
-        runbook: PathBuf,
+        /// The runbook file (TOML); several, or folders of them, make a
+        /// fleet: each with its own state and lock, several at once.
+        #[arg(required = true, value_name = "RUNBOOK")]
+        runbooks: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: Fleet,
         /// The state's earlier versions in S3 (a versioned bucket): when, who,
         /// from which host, with which command.
         #[arg(long)]
@@ -219,8 +235,12 @@ pub enum Command {
     /// once), deleting only what this runbook created and restoring what it
     /// changed.
     Rollback {
-        /// The runbook file (TOML).
-        runbook: PathBuf,
+        /// The runbook file (TOML); several, or folders of them, make a
+        /// fleet: each with its own state and lock, several at once.
+        #[arg(required = true, value_name = "RUNBOOK")]
+        runbooks: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: Fleet,
         /// Keep this step and the ones before it; undo only the steps after it.
         #[arg(long, value_name = "STEP")]
         to: Option<String>,
@@ -264,6 +284,20 @@ pub enum StateCommand {
         #[arg(long, value_name = "S3_URL")]
         from: String,
     },
+}
+
+/// How several runbooks run together.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Fleet {
+    /// With several runbooks: how many at once (their waits share their
+    /// looks per account and region, so more costs few more calls).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// With several runbooks: when one fails, stop the others after their
+    /// call in flight (their states saved) and start no more.
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -39,6 +39,10 @@ pub enum Failure {
     /// Ctrl-C; the state is saved.
     #[error("{0}")]
     Interrupted(String),
+    /// A fleet where not every runbook succeeded, with the fleet's code:
+    /// its summary said which and why.
+    #[error("not every runbook of the fleet succeeded (see the summary)")]
+    Fleet(i32),
 }
 
 impl Failure {
@@ -51,12 +55,13 @@ impl Failure {
             Failure::Preflight(_) => EXIT_PREFLIGHT,
             Failure::Changes => EXIT_CHANGES,
             Failure::Interrupted(_) => EXIT_INTERRUPTED,
+            Failure::Fleet(code) => *code,
         }
     }
 
     /// Whether the error line is left out (the code is the answer).
     pub fn is_answer(&self) -> bool {
-        matches!(self, Failure::Changes)
+        matches!(self, Failure::Changes | Failure::Fleet(_))
     }
 
     pub fn steps_failed(m: impl Into<String>) -> anyhow::Error {

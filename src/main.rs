@@ -11,6 +11,7 @@ mod open;
 mod poll;
 mod preflight;
 mod proxy_logs;
+mod rounds;
 mod runbook;
 mod state;
 mod steps;
@@ -21,6 +22,7 @@ mod validate;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::commands::fleet::{self, Job};
 use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer};
 use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
@@ -138,30 +140,36 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
     match command {
         Command::Init(args) => init::init(args, opts).await,
         Command::Plan {
-            runbook,
+            runbooks,
             output,
             detailed_exitcode,
             out,
             allow_replace,
+            fleet: together,
         } => {
             let how = plan::PlanHow {
                 output: *output,
                 detailed_exitcode: *detailed_exitcode,
                 allow_replace: *allow_replace,
             };
-            plan::plan(runbook, how, out.as_deref(), opts).await
+            match fleet::single(runbooks) {
+                Some(one) => plan::plan(one, how, out.as_deref(), opts).await,
+                None if out.is_some() => Err(one_only("plan --out")),
+                None => fleet::fleet(runbooks, Job::Plan { how }, *together, opts).await,
+            }
         }
         Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, opts).await,
         Command::Preflight { runbook } => commands::preflight::preflight(runbook, opts).await,
         Command::Doctor { runbook } => doctor::doctor(runbook, opts).await,
         Command::Run {
-            runbook,
+            runbooks,
             select,
             yes,
             confirm,
             adopt,
             plan,
             allow_replace,
+            fleet: together,
             ..
         } => {
             let how = RunHow {
@@ -171,12 +179,18 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
                 resume: false,
                 allow_replace: *allow_replace,
             };
-            run::run(runbook, select, how, plan.as_deref(), opts).await
+            match fleet::single(runbooks) {
+                Some(one) => run::run(one, select, how, plan.as_deref(), opts).await,
+                None if plan.is_some() => Err(one_only("run --plan")),
+                None if *confirm => Err(one_only("run --confirm")),
+                None => fleet::fleet(runbooks, Job::Run { select, how }, *together, opts).await,
+            }
         }
         Command::Resume {
-            runbook,
+            runbooks,
             yes,
             allow_replace,
+            fleet: together,
             ..
         } => {
             let how = RunHow {
@@ -185,18 +199,52 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
                 allow_replace: *allow_replace,
                 ..Default::default()
             };
-            run::run(runbook, &Default::default(), how, None, opts).await
+            let select = Default::default();
+            match fleet::single(runbooks) {
+                Some(one) => run::run(one, &select, how, None, opts).await,
+                None => {
+                    fleet::fleet(
+                        runbooks,
+                        Job::Run {
+                            select: &select,
+                            how,
+                        },
+                        *together,
+                        opts,
+                    )
+                    .await
+                }
+            }
         }
         Command::Rollback {
-            runbook,
+            runbooks,
             to,
             yes,
             include_adopted,
+            fleet: together,
             ..
-        } => rollback::rollback(runbook, to.as_deref(), *yes, *include_adopted, opts).await,
+        } => match fleet::single(runbooks) {
+            Some(one) => rollback::rollback(one, to.as_deref(), *yes, *include_adopted, opts).await,
+            None => {
+                let job = Job::Rollback {
+                    to: to.as_deref(),
+                    yes: *yes,
+                    include_adopted: *include_adopted,
+                };
+                fleet::fleet(runbooks, job, *together, opts).await
+            }
+        },
         Command::Status {
-            runbook, history, ..
-        } => status::status(runbook, *history, opts).await,
+            runbooks,
+            history,
+            fleet: together,
+            ..
+        } => match fleet::single(runbooks) {
+            Some(one) => status::status(one, *history, opts).await,
+            None => {
+                fleet::fleet(runbooks, Job::Status { history: *history }, *together, opts).await
+            }
+        },
         Command::Unlock { runbook, force } => transfer::unlock(runbook, force, opts).await,
         Command::State(cli::StateCommand::Push { runbook, to }) => {
             transfer::push(runbook, to, opts).await
@@ -208,6 +256,13 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
             unreachable!("handled above")
         }
     }
+}
+
+/// An option that names one runbook's file, given with several.
+fn one_only(what: &str) -> anyhow::Error {
+    error::Failure::usage(format!(
+        "`{what}` works on one runbook at a time; give one runbook file, or leave it out"
+    ))
 }
 
 /// First Ctrl-C: let the call in flight finish, save, and stop. Second:

@@ -94,8 +94,7 @@ pub async fn open_state(rb: &Runbook, opts: &Options, command: &str) -> Result<B
     Ok(match state_place(rb, opts)? {
         Place::File(p) => Backend::File(p),
         Place::S3(p) => {
-            let client =
-                crate::aws::s3_client(&opts.aws, rb.region.as_deref(), p.region.as_deref()).await?;
+            let client = crate::aws::s3_client(&opts.aws, rb.aws(), p.region.as_deref()).await?;
             Backend::S3(Box::new(S3State::new(p, client, command)))
         }
     })
@@ -128,6 +127,7 @@ pub(crate) fn record_place(
     region: &str,
     path: &dyn std::fmt::Display,
 ) -> Result<bool> {
+    crate::ui::progress::member_account(account);
     if let (Some(a), Some(r)) = (&state.account, &state.region) {
         if a != account || r != region {
             return Err(Failure::bad_input(format!(

@@ -29,12 +29,24 @@ pub struct Interrupted;
 /// Unit tests drive the real wait and retry loops against mocked AWS
 /// answers, with every delay and deadline a thousand times shorter.
 #[cfg(test)]
-fn scaled(d: Duration) -> Duration {
+pub fn scaled(d: Duration) -> Duration {
     d / 1000
 }
 
 #[cfg(not(test))]
-fn scaled(d: Duration) -> Duration {
+pub fn scaled(d: Duration) -> Duration {
+    d
+}
+
+/// A time measured on the clock, as the schedules count it (the inverse
+/// of [`scaled`]).
+#[cfg(test)]
+pub fn unscaled(d: Duration) -> Duration {
+    d * 1000
+}
+
+#[cfg(not(test))]
+pub fn unscaled(d: Duration) -> Duration {
     d
 }
 
@@ -171,30 +183,50 @@ pub async fn wait_for<T, F, Fut>(
     bar: &StepBar,
     what: &str,
     timeout: Duration,
-    mut probe: F,
+    probe: F,
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Wait<T>>>,
 {
+    let started = Instant::now();
+    let schedule = std::sync::Mutex::new(PollSchedule::new());
+    let pace = |left: Duration| {
+        let delay = schedule
+            .lock()
+            .expect("not poisoned")
+            .next_delay(unscaled(started.elapsed()));
+        sleep(delay.min(unscaled(left)))
+    };
+    wait_paced(bar, what, timeout, pace, probe).await
+}
+
+/// The loop of a wait: `pace` waits until the next look is due (at most
+/// the time left), `probe` looks.
+pub async fn wait_paced<T, F, Fut, P, PFut>(
+    bar: &StepBar,
+    what: &str,
+    timeout: Duration,
+    mut pace: P,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Wait<T>>>,
+    P: FnMut(Duration) -> PFut,
+    PFut: Future<Output = Result<(), Interrupted>>,
+{
     crate::failpoint::hit(bar.name(), "wait");
     let started = Instant::now();
     let deadline = Deadline::after(timeout);
-    let mut schedule = PollSchedule::new();
     bar.set(format!("waiting for {what}"));
     loop {
-        let elapsed = started.elapsed();
-        sleep(
-            schedule
-                .next_delay(elapsed)
-                .min(timeout.saturating_sub(elapsed)),
-        )
-        .await?;
+        pace(scaled(timeout).saturating_sub(started.elapsed())).await?;
         let status = match probe().await? {
             Wait::Ready(v) => return Ok(v),
             Wait::Pending(status) => status,
         };
-        let elapsed = started.elapsed();
+        let elapsed = unscaled(started.elapsed());
         if deadline.passed() {
             anyhow::bail!(
                 "{what} is still {status} after {}s (the limit is {}s); \

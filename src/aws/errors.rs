@@ -61,6 +61,10 @@ pub fn is_proxy_part_gone(code: Option<&str>) -> bool {
 }
 
 /// RDS: no proxy of that name.
+pub fn is_endpoint_not_found(code: Option<&str>) -> bool {
+    code == Some("DBProxyEndpointNotFoundFault")
+}
+
 pub fn is_proxy_not_found(code: Option<&str>) -> bool {
     code == Some("DBProxyNotFoundFault")
 }

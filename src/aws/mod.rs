@@ -18,8 +18,21 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
+/// What a runbook says of where its calls go: used when the command line
+/// says nothing (the region also when neither the environment nor the
+/// profile does).
+#[derive(Clone, Copy, Default)]
+pub struct RunbookAws<'a> {
+    pub region: Option<&'a str>,
+    pub profile: Option<&'a str>,
+}
+
 pub struct Aws {
     pub region: String,
+    /// Which account and region the clients reach (the profile, endpoint
+    /// and region they were made with): waits in one place share their
+    /// looks (see `rounds`).
+    pub place: String,
     account: tokio::sync::OnceCell<String>,
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
@@ -33,17 +46,23 @@ pub struct Aws {
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
-/// The SDK configuration every client is built from; `runbook_region` is
-/// used when neither --region nor the environment or profile gives one.
+/// The profile the calls use: --profile, else the runbook's.
+fn profile<'a>(opts: &'a AwsOptions, rb: RunbookAws<'a>) -> Option<&'a str> {
+    opts.profile.as_deref().or(rb.profile)
+}
+
+/// The SDK configuration every client is built from.
 pub async fn sdk_config(
     opts: &AwsOptions,
-    runbook_region: Option<&str>,
+    rb: RunbookAws<'_>,
 ) -> anyhow::Result<aws_config::SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Throttling and transient errors are retried by the SDK with
-        // exponential backoff and jitter.
+        // exponential backoff and jitter; once throttled, a client-side
+        // rate limit (per service and place, see `Aws::connect`) slows the
+        // calls down and recovers as the answers come back.
         .retry_config(
-            RetryConfig::standard()
+            RetryConfig::adaptive()
                 .with_max_attempts(6)
                 .with_max_backoff(Duration::from_secs(20)),
         )
@@ -55,8 +74,8 @@ pub async fn sdk_config(
                 .operation_timeout(Duration::from_secs(90))
                 .build(),
         );
-    if let Some(p) = &opts.profile {
-        let _ = PROFILE.set(p.clone());
+    if let Some(p) = profile(opts, rb) {
+        let _ = PROFILE.set(p.to_string());
         // An explicit --profile wins over keys in the environment, as
         // with the AWS CLI (the default chain would try the keys first).
         loader = loader.profile_name(p).credentials_provider(
@@ -75,7 +94,7 @@ pub async fn sdk_config(
     // The runbook's region is the last resort: --region, AWS_REGION and
     // the profile come first.
     if config.region().is_none()
-        && let Some(r) = runbook_region
+        && let Some(r) = rb.region
     {
         config = config
             .into_builder()
@@ -92,23 +111,42 @@ pub async fn sdk_config(
 }
 
 impl Aws {
-    /// `runbook_region` is used when neither --region nor the environment
-    /// or profile gives one.
-    pub async fn connect(opts: &AwsOptions, runbook_region: Option<&str>) -> anyhow::Result<Aws> {
-        let config = sdk_config(opts, runbook_region).await?;
+    pub async fn connect(opts: &AwsOptions, rb: RunbookAws<'_>) -> anyhow::Result<Aws> {
+        let config = sdk_config(opts, rb).await?;
         let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+        let place = format!(
+            "{}|{}|{region}",
+            profile(opts, rb).unwrap_or_default(),
+            opts.endpoint_url.as_deref().unwrap_or_default()
+        );
+        // Each service's retries and client-side rate limit in this place
+        // are shared by every client of the process that calls it there
+        // (a fleet's runbooks), and adapt to throttling together.
+        macro_rules! client {
+            ($krate:ident) => {
+                $krate::Client::from_conf(
+                    $krate::config::Builder::from(&config)
+                        .retry_partition($krate::config::retry::RetryPartition::new(format!(
+                            "{}:{place}",
+                            stringify!($krate)
+                        )))
+                        .build(),
+                )
+            };
+        }
         Ok(Aws {
             region,
             account: tokio::sync::OnceCell::new(),
-            iam: aws_sdk_iam::Client::new(&config),
             // IAM is global: the SDK picks its endpoint itself.
-            ec2: aws_sdk_ec2::Client::new(&config),
-            rds: aws_sdk_rds::Client::new(&config),
-            lambda: aws_sdk_lambda::Client::new(&config),
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
-            sts: aws_sdk_sts::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            iam: client!(aws_sdk_iam),
+            ec2: client!(aws_sdk_ec2),
+            rds: client!(aws_sdk_rds),
+            lambda: client!(aws_sdk_lambda),
+            secrets: client!(aws_sdk_secretsmanager),
+            sts: client!(aws_sdk_sts),
+            cloudwatch: client!(aws_sdk_cloudwatch),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            place,
         })
     }
 }
@@ -119,10 +157,10 @@ impl Aws {
 /// per-bucket host names).
 pub async fn s3_client(
     opts: &AwsOptions,
-    runbook_region: Option<&str>,
+    rb: RunbookAws<'_>,
     region: Option<&str>,
 ) -> anyhow::Result<aws_sdk_s3::Client> {
-    let config = sdk_config(opts, runbook_region).await?;
+    let config = sdk_config(opts, rb).await?;
     let mut s3 = aws_sdk_s3::config::Builder::from(&config);
     if let Some(r) = region {
         s3 = s3.region(Region::new(r.to_string()));
@@ -164,8 +202,12 @@ impl Aws {
                 .behavior_version_latest()
                 .build(),
         );
+        // Each set of mocked clients is a place of its own.
+        static MOCKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MOCKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Aws {
             region: "us-east-1".into(),
+            place: format!("mocked-{n}"),
             account,
             iam,
             ec2,

@@ -38,7 +38,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let backend = open_state(&rb, opts, "adopt").await?;
     let (_lock, mut state) = backend.lock_and_load(&rb.name).await?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &backend).await?;
     println!(

@@ -171,7 +171,7 @@ async fn last_hour(aws: &Aws, proxy: &str, metric: &str) -> Result<Option<Hour>>
 
 pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     let Some(name) = rb.proxy.name.literal() else {
         anyhow::bail!("proxy.name must be known to examine the proxy");
     };

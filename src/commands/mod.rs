@@ -2,6 +2,7 @@
 
 pub mod adopt;
 pub mod doctor;
+pub mod fleet;
 pub mod init;
 pub mod plan;
 pub mod preflight;

@@ -136,7 +136,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     // Read without the lock: a plan writes nothing.
     let backend = open_state(&rb, opts, "plan").await?;
     let mut state = backend.load(&rb.name).await?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &backend).await?;
     let preflight = crate::preflight::run(&rb, &aws, &state, &backend).await?;
@@ -408,12 +408,15 @@ fn print_text(r: &PlanReport) {
             Some(by) => ("", format!(" (set by {by})")),
             None => ("about ", String::new()),
         };
-        println!(
+        crate::say!(
             "Connection budget: {} allows {about}{} connections{set_by}; the pool may use {}% = {}.",
-            b.instance_class, b.max_connections, b.max_connections_percent, b.pool_ceiling
+            b.instance_class,
+            b.max_connections,
+            b.max_connections_percent,
+            b.pool_ceiling
         );
         for f in &b.functions {
-            println!(
+            crate::say!(
                 "  {}: at worst {} environments (limited by {}{})",
                 f.name,
                 f.worst_case,
@@ -426,12 +429,14 @@ fn print_text(r: &PlanReport) {
             );
         }
         for n in &b.notes {
-            println!("  {n}");
+            crate::say!("  {n}");
         }
     }
-    println!(
+    crate::say!(
         "Plan for runbook `{}` ({}) in {}:",
-        r.runbook, r.file, r.region
+        r.runbook,
+        r.file,
+        r.region
     );
     for s in &r.steps {
         let (mark, label) = match s.action {
@@ -450,18 +455,18 @@ fn print_text(r: &PlanReport) {
         } else {
             format!(", after {}", s.after.join(", "))
         };
-        println!("  {mark} {:<22} {label}{after}: {}", s.name, s.what);
+        crate::say!("  {mark} {:<22} {label}{after}: {}", s.name, s.what);
         for d in &s.details {
-            println!("      {d}");
+            crate::say!("      {d}");
         }
         if let Some(b) = &s.blocked {
-            println!("      blocked: {}", b.reason);
+            crate::say!("      blocked: {}", b.reason);
         }
     }
     if !r.to_delete.is_empty() {
-        println!("  - to delete once every function has moved (replaced):");
+        crate::say!("  - to delete once every function has moved (replaced):");
         for d in &r.to_delete {
-            println!("      {d}");
+            crate::say!("      {d}");
         }
     }
     let m = &r.summary;
@@ -470,7 +475,7 @@ fn print_text(r: &PlanReport) {
         n => format!(" ({n} verification step(s) will run)"),
     };
     if m.create + m.finish + m.update + m.replace + m.blocked == 0 && r.to_delete.is_empty() {
-        println!(
+        crate::say!(
             "Nothing to change: all {} steps are done{verifies}.",
             m.done
         );
@@ -483,10 +488,14 @@ fn print_text(r: &PlanReport) {
             0 => String::new(),
             n => format!(", {n} replaced to delete"),
         };
-        println!(
+        crate::say!(
             "Plan: {} to create, {} to finish, {} to update in place, {replace}{} done, {} \
              blocked{delete}{verifies}.",
-            m.create, m.finish, m.update, m.done, m.blocked
+            m.create,
+            m.finish,
+            m.update,
+            m.done,
+            m.blocked
         );
     }
 }

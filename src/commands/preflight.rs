@@ -13,7 +13,7 @@ pub async fn preflight(runbook: &Path, opts: &Options) -> Result<()> {
     // Read only (no lock): what the state adopted counts as its own.
     let backend = open_state(&rb, opts, "preflight").await?;
     let state = backend.load(&rb.name).await?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     crate::say!("Preflight for runbook `{}` in {}:", rb.name, aws.region);
     preflight_checks(&rb, &aws, &state, &backend, true).await
 }

@@ -84,7 +84,7 @@ pub async fn rollback(
         ),
         yes,
     )?;
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     if check_place(&mut state, &aws, &backend).await? {
         backend.save(&state).await?;
     }

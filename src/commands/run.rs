@@ -109,7 +109,7 @@ pub async fn run(
             yes,
         )?;
     }
-    let aws = Aws::connect(&opts.aws, rb.region.as_deref()).await?;
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     read_external(&rb, &aws).await?;
 
     // The first round, all at once: who we are, every step that can be

@@ -56,11 +56,11 @@ pub async fn status(runbook: &Path, history: bool, opts: &Options) -> Result<()>
             "region": state.region,
             "steps": steps,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::ui::progress::emit_json(&doc);
         return Ok(());
     }
-    println!("Runbook `{}` ({})", rb.name, rb.path.display());
-    println!(
+    crate::say!("Runbook `{}` ({})", rb.name, rb.path.display());
+    crate::say!(
         "State: {}{}",
         path,
         if exists {
@@ -72,34 +72,34 @@ pub async fn status(runbook: &Path, history: bool, opts: &Options) -> Result<()>
     let mut last_error = None;
     for name in order_for_status(&rb, &state) {
         let rec = state.record(&name).cloned().unwrap_or_default();
-        println!(
+        crate::say!(
             "  {:<22} {:<12} {}",
             name,
             rec.status.label(),
             rec.updated_at.as_deref().unwrap_or("")
         );
         for (k, v) in &rec.outputs {
-            println!("      {k} = {v}");
+            crate::say!("      {k} = {v}");
         }
         for e in edits(&name) {
-            println!("      edited in the runbook, not applied yet: {e}");
+            crate::say!("      edited in the runbook, not applied yet: {e}");
         }
         if rec.origin == Some(crate::state::Origin::Adopted) {
-            println!("      adopted: managed here, left in place by rollback");
+            crate::say!("      adopted: managed here, left in place by rollback");
         }
         for r in &rec.retired {
             let what = crate::steps::get(&name)
                 .and_then(|s| s.describe(&r.inputs).ok())
                 .unwrap_or_default();
-            println!("      replaced, to delete once every function has moved: {what}");
+            crate::say!("      replaced, to delete once every function has moved: {what}");
         }
         if let Some(e) = &rec.error {
-            println!("      error: {e}");
+            crate::say!("      error: {e}");
             last_error = Some(name.clone());
         }
     }
     if let Some(name) = last_error {
-        println!(
+        crate::say!(
             "Last error in step `{name}`. To continue after fixing it: {}",
             command_hint("resume", &rb, opts)
         );
@@ -117,12 +117,12 @@ async fn print_history(backend: &Backend, opts: &Options) -> Result<()> {
     };
     let versions = s3.history().await?;
     if opts.output == crate::cli::Output::Json {
-        println!("{}", serde_json::to_string_pretty(&versions)?);
+        crate::ui::progress::emit_json(&serde_json::to_value(&versions)?);
         return Ok(());
     }
-    println!("History of {backend} (newest first):");
+    crate::say!("History of {backend} (newest first):");
     for v in &versions {
-        println!(
+        crate::say!(
             "  {}  {:<12} {:<20} {:<10} {}{}",
             v.when,
             v.who,
@@ -133,7 +133,7 @@ async fn print_history(backend: &Backend, opts: &Options) -> Result<()> {
         );
     }
     if versions.len() <= 1 {
-        println!(
+        crate::say!(
             "  (one version: the bucket keeps no history unless versioning is on: \
              `aws s3api put-bucket-versioning --bucket {} --versioning-configuration Status=Enabled`)",
             s3.place.bucket

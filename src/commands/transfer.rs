@@ -64,8 +64,7 @@ async fn s3_side(
         kms_key,
         ..place
     };
-    let client =
-        crate::aws::s3_client(&opts.aws, rb.region.as_deref(), place.region.as_deref()).await?;
+    let client = crate::aws::s3_client(&opts.aws, rb.aws(), place.region.as_deref()).await?;
     Ok(S3State::new(place, client, command))
 }
 

@@ -24,6 +24,7 @@ impl Cx<'_> {
         };
         let name = self.name(&mut top);
         let region = self.literal(&mut top, "region", false);
+        let profile = self.literal(&mut top, "profile", false);
         let steps = self.step_list(&mut top);
         let mut tags = self.tags(&mut top);
         let network = self.network(&mut top);
@@ -51,6 +52,7 @@ impl Cx<'_> {
             path: path.to_path_buf(),
             name,
             region,
+            profile,
             tags,
             network: network?.0,
             database: database?,

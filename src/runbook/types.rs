@@ -413,6 +413,9 @@ pub struct Runbook {
     pub path: PathBuf,
     pub name: String,
     pub region: Option<String>,
+    /// The AWS profile of this runbook's account (a fleet across accounts
+    /// names one per runbook); --profile wins over it.
+    pub profile: Option<String>,
     /// The tags for everything we create, the ownership tag included.
     pub tags: BTreeMap<String, String>,
     pub network: Network,
@@ -467,6 +470,16 @@ impl Text {
             pos,
             key: key.to_string(),
             unset_env: false,
+        }
+    }
+}
+
+impl Runbook {
+    /// Where the runbook says its calls go.
+    pub fn aws(&self) -> crate::aws::RunbookAws<'_> {
+        crate::aws::RunbookAws {
+            region: self.region.as_deref(),
+            profile: self.profile.as_deref(),
         }
     }
 }

@@ -22,7 +22,8 @@ use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_proxy_exists, is_proxy_not_found};
 use crate::aws::rds::find;
 use crate::aws::{describe_error, error_code};
-use crate::poll::{Wait, wait_for};
+use crate::poll::Wait;
+use crate::rounds::{self, wait_in_rounds};
 use crate::runbook::Runbook;
 
 pub struct Proxy;
@@ -567,12 +568,14 @@ impl Proxy {
         let what = format!("DB proxy {}", i.name);
         let ours = AtomicBool::new(ours);
         let ours = &ours;
-        wait_for(
+        let look = rounds::proxies(cx.aws);
+        wait_in_rounds(
             cx.bar,
             &what,
             Duration::from_secs(i.wait_timeout_seconds),
+            &look,
             || async {
-                let Some(p) = find(cx.aws, &i.name).await? else {
+                let Some(p) = look.proxy(&i.name)? else {
                     return Ok(Wait::Pending("not visible yet".into()));
                 };
                 if !ours.load(Ordering::Relaxed) {
@@ -781,12 +784,14 @@ impl StepImpl for Proxy {
         }
         // Deletion can take long; the proxy's network interfaces may linger
         // after it (the security group's rollback waits for those).
-        wait_for(
+        let look = rounds::proxies(cx.aws);
+        wait_in_rounds(
             cx.bar,
             &format!("DB proxy {name} to be deleted"),
             Duration::from_secs(i.wait_timeout_seconds),
+            &look,
             || async {
-                Ok(match find(cx.aws, name).await? {
+                Ok(match look.proxy(name)? {
                     None => Wait::Ready(()),
                     Some(p) => Wait::Pending(status_of(&p)),
                 })

@@ -18,8 +18,10 @@ use serde_json::Value;
 
 use super::common::rds_tags;
 use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use crate::aws::errors::is_endpoint_not_found;
 use crate::aws::{describe_error, error_code};
-use crate::poll::{Wait, wait_for};
+use crate::poll::Wait;
+use crate::rounds::{self, wait_in_rounds};
 use crate::runbook::Runbook;
 
 pub struct ProxyEndpoints;
@@ -58,10 +60,6 @@ fn output(found: &[DbProxyEndpoint]) -> Outputs {
         .collect();
     pairs.sort();
     Outputs::from([("endpoints".into(), pairs.join(" "))])
-}
-
-fn is_endpoint_not_found(code: Option<&str>) -> bool {
-    code == Some("DBProxyEndpointNotFoundFault")
 }
 
 async fn find(cx: &Ctx<'_>, name: &str) -> Result<Option<DbProxyEndpoint>> {
@@ -203,13 +201,15 @@ impl ProxyEndpoints {
                 ),
             }
         }
+        let look = rounds::endpoints(cx.aws);
         for name in names {
-            wait_for(
+            wait_in_rounds(
                 cx.bar,
                 &format!("DB proxy endpoint {name} to be deleted"),
                 Duration::from_secs(i.wait_timeout_seconds),
+                &look,
                 || async {
-                    Ok(match find(cx, name).await? {
+                    Ok(match look.endpoint(name)? {
                         None => Wait::Ready(()),
                         Some(ep) => Wait::Pending(status(&ep).to_string()),
                     })
@@ -400,13 +400,15 @@ impl StepImpl for ProxyEndpoints {
             }
         }
         let mut present = Vec::new();
+        let look = rounds::endpoints(cx.aws);
         for want in &i.endpoints {
-            let ep = wait_for(
+            let ep = wait_in_rounds(
                 cx.bar,
                 &format!("DB proxy endpoint {}", want.name),
                 Duration::from_secs(i.wait_timeout_seconds),
+                &look,
                 || async {
-                    let Some(ep) = find(cx, &want.name).await? else {
+                    let Some(ep) = look.endpoint(&want.name)? else {
                         return Ok(Wait::Pending("not visible yet".into()));
                     };
                     Ok(match status(&ep) {

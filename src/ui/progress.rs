@@ -22,8 +22,12 @@ pub fn to_stderr() -> bool {
 
 static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
 
-/// Prints the command's one JSON document.
+/// Prints the command's one JSON document (a fleet's runbook hands it to
+/// the fleet instead).
 pub fn emit_json(doc: &serde_json::Value) {
+    if MEMBER.try_with(|m| m.keep_json(doc.clone())).is_ok() {
+        return;
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(doc).expect("JSON values serialize")
@@ -38,16 +42,131 @@ pub fn json_printed() -> bool {
 }
 
 /// `println!` for the lines people read: stdout, or stderr when stdout
-/// carries JSON.
+/// carries JSON; in a fleet, through the runbook's [`Member`].
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
-        if $crate::ui::progress::to_stderr() {
-            eprintln!($($arg)*)
-        } else {
-            println!($($arg)*)
-        }
+        $crate::ui::progress::say_line(format!($($arg)*))
     };
+}
+
+/// See [`say!`].
+pub fn say_line(line: String) {
+    if MEMBER.try_with(|m| m.line(&line)).is_ok() {
+        return;
+    }
+    if to_stderr() {
+        eprintln!("{line}")
+    } else {
+        println!("{line}")
+    }
+}
+
+tokio::task_local! {
+    /// The fleet's runbook whose command this task runs.
+    static MEMBER: std::sync::Arc<Member>;
+}
+
+/// One runbook of a fleet, as its command's output sees it: its lines go
+/// out with its name in front (or are kept, to be shown as one block), its
+/// steps' progress is its live line, its JSON document is kept for the
+/// fleet's.
+pub struct Member {
+    prefix: String,
+    /// Lines kept until the command ends (`plan`, `status`), else None.
+    kept: Option<std::sync::Mutex<Vec<String>>>,
+    /// The live line on a terminal.
+    live: Option<(MultiProgress, ProgressBar)>,
+    json: std::sync::Mutex<Option<serde_json::Value>>,
+    account: std::sync::Mutex<Option<String>>,
+}
+
+impl Member {
+    /// `width`: the longest name of the fleet, so that the lines align.
+    pub fn new(
+        name: &str,
+        width: usize,
+        keep: bool,
+        multi: Option<&MultiProgress>,
+    ) -> std::sync::Arc<Member> {
+        let prefix = format!("{name:<width$} |");
+        let live = multi.map(|m| {
+            let pb = m.add(ProgressBar::new_spinner());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}")
+                    .expect("valid template"),
+            );
+            pb.set_prefix(prefix.clone());
+            pb.enable_steady_tick(Duration::from_millis(120));
+            (m.clone(), pb)
+        });
+        std::sync::Arc::new(Member {
+            prefix,
+            kept: keep.then(Default::default),
+            live,
+            json: Default::default(),
+            account: Default::default(),
+        })
+    }
+
+    /// Runs `f` as this runbook's command.
+    pub async fn scope<F: std::future::Future>(self: std::sync::Arc<Self>, f: F) -> F::Output {
+        MEMBER.scope(self, f).await
+    }
+
+    fn line(&self, line: &str) {
+        if let Some(kept) = &self.kept {
+            kept.lock().expect("not poisoned").push(line.to_string());
+            return;
+        }
+        let line = format!("{} {line}", self.prefix);
+        match &self.live {
+            Some((m, _)) => {
+                let _ = m.println(line);
+            }
+            None if to_stderr() => eprintln!("{line}"),
+            None => println!("{line}"),
+        }
+    }
+
+    /// What a step does now: the live line, when there is one.
+    fn status(&self, msg: &str) -> bool {
+        match &self.live {
+            Some((_, pb)) => {
+                pb.set_message(msg.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn keep_json(&self, doc: serde_json::Value) {
+        *self.json.lock().expect("not poisoned") = Some(doc);
+    }
+
+    /// The lines kept, the JSON document, the account; the live line ends.
+    pub fn finish(&self) -> (Vec<String>, Option<serde_json::Value>, Option<String>) {
+        if let Some((_, pb)) = &self.live {
+            pb.finish_and_clear();
+        }
+        let kept = self
+            .kept
+            .as_ref()
+            .map(|k| std::mem::take(&mut *k.lock().expect("not poisoned")))
+            .unwrap_or_default();
+        let json = self.json.lock().expect("not poisoned").take();
+        let account = self.account.lock().expect("not poisoned").clone();
+        (kept, json, account)
+    }
+}
+
+/// In a fleet: the account the runbook's command found itself in.
+pub fn member_account(account: &str) {
+    let _ = MEMBER.try_with(|m| *m.account.lock().expect("not poisoned") = Some(account.into()));
+}
+
+fn in_member() -> bool {
+    MEMBER.try_with(|_| ()).is_ok()
 }
 
 #[derive(Clone)]
@@ -57,7 +176,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(no_progress: bool) -> Progress {
-        let fancy = !no_progress && !to_stderr() && std::io::stdout().is_terminal();
+        let fancy = !no_progress && !to_stderr() && !in_member() && std::io::stdout().is_terminal();
         Progress {
             multi: fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout())),
         }
@@ -127,7 +246,14 @@ impl StepBar {
         let msg = msg.into();
         match &self.bar {
             Some(pb) => pb.set_message(msg),
-            None => crate::say!("{} {}: {msg}", stamp(), self.name),
+            None => {
+                let live = MEMBER
+                    .try_with(|m| m.status(&format!("{}: {msg}", self.name)))
+                    .unwrap_or(false);
+                if !live {
+                    crate::say!("{} {}: {msg}", stamp(), self.name)
+                }
+            }
         }
     }
 

@@ -15,6 +15,7 @@ mod doctor;
 mod emulator;
 mod endpoints;
 mod fault_layer;
+mod fleet;
 mod help;
 mod init;
 mod network;

@@ -86,7 +86,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         )));
     }
 
-    let aws = Aws::connect(&opts.aws, None).await?;
+    let aws = Aws::connect(&opts.aws, Default::default()).await?;
     let account = aws.account_id();
     let kind = match args.db_instance {
         Some(_) => Kind::Instance,

@@ -1,0 +1,438 @@
+//! Shared looks: every wait on a proxy (or a proxy endpoint) in one account
+//! and region reads the same answers. While anything waits there, one task
+//! lists them all (DescribeDBProxies without a name, page by page) in
+//! rounds, and each wait reads its own proxy out of the latest round.
+//! A fleet of fifty proxies creating together then costs one call per
+//! round, as one proxy does, instead of fifty.
+//!
+//! The rounds keep the pace of the youngest wait (the one that began
+//! last): the delay grows with its time waited as [`PollSchedule`] says,
+//! so no wait sees its resource later than it would on its own schedule;
+//! one that has waited longer is looked at more often than it needs, for
+//! free. A new wait brings the next round forward to half a second from
+//! its start, never back.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_rds::types::{DbProxy, DbProxyEndpoint};
+use tokio::sync::{Notify, watch};
+
+use crate::aws::errors::{is_endpoint_not_found, is_proxy_not_found};
+use crate::aws::{Aws, describe_error, error_code};
+use crate::poll::{self, Interrupted, PollSchedule, Wait};
+use crate::ui::progress::StepBar;
+
+type Fetch<V> =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<V, String>> + Send>> + Send + Sync>;
+
+/// One round's answer, numbered, with when its first call was sent.
+pub struct Round<V> {
+    seq: u64,
+    started: Instant,
+    answer: Result<V, String>,
+}
+
+struct Waiting {
+    /// Each wait that has joined and not left, by id: when it began.
+    waits: BTreeMap<u64, Instant>,
+    next_id: u64,
+    /// When the next round is due (while the task runs).
+    next_at: Option<Instant>,
+    running: bool,
+}
+
+/// The rounds of one kind of listing in one place.
+pub struct Rounds<V> {
+    fetch: Fetch<V>,
+    waiting: Mutex<Waiting>,
+    wake: Notify,
+    latest: watch::Sender<Option<Arc<Round<V>>>>,
+    /// Rounds made so far (for the tests and the benchmark's trace).
+    made: AtomicU64,
+}
+
+impl<V: Send + Sync + 'static> Rounds<V> {
+    fn new(fetch: Fetch<V>) -> Arc<Rounds<V>> {
+        Arc::new(Rounds {
+            fetch,
+            waiting: Mutex::new(Waiting {
+                waits: BTreeMap::new(),
+                next_id: 0,
+                next_at: None,
+                running: false,
+            }),
+            wake: Notify::new(),
+            latest: watch::channel(None).0,
+            made: AtomicU64::new(0),
+        })
+    }
+
+    /// Joins the rounds: the first answer this wait reads is of a round
+    /// sent after now.
+    pub fn join(self: &Arc<Self>) -> Ticket<V> {
+        let joined = Instant::now();
+        let mut w = self.waiting.lock().expect("not poisoned");
+        let id = w.next_id;
+        w.next_id += 1;
+        w.waits.insert(id, joined);
+        let first = joined + poll::scaled(PollSchedule::FIRST);
+        w.next_at = Some(w.next_at.map_or(first, |at| at.min(first)));
+        if !w.running {
+            w.running = true;
+            let rounds = self.clone();
+            tokio::spawn(async move { rounds.keep_rounds().await });
+        }
+        drop(w);
+        self.wake.notify_one();
+        Ticket {
+            rounds: self.clone(),
+            id,
+            joined,
+            seen: AtomicU64::new(0),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The task: a round when one is due, while any wait is left.
+    async fn keep_rounds(self: Arc<Self>) {
+        let mut schedule = PollSchedule::new();
+        loop {
+            let due = {
+                let mut w = self.waiting.lock().expect("not poisoned");
+                let Some(youngest) = w.waits.values().max().copied() else {
+                    w.running = false;
+                    w.next_at = None;
+                    return;
+                };
+                let waited = poll::unscaled(youngest.elapsed());
+                let paced = Instant::now() + poll::scaled(schedule.next_delay(waited));
+                let due = w.next_at.map_or(paced, |at| at.min(paced));
+                w.next_at = Some(due);
+                due
+            };
+            let now = Instant::now();
+            if due > now {
+                // A new wait may bring the round forward: look again then.
+                let _ = tokio::time::timeout(due - now, self.wake.notified()).await;
+                if Instant::now() < due {
+                    continue;
+                }
+            }
+            let started = Instant::now();
+            {
+                // Rounds due before this one are this one.
+                let mut w = self.waiting.lock().expect("not poisoned");
+                w.next_at = None;
+            }
+            let answer = (self.fetch)().await;
+            let seq = self.made.fetch_add(1, Ordering::SeqCst) + 1;
+            self.latest.send_replace(Some(Arc::new(Round {
+                seq,
+                started,
+                answer,
+            })));
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        let mut w = self.waiting.lock().expect("not poisoned");
+        w.waits.remove(&id);
+        drop(w);
+        self.wake.notify_one();
+    }
+
+    /// Rounds made so far.
+    #[cfg(test)]
+    pub fn made(&self) -> u64 {
+        self.made.load(Ordering::SeqCst)
+    }
+}
+
+/// One wait's place in the rounds; leaving is dropping it.
+pub struct Ticket<V: Send + Sync + 'static> {
+    rounds: Arc<Rounds<V>>,
+    id: u64,
+    joined: Instant,
+    seen: AtomicU64,
+    current: Mutex<Option<Arc<Round<V>>>>,
+}
+
+impl<V: Send + Sync + 'static> Drop for Ticket<V> {
+    fn drop(&mut self) {
+        self.rounds.leave(self.id);
+    }
+}
+
+impl<V: Send + Sync + 'static> Ticket<V> {
+    /// Waits for a round this wait has not read yet (sent after it
+    /// joined), at most `limit`; Ctrl-C ends the wait.
+    async fn next(&self, limit: Duration) -> Result<(), Interrupted> {
+        let end = Instant::now() + limit;
+        let mut rx = self.rounds.latest.subscribe();
+        loop {
+            {
+                let latest = rx.borrow_and_update();
+                if let Some(r) = &*latest
+                    && r.seq > self.seen.load(Ordering::SeqCst)
+                    && r.started >= self.joined
+                {
+                    self.seen.store(r.seq, Ordering::SeqCst);
+                    *self.current.lock().expect("not poisoned") = Some(r.clone());
+                    return Ok(());
+                }
+            }
+            if poll::interrupted() {
+                return Err(Interrupted);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), rx.changed()).await;
+        }
+    }
+
+    /// The answer of the round this wait read last.
+    fn answer<T>(&self, read: impl FnOnce(&V) -> T) -> anyhow::Result<Option<T>> {
+        let current = self.current.lock().expect("not poisoned");
+        match current.as_deref() {
+            None => Ok(None),
+            Some(Round { answer: Ok(v), .. }) => Ok(Some(read(v))),
+            Some(Round { answer: Err(e), .. }) => anyhow::bail!("{e}"),
+        }
+    }
+}
+
+/// The proxies of a place, by name.
+pub type Proxies = BTreeMap<String, DbProxy>;
+/// The proxy endpoints of a place, by name.
+pub type Endpoints = BTreeMap<String, DbProxyEndpoint>;
+
+struct Place {
+    proxies: Arc<Rounds<Proxies>>,
+    endpoints: Arc<Rounds<Endpoints>>,
+}
+
+fn place(aws: &Aws) -> Arc<Place> {
+    static PLACES: OnceLock<Mutex<BTreeMap<String, Arc<Place>>>> = OnceLock::new();
+    let mut places = PLACES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    places
+        .entry(aws.place.clone())
+        .or_insert_with(|| {
+            let rds = aws.rds.clone();
+            let proxies = Rounds::new(Box::new(move || {
+                let rds = rds.clone();
+                Box::pin(async move { list_proxies(&rds).await })
+            }));
+            let rds = aws.rds.clone();
+            let endpoints = Rounds::new(Box::new(move || {
+                let rds = rds.clone();
+                Box::pin(async move { list_endpoints(&rds).await })
+            }));
+            Arc::new(Place { proxies, endpoints })
+        })
+        .clone()
+}
+
+async fn list_proxies(rds: &aws_sdk_rds::Client) -> Result<Proxies, String> {
+    let mut all = Proxies::new();
+    let mut pages = rds.describe_db_proxies().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => {
+                for p in page.db_proxies.unwrap_or_default() {
+                    all.insert(p.db_proxy_name().unwrap_or_default().to_string(), p);
+                }
+            }
+            // Not an answer to a listing, but an emulator's (or a mock's).
+            Err(e) if is_proxy_not_found(error_code(&e)) => break,
+            Err(e) => {
+                return Err(format!(
+                    "cannot list the DB proxies: {}",
+                    describe_error(&e)
+                ));
+            }
+        }
+    }
+    Ok(all)
+}
+
+async fn list_endpoints(rds: &aws_sdk_rds::Client) -> Result<Endpoints, String> {
+    let mut all = Endpoints::new();
+    let mut pages = rds.describe_db_proxy_endpoints().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => {
+                for e in page.db_proxy_endpoints.unwrap_or_default() {
+                    all.insert(
+                        e.db_proxy_endpoint_name().unwrap_or_default().to_string(),
+                        e,
+                    );
+                }
+            }
+            Err(e) if is_endpoint_not_found(error_code(&e)) => break,
+            Err(e) => {
+                return Err(format!(
+                    "cannot list the DB proxy endpoints: {}",
+                    describe_error(&e)
+                ));
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// A wait on a proxy of the place of `aws`: each look reads it out of the
+/// place's shared round (None: not there).
+pub fn proxies(aws: &Aws) -> Ticket<Proxies> {
+    place(aws).proxies.join()
+}
+
+/// A wait on a proxy endpoint of the place of `aws`.
+pub fn endpoints(aws: &Aws) -> Ticket<Endpoints> {
+    place(aws).endpoints.join()
+}
+
+impl Ticket<Proxies> {
+    /// The proxy named `name` in the round read last.
+    pub fn proxy(&self, name: &str) -> anyhow::Result<Option<DbProxy>> {
+        Ok(self.answer(|all| all.get(name).cloned())?.flatten())
+    }
+}
+
+impl Ticket<Endpoints> {
+    /// The endpoint named `name` in the round read last.
+    pub fn endpoint(&self, name: &str) -> anyhow::Result<Option<DbProxyEndpoint>> {
+        Ok(self.answer(|all| all.get(name).cloned())?.flatten())
+    }
+}
+
+/// [`poll::wait_for`] on shared rounds: each look is the next round of
+/// `ticket` (which `probe` reads), instead of a call of its own.
+pub async fn wait_in_rounds<V, T, F, Fut>(
+    bar: &StepBar,
+    what: &str,
+    timeout: Duration,
+    ticket: &Ticket<V>,
+    probe: F,
+) -> anyhow::Result<T>
+where
+    V: Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Wait<T>>>,
+{
+    poll::wait_paced(bar, what, timeout, |left| ticket.next(left), probe).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn counting() -> (Arc<Rounds<u64>>, Arc<AtomicU64>) {
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let rounds = Rounds::new(Box::new(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move { Ok(n) })
+        }));
+        (rounds, calls)
+    }
+
+    #[test]
+    fn many_waits_share_one_call_per_round() {
+        block_on(async {
+            let (rounds, calls) = counting();
+            // Fifty waits, each reading five rounds.
+            let waits = (0..50).map(|_| {
+                let rounds = rounds.clone();
+                async move {
+                    let t = rounds.join();
+                    let mut read = Vec::new();
+                    for _ in 0..5 {
+                        t.next(Duration::from_secs(60)).await.unwrap();
+                        read.push(t.answer(|n| *n).unwrap().unwrap());
+                    }
+                    read
+                }
+            });
+            let read = futures_util::future::join_all(waits).await;
+            // Each read five different rounds, in order.
+            for r in &read {
+                assert!(r.windows(2).all(|w| w[0] < w[1]), "{r:?}");
+            }
+            let made = calls.load(Ordering::SeqCst);
+            assert_eq!(made, rounds.made());
+            // One call per wait and look would be 250.
+            assert!(made <= 25, "{made} calls for 50 waits of 5 looks");
+        });
+    }
+
+    #[test]
+    fn a_wait_reads_only_rounds_sent_after_it_joined_and_rounds_stop_when_none_waits() {
+        block_on(async {
+            let (rounds, calls) = counting();
+            let first = rounds.join();
+            first.next(Duration::from_secs(60)).await.unwrap();
+            assert_eq!(first.answer(|n| *n).unwrap(), Some(1));
+            let second = rounds.join();
+            second.next(Duration::from_secs(60)).await.unwrap();
+            assert_eq!(
+                second.answer(|n| *n).unwrap(),
+                Some(2),
+                "round 1 was before it"
+            );
+            drop((first, second));
+            poll::sleep(Duration::from_secs(5)).await.unwrap();
+            let after = calls.load(Ordering::SeqCst);
+            poll::sleep(Duration::from_secs(60)).await.unwrap();
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                after,
+                "no round without a wait"
+            );
+            assert!(!rounds.waiting.lock().unwrap().running);
+            // And a new wait starts them again.
+            let third = rounds.join();
+            third.next(Duration::from_secs(60)).await.unwrap();
+            assert_eq!(third.answer(|n| *n).unwrap(), Some(after + 1));
+        });
+    }
+
+    #[test]
+    fn rounds_keep_the_pace_of_the_youngest_wait() {
+        block_on(async {
+            let (rounds, calls) = counting();
+            let old = rounds.join();
+            // The old wait alone, 1000 s in: rounds 50 s apart.
+            poll::sleep(Duration::from_secs(1000)).await.unwrap();
+            let before = calls.load(Ordering::SeqCst);
+            let young = rounds.join();
+            // The young one is looked at within FIRST, not 5 s.
+            let t = Instant::now();
+            young.next(Duration::from_secs(60)).await.unwrap();
+            assert!(
+                t.elapsed() < poll::scaled(Duration::from_secs(25)),
+                "{:?}",
+                t.elapsed()
+            );
+            assert!(calls.load(Ordering::SeqCst) > before);
+            drop(old);
+        });
+    }
+}
