@@ -41,76 +41,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Measure, measure, setting};
 use support::faults::FaultProxy;
 use support::{BIN, Emulator, ROOT, Workspace};
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One measured command: wall time, API calls, peak memory of the process.
-struct Measure {
-    what: &'static str,
-    wall: Duration,
-    calls: usize,
-    peak_kb: Option<i64>,
-}
-
-/// Runs `cmd`, waits with wait4 to read its own peak memory, and counts the
-/// fault layer's calls in between.
-fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Measure {
-    let calls = faults.total_calls();
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the command");
-    let (status, peak_kb, stdout, stderr) = wait_rusage(child);
-    let wall = started.elapsed();
-    if status != 0 {
-        panic!("{what} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    }
-    if std::env::var("BENCH_VERBOSE").is_ok() {
-        println!("--- {what} ({:.2} s)\n{stdout}", wall.as_secs_f64());
-    }
-    Measure {
-        what,
-        wall,
-        calls: faults.total_calls() - calls,
-        // A script's own memory says nothing about the CLI it runs.
-        peak_kb: (!what.starts_with("book")).then_some(peak_kb),
-    }
-}
-
-/// wait4 for a child: its exit code, its peak RSS (kB) and its output.
-fn wait_rusage(mut child: std::process::Child) -> (i32, i64, String, String) {
-    use std::io::Read;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let stderr = reader.join().unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's pid, with valid out-pointers.
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(r, child.id() as libc::pid_t, "wait4");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss, stdout, stderr)
-}
+#[path = "common/measure.rs"]
+mod common;
 
 fn book(script: &str, ws: &Workspace, faults: &FaultProxy, awscli_bin: &Path) -> Command {
     let mut c = Command::new("bash");

@@ -237,6 +237,20 @@ struct Ended {
 }
 
 impl Ended {
+    fn not_started(path: &Path, name: String) -> Ended {
+        Ended {
+            path: path.to_path_buf(),
+            name,
+            code: None,
+            error: None,
+            account: None,
+            region: None,
+            changes: None,
+            seconds: 0.0,
+            report: None,
+        }
+    }
+
     fn result(&self) -> &'static str {
         match self.code {
             None => "not started",
@@ -334,17 +348,7 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
     let runs = files.iter().zip(&books).map(|(path, rb)| async move {
         let name = rb.name.clone();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ended {
-                path: path.clone(),
-                name,
-                code: None,
-                error: None,
-                account: None,
-                region: None,
-                changes: None,
-                seconds: 0.0,
-                report: None,
-            };
+            return Ended::not_started(path, name);
         }
         let member = Member::new(&name, width, keep, multi);
         let t0 = Instant::now();
@@ -714,15 +718,8 @@ mod tests {
 
     fn ended(code: Option<i32>) -> Ended {
         Ended {
-            path: "x".into(),
-            name: "x".into(),
             code,
-            error: None,
-            account: None,
-            region: None,
-            changes: None,
-            seconds: 0.0,
-            report: None,
+            ..Ended::not_started(Path::new("x"), "x".into())
         }
     }
 

@@ -90,16 +90,7 @@ impl Member {
         multi: Option<&MultiProgress>,
     ) -> std::sync::Arc<Member> {
         let prefix = format!("{name:<width$} |");
-        let live = multi.map(|m| {
-            let pb = m.add(ProgressBar::new_spinner());
-            pb.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}")
-                    .expect("valid template"),
-            );
-            pb.set_prefix(prefix.clone());
-            pb.enable_steady_tick(Duration::from_millis(120));
-            (m.clone(), pb)
-        });
+        let live = multi.map(|m| (m.clone(), spinner(m, &prefix)));
         std::sync::Arc::new(Member {
             prefix,
             kept: keep.then(Default::default),
@@ -193,16 +184,7 @@ impl Progress {
     }
 
     pub fn step(&self, name: &str) -> StepBar {
-        let bar = self.multi.as_ref().map(|m| {
-            let pb = m.add(ProgressBar::new_spinner());
-            pb.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}")
-                    .expect("valid template"),
-            );
-            pb.set_prefix(name.to_string());
-            pb.enable_steady_tick(Duration::from_millis(120));
-            pb
-        });
+        let bar = self.multi.as_ref().map(|m| spinner(m, name));
         StepBar {
             bar,
             multi: self.multi.clone(),
@@ -306,6 +288,18 @@ impl Drop for StepBar {
             pb.finish_and_clear();
         }
     }
+}
+
+/// A spinner line named `prefix`, with its elapsed time and message.
+fn spinner(m: &MultiProgress, prefix: &str) -> ProgressBar {
+    let pb = m.add(ProgressBar::new_spinner());
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed}] {msg}")
+            .expect("valid template"),
+    );
+    pb.set_prefix(prefix.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
 }
 
 /// The time at the start of a plain line.

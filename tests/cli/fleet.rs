@@ -8,31 +8,8 @@ use std::process::{Command, Stdio};
 use super::edit;
 use super::support::*;
 
-/// A workspace whose runbook stands alone: its `${env.*}` written in (a
-/// fleet's runbooks share one environment), its state the default file
-/// beside it.
 fn standalone(emu: &Emulator, test: &str) -> Workspace {
-    let ws = emu.workspace(test);
-    inline(&ws, |s| s);
-    Workspace {
-        state: ws
-            .dir
-            .join(".rds-proxy-runbook")
-            .join(format!("{}.state.json", ws.prefix)),
-        ..ws
-    }
-}
-
-/// Writes the workspace's runbook through `edit`, with its environment
-/// written in.
-fn inline(ws: &Workspace, edit: impl FnOnce(String) -> String) {
-    ws.write_runbook(|s| {
-        let mut s = edit(s);
-        for (k, v) in &ws.env {
-            s = s.replace(&format!("${{env.{k}}}"), v);
-        }
-        s
-    });
+    emu.workspace(test).standalone()
 }
 
 /// The fleet command on `books`.
@@ -89,7 +66,7 @@ fn a_fleet_where_one_fails_finishes_the_others_and_resume_finishes_it_then_rollb
     let before: Vec<Snapshot> = books.iter().map(|w| snapshot(&emu, w)).collect();
     // b's check expects what its function never answers: b fails at its
     // last step, after everything else of it is in place.
-    inline(b, |s| {
+    b.write_standalone(|s| {
         edit(
             &s,
             "payload = \"{}\"",
@@ -133,7 +110,7 @@ fn a_fleet_where_one_fails_finishes_the_others_and_resume_finishes_it_then_rollb
     }
 
     // Fixed, the fleet resumes: only b acts.
-    inline(b, |s| s);
+    b.write_standalone(|s| s);
     let (out, doc) = run_fleet(&emu, &["resume", "--yes"], &[a, b, c]);
     out.code(0);
     let r = results(&doc);
@@ -172,7 +149,7 @@ fn runbooks_that_name_one_proxy_are_refused_before_any_change() {
     let a = standalone(&emu, "fleet-clash-a");
     let b = standalone(&emu, "fleet-clash-b");
     let proxy = a.env["DB_NAME"].clone();
-    inline(&b, |s| s.replace("${env.DB_NAME}", &proxy));
+    b.write_standalone(|s| s.replace("${env.DB_NAME}", &proxy));
     let before = [snapshot(&emu, &a), snapshot(&emu, &b)];
     let calls = emu.calls();
     let out = Out::from(fleet(&emu, &["run", "--yes"], &[&a, &b]).bounded_output());

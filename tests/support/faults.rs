@@ -37,6 +37,13 @@ struct Plan {
     /// Calls being answered now, and the most at once since the last reset.
     in_flight: usize,
     max_in_flight: usize,
+    /// AWS's throttling: the actions that start with a prefix, each with
+    /// a token bucket of its own (per second, burst).
+    rates: Vec<(String, f64, f64)>,
+    /// Each action's bucket: tokens, last refill.
+    buckets: BTreeMap<String, (f64, std::time::Instant)>,
+    /// Answers throttled so far (by `fail` or by a rate).
+    throttled: usize,
 }
 
 #[derive(Clone)]
@@ -121,6 +128,22 @@ impl FaultProxy {
         let mut p = self.plan.lock().unwrap();
         let now = p.in_flight;
         std::mem::replace(&mut p.max_in_flight, now)
+    }
+
+    /// Throttles the calls of each action that starts with `prefix` beyond
+    /// `per_second`, after a burst of `burst`, as AWS's API rate limits do
+    /// (EC2's Describe calls: a bucket of 100, 20 a second, per action).
+    pub fn rate_limit(&self, prefix: &str, per_second: f64, burst: f64) {
+        self.plan
+            .lock()
+            .unwrap()
+            .rates
+            .push((prefix.to_string(), per_second, burst));
+    }
+
+    /// Answers throttled so far.
+    pub fn throttled(&self) -> usize {
+        self.plan.lock().unwrap().throttled
     }
 
     /// Calls of every action so far, in all.
@@ -265,6 +288,25 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
         if let Some(f) = p.faults.iter_mut().find(|(a, _, n)| *a == action && *n > 0) {
             f.2 -= 1;
             fault = Some(f.1);
+        }
+        let now = std::time::Instant::now();
+        let rate = p
+            .rates
+            .iter()
+            .find(|(prefix, _, _)| action.starts_with(prefix.as_str()))
+            .map(|(_, rate, burst)| (*rate, *burst));
+        if let Some((rate, burst)) = rate {
+            let (tokens, last) = p.buckets.entry(action.clone()).or_insert((burst, now));
+            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+            *last = now;
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+            } else if fault.is_none() {
+                fault = Some(Fault::Throttle);
+            }
+        }
+        if fault == Some(Fault::Throttle) {
+            p.throttled += 1;
         }
         (p.latency, fault)
     };

@@ -392,6 +392,31 @@ impl Workspace {
         std::fs::write(&self.runbook, edit(doc.to_string())).unwrap();
     }
 
+    /// The same workspace with its runbook standing alone, as a fleet's
+    /// runbooks must (they share one environment): its `${env.*}` written
+    /// in, its state the default file beside it.
+    pub fn standalone(self) -> Workspace {
+        self.write_standalone(|s| s);
+        Workspace {
+            state: self
+                .dir
+                .join(".rds-proxy-runbook")
+                .join(format!("{}.state.json", self.prefix)),
+            ..self
+        }
+    }
+
+    /// Writes the shipped runbook through `edit`, its `${env.*}` written in.
+    pub fn write_standalone(&self, edit: impl FnOnce(String) -> String) {
+        self.write_runbook(|s| {
+            let mut s = edit(s);
+            for (k, v) in &self.env {
+                s = s.replace(&format!("${{env.{k}}}"), v);
+            }
+            s
+        });
+    }
+
     /// Writes the shipped runbook afresh with `from` replaced by `to` in the
     /// text as written, after the renames (a renamed role, say).
     #[track_caller]

@@ -1,0 +1,189 @@
+//! The fleet benchmark (on demand: `cargo bench --bench fleet`; not part of
+//! the tests). Against the local emulator at AWS's pace (each proxy
+//! `creating` for 20 s, its target REGISTERING for 10 s, `deleting` for
+//! 20 s), behind the tests' fault layer (100 ms per API call, and AWS's
+//! throttling of the Describe calls as EC2 documents it: a token bucket per
+//! action, 20 a second after a burst of 100), it runs fleets of 1, 10 and 50 runbooks, each with its own
+//! DB and function, in one process each time: the run, a no-op re-run, the
+//! rollback (the same seeded setups serve every size: a rollback puts them
+//! back). In one run it reports each fleet's wall time as a ratio of one
+//! runbook's, the calls per runbook, the DescribeDBProxies calls (the
+//! waits' looks: one listing per round for the whole place, so about as
+//! many for fifty proxies as for one), the answers throttled, and the
+//! process's peak memory. Exit status 1 when a target is missed.
+//!
+//! Settings: BENCH_FLEET_SIZES (1,10,50), BENCH_LATENCY_MS (100),
+//! BENCH_CREATING_S (20), BENCH_REGISTERING_S (10), BENCH_DELETING_S (20),
+//! BENCH_DESCRIBE_RATE (20 a second, a burst of five times that; 0: no
+//! throttling), BENCH_VERBOSE=1.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "common/measure.rs"]
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Measure, measure, setting};
+use support::faults::FaultProxy;
+use support::{BIN, Emulator, Workspace};
+
+fn fleet(books: &[Workspace], faults: &FaultProxy, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .args(books.iter().map(|w| &w.runbook))
+        .args(["--yes", "--no-progress", "--output", "json"])
+        .arg("--parallel")
+        .arg(books.len().to_string())
+        .env_remove("AWS_PROFILE")
+        .envs(books[0].emu_env.iter().cloned())
+        .env("AWS_ENDPOINT_URL", &faults.url);
+    c
+}
+
+/// Each runbook of the fleet's document succeeded.
+fn all_ok(m: &Measure) {
+    let doc: serde_json::Value = serde_json::from_str(&m.stdout).expect("one JSON document");
+    let bad: Vec<String> = doc["runbooks"]
+        .as_array()
+        .expect("runbooks")
+        .iter()
+        .filter(|r| r["result"] != "ok")
+        .map(|r| format!("{}: {}", r["runbook"], r["error"]))
+        .collect();
+    assert!(bad.is_empty(), "{}: {bad:?}", m.what);
+}
+
+struct Phase {
+    size: usize,
+    what: &'static str,
+    m: Measure,
+    throttled: usize,
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_FLEET_SIZES")
+        .unwrap_or_else(|_| "1,10,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let latency = Duration::from_millis(setting("BENCH_LATENCY_MS", 100));
+    let rate = setting("BENCH_DESCRIBE_RATE", 20) as f64;
+    let emu = Emulator::start();
+    let most = sizes.iter().copied().max().unwrap_or(1);
+    // Seeding goes straight to the emulator: not counted, not slowed.
+    let books: Vec<Workspace> = (0..most)
+        .map(|i| emu.workspace(&format!("fleet{i}")).standalone())
+        .collect();
+    let faults = FaultProxy::start(&emu.url);
+    faults.latency(latency);
+    if rate > 0.0 {
+        faults.rate_limit("Describe", rate, 5.0 * rate);
+    }
+    emu.configure(&format!(
+        r#"{{"proxy_creating": {}, "target_registering": {}, "proxy_deleting": {}, "proxy_eni_linger": 5, "lambda_updating": 1}}"#,
+        setting("BENCH_CREATING_S", 20),
+        setting("BENCH_REGISTERING_S", 10),
+        setting("BENCH_DELETING_S", 20),
+    ));
+
+    let mut phases: Vec<Phase> = Vec::new();
+    for &n in &sizes {
+        for (what, args) in [
+            ("run", &["run"][..]),
+            ("re-run", &["run"][..]),
+            ("rollback", &["rollback"][..]),
+        ] {
+            let throttled = faults.throttled();
+            let m = measure(what, &faults, fleet(&books[..n], &faults, args));
+            all_ok(&m);
+            phases.push(Phase {
+                size: n,
+                what,
+                m,
+                throttled: faults.throttled() - throttled,
+            });
+        }
+    }
+
+    println!();
+    println!(
+        "rds-proxy-runbook fleet benchmark: {} ms per API call, each Describe* throttled beyond {rate}/s (burst {}), proxy creating {} s, target REGISTERING {} s, deleting {} s",
+        latency.as_millis(),
+        5.0 * rate,
+        setting("BENCH_CREATING_S", 20),
+        setting("BENCH_REGISTERING_S", 10),
+        setting("BENCH_DELETING_S", 20)
+    );
+    println!(
+        "{:>5} {:<9} {:>8} {:>8} {:>10} {:>16} {:>10} {:>8}",
+        "fleet",
+        "phase",
+        "wall s",
+        "vs one",
+        "calls/rb",
+        "DescribeDBProxies",
+        "throttled",
+        "peak MB"
+    );
+    let one = |what: &str| {
+        phases
+            .iter()
+            .find(|p| p.size == sizes[0] && p.what == what)
+            .map(|p| p.m.wall.as_secs_f64())
+    };
+    for p in &phases {
+        let ratio = one(p.what).map_or("-".into(), |w| {
+            format!("{:.3}x", p.m.wall.as_secs_f64() / w)
+        });
+        let describes = p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
+        println!(
+            "{:>5} {:<9} {:>8.2} {:>8} {:>10.1} {:>16} {:>10} {:>8.1}",
+            p.size,
+            p.what,
+            p.m.wall.as_secs_f64(),
+            ratio,
+            p.m.calls as f64 / p.size as f64,
+            describes,
+            p.throttled,
+            p.m.peak_kb.unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    let find = |size: usize, what: &str| phases.iter().find(|p| p.size == size && p.what == what);
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    if let (Some(first), Some(last)) = (sizes.first(), sizes.last())
+        && first != last
+    {
+        for what in ["run", "rollback"] {
+            let (a, b) = (find(*first, what).unwrap(), find(*last, what).unwrap());
+            checks.push((
+                format!("{what}: {last} runbooks within 1.3x of {first}"),
+                b.m.wall.as_secs_f64() <= 1.3 * a.m.wall.as_secs_f64(),
+            ));
+            let looks = |p: &Phase| p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
+            // Each runbook's own checks read its proxy once or twice; the
+            // waits' looks are shared.
+            checks.push((
+                format!(
+                    "{what}: DescribeDBProxies of {last} runbooks within those of {first} plus 3 per runbook"
+                ),
+                looks(b) <= looks(a) + 3 * last,
+            ));
+        }
+        let peak = find(*last, "run").unwrap().m.peak_kb.unwrap_or(0) as f64 / 1024.0;
+        checks.push((
+            format!("peak memory of {last} runbooks under 100 MB"),
+            peak < 100.0,
+        ));
+    }
+    let mut missed = 0;
+    for (what, ok) in checks {
+        println!("{} {what}", if ok { "met   " } else { "MISSED" });
+        missed += usize::from(!ok);
+    }
+    if missed > 0 {
+        std::process::exit(1);
+    }
+}
