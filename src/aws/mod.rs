@@ -410,6 +410,25 @@ fn unnamed_answer(raw: &aws_sdk_ec2::config::http::HttpResponse) -> String {
 /// --profile, for error messages.
 static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+tokio::task_local! {
+    /// A fleet's runbook's profile, for the messages of its own calls (the
+    /// fleet's runbooks may each use another).
+    static TASK_PROFILE: Option<String>;
+}
+
+/// Runs `f` (one runbook's command in a fleet) with `profile` as the one
+/// its credential errors name.
+pub async fn with_profile<F: std::future::Future>(profile: Option<String>, f: F) -> F::Output {
+    TASK_PROFILE.scope(profile, f).await
+}
+
+/// The profile the calls of this runbook use, if one was named.
+fn profile_in_use() -> Option<String> {
+    TASK_PROFILE
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| PROFILE.get().cloned())
+}
+
 /// Where aws-config looks for credentials, and how to give it some.
 const CREDENTIALS_FIX: &str = "aws-config looks at --profile / AWS_PROFILE, \
      AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/config and ~/.aws/credentials \
@@ -430,10 +449,12 @@ fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<String
                 inner = s.source();
             }
             let what = match c {
-                CredentialsError::CredentialsNotLoaded(_) if PROFILE.get().is_some() => &format!(
-                    "profile `{}` gave no AWS credentials (is it defined?)",
-                    PROFILE.get().expect("set")
-                ),
+                CredentialsError::CredentialsNotLoaded(_) if profile_in_use().is_some() => {
+                    &format!(
+                        "profile `{}` gave no AWS credentials (is it defined?)",
+                        profile_in_use().expect("named")
+                    )
+                }
                 CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials were found",
                 CredentialsError::ProviderTimedOut(_) => "loading the AWS credentials timed out",
                 _ => "the AWS credentials could not be loaded",

@@ -352,7 +352,9 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
         }
         let member = Member::new(&name, width, keep, multi);
         let t0 = Instant::now();
-        let outcome = member.clone().scope(one(job, path, opts)).await;
+        let profile = opts.aws.profile.clone().or_else(|| rb.profile.clone());
+        let command = crate::aws::with_profile(profile, one(job, path, opts));
+        let outcome = member.clone().scope(command).await;
         let seconds = t0.elapsed().as_secs_f64();
         let (kept, report, account) = member.finish();
         let (code, error) = match &outcome {

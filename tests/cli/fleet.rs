@@ -228,3 +228,61 @@ fn a_folder_is_a_fleet_and_a_bad_runbook_stops_it_before_any_call() {
         .stderr_has("1 of the fleet's 2 runbooks");
     assert_eq!(emu.calls(), calls);
 }
+
+#[test]
+fn fail_fast_starts_no_more_runbooks_after_a_failure() {
+    let emu = Emulator::start();
+    let a = standalone(&emu, "fleet-ff-a");
+    let b = standalone(&emu, "fleet-ff-b");
+    // a's function does not exist: preflight stops it (exit 5).
+    a.write_standalone(|s| s.replace("${env.DB_APP_FUNCTION_NAME}", "no-such-function"));
+    let before = snapshot(&emu, &b);
+    let (out, doc) = run_fleet(
+        &emu,
+        &["run", "--yes", "--parallel", "1", "--fail-fast"],
+        &[&a, &b],
+    );
+    out.code(1);
+    let r = results(&doc);
+    assert_eq!(r[0].1, "failed", "{doc}");
+    assert_eq!(r[1].1, "not started", "{doc}");
+    assert_same(&before, &snapshot(&emu, &b), "b never started");
+    assert!(!b.state.exists());
+    // Without --fail-fast the second runs although the first failed.
+    let (out, doc) = run_fleet(&emu, &["plan", "--parallel", "1"], &[&a, &b]);
+    out.code(1);
+    assert_eq!(results(&doc)[1].1, "changes", "{doc}");
+}
+
+#[test]
+fn each_runbook_calls_with_its_own_profile() {
+    let emu = Emulator::start();
+    let a = standalone(&emu, "fleet-profile-a");
+    let b = standalone(&emu, "fleet-profile-b");
+    let home = temp_dir("fleet-profiles");
+    std::fs::write(
+        home.join("config"),
+        "[profile team-a]\nregion = us-east-1\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    a.write_standalone(|s| s.replacen("\nsteps = [", "\nprofile = \"team-a\"\nsteps = [", 1));
+    b.write_standalone(|s| s.replacen("\nsteps = [", "\nprofile = \"team-b\"\nsteps = [", 1));
+    // No keys in the environment: only a runbook's profile gives any.
+    let out = Out::from(
+        fleet(&emu, &["plan", "--output", "json"], &[&a, &b])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", &home)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", home.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+            .bounded_output(),
+    );
+    out.code(1);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let r = results(&doc);
+    assert_eq!(r[0].1, "changes", "team-a's keys were used: {doc}");
+    assert_eq!(r[1].1, "failed");
+    let error = doc["runbooks"][1]["error"].as_str().unwrap();
+    assert!(error.contains("profile `team-b`"), "{error}");
+}
