@@ -345,7 +345,7 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
     let started = Instant::now();
     let job = &job;
     let (stop, multi) = (&stop, multi.as_ref());
-    let runs = files.iter().zip(&books).map(|(path, rb)| async move {
+    let runs = described.iter().map(|(path, rb, place, _)| async move {
         let name = rb.name.clone();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ended::not_started(path, name);
@@ -377,18 +377,16 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
             seconds,
             multi,
         );
-        let region = report
-            .as_ref()
-            .and_then(|r| r["region"].as_str().map(str::to_string))
-            .or_else(|| {
-                place_of(rb, &opts.aws, &env_var)
-                    .1
-                    .ne("?")
-                    .then(|| place_of(rb, &opts.aws, &env_var).1)
-            });
+        // What the command found, else what the fleet could tell.
+        let said = |key: &str| {
+            let value = report.as_ref()?.get(key)?.as_str()?;
+            Some(value.to_string())
+        };
+        let account = account.or_else(|| said("account"));
+        let region = said("region").or_else(|| Some(place.1.clone()).filter(|r| r != "?"));
         let changes = report.as_ref().and_then(|r| changes_in(job, r));
         Ended {
-            path: path.clone(),
+            path: path.to_path_buf(),
             name,
             code: Some(code),
             error,
