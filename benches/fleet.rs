@@ -43,17 +43,28 @@ fn fleet(books: &[Workspace], faults: &FaultProxy, args: &[&str]) -> Command {
     c
 }
 
-/// Each runbook of the fleet's document succeeded.
+/// Each runbook of the fleet's document succeeded (one runbook alone: its
+/// own document).
 fn all_ok(m: &Measure) {
     let doc: serde_json::Value = serde_json::from_str(&m.stdout).expect("one JSON document");
-    let bad: Vec<String> = doc["runbooks"]
-        .as_array()
-        .expect("runbooks")
+    let each = match doc["runbooks"].as_array() {
+        Some(all) => all.clone(),
+        None => vec![doc],
+    };
+    let bad: Vec<String> = each
         .iter()
         .filter(|r| r["result"] != "ok")
         .map(|r| format!("{}: {}", r["runbook"], r["error"]))
         .collect();
     assert!(bad.is_empty(), "{}: {bad:?}", m.what);
+}
+
+/// DescribeDBProxies listings of every proxy: the shared rounds.
+fn rounds(p: &Phase) -> usize {
+    p.m.by_action
+        .get("DescribeDBProxies (all)")
+        .copied()
+        .unwrap_or(0)
 }
 
 struct Phase {
@@ -118,13 +129,14 @@ fn main() {
         setting("BENCH_DELETING_S", 20)
     );
     println!(
-        "{:>5} {:<9} {:>8} {:>8} {:>10} {:>16} {:>10} {:>8}",
+        "{:>5} {:<9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>8}",
         "fleet",
         "phase",
         "wall s",
         "vs one",
         "calls/rb",
-        "DescribeDBProxies",
+        "rounds",
+        "by name",
         "throttled",
         "peak MB"
     );
@@ -140,15 +152,51 @@ fn main() {
         });
         let describes = p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
         println!(
-            "{:>5} {:<9} {:>8.2} {:>8} {:>10.1} {:>16} {:>10} {:>8.1}",
+            "{:>5} {:<9} {:>8.2} {:>8} {:>9.1} {:>7} {:>8} {:>10} {:>8.1}",
             p.size,
             p.what,
             p.m.wall.as_secs_f64(),
             ratio,
             p.m.calls as f64 / p.size as f64,
-            describes,
+            rounds(p),
+            describes - rounds(p),
             p.throttled,
             p.m.peak_kb.unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    println!(
+        "rounds: DescribeDBProxies listings (every proxy of the place, shared by every wait); by name: \
+         each runbook's own reads of its proxy (its checks)"
+    );
+    for p in phases.iter().filter(|p| p.throttled > 0) {
+        let which: Vec<String> =
+            p.m.by_action
+                .iter()
+                .filter_map(|(k, n)| Some(format!("{} {n}", k.strip_prefix("throttled ")?)))
+                .collect();
+        println!(
+            "throttled in {} of {}: {}",
+            p.what,
+            p.size,
+            which.join(", ")
+        );
+    }
+    for p in phases.iter().filter(|p| p.size > 1) {
+        let doc: serde_json::Value = serde_json::from_str(&p.m.stdout).unwrap();
+        let mut secs: Vec<f64> = doc["runbooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["seconds"].as_f64())
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        println!(
+            "{} of {}: each runbook {:.1} s to {:.1} s (median {:.1} s)",
+            p.what,
+            p.size,
+            secs[0],
+            secs[secs.len() - 1],
+            secs[secs.len() / 2]
         );
     }
     let find = |size: usize, what: &str| phases.iter().find(|p| p.size == size && p.what == what);
@@ -162,14 +210,22 @@ fn main() {
                 format!("{what}: {last} runbooks within 1.3x of {first}"),
                 b.m.wall.as_secs_f64() <= 1.3 * a.m.wall.as_secs_f64(),
             ));
+            // The waits' looks: one listing per round for the whole place,
+            // never faster than one wait's fastest pace (one per 0.5 s),
+            // whatever the fleet's size.
+            let per_second = rounds(b) as f64 / b.m.wall.as_secs_f64();
+            checks.push((
+                format!("{what}: {last} runbooks' rounds at most 2 a second ({per_second:.2})"),
+                per_second <= 2.1,
+            ));
             let looks = |p: &Phase| p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
-            // Each runbook's own checks read its proxy once or twice; the
-            // waits' looks are shared.
+            let apart = (looks(a) * last / first) as f64;
             checks.push((
                 format!(
-                    "{what}: DescribeDBProxies of {last} runbooks within those of {first} plus 3 per runbook"
+                    "{what}: DescribeDBProxies of {last} runbooks under a quarter of {last} run apart ({} of {apart:.0})",
+                    looks(b)
                 ),
-                looks(b) <= looks(a) + 3 * last,
+                (looks(b) as f64) < apart / 4.0,
             ));
         }
         let peak = find(*last, "run").unwrap().m.peak_kb.unwrap_or(0) as f64 / 1024.0;

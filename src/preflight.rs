@@ -704,25 +704,8 @@ async fn check_proxy_room(
     let Some(name) = rb.proxy.name.literal() else {
         return Ok(());
     };
-    let mut all = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = aws
-            .rds
-            .describe_db_proxies()
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot list the DB proxies: {}", describe_error(&e)))?;
-        all.extend(out.db_proxies().iter().cloned());
-        marker = out.marker().map(String::from);
-        if marker.is_none() {
-            break;
-        }
-    }
-    let found = all
-        .iter()
-        .find(|p| p.db_proxy_name() == Some(name.as_str()));
+    let all = crate::rounds::proxies_now(aws).await?;
+    let found = all.get(&name);
     if !rb.step_names().any(|n| n == "proxy") {
         // Used as it is (by value): it must be there, whoever made it.
         match found {

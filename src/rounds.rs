@@ -216,6 +216,8 @@ pub type Endpoints = BTreeMap<String, DbProxyEndpoint>;
 struct Place {
     proxies: Arc<Rounds<Proxies>>,
     endpoints: Arc<Rounds<Endpoints>>,
+    /// The last listing read by [`proxies_now`], and when it was sent.
+    listed: tokio::sync::Mutex<Option<(Instant, Proxies)>>,
 }
 
 fn place(aws: &Aws) -> Arc<Place> {
@@ -237,7 +239,11 @@ fn place(aws: &Aws) -> Arc<Place> {
                 let rds = rds.clone();
                 Box::pin(async move { list_endpoints(&rds).await })
             }));
-            Arc::new(Place { proxies, endpoints })
+            Arc::new(Place {
+                proxies,
+                endpoints,
+                listed: Default::default(),
+            })
         })
         .clone()
 }
@@ -287,6 +293,24 @@ async fn list_endpoints(rds: &aws_sdk_rds::Client) -> Result<Endpoints, String> 
             }
         }
     }
+    Ok(all)
+}
+
+/// Every proxy of the place now (preflight's room for one more): one
+/// listing serves every runbook of a fleet that asks within a few seconds
+/// of it (they wait for the one in flight), instead of one each.
+pub async fn proxies_now(aws: &Aws) -> anyhow::Result<Proxies> {
+    const FRESH: Duration = Duration::from_secs(5);
+    let place = place(aws);
+    let mut listed = place.listed.lock().await;
+    if let Some((at, all)) = &*listed
+        && at.elapsed() < FRESH
+    {
+        return Ok(all.clone());
+    }
+    let at = Instant::now();
+    let all = list_proxies(&aws.rds).await.map_err(anyhow::Error::msg)?;
+    *listed = Some((at, all.clone()));
     Ok(all)
 }
 

@@ -148,7 +148,14 @@ impl FaultProxy {
 
     /// Calls of every action so far, in all.
     pub fn total_calls(&self) -> usize {
-        self.plan.lock().unwrap().calls.values().sum()
+        self.plan
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(k, _)| !k.ends_with(" (all)") && !k.starts_with("throttled "))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -284,6 +291,13 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
     let (latency, fault) = {
         let mut p = plan.lock().unwrap();
         *p.calls.entry(action.clone()).or_default() += 1;
+        // A listing of every proxy (a round of shared looks), counted apart
+        // from the reads of one proxy by name.
+        if action == "DescribeDBProxies"
+            && !String::from_utf8_lossy(&req.body).contains("DBProxyName=")
+        {
+            *p.calls.entry("DescribeDBProxies (all)".into()).or_default() += 1;
+        }
         let mut fault = None;
         if let Some(f) = p.faults.iter_mut().find(|(a, _, n)| *a == action && *n > 0) {
             f.2 -= 1;
@@ -307,6 +321,7 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
         }
         if fault == Some(Fault::Throttle) {
             p.throttled += 1;
+            *p.calls.entry(format!("throttled {action}")).or_default() += 1;
         }
         (p.latency, fault)
     };
