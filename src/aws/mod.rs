@@ -51,33 +51,8 @@ fn profile<'a>(opts: &'a AwsOptions, rb: RunbookAws<'a>) -> Option<&'a str> {
     opts.profile.as_deref().or(rb.profile)
 }
 
-/// The SDK configuration every client is built from: loaded once per
-/// profile, region and endpoint in a process (a fleet's runbooks in one
-/// place share its credentials cache and its HTTP client and connections).
+/// The SDK configuration every client is built from.
 pub async fn sdk_config(
-    opts: &AwsOptions,
-    rb: RunbookAws<'_>,
-) -> anyhow::Result<aws_config::SdkConfig> {
-    type Loaded = std::collections::BTreeMap<String, aws_config::SdkConfig>;
-    static LOADED: tokio::sync::Mutex<Loaded> = tokio::sync::Mutex::const_new(Loaded::new());
-    let key = format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        profile(opts, rb),
-        opts.region,
-        opts.endpoint_url,
-        rb.region
-    );
-    // Held while loading: the runbooks of one place wait for the first.
-    let mut loaded = LOADED.lock().await;
-    if let Some(config) = loaded.get(&key) {
-        return Ok(config.clone());
-    }
-    let config = load_config(opts, rb).await?;
-    loaded.insert(key, config.clone());
-    Ok(config)
-}
-
-async fn load_config(
     opts: &AwsOptions,
     rb: RunbookAws<'_>,
 ) -> anyhow::Result<aws_config::SdkConfig> {
