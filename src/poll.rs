@@ -190,12 +190,9 @@ where
     Fut: Future<Output = anyhow::Result<Wait<T>>>,
 {
     let started = Instant::now();
-    let schedule = std::sync::Mutex::new(PollSchedule::new());
+    let mut schedule = PollSchedule::new();
     let pace = |left: Duration| {
-        let delay = schedule
-            .lock()
-            .expect("not poisoned")
-            .next_delay(unscaled(started.elapsed()));
+        let delay = schedule.next_delay(unscaled(started.elapsed()));
         sleep(delay.min(unscaled(left)))
     };
     wait_paced(bar, what, timeout, pace, probe).await
