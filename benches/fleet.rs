@@ -26,7 +26,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Measure, measure, setting};
+use common::{Measure, measure, setting, verdict};
 use support::faults::FaultProxy;
 use support::{BIN, Emulator, Workspace};
 
@@ -240,12 +240,5 @@ fn main() {
             peak < 100.0,
         ));
     }
-    let mut missed = 0;
-    for (what, ok) in checks {
-        println!("{} {what}", if ok { "met   " } else { "MISSED" });
-        missed += usize::from(!ok);
-    }
-    if missed > 0 {
-        std::process::exit(1);
-    }
+    verdict(checks);
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Result;
+use aws_sdk_ec2::types::SecurityGroup;
 
 use crate::aws::errors::{is_function_not_found, is_no_such_entity, is_subnet_not_found};
 use crate::aws::{Aws, describe_error, error_code};
@@ -194,7 +195,10 @@ async fn check_database(
         (None, Some(id)) => (Kind::Cluster, id),
         (None, None) => return Ok((None, None)),
     };
-    let Some(db) = crate::db::read(aws, kind, &id).await? else {
+    // Shared with the fleet's runbooks that name the same DB.
+    let read = crate::db::read(aws, kind, &id);
+    let key = format!("{} {id}", kind.label());
+    let Some(db) = crate::rounds::shared(aws, key, read).await? else {
         r.problem(
             format!("{} {id} does not exist in {}", kind.label(), aws.region),
             "check database.instance_id / cluster_id and the region",
@@ -509,34 +513,65 @@ async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Res
             .filter_map(|l| l.security_group_id.as_ref())
             .filter_map(literal),
     );
-    let answers = futures_util::future::join_all(
-        ids.iter()
-            .map(|id| aws.ec2.describe_security_groups().group_ids(id).send()),
-    )
-    .await;
-    for (id, out) in ids.iter().zip(answers) {
-        match out {
-            Ok(o) => match o.security_groups().first() {
-                Some(g) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
-                Some(g) => r.problem(
-                    format!(
-                        "security group {id} is in {}, not in {vpc}",
-                        g.vpc_id().unwrap_or("another VPC")
-                    ),
-                    "use a security group of the DB's VPC",
+    let mut seen = BTreeSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // All at once (a fleet's runbooks each make one call, not one per
+    // group); one that does not exist fails the whole call, so then one
+    // call each says which.
+    let all = aws
+        .ec2
+        .describe_security_groups()
+        .set_group_ids(Some(ids.clone()))
+        .send()
+        .await;
+    // Each group's answer: the group (None: no such group), or why it
+    // cannot be read.
+    let answers: Vec<Result<Option<SecurityGroup>, String>> = match all {
+        Ok(o) => ids
+            .iter()
+            .map(|id| {
+                let g = o
+                    .security_groups()
+                    .iter()
+                    .find(|g| g.group_id() == Some(id));
+                Ok(g.cloned())
+            })
+            .collect(),
+        Err(_) => {
+            futures_util::future::join_all(ids.iter().map(|id| async move {
+                match aws
+                    .ec2
+                    .describe_security_groups()
+                    .group_ids(id)
+                    .send()
+                    .await
+                {
+                    Ok(o) => Ok(o.security_groups().first().cloned()),
+                    Err(e) if error_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => Ok(None),
+                    Err(e) => Err(describe_error(&e)),
+                }
+            }))
+            .await
+        }
+    };
+    for (id, g) in ids.iter().zip(answers) {
+        match g {
+            Ok(Some(g)) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
+            Ok(Some(g)) => r.problem(
+                format!(
+                    "security group {id} is in {}, not in {vpc}",
+                    g.vpc_id().unwrap_or("another VPC")
                 ),
-                None => r.problem(
-                    format!("security group {id} does not exist"),
-                    "check the runbook's security group ids",
-                ),
-            },
-            Err(e) if error_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => {
-                r.problem(
-                    format!("security group {id} does not exist"),
-                    "check the runbook's security group ids",
-                );
-            }
-            Err(e) => anyhow::bail!("cannot read security group {id}: {}", describe_error(&e)),
+                "use a security group of the DB's VPC",
+            ),
+            Ok(None) => r.problem(
+                format!("security group {id} does not exist"),
+                "check the runbook's security group ids",
+            ),
+            Err(e) => anyhow::bail!("cannot read security group {id}: {e}"),
         }
     }
     Ok(())
@@ -612,7 +647,10 @@ async fn check_lambda(
     vpc: &str,
     r: &mut Report,
 ) -> Result<Option<HashMap<String, String>>> {
-    let Some(conf) = aws.function_if_any(name).await? else {
+    // Shared with the fleet's runbooks that name the same function.
+    let read = aws.function_if_any(name);
+    let key = format!("Lambda function {name}");
+    let Some(conf) = crate::rounds::shared(aws, key, read).await? else {
         r.problem(
             format!("Lambda function {name} does not exist"),
             "check [[lambda]] function_name and the region",

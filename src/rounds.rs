@@ -93,7 +93,6 @@ impl<V: Send + Sync + 'static> Rounds<V> {
             rounds: self.clone(),
             id,
             joined,
-            seen: AtomicU64::new(0),
             current: Mutex::new(None),
         }
     }
@@ -158,7 +157,6 @@ pub struct Ticket<V: Send + Sync + 'static> {
     rounds: Arc<Rounds<V>>,
     id: u64,
     joined: Instant,
-    seen: AtomicU64,
     current: Mutex<Option<Arc<Round<V>>>>,
 }
 
@@ -177,12 +175,13 @@ impl<V: Send + Sync + 'static> Ticket<V> {
         loop {
             {
                 let latest = rx.borrow_and_update();
+                let mut current = self.current.lock().expect("not poisoned");
+                let seen = current.as_ref().map_or(0, |c| c.seq);
                 if let Some(r) = &*latest
-                    && r.seq > self.seen.load(Ordering::SeqCst)
+                    && r.seq > seen
                     && r.started >= self.joined
                 {
-                    self.seen.store(r.seq, Ordering::SeqCst);
-                    *self.current.lock().expect("not poisoned") = Some(r.clone());
+                    *current = Some(r.clone());
                     return Ok(());
                 }
             }
@@ -216,8 +215,10 @@ pub type Endpoints = BTreeMap<String, DbProxyEndpoint>;
 struct Place {
     proxies: Arc<Rounds<Proxies>>,
     endpoints: Arc<Rounds<Endpoints>>,
-    /// The last listing read by [`proxies_now`], and when it was sent.
-    listed: tokio::sync::Mutex<Option<(Instant, Proxies)>>,
+    /// The reads of [`shared`].
+    shared: Shared,
+    /// The slots of [`paced_look`].
+    looks: Pacer,
 }
 
 fn place(aws: &Aws) -> Arc<Place> {
@@ -242,7 +243,8 @@ fn place(aws: &Aws) -> Arc<Place> {
             Arc::new(Place {
                 proxies,
                 endpoints,
-                listed: Default::default(),
+                shared: Default::default(),
+                looks: Pacer::new(PACED_LOOKS_PER_SECOND),
             })
         })
         .clone()
@@ -296,22 +298,103 @@ async fn list_endpoints(rds: &aws_sdk_rds::Client) -> Result<Endpoints, String> 
     Ok(all)
 }
 
-/// Every proxy of the place now (preflight's room for one more): one
-/// listing serves every runbook of a fleet that asks within a few seconds
-/// of it (they wait for the one in flight), instead of one each.
-pub async fn proxies_now(aws: &Aws) -> anyhow::Result<Proxies> {
-    const FRESH: Duration = Duration::from_secs(5);
-    let place = place(aws);
-    let mut listed = place.listed.lock().await;
-    if let Some((at, all)) = &*listed
-        && at.elapsed() < FRESH
+/// Answers by key, each with when it was asked for.
+#[derive(Default)]
+struct Shared(Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<SharedRead>>>>>);
+
+type SharedRead = (Instant, Arc<dyn std::any::Any + Send + Sync>);
+
+impl Shared {
+    /// The answer for `key` asked for less than `fresh` ago, else `read`'s
+    /// (those that ask meanwhile wait for it); a failed read is not kept.
+    async fn read<T, F>(&self, key: String, fresh: Duration, read: F) -> anyhow::Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Future<Output = anyhow::Result<T>>,
     {
-        return Ok(all.clone());
+        let slot = self
+            .0
+            .lock()
+            .expect("not poisoned")
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some((at, v)) = &*slot
+            && at.elapsed() < fresh
+            && let Some(v) = v.downcast_ref::<T>()
+        {
+            return Ok(v.clone());
+        }
+        let at = Instant::now();
+        let v = read.await?;
+        *slot = Some((at, Arc::new(v.clone())));
+        Ok(v)
     }
-    let at = Instant::now();
-    let all = list_proxies(&aws.rds).await.map_err(anyhow::Error::msg)?;
-    *listed = Some((at, all.clone()));
-    Ok(all)
+}
+
+/// How long a [`shared`] read serves.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// `read`'s answer, shared by every runbook of the place that asks for
+/// `key` within a few seconds of it (those that ask meanwhile wait for the
+/// one in flight): preflight's and plan's reads of what a fleet's runbooks
+/// have in common (the account's proxies, a DB, a function) cost one call,
+/// not one each. A failed read is not kept.
+pub async fn shared<T, F>(aws: &Aws, key: String, read: F) -> anyhow::Result<T>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Future<Output = anyhow::Result<T>>,
+{
+    place(aws).shared.read(key, FRESH, read).await
+}
+
+/// Every proxy of the place now (preflight's room for one more), shared
+/// (see [`shared`]).
+pub async fn proxies_now(aws: &Aws) -> anyhow::Result<Proxies> {
+    let read = async { list_proxies(&aws.rds).await.map_err(anyhow::Error::msg) };
+    shared(aws, "every proxy".into(), read).await
+}
+
+/// How many looks that cannot be shared (see [`paced_look`]) a place makes
+/// a second at most: half of EC2's documented rate for a Describe action
+/// (RDS documents none), so that they leave room for everything else.
+pub const PACED_LOOKS_PER_SECOND: f64 = 10.0;
+
+/// Waits for the place's next slot for a look that cannot be shared: a
+/// proxy's target health is read one proxy at a time, so fifty targets
+/// waited on together would look fifty times a round and meet AWS's
+/// throttling. The slots are spread evenly, [`PACED_LOOKS_PER_SECOND`]
+/// of them; one runbook's looks (two a second at most) never wait.
+pub async fn paced_look(aws: &Aws) -> Result<(), Interrupted> {
+    let wait = place(aws).looks.slot(Instant::now());
+    if wait.is_zero() {
+        return Ok(());
+    }
+    poll::sleep(poll::unscaled(wait)).await
+}
+
+/// Slots spread evenly at a rate: each caller gets the next free one.
+struct Pacer {
+    every: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    fn new(per_second: f64) -> Pacer {
+        Pacer {
+            every: Duration::from_secs_f64(1.0 / per_second),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// How long a caller asking at `now` waits for its slot.
+    fn slot(&self, now: Instant) -> Duration {
+        let mut next = self.next.lock().expect("not poisoned");
+        let slot = next.map_or(now, |n| n.max(now));
+        *next = Some(slot + self.every);
+        slot - now
+    }
 }
 
 /// A wait on a proxy of the place of `aws`: each look reads it out of the
@@ -366,6 +449,62 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    #[test]
+    fn a_shared_read_serves_those_that_ask_meanwhile_and_until_it_is_stale() {
+        block_on(async {
+            let shared = Shared::default();
+            let calls = AtomicU64::new(0);
+            let read = |v: u64| {
+                let calls = &calls;
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    anyhow::Ok(v)
+                }
+            };
+            let fresh = Duration::from_secs(60);
+            let (a, b, c) = tokio::join!(
+                shared.read("k".into(), fresh, read(1)),
+                shared.read("k".into(), fresh, read(2)),
+                shared.read("k".into(), fresh, read(3)),
+            );
+            assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 1, 1));
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "one read for three");
+            let other = shared.read("other".into(), fresh, read(4)).await;
+            assert_eq!(other.unwrap(), 4, "by key");
+            let stale = shared.read("k".into(), Duration::ZERO, read(5)).await;
+            assert_eq!(stale.unwrap(), 5, "read again once stale");
+            let failed = shared
+                .read("bad".into(), fresh, async {
+                    anyhow::Result::<u64>::Err(anyhow::anyhow!("x"))
+                })
+                .await;
+            assert!(failed.is_err());
+            assert_eq!(shared.read("bad".into(), fresh, read(6)).await.unwrap(), 6);
+        });
+    }
+
+    #[test]
+    fn paced_looks_are_spread_at_the_rate_and_a_lone_one_never_waits() {
+        let pacer = Pacer::new(10.0);
+        let t0 = Instant::now();
+        assert_eq!(pacer.slot(t0), Duration::ZERO);
+        // Fifty at once: the last waits five seconds less one slot.
+        let waits: Vec<Duration> = (0..49).map(|_| pacer.slot(t0)).collect();
+        assert_eq!(waits[0], Duration::from_millis(100));
+        assert_eq!(waits[48], Duration::from_millis(4900));
+        // Once the slots have passed, a look goes at once again.
+        assert_eq!(pacer.slot(t0 + Duration::from_secs(10)), Duration::ZERO);
+        let lone = Pacer::new(10.0);
+        for i in 0..5 {
+            // Two a second, as one runbook's wait looks at most.
+            assert_eq!(
+                lone.slot(t0 + Duration::from_millis(500 * i)),
+                Duration::ZERO
+            );
+        }
     }
 
     fn counting() -> (Arc<Rounds<u64>>, Arc<AtomicU64>) {

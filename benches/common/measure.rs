@@ -92,3 +92,15 @@ pub fn wait_rusage(mut child: std::process::Child) -> (i32, i64, String, String)
     };
     (code, usage.ru_maxrss, stdout, stderr)
 }
+
+/// Prints each goal as met or MISSED, and exits with 1 when one is missed.
+pub fn verdict<S: std::fmt::Display>(checks: impl IntoIterator<Item = (S, bool)>) {
+    let mut missed = 0;
+    for (what, ok) in checks {
+        println!("{} {what}", if ok { "met   " } else { "MISSED" });
+        missed += usize::from(!ok);
+    }
+    if missed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -12,6 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
+#[derive(Clone)]
 pub struct AwsOptions {
     pub profile: Option<String>,
     pub region: Option<String>,

@@ -367,16 +367,6 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
             // flight, with the state saved.
             crate::poll::interrupt();
         }
-        show_member(
-            &name,
-            width,
-            keep,
-            &kept,
-            code,
-            error.as_deref(),
-            seconds,
-            multi,
-        );
         // What the command found, else what the fleet could tell.
         let said = |key: &str| {
             let value = report.as_ref()?.get(key)?.as_str()?;
@@ -385,7 +375,7 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
         let account = account.or_else(|| said("account"));
         let region = said("region").or_else(|| Some(place.1.clone()).filter(|r| r != "?"));
         let changes = report.as_ref().and_then(|r| changes_in(job, r));
-        Ended {
+        let ended = Ended {
             path: path.to_path_buf(),
             name,
             code: Some(code),
@@ -395,7 +385,9 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
             changes,
             seconds,
             report,
-        }
+        };
+        ended.show(width, keep.then_some(&kept[..]), multi);
+        ended
     });
     let ended: Vec<Ended> = futures_util::stream::iter(runs)
         .buffered(usize::from(fleet.parallel))
@@ -428,11 +420,7 @@ async fn one(job: &Job<'_>, path: &Path, opts: &Options) -> Result<()> {
         _ => opts.output,
     };
     let opts = Options {
-        aws: AwsOptions {
-            profile: opts.aws.profile.clone(),
-            region: opts.aws.region.clone(),
-            endpoint_url: opts.aws.endpoint_url.clone(),
-        },
+        aws: opts.aws.clone(),
         state: None,
         no_progress: opts.no_progress,
         output,
@@ -476,46 +464,39 @@ fn changes_in(job: &Job<'_>, report: &Value) -> Option<usize> {
     Some(report["summary"][label].as_u64().unwrap_or(0) as usize)
 }
 
-/// A runbook's end, as it comes: its kept lines as one block (`plan`,
-/// `status`), its error, its result.
-#[allow(clippy::too_many_arguments)]
-fn show_member(
-    name: &str,
-    width: usize,
-    keep: bool,
-    kept: &[String],
-    code: i32,
-    error: Option<&str>,
-    seconds: f64,
-    multi: Option<&MultiProgress>,
-) {
-    let mut out = Vec::new();
-    if keep {
-        out.push(format!("== {name}"));
-        out.extend(kept.iter().cloned());
-    }
-    let prefix = format!("{name:<width$} |");
-    if let Some(e) = error
-        && code != EXIT_CHANGES
-    {
-        for (i, l) in e.lines().enumerate() {
-            out.push(match i {
-                0 => format!("{prefix} error: {l}"),
-                _ => format!("{prefix}   {l}"),
-            });
+impl Ended {
+    /// A runbook's end, as it comes: its kept lines as one block (`plan`,
+    /// `status`), its error, its result.
+    fn show(&self, width: usize, kept: Option<&[String]>, multi: Option<&MultiProgress>) {
+        let (name, code, seconds) = (&self.name, self.code.unwrap_or(0), self.seconds);
+        let mut out = Vec::new();
+        if let Some(kept) = kept {
+            out.push(format!("== {name}"));
+            out.extend(kept.iter().cloned());
         }
-    }
-    let mark = match code {
-        0 | EXIT_CHANGES => "✓",
-        _ => "✗",
-    };
-    out.push(format!("{prefix} {mark} done in {seconds:.1}s"));
-    for l in out {
-        match multi {
-            Some(m) => {
-                let _ = m.println(l);
+        let prefix = format!("{name:<width$} |");
+        if let Some(e) = &self.error
+            && code != EXIT_CHANGES
+        {
+            for (i, l) in e.lines().enumerate() {
+                out.push(match i {
+                    0 => format!("{prefix} error: {l}"),
+                    _ => format!("{prefix}   {l}"),
+                });
             }
-            None => progress::say_line(l),
+        }
+        let mark = match code {
+            0 | EXIT_CHANGES => "✓",
+            _ => "✗",
+        };
+        out.push(format!("{prefix} {mark} done in {seconds:.1}s"));
+        for l in out {
+            match multi {
+                Some(m) => {
+                    let _ = m.println(l);
+                }
+                None => progress::say_line(l),
+            }
         }
     }
 }

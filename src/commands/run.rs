@@ -120,7 +120,11 @@ pub async fn run(
     });
     // The steps the selection waits on but leaves out (`--step`, `--from`):
     // they must be in place in the account, so they are checked too.
-    let graph = steps::dependencies(&rb);
+    // A step this state never made or adopted makes its resource (one made
+    // elsewhere is refused, unless --adopt).
+    let graph = steps::dependencies_for(&rb, |n| {
+        !adopt && state.record(n).and_then(|r| r.origin).is_none()
+    });
     let mut outside: Vec<&str> = Vec::new();
     for name in &selected {
         for dep in graph.get(*name).into_iter().flatten() {

@@ -472,6 +472,9 @@ impl Runner<'_> {
                 }
                 if turn.is_some() {
                     let answer = self.ask(name, step, &cx, &inputs, &found).await?;
+                    // The answer may have taken a while: what the step read
+                    // is read again before it acts.
+                    cx.reads.clear();
                     if poll::interrupted() {
                         // Ctrl-C while the question was open.
                         bar.finish("✗", "interrupted");

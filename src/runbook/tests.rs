@@ -442,6 +442,16 @@ fn the_graph_lets_independent_steps_run_at_once_and_orders_the_rest() {
         deps("invoke-check"),
         ["connect-policy", "targets", "lambda-ingress", "lambda-env"]
     );
+    // A run that makes the proxy does not wait for its role's grant (the
+    // target does); one that changes it does.
+    let making = crate::steps::dependencies_for(&rb, |s| s == "proxy");
+    assert_eq!(making["proxy"], ["proxy-role", "proxy-security-group"]);
+    assert_eq!(making["targets"], g["targets"]);
+    let making_all = crate::steps::dependencies_for(&rb, |_| true);
+    assert_eq!(
+        making_all["targets"], g["targets"],
+        "waits that always hold"
+    );
 }
 
 #[test]

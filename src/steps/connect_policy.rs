@@ -175,6 +175,7 @@ pub fn versions_to_prune(versions: &[PolicyVersion]) -> Vec<String> {
         .collect()
 }
 
+#[derive(Clone)]
 struct PolicyFound {
     ours: bool,
     document: Option<Value>,
@@ -183,6 +184,20 @@ struct PolicyFound {
 
 fn policy_arn(account: &str, name: &str) -> String {
     format!("arn:aws:iam::{account}:policy/{name}")
+}
+
+/// The policy, read once in this pass of the step.
+async fn find_once(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
+    cx.read_once(format!("policy {arn}"), find(cx, arn)).await
+}
+
+/// Whether the policy is attached to `role`, as this pass first read it.
+async fn attached_once(cx: &Ctx<'_>, role: &str, arn: &str) -> Result<bool> {
+    cx.read_once(
+        format!("{arn} attached to {role}"),
+        policy_attached(cx, role, arn),
+    )
+    .await
 }
 
 async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
@@ -250,8 +265,15 @@ async fn delete_version(cx: &Ctx<'_>, arn: &str, id: &str) -> Result<()> {
 /// The roles the policy is attached to that no function of the runbook uses
 /// (a function removed, or moved to another role). The policy is ours, so
 /// every attachment of it is too (as rollback holds); read from the account,
-/// not the state, so a run that died mid-update loses none.
+/// not the state, so a run that died mid-update loses none. Read once in
+/// this pass of the step: what it attaches are roles the runbook uses.
 async fn detach_needed(cx: &Ctx<'_>, arn: &str, roles: &[String]) -> Result<Vec<String>> {
+    let read = detach_needed_now(cx, arn, roles);
+    cx.read_once(format!("roles of {arn} to detach"), read)
+        .await
+}
+
+async fn detach_needed_now(cx: &Ctx<'_>, arn: &str, roles: &[String]) -> Result<Vec<String>> {
     let out = match cx
         .aws
         .iam
@@ -353,7 +375,13 @@ async fn roles(
     cx: &Ctx<'_>,
     functions: &[String],
 ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
-    let confs = try_join_all(functions.iter().map(|f| function_configuration(cx, f))).await?;
+    let confs = try_join_all(functions.iter().map(|f| {
+        cx.read_once(
+            format!("configuration of {f}"),
+            function_configuration(cx, f),
+        )
+    }))
+    .await?;
     let mut arns = BTreeMap::new();
     let mut names = Vec::new();
     for (f, conf) in functions.iter().zip(confs) {
@@ -461,13 +489,13 @@ impl StepImpl for ConnectPolicy {
         let attachments = async {
             let (arns, roles) = roles(cx, &i.functions).await?;
             let (attached, detach) = tokio::try_join!(
-                try_join_all(roles.iter().map(|r| policy_attached(cx, r, &arn))),
+                try_join_all(roles.iter().map(|r| attached_once(cx, r, &arn))),
                 detach_needed(cx, &arn, &roles)
             )?;
             anyhow::Ok((arns, roles, attached, detach))
         };
         let (found, (arns, roles, attached, detach)) =
-            tokio::try_join!(find(cx, &arn), attachments)?;
+            tokio::try_join!(find_once(cx, &arn), attachments)?;
         let Some(found) = found else {
             return Ok(Found::Missing);
         };
@@ -503,7 +531,7 @@ impl StepImpl for ConnectPolicy {
         let arn = policy_arn(account, &i.policy_name);
         let (arns, roles) = roles(cx, &i.functions).await?;
         let want = document(i, &cx.aws.region, account, &arns)?;
-        match find(cx, &arn).await? {
+        match find_once(cx, &arn).await? {
             None => {
                 cx.bar.set(format!("creating IAM policy {}", i.policy_name));
                 let tags = iam_tags(&i.tags)?;
@@ -540,7 +568,7 @@ impl StepImpl for ConnectPolicy {
         try_join_all(roles.iter().map(|role| {
             let arn = &arn;
             async move {
-                if policy_attached(cx, role, arn).await? {
+                if attached_once(cx, role, arn).await? {
                     return Ok(());
                 }
                 cx.bar

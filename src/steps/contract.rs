@@ -91,6 +91,49 @@ pub struct Ctx<'a> {
     /// (the current one, and one a replacement left until the functions
     /// moved): a variable holding one of them was set by us.
     pub our_endpoints: &'a [String],
+    /// What this pass of the step has read: see [`Ctx::read_once`].
+    pub reads: Reads,
+}
+
+/// The reads of one pass of a step: its check, `before` and apply follow
+/// one another within moments, so what the check read is what `before` and
+/// the apply would read again (the proxy by its name, a role's inline
+/// policy, a function's configuration). The engine forgets them when the
+/// pass stops for longer (a question under `--confirm`); a step forgets
+/// one it changed.
+#[derive(Default)]
+pub struct Reads(
+    std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    >,
+);
+
+impl Reads {
+    /// `read`'s answer, read once under `key` (which names the call and
+    /// what it reads); a failed read is not kept.
+    pub async fn once<T, F>(&self, key: String, read: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let kept = self.0.lock().expect("lock").get(&key).cloned();
+        if let Some(v) = kept.and_then(|v| v.downcast_ref::<T>().cloned()) {
+            return Ok(v);
+        }
+        let v = read.await?;
+        let kept = std::sync::Arc::new(v.clone());
+        self.0.lock().expect("lock").insert(key, kept);
+        Ok(v)
+    }
+
+    /// Forgets what was read under `key`.
+    pub fn forget(&self, key: &str) {
+        self.0.lock().expect("lock").remove(key);
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("lock").clear();
+    }
 }
 
 /// The steps that left removals for after the rest of the run.
@@ -122,7 +165,22 @@ impl<'a> Ctx<'a> {
             deferred: None,
             adopted: recorded.is_some_and(|r| r.origin == Some(crate::state::Origin::Adopted)),
             our_endpoints: &[],
+            reads: Reads::default(),
         }
+    }
+
+    /// `read`'s answer, read once in this pass of the step (see [`Reads`]).
+    pub async fn read_once<T, F>(&self, key: String, read: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        self.reads.once(key, read).await
+    }
+
+    /// Forgets what was read under `key` (the step changed it).
+    pub fn forget(&self, key: &str) {
+        self.reads.forget(key);
     }
 
     /// Whether `step` may make a removal now; if not, it is noted for the
@@ -236,6 +294,11 @@ pub trait StepImpl: Send + Sync + 'static {
     /// steps run at the same time.
     const AFTER: &'static [(&'static str, &'static str)] = &[];
 
+    /// The steps of `AFTER` that guard only a change to a resource that
+    /// exists: a run that makes the resource (the state never made or
+    /// adopted it) does not wait on them.
+    const AFTER_ONLY_TO_CHANGE: &'static [&'static str] = &[];
+
     /// True for a step that points functions' variables at the proxy. The
     /// engine never undoes any other step that changed the account while a
     /// function's variable still points at the proxy: that would leave the
@@ -330,6 +393,7 @@ pub trait Step: Send + Sync {
     fn outputs(&self) -> &'static [&'static str];
     fn changes_account(&self) -> bool;
     fn after(&self) -> &'static [(&'static str, &'static str)];
+    fn after_only_to_change(&self) -> &'static [&'static str];
     fn sets_function_variables(&self) -> bool;
     fn acts_on_lambdas(&self) -> bool;
     fn identity(&self) -> &'static [&'static str];
@@ -375,6 +439,9 @@ impl<T: StepImpl> Step for T {
     }
     fn after(&self) -> &'static [(&'static str, &'static str)] {
         T::AFTER
+    }
+    fn after_only_to_change(&self) -> &'static [&'static str] {
+        T::AFTER_ONLY_TO_CHANGE
     }
     fn sets_function_variables(&self) -> bool {
         T::SETS_FUNCTION_VARIABLES
@@ -433,5 +500,42 @@ impl<T: StepImpl> Step for T {
     }
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone> {
         StepImpl::rollback(self, cx, &typed(T::NAME, inputs)?, before).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_is_made_once_until_forgotten_and_a_failed_one_is_not_kept() {
+        let reads = Reads::default();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let read = |v: u32| {
+            let calls = &calls;
+            async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                anyhow::Ok(v)
+            }
+        };
+        assert_eq!(reads.once("a".into(), read(1)).await.unwrap(), 1);
+        assert_eq!(reads.once("a".into(), read(2)).await.unwrap(), 1, "kept");
+        assert_eq!(reads.once("b".into(), read(3)).await.unwrap(), 3, "by key");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        reads.forget("a");
+        assert_eq!(reads.once("a".into(), read(4)).await.unwrap(), 4);
+        let failed = reads
+            .once("c".into(), async {
+                anyhow::Result::<u32>::Err(anyhow::anyhow!("no"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(
+            reads.once("c".into(), read(5)).await.unwrap(),
+            5,
+            "not kept"
+        );
+        reads.clear();
+        assert_eq!(reads.once("b".into(), read(6)).await.unwrap(), 6);
     }
 }

@@ -36,6 +36,12 @@ async fn rules_of(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRule>
     }
 }
 
+/// The rules as this pass of the step first read them (its check's).
+async fn rules_once(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+    cx.read_once(format!("rules of {group_id}"), rules_of(cx, group_id))
+        .await
+}
+
 /// Whether `rule` admits TCP `port` from `source`.
 pub fn admits(rule: &SecurityGroupRule, port: u16, source: &str) -> bool {
     let port = i32::from(port);
@@ -100,7 +106,7 @@ pub async fn check(
     port: u16,
     sources: &[String],
 ) -> Result<Found> {
-    let rules = rules_of(cx, group_id).await?;
+    let rules = rules_once(cx, group_id).await?;
     let missing: Vec<&String> = sources
         .iter()
         .filter(|s| !rules.iter().any(|r| admits(r, port, s)))
@@ -179,7 +185,8 @@ pub async fn apply(
     sources: &[String],
     description: &str,
 ) -> Result<Outputs> {
-    let existing = rules_of(cx, group_id).await?;
+    let existing = rules_once(cx, group_id).await?;
+    let mut added: Vec<SecurityGroupRule> = Vec::new();
     for source in sources {
         if existing.iter().any(|r| admits(r, port, source)) {
             continue;
@@ -187,7 +194,7 @@ pub async fn apply(
         cx.bar
             .set(format!("adding TCP {port} from {source} to {group_id}"));
         let (k, v) = cx.owner_tag();
-        let added = cx
+        let added_now = cx
             .aws
             .ec2
             .authorize_security_group_ingress()
@@ -214,8 +221,8 @@ pub async fn apply(
             )
             .send()
             .await;
-        match added {
-            Ok(_) => {}
+        match added_now {
+            Ok(o) => added.extend(o.security_group_rules.unwrap_or_default()),
             // Someone (or a run that died) added it meanwhile: it is there.
             Err(e) if is_duplicate_rule(error_code(&e)) => {}
             Err(e) => anyhow::bail!(
@@ -228,15 +235,31 @@ pub async fn apply(
     // pass (a function leaving keeps its way in until its variable is put
     // back; the proxy keeps its way to the DB until it uses its new group).
     let stale = stale(cx, &existing, step, port, sources);
+    let mut revoked: Vec<&str> = Vec::new();
     if !stale.is_empty() && cx.may_remove(step) {
         for rule in stale {
             let id = rule
                 .security_group_rule_id()
                 .context("a security group rule without an id")?;
             revoke(cx, group_id, id).await?;
+            revoked.push(id);
         }
     }
-    let rules = rules_of(cx, group_id).await?;
+    // The rules now: the ones read, less those revoked, and those added
+    // (AWS answers with them); read again only when that falls short (a
+    // rule someone else added meanwhile).
+    let mut rules: Vec<SecurityGroupRule> = existing
+        .iter()
+        .filter(|r| !revoked.contains(&r.security_group_rule_id().unwrap_or_default()))
+        .cloned()
+        .chain(added)
+        .collect();
+    if sources
+        .iter()
+        .any(|s| !rules.iter().any(|r| admits(r, port, s)))
+    {
+        rules = rules_of(cx, group_id).await?;
+    }
     let missing: Vec<&String> = sources
         .iter()
         .filter(|s| !rules.iter().any(|r| admits(r, port, s)))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
@@ -155,8 +156,19 @@ fn host_like(v: &str) -> bool {
     crate::validate::host(v).is_ok()
 }
 
+/// A function's configuration, read once in this pass of the step (until
+/// [`set_variable`] writes it).
+async fn config_once(cx: &Ctx<'_>, name: &str) -> Result<GetFunctionConfigurationOutput> {
+    cx.read_once(config_key(name), function_configuration(cx, name))
+        .await
+}
+
+fn config_key(name: &str) -> String {
+    format!("configuration of {name}")
+}
+
 async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
-    let conf = function_configuration(cx, name).await?;
+    let conf = config_once(cx, name).await?;
     Ok(conf
         .environment()
         .and_then(|e| e.variables())
@@ -203,10 +215,11 @@ enum Set {
 }
 
 /// Sets (Some) or removes (None) one variable, keeping all the others; with
-/// `expect`, only while the variable still holds one of those values. Each
-/// try reads the variables afresh (another update may have changed them),
-/// checks `expect` on that read, and never writes when the read failed,
-/// which would drop the others.
+/// `expect`, only while the variable still holds one of those values. The
+/// first try uses this pass's read (the check's, a moment ago); each later
+/// one reads the variables afresh (another update may have changed them).
+/// Each checks `expect` on its read, and never writes when the read
+/// failed, which would drop the others.
 async fn set_variable(
     cx: &Ctx<'_>,
     name: &str,
@@ -217,7 +230,9 @@ async fn set_variable(
     let deadline = Deadline::after(CONFLICT_LIMIT);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {
-        let conf = function_configuration(cx, name).await?;
+        let conf = config_once(cx, name).await?;
+        // Whatever this try does, the next read is a new one.
+        cx.forget(&config_key(name));
         if let Wait::Pending(_) =
             update_decision(conf.last_update_status(), conf.last_update_status_reason())?
         {

@@ -75,6 +75,16 @@ pub fn get(name: &str) -> Option<&'static dyn Step> {
 /// is one order that respects them (see [`check_references`]); steps with
 /// no path between them may run at the same time.
 pub fn dependencies(rb: &Runbook) -> BTreeMap<String, Vec<String>> {
+    dependencies_for(rb, |_| false)
+}
+
+/// The graph of a run, where `makes(step)` says whether the run makes the
+/// step's resource (this state never made or adopted it): such a step does
+/// not wait on the steps that guard only a change to an existing one.
+pub fn dependencies_for(
+    rb: &Runbook,
+    makes: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<String>> {
     let listed: Vec<&str> = rb.step_names().collect();
     let none = |_: &str, _: &str| None;
     let mut graph = BTreeMap::new();
@@ -84,7 +94,12 @@ pub fn dependencies(rb: &Runbook) -> BTreeMap<String, Vec<String>> {
         step.inputs(rb, &mut r);
         let mut deps: Vec<String> = Vec::new();
         let reads = r.used.into_iter().map(|(s, _, _)| s);
-        let after = step.after().iter().map(|(s, _)| s.to_string());
+        let after = step
+            .after()
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| !(makes(name) && step.after_only_to_change().contains(s)))
+            .map(String::from);
         for dep in reads.chain(after) {
             if listed.contains(&dep.as_str()) && dep != *name && !deps.contains(&dep) {
                 deps.push(dep);

@@ -520,6 +520,19 @@ fn outputs(p: &DbProxy) -> Result<Outputs> {
     ]))
 }
 
+/// The proxy by its name, read once in this pass of the step. One this
+/// state has no record of is looked up in the place's listing of the last
+/// few seconds (preflight's, for a run), which a fleet's runbooks share.
+async fn find_once(cx: &Ctx<'_>, name: &str) -> Result<Option<DbProxy>> {
+    let read = async {
+        match cx.recorded {
+            None => Ok(rounds::proxies_now(cx.aws).await?.get(name).cloned()),
+            Some(_) => find(cx.aws, name).await,
+        }
+    };
+    cx.read_once(format!("proxy {name}"), read).await
+}
+
 impl Proxy {
     /// Creates the proxy; false when one of that name appeared meanwhile
     /// (not known to be ours yet).
@@ -616,6 +629,9 @@ impl StepImpl for Proxy {
         "the proxy logs in with what it grants: a proxy moved to another secret or to IAM \
          before the grant would fail to log in meanwhile",
     )];
+    // A new proxy logs in only once its target is registered, which waits
+    // on secret-access itself.
+    const AFTER_ONLY_TO_CHANGE: &'static [&'static str] = &["secret-access"];
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         let p = &rb.proxy;
@@ -685,7 +701,7 @@ impl StepImpl for Proxy {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(p) = find(cx.aws, &i.name).await? else {
+        let Some(p) = find_once(cx, &i.name).await? else {
             return Ok(Found::Missing);
         };
         let (ours, tags) = tags_of(cx, &p).await?;
@@ -712,7 +728,7 @@ impl StepImpl for Proxy {
         // unfinished or differing in what ModifyDBProxy changes. Whether it
         // is known to be ours: made by this call. One that existed (a run
         // that died after the create) is ours once its tag says so.
-        let p = match find(cx.aws, &i.name).await? {
+        let p = match find_once(cx, &i.name).await? {
             None => {
                 let created = self.create(cx, i).await?;
                 // Made by this call with the runbook's subnets; else as the

@@ -202,7 +202,14 @@ fn role_name(i: &Inputs) -> Result<&str> {
         .with_context(|| format!("`{}` is not an IAM role ARN", i.role_arn))
 }
 
+/// The document the role should hold, worked out once in this pass of the
+/// step.
 async fn wanted(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
+    cx.read_once("the wanted document".into(), wanted_now(cx, i))
+        .await
+}
+
+async fn wanted_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
     let secrets = i.secrets();
     // Each secret's customer-managed key, read at once.
     let kms_keys = try_join_all(secrets.iter().map(|arn| async move {
@@ -264,7 +271,16 @@ async fn resource_id(cx: &Ctx<'_>, c: &DbConnect) -> Result<String> {
         .with_context(|| format!("{what} has no resource id to grant rds-db:connect on"))
 }
 
+/// The role's inline policy of ours, read once in this pass of the step.
 async fn inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
+    cx.read_once(
+        format!("inline policy of {role}"),
+        inline_document_now(cx, role),
+    )
+    .await
+}
+
+async fn inline_document_now(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
     match cx
         .aws
         .iam
@@ -353,9 +369,9 @@ impl StepImpl for SecretAccess {
                 Found::Missing
             });
         }
-        let want = wanted(cx, i).await?;
+        let (want, doc) = tokio::try_join!(wanted(cx, i), inline_document(cx, role))?;
         let outputs = Outputs::from([("policy".into(), format!("inline:{INLINE_POLICY}"))]);
-        let Some(doc) = inline_document(cx, role).await? else {
+        let Some(doc) = doc else {
             return Ok(Found::Missing);
         };
         if doc == want {
@@ -422,8 +438,7 @@ impl StepImpl for SecretAccess {
                 })?;
             return Ok(Outputs::from([("policy".into(), MANAGED_POLICY.into())]));
         }
-        let want = wanted(cx, i).await?;
-        let have = inline_document(cx, role).await?;
+        let (want, have) = tokio::try_join!(wanted(cx, i), inline_document(cx, role))?;
         let write = match &have {
             Some(have) if keeping(&want, have) != want && !cx.may_remove(Self::NAME) => {
                 keeping(&want, have)

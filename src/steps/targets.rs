@@ -179,6 +179,17 @@ async fn our_targets(cx: &Ctx<'_>, i: &Inputs) -> Result<Vec<DbProxyTarget>> {
     }
 }
 
+/// The proxy's entries for the DB and its pool, read at once and once in
+/// this pass of the step.
+async fn targets_and_pool(
+    cx: &Ctx<'_>,
+    i: &Inputs,
+) -> Result<(Vec<DbProxyTarget>, Option<ConnectionPoolConfigurationInfo>)> {
+    let read = async { tokio::try_join!(our_targets(cx, i), pool_now(cx.aws, &i.proxy_name)) };
+    cx.read_once(format!("targets and pool of {}", i.proxy_name), read)
+        .await
+}
+
 #[async_trait]
 impl StepImpl for Targets {
     type Inputs = Inputs;
@@ -228,7 +239,7 @@ impl StepImpl for Targets {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx.aws, &i.proxy_name))?;
+        let (ours, pool) = targets_and_pool(cx, i).await?;
         if ours.is_empty() {
             return Ok(Found::Missing);
         }
@@ -259,7 +270,7 @@ impl StepImpl for Targets {
         // What is there, read at once; then register and set the pool one
         // after the other (RDS may refuse to change a target group while a
         // target registers; untested on AWS, so not risked).
-        let (ours, pool) = tokio::try_join!(our_targets(cx, i), pool_now(cx.aws, &i.proxy_name))?;
+        let (ours, pool) = targets_and_pool(cx, i).await?;
         if ours.is_empty() {
             cx.bar
                 .set(format!("registering {} with {}", i.target(), i.proxy_name));
@@ -330,7 +341,10 @@ impl StepImpl for Targets {
             cx.bar,
             &what,
             Duration::from_secs(i.wait_timeout_seconds),
-            || async { Ok(health_decision(&our_targets(cx, i).await?)) },
+            || async {
+                crate::rounds::paced_look(cx.aws).await?;
+                Ok(health_decision(&our_targets(cx, i).await?))
+            },
         )
         .await?;
         Ok(Outputs::from([

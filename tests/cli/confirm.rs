@@ -8,9 +8,10 @@ use super::*;
 fn confirm_asks_before_each_step_and_skips_on_no() {
     let (_emu, ws) = setup("confirm");
     let answering = |answers: &str| answering_with(&ws, answers, &[]);
-    // proxy-role, proxy-security-group and secret-access yes, db-ingress
-    // no, then go on.
-    answering("y,y,y,n,c")
+    // proxy-role, proxy-security-group, secret-access and proxy yes (a new
+    // proxy does not wait on secret-access: it is ready as soon as the group
+    // is, before db-ingress), db-ingress no, then go on.
+    answering("y,y,y,y,n,c")
         .ok()
         .stdout_has("proxy-role (to create): IAM role")
         .stdout_has("    trust policy: {")

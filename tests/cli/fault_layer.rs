@@ -36,7 +36,21 @@ fn independent_steps_overlap_and_a_rerun_is_one_round_of_checks() {
     // What waits on the proxy starts after it.
     assert!(at("✓ proxy created") < at("targets: checking"));
     assert!(at("✓ targets created") < at("lambda-env: checking"));
+    // A new proxy does not wait for its role's grant (its target does).
+    assert!(at("proxy: creating DB proxy") < at("✓ secret-access"));
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after a run at once");
+    // What a step's check read, its apply does not read again: the role's
+    // inline policy, the proxy (in the listing preflight made), the
+    // targets and the pool.
+    let first = layer.all_calls();
+    let count = |action: &str| first.get(action).copied().unwrap_or(0);
+    assert_eq!(count("GetRolePolicy"), 1, "{first:?}");
+    assert_eq!(count("DescribeDBProxyTargetGroups"), 1, "{first:?}");
+    assert_eq!(
+        count("DescribeDBProxies"),
+        count("DescribeDBProxies (all)"),
+        "a proxy read by name: {first:?}"
+    );
 
     // The re-run of a finished runbook: no preflight, one check per step,
     // all issued together.

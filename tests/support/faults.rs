@@ -44,6 +44,8 @@ struct Plan {
     buckets: BTreeMap<String, (f64, std::time::Instant)>,
     /// Answers throttled so far (by `fail` or by a rate).
     throttled: usize,
+    /// When recording: each call's arrival and action.
+    timeline: Option<Vec<(std::time::Instant, String)>>,
 }
 
 #[derive(Clone)]
@@ -147,6 +149,29 @@ impl FaultProxy {
     }
 
     /// Calls of every action so far, in all.
+    /// Records each call's arrival from now on (for a benchmark's trace).
+    pub fn record_timeline(&self) {
+        self.plan.lock().unwrap().timeline = Some(Vec::new());
+    }
+
+    /// The calls recorded since `record_timeline`, as lines of seconds
+    /// since `since` and the action; recording stops.
+    pub fn take_timeline(&self, since: std::time::Instant) -> String {
+        let calls = self
+            .plan
+            .lock()
+            .unwrap()
+            .timeline
+            .take()
+            .unwrap_or_default();
+        calls
+            .iter()
+            .map(|(at, action)| {
+                format!("{:8.3} {action}\n", at.duration_since(since).as_secs_f64())
+            })
+            .collect()
+    }
+
     pub fn total_calls(&self) -> usize {
         self.plan
             .lock()
@@ -215,12 +240,17 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The action: `Action=` of a query-protocol body, else `METHOD /path`.
+/// The action: `Action=` of a query-protocol body, the operation of a JSON
+/// protocol's `X-Amz-Target`, else `METHOD /path`.
 fn action_of(req: &Request) -> String {
     let body = String::from_utf8_lossy(&req.body);
+    let target = header(&req.head, "x-amz-target")
+        .and_then(|t| t.rsplit('.').next())
+        .map(str::to_string);
     body.split('&')
         .find_map(|kv| kv.strip_prefix("Action="))
         .map(str::to_string)
+        .or(target)
         .unwrap_or_else(|| {
             let line = req.head.lines().next().unwrap_or_default();
             let mut parts = line.split(' ');
@@ -291,6 +321,9 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
     let (latency, fault) = {
         let mut p = plan.lock().unwrap();
         *p.calls.entry(action.clone()).or_default() += 1;
+        if let Some(t) = p.timeline.as_mut() {
+            t.push((std::time::Instant::now(), action.clone()));
+        }
         // A listing of every proxy (a round of shared looks), counted apart
         // from the reads of one proxy by name.
         if action == "DescribeDBProxies"
