@@ -134,20 +134,25 @@ pub enum Wait<T> {
     Pending(String),
 }
 
-/// When to look again at something AWS is still working on. The first look
-/// comes soon; then the delay grows with the time already waited, so that
-/// the wait overshoots the moment the resource got ready by at most 1/20 of
-/// it (or `FIRST`), capped at 30 s. Each delay is trimmed by up to a tenth
-/// at random, so that runs that started together spread apart and the
-/// bound still holds. A wait of T costs about 21 + 21·ln(T / 10 s) looks
-/// once T passes 10 s: 37 for 20 s, 95 for 5 minutes (where a fixed 30 s
-/// poll would take 10 looks but be up to 30 s late).
+/// When to look again at something AWS is still working on. The first look comes soon; then the delay grows with the time already
+/// waited, so that the wait overshoots the moment the resource got ready by
+/// at most 1/20 of it (or `FIRST`), capped at 30 s. Each delay is trimmed
+/// by up to a tenth at random, so that runs that started together spread
+/// apart and the bound still holds. A wait of T costs about 21 + 21·ln(T /
+/// 5 s) looks once T passes 5 s: about 52 for 20 s, 107 for 5 minutes
+/// (where a fixed 30 s poll would take 10 looks but be up to 30 s late).
+/// [`wait_for`] counts each delay from the last look's start; a place's
+/// shared rounds ([`crate::rounds`]) from the last round's answer. What a
+/// place's waits cannot share keeps to a budget
+/// ([`crate::rounds::paced_look`]).
 pub struct PollSchedule {
     rng: u64,
 }
 
 impl PollSchedule {
-    pub const FIRST: Duration = Duration::from_millis(500);
+    /// A quarter of a second: a look is at most that late while the wait
+    /// is young (a Lambda update takes a second or two).
+    pub const FIRST: Duration = Duration::from_millis(250);
     pub const MAX: Duration = Duration::from_secs(30);
     /// The part of the time waited so far that one more delay may add.
     pub const OVERSHOOT: u32 = 20;
@@ -176,8 +181,8 @@ impl Default for PollSchedule {
 }
 
 /// Polls `probe` until it is ready, failing when `timeout` passes, on a
-/// [`PollSchedule`]: the first look after half a second (the call that
-/// started the work has just answered), then more rarely as the wait grows.
+/// [`PollSchedule`]: the first look a quarter of a second after the call
+/// that started the work answered, then more rarely as the wait grows.
 /// `probe` fails early by returning `Err` (a terminal status).
 pub async fn wait_for<T, F, Fut>(
     bar: &StepBar,
@@ -191,9 +196,15 @@ where
 {
     let started = Instant::now();
     let mut schedule = PollSchedule::new();
-    let pace = |left: Duration| {
+    // When the last look was sent (the wait's start for the first one).
+    let mut last = started;
+    let pace = move |left: Duration| {
         let delay = schedule.next_delay(unscaled(started.elapsed()));
-        sleep(delay.min(unscaled(left)))
+        let wait = delay
+            .saturating_sub(unscaled(last.elapsed()))
+            .min(unscaled(left));
+        last = Instant::now() + scaled(wait);
+        sleep(wait)
     };
     wait_paced(bar, what, timeout, pace, probe).await
 }
@@ -318,7 +329,7 @@ mod tests {
         assert!(p.next_delay(secs(3600)) <= PollSchedule::MAX);
         // Simulated waits: a resource ready at `ready` is seen within a
         // twentieth of it (or FIRST), with the number of looks predicted.
-        for (ready, most_looks) in [(secs(20), 38), (secs(10), 23), (secs(300), 96)] {
+        for (ready, most_looks) in [(secs(20), 54), (secs(10), 38), (secs(300), 110)] {
             let (mut t, mut looks) = (Duration::ZERO, 0);
             while t < ready {
                 t += p.next_delay(t);

@@ -9,8 +9,8 @@
 //! last): the delay grows with its time waited as [`PollSchedule`] says,
 //! so no wait sees its resource later than it would on its own schedule;
 //! one that has waited longer is looked at more often than it needs, for
-//! free. A new wait brings the next round forward to half a second from
-//! its start, never back.
+//! free. A new wait brings the next round forward to a quarter of a
+//! second from its start, never back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -356,16 +356,18 @@ pub async fn proxies_now(aws: &Aws) -> anyhow::Result<Proxies> {
     shared(aws, "every proxy".into(), read).await
 }
 
-/// How many looks that cannot be shared (see [`paced_look`]) a place makes
-/// a second at most: half of EC2's documented rate for a Describe action
-/// (RDS documents none), so that they leave room for everything else.
-pub const PACED_LOOKS_PER_SECOND: f64 = 10.0;
+/// How many target-health looks (see [`paced_look`]) a place makes a
+/// second at most: EC2's documented rate for a Describe action (RDS
+/// documents none); the rounds list the proxies with another action.
+pub const PACED_LOOKS_PER_SECOND: f64 = 20.0;
 
 /// Waits for the place's next slot for a look that cannot be shared: a
-/// proxy's target health is read one proxy at a time, so fifty targets
-/// waited on together would look fifty times a round and meet AWS's
-/// throttling. The slots are spread evenly, [`PACED_LOOKS_PER_SECOND`]
-/// of them; one runbook's looks (two a second at most) never wait.
+/// proxy's target health is read one proxy at a time, for as long as the
+/// target registers (minutes on AWS), so fifty targets waited on together
+/// would look fifty times a round and meet AWS's throttling. The slots are
+/// spread evenly, [`PACED_LOOKS_PER_SECOND`] of them; one runbook's looks
+/// (four a second at most) never wait. A function's update is waited on
+/// for a second or two and is not paced.
 pub async fn paced_look(aws: &Aws) -> Result<(), Interrupted> {
     let wait = place(aws).looks.slot(Instant::now());
     if wait.is_zero() {
@@ -499,9 +501,9 @@ mod tests {
         assert_eq!(pacer.slot(t0 + Duration::from_secs(10)), Duration::ZERO);
         let lone = Pacer::new(10.0);
         for i in 0..5 {
-            // Two a second, as one runbook's wait looks at most.
+            // Four a second, as one runbook's wait looks at most.
             assert_eq!(
-                lone.slot(t0 + Duration::from_millis(500 * i)),
+                lone.slot(t0 + Duration::from_millis(250 * i)),
                 Duration::ZERO
             );
         }
