@@ -68,11 +68,15 @@ pub async fn sdk_config(
                 .with_max_backoff(Duration::from_secs(20)),
         )
         // An endpoint that accepts and never answers must fail, not hang.
+        // In all, room for the six attempts of a call throttled each time
+        // (backoff up to 20 s, and the adaptive rate limit's own pauses):
+        // the user then sees the throttling, not a timeout (90 s was
+        // reached on a loaded machine).
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .operation_attempt_timeout(Duration::from_secs(30))
-                .operation_timeout(Duration::from_secs(90))
+                .operation_timeout(Duration::from_secs(180))
                 .build(),
         );
     if let Some(p) = profile(opts, rb) {
