@@ -52,6 +52,33 @@ fn profile<'a>(opts: &'a AwsOptions, rb: RunbookAws<'a>) -> Option<&'a str> {
     opts.profile.as_deref().or(rb.profile)
 }
 
+/// One HTTP client for the whole process: every SDK client, of every
+/// runbook in a fleet, shares its TLS setup (the parsed root certificates)
+/// and its pool of connections. Left to itself, each SDK client makes its
+/// own: eight per runbook, 400 root stores for a fleet of 50. The same
+/// client the SDK would make (rustls with aws-lc, the proxy settings from
+/// the environment).
+fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    static CLIENT: std::sync::OnceLock<aws_sdk_sts::config::SharedHttpClient> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            Builder::new().build_with_connector_fn(|settings, components| {
+                let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ));
+                conn.set_connector_settings(settings.cloned());
+                if let Some(c) = components {
+                    conn.set_sleep_impl(c.sleep_impl());
+                }
+                conn.set_proxy_config(Some(ProxyConfig::from_env()));
+                conn.build()
+            })
+        })
+        .clone()
+}
+
 /// The SDK configuration every client is built from.
 pub async fn sdk_config(
     opts: &AwsOptions,
@@ -79,6 +106,7 @@ pub async fn sdk_config(
                 .operation_timeout(Duration::from_secs(180))
                 .build(),
         );
+    loader = loader.http_client(http_client());
     if let Some(p) = profile(opts, rb) {
         let _ = PROFILE.set(p.to_string());
         // An explicit --profile wins over keys in the environment, as
