@@ -5,7 +5,13 @@ import os
 import signal
 import sys
 
-from werkzeug.serving import run_simple
+from werkzeug.serving import BaseWSGIServer, run_simple
+
+# werkzeug listens with a queue of 128 connections. A fleet's first round
+# opens more at once (a connection per call behind the tests' fault layer);
+# the kernel then drops the rest of them, and each client waits 1 s, 3 s,
+# 7 s to send its SYN again: seconds of delay that AWS never shows.
+BaseWSGIServer.request_queue_size = 4096
 
 
 def main() -> None:

@@ -62,6 +62,14 @@ impl FaultProxy {
             .trim_end_matches('/')
             .to_string();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Room for a fleet's first round: the standard library listens
+        // with a queue of 128, past which the kernel drops connections and
+        // each client tries again a second (then 3, 7 s) later.
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: listen(2) on a socket this function owns.
+            assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4096) }, 0);
+        }
         let url = format!("http://{}", listener.local_addr().unwrap());
         let plan = Arc::new(Mutex::new(Plan::default()));
         let shared = plan.clone();
