@@ -15,7 +15,8 @@
 //! Settings: BENCH_FLEET_SIZES (1,10,50), BENCH_LATENCY_MS (100),
 //! BENCH_CREATING_S (20), BENCH_REGISTERING_S (10), BENCH_DELETING_S (20),
 //! BENCH_DESCRIBE_RATE (20 a second, a burst of five times that; 0: no
-//! throttling), BENCH_VERBOSE=1.
+//! throttling), BENCH_VERBOSE=1, BENCH_TRACE=FILE (each phase's calls with
+//! their arrival go to FILE.SIZE.PHASE).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -72,9 +73,11 @@ struct Phase {
     what: &'static str,
     m: Measure,
     throttled: usize,
+    /// The emulator's CPU time meanwhile.
+    emulator_cpu: Option<Duration>,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let sizes: Vec<usize> = std::env::var("BENCH_FLEET_SIZES")
         .unwrap_or_else(|_| "1,10,50".into())
         .split(',')
@@ -108,13 +111,21 @@ fn main() {
             ("rollback", &["rollback"][..]),
         ] {
             let throttled = faults.throttled();
+            let cpu = emu.cpu();
+            faults.record_timeline();
+            let started = std::time::Instant::now();
             let m = measure(what, &faults, fleet(&books[..n], &faults, args));
+            let timeline = faults.take_timeline(started);
+            if let Ok(file) = std::env::var("BENCH_TRACE") {
+                std::fs::write(format!("{file}.{n}.{what}"), timeline).expect("write BENCH_TRACE");
+            }
             all_ok(&m);
             phases.push(Phase {
                 size: n,
                 what,
                 m,
                 throttled: faults.throttled() - throttled,
+                emulator_cpu: emu.cpu().zip(cpu).map(|(after, before)| after - before),
             });
         }
     }
@@ -129,7 +140,7 @@ fn main() {
         setting("BENCH_DELETING_S", 20)
     );
     println!(
-        "{:>5} {:<9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>8}",
+        "{:>5} {:<9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>8} {:>6} {:>8}",
         "fleet",
         "phase",
         "wall s",
@@ -138,7 +149,9 @@ fn main() {
         "rounds",
         "by name",
         "throttled",
-        "peak MB"
+        "peak MB",
+        "CPU s",
+        "emu CPU"
     );
     let one = |what: &str| {
         phases
@@ -152,7 +165,7 @@ fn main() {
         });
         let describes = p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
         println!(
-            "{:>5} {:<9} {:>8.2} {:>8} {:>9.1} {:>7} {:>8} {:>10} {:>8.1}",
+            "{:>5} {:<9} {:>8.2} {:>8} {:>9.1} {:>7} {:>8} {:>10} {:>8.1} {:>6.2} {:>8}",
             p.size,
             p.what,
             p.m.wall.as_secs_f64(),
@@ -161,12 +174,16 @@ fn main() {
             rounds(p),
             describes - rounds(p),
             p.throttled,
-            p.m.peak_kb.unwrap_or(0) as f64 / 1024.0
+            p.m.peak_kb.unwrap_or(0) as f64 / 1024.0,
+            p.m.cpu.as_secs_f64(),
+            p.emulator_cpu
+                .map_or("-".into(), |c| format!("{:.2}", c.as_secs_f64()))
         );
     }
     println!(
         "rounds: DescribeDBProxies listings (every proxy of the place, shared by every wait); by name: \
-         each runbook's own reads of its proxy (its checks)"
+         each runbook's own reads of its proxy (its checks); CPU s: the tool's own CPU time; emu CPU: the \
+         emulator's meanwhile (one core at most: Python)"
     );
     for p in phases.iter().filter(|p| p.throttled > 0) {
         let which: Vec<String> =
@@ -240,5 +257,5 @@ fn main() {
             peak < 100.0,
         ));
     }
-    verdict(checks);
+    verdict(checks)
 }

@@ -107,7 +107,7 @@ struct Pace {
     modifying: Duration,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     // `cargo bench` passes --bench; no other arguments are taken.
     let latency = Duration::from_millis(setting("BENCH_LATENCY_MS", 100));
     let pace = Pace {
@@ -429,5 +429,5 @@ fn main() {
         ),
         ("peak memory under 50 MB", peak_mb < 50.0),
     ];
-    verdict(checks);
+    verdict(checks)
 }

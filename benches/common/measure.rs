@@ -25,6 +25,8 @@ pub struct Measure {
     /// The calls of each action.
     pub by_action: BTreeMap<String, usize>,
     pub peak_kb: Option<i64>,
+    /// The process's own CPU time (user and system).
+    pub cpu: Duration,
     /// What the command printed on stdout.
     pub stdout: String,
 }
@@ -40,13 +42,22 @@ pub fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Mea
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
-    let (status, peak_kb, stdout, stderr) = wait_rusage(child);
+    let Ended {
+        status,
+        peak_kb,
+        cpu,
+        stdout,
+        stderr,
+    } = wait_rusage(child);
     let wall = started.elapsed();
     if status != 0 {
         panic!("{what} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
     }
     if std::env::var("BENCH_VERBOSE").is_ok() {
-        println!("--- {what} ({:.2} s)\n{stdout}", wall.as_secs_f64());
+        println!(
+            "--- {what} ({:.2} s)\n{stdout}\n--- its stderr\n{stderr}",
+            wall.as_secs_f64()
+        );
     }
     Measure {
         what,
@@ -63,12 +74,25 @@ pub fn measure(what: &'static str, faults: &FaultProxy, mut cmd: Command) -> Mea
             .collect(),
         // A script's own memory says nothing about the CLI it runs.
         peak_kb: (!what.starts_with("book")).then_some(peak_kb),
+        cpu,
         stdout,
     }
 }
 
-/// wait4 for a child: its exit code, its peak RSS (kB) and its output.
-pub fn wait_rusage(mut child: std::process::Child) -> (i32, i64, String, String) {
+/// How a child ended.
+pub struct Ended {
+    pub status: i32,
+    /// Its peak RSS (kB).
+    pub peak_kb: i64,
+    /// Its CPU time, user and system.
+    pub cpu: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// wait4 for a child: its exit code, its peak RSS, its CPU time and its
+/// output.
+pub fn wait_rusage(mut child: std::process::Child) -> Ended {
     use std::io::Read;
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
@@ -90,17 +114,29 @@ pub fn wait_rusage(mut child: std::process::Child) -> (i32, i64, String, String)
     } else {
         -1
     };
-    (code, usage.ru_maxrss, stdout, stderr)
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ended {
+        status: code,
+        peak_kb: usage.ru_maxrss,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        stdout,
+        stderr,
+    }
 }
 
-/// Prints each goal as met or MISSED, and exits with 1 when one is missed.
-pub fn verdict<S: std::fmt::Display>(checks: impl IntoIterator<Item = (S, bool)>) {
+/// Prints each goal as met or MISSED; failure when one is missed. The
+/// benchmark's main returns it, so the emulator it started is stopped
+/// (an exit from here would leave it running).
+pub fn verdict<S: std::fmt::Display>(
+    checks: impl IntoIterator<Item = (S, bool)>,
+) -> std::process::ExitCode {
     let mut missed = 0;
     for (what, ok) in checks {
         println!("{} {what}", if ok { "met   " } else { "MISSED" });
         missed += usize::from(!ok);
     }
-    if missed > 0 {
-        std::process::exit(1);
+    match missed {
+        0 => std::process::ExitCode::SUCCESS,
+        _ => std::process::ExitCode::FAILURE,
     }
 }

@@ -108,6 +108,23 @@ pub struct Emulator {
     child: Option<Child>,
 }
 
+impl Emulator {
+    /// The CPU time (user and system) the emulator's process has used so
+    /// far; None when it runs elsewhere (RDS_PROXY_RUNBOOK_TEST_ENDPOINT).
+    pub fn cpu(&self) -> Option<std::time::Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command's name in parentheses: utime and stime are the
+        // 12th and 13th fields, in clock ticks.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some(std::time::Duration::from_secs_f64(ticks as f64 / hz))
+    }
+}
+
 /// A name unique to this test process and call: every name the seed and
 /// the runbook use carries it, so workspaces can share an emulator.
 pub fn unique_prefix(test: &str) -> String {
