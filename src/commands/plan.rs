@@ -147,7 +147,8 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let mut saved_steps = Vec::new();
     let mut steps_out = Vec::new();
     let mut summary = Summary::default();
-    let mut graph = steps::dependencies(&rb);
+    // The order `run` keeps (a new proxy does not wait on secret-access).
+    let mut graph = crate::engine::schedule::run_graph(&rb, &state, false);
     for name in rb.step_names() {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);

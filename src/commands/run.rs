@@ -120,11 +120,7 @@ pub async fn run(
     });
     // The steps the selection waits on but leaves out (`--step`, `--from`):
     // they must be in place in the account, so they are checked too.
-    // A step this state never made or adopted makes its resource (one made
-    // elsewhere is refused, unless --adopt).
-    let graph = steps::dependencies_for(&rb, |n| {
-        !adopt && state.record(n).and_then(|r| r.origin).is_none()
-    });
+    let graph = crate::engine::schedule::run_graph(&rb, &state, adopt);
     let mut outside: Vec<&str> = Vec::new();
     for name in &selected {
         for dep in graph.get(*name).into_iter().flatten() {
@@ -179,7 +175,13 @@ pub async fn run(
     }
     let prechecked: BTreeMap<String, (String, Found)> = prechecks
         .into_iter()
-        .filter_map(|(name, sum, found)| found.ok().map(|f| (name, (sum, f))))
+        .filter_map(|(name, sum, found)| match found {
+            Ok(f) => Some((name, (sum, f))),
+            Err(e) => {
+                tracing::debug!("{name}: the first check failed, checked again in its turn: {e:#}");
+                None
+            }
+        })
         .collect();
     let run_hint = command_hint("run", &rb, opts);
     if let Some(saved) = &saved {

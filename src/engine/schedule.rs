@@ -130,6 +130,20 @@ pub(crate) fn ancestors<'g>(
     seen
 }
 
+/// The graph a run follows (and its plan shows): a step this state never
+/// made or adopted makes its resource, and so does not wait on what only
+/// guards a change (see [`steps::dependencies_for`]); with `adopt`, one
+/// found made elsewhere is taken over, and waits as a change does.
+pub(crate) fn run_graph(
+    rb: &Runbook,
+    state: &crate::state::State,
+    adopt: bool,
+) -> BTreeMap<String, Vec<String>> {
+    steps::dependencies_for(rb, |n| {
+        !adopt && state.record(n).and_then(|r| r.origin).is_none()
+    })
+}
+
 /// A rollback's order, for each step in `undo`, the steps among them
 /// undone first: the run's graph backwards (a step is undone once every
 /// step that waits on it is); steps the runbook no longer lists (no graph

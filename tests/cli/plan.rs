@@ -43,6 +43,18 @@ fn plan_on_an_empty_account_changes_nothing() {
         plan["steps"][3]["after"],
         serde_json::json!(["proxy-role", "proxy-security-group"])
     );
+    // In the order `run` keeps: a new proxy waits on its role and group,
+    // not on secret-access (which guards a change to an existing one).
+    let proxy = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "proxy")
+        .unwrap();
+    assert_eq!(
+        proxy["waits_on"],
+        serde_json::json!(["proxy-role", "proxy-security-group"])
+    );
     assert_eq!(plan["summary"]["create"], 9);
     assert!(
         !out.stdout.contains("\"info\""),
