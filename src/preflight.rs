@@ -518,63 +518,71 @@ async fn check_groups(rb: &Runbook, aws: &Aws, vpc: &str, r: &mut Report) -> Res
     if ids.is_empty() {
         return Ok(());
     }
-    // All at once (a fleet's runbooks each make one call, not one per
-    // group); one that does not exist fails the whole call, so then one
-    // call each says which.
-    let all = aws
-        .ec2
-        .describe_security_groups()
-        .set_group_ids(Some(ids.clone()))
-        .send()
-        .await;
-    // Each group's answer: the group (None: no such group), or why it
-    // cannot be read.
-    let answers: Vec<Result<Option<SecurityGroup>, String>> = match all {
-        Ok(o) => ids
-            .iter()
-            .map(|id| {
-                let g = o
-                    .security_groups()
-                    .iter()
-                    .find(|g| g.group_id() == Some(id));
-                Ok(g.cloned())
-            })
-            .collect(),
-        Err(_) => {
-            futures_util::future::join_all(ids.iter().map(|id| async move {
-                match aws
-                    .ec2
-                    .describe_security_groups()
-                    .group_ids(id)
-                    .send()
-                    .await
-                {
-                    Ok(o) => Ok(o.security_groups().first().cloned()),
-                    Err(e) if error_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => Ok(None),
-                    Err(e) => Err(describe_error(&e)),
-                }
-            }))
-            .await
-        }
-    };
-    for (id, g) in ids.iter().zip(answers) {
+    for (id, g) in ids.iter().zip(read_groups(aws, &ids).await?) {
         match g {
-            Ok(Some(g)) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
-            Ok(Some(g)) => r.problem(
+            Some(g) if g.vpc_id() == Some(vpc) => r.ok(format!("security group {id} in {vpc}")),
+            Some(g) => r.problem(
                 format!(
                     "security group {id} is in {}, not in {vpc}",
                     g.vpc_id().unwrap_or("another VPC")
                 ),
                 "use a security group of the DB's VPC",
             ),
-            Ok(None) => r.problem(
+            None => r.problem(
                 format!("security group {id} does not exist"),
                 "check the runbook's security group ids",
             ),
-            Err(e) => anyhow::bail!("cannot read security group {id}: {e}"),
         }
     }
     Ok(())
+}
+
+/// Each group of `ids` (None: no such group), in one call for all (a
+/// fleet's runbooks each make one call, not one per group). One that does
+/// not exist fails the whole call: one call each then says which. Any
+/// other failure is the answer: more calls would not help a throttled or
+/// refused one.
+async fn read_groups(aws: &Aws, ids: &[String]) -> Result<Vec<Option<SecurityGroup>>> {
+    let not_found = |code: Option<&str>| code.is_some_and(|c| c.ends_with(".NotFound"));
+    let one = |id: &String| aws.ec2.describe_security_groups().group_ids(id).send();
+    match aws
+        .ec2
+        .describe_security_groups()
+        .set_group_ids(Some(ids.to_vec()))
+        .send()
+        .await
+    {
+        Ok(o) => Ok(ids
+            .iter()
+            .map(|id| {
+                let g = o
+                    .security_groups()
+                    .iter()
+                    .find(|g| g.group_id() == Some(id));
+                g.cloned()
+            })
+            .collect()),
+        Err(e) if not_found(error_code(&e)) && ids.len() > 1 => {
+            futures_util::future::join_all(ids.iter().map(|id| async move {
+                match one(id).await {
+                    Ok(o) => Ok(o.security_groups().first().cloned()),
+                    Err(e) if not_found(error_code(&e)) => Ok(None),
+                    Err(e) => {
+                        anyhow::bail!("cannot read security group {id}: {}", describe_error(&e))
+                    }
+                }
+            }))
+            .await
+            .into_iter()
+            .collect()
+        }
+        Err(e) if not_found(error_code(&e)) => Ok(vec![None]),
+        Err(e) => anyhow::bail!(
+            "cannot read security groups {}: {}",
+            ids.join(", "),
+            describe_error(&e)
+        ),
+    }
 }
 
 /// Each function checked; returns the variables of those that exist, by
@@ -850,6 +858,59 @@ pub(crate) fn preflight_verdict(report: &crate::preflight::Report) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_are_read_in_one_call_and_one_each_only_when_one_is_missing() {
+        use crate::steps::mock::{Mocked, block_on};
+        use aws_sdk_ec2::Client;
+        use aws_sdk_ec2::error::ErrorMetadata;
+        use aws_sdk_ec2::operation::describe_security_groups::{
+            DescribeSecurityGroupsError, DescribeSecurityGroupsOutput,
+        };
+        use aws_smithy_mocks::mock;
+        let ids = vec!["sg-1".to_string(), "sg-2".to_string()];
+        let error = |code: &'static str| {
+            move || {
+                DescribeSecurityGroupsError::generic(ErrorMetadata::builder().code(code).build())
+            }
+        };
+
+        // Refused: that one call is the answer, and it names every group.
+        let batch =
+            mock!(Client::describe_security_groups).then_error(error("UnauthorizedOperation"));
+        let m = Mocked::new(&[], &[&batch], &[]);
+        let e = block_on(read_groups(&m.aws, &ids)).unwrap_err().to_string();
+        assert!(
+            e.contains("sg-1, sg-2") && e.contains("UnauthorizedOperation"),
+            "{e}"
+        );
+        assert_eq!(batch.num_calls(), 1);
+
+        // One does not exist: the batch fails, and a call each says which.
+        let batch = mock!(Client::describe_security_groups)
+            .match_requests(|r| r.group_ids().len() == 2)
+            .then_error(error("InvalidGroup.NotFound"));
+        let first = mock!(Client::describe_security_groups)
+            .match_requests(|r| r.group_ids() == ["sg-1"])
+            .then_output(|| {
+                DescribeSecurityGroupsOutput::builder()
+                    .security_groups(SecurityGroup::builder().group_id("sg-1").build())
+                    .build()
+            });
+        let second = mock!(Client::describe_security_groups)
+            .match_requests(|r| r.group_ids() == ["sg-2"])
+            .then_error(error("InvalidGroup.NotFound"));
+        let m = Mocked::new(&[], &[&batch, &first, &second], &[]);
+        let found = block_on(read_groups(&m.aws, &ids)).unwrap();
+        assert_eq!(
+            found.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert_eq!(
+            (batch.num_calls(), first.num_calls(), second.num_calls()),
+            (1, 1, 1)
+        );
+    }
 
     #[test]
     fn variables_left_on_the_db_are_named_never_shown() {

@@ -17,7 +17,7 @@ mod invoke_check;
 mod lambda_env;
 mod lambda_ingress;
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 mod proxy;
 mod proxy_endpoints;
 mod proxy_role;
