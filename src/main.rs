@@ -1,3 +1,4 @@
+mod answers;
 mod arn;
 mod aws;
 mod budget;

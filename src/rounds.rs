@@ -212,17 +212,27 @@ pub type Proxies = BTreeMap<String, DbProxy>;
 /// The proxy endpoints of a place, by name.
 pub type Endpoints = BTreeMap<String, DbProxyEndpoint>;
 
+/// The network interfaces of the security groups waited on in a place, by
+/// group: (interface id, status).
+pub type Interfaces = BTreeMap<String, Vec<(String, String)>>;
+
+/// The groups whose interfaces the place's waits look at, each with how
+/// many waits look at it.
+type Groups = Arc<Mutex<BTreeMap<String, usize>>>;
+
 struct Place {
     proxies: Arc<Rounds<Proxies>>,
     endpoints: Arc<Rounds<Endpoints>>,
+    interfaces: Arc<Rounds<Interfaces>>,
+    interface_groups: Groups,
     /// The reads of [`shared`].
-    shared: Shared,
+    shared: crate::answers::Answers,
     /// The slots of [`paced_look`].
     looks: Pacer,
 }
 
 fn place(aws: &Aws) -> Arc<Place> {
-    static PLACES: OnceLock<Mutex<BTreeMap<String, Arc<Place>>>> = OnceLock::new();
+    static PLACES: OnceLock<Mutex<BTreeMap<crate::aws::Place, Arc<Place>>>> = OnceLock::new();
     let mut places = PLACES
         .get_or_init(Default::default)
         .lock()
@@ -240,10 +250,25 @@ fn place(aws: &Aws) -> Arc<Place> {
                 let rds = rds.clone();
                 Box::pin(async move { list_endpoints(&rds).await })
             }));
+            let ec2 = aws.ec2.clone();
+            let interface_groups = Groups::default();
+            let groups = interface_groups.clone();
+            let interfaces = Rounds::new(Box::new(move || {
+                let ec2 = ec2.clone();
+                let groups: Vec<String> = groups
+                    .lock()
+                    .expect("not poisoned")
+                    .keys()
+                    .cloned()
+                    .collect();
+                Box::pin(async move { list_interfaces(&ec2, groups).await })
+            }));
             Arc::new(Place {
                 proxies,
                 endpoints,
-                shared: Default::default(),
+                interfaces,
+                interface_groups,
+                shared: crate::answers::Answers::fresh_for(FRESH),
                 looks: Pacer::new(PACED_LOOKS_PER_SECOND),
             })
         })
@@ -298,39 +323,42 @@ async fn list_endpoints(rds: &aws_sdk_rds::Client) -> Result<Endpoints, String> 
     Ok(all)
 }
 
-/// Answers by key, each with when it was asked for.
-#[derive(Default)]
-struct Shared(Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Option<SharedRead>>>>>);
-
-type SharedRead = (Instant, Arc<dyn std::any::Any + Send + Sync>);
-
-impl Shared {
-    /// The answer for `key` asked for less than `fresh` ago, else `read`'s
-    /// (those that ask meanwhile wait for it); a failed read is not kept.
-    async fn read<T, F>(&self, key: String, fresh: Duration, read: F) -> anyhow::Result<T>
-    where
-        T: Clone + Send + Sync + 'static,
-        F: Future<Output = anyhow::Result<T>>,
-    {
-        let slot = self
-            .0
-            .lock()
-            .expect("not poisoned")
-            .entry(key)
-            .or_default()
-            .clone();
-        let mut slot = slot.lock().await;
-        if let Some((at, v)) = &*slot
-            && at.elapsed() < fresh
-            && let Some(v) = v.downcast_ref::<T>()
-        {
-            return Ok(v.clone());
+/// The network interfaces of `groups`, in calls of at most 200 groups
+/// (EC2's limit of values in a filter).
+async fn list_interfaces(
+    ec2: &aws_sdk_ec2::Client,
+    groups: Vec<String>,
+) -> Result<Interfaces, String> {
+    let mut all: Interfaces = groups.iter().map(|g| (g.clone(), Vec::new())).collect();
+    for chunk in groups.chunks(200) {
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("group-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        let mut pages = ec2
+            .describe_network_interfaces()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!(
+                    "cannot list the network interfaces of security groups: {}",
+                    describe_error(&e)
+                )
+            })?;
+            for n in page.network_interfaces() {
+                let id = n.network_interface_id().unwrap_or_default();
+                let status = n.status().map_or("unknown", |s| s.as_str());
+                for g in n.groups() {
+                    if let Some(list) = g.group_id().and_then(|g| all.get_mut(g)) {
+                        list.push((id.to_string(), status.to_string()));
+                    }
+                }
+            }
         }
-        let at = Instant::now();
-        let v = read.await?;
-        *slot = Some((at, Arc::new(v.clone())));
-        Ok(v)
     }
+    Ok(all)
 }
 
 /// How long a [`shared`] read serves.
@@ -346,7 +374,7 @@ where
     T: Clone + Send + Sync + 'static,
     F: Future<Output = anyhow::Result<T>>,
 {
-    place(aws).shared.read(key, FRESH, read).await
+    place(aws).shared.read(key, read).await
 }
 
 /// Every proxy of the place now (preflight's room for one more), shared
@@ -410,6 +438,54 @@ pub fn endpoints(aws: &Aws) -> Ticket<Endpoints> {
     place(aws).endpoints.join()
 }
 
+/// A wait on the network interfaces of a security group of the place of
+/// `aws`: each look reads them out of the place's shared round, which
+/// lists the interfaces of every group waited on there in one call.
+pub fn interfaces(aws: &Aws, group_id: &str) -> InterfacesLook {
+    let place = place(aws);
+    // Named before joining: every round the wait reads lists its group.
+    *place
+        .interface_groups
+        .lock()
+        .expect("not poisoned")
+        .entry(group_id.to_string())
+        .or_default() += 1;
+    InterfacesLook {
+        ticket: place.interfaces.join(),
+        group: group_id.to_string(),
+        groups: place.interface_groups.clone(),
+    }
+}
+
+/// See [`interfaces`]; dropping it leaves the rounds.
+pub struct InterfacesLook {
+    pub ticket: Ticket<Interfaces>,
+    group: String,
+    groups: Groups,
+}
+
+impl InterfacesLook {
+    /// The group's interfaces in the round read last: (id, status).
+    pub fn interfaces(&self) -> anyhow::Result<Option<Vec<(String, String)>>> {
+        Ok(self
+            .ticket
+            .answer(|all| all.get(&self.group).cloned())?
+            .flatten())
+    }
+}
+
+impl Drop for InterfacesLook {
+    fn drop(&mut self) {
+        let mut groups = self.groups.lock().expect("not poisoned");
+        if let Some(n) = groups.get_mut(&self.group) {
+            *n -= 1;
+            if *n == 0 {
+                groups.remove(&self.group);
+            }
+        }
+    }
+}
+
 impl Ticket<Proxies> {
     /// The proxy named `name` in the round read last.
     pub fn proxy(&self, name: &str) -> anyhow::Result<Option<DbProxy>> {
@@ -451,41 +527,6 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
-    }
-
-    #[test]
-    fn a_shared_read_serves_those_that_ask_meanwhile_and_until_it_is_stale() {
-        block_on(async {
-            let shared = Shared::default();
-            let calls = AtomicU64::new(0);
-            let read = |v: u64| {
-                let calls = &calls;
-                async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    anyhow::Ok(v)
-                }
-            };
-            let fresh = Duration::from_secs(60);
-            let (a, b, c) = tokio::join!(
-                shared.read("k".into(), fresh, read(1)),
-                shared.read("k".into(), fresh, read(2)),
-                shared.read("k".into(), fresh, read(3)),
-            );
-            assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 1, 1));
-            assert_eq!(calls.load(Ordering::SeqCst), 1, "one read for three");
-            let other = shared.read("other".into(), fresh, read(4)).await;
-            assert_eq!(other.unwrap(), 4, "by key");
-            let stale = shared.read("k".into(), Duration::ZERO, read(5)).await;
-            assert_eq!(stale.unwrap(), 5, "read again once stale");
-            let failed = shared
-                .read("bad".into(), fresh, async {
-                    anyhow::Result::<u64>::Err(anyhow::anyhow!("x"))
-                })
-                .await;
-            assert!(failed.is_err());
-            assert_eq!(shared.read("bad".into(), fresh, read(6)).await.unwrap(), 6);
-        });
     }
 
     #[test]

@@ -3,10 +3,17 @@
 Plain moto deletes a group that a proxy, a proxy's lingering network
 interfaces, a DB or another group's rule still uses; AWS answers
 DependencyViolation. Also the rule the target health needs: does a DB's
-group admit the proxy's groups on the DB port."""
+group admit the proxy's groups on the DB port.
 
-from moto.ec2.exceptions import DependencyViolationError
+A proxy's (and an endpoint's) network interfaces, one per subnet, show in
+DescribeNetworkInterfaces as AWS shows them (`in-use`, requester-managed,
+"RDSNetworkInterface") while it lives and for `proxy_eni_linger` after it
+is gone: a rollback can wait for them instead of retrying the delete of
+their group. They cannot be deleted by the account."""
+
+from moto.ec2.exceptions import DependencyViolationError, InvalidParameterValue
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
 from moto.ec2.models.security_groups import SecurityGroupBackend
 
 
@@ -49,7 +56,7 @@ def users_of(account_id: str, region: str, group_id: str) -> list:
     for ep in rds.endpoints(backend).values():
         if group_id in ep.vpc_security_group_ids:
             users.append(f"DB proxy endpoint {ep.db_proxy_endpoint_name}")
-    if any(group_id in groups for groups, _ in rds.lingering_enis(backend)):
+    if any(group_id in groups for groups, *_ in rds.lingering_enis(backend)):
         users.append("network interfaces of a deleted DB proxy")
     for db in list(backend.databases.values()) + list(backend.clusters.values()):
         if group_id in (db.vpc_security_group_ids or []):
@@ -67,7 +74,53 @@ def users_of(account_id: str, region: str, group_id: str) -> list:
     return users
 
 
+def _proxy_interfaces(ec2) -> None:
+    """Makes the account's network interfaces those of its proxies now:
+    new ones for a new proxy, none for one whose interfaces are gone."""
+    from moto.rds.models import rds_backends
+
+    from . import rds
+
+    owners = rds.eni_owners(rds_backends[ec2.account_id][ec2.region_name])
+    for eni in list(ec2.enis.values()):
+        owner = getattr(eni, "_awsr_owner", None)
+        if owner is not None and owner not in owners:
+            del ec2.enis[eni.id]
+    have = {getattr(e, "_awsr_owner", None) for e in ec2.enis.values()}
+    for owner, (subnets, groups) in owners.items():
+        if owner in have:
+            continue
+        for subnet in subnets:
+            eni = ec2.create_network_interface(
+                subnet, None, group_ids=groups, description="RDSNetworkInterface"
+            )
+            eni._awsr_owner = owner
+            eni.requester_managed = True
+            eni.requester_id = "amazon-rds"
+            eni.status = "in-use"
+
+
 def install() -> None:
+    original_list = NetworkInterfaceBackend.get_all_network_interfaces
+
+    def get_all_network_interfaces(self, eni_ids=None, filters=None):
+        _proxy_interfaces(self)
+        return original_list(self, eni_ids=eni_ids, filters=filters)
+
+    NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces
+
+    original_delete_eni = NetworkInterfaceBackend.delete_network_interface
+
+    def delete_network_interface(self, eni_id):
+        eni = self.enis.get(eni_id)
+        if eni is not None and getattr(eni, "_awsr_owner", None) is not None:
+            raise InvalidParameterValue(
+                f"Network interface '{eni_id}' is currently in use."
+            )
+        return original_delete_eni(self, eni_id)
+
+    NetworkInterfaceBackend.delete_network_interface = delete_network_interface
+
     original = SecurityGroupBackend.delete_security_group
 
     def delete_security_group(self, name=None, group_id=None):

@@ -89,17 +89,40 @@ def endpoints(backend: RDSBackend) -> dict:
 
 
 def lingering_enis(backend: RDSBackend) -> list:
-    """(security group ids, until) of network interfaces that outlive what
-    used them."""
+    """(security group ids, until, owner, subnet ids) of network interfaces
+    that outlive what used them (the owner: see `eni_owner`)."""
     if not hasattr(backend, "_awsr_enis"):
         backend._awsr_enis = []
     return backend._awsr_enis
 
 
-def _linger(backend: RDSBackend, group_ids) -> None:
+def eni_owner(obj) -> str:
+    """A name for what a proxy's (or an endpoint's) network interfaces
+    belong to, unique for its life and after (a new proxy of the same name
+    has interfaces of its own)."""
+    if not hasattr(obj, "_awsr_eni_owner"):
+        obj._awsr_eni_owner = "".join(random.choices(string.ascii_lowercase, k=12))
+    return obj._awsr_eni_owner
+
+
+def _linger(backend: RDSBackend, obj) -> None:
     until = settings.until("proxy_eni_linger")
     if until > settings.now():
-        lingering_enis(backend).append((set(group_ids), until))
+        lingering_enis(backend).append(
+            (set(obj.vpc_security_group_ids), until, eni_owner(obj), list(obj.vpc_subnet_ids))
+        )
+
+
+def eni_owners(backend: RDSBackend) -> dict:
+    """What has network interfaces now: owner -> (subnet ids, group ids),
+    for every proxy and endpoint, and those gone whose interfaces linger."""
+    sweep(backend)
+    owners = {}
+    for obj in list(backend.db_proxies.values()) + list(endpoints(backend).values()):
+        owners[eni_owner(obj)] = (list(obj.vpc_subnet_ids), list(obj.vpc_security_group_ids))
+    for groups, _, owner, subnets in lingering_enis(backend):
+        owners.setdefault(owner, (subnets, sorted(groups)))
+    return owners
 
 
 def sweep(backend: RDSBackend) -> None:
@@ -108,11 +131,11 @@ def sweep(backend: RDSBackend) -> None:
     for name, ep in list(endpoints(backend).items()):
         if _gone(ep):
             del endpoints(backend)[name]
-            _linger(backend, ep.vpc_security_group_ids)
+            _linger(backend, ep)
     for name, proxy in list(backend.db_proxies.items()):
         if _gone(proxy):
             del backend.db_proxies[name]
-            _linger(backend, proxy.vpc_security_group_ids)
+            _linger(backend, proxy)
     now = settings.now()
     lingering_enis(backend)[:] = [e for e in lingering_enis(backend) if e[1] > now]
 

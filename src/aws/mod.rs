@@ -28,12 +28,67 @@ pub struct RunbookAws<'a> {
     pub profile: Option<&'a str>,
 }
 
+/// Where calls go: through which profile (the account it stands for), to
+/// which endpoint, in which region. Runbooks in one place share rounds of
+/// looks and the client-side rate limits ([`Aws::connect`], `rounds`),
+/// count against one quota of proxies, and collide on names
+/// (`commands::fleet`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    pub profile: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+}
+
+impl Place {
+    /// As far as the command line, the runbook and the environment (`env`)
+    /// tell without a call: the region is `?` when only a profile's file
+    /// would name it.
+    pub fn expected(
+        opts: &AwsOptions,
+        rb: RunbookAws<'_>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Place {
+        Place {
+            profile: profile(opts, rb)
+                .map(String::from)
+                .or_else(|| env("AWS_PROFILE"))
+                .unwrap_or_else(|| "default".into()),
+            endpoint: opts
+                .endpoint_url
+                .clone()
+                .or_else(|| env("AWS_ENDPOINT_URL")),
+            region: opts
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .or_else(|| rb.region.map(String::from))
+                .unwrap_or_else(|| "?".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "profile {}, region {}", self.profile, self.region)?;
+        if let Some(e) = &self.endpoint {
+            write!(f, ", endpoint {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An environment variable, unset when empty.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 pub struct Aws {
     pub region: String,
-    /// Which account and region the clients reach (the profile, endpoint
-    /// and region they were made with): waits in one place share their
-    /// looks (see `rounds`).
-    pub place: String,
+    /// Where the clients' calls go (see [`Place`]), with the region they
+    /// were made with.
+    pub place: Place,
     account: tokio::sync::OnceCell<String>,
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
@@ -147,11 +202,10 @@ impl Aws {
     pub async fn connect(opts: &AwsOptions, rb: RunbookAws<'_>) -> anyhow::Result<Aws> {
         let config = sdk_config(opts, rb).await?;
         let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-        let place = format!(
-            "{}|{}|{region}",
-            profile(opts, rb).unwrap_or_default(),
-            opts.endpoint_url.as_deref().unwrap_or_default()
-        );
+        let place = Place {
+            region: region.clone(),
+            ..Place::expected(opts, rb, &env_var)
+        };
         // Each service's retries and client-side rate limit in this place
         // are shared by every client of the process that calls it there
         // (a fleet's runbooks), and adapt to throttling together.
@@ -240,7 +294,11 @@ impl Aws {
         let n = MOCKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Aws {
             region: "us-east-1".into(),
-            place: format!("mocked-{n}"),
+            place: Place {
+                profile: format!("mocked-{n}"),
+                endpoint: None,
+                region: "us-east-1".into(),
+            },
             account,
             iam,
             ec2,
@@ -535,6 +593,45 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
     use aws_sdk_ec2::config::http::HttpResponse;
+
+    #[test]
+    fn a_place_is_told_by_profile_endpoint_and_region() {
+        let none = AwsOptions {
+            profile: None,
+            region: None,
+            endpoint_url: None,
+        };
+        let env = |k: &str| match k {
+            "AWS_PROFILE" => Some("team".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:4566".to_string()),
+            _ => None,
+        };
+        let rb = RunbookAws {
+            region: Some("eu-west-1"),
+            profile: None,
+        };
+        let here = Place::expected(&none, rb, &env);
+        assert_eq!(
+            here.to_string(),
+            "profile team, region eu-west-1, endpoint http://127.0.0.1:4566"
+        );
+        // The same profile and region at another endpoint: elsewhere.
+        let no_endpoint = |k: &str| env(k).filter(|_| k != "AWS_ENDPOINT_URL");
+        assert_ne!(here, Place::expected(&none, rb, &no_endpoint));
+        // The runbook's profile before the environment's; --region first.
+        let opts = AwsOptions {
+            region: Some("us-east-1".into()),
+            ..none.clone()
+        };
+        let rb = RunbookAws {
+            profile: Some("other"),
+            ..rb
+        };
+        assert_eq!(
+            Place::expected(&opts, rb, &no_endpoint).to_string(),
+            "profile other, region us-east-1"
+        );
+    }
     use aws_sdk_lambda::primitives::SdkBody;
 
     fn answer(status: u16, body: &str) -> String {

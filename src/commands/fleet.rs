@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::{Value, json};
 
-use crate::aws::AwsOptions;
+use crate::aws::{Place, env_var};
 use crate::cli::{Fleet, Output, Selection};
 use crate::commands::plan::PlanHow;
 use crate::commands::{plan, rollback, run, status};
@@ -108,45 +108,17 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Where a runbook's calls go, as far as the command line, the runbook
-/// and the environment tell without a call: (profile, region).
-fn place_of(
-    rb: &Runbook,
-    aws: &AwsOptions,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> (String, String) {
-    let profile = aws
-        .profile
-        .clone()
-        .or_else(|| rb.profile.clone())
-        .or_else(|| env("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
-    let region = aws
-        .region
-        .clone()
-        .or_else(|| env("AWS_REGION"))
-        .or_else(|| env("AWS_DEFAULT_REGION"))
-        .or_else(|| rb.region.clone())
-        .unwrap_or_else(|| "?".into());
-    (profile, region)
-}
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// The proxies AWS allows in one account and region (the default quota).
 pub const PROXY_QUOTA: usize = 20;
 
 /// What two or more runbooks of the fleet share that they must not: each
 /// as (refused by `run`/`resume`?, what, the fix). Pure: from the
 /// runbooks and where they act.
-pub fn collisions(fleet: &[(&Path, &Runbook, (String, String), String)]) -> Vec<(bool, String)> {
+pub fn collisions(fleet: &[(&Path, &Runbook, Place, String)]) -> Vec<(bool, String)> {
     let mut found = Vec::new();
     let shown = |p: &Path| p.display().to_string();
     let mut by: BTreeMap<(&str, String), Vec<&Path>> = BTreeMap::new();
-    for (path, rb, (profile, region), state) in fleet {
-        let place = format!("profile {profile}, region {region}");
+    for (path, rb, place, state) in fleet {
         by.entry(("name", rb.name.clone())).or_default().push(path);
         by.entry(("state", state.clone())).or_default().push(path);
         if let Some(p) = rb.proxy.name.literal() {
@@ -203,16 +175,16 @@ pub fn collisions(fleet: &[(&Path, &Runbook, (String, String), String)]) -> Vec<
             ),
         });
     }
-    let mut per_place: BTreeMap<&(String, String), usize> = BTreeMap::new();
+    let mut per_place: BTreeMap<&Place, usize> = BTreeMap::new();
     for (_, _, place, _) in fleet {
         *per_place.entry(place).or_default() += 1;
     }
-    for ((profile, region), n) in per_place {
+    for (place, n) in per_place {
         if n > PROXY_QUOTA {
             found.push((
                 false,
                 format!(
-                    "{n} runbooks make a proxy in profile {profile}, region {region}: more than \
+                    "{n} runbooks make a proxy in {place}: more than \
                      AWS's default quota of {PROXY_QUOTA} proxies per account and region (ask \
                      for more through Service Quotas, or spread them)"
                 ),
@@ -297,7 +269,12 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
     let mut described = Vec::new();
     for (f, rb) in files.iter().zip(&books) {
         let state = state_place(rb, opts)?.to_string();
-        described.push((f.as_path(), rb, place_of(rb, &opts.aws, &env_var), state));
+        described.push((
+            f.as_path(),
+            rb,
+            Place::expected(&opts.aws, rb.aws(), &env_var),
+            state,
+        ));
     }
     let clashes = collisions(&described);
     let refused = matches!(job, Job::Run { .. });
@@ -373,7 +350,7 @@ pub async fn fleet(paths: &[PathBuf], job: Job<'_>, fleet: Fleet, opts: &Options
             Some(value.to_string())
         };
         let account = account.or_else(|| said("account"));
-        let region = said("region").or_else(|| Some(place.1.clone()).filter(|r| r != "?"));
+        let region = said("region").or_else(|| Some(place.region.clone()).filter(|r| r != "?"));
         let changes = report.as_ref().and_then(|r| changes_in(job, r));
         let ended = Ended {
             path: path.to_path_buf(),
@@ -649,7 +626,7 @@ mod tests {
     }
 
     fn clashes(books: &[(PathBuf, Runbook)]) -> Vec<(bool, String)> {
-        let aws = AwsOptions {
+        let aws = crate::aws::AwsOptions {
             profile: Some("p".into()),
             region: None,
             endpoint_url: None,
@@ -660,7 +637,7 @@ mod tests {
                 (
                     p.as_path(),
                     rb,
-                    place_of(rb, &aws, &|_| None),
+                    Place::expected(&aws, rb.aws(), &|_| None),
                     format!("{}.state", rb.name),
                 )
             })

@@ -92,48 +92,7 @@ pub struct Ctx<'a> {
     /// moved): a variable holding one of them was set by us.
     pub our_endpoints: &'a [String],
     /// What this pass of the step has read: see [`Ctx::read_once`].
-    pub reads: Reads,
-}
-
-/// The reads of one pass of a step: its check, `before` and apply follow
-/// one another within moments, so what the check read is what `before` and
-/// the apply would read again (the proxy by its name, a role's inline
-/// policy, a function's configuration). The engine forgets them when the
-/// pass stops for longer (a question under `--confirm`); a step forgets
-/// one it changed.
-#[derive(Default)]
-pub struct Reads(
-    std::sync::Mutex<
-        std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>,
-    >,
-);
-
-impl Reads {
-    /// `read`'s answer, read once under `key` (which names the call and
-    /// what it reads); a failed read is not kept.
-    pub async fn once<T, F>(&self, key: String, read: F) -> Result<T>
-    where
-        T: Clone + Send + Sync + 'static,
-        F: std::future::Future<Output = Result<T>>,
-    {
-        let kept = self.0.lock().expect("lock").get(&key).cloned();
-        if let Some(v) = kept.and_then(|v| v.downcast_ref::<T>().cloned()) {
-            return Ok(v);
-        }
-        let v = read.await?;
-        let kept = std::sync::Arc::new(v.clone());
-        self.0.lock().expect("lock").insert(key, kept);
-        Ok(v)
-    }
-
-    /// Forgets what was read under `key`.
-    pub fn forget(&self, key: &str) {
-        self.0.lock().expect("lock").remove(key);
-    }
-
-    pub fn clear(&self) {
-        self.0.lock().expect("lock").clear();
-    }
+    pub reads: crate::answers::Answers,
 }
 
 /// The steps that left removals for after the rest of the run.
@@ -165,17 +124,23 @@ impl<'a> Ctx<'a> {
             deferred: None,
             adopted: recorded.is_some_and(|r| r.origin == Some(crate::state::Origin::Adopted)),
             our_endpoints: &[],
-            reads: Reads::default(),
+            reads: Default::default(),
         }
     }
 
-    /// `read`'s answer, read once in this pass of the step (see [`Reads`]).
+    /// `read`'s answer, read once in this pass of the step (its check,
+    /// `before` and apply follow one another within moments, so what the
+    /// check read is what `before` and the apply would read again: the
+    /// proxy by its name, a role's inline policy, a function's
+    /// configuration). The engine forgets them when the pass stops for
+    /// longer (a question under `--confirm`); a step forgets one it
+    /// changed.
     pub async fn read_once<T, F>(&self, key: String, read: F) -> Result<T>
     where
         T: Clone + Send + Sync + 'static,
         F: std::future::Future<Output = Result<T>>,
     {
-        self.reads.once(key, read).await
+        self.reads.read(key, read).await
     }
 
     /// Forgets what was read under `key` (the step changed it).
@@ -500,42 +465,5 @@ impl<T: StepImpl> Step for T {
     }
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone> {
         StepImpl::rollback(self, cx, &typed(T::NAME, inputs)?, before).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_read_is_made_once_until_forgotten_and_a_failed_one_is_not_kept() {
-        let reads = Reads::default();
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let read = |v: u32| {
-            let calls = &calls;
-            async move {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                anyhow::Ok(v)
-            }
-        };
-        assert_eq!(reads.once("a".into(), read(1)).await.unwrap(), 1);
-        assert_eq!(reads.once("a".into(), read(2)).await.unwrap(), 1, "kept");
-        assert_eq!(reads.once("b".into(), read(3)).await.unwrap(), 3, "by key");
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
-        reads.forget("a");
-        assert_eq!(reads.once("a".into(), read(4)).await.unwrap(), 4);
-        let failed = reads
-            .once("c".into(), async {
-                anyhow::Result::<u32>::Err(anyhow::anyhow!("no"))
-            })
-            .await;
-        assert!(failed.is_err());
-        assert_eq!(
-            reads.once("c".into(), read(5)).await.unwrap(),
-            5,
-            "not kept"
-        );
-        reads.clear();
-        assert_eq!(reads.once("b".into(), read(6)).await.unwrap(), 6);
     }
 }

@@ -14,7 +14,8 @@ use super::common::{TagChanges, ec2_tags, tag_changes};
 use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
-use crate::poll::{Backoff, Deadline, Wait, wait_for};
+use crate::poll::{Backoff, Deadline, Wait};
+use crate::rounds::wait_in_rounds;
 use crate::runbook::Runbook;
 
 pub struct ProxySecurityGroup;
@@ -76,12 +77,21 @@ async fn clear_interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<()> {
     // One look first: usually there is nothing to wait for.
     let left = match decide(interfaces(cx, group_id).await?) {
         Wait::Ready(left) => left,
+        // Then in the place's rounds, shared with every group a fleet's
+        // runbooks wait on there.
         Wait::Pending(_) => {
-            wait_for(
+            let look = crate::rounds::interfaces(cx.aws, group_id);
+            wait_in_rounds(
                 cx.bar,
                 &format!("the network interfaces of {group_id} to go"),
                 ENI_DEADLINE,
-                || async { Ok(decide(interfaces(cx, group_id).await?)) },
+                &look.ticket,
+                || async {
+                    Ok(match look.interfaces()? {
+                        Some(now) => decide(now),
+                        None => Wait::Pending("not looked at yet".into()),
+                    })
+                },
             )
             .await?
         }

@@ -145,3 +145,28 @@ fn a_rerun_sends_no_write_call() {
         "the re-run did not even look: {after:?}"
     );
 }
+
+/// The deleted proxy's network interfaces linger (as on AWS, listed by
+/// DescribeNetworkInterfaces): the rollback waits for them and deletes the
+/// proxy's group once, instead of trying and being refused meanwhile.
+#[test]
+fn a_rollback_waits_for_the_proxys_interfaces_and_deletes_its_group_once() {
+    let emu = Emulator::start();
+    if !emu.has_rules("a_rollback_waits_for_the_proxys_interfaces_and_deletes_its_group_once") {
+        return;
+    }
+    let ws = emu.workspace("eni-wait");
+    ws.run(&["run", "--yes"]).ok();
+    let before = emu.calls();
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("deleted security group");
+    let after = emu.calls();
+    let made = |a: &str| after.get(a).copied().unwrap_or(0) - before.get(a).copied().unwrap_or(0);
+    assert!(made("DescribeNetworkInterfaces") >= 1, "{after:?}");
+    assert_eq!(
+        made("DeleteSecurityGroup"),
+        1,
+        "the group's delete was tried while the interfaces lingered"
+    );
+}

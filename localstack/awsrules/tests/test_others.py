@@ -27,6 +27,41 @@ class SecurityGroups(AwsTest):
         self.assertError("DependencyViolation", ec2.delete_security_group, GroupId=r["proxy_sg"])
         wait_until(lambda: self._deleted(r["proxy_sg"]))
 
+    def test_a_proxys_network_interfaces_show_while_it_lives_and_linger(self):
+        r = self.recipe()
+        self.create_proxy(r)
+        ec2 = self.c["ec2"]
+
+        def enis():
+            return ec2.describe_network_interfaces(
+                Filters=[{"Name": "group-id", "Values": [r["proxy_sg"]]}]
+            )["NetworkInterfaces"]
+
+        live = enis()
+        subnets = self.c["rds"].describe_db_proxies(DBProxyName="p1")["DBProxies"][0][
+            "VpcSubnetIds"
+        ]
+        self.assertEqual(sorted(e["SubnetId"] for e in live), sorted(subnets))
+        for e in live:
+            self.assertEqual(e["Status"], "in-use")
+            self.assertTrue(e["RequesterManaged"])
+            self.assertEqual(e["Description"], "RDSNetworkInterface")
+        # The same interfaces each time, and not the account's to delete.
+        ids = {e["NetworkInterfaceId"] for e in live}
+        self.assertEqual({e["NetworkInterfaceId"] for e in enis()}, ids)
+        err = self.assertError(
+            "InvalidParameterValue",
+            ec2.delete_network_interface,
+            NetworkInterfaceId=live[0]["NetworkInterfaceId"],
+        )
+        self.assertIn("in use", err["Error"]["Message"])
+        self.c["rds"].delete_db_proxy(DBProxyName="p1")
+        wait_until(lambda: not self.c["rds"].describe_db_proxies()["DBProxies"])
+        # The proxy is gone; its interfaces still show, until they go too.
+        self.assertEqual(len(enis()), len(live))
+        wait_until(lambda: not enis())
+        self.assertTrue(self._deleted(r["proxy_sg"]))
+
     def _deleted(self, group_id):
         try:
             self.c["ec2"].delete_security_group(GroupId=group_id)
