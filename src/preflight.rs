@@ -675,9 +675,19 @@ async fn check_lambda(
         .map(|v| v.subnet_ids().to_vec())
         .unwrap_or_default();
     let role = conf.role().and_then(crate::arn::role_name);
+    let named = conf
+        .vpc_config()
+        .and_then(|v| v.vpc_id())
+        .filter(|v| !v.is_empty())
+        .map(String::from);
     let vpcs = async {
         if subnets.is_empty() {
             return None;
+        }
+        // AWS names the function's VPC: its subnets are read only when it
+        // does not (one call less before the run's first change).
+        if let Some(v) = named {
+            return Some(Ok(BTreeSet::from([v])));
         }
         let out = aws
             .ec2

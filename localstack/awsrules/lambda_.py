@@ -1,9 +1,10 @@
 """Lambda configuration updates as AWS runs them: LastUpdateStatus is
 InProgress for `lambda_updating` seconds after UpdateFunctionConfiguration,
 and another update meanwhile is a ResourceConflictException (409). Plain
-moto is Successful at once. And the account's concurrency settings and a
-function's provisioned concurrency configs, which plain moto does not
-answer (see `answer`)."""
+moto is Successful at once. A function's VpcConfig names the VPC of its
+subnets (moto: always `vpc-123abc`). And the account's concurrency
+settings and a function's provisioned concurrency configs, which plain
+moto does not answer (see `answer`)."""
 
 import json
 import re
@@ -13,6 +14,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.utils import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 
 from . import settings
 
@@ -55,6 +57,20 @@ def install() -> None:
 
     LambdaFunction.update_configuration = update_configuration
     LambdaFunction.get_configuration = get_configuration
+
+    vpc_config = LambdaFunction.vpc_config
+
+    def vpc_of_subnets(self):
+        config = vpc_config.fget(self)
+        if config and config.get("SubnetIds"):
+            ec2 = ec2_backends[self.account_id][self.region]
+            try:
+                config["VpcId"] = ec2.get_subnet(config["SubnetIds"][0]).vpc_id
+            except Exception:  # a subnet since deleted: left as moto says
+                pass
+        return config
+
+    LambdaFunction.vpc_config = property(vpc_of_subnets)
 
 
 # GetAccountSettings and ListProvisionedConcurrencyConfigs, which moto 5.2.5

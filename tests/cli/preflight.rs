@@ -5,6 +5,12 @@ use super::*;
 #[test]
 fn preflight_reports_every_problem_at_once_before_any_change() {
     let (emu, mut ws) = setup("preflight");
+    let rules = emu.has_rules("preflight's calls");
+    let before = if rules {
+        emu.calls()
+    } else {
+        Default::default()
+    };
     ws.run(&["preflight"])
         .ok()
         .stdout_has("✓ DB instance")
@@ -15,6 +21,14 @@ fn preflight_reports_every_problem_at_once_before_any_change() {
         .stdout_has("execution role")
         .stdout_has("is free (0 of 20 proxies used)")
         .stdout_has("Preflight: all");
+    if rules {
+        // The runbook's subnets are read; the function's are not, as its
+        // configuration names its VPC.
+        let made = |a: &str| {
+            emu.calls().get(a).copied().unwrap_or(0) - before.get(a).copied().unwrap_or(0)
+        };
+        assert_eq!(made("DescribeSubnets"), 1);
+    }
 
     // Break five things the recipe needs.
     let config = emu.sdk_config();

@@ -177,6 +177,18 @@ class Lambda(AwsTest):
             FunctionName="fn", Environment={"Variables": {"DB_HOST": "db"}}
         )
 
+    def test_a_functions_vpc_is_the_vpc_of_its_subnets(self):
+        vpc, subnets = self.network()
+        group = self.group(vpc, "in-vpc-sg")
+        self.function("in-vpc")
+        lam = self.c["lambda"]
+        lam.update_function_configuration(
+            FunctionName="in-vpc", VpcConfig={"SubnetIds": subnets, "SecurityGroupIds": [group]}
+        )
+        config = lam.get_function_configuration(FunctionName="in-vpc")["VpcConfig"]
+        self.assertEqual(config["VpcId"], vpc)
+        self.assertEqual(sorted(config["SubnetIds"]), sorted(subnets))
+
     def test_the_accounts_concurrency_and_provisioned_configs_are_answered(self):
         self.function("counted")
         lam = self.c["lambda"]
