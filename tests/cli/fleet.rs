@@ -73,8 +73,18 @@ fn a_fleet_where_one_fails_finishes_the_others_and_resume_finishes_it_then_rollb
             "payload = \"{}\"\nexpect = \"an answer it never gives\"",
         )
     });
+    let rules = emu.has_rules("a fleet's one GetCallerIdentity");
+    let sts = || emu.calls().get("GetCallerIdentity").copied().unwrap_or(0);
+    let asked = if rules { sts() } else { 0 };
     let (out, doc) = run_fleet(&emu, &["run", "--yes"], &[a, b, c]);
     out.code(1);
+    if rules {
+        assert_eq!(
+            sts() - asked,
+            1,
+            "who the caller is, asked once for the place"
+        );
+    }
     let names = |w: &Workspace| w.prefix.clone();
     let r = results(&doc);
     let shown: Vec<(&str, &str)> = r.iter().map(|(n, r, _)| (n.as_str(), r.as_str())).collect();
