@@ -97,9 +97,13 @@ impl<V: Send + Sync + 'static> Rounds<V> {
         }
     }
 
-    /// The task: a round when one is due, while any wait is left.
+    /// The task: a round when one is due, while any wait is left. Each
+    /// delay counts from the last round's start, as `poll::wait_for`
+    /// counts from its last look's: a round's own latency does not make
+    /// the next one later.
     async fn keep_rounds(self: Arc<Self>) {
         let mut schedule = PollSchedule::new();
+        let mut last_start: Option<Instant> = None;
         loop {
             let due = {
                 let mut w = self.waiting.lock().expect("not poisoned");
@@ -109,7 +113,8 @@ impl<V: Send + Sync + 'static> Rounds<V> {
                     return;
                 };
                 let waited = poll::unscaled(youngest.elapsed());
-                let paced = Instant::now() + poll::scaled(schedule.next_delay(waited));
+                let from = last_start.unwrap_or_else(Instant::now);
+                let paced = from + poll::scaled(schedule.next_delay(waited));
                 let due = w.next_at.map_or(paced, |at| at.min(paced));
                 w.next_at = Some(due);
                 due
@@ -123,6 +128,7 @@ impl<V: Send + Sync + 'static> Rounds<V> {
                 }
             }
             let started = Instant::now();
+            last_start = Some(started);
             {
                 // Rounds due before this one are this one.
                 let mut w = self.waiting.lock().expect("not poisoned");
