@@ -202,12 +202,19 @@ where
         let delay = schedule.next_delay(unscaled(started.elapsed()));
         let wait = delay
             .saturating_sub(unscaled(last.elapsed()))
+            .max(delay / AFTER_AN_ANSWER)
             .min(unscaled(left));
         last = Instant::now() + scaled(wait);
         sleep(wait)
     };
     wait_paced(bar, what, timeout, pace, probe).await
 }
+
+/// A look's delay counts from the last look's start, so that its latency
+/// does not add up; but the next look comes no sooner than this part of
+/// the delay after the last answer: a slow (or throttled) answer is not
+/// followed by another at once.
+pub const AFTER_AN_ANSWER: u32 = 4;
 
 /// The loop of a wait: `pace` waits until the next look is due (at most
 /// the time left), `probe` looks.

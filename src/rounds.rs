@@ -100,7 +100,7 @@ impl<V: Send + Sync + 'static> Rounds<V> {
     /// The task: a round when one is due, while any wait is left. Each
     /// delay counts from the last round's start, as `poll::wait_for`
     /// counts from its last look's: a round's own latency does not make
-    /// the next one later.
+    /// the next one later (but a slow answer is not followed at once).
     async fn keep_rounds(self: Arc<Self>) {
         let mut schedule = PollSchedule::new();
         let mut last_start: Option<Instant> = None;
@@ -113,8 +113,11 @@ impl<V: Send + Sync + 'static> Rounds<V> {
                     return;
                 };
                 let waited = poll::unscaled(youngest.elapsed());
-                let from = last_start.unwrap_or_else(Instant::now);
-                let paced = from + poll::scaled(schedule.next_delay(waited));
+                let delay = poll::scaled(schedule.next_delay(waited));
+                let now = Instant::now();
+                let paced = last_start.map_or(now + delay, |s| {
+                    (s + delay).max(now + delay / poll::AFTER_AN_ANSWER)
+                });
                 let due = w.next_at.map_or(paced, |at| at.min(paced));
                 w.next_at = Some(due);
                 due
