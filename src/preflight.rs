@@ -675,19 +675,20 @@ async fn check_lambda(
         .map(|v| v.subnet_ids().to_vec())
         .unwrap_or_default();
     let role = conf.role().and_then(crate::arn::role_name);
-    let named = conf
+    let in_vpc = conf
         .vpc_config()
         .and_then(|v| v.vpc_id())
-        .filter(|v| !v.is_empty())
-        .map(String::from);
+        .is_some_and(|v| v == vpc);
     let vpcs = async {
         if subnets.is_empty() {
             return None;
         }
-        // AWS names the function's VPC: its subnets are read only when it
-        // does not (one call less before the run's first change).
-        if let Some(v) = named {
-            return Some(Ok(BTreeSet::from([v])));
+        // AWS names the function's VPC: when it is the DB's, that settles
+        // it (one call less before the run's first change). Any other
+        // answer is checked on the subnets themselves, which say which VPC
+        // (plain moto names `vpc-123abc` for every function).
+        if in_vpc {
+            return Some(Ok(BTreeSet::from([vpc.to_string()])));
         }
         let out = aws
             .ec2
