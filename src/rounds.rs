@@ -334,7 +334,7 @@ async fn list_endpoints(rds: &aws_sdk_rds::Client) -> Result<Endpoints, String> 
 
 /// The network interfaces of `groups`, in calls of at most 200 groups
 /// (EC2's limit of values in a filter).
-async fn list_interfaces(
+pub async fn list_interfaces(
     ec2: &aws_sdk_ec2::Client,
     groups: Vec<String>,
 ) -> Result<Interfaces, String> {

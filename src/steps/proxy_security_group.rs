@@ -34,31 +34,13 @@ const DELETE_DEADLINE: Duration = Duration::from_secs(300);
 /// after the proxy is deleted, before deleting the detached ones.
 const ENI_DEADLINE: Duration = Duration::from_secs(600);
 
-/// The network interfaces still in the group: (id, status).
+/// The network interfaces still in the group: (id, status); one look of
+/// its own, the same listing as the place's rounds.
 async fn interfaces(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<(String, String)>> {
-    let out = cx
-        .aws
-        .ec2
-        .describe_network_interfaces()
-        .filters(Filter::builder().name("group-id").values(group_id).build())
-        .send()
+    let mut all = crate::rounds::list_interfaces(&cx.aws.ec2, vec![group_id.to_string()])
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot list the network interfaces of {group_id}: {}",
-                describe_error(&e)
-            )
-        })?;
-    Ok(out
-        .network_interfaces()
-        .iter()
-        .map(|n| {
-            (
-                n.network_interface_id().unwrap_or_default().to_string(),
-                n.status().map_or("unknown", |s| s.as_str()).to_string(),
-            )
-        })
-        .collect())
+        .map_err(anyhow::Error::msg)?;
+    Ok(all.remove(group_id).unwrap_or_default())
 }
 
 /// The book's cleanup done right: proxy ENIs linger after the proxy is
