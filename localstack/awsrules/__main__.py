@@ -1,6 +1,7 @@
 """Runs moto's server with the extension: `python -m awsrules [-H HOST] [-p PORT]`."""
 
 import argparse
+import faulthandler
 import os
 import signal
 import sys
@@ -22,6 +23,9 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # `kill -USR1 PID` prints every thread's stack to the log: a hung
+    # connection of the data path shows where it waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: E402
 

@@ -1,13 +1,27 @@
 """Just enough IAM policy evaluation to say whether a role may do one action
 on one resource: Allow and Deny statements, Action / NotAction and Resource /
-NotResource with `*` and `?` wildcards; conditions are not evaluated (a
-statement with a condition counts as if it held)."""
+NotResource with `*` and `?` wildcards, and the condition operators a
+runbook writes (String*, Arn*, Bool, Null, with `IfExists`) over the keys
+of a request context the caller gives (`aws:PrincipalArn`, ...).
+
+An explicit Deny wins; without an Allow the answer is no. A condition on a
+key the context does not hold is false, or true for the negated operators
+(StringNotEquals, ArnNotLike, ...), as IAM evaluates it; an operator this
+module does not know makes its statement not apply (an Allow then grants
+nothing, a Deny denies nothing): said in localstack/README.md.
+
+IAM is eventually consistent: `documents_as_of` answers with a role's
+policies as they were `iam_propagation` seconds ago (settings.py), from
+snapshots taken after every IAM write (`install`)."""
 
 import json
 import re
+import threading
 from urllib.parse import unquote
 
-from moto.iam.models import iam_backends
+from moto.iam.models import IAMBackend, iam_backends
+
+from . import settings
 
 
 def _as_list(v):
@@ -32,7 +46,62 @@ def _document(raw):
     return json.loads(text)
 
 
-def _statement_covers(st: dict, action: str, resource: str) -> bool:
+def _arn_like(pattern: str, value: str) -> bool:
+    # ARNs compare field by field; a wildcard stays within its field.
+    p, v = pattern.split(":", 5), value.split(":", 5)
+    return len(p) == len(v) and all(_pattern(a, case=True).match(b) for a, b in zip(p, v))
+
+
+# operator (without IfExists) -> (test of one policy value against the
+# request's value, negated?)
+_OPERATORS = {
+    "StringEquals": (lambda want, got: want == got, False),
+    "StringNotEquals": (lambda want, got: want == got, True),
+    "StringEqualsIgnoreCase": (lambda want, got: want.lower() == got.lower(), False),
+    "StringNotEqualsIgnoreCase": (lambda want, got: want.lower() == got.lower(), True),
+    "StringLike": (lambda want, got: bool(_pattern(want, case=True).match(got)), False),
+    "StringNotLike": (lambda want, got: bool(_pattern(want, case=True).match(got)), True),
+    "ArnEquals": (_arn_like, False),
+    "ArnLike": (_arn_like, False),
+    "ArnNotEquals": (_arn_like, True),
+    "ArnNotLike": (_arn_like, True),
+    "Bool": (lambda want, got: str(want).lower() == str(got).lower(), False),
+}
+
+
+def _condition_holds(operator: str, block: dict, context: dict) -> bool:
+    if_exists = operator.endswith("IfExists")
+    name = operator[: -len("IfExists")] if if_exists else operator
+    for key, wanted in block.items():
+        got = next((v for k, v in context.items() if k.lower() == key.lower()), None)
+        if name == "Null":
+            # {"Null": {"key": "true"}}: the key is absent.
+            if (got is None) != (str(wanted).lower() == "true"):
+                return False
+            continue
+        if name not in _OPERATORS:
+            raise KeyError(operator)
+        test, negated = _OPERATORS[name]
+        if got is None:
+            if if_exists or negated:
+                continue
+            return False
+        hit = any(test(str(w), str(g)) for w in _as_list(wanted) for g in _as_list(got))
+        if hit == negated:
+            return False
+    return True
+
+
+def _conditions_hold(st: dict, context: dict) -> bool:
+    try:
+        return all(
+            _condition_holds(op, block, context) for op, block in (st.get("Condition") or {}).items()
+        )
+    except KeyError:
+        return False
+
+
+def _statement_covers(st: dict, action: str, resource: str, context: dict) -> bool:
     if "Action" in st and not _matches(st["Action"], action, case=False):
         return False
     if "NotAction" in st and _matches(st["NotAction"], action, case=False):
@@ -41,14 +110,17 @@ def _statement_covers(st: dict, action: str, resource: str) -> bool:
         return False
     if "NotResource" in st and _matches(st["NotResource"], resource, case=True):
         return False
-    return True
+    return _conditions_hold(st, context)
 
 
-def allows(documents, action: str, resource: str) -> bool:
+def allows(documents, action: str, resource: str, context: dict | None = None) -> bool:
+    """Whether `documents` (a principal's identity policies) allow `action`
+    on `resource` in a request with the condition keys of `context`."""
+    context = context or {}
     allowed = False
     for doc in documents:
         for st in _as_list(doc.get("Statement")):
-            if not _statement_covers(st, action, resource):
+            if not _statement_covers(st, action, resource, context):
                 continue
             if st.get("Effect") == "Deny":
                 return False
@@ -102,3 +174,83 @@ def trusts_service(role, service: str) -> bool:
         if principal == "*" or service in _as_list(principal.get("Service")):
             return True
     return False
+
+
+# --- propagation -------------------------------------------------------------
+
+_history_lock = threading.Lock()
+# account id -> [(when, {role arn: documents})], oldest first; the first
+# entry (when None) is the account before the first write seen.
+_history: dict = {}
+
+
+def _snapshot(account_id: str) -> dict:
+    backend = iam_backends[account_id]["aws"]
+    return {role.arn: role_documents(role) for role in list(backend.roles.values())}
+
+
+def documents_as_of(account_id: str, role_arn: str) -> list:
+    """The role's identity policies as callers see them now: as they were
+    `iam_propagation` seconds ago. A role made since has none yet."""
+    delay = settings.pace("iam_propagation")
+    if delay <= 0:
+        role = role_by_arn(account_id, role_arn)
+        return role_documents(role) if role else []
+    cutoff = settings.now() - delay
+    with _history_lock:
+        history = _history.get(account_id)
+        if not history:
+            role = role_by_arn(account_id, role_arn)
+            return role_documents(role) if role else []
+        seen = [state for when, state in history if when is None or when <= cutoff]
+        return list(seen[-1].get(role_arn, [])) if seen else []
+
+
+def _record(account_id: str, before: dict | None) -> None:
+    now = settings.now()
+    cutoff = now - settings.pace("iam_propagation")
+    with _history_lock:
+        history = _history.setdefault(account_id, [])
+        if not history and before is not None:
+            history.append((None, before))
+        history.append((now, _snapshot(account_id)))
+        # Keep the last state older than any reader can ask for, and after.
+        old = [i for i, (when, _) in enumerate(history) if when is None or when <= cutoff]
+        if len(old) > 1:
+            del history[: old[-1]]
+
+
+# The IAM writes that change what a role's identity policies allow.
+_WRITES = (
+    "create_role",
+    "delete_role",
+    "put_role_policy",
+    "delete_role_policy",
+    "attach_role_policy",
+    "detach_role_policy",
+    "create_policy_version",
+    "delete_policy_version",
+    "set_default_policy_version",
+    "delete_policy",
+)
+
+
+def reset() -> None:
+    with _history_lock:
+        _history.clear()
+
+
+def install() -> None:
+    for name in _WRITES:
+        original = getattr(IAMBackend, name)
+
+        def write(self, *args, __original=original, **kwargs):
+            before = None
+            with _history_lock:
+                if self.account_id not in _history:
+                    before = _snapshot(self.account_id)
+            answer = __original(self, *args, **kwargs)
+            _record(self.account_id, before)
+            return answer
+
+        setattr(IAMBackend, name, write)

@@ -28,7 +28,7 @@ from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
 from moto.rds.exceptions import DBProxyNotFoundFault, RDSClientError
-from moto.rds.models import DBInstance, DBProxy, DBProxyTargetGroup, RDSBackend
+from moto.rds.models import DBInstance, DBProxy, DBProxyTargetGroup, MasterUserSecret, RDSBackend
 from moto.rds.responses import RDSResponse
 from moto.secretsmanager.models import secretsmanager_backends
 
@@ -256,8 +256,44 @@ def _db_of(backend: RDSBackend, reg):
     return (backend.clusters if reg.kind == "cluster" else backend.databases).get(reg.rds_id)
 
 
+def read_secret(backend: RDSBackend, proxy: DBProxy, arn, check_role=True):
+    """(the secret's {username, password, ...}, None) as the proxy reads it
+    with its role, or (None, why not) in the words of the proxy's log."""
+    if not arn:
+        return None, "Proxy does not have any registered credentials."
+    if check_role:
+        role = policy.role_by_arn(backend.account_id, proxy.role_arn)
+        if role is None:
+            return None, f"The proxy's IAM role {proxy.role_arn} does not exist."
+        if not policy.trusts_service(role, "rds.amazonaws.com"):
+            return None, f"The proxy's IAM role {role.name} does not trust rds.amazonaws.com."
+        context = {"aws:PrincipalArn": role.arn, "aws:PrincipalAccount": backend.account_id}
+        if not policy.allows(
+            policy.role_documents(role), "secretsmanager:GetSecretValue", arn, context
+        ):
+            return None, (
+                f"Credentials couldn't be retrieved: the proxy's IAM role {role.name} is not "
+                f"authorized to read the AWS Secrets Manager secret {arn} "
+                "(secretsmanager:GetSecretValue)."
+            )
+    secrets = secretsmanager_backends[backend.account_id][backend.region_name]
+    try:
+        value = secrets.get_secret_value(secret_id=arn, version_id=None, version_stage=None)
+    except Exception:
+        return None, f"Credentials couldn't be retrieved: secret {arn} does not exist."
+    try:
+        fields = json.loads(value.get("SecretString") or "{}")
+    except ValueError:
+        fields = {}
+    if not (isinstance(fields, dict) and fields.get("username") and fields.get("password")):
+        return None, f"Secret {arn} must be JSON with username and password."
+    return fields, None
+
+
 def _can_log_in(backend: RDSBackend, proxy: DBProxy, db) -> str | None:
-    """Why the proxy's role cannot log in to `db`, or None."""
+    """Why the proxy's role cannot log in to `db`, or None: the rules of
+    AWS's target health, and a real login to the DB's real server with
+    each secret (dataplane/databases.py)."""
     role = policy.role_by_arn(backend.account_id, proxy.role_arn)
     if role is None:
         return f"The proxy's IAM role {proxy.role_arn} does not exist."
@@ -269,35 +305,55 @@ def _can_log_in(backend: RDSBackend, proxy: DBProxy, db) -> str | None:
             return "IAM database authentication is off for the DB, so the proxy cannot connect with IAM."
         resource_id = getattr(db, "db_cluster_resource_id", None) or db.dbi_resource_id
         prefix = f"arn:aws:rds-db:{backend.region_name}:{backend.account_id}:dbuser:{resource_id}/"
+        context = {"aws:PrincipalArn": role.arn, "aws:PrincipalAccount": backend.account_id}
         # The proxy logs in as the user each client logs in as: the users
         # its `Auth` names must each be allowed; with none named, which the
         # clients use is not known here, so some user must be.
         users = [a["UserName"] for a in proxy.auth if a.get("UserName")]
         for user in users:
-            if not policy.allows(documents, "rds-db:connect", prefix + user):
+            if not policy.allows(documents, "rds-db:connect", prefix + user, context):
                 return f"The proxy's IAM role {role.name} lacks rds-db:connect on {prefix}{user}."
         if not users and not policy.allows_some(documents, "rds-db:connect", prefix):
             return f"The proxy's IAM role {role.name} lacks rds-db:connect on {prefix}USER."
         return None
-    secrets = secretsmanager_backends[backend.account_id][backend.region_name]
     with_secret = [a for a in proxy.auth if a.get("SecretArn")]
     if not with_secret:
         return "Proxy does not have any registered credentials."
     for entry in with_secret:
-        arn = entry["SecretArn"]
-        if not policy.allows(documents, "secretsmanager:GetSecretValue", arn):
-            return f"The proxy's IAM role {role.name} cannot read secret {arn} (secretsmanager:GetSecretValue)."
-        try:
-            value = secrets.get_secret_value(secret_id=arn, version_id=None, version_stage=None)
-        except Exception:
-            return f"Proxy couldn't read secret {arn}: it does not exist."
-        try:
-            fields = json.loads(value.get("SecretString") or "{}")
-        except ValueError:
-            fields = {}
-        if not (isinstance(fields, dict) and fields.get("username") and fields.get("password")):
-            return f"Secret {arn} must be JSON with username and password."
+        fields, why = read_secret(backend, proxy, entry["SecretArn"])
+        if why:
+            return why
+        from .dataplane import databases
+
+        why = databases.check_login(backend, db, fields["username"], fields["password"])
+        if why:
+            return why
     return None
+
+
+def target_problem(backend: RDSBackend, proxy: DBProxy, db) -> tuple | None:
+    """(Reason, Description) of what keeps the proxy from its target `db`
+    (registered: an instance, or a cluster), or None. The same rules decide
+    the target's health and the proxy's every login (dataplane/listener.py)."""
+    ec2 = ec2_backends[backend.account_id][backend.region_name]
+    if not group_admits(
+        ec2, db.vpc_security_group_ids, proxy.vpc_security_group_ids, int(db.port)
+    ):
+        return (
+            "CONNECTION_FAILED",
+            f"Database host couldn't be reached: its security groups do not admit the proxy's "
+            f"on port {db.port}.",
+        )
+    if getattr(proxy, "target_connection_network_type", "IPV4") == "IPV6" and (
+        getattr(db, "network_type", None) or "IPV4"
+    ) != "DUAL":
+        return (
+            "CONNECTION_FAILED",
+            "TargetConnectionNetworkType IPV6 needs a dual-stack DB (NetworkType DUAL); this "
+            "one is IPv4 only.",
+        )
+    why = _can_log_in(backend, proxy, db)
+    return ("AUTH_FAILURE", why) if why else None
 
 
 def _health(backend: RDSBackend, proxy: DBProxy, reg, db) -> dict:
@@ -311,29 +367,9 @@ def _health(backend: RDSBackend, proxy: DBProxy, reg, db) -> dict:
         }
     # What was registered (the cluster, for a cluster's instance) holds the
     # security groups and the IAM setting.
-    registered = _db_of(backend, reg) or db
-    ec2 = ec2_backends[backend.account_id][backend.region_name]
-    if not group_admits(
-        ec2, registered.vpc_security_group_ids, proxy.vpc_security_group_ids, int(db.port)
-    ):
-        return {
-            "State": "UNAVAILABLE",
-            "Reason": "CONNECTION_FAILED",
-            "Description": f"Database host couldn't be reached: its security groups do not admit "
-            f"the proxy's on port {db.port}.",
-        }
-    if getattr(proxy, "target_connection_network_type", "IPV4") == "IPV6" and (
-        getattr(registered, "network_type", None) or "IPV4"
-    ) != "DUAL":
-        return {
-            "State": "UNAVAILABLE",
-            "Reason": "CONNECTION_FAILED",
-            "Description": "TargetConnectionNetworkType IPV6 needs a dual-stack DB (NetworkType "
-            "DUAL); this one is IPv4 only.",
-        }
-    why = _can_log_in(backend, proxy, registered)
-    if why:
-        return {"State": "UNAVAILABLE", "Reason": "AUTH_FAILURE", "Description": why}
+    problem = target_problem(backend, proxy, _db_of(backend, reg) or db)
+    if problem:
+        return {"State": "UNAVAILABLE", "Reason": problem[0], "Description": problem[1]}
     return {"State": "AVAILABLE"}
 
 
@@ -902,7 +938,15 @@ def _instance_with_network_type(self, *args, **kwargs):
     self.network_type = kwargs.get("network_type") or "IPV4"
 
 
+def _managed_secret_string(self) -> str:
+    """The secret RDS manages for a master user holds that user and a
+    password of its own (moto's: always `admin` and one fixed password)."""
+    password = "".join(random.choices(string.ascii_letters + string.digits, k=28))
+    return json.dumps({"username": self.resource.master_username, "password": password})
+
+
 def install() -> None:
+    MasterUserSecret._generate_secret_string = _managed_secret_string
     if DBInstance.__init__ is _instance_init:
         DBInstance.__init__ = _instance_with_network_type
     for name, fn in {

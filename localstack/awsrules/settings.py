@@ -22,6 +22,7 @@ PACE_NAMES = (
     "endpoint_modifying",  # ModifyDBProxyEndpoint -> available
     "endpoint_deleting",  # DeleteDBProxyEndpoint -> gone
     "lambda_updating",  # UpdateFunctionConfiguration: LastUpdateStatus InProgress
+    "iam_propagation",  # an IAM policy change -> honoured by callers' rds-db:connect
 )
 
 _lock = threading.Lock()
