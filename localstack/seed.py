@@ -25,6 +25,9 @@ import secrets
 import shlex
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 
 import boto3
@@ -36,11 +39,14 @@ LAMBDA_TRUST = {
                    "Action": "sts:AssumeRole"}],
 }
 VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-LAMBDA_CODE = '''\
-def lambda_handler(event, context):
-    # Stand-in for the book's function (which connects through the proxy).
-    return "Successfully connected to RDS via RDS Proxy!"
-'''
+# The book's function: localstack/functions/lambda_function.py.
+FUNCTION_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions",
+                               "lambda_function.py")
+# The table and row the function reads, in the database every seeded DB has.
+DATABASE = "appdb"
+NOTE = "hello from {db_id}"
+# The DB user of end-to-end IAM (--iam-db-auth): the shipped IAM runbook's.
+IAM_USER = "app_user"
 
 
 def log(msg):
@@ -155,6 +161,7 @@ def ensure_cluster(rds, cluster_id, engine, subnet_group, sg_id, iam_db_auth=Fal
     if cluster is None:
         rds.create_db_cluster(
             DBClusterIdentifier=cluster_id, Engine=engine, MasterUsername="dbadmin",
+            DatabaseName=DATABASE,
             ManageMasterUserPassword=True, DBSubnetGroupName=subnet_group,
             VpcSecurityGroupIds=[sg_id], Port=ENGINES[engine][0],
             EnableIAMDatabaseAuthentication=iam_db_auth, NetworkType=network_type)
@@ -210,9 +217,11 @@ def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_i
         password = secrets.token_urlsafe(24)
 
     if db is None:
+        # SQL Server takes no DBName.
+        named = {} if engine.startswith("sqlserver") else {"DBName": DATABASE}
         rds.create_db_instance(
             DBInstanceIdentifier=db_id, DBInstanceClass=ENGINES[engine][1], Engine=engine,
-            MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20,
+            MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20, **named,
             DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
             PubliclyAccessible=False, EnableIAMDatabaseAuthentication=iam_db_auth,
             NetworkType=network_type)
@@ -250,6 +259,84 @@ def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_i
     return endpoint["Address"], arn
 
 
+def local_port(endpoint_url, host, port):
+    """Where the emulator's real server for the DB at host:port listens on
+    this machine (started on first need), or None on an emulator without
+    a data path (then the DB has no row and the function cannot read it)."""
+    query = urllib.parse.urlencode({"host": host, "port": port})
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/awsrules/local?{query}", timeout=60) as r:
+            return json.load(r)["port"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def prepare_database(endpoint_url, host, port, engine, db_id, master, password, users,
+                     iam_user=None):
+    """The row the book's function reads, and the DB users the secrets and
+    end-to-end IAM name: made over the wire, as the master user, on the
+    DB's real server. Idempotent."""
+    if engine.startswith("sqlserver"):
+        log(f"{db_id}: the emulator has no SQL Server, so no row to read")
+        return
+    local = local_port(endpoint_url, host, port)
+    if local is None:
+        log(f"{db_id}: this emulator has no real database server; no row written")
+        return
+    note = NOTE.format(db_id=db_id)
+    if "postgres" in engine:
+        import pg8000.native
+
+        conn = pg8000.native.Connection(master, host="127.0.0.1", port=local,
+                                        password=password, database=DATABASE)
+        conn.run("CREATE TABLE IF NOT EXISTS recipe_check (id INT PRIMARY KEY, note TEXT)")
+        conn.run("INSERT INTO recipe_check VALUES (1, :note) ON CONFLICT (id) DO NOTHING",
+                 note=note)
+        for user, secret in users.items():
+            if not conn.run("SELECT 1 FROM pg_roles WHERE rolname = :u", u=user):
+                conn.run(f"CREATE ROLE {conn_ident(user)} LOGIN")
+            conn.run(f"ALTER ROLE {conn_ident(user)} PASSWORD {pg_literal(secret)}")
+            conn.run(f"GRANT SELECT ON recipe_check TO {conn_ident(user)}")
+        if iam_user:
+            if not conn.run("SELECT 1 FROM pg_roles WHERE rolname = :u", u=iam_user):
+                conn.run(f"CREATE ROLE {conn_ident(iam_user)} LOGIN")
+            conn.run(f"GRANT rds_iam TO {conn_ident(iam_user)}")
+            conn.run(f"GRANT SELECT ON recipe_check TO {conn_ident(iam_user)}")
+        conn.close()
+    else:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=local, user=master, password=password,
+                               database=DATABASE, autocommit=True)
+        with conn.cursor() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS recipe_check "
+                      "(id INT PRIMARY KEY, note VARCHAR(200))")
+            c.execute("INSERT IGNORE INTO recipe_check VALUES (1, %s)", (note,))
+            for user, secret in users.items():
+                c.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, secret))
+                c.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, secret))
+                c.execute(f"GRANT SELECT ON {DATABASE}.recipe_check TO %s@'%%'", (user,))
+            if iam_user:
+                # MariaDB has no AWSAuthenticationPlugin: the emulator takes
+                # any existing user as IAM-enabled (localstack/README.md).
+                c.execute("CREATE USER IF NOT EXISTS %s@'%%'", (iam_user,))
+                c.execute(f"GRANT SELECT ON {DATABASE}.recipe_check TO %s@'%%'", (iam_user,))
+        conn.close()
+    log(f"{db_id}: wrote the row the function reads ({note!r}) and {len(users)} DB user(s)")
+
+
+def conn_ident(name):
+    """A PostgreSQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def pg_literal(text):
+    """A PostgreSQL string literal (ALTER ROLE takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def ensure_lambda_role(iam, name):
     try:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
@@ -267,14 +354,19 @@ def ensure_lambda_role(iam, name):
     return arn
 
 
-def lambda_zip():
+def lambda_zip(engine):
+    """The book's function, with what it hard-codes (engine, port, database)."""
+    kind = next((k for k in ("postgres", "mysql", "sqlserver") if k in engine), engine)
+    config = {"engine": kind, "port": ENGINES[engine][0], "database": DATABASE}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("lambda_function.py", LAMBDA_CODE)
+        with open(FUNCTION_SOURCE) as f:
+            z.writestr("lambda_function.py", f.read())
+        z.writestr("function_config.json", json.dumps(config))
     return buf.getvalue()
 
 
-def ensure_function(lam, name, role_arn, subnet_ids, sg_id, db_host):
+def ensure_function(lam, name, role_arn, subnet_ids, sg_id, db_host, engine, db_user):
     # An existing function is left as it is: a runbook may since have pointed
     # DB_HOST at the proxy, and the seed must not undo that.
     try:
@@ -287,10 +379,10 @@ def ensure_function(lam, name, role_arn, subnet_ids, sg_id, db_host):
             try:
                 lam.create_function(
                     FunctionName=name, Runtime="python3.12", Role=role_arn,
-                    Handler="lambda_function.lambda_handler", Code={"ZipFile": lambda_zip()},
+                    Handler="lambda_function.lambda_handler", Code={"ZipFile": lambda_zip(engine)},
                     Timeout=30, MemorySize=128,
                     VpcConfig={"SubnetIds": subnet_ids, "SecurityGroupIds": [sg_id]},
-                    Environment={"Variables": {"DB_HOST": db_host, "DB_USER": "admin",
+                    Environment={"Variables": {"DB_HOST": db_host, "DB_USER": db_user,
                                                "LOG_LEVEL": "info"}})
                 break
             except ClientError as e:
@@ -315,8 +407,9 @@ def main():
     p.add_argument("--out", help="write the exports to this file instead of stdout")
     p.add_argument("--engine", default="mysql", choices=sorted(ENGINES),
                    help="the DB engine; aurora-* makes a cluster (default: mysql)")
-    p.add_argument("--extra-function", action="append", default=[], metavar="NAME",
-                   help="another Lambda function, with its own role and security group")
+    p.add_argument("--extra-function", action="append", default=[], metavar="NAME[:USER]",
+                   help="another Lambda function, with its own role and security group "
+                        "(connecting as DB user USER, else as the first function)")
     p.add_argument("--extra-secret", action="append", default=[], metavar="USER",
                    help="another secret the proxy may log in with, for the DB user USER "
                         "(a proxy's several [[auth]] entries)")
@@ -375,31 +468,48 @@ def main():
                                                    args.iam_db_auth, network_type)
         db_export = {"RDS_ID": db_id}
 
-    role_name = f"{prefix}-lambda-role"
-    role_arn = ensure_lambda_role(iam, role_name)
-    function_name = f"{prefix}-db-app"
-    ensure_function(lam, function_name, role_arn, subnet_ids, lambda_sg, db_host)
-
-    extra = {}
-    for name in args.extra_function:
-        key = name.upper().replace("-", "_")
-        sg = ensure_sg(ec2, vpc_id, f"{prefix}-{name}-sg", f"recipe 4.3 {name} function")
-        role = f"{prefix}-{name}-role"
-        ensure_function(lam, f"{prefix}-{name}", ensure_lambda_role(iam, role), subnet_ids,
-                        sg, db_host)
-        extra.update({f"{key}_FUNCTION_NAME": f"{prefix}-{name}",
-                      f"{key}_FUNCTION_ROLE_NAME": role, f"{key}_FUNCTION_SG_ID": sg})
-
+    # The master user as the DB's secret holds it (RDS's own for a cluster).
+    master = json.loads(sm.get_secret_value(SecretId=secret_arn)["SecretString"])
+    extra_secrets = {}
     for user in args.extra_secret:
         name = f"{prefix}-{user}-secret"
-        value = json.dumps({"username": user, "password": secrets.token_urlsafe(24)})
         try:
             arn = sm.describe_secret(SecretId=name)["ARN"]
             log(f"found secret {name}")
         except sm.exceptions.ResourceNotFoundException:
+            value = json.dumps({"username": user, "password": secrets.token_urlsafe(24)})
             arn = sm.create_secret(Name=name, SecretString=value,
                                    Description=f"credentials of DB user {user}")["ARN"]
             log(f"created secret {name}")
+        extra_secrets[user] = (arn, json.loads(sm.get_secret_value(SecretId=arn)["SecretString"]))
+    port = ENGINES[args.engine][0]
+    prepare_database(endpoint_url, db_host, port, args.engine, db_id, master["username"],
+                     master["password"],
+                     {user: value["password"] for user, (_, value) in extra_secrets.items()},
+                     IAM_USER if args.iam_db_auth else None)
+    # The function connects as the master user, as the book's does, or with
+    # end-to-end IAM as the IAM-enabled user.
+    db_user = IAM_USER if args.iam_db_auth else master["username"]
+
+    role_name = f"{prefix}-lambda-role"
+    role_arn = ensure_lambda_role(iam, role_name)
+    function_name = f"{prefix}-db-app"
+    ensure_function(lam, function_name, role_arn, subnet_ids, lambda_sg, db_host, args.engine,
+                    db_user)
+
+    extra = {}
+    for given in args.extra_function:
+        # NAME, or NAME:USER for a function connecting as DB user USER.
+        name, _, user = given.partition(":")
+        key = name.upper().replace("-", "_")
+        sg = ensure_sg(ec2, vpc_id, f"{prefix}-{name}-sg", f"recipe 4.3 {name} function")
+        role = f"{prefix}-{name}-role"
+        ensure_function(lam, f"{prefix}-{name}", ensure_lambda_role(iam, role), subnet_ids,
+                        sg, db_host, args.engine, user or db_user)
+        extra.update({f"{key}_FUNCTION_NAME": f"{prefix}-{name}",
+                      f"{key}_FUNCTION_ROLE_NAME": role, f"{key}_FUNCTION_SG_ID": sg})
+
+    for user, (arn, _) in extra_secrets.items():
         extra[f"{user.upper().replace('-', '_')}_SECRET_ARN"] = arn
 
     exports = {
