@@ -43,7 +43,7 @@ const KNOWN: &[(&[&str], &str, &str)] = &[
             "authentication token",
             "pam authentication failed",
         ],
-        "an IAM token was refused",
+        IAM_REFUSED,
         "make the token for the proxy's endpoint and port (not the DB's host), as the user the \
          connect policy allows (connect_policy.db_user), and use it within 15 minutes; the \
          function's role needs rds-db:connect on the proxy's prx- id (the connect-policy step)",
@@ -61,17 +61,37 @@ const KNOWN: &[(&[&str], &str, &str)] = &[
          customer-managed key); the secret must be JSON with username and password",
     ),
     (
+        &["couldn't be reached", "could not be reached"],
+        "the proxy cannot reach its DB",
+        "the DB's security group must admit the proxy's on the DB port (the db-ingress step)",
+    ),
+    (
+        &["could not log in to the database"],
+        "the proxy's own login to the DB was refused",
+        "the secret must hold the DB user's current password (and the user must exist in \
+         the DB); with end-to-end IAM, the DB user must be IAM-enabled",
+    ),
+    (
         &[
             "no such user",
             "unknown user",
+            "has no credentials for the role",
+            "the password that was provided for the role",
             "does not have any registered credentials",
             "not registered",
             "password authentication failed for user",
             "access denied for user",
         ],
-        "a client logged in as a user the proxy cannot log in as (or with a wrong password)",
+        NO_CREDENTIALS,
         "log in as the user of the proxy's secret (its username), or, with IAM, as \
          connect_policy.db_user; with end-to-end IAM the DB user must be an IAM one",
+    ),
+    (
+        &["session was pinned"],
+        "the client session was pinned to its DB connection (it set session state)",
+        "move the session's setup into the proxy's init query (pool.init_query); for MySQL, \
+         session_pinning_filters = [\"EXCLUDE_VARIABLE_SETS\"] lets variable SETs through; or \
+         disconnect after each invocation",
     ),
     (
         &[
@@ -83,6 +103,14 @@ const KNOWN: &[(&[&str], &str, &str)] = &[
          concurrency, or end transactions sooner (see `doctor`'s pinning advice)",
     ),
 ];
+
+/// What the log calls an IAM token refused (a refusal IAM's propagation
+/// may explain, unlike a user the proxy holds no secret for).
+pub const IAM_REFUSED: &str = "an IAM token was refused";
+/// What the log calls a login the proxy has no credentials for (or a
+/// wrong password): no wait makes it pass.
+pub const NO_CREDENTIALS: &str =
+    "a client logged in as a user the proxy cannot log in as (or with a wrong password)";
 
 /// The failures `messages` show, in the order of [`KNOWN`].
 pub fn diagnose<S: AsRef<str>>(messages: &[S]) -> Vec<Finding> {

@@ -20,13 +20,16 @@ const METRICS: &[&str] = &[
     "ClientConnections",
     "DatabaseConnectionsCurrentlySessionPinned",
     "DatabaseConnectionsBorrowLatency",
+    "QueryRequests",
 ];
 
-/// The last hour of one metric: (average, maximum), None without data.
+/// The last hour of one metric: average, maximum and sum of its
+/// datapoints; None without data.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hour {
     pub average: f64,
     pub maximum: f64,
+    pub sum: f64,
 }
 
 /// The advice the numbers call for.
@@ -148,6 +151,7 @@ async fn last_hour(aws: &Aws, proxy: &str, metric: &str) -> Result<Option<Hour>>
         .period(300)
         .statistics(Statistic::Average)
         .statistics(Statistic::Maximum)
+        .statistics(Statistic::Sum)
         .send()
         .await
         .map_err(|e| {
@@ -166,7 +170,12 @@ async fn last_hour(aws: &Aws, proxy: &str, metric: &str) -> Result<Option<Hour>>
         .iter()
         .filter_map(|p| p.maximum())
         .fold(0.0, f64::max);
-    Ok(Some(Hour { average, maximum }))
+    let sum = points.iter().filter_map(|p| p.sum()).sum();
+    Ok(Some(Hour {
+        average,
+        maximum,
+        sum,
+    }))
 }
 
 pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
@@ -282,6 +291,8 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     for metric in METRICS {
         let hour = last_hour(&aws, &name, metric).await?;
         match hour {
+            // A count per period: its total says how busy the proxy was.
+            Some(h) if *metric == "QueryRequests" => println!("  {metric}: {:.0} in all", h.sum),
             Some(h) => println!(
                 "  {metric}: average {:.1}, maximum {:.1}",
                 h.average, h.maximum
@@ -314,6 +325,7 @@ mod tests {
 
     fn hour(avg: f64, max: f64) -> Option<Hour> {
         Some(Hour {
+            sum: avg,
             average: avg,
             maximum: max,
         })

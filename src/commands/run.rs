@@ -336,6 +336,7 @@ pub async fn run(
                 Outcome::Changed => "changed",
                 Outcome::Unchanged => "unchanged",
                 Outcome::Verified => "verified",
+                Outcome::NotExercised => "not_exercised",
                 Outcome::Skipped => "skipped",
             },
             outcomes.as_ref().map(|_| ()),
@@ -352,6 +353,12 @@ pub async fn run(
         0 => String::new(),
         v => format!("; {v} verification(s) passed"),
     };
+    match count(Outcome::NotExercised) {
+        0 => {}
+        n => verified_note.push_str(&format!(
+            "; {n} verification(s) not exercised (see above: neither passed nor failed)"
+        )),
+    }
     if not_run > 0 {
         verified_note.push_str(&format!(
             "; {not_run} step(s) not run ({skipped} answered no, the rest wait on them): `{}` runs them",
@@ -366,7 +373,7 @@ pub async fn run(
     } else {
         crate::say!(
             "Done: {changed} step(s) applied, {} already done{verified_note}.",
-            selected.len() - changed - verified - not_run
+            selected.len() - changed - verified - count(Outcome::NotExercised) - not_run
         );
     }
     Ok(())

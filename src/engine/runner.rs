@@ -168,6 +168,9 @@ pub(crate) enum Outcome {
     Unchanged,
     Changed,
     Verified,
+    /// A verification that could not check what it is for (the function
+    /// said it did not exercise the path): neither passed nor failed.
+    NotExercised,
     /// `--confirm` and the answer was no: nothing done, and the steps that
     /// wait on it do not start.
     Skipped,
@@ -229,6 +232,7 @@ impl Runner<'_> {
         })?;
         crate::failpoint::hit(name, "after-apply");
         let response = outputs.values().cloned().collect::<Vec<_>>().join("; ");
+        let not_exercised = outputs.get(steps::NOT_EXERCISED).cloned();
         let same = self.store.read(|s| {
             s.record(name).is_some_and(|r| {
                 r.status == Status::Applied
@@ -245,6 +249,10 @@ impl Runner<'_> {
                     rec.error = None;
                 })
                 .await?;
+        }
+        if let Some(why) = not_exercised {
+            bar.finish("~", format!("not exercised: {why}"));
+            return Ok(Outcome::NotExercised);
         }
         bar.finish(
             "✓",
@@ -380,6 +388,7 @@ impl Runner<'_> {
             removals: self.removals.load(std::sync::atomic::Ordering::Relaxed),
             deferred: Some(&self.deferred),
             our_endpoints: &endpoints,
+            changed_in_run: self.changed.lock().expect("lock").clone(),
             ..Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref())
         };
         // A verification changes nothing, so it has nothing to check first.

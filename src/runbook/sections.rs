@@ -761,6 +761,7 @@ impl Cx<'_> {
             return InvokeCheck {
                 payload: "{}".into(),
                 expect: None,
+                auth_retry_seconds: DEFAULT_AUTH_RETRY_SECONDS,
             };
         };
         let payload = self
@@ -775,8 +776,19 @@ impl Cx<'_> {
             );
         }
         let expect = self.literal(&mut t, "expect", false);
+        let auth_retry_seconds = self.int(
+            &mut t,
+            "auth_retry_seconds",
+            DEFAULT_AUTH_RETRY_SECONDS as i64,
+            0..=900,
+            "how long a refused login is tried again after this run changed an IAM grant",
+        ) as u64;
         self.finish(t);
-        InvokeCheck { payload, expect }
+        InvokeCheck {
+            payload,
+            expect,
+            auth_retry_seconds,
+        }
     }
 
     pub(super) fn engine_family(&mut self, t: &mut Tbl) -> EngineFamily {

@@ -400,7 +400,14 @@ pub struct Lambda {
 pub struct InvokeCheck {
     pub payload: String,
     pub expect: Option<String>,
+    /// How long a login refused right after this run changed the connect
+    /// policy or the secret access is tried again: IAM takes seconds
+    /// (rarely a minute) to honour a change.
+    pub auth_retry_seconds: u64,
 }
+
+/// IAM honours a new grant within seconds, rarely a minute.
+pub const DEFAULT_AUTH_RETRY_SECONDS: u64 = 60;
 
 #[derive(Debug, Clone)]
 pub struct StepEntry {

@@ -93,6 +93,9 @@ pub struct Ctx<'a> {
     pub our_endpoints: &'a [String],
     /// What this pass of the step has read: see [`Ctx::read_once`].
     pub reads: crate::answers::Answers,
+    /// The steps that changed the account earlier in this run (a check
+    /// that follows an IAM change allows for its propagation).
+    pub changed_in_run: std::collections::BTreeSet<String>,
 }
 
 /// The steps that left removals for after the rest of the run.
@@ -125,6 +128,7 @@ impl<'a> Ctx<'a> {
             adopted: recorded.is_some_and(|r| r.origin == Some(crate::state::Origin::Adopted)),
             our_endpoints: &[],
             reads: Default::default(),
+            changed_in_run: Default::default(),
         }
     }
 

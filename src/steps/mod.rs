@@ -26,6 +26,7 @@ mod secret_access;
 mod targets;
 
 pub use contract::{Ctx, Deferred, Found, Replacement, Resolver, Step, StepImpl, Undone};
+pub use invoke_check::NOT_EXERCISED;
 pub use proxy::name_for_guard as proxy_name;
 pub use proxy_endpoints::hosts as endpoint_hosts;
 pub use secret_access::MANAGED_POLICY as MANAGED_SECRETS_POLICY;

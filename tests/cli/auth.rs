@@ -150,6 +150,11 @@ impl HealthWatch {
 fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
     let emu = Emulator::start();
     let mut ws = emu.workspace_for("to_iam", "cookbook-4.3-mysql.toml", &["--iam-db-auth"]);
+    // The function connects as the secret's user first; with end-to-end
+    // IAM, as the DB's IAM-enabled user (the seed's app_user), which the
+    // operator switches to with the move, as on AWS.
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    set_function_variable(&emu, &function, "DB_USER", Some("admin"));
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();
     let first = proxy_line(&emu, &ws);
@@ -170,6 +175,7 @@ fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
     // Every call a little slower, as AWS's are: the window in which a
     // wrong order would leave the proxy without a login is wide enough
     // for the watch to see.
+    set_function_variable(&emu, &function, "DB_USER", Some("app_user"));
     let layer = faults::FaultProxy::start(&emu.url);
     layer.latency(Duration::from_millis(60));
     ws.set_endpoint(&layer.url);
@@ -198,6 +204,7 @@ fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
     assert!(!role.contains("GetSecretValue"), "{role}");
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     ws.run(&["rollback", "--yes"]).ok();
+    set_function_variable(&emu, &function, "DB_USER", Some("admin"));
     assert_same(&before, &snapshot(&emu, &ws), "rollback left a difference");
 }
 
@@ -243,7 +250,12 @@ fn a_second_db_user_gets_its_secret_and_each_function_its_own_user() {
     let ws = emu.workspace_for(
         "two_users",
         "cookbook-4.3-mysql.toml",
-        &["--extra-function", "reports", "--extra-secret", "reader"],
+        &[
+            "--extra-function",
+            "reports:reader",
+            "--extra-secret",
+            "reader",
+        ],
     );
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();

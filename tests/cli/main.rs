@@ -11,6 +11,7 @@ mod bad_input;
 mod confirm;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod data_path;
 mod doctor;
 mod emulator;
 mod endpoints;

@@ -169,6 +169,7 @@ pub const TEST_PACE: &[(&str, &str)] = &[
     ("AWSRULES_ENDPOINT_MODIFYING", "0.3"),
     ("AWSRULES_ENDPOINT_DELETING", "0.3"),
     ("AWSRULES_LAMBDA_UPDATING", "0.3"),
+    ("AWSRULES_IAM_PROPAGATION", "0.3"),
 ];
 
 impl Emulator {
