@@ -2,13 +2,18 @@
 
     localstack/.venv/bin/python localstack/seed.py [--prefix P] [--out FILE]
         [--engine mysql|postgres|sqlserver-ex|aurora-mysql|aurora-postgresql]
-        [--extra-function NAME ...]
+        [--extra-function NAME[:USER] ...] [--extra-secret USER ...]
+        [--iam-db-auth] [--dual-stack]
 
 The DB is an RDS instance by default; an `aurora-*` engine makes an Aurora
-cluster with one instance and an RDS-managed master secret. Each
+cluster with one instance and an RDS-managed master secret. On the
+emulator's real server behind the DB, the seed writes the row the book's
+function reads (functions/lambda_function.py, deployed as the Lambda
+function), and the DB users the extra secrets and end-to-end IAM name. Each
 --extra-function NAME adds a second kind of Lambda function (its own role and
 security group), exported as NAME_FUNCTION_NAME, NAME_FUNCTION_ROLE_NAME and
-NAME_FUNCTION_SG_ID (NAME upper-cased, '-' as '_').
+NAME_FUNCTION_SG_ID (NAME upper-cased, '-' as '_'), connecting as DB user
+USER if given.
 
 Needs AWS_ENDPOINT_URL (it refuses to run against real AWS). Idempotent: every
 resource is looked up by name/tag first, so a second run creates nothing and

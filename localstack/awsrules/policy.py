@@ -12,7 +12,7 @@ nothing, a Deny denies nothing): said in localstack/README.md.
 
 IAM is eventually consistent: `documents_as_of` answers with a role's
 policies as they were `iam_propagation` seconds ago (settings.py), from
-snapshots taken after every IAM write (`install`)."""
+snapshots taken after every IAM write (`install`), for roles and users."""
 
 import json
 import re
@@ -176,6 +176,38 @@ def trusts_service(role, service: str) -> bool:
     return False
 
 
+def _managed_documents(policies) -> list:
+    return [
+        _document(version.document)
+        for managed in policies
+        for version in managed.versions
+        if version.is_default
+    ]
+
+
+def user_documents(backend, user) -> list:
+    """An IAM user's identity policies: its own and its groups'."""
+    docs = [_document(d) for d in user.policies.values()]
+    docs += _managed_documents(user.managed_policies.values())
+    for group in backend.groups.values():
+        if user in group.users:
+            docs += [_document(d) for d in group.policies.values()]
+            docs += _managed_documents(group.managed_policies.values())
+    return docs
+
+
+def principal_documents(account_id: str, arn: str) -> list:
+    """The identity policies of the role or user `arn` (none if unknown)."""
+    backend = iam_backends[account_id]["aws"]
+    for role in list(backend.roles.values()):
+        if role.arn == arn:
+            return role_documents(role)
+    for user in list(backend.users.values()):
+        if user.arn == arn:
+            return user_documents(backend, user)
+    return []
+
+
 # --- propagation -------------------------------------------------------------
 
 _history_lock = threading.Lock()
@@ -186,24 +218,29 @@ _history: dict = {}
 
 def _snapshot(account_id: str) -> dict:
     backend = iam_backends[account_id]["aws"]
-    return {role.arn: role_documents(role) for role in list(backend.roles.values())}
+    state = {role.arn: role_documents(role) for role in list(backend.roles.values())}
+    for user in list(backend.users.values()):
+        state[user.arn] = user_documents(backend, user)
+    return state
 
 
-def documents_as_of(account_id: str, role_arn: str) -> list:
-    """The role's identity policies as callers see them now: as they were
-    `iam_propagation` seconds ago. A role made since has none yet."""
+def documents_as_of(account_id: str, arn: str) -> list:
+    """The identity policies of the role or user `arn` as callers see them
+    now: as they were `iam_propagation` seconds ago. A principal made
+    since has none yet."""
     delay = settings.pace("iam_propagation")
     if delay <= 0:
-        role = role_by_arn(account_id, role_arn)
-        return role_documents(role) if role else []
+        return principal_documents(account_id, arn)
     cutoff = settings.now() - delay
     with _history_lock:
         history = _history.get(account_id)
         if not history:
-            role = role_by_arn(account_id, role_arn)
-            return role_documents(role) if role else []
+            return principal_documents(account_id, arn)
         seen = [state for when, state in history if when is None or when <= cutoff]
-        return list(seen[-1].get(role_arn, [])) if seen else []
+        # The delay raised since the oldest state kept: the oldest is the
+        # nearest to what was in force then.
+        state = seen[-1] if seen else history[0][1]
+        return list(state.get(arn, []))
 
 
 def _record(account_id: str, before: dict | None) -> None:
@@ -232,6 +269,18 @@ _WRITES = (
     "delete_policy_version",
     "set_default_policy_version",
     "delete_policy",
+    "create_user",
+    "delete_user",
+    "put_user_policy",
+    "delete_user_policy",
+    "attach_user_policy",
+    "detach_user_policy",
+    "add_user_to_group",
+    "remove_user_from_group",
+    "put_group_policy",
+    "delete_group_policy",
+    "attach_group_policy",
+    "detach_group_policy",
 )
 
 

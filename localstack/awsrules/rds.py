@@ -584,7 +584,12 @@ def describe_db_proxy_target_groups(self, proxy_name, target_group_name=None):
 def modify_db_proxy_target_group(self, proxy_name, config, target_group_name=None):
     proxy = _available(_proxy(self, proxy_name))
     group = _target_group(proxy, target_group_name)
+    # moto resets MaxIdleConnectionsPercent to half the maximum when a call
+    # does not name it, and takes 0 for "not named"; AWS changes only what
+    # a call names.
+    idle = group.max_idle_connections
     _original.modify_db_proxy_target_group(self, proxy_name, config)
+    group.max_idle_connections = int(config.get("MaxIdleConnectionsPercent", idle))
     if "InitQuery" in config:
         group.init_query = config["InitQuery"]
     group.updated_date = utcnow()

@@ -21,7 +21,7 @@ import threading
 import time
 
 from moto.ec2.models import ec2_backends
-from moto.rds.models import rds_backends
+from moto.rds.models import RDSBackend, rds_backends
 from moto.secretsmanager.models import secretsmanager_backends
 
 from . import dbservers, network
@@ -269,10 +269,40 @@ def sweep(backend) -> None:
     prefix = f"{backend.account_id}/{backend.region_name}/"
     for key in dbservers.keys():
         if key.startswith(prefix) and key not in alive:
-            dbservers.stop(key)
-            with _lock:
-                _passwords.pop(key, None)
+            _forget(key)
+
+
+def _forget(key: str) -> None:
+    dbservers.stop(key)
+    with _lock:
+        _passwords.pop(key, None)
 
 
 def install() -> None:
+    """Finds DB endpoints for network.py; a deleted DB takes its server
+    along (a DB made again under its name starts afresh, as on RDS)."""
     network.add_finder(finder)
+
+    delete_instance = RDSBackend.delete_db_instance
+
+    def delete_db_instance(self, db_instance_identifier, *args, **kwargs):
+        db = self.databases.get(db_instance_identifier)
+        key = key_of(self, db) if db is not None and not getattr(
+            db, "db_cluster_identifier", None) else None
+        answer = delete_instance(self, db_instance_identifier, *args, **kwargs)
+        if key:
+            _forget(key)
+        return answer
+
+    delete_cluster = RDSBackend.delete_db_cluster
+
+    def delete_db_cluster(self, cluster_identifier, *args, **kwargs):
+        cluster = self.clusters.get(cluster_identifier)
+        key = key_of(self, cluster) if cluster is not None else None
+        answer = delete_cluster(self, cluster_identifier, *args, **kwargs)
+        if key:
+            _forget(key)
+        return answer
+
+    RDSBackend.delete_db_instance = delete_db_instance
+    RDSBackend.delete_db_cluster = delete_db_cluster

@@ -41,7 +41,8 @@ class MysqlFront:
         # MYSQL_CACHING_SHA2_PASSWORD clients are checked as native ones.
         return self.conn.check_native_password(password)
 
-    def refuse_tls(self, iam: bool) -> None:
+    def refuse_tls(self, why: str) -> None:
+        # MySQL clients get the one error code, whatever the reason.
         self.conn.send_error(3159, "HY000", "This RDS Proxy requires TLS connections.")
 
     def refuse_login(self, user: str, why: str) -> None:
@@ -114,13 +115,8 @@ class PgFront:
             return self.conn.check_md5(password)
         return self.conn.check_scram_sha_256(password)
 
-    def refuse_tls(self, iam: bool) -> None:
-        self.conn.send_error(
-            "28000",
-            "IAM authentication is allowed only with SSL connections."
-            if iam
-            else "This RDS Proxy requires TLS connections.",
-        )
+    def refuse_tls(self, why: str) -> None:
+        self.conn.send_error("28000", why)
 
     def refuse_login(self, user: str, why: str) -> None:
         self.conn.send_error("28P01", why)

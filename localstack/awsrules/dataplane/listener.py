@@ -227,12 +227,12 @@ class Session:
         user = hello.user
         iam = self._iam_required(user)
         if (self.proxy.require_tls or iam) and not hello.tls:
-            raise Refused(
+            why = (
                 "This RDS Proxy requires TLS connections."
                 if self.proxy.require_tls
-                else "IAM authentication is allowed only with SSL connections.",
-                lambda: self.front.refuse_tls(iam),
+                else "IAM authentication is allowed only with SSL connections."
             )
+            raise Refused(why, lambda: self.front.refuse_tls(why))
         end_to_end = getattr(self.proxy, "default_auth_scheme", "NONE") == "IAM_AUTH"
         secret = None
         if not end_to_end:
@@ -269,11 +269,7 @@ class Session:
         resource = (
             f"arn:aws:rds-db:{self.region}:{self.account}:dbuser:{self.proxy.unique_id}/{user}"
         )
-        documents = (
-            policy.documents_as_of(signer.account_id, signer.role_arn)
-            if signer.role_arn
-            else []
-        )
+        documents = policy.documents_as_of(signer.account_id, signer.principal_arn)
         context = {"aws:PrincipalArn": signer.principal_arn,
                    "aws:PrincipalAccount": signer.account_id}
         if not policy.allows(documents, "rds-db:connect", resource, context):
@@ -295,11 +291,11 @@ class Session:
                 key = (user, database)
                 try:
                     conn = pool.borrow(key, deadline)
+                    if conn is not None and not self.front.serves(conn):
+                        pool.give_back(key, conn, reusable=False)
+                        conn = pool.borrow(key, deadline)
                 except BorrowTimeout:
                     break
-                if conn is not None and not self.front.serves(conn):
-                    pool.give_back(key, conn, reusable=False)
-                    conn = pool.borrow(key, deadline)
                 if conn is None:
                     try:
                         conn = self._open(db, user, database, secret)
@@ -307,7 +303,7 @@ class Session:
                         pool.failed()
                         if isinstance(e, self.front.LoginError) and not _auth_error(e):
                             raise Refused(f"Request returned an error: {e.message}",
-                                          lambda: self.front.refuse_backend(e)) from None
+                                          lambda e=e: self.front.refuse_backend(e)) from None
                         problem = f"The proxy could not log in to the database: {e}"
                         conn = None
             if problem is not None:
@@ -335,10 +331,29 @@ class Session:
         else:
             conn = self.front.backend_login(server, secret["username"], secret["password"],
                                             database)
+        try:
+            self._init(conn)
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def _init(self, conn) -> None:
+        """The proxy's InitQuery, on a new DB connection and again after
+        each reset (which undoes what it set)."""
         init = getattr(self.proxy.proxy_target_groups["default"], "init_query", None)
         if init:
             self.front.execute(conn, init)
-        return conn
+
+    def _reset(self, conn) -> bool:
+        """A DB connection made clean for its next client: True if it is."""
+        if not self.front.reset(conn):
+            return False
+        try:
+            self._init(conn)
+        except Exception:  # noqa: BLE001 - then it is not reused
+            return False
+        return True
 
     def _relay(self, pool, key, conn, group) -> None:
         self.stats.change(pool=pool)
@@ -369,7 +384,7 @@ class Session:
         finally:
             if pinned:
                 self.stats.change(pinned=-1)
-            reusable = how in ("quit", "client_closed", "idle") and self.front.reset(conn)
+            reusable = how in ("quit", "client_closed", "idle") and self._reset(conn)
             pool.give_back(key, conn, reusable)
             self.stats.change(pool=pool)
         if how == "idle":

@@ -43,7 +43,7 @@ _SET = re.compile(r"^\s*set\s+(.*)$", re.IGNORECASE | re.DOTALL)
 
 def _mysql_set_targets(assignments: str) -> list:
     """The variables a MySQL SET assigns: `names`, `@user`, `sql_mode`..."""
-    text = assignments.strip()
+    text = re.sub(r"^(session|local)\s+", "", assignments.strip(), flags=re.IGNORECASE)
     lowered = text.lower()
     if lowered.startswith(("names", "character set", "char set", "charset")):
         return ["names"]
@@ -57,12 +57,26 @@ def _mysql_set_targets(assignments: str) -> list:
     return targets
 
 
+_COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*|#[^\n]*", re.DOTALL)
+
+
 def pins(family: str, text: str, prepared: bool = False, filters=()) -> Optional[str]:
-    """Why this statement pins the session, or None."""
+    """Why this query pins the session, or None: the first of its
+    statements that does (a query may hold several, `;` between them)."""
     if prepared:
         return "a prepared statement"
     if len(text) > LONG_STATEMENT:
         return "a statement over 16 KB"
+    # Comments out, then each statement (a `;` in a string literal only
+    # splits it into parts that pin no less).
+    for statement in _COMMENTS.sub(" ", text).split(";"):
+        reason = _statement_pins(family, statement, filters)
+        if reason:
+            return reason
+    return None
+
+
+def _statement_pins(family: str, text: str, filters) -> Optional[str]:
     if family == "POSTGRESQL":
         return "SQL that changes session state" if _POSTGRES_PINS.search(text) else None
     if _MYSQL_PINS.search(text):

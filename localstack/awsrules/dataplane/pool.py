@@ -14,7 +14,7 @@ localstack/README.md."""
 
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 
 class BorrowTimeout(Exception):
@@ -88,8 +88,9 @@ def _close(conn) -> None:
         pass
 
 
-def share(percent: Optional[float], of: int) -> int:
+def share(percent, of: int) -> int:
     """`percent` of `of` connections, at least one when percent > 0."""
-    if not percent:
+    percent = float(percent or 0)
+    if percent <= 0:
         return 0
-    return max(1, int(of * float(percent) / 100))
+    return max(1, int(of * percent / 100))
