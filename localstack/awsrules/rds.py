@@ -281,6 +281,10 @@ def read_secret(backend: RDSBackend, proxy: DBProxy, arn, check_role=True):
         value = secrets.get_secret_value(secret_id=arn, version_id=None, version_stage=None)
     except Exception:
         return None, f"Credentials couldn't be retrieved: secret {arn} does not exist."
+    if check_role:
+        why = _may_decrypt(backend, role, secrets, arn)
+        if why:
+            return None, why
     try:
         fields = json.loads(value.get("SecretString") or "{}")
     except ValueError:
@@ -288,6 +292,33 @@ def read_secret(backend: RDSBackend, proxy: DBProxy, arn, check_role=True):
     if not (isinstance(fields, dict) and fields.get("username") and fields.get("password")):
         return None, f"Secret {arn} must be JSON with username and password."
     return fields, None
+
+
+def _may_decrypt(backend: RDSBackend, role, secrets, arn) -> str | None:
+    """Why the role cannot decrypt the secret's customer-managed KMS key
+    (through Secrets Manager, as the proxy reads it), or None."""
+    from moto.kms.models import kms_backends
+
+    key_id = getattr(secrets.secrets.get(arn), "kms_key_id", None)
+    if not key_id or key_id == secrets.DEFAULT_KMS_KEY_ALIAS:
+        return None
+    try:
+        key = kms_backends[backend.account_id][backend.region_name].describe_key(key_id)
+    except Exception:
+        return f"Credentials couldn't be retrieved: the KMS key {key_id} of secret {arn} does not exist."
+    if getattr(key, "key_manager", "CUSTOMER") == "AWS":
+        return None
+    context = {
+        "aws:PrincipalArn": role.arn,
+        "aws:PrincipalAccount": backend.account_id,
+        "kms:ViaService": f"secretsmanager.{backend.region_name}.amazonaws.com",
+    }
+    if policy.allows(policy.role_documents(role), "kms:Decrypt", key.arn, context):
+        return None
+    return (
+        f"Credentials couldn't be retrieved: the proxy's IAM role {role.name} may not decrypt "
+        f"the secret's customer-managed KMS key {key.arn} (kms:Decrypt)."
+    )
 
 
 def _can_log_in(backend: RDSBackend, proxy: DBProxy, db) -> str | None:

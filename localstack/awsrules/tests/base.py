@@ -78,7 +78,7 @@ def clients(url: str) -> dict:
     """boto3 clients, made once (making one takes a while)."""
     if not _clients:
         cfg = Config(retries={"max_attempts": 1})
-        for name in ("rds", "ec2", "iam", "secretsmanager", "lambda"):
+        for name in ("rds", "ec2", "iam", "secretsmanager", "lambda", "kms"):
             _clients[name] = boto3.client(name, region_name=REGION, endpoint_url=url, config=cfg)
     return _clients
 

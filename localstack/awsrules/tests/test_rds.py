@@ -3,7 +3,7 @@
 import json
 import time
 
-from .base import AwsTest, trust, wait_until
+from .base import PLAIN, AwsTest, trust, wait_until
 
 
 class Lifecycle(AwsTest):
@@ -174,6 +174,42 @@ class Health(AwsTest):
         h = self.settled()["TargetHealth"]
         self.assertEqual((h["State"], h["Reason"]), ("UNAVAILABLE", "AUTH_FAILURE"))
         self.assertIn(r["secret"], h["Description"])
+
+    def test_a_customer_managed_key_needs_kms_decrypt_through_secrets_manager(self):
+        r = self.recipe()
+        self.admit_proxy(r)
+        self.allow_secret(r)
+        if PLAIN:
+            self.skipTest("plain moto computes no health from the wiring")
+        key = self.c["kms"].create_key(Description="the secret's key")["KeyMetadata"]["Arn"]
+        self.c["secretsmanager"].update_secret(SecretId=r["secret"], KmsKeyId=key)
+        self.register(r)
+        h = self.settled()["TargetHealth"]
+        self.assertEqual((h["State"], h["Reason"]), ("UNAVAILABLE", "AUTH_FAILURE"))
+        self.assertIn("kms:Decrypt", h["Description"])
+        # Decrypt only through Secrets Manager, as the tool grants it.
+        decrypt = {
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": key,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+            },
+        }
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role",
+            PolicyName="decrypt",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [decrypt]}),
+        )
+        wait_until(lambda: self.targets()[0]["TargetHealth"]["State"] == "AVAILABLE")
+        # Through another service, the grant does not count.
+        decrypt["Condition"]["StringEquals"]["kms:ViaService"] = "s3.us-east-1.amazonaws.com"
+        self.c["iam"].put_role_policy(
+            RoleName="proxy-role",
+            PolicyName="decrypt",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [decrypt]}),
+        )
+        wait_until(lambda: self.targets()[0]["TargetHealth"]["State"] == "UNAVAILABLE")
 
     def test_available_when_wired_and_the_port_is_the_dbs(self):
         r = self.recipe()
