@@ -53,6 +53,26 @@ fn check_refused(ws: &Workspace) -> Out {
     out
 }
 
+/// A breakage the tool's own checks see: the invoke check is refused before
+/// it invokes, its stderr having each of `guard_says`; the function invoked
+/// directly fails with `function_error` (the proxy refuses it for real);
+/// `doctor` names `doctor_says` from the proxy's log.
+fn named_by_the_guard(
+    ws: &Workspace,
+    emu: &Emulator,
+    guard_says: &[&str],
+    function_error: &str,
+    doctor_says: &str,
+) {
+    let out = check_refused(ws);
+    for text in guard_says {
+        out.stderr_has(text);
+    }
+    let error = invoke_directly(emu, &ws.env["DB_APP_FUNCTION_NAME"]);
+    assert!(error.contains(function_error), "{error}");
+    ws.run(&["doctor"]).ok().stdout_has(doctor_says);
+}
+
 /// The function invoked directly (not through the tool): its error.
 fn invoke_directly(emu: &Emulator, function: &str) -> String {
     let function = function.to_string();
@@ -177,12 +197,13 @@ fn a_broken_wiring_is_named_by_the_tool() {
             .policy_arn(&policy);
         detach.send().await.unwrap();
     });
-    check_refused(&ws).stderr_has("`connect-policy` (applied, but the account differs");
-    let error = invoke_directly(&emu, &function);
-    assert!(error.contains("Access denied for user 'admin'"), "{error}");
-    ws.run(&["doctor"])
-        .ok()
-        .stdout_has("an IAM token was refused");
+    named_by_the_guard(
+        &ws,
+        &emu,
+        &["`connect-policy` (applied, but the account differs"],
+        "Access denied for user 'admin'",
+        "an IAM token was refused",
+    );
     let log = proxy_log(&emu, &format!("{p}-db"));
     assert!(
         log.contains(&format!(
@@ -330,16 +351,16 @@ fn a_broken_wiring_is_named_by_the_tool() {
             .await
             .unwrap();
     });
-    check_refused(&ws)
-        .stderr_has(
+    named_by_the_guard(
+        &ws,
+        &emu,
+        &[
             "`targets` (not finished in the account: target health UNAVAILABLE (CONNECTION_FAILED",
-        )
-        .stderr_has("(the db-ingress step)");
-    let error = invoke_directly(&emu, &function);
-    assert!(error.contains("9501"), "{error}");
-    ws.run(&["doctor"])
-        .ok()
-        .stdout_has("the proxy cannot reach its DB");
+            "(the db-ingress step)",
+        ],
+        "9501",
+        "the proxy cannot reach its DB",
+    );
     repaired(&ws);
 
     // The proxy's role no longer allowed to read the secret.
@@ -360,14 +381,16 @@ fn a_broken_wiring_is_named_by_the_tool() {
             delete.send().await.unwrap();
         }
     });
-    check_refused(&ws)
-        .stderr_has("target health UNAVAILABLE (AUTH_FAILURE: Credentials couldn't be retrieved")
-        .stderr_has("secret-access");
-    let error = invoke_directly(&emu, &function);
-    assert!(error.contains("Access denied for user 'admin'"), "{error}");
-    ws.run(&["doctor"])
-        .ok()
-        .stdout_has("the proxy cannot read its credentials");
+    named_by_the_guard(
+        &ws,
+        &emu,
+        &[
+            "target health UNAVAILABLE (AUTH_FAILURE: Credentials couldn't be retrieved",
+            "secret-access",
+        ],
+        "Access denied for user 'admin'",
+        "the proxy cannot read its credentials",
+    );
     repaired(&ws);
 
     // The secret's password no longer the DB's: nothing of the tool's own
@@ -397,17 +420,13 @@ fn a_broken_wiring_is_named_by_the_tool() {
         })
     };
     let original = put_secret(None);
-    check_refused(&ws)
-        .stderr_has("AUTH_FAILURE")
-        .stderr_has("Access denied for user 'admin'");
-    let error = invoke_directly(&emu, &function);
-    assert!(
-        error.contains("Timed-out waiting to acquire database connection"),
-        "{error}"
+    named_by_the_guard(
+        &ws,
+        &emu,
+        &["AUTH_FAILURE", "Access denied for user 'admin'"],
+        "Timed-out waiting to acquire database connection",
+        "the proxy's own login to the DB was refused",
     );
-    ws.run(&["doctor"])
-        .ok()
-        .stdout_has("the proxy's own login to the DB was refused");
     put_secret(Some(original));
     repaired(&ws);
 
