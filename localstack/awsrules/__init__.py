@@ -15,7 +15,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from . import calls, dataplane, ec2, iam, lambda_, rds, s3
+    from . import calls, cloudwatch, dataplane, ec2, iam, lambda_, rds, s3
 
     calls.install()
     rds.install()
@@ -23,6 +23,7 @@ def install() -> None:
     iam.install()
     lambda_.install()
     s3.install()
+    cloudwatch.install()
     dataplane.install()
     _installed = True
 

@@ -1,0 +1,153 @@
+"""CloudWatch alarms as AWS evaluates them: plain moto keeps an alarm but
+never looks at its metric (every alarm stays `OK`, "Unchecked"). Here an
+alarm starts in INSUFFICIENT_DATA, as on AWS, and each time alarms are
+described (or their state asked) it is evaluated from the metric data the
+account holds (the emulator's proxies publish theirs as they carry
+connections): the alarm's statistic over each of its last
+`EvaluationPeriods` periods, compared with its threshold; ALARM when at
+least `DatapointsToAlarm` of them breach, OK when enough have data and do
+not, INSUFFICIENT_DATA otherwise, missing data treated as the alarm says
+(`TreatMissingData`). The reason reads as AWS words it.
+
+Not modelled: the periods are counted back from now, not aligned to the
+minute; percentiles and metric math (an anomaly detection band: such an
+alarm stays INSUFFICIENT_DATA, saying so); alarm actions are not sent."""
+
+import datetime
+import json
+
+from moto.cloudwatch.models import CloudWatchBackend
+from moto.core.utils import utcnow
+
+OPERATORS = {
+    "GreaterThanOrEqualToThreshold": (lambda v, t: v >= t, "greater than or equal to"),
+    "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
+    "LessThanThreshold": (lambda v, t: v < t, "less than"),
+    "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
+}
+
+
+def _value(points, statistic):
+    """The statistic of `points` (MetricDatum / MetricAggregatedDatum), or None."""
+    values, sums, counts, mins, maxes = [], 0.0, 0.0, [], []
+    for p in points:
+        if hasattr(p, "value"):
+            values.append(float(p.value))
+            sums, counts = sums + float(p.value), counts + 1
+            mins.append(float(p.value))
+            maxes.append(float(p.value))
+        else:
+            sums += float(p.sum_stat)
+            counts += float(p.sample_count)
+            mins.append(float(p.min_stat))
+            maxes.append(float(p.max_stat))
+    if not counts:
+        return None
+    return {
+        "Average": sums / counts,
+        "Sum": sums,
+        "SampleCount": counts,
+        "Minimum": min(mins),
+        "Maximum": max(maxes),
+    }.get(statistic)
+
+
+def _naive(when):
+    """UTC without a zone, as moto keeps its own times."""
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return when
+
+
+def _points(backend, alarm):
+    """(timestamp, datum) of the alarm's metric with exactly its dimensions."""
+    wanted = {(d.name, d.value) for d in alarm.dimensions}
+    for p in backend.metric_data:
+        if p.namespace != alarm.namespace or p.name != alarm.metric_name:
+            continue
+        if {(d.name, d.value) for d in p.dimensions} == wanted:
+            yield _naive(p.timestamp), p
+
+
+def evaluate(backend, alarm, now=None) -> None:
+    """Sets the alarm's state from its metric's data."""
+    if alarm.metric_data_queries or not alarm.metric_name:
+        reason = "The local emulator does not evaluate metric math or anomaly detection bands."
+        if alarm.state_value != "INSUFFICIENT_DATA" or alarm.state_reason != reason:
+            alarm.update_state(reason, "{}", "INSUFFICIENT_DATA")
+        return
+    now = now or utcnow()
+    period = datetime.timedelta(seconds=int(alarm.period or 60))
+    count = int(alarm.evaluation_periods or 1)
+    needed = int(alarm.datapoints_to_alarm or count)
+    points = list(_points(backend, alarm))
+    values = []  # newest first: (end of the period, its statistic or None)
+    for k in range(count):
+        end = now - k * period
+        inside = [p for when, p in points if end - period < when <= end]
+        values.append((end, _value(inside, alarm.statistic or "Average")))
+    compare, words = OPERATORS.get(alarm.comparison_operator, OPERATORS["GreaterThanThreshold"])
+    threshold = float(alarm.threshold)
+    missing = alarm.treat_missing_data or "missing"
+    breaching = [v for _, v in values if v is not None and compare(v, threshold)]
+    present = [v for _, v in values if v is not None]
+    absent = count - len(present)
+    if missing == "breaching":
+        breaches = len(breaching) + absent
+    else:
+        breaches = len(breaching)
+    if breaches >= needed:
+        state = "ALARM"
+    elif present or missing in ("notBreaching", "breaching"):
+        state = "OK"
+    elif missing == "ignore":
+        return
+    else:
+        state = "INSUFFICIENT_DATA"
+    shown = ", ".join(
+        f"{v} ({end.strftime('%d/%m/%y %H:%M:%S')})" for end, v in values if v is not None
+    )
+    if state == "INSUFFICIENT_DATA":
+        reason = f"Insufficient Data: {count} datapoint(s) were unknown."
+    else:
+        crossed = "Threshold Crossed" if state == "ALARM" else "Threshold Not Crossed"
+        reason = (
+            f"{crossed}: {breaches} out of the last {count} datapoints [{shown}] "
+            f"{'was' if state == 'ALARM' else 'was not'} {words} the threshold ({threshold}) "
+            f"(minimum {needed} datapoint(s) for OK -> ALARM transition)."
+        )
+    if state != alarm.state_value or reason != alarm.state_reason:
+        data = {"version": "1.0", "queryDate": now.isoformat(), "threshold": threshold,
+                "recentDatapoints": present}
+        alarm.update_state(reason, json.dumps(data), state)
+
+
+def install() -> None:
+    put = CloudWatchBackend.put_metric_alarm
+
+    def put_metric_alarm(self, *args, **kwargs):
+        name = kwargs.get("name") or (args[0] if args else None)
+        known = name in self.alarms
+        alarm = put(self, *args, **kwargs)
+        if not known:
+            # AWS's first state; moto's is OK.
+            alarm.update_state("Unchecked: Initial alarm creation", "{}", "INSUFFICIENT_DATA")
+        return alarm
+
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm
+
+    for getter in (
+        "describe_alarms",
+        "get_alarms_by_action_prefix",
+        "get_alarms_by_alarm_name_prefix",
+        "get_alarms_by_alarm_names",
+        "get_alarms_by_state_value",
+    ):
+        original = getattr(CloudWatchBackend, getter)
+
+        def evaluated(self, *args, __original=original, __getter=getter, **kwargs):
+            for alarm in list(self.alarms.values()):
+                evaluate(self, alarm)
+            return __original(self, *args, **kwargs)
+
+        setattr(CloudWatchBackend, getter, evaluated)
