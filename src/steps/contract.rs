@@ -344,6 +344,12 @@ pub trait StepImpl: Send + Sync + 'static {
     fn settled_before(&self, _inputs: &Self::Inputs, before: Option<Value>) -> Option<Value> {
         before
     }
+    /// Brings the account to the runbook, from what the check found (read
+    /// again through [`Ctx::read_once`], so within moments of the check it
+    /// costs no call): what exists is updated, never created again (a
+    /// create answered "already exists" needs a permission a day-two
+    /// operator may lack, and leaves a failed call in CloudTrail); only
+    /// what is missing is created.
     async fn apply(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Outputs>;
     /// Undoes what the step did; `before` is what `before` recorded.
     async fn rollback(
