@@ -12,7 +12,8 @@ use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
 use crate::engine::{
-    alone, edited_since_applied, identity_edited, needs, pending, record_for, resolve,
+    Hints, alone, edited_since_applied, identity_edited, needs, new_name_advice, pending,
+    record_for, replacement_changes, resolve, with_new_proxy,
 };
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, open_state};
@@ -75,11 +76,6 @@ struct Blocked {
 const REPLACE_REFUSED: &str = "only a new resource would match: `run` refuses, changing \
      nothing, unless --allow-replace; `plan --allow-replace` shows how the new one would be \
      made beside the old";
-
-/// Why a step whose name stayed is blocked when only a new one would match.
-const NEEDS_NEW_NAME: &str = "only a new resource would match, and the new one needs another \
-     name (the old one keeps its name, serving the functions, until it is deleted): change its \
-     name in the runbook too";
 
 /// How `plan` goes about it.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +145,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let mut summary = Summary::default();
     // The order `run` keeps (a new proxy does not wait on secret-access).
     let mut graph = crate::engine::schedule::run_graph(&rb, &state, false);
+    let hints = Hints::new(&rb, opts);
     for name in rb.step_names() {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
@@ -174,26 +171,24 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             ("blocked", Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
+        // What a replacement changes, every field of it (the name, and the
+        // subnets that forced it).
+        let changes = replacement_changes(name, &rb, &state);
         let alone = alone(step, &identity, &rb, &original);
         let (action, details) = if !step.changes_account() {
             ("verify", Vec::new())
+        } else if let (false, Some(why)) = (identity.is_empty(), alone) {
+            // With --allow-replace or without: the whole way on at once.
+            let advice = with_new_proxy(&rb, &hints);
+            block(EXIT_BAD_INPUT, format!("alone, {why}. {advice}"));
+            ("replace", changes)
         } else if !identity.is_empty() && !allow_replace {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
-            ("replace", identity)
-        } else if let (false, Some(why)) = (identity.is_empty(), alone) {
-            block(
-                EXIT_BAD_INPUT,
-                format!(
-                    "alone, {why}: give the proxy a new name as well (`proxy.name` at {}), so \
-                     the new proxy is made with it",
-                    rb.at(rb.proxy.name.pos)
-                ),
-            );
-            ("replace", identity)
+            ("replace", changes)
         } else if !after.is_empty() && !identity.is_empty() {
             // A new one, made with what a replacement before it makes.
             forget_applied(&mut state, name);
-            let mut lines = identity.clone();
+            let mut lines = changes;
             lines.extend(replacement_lines(name));
             ("replace", lines)
         } else if !after.is_empty() {
@@ -230,7 +225,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                 Ok(Found::Missing) if !identity.is_empty() => {
                     // The new one, beside the old: the steps after it wait
                     // for its outputs.
-                    let mut lines = identity.clone();
+                    let mut lines = changes;
                     lines.extend(replacement_lines(name));
                     lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
                     forget_applied(&mut state, name);
@@ -259,11 +254,15 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     }
                 }
                 Ok(Found::Replace(why)) => {
-                    let reason = match allow_replace {
-                        true => NEEDS_NEW_NAME.into(),
-                        false => REPLACE_REFUSED.into(),
-                    };
-                    block(EXIT_BAD_INPUT, reason);
+                    // As `run` refuses it, with or without --allow-replace.
+                    let advice = new_name_advice(&[name], &rb, &original, &hints);
+                    block(
+                        EXIT_BAD_INPUT,
+                        format!(
+                            "AWS cannot change this in place, so only a new resource would \
+                             match. {advice}"
+                        ),
+                    );
                     ("replace", why)
                 }
                 Ok(Found::Foreign(why)) => {

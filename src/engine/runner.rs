@@ -191,6 +191,8 @@ pub(crate) struct Runner<'a> {
     pub(crate) changed: std::sync::Mutex<BTreeSet<String>>,
     /// The command that runs this runbook, for hints.
     pub(crate) run_hint: String,
+    /// The commands that plan and run it, for a message that names both.
+    pub(crate) hints: super::Hints,
     /// `--confirm`: ask before each step.
     pub(crate) asker: Option<Asker>,
     /// `--adopt`: take over what this state did not make.
@@ -606,7 +608,11 @@ impl Runner<'_> {
             // first round refuses it.
             Found::Replace(why) => {
                 bar.finish("✗", "needs replacing");
-                Err(super::needs_new_name(&[(name.to_string(), why)], self.rb))
+                let replaced = [(name.to_string(), why)];
+                let advice = self
+                    .store
+                    .read(|s| super::needs_new_name(&replaced, self.rb, s, &self.hints));
+                Err(advice)
             }
             Found::Foreign(why) => {
                 bar.finish("✗", "blocked");
