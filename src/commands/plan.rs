@@ -171,6 +171,10 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             ("blocked", Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
+        // `run` refuses what needs a new resource from the state as it
+        // loads it (an edit of what an unfinished step will give is not
+        // one: the replacement under way makes it).
+        let refused = !identity_edited(name, &rb, &original).is_empty() && !allow_replace;
         // What a replacement changes, every field of it (the name, and the
         // subnets that forced it).
         let changes = replacement_changes(name, &rb, &state);
@@ -182,7 +186,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             let advice = with_new_proxy(&rb, &hints);
             block(EXIT_BAD_INPUT, format!("alone, {why}. {advice}"));
             ("replace", changes)
-        } else if !identity.is_empty() && !allow_replace {
+        } else if refused {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
             ("replace", changes)
         } else if !after.is_empty() && !identity.is_empty() {
@@ -215,10 +219,10 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                         Found::Done(outputs) => {
                             // Later steps are checked (and blocked the same
                             // way) rather than shown waiting.
-                            record_done(&mut state, name, outputs);
+                            record_found(&mut state, name, outputs);
                             ("blocked", Vec::new())
                         }
-                        Found::Incomplete(why) => ("blocked", vec![why]),
+                        Found::Incomplete(why, _) => ("blocked", vec![why]),
                         _ => ("blocked", Vec::new()),
                     }
                 }
@@ -232,10 +236,13 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     ("replace", lines)
                 }
                 Ok(Found::Done(outputs)) => {
-                    record_done(&mut state, name, outputs);
+                    record_found(&mut state, name, outputs);
                     ("none", Vec::new())
                 }
-                Ok(Found::Update(diffs, _)) => {
+                Ok(Found::Update(diffs, outputs)) => {
+                    // Changed in place, it keeps what it gives the steps
+                    // after it (the proxy's id and endpoint).
+                    record_found(&mut state, name, outputs);
                     // Whether the runbook moved, or only the account did.
                     match edited_since_applied(name, &rb, &state) {
                         Some(edits) => {
@@ -269,10 +276,18 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     block(EXIT_STEP_FAILED, why.clone());
                     ("blocked", vec![why])
                 }
-                Ok(found) => match pending(step, &cx, &inputs, &found).await {
-                    Ok(p) => p,
-                    Err(e) => failed(e),
-                },
+                Ok(found) => {
+                    // Unfinished, with what it gives the steps after it
+                    // already known (a proxy still modifying or creating):
+                    // they are planned from it, as `run` will meet them.
+                    if let Found::Incomplete(_, Some(outputs)) = &found {
+                        record_found(&mut state, name, outputs.clone());
+                    }
+                    match pending(step, &cx, &inputs, &found).await {
+                        Ok(p) => p,
+                        Err(e) => failed(e),
+                    }
+                }
                 Err(e) => failed(e),
             }
         };
@@ -393,9 +408,10 @@ fn forget_applied(state: &mut State, name: &str) {
     }
 }
 
-/// A step found done, for the steps after it in this plan that read its
+/// What a step found done, or to update in place, or unfinished with its
+/// outputs known, gives the steps after it in this plan that read its
 /// outputs (in the plan's copy of the state only; nothing is saved).
-fn record_done(state: &mut State, name: &str, outputs: crate::state::Outputs) {
+fn record_found(state: &mut State, name: &str, outputs: crate::state::Outputs) {
     let rec = state.steps.entry(name.to_string()).or_default();
     rec.status = Status::Applied;
     rec.outputs = outputs;

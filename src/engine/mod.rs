@@ -520,7 +520,7 @@ pub async fn pending(
         return Ok(("verify", Vec::new()));
     }
     let (action, mut details) = match found {
-        Found::Incomplete(why) => ("finish", vec![why.clone()]),
+        Found::Incomplete(why, _) => ("finish", vec![why.clone()]),
         // What changes in place, as the check said.
         Found::Update(diffs, _) => return Ok(("update", diffs.clone())),
         _ => ("create", Vec::new()),
