@@ -109,7 +109,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
                 );
                 continue;
             }
-            Ok(Found::Incomplete(why)) if name == "proxy" => {
+            Ok(Found::Incomplete(why, _)) if name == "proxy" => {
                 line(
                     "!",
                     format!("{what}: {why}; adopt it once it is available (nothing recorded)"),
@@ -130,7 +130,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
                 }
                 outputs
             }
-            Ok(Found::Incomplete(why)) => {
+            Ok(Found::Incomplete(why, _)) => {
                 line(
                     "~",
                     format!("{what}: found in part; `run` finishes it: {why}"),

@@ -12,7 +12,8 @@ use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
 use crate::engine::{
-    alone, edited_since_applied, identity_edited, needs, pending, record_for, resolve,
+    Hints, alone, edited_since_applied, identity_edited, needs, new_name_advice, pending,
+    record_for, replacement_changes, resolve, with_new_proxy,
 };
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, open_state};
@@ -75,11 +76,6 @@ struct Blocked {
 const REPLACE_REFUSED: &str = "only a new resource would match: `run` refuses, changing \
      nothing, unless --allow-replace; `plan --allow-replace` shows how the new one would be \
      made beside the old";
-
-/// Why a step whose name stayed is blocked when only a new one would match.
-const NEEDS_NEW_NAME: &str = "only a new resource would match, and the new one needs another \
-     name (the old one keeps its name, serving the functions, until it is deleted): change its \
-     name in the runbook too";
 
 /// How `plan` goes about it.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +145,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let mut summary = Summary::default();
     // The order `run` keeps (a new proxy does not wait on secret-access).
     let mut graph = crate::engine::schedule::run_graph(&rb, &state, false);
+    let hints = Hints::new(&rb, opts);
     for name in rb.step_names() {
         let step = steps::get(name).expect("validated");
         let (inputs, missing) = resolve(step, &rb, &state);
@@ -174,26 +171,28 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
             ("blocked", Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
+        // `run` refuses what needs a new resource from the state as it
+        // loads it (an edit of what an unfinished step will give is not
+        // one: the replacement under way makes it).
+        let refused = !identity_edited(name, &rb, &original).is_empty() && !allow_replace;
+        // What a replacement changes, every field of it (the name, and the
+        // subnets that forced it).
+        let changes = replacement_changes(name, &rb, &state);
         let alone = alone(step, &identity, &rb, &original);
         let (action, details) = if !step.changes_account() {
             ("verify", Vec::new())
-        } else if !identity.is_empty() && !allow_replace {
-            block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
-            ("replace", identity)
         } else if let (false, Some(why)) = (identity.is_empty(), alone) {
-            block(
-                EXIT_BAD_INPUT,
-                format!(
-                    "alone, {why}: give the proxy a new name as well (`proxy.name` at {}), so \
-                     the new proxy is made with it",
-                    rb.at(rb.proxy.name.pos)
-                ),
-            );
-            ("replace", identity)
+            // With --allow-replace or without: the whole way on at once.
+            let advice = with_new_proxy(&rb, &hints);
+            block(EXIT_BAD_INPUT, format!("alone, {why}. {advice}"));
+            ("replace", changes)
+        } else if refused {
+            block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
+            ("replace", changes)
         } else if !after.is_empty() && !identity.is_empty() {
             // A new one, made with what a replacement before it makes.
             forget_applied(&mut state, name);
-            let mut lines = identity.clone();
+            let mut lines = changes;
             lines.extend(replacement_lines(name));
             ("replace", lines)
         } else if !after.is_empty() {
@@ -220,27 +219,30 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                         Found::Done(outputs) => {
                             // Later steps are checked (and blocked the same
                             // way) rather than shown waiting.
-                            record_done(&mut state, name, outputs);
+                            record_found(&mut state, name, outputs);
                             ("blocked", Vec::new())
                         }
-                        Found::Incomplete(why) => ("blocked", vec![why]),
+                        Found::Incomplete(why, _) => ("blocked", vec![why]),
                         _ => ("blocked", Vec::new()),
                     }
                 }
                 Ok(Found::Missing) if !identity.is_empty() => {
                     // The new one, beside the old: the steps after it wait
                     // for its outputs.
-                    let mut lines = identity.clone();
+                    let mut lines = changes;
                     lines.extend(replacement_lines(name));
                     lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
                     forget_applied(&mut state, name);
                     ("replace", lines)
                 }
                 Ok(Found::Done(outputs)) => {
-                    record_done(&mut state, name, outputs);
+                    record_found(&mut state, name, outputs);
                     ("none", Vec::new())
                 }
-                Ok(Found::Update(diffs, _)) => {
+                Ok(Found::Update(diffs, outputs)) => {
+                    // Changed in place, it keeps what it gives the steps
+                    // after it (the proxy's id and endpoint).
+                    record_found(&mut state, name, outputs);
                     // Whether the runbook moved, or only the account did.
                     match edited_since_applied(name, &rb, &state) {
                         Some(edits) => {
@@ -259,21 +261,33 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     }
                 }
                 Ok(Found::Replace(why)) => {
-                    let reason = match allow_replace {
-                        true => NEEDS_NEW_NAME.into(),
-                        false => REPLACE_REFUSED.into(),
-                    };
-                    block(EXIT_BAD_INPUT, reason);
+                    // As `run` refuses it, with or without --allow-replace.
+                    let advice = new_name_advice(&[name], &rb, &original, &hints);
+                    block(
+                        EXIT_BAD_INPUT,
+                        format!(
+                            "AWS cannot change this in place, so only a new resource would \
+                             match. {advice}"
+                        ),
+                    );
                     ("replace", why)
                 }
                 Ok(Found::Foreign(why)) => {
                     block(EXIT_STEP_FAILED, why.clone());
                     ("blocked", vec![why])
                 }
-                Ok(found) => match pending(step, &cx, &inputs, &found).await {
-                    Ok(p) => p,
-                    Err(e) => failed(e),
-                },
+                Ok(found) => {
+                    // Unfinished, with what it gives the steps after it
+                    // already known (a proxy still modifying or creating):
+                    // they are planned from it, as `run` will meet them.
+                    if let Found::Incomplete(_, Some(outputs)) = &found {
+                        record_found(&mut state, name, outputs.clone());
+                    }
+                    match pending(step, &cx, &inputs, &found).await {
+                        Ok(p) => p,
+                        Err(e) => failed(e),
+                    }
+                }
                 Err(e) => failed(e),
             }
         };
@@ -394,9 +408,10 @@ fn forget_applied(state: &mut State, name: &str) {
     }
 }
 
-/// A step found done, for the steps after it in this plan that read its
+/// What a step found done, or to update in place, or unfinished with its
+/// outputs known, gives the steps after it in this plan that read its
 /// outputs (in the plan's copy of the state only; nothing is saved).
-fn record_done(state: &mut State, name: &str, outputs: crate::state::Outputs) {
+fn record_found(state: &mut State, name: &str, outputs: crate::state::Outputs) {
     let rec = state.steps.entry(name.to_string()).or_default();
     rec.status = Status::Applied;
     rec.outputs = outputs;

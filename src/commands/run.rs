@@ -20,7 +20,7 @@ use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
 use crate::engine::{
-    edited_since_applied, needs_new_name, read_external, record_for, replacement_refused,
+    Hints, edited_since_applied, needs_new_name, read_external, record_for, replacement_changes,
     replacements, resolve, select,
 };
 use crate::error::Failure;
@@ -78,11 +78,11 @@ pub async fn run(
     }
 
     let verb = if resume { "Resume" } else { "Run" };
-    for (name, what) in &replacing {
+    for (name, _) in &replacing {
         crate::say!(
             "Replacing {name} ({}): the new one is made beside the old, the functions move to \
              it once it is ready, then the old one is deleted.",
-            what.join("; ")
+            replacement_changes(name, &rb, &state).join("; ")
         );
     }
     if resume
@@ -238,10 +238,13 @@ pub async fn run(
         })
         .collect();
     if !replaced.is_empty() {
-        return Err(match allow_replace {
-            true => needs_new_name(&replaced, &rb),
-            false => replacement_refused(&replaced, &rb, opts),
-        });
+        // With --allow-replace or without: what is needed, said at once.
+        return Err(needs_new_name(
+            &replaced,
+            &rb,
+            &state,
+            &Hints::new(&rb, opts),
+        ));
     }
     for name in &selected {
         let step = steps::get(name).expect("validated");
@@ -295,6 +298,7 @@ pub async fn run(
         prechecked,
         changed: Default::default(),
         run_hint,
+        hints: Hints::new(&rb, opts),
         asker: ask.then(Asker::new),
         adopt,
         verified: Default::default(),

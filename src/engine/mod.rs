@@ -225,6 +225,28 @@ pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<St
         .collect()
 }
 
+/// Every input a replacement of `name` changes (`field: old -> new`), for
+/// what `plan` shows and `run` says: the identity edits that make it a new
+/// resource first, then every other field the new one gets (the subnets
+/// that forced it, say). Empty when the runbook does not replace it.
+pub(crate) fn replacement_changes(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
+    let identity = identity_edited(name, rb, state);
+    let (Some(step), false) = (steps::get(name), identity.is_empty()) else {
+        return identity;
+    };
+    let old = state.record(name).and_then(|r| r.inputs.as_ref());
+    let (new, _) = resolve(step, rb, state);
+    let of_identity = |line: &str| {
+        step.identity()
+            .iter()
+            .any(|f| line.starts_with(&format!("{f}: ")) || line.starts_with(&format!("{f}.")))
+    };
+    let others = changed_fields(old, &new)
+        .into_iter()
+        .filter(|line| !of_identity(line));
+    identity.into_iter().chain(others).collect()
+}
+
 /// The record of `step` as far as it concerns the resource `inputs` name
 /// (see `StepRecord::for_inputs`): none for a new one in a replacement (the
 /// record is the old resource's, which the new one must not take for its
@@ -310,28 +332,46 @@ pub(crate) fn replacements(
     if edits.is_empty() {
         return Ok(edits);
     }
-    if !allow {
-        return Err(replacement_refused(&edits, rb, opts));
-    }
+    let shown = |name: &str| replacement_changes(name, rb, state).join("; ");
+    // What can be made only with a new proxy is said first, with or
+    // without --allow-replace: the whole way on in one message.
     let refused: Vec<String> = edits
         .iter()
         .filter_map(|(name, what)| {
             let why = alone(steps::get(name)?, what, rb, state)?;
-            Some(format!("  {name}: {} (alone, {why})", what.join("; ")))
+            Some(format!("  {name}: {} (alone, {why})", shown(name)))
         })
         .collect();
     if !refused.is_empty() {
         return Err(Failure::bad_input(format!(
             "these changes need a new resource, which can only be made safely together with a \
-             new proxy:\n{}\nNothing was changed. Give the proxy a new name as well \
-             (`proxy.name` at {}): the new proxy is then made with the new resources, made \
-             healthy, the functions move to it, and only then is the old proxy deleted with \
-             what it used. Or undo the edit.",
+             new proxy:\n{}\nNothing was changed. {}",
             refused.join("\n"),
-            rb.at(rb.proxy.name.pos)
+            with_new_proxy(rb, &Hints::new(rb, opts))
         )));
     }
+    if !allow {
+        let all: Vec<(String, Vec<String>)> = edits
+            .iter()
+            .map(|(name, _)| (name.clone(), replacement_changes(name, rb, state)))
+            .collect();
+        return Err(replacement_refused(&all, rb, opts));
+    }
     Ok(edits)
+}
+
+/// What to do when an edit needs a new resource that only a new proxy may
+/// use (for `run`'s error and `plan`'s blocked step alike).
+pub(crate) fn with_new_proxy(rb: &Runbook, hints: &Hints) -> String {
+    format!(
+        "Give the proxy a new name as well (`proxy.name` at {}), then review the replacement \
+         with `{} --allow-replace` and make it with `{} --allow-replace`: the new proxy is made \
+         with the new resources and becomes ready, the functions move to it, and only then is \
+         the old proxy deleted with what it used. Or undo the edit.",
+        rb.at(rb.proxy.name.pos),
+        hints.plan,
+        hints.run
+    )
 }
 
 /// The error for edits that would need a new resource (`why`: each step
@@ -358,32 +398,99 @@ pub(crate) fn replacement_refused(
     ))
 }
 
-/// The error for a step whose check found that only a new resource would
-/// match though its name stayed (a proxy's subnets, a group's description):
-/// the new one needs another name, since the old one keeps its name until
-/// it is deleted.
-pub(crate) fn needs_new_name(why: &[(String, Vec<String>)], rb: &Runbook) -> anyhow::Error {
+/// The error for steps whose check found that only a new resource would
+/// match though their names stayed (a proxy's subnets, a group's
+/// description; `why`: each step and what differs), with everything the
+/// user needs at once (see [`new_name_advice`]).
+pub(crate) fn needs_new_name(
+    why: &[(String, Vec<String>)],
+    rb: &Runbook,
+    state: &State,
+    hints: &Hints,
+) -> anyhow::Error {
     let list: Vec<String> = why
         .iter()
-        .map(|(step, what)| {
-            let key = match step.as_str() {
-                "proxy" => format!("`proxy.name` ({})", rb.at(rb.proxy.name.pos)),
-                "proxy-security-group" => format!(
-                    "`proxy_security_group.name` ({})",
-                    rb.at(rb.proxy_security_group.name.pos)
-                ),
-                _ => "its name".to_string(),
-            };
-            format!("  {step}: {}: give it a new name in {key}", what.join("; "))
-        })
+        .map(|(step, what)| format!("  {step}: {}", what.join("; ")))
         .collect();
+    let names: Vec<&str> = why.iter().map(|(step, _)| step.as_str()).collect();
     Failure::bad_input(format!(
-        "these differ from the runbook in what AWS cannot change in place, so only a new \
-         resource would match:\n{}\nA new one is made beside the old one, which keeps its \
-         name (and serves the functions) until the new one is ready and the functions moved, so \
-         it needs another name. Nothing was changed.",
-        list.join("\n")
+        "these changes need a new resource, since AWS cannot make them in place (only a new \
+         resource would match the runbook):\n{}\n{} Nothing was changed.",
+        list.join("\n"),
+        new_name_advice(&names, rb, state, hints)
     ))
+}
+
+/// The commands a message names: `plan` and `run` of this runbook (with
+/// its `--state`).
+pub(crate) struct Hints {
+    pub(crate) plan: String,
+    pub(crate) run: String,
+}
+
+impl Hints {
+    pub(crate) fn new(rb: &Runbook, opts: &crate::open::Options) -> Hints {
+        Hints {
+            plan: crate::open::command_hint("plan", rb, opts),
+            run: crate::open::command_hint("run", rb, opts),
+        }
+    }
+}
+
+/// What to do when only new resources would match for `replaced` though
+/// their names stayed, said once and whole (for `run`'s error and `plan`'s
+/// blocked step alike): the new one is made beside the old, so it needs
+/// another name (each key to change, at its place in the file); a resource
+/// made only with a new proxy needs the proxy renamed too; then the commands.
+pub(crate) fn new_name_advice(
+    replaced: &[&str],
+    rb: &Runbook,
+    state: &State,
+    hints: &Hints,
+) -> String {
+    let proxy_key = format!("`proxy.name` ({})", rb.at(rb.proxy.name.pos));
+    let mut rename: Vec<String> = Vec::new();
+    for step in replaced {
+        let key = match *step {
+            "proxy" => proxy_key.clone(),
+            "proxy-security-group" => format!(
+                "`proxy_security_group.name` ({})",
+                rb.at(rb.proxy_security_group.name.pos)
+            ),
+            "proxy-endpoints" => "the `name` of each `[[endpoint]]` named above (endpoint \
+                 names are the account's)"
+                .to_string(),
+            other => format!("the name of what `{other}` makes"),
+        };
+        if !rename.contains(&key) {
+            rename.push(key);
+        }
+    }
+    // A resource made only together with a new proxy: the proxy too.
+    let with_proxy = replaced
+        .iter()
+        .find_map(|step| match steps::get(step)?.replacement() {
+            steps::Replacement::WithProxy { why, .. } if *step != "proxy" => Some((*step, why)),
+            _ => None,
+        });
+    if let Some((step, why)) = with_proxy
+        && !rename.contains(&proxy_key)
+        && !proxy_replaced(rb, state)
+    {
+        rename.push(format!(
+            "{proxy_key}, since a new {step} is made only with a new proxy ({why})"
+        ));
+    }
+    format!(
+        "A new one is made beside the old one, which keeps its name and serves the functions \
+         until they have moved to the new one, so the new one needs another name: change {}. \
+         Then review the replacement with `{} --allow-replace` and make it with `{} \
+         --allow-replace`: the new one is made and becomes ready, the functions move to it, \
+         and only then is the old one deleted. Or undo the edit.",
+        rename.join("; and "),
+        hints.plan,
+        hints.run
+    )
 }
 
 /// The runbook's steps, then any step the state knows that the runbook no
@@ -413,7 +520,7 @@ pub async fn pending(
         return Ok(("verify", Vec::new()));
     }
     let (action, mut details) = match found {
-        Found::Incomplete(why) => ("finish", vec![why.clone()]),
+        Found::Incomplete(why, _) => ("finish", vec![why.clone()]),
         // What changes in place, as the check said.
         Found::Update(diffs, _) => return Ok(("update", diffs.clone())),
         _ => ("create", Vec::new()),

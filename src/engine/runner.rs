@@ -79,7 +79,7 @@ pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool)
         // There and finished, as the runbook says or to be changed in
         // place once taken over.
         (None, Found::Done(_) | Found::Update(..) | Found::Replace(_)) => (!adopt).then_some(false),
-        (None, Found::Incomplete(_)) => Some(true),
+        (None, Found::Incomplete(..)) => Some(true),
         (None, _) => None,
     }
 }
@@ -111,7 +111,7 @@ pub(crate) fn unmet(
         Some(Found::Done(_)) => None,
         None => Some("its inputs are not applied".into()),
         Some(Found::Missing) => Some("applied, but missing from the account".into()),
-        Some(Found::Incomplete(why)) => Some(format!("not finished in the account: {why}")),
+        Some(Found::Incomplete(why, _)) => Some(format!("not finished in the account: {why}")),
         Some(Found::Update(diffs, _)) => Some(format!(
             "applied, but the account differs: {}",
             diffs.join("; ")
@@ -191,6 +191,8 @@ pub(crate) struct Runner<'a> {
     pub(crate) changed: std::sync::Mutex<BTreeSet<String>>,
     /// The command that runs this runbook, for hints.
     pub(crate) run_hint: String,
+    /// The commands that plan and run it, for a message that names both.
+    pub(crate) hints: super::Hints,
     /// `--confirm`: ask before each step.
     pub(crate) asker: Option<Asker>,
     /// `--adopt`: take over what this state did not make.
@@ -469,7 +471,7 @@ impl Runner<'_> {
                 bar.finish("=", note);
                 Ok(Outcome::Unchanged)
             }
-            Found::Missing | Found::Incomplete(_) | Found::Update(..) => {
+            Found::Missing | Found::Incomplete(..) | Found::Update(..) => {
                 // Never act before what this step waits on is in place in
                 // the account (a --step or --from past its order).
                 let waits = self.unmet_waits(name).await.inspect_err(|_| {
@@ -500,7 +502,7 @@ impl Runner<'_> {
                     }
                 }
                 let verb = match &found {
-                    Found::Incomplete(why) => {
+                    Found::Incomplete(why, _) => {
                         self.progress.line(format!("  {name}: {why}"));
                         "finished"
                     }
@@ -606,7 +608,11 @@ impl Runner<'_> {
             // first round refuses it.
             Found::Replace(why) => {
                 bar.finish("✗", "needs replacing");
-                Err(super::needs_new_name(&[(name.to_string(), why)], self.rb))
+                let replaced = [(name.to_string(), why)];
+                let advice = self
+                    .store
+                    .read(|s| super::needs_new_name(&replaced, self.rb, s, &self.hints));
+                Err(advice)
             }
             Found::Foreign(why) => {
                 bar.finish("✗", "blocked");
@@ -623,7 +629,7 @@ mod tests {
     #[test]
     fn what_this_state_never_acted_on_is_someone_elses() {
         let done = Found::Done(Default::default());
-        let unfinished = Found::Incomplete("creating".into());
+        let unfinished = Found::Incomplete("creating".into(), None);
         for origin in [Some(Origin::Created), Some(Origin::Adopted)] {
             assert_eq!(made_elsewhere(origin, &done, false), None);
             assert_eq!(made_elsewhere(origin, &unfinished, false), None);
@@ -658,7 +664,14 @@ mod tests {
             "applied without an origin: found, not made"
         );
         assert!(unmet(Status::Applied, ours, Some(&Found::Missing)).is_some());
-        assert!(unmet(Status::Applied, ours, Some(&Found::Incomplete("x".into()))).is_some());
+        assert!(
+            unmet(
+                Status::Applied,
+                ours,
+                Some(&Found::Incomplete("x".into(), None))
+            )
+            .is_some()
+        );
         assert!(unmet(Status::Applied, ours, None).is_some());
         assert!(unmet(Status::Started, ours, Some(&done)).is_some());
     }

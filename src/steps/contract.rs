@@ -21,8 +21,12 @@ pub enum Found {
     /// Not there: apply will create it.
     Missing,
     /// Ours and partly there (still creating, a document to update, an
-    /// attachment missing): apply will finish it. The text says what.
-    Incomplete(String),
+    /// attachment missing): apply will finish it. The text says what; the
+    /// outputs, when they are already what the finished resource gives
+    /// later steps (a proxy still creating or modifying has its id and
+    /// endpoint), let `plan` plan those steps from the account rather than
+    /// claim changes to values it does not know.
+    Incomplete(String, Option<Outputs>),
     /// Ours, and it differs from the runbook in what AWS can change in
     /// place (an edit of the runbook, or a change made by hand): apply
     /// changes it. Each entry says `field: the account's -> the runbook's`;
@@ -344,6 +348,12 @@ pub trait StepImpl: Send + Sync + 'static {
     fn settled_before(&self, _inputs: &Self::Inputs, before: Option<Value>) -> Option<Value> {
         before
     }
+    /// Brings the account to the runbook, from what the check found (read
+    /// again through [`Ctx::read_once`], so within moments of the check it
+    /// costs no call): what exists is updated, never created again (a
+    /// create answered "already exists" needs a permission a day-two
+    /// operator may lack, and leaves a failed call in CloudTrail); only
+    /// what is missing is created.
     async fn apply(&self, cx: &Ctx, inputs: &Self::Inputs) -> Result<Outputs>;
     /// Undoes what the step did; `before` is what `before` recorded.
     async fn rollback(

@@ -132,10 +132,10 @@ pub async fn check(
         }));
         Ok(Found::Update(lines, outputs(&rules, port, sources)))
     } else if missing.len() < sources.len() {
-        Ok(Found::Incomplete(format!(
-            "{group_id} does not admit {} yet",
-            join(&missing)
-        )))
+        Ok(Found::Incomplete(
+            format!("{group_id} does not admit {} yet", join(&missing)),
+            None,
+        ))
     } else {
         Ok(Found::Missing)
     }

@@ -513,7 +513,10 @@ impl StepImpl for LambdaEnv {
             )
         } else if pending.len() < i.functions.len() {
             let keys: Vec<String> = pending.into_iter().map(|(k, _)| k).collect();
-            Found::Incomplete(format!("still to point at the proxy: {}", keys.join(", ")))
+            Found::Incomplete(
+                format!("still to point at the proxy: {}", keys.join(", ")),
+                None,
+            )
         } else {
             Found::Missing
         })

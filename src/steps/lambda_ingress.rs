@@ -142,7 +142,7 @@ fn combine(proxy: Found, endpoints: Vec<(String, Found)>, groups: &[String]) -> 
             }
             Found::Missing if first => unfinished.push("the proxy's group admits none".into()),
             Found::Missing => unfinished.push(format!("{group} admits none")),
-            Found::Incomplete(why) => {
+            Found::Incomplete(why, _) => {
                 begun = true;
                 unfinished.push(why);
             }
@@ -157,7 +157,7 @@ fn combine(proxy: Found, endpoints: Vec<(String, Found)>, groups: &[String]) -> 
     } else if !begun {
         Found::Missing
     } else {
-        Found::Incomplete(unfinished.join("; "))
+        Found::Incomplete(unfinished.join("; "), None)
     }
 }
 
@@ -367,7 +367,7 @@ mod tests {
         ));
         assert!(matches!(
             combine(done("r1"), vec![("sg-e".into(), Found::Missing)], &groups),
-            Found::Incomplete(why) if why == "sg-e admits none"
+            Found::Incomplete(why, _) if why == "sg-e admits none"
         ));
     }
 }

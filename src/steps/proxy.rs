@@ -719,7 +719,12 @@ impl StepImpl for Proxy {
         match wait {
             _ if !changes.is_empty() => Ok(Found::Update(changes, outputs(&p)?)),
             Wait::Ready(()) => Ok(Found::Done(outputs(&p)?)),
-            Wait::Pending(s) => Ok(Found::Incomplete(format!("the proxy is {s}: wait for it"))),
+            // Still creating or modifying, with its id and endpoint already
+            // (what the steps after it read); not yet without an endpoint.
+            Wait::Pending(s) => Ok(Found::Incomplete(
+                format!("the proxy is {s}: wait for it"),
+                Some(outputs(&p)?).filter(|o| o.values().all(|v| !v.is_empty())),
+            )),
         }
     }
 

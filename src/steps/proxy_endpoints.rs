@@ -330,11 +330,19 @@ impl StepImpl for ProxyEndpoints {
             if !missing.is_empty() && present.is_empty() && lines.is_empty() {
                 Found::Missing
             } else if !missing.is_empty() {
-                Found::Incomplete(format!("to create: {}", missing.join(", ")))
+                Found::Incomplete(format!("to create: {}", missing.join(", ")), None)
             } else if !lines.is_empty() {
                 Found::Update(lines, output(&present))
             } else if !pending.is_empty() {
-                Found::Incomplete(format!("waiting: {}", pending.join(", ")))
+                // Each there with its host (named when it is created): what
+                // the steps after it read is known already.
+                let known = present
+                    .iter()
+                    .all(|e| e.endpoint().is_some_and(|h| !h.is_empty()));
+                Found::Incomplete(
+                    format!("waiting: {}", pending.join(", ")),
+                    known.then(|| output(&present)),
+                )
             } else {
                 Found::Done(output(&present))
             },

@@ -39,6 +39,7 @@ fn trusted_services(policy: &Value) -> Vec<String> {
     out
 }
 
+#[derive(Clone)]
 struct RoleFound {
     arn: String,
     ours: bool,
@@ -81,6 +82,16 @@ async fn find_role(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
     }))
 }
 
+/// The role by its name, read once in this pass of the step: what the
+/// check found is what apply acts on.
+async fn find_once(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
+    cx.read_once(role_key(name), find_role(cx, name)).await
+}
+
+fn role_key(name: &str) -> String {
+    format!("role {name}")
+}
+
 /// How the role differs from the runbook: the trust policy, and its tags.
 fn differences(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> (Vec<String>, TagChanges) {
     let mut d = Vec::new();
@@ -103,6 +114,7 @@ fn differences(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> (Vec<String>, TagC
 async fn update(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> Result<()> {
     let name = &i.role_name;
     let fail = |what: &str, e: String| anyhow::anyhow!("cannot {what} of IAM role {name}: {e}");
+    cx.bar.set(format!("updating IAM role {name}"));
     let (_, tags) = differences(cx, i, role);
     if role.trust_policy.as_ref() != Some(&i.trust_policy) {
         cx.bar.set(format!("updating the trust policy of {name}"));
@@ -137,6 +149,37 @@ async fn update(cx: &Ctx<'_>, i: &Inputs, role: &RoleFound) -> Result<()> {
             .map_err(|e| fail("remove tags", describe_error(&e)))?;
     }
     Ok(())
+}
+
+/// Creates the role as the runbook says: its ARN, or None when one of that
+/// name appeared meanwhile.
+async fn create(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<String>> {
+    cx.bar.set(format!("creating IAM role {}", i.role_name));
+    let created = cx
+        .aws
+        .iam
+        .create_role()
+        .role_name(&i.role_name)
+        .assume_role_policy_document(i.trust_policy.to_string())
+        .description("RDS Proxy role, created by rds-proxy-runbook")
+        .set_tags(Some(iam_tags(&i.tags)?))
+        .send()
+        .await;
+    match created {
+        Ok(out) => {
+            let arn = out
+                .role
+                .map(|r| r.arn)
+                .context("CreateRole answered without a role")?;
+            Ok(Some(arn))
+        }
+        Err(e) if is_already_exists(error_code(&e)) => Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot create IAM role {}: {}",
+            i.role_name,
+            describe_error(&e)
+        ),
+    }
 }
 
 fn outputs(name: &str, arn: &str) -> Outputs {
@@ -175,7 +218,7 @@ impl StepImpl for ProxyRole {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(role) = find_role(cx, &i.role_name).await? else {
+        let Some(role) = find_once(cx, &i.role_name).await? else {
             return Ok(Found::Missing);
         };
         if !role.ours {
@@ -195,45 +238,29 @@ impl StepImpl for ProxyRole {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        cx.bar.set(format!("creating IAM role {}", i.role_name));
-        let tags = iam_tags(&i.tags)?;
-        let created = cx
-            .aws
-            .iam
-            .create_role()
-            .role_name(&i.role_name)
-            .assume_role_policy_document(i.trust_policy.to_string())
-            .description("RDS Proxy role, created by rds-proxy-runbook")
-            .set_tags(Some(tags))
-            .send()
-            .await;
-        match created {
-            Ok(out) => {
-                let arn = out
-                    .role
-                    .map(|r| r.arn)
-                    .context("CreateRole answered without a role")?;
-                Ok(outputs(&i.role_name, &arn))
-            }
-            // There already: a run that died after the create, or an update
-            // (the engine checked that it is ours and differs).
-            Err(e) if is_already_exists(error_code(&e)) => match find_role(cx, &i.role_name).await?
-            {
-                Some(role) if role.ours => {
-                    update(cx, i, &role).await?;
-                    Ok(outputs(&i.role_name, &role.arn))
+        // The role the check found is updated, never created again (a
+        // CreateRole would need iam:CreateRole of a day-two operator, and
+        // leave a failed call in CloudTrail at every tag change).
+        let role = match find_once(cx, &i.role_name).await? {
+            Some(role) => role,
+            None => match create(cx, i).await? {
+                Some(arn) => return Ok(outputs(&i.role_name, &arn)),
+                // Made meanwhile (a run that died after the create): read
+                // again, then brought to the runbook as any found one.
+                None => {
+                    cx.forget(&role_key(&i.role_name));
+                    find_once(cx, &i.role_name).await?.with_context(|| {
+                        format!("IAM role {} exists but cannot be read", i.role_name)
+                    })?
                 }
-                _ => anyhow::bail!(
-                    "IAM role {} appeared while we created it and is not ours",
-                    i.role_name
-                ),
             },
-            Err(e) => anyhow::bail!(
-                "cannot create IAM role {}: {}",
-                i.role_name,
-                describe_error(&e)
-            ),
+        };
+        if !role.ours {
+            anyhow::bail!(cx.not_ours(&format!("IAM role {}", i.role_name)));
         }
+        update(cx, i, &role).await?;
+        cx.forget(&role_key(&i.role_name));
+        Ok(outputs(&i.role_name, &role.arn))
     }
 
     /// The policies on the role when it is taken over: `rollback

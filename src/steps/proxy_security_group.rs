@@ -126,6 +126,55 @@ async fn find_group(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
         .find(|g| g.group_name() == Some(i.group_name.as_str())))
 }
 
+/// The group, read once in this pass of the step: what the check found is
+/// what apply acts on.
+async fn find_once(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
+    cx.read_once(group_key(i), find_group(cx, i)).await
+}
+
+fn group_key(i: &Inputs) -> String {
+    format!("security group {} in {}", i.group_name, i.vpc_id)
+}
+
+/// Creates the group as the runbook says: its id, or None when one of that
+/// name appeared meanwhile.
+async fn create(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<String>> {
+    cx.bar.set(format!(
+        "creating security group {} in {}",
+        i.group_name, i.vpc_id
+    ));
+    let created = cx
+        .aws
+        .ec2
+        .create_security_group()
+        .group_name(&i.group_name)
+        .description(&i.description)
+        .vpc_id(&i.vpc_id)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(ec2_tags(&i.tags)))
+                .build(),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(out) => {
+            let id = out
+                .group_id
+                .context("CreateSecurityGroup answered without a group id")?;
+            Ok(Some(id))
+        }
+        Err(e) if is_duplicate_group(error_code(&e)) => Ok(None),
+        Err(e) => anyhow::bail!(
+            "cannot create security group {} in {}: {}",
+            i.group_name,
+            i.vpc_id,
+            describe_error(&e)
+        ),
+    }
+}
+
 fn owned(cx: &Ctx, group: &SecurityGroup) -> bool {
     cx.claims(
         group
@@ -205,7 +254,7 @@ impl StepImpl for ProxySecurityGroup {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(group) = find_group(cx, i).await? else {
+        let Some(group) = find_once(cx, i).await? else {
             return Ok(Found::Missing);
         };
         let id = group.group_id().unwrap_or_default().to_string();
@@ -231,54 +280,40 @@ impl StepImpl for ProxySecurityGroup {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        cx.bar.set(format!(
-            "creating security group {} in {}",
-            i.group_name, i.vpc_id
-        ));
-        let tags = ec2_tags(&i.tags);
-        let created = cx
-            .aws
-            .ec2
-            .create_security_group()
-            .group_name(&i.group_name)
-            .description(&i.description)
-            .vpc_id(&i.vpc_id)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::SecurityGroup)
-                    .set_tags(Some(tags))
-                    .build(),
-            )
-            .send()
-            .await;
-        match created {
-            Ok(out) => {
-                let id = out
-                    .group_id
-                    .context("CreateSecurityGroup answered without a group id")?;
-                Ok(Outputs::from([("group_id".to_string(), id)]))
-            }
-            // There already: a run that died after the create, or an update
-            // of its tags (the engine checked that it is ours).
-            Err(e) if is_duplicate_group(error_code(&e)) => match find_group(cx, i).await? {
-                Some(group) if owned(cx, &group) => {
-                    let id = group.group_id().unwrap_or_default().to_string();
-                    retag(cx, &id, group_tags(cx, i, &group)).await?;
-                    Ok(Outputs::from([("group_id".to_string(), id)]))
+        // The group the check found is updated, never created again (a
+        // CreateSecurityGroup would need ec2:CreateSecurityGroup of a
+        // day-two operator, and leave a failed call at every tag change).
+        let group = match find_once(cx, i).await? {
+            Some(group) => group,
+            None => match create(cx, i).await? {
+                Some(id) => return Ok(Outputs::from([("group_id".to_string(), id)])),
+                // Made meanwhile (a run that died after the create): read
+                // again, then brought to the runbook as any found one.
+                None => {
+                    cx.forget(&group_key(i));
+                    find_once(cx, i).await?.with_context(|| {
+                        format!(
+                            "security group {} exists in {} but cannot be read",
+                            i.group_name, i.vpc_id
+                        )
+                    })?
                 }
-                _ => anyhow::bail!(
-                    "security group {} already exists in {} and is not ours",
-                    i.group_name,
-                    i.vpc_id
-                ),
             },
-            Err(e) => anyhow::bail!(
-                "cannot create security group {} in {}: {}",
-                i.group_name,
-                i.vpc_id,
-                describe_error(&e)
-            ),
+        };
+        let id = group.group_id().unwrap_or_default().to_string();
+        if !owned(cx, &group) {
+            anyhow::bail!(cx.not_ours(&format!(
+                "security group {} ({id}) in {}",
+                i.group_name, i.vpc_id
+            )));
         }
+        cx.bar.set(format!(
+            "updating the tags of security group {} ({id})",
+            i.group_name
+        ));
+        retag(cx, &id, group_tags(cx, i, &group)).await?;
+        cx.forget(&group_key(i));
+        Ok(Outputs::from([("group_id".to_string(), id)]))
     }
 
     async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {

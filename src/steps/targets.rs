@@ -262,7 +262,7 @@ impl StepImpl for Targets {
                 ("target".into(), i.target().into()),
                 ("health".into(), h),
             ])),
-            Wait::Pending(h) => Found::Incomplete(format!("target health {h}")),
+            Wait::Pending(h) => Found::Incomplete(format!("target health {h}"), None),
         })
     }
 

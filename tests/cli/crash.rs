@@ -26,7 +26,7 @@ const POINTS: &[(&str, &[&str])] = &[
 ];
 
 /// Runs `args` (a run or a rollback) and dies at `step:point`.
-fn kill_at(ws: &Workspace, args: &[&str], step: &str, point: &str) {
+pub(super) fn kill_at(ws: &Workspace, args: &[&str], step: &str, point: &str) {
     let out = ws
         .cmd(args)
         .env("RDS_PROXY_RUNBOOK_FAILPOINT", format!("{step}:{point}"))

@@ -22,6 +22,8 @@ mod init;
 mod network;
 mod ownership;
 mod plan;
+#[cfg(feature = "failpoints")]
+mod plan_after_kill;
 mod preflight;
 mod replace;
 mod run;

@@ -139,23 +139,49 @@ fn new_subnets_need_a_new_name_and_what_follows_the_proxy_needs_a_new_proxy() {
     let applied = snapshot(&emu, &ws);
 
     // The same name: the new proxy cannot have it while the old one lives.
+    // The first message says all of it, with --allow-replace or without:
+    // what forces a new proxy, that it needs a new name and why, where,
+    // and the commands.
     ws.write_edited(subnets.0, subnets.1);
-    ws.run(&["plan", "--allow-replace"])
-        .code(3)
-        .stdout_has("replace (refused)")
-        .stdout_has("needs another name");
-    ws.run(&["run", "--yes", "--allow-replace"])
-        .code(3)
-        .stderr_has("proxy: subnets: ")
-        .stderr_has("give it a new name in `proxy.name` (")
-        .stderr_has("runbook.toml:");
-    // The role renamed alone: the proxy would switch roles in place.
+    let name_at = format!("change `proxy.name` ({}:", ws.runbook.display());
+    let commands = |out: &Out, text: &str| {
+        for says in [
+            "subnets: {",
+            "needs another name",
+            "keeps its name and serves the functions until they have moved to the new one",
+            name_at.as_str(),
+            &format!("`rds-proxy-runbook plan {} ", ws.runbook.display()),
+            &format!("`rds-proxy-runbook run {} ", ws.runbook.display()),
+            "--allow-replace`",
+        ] {
+            assert!(text.contains(says), "lacks {says:?}: {out:#?}");
+        }
+    };
+    for args in [&["run", "--yes"][..], &["run", "--yes", "--allow-replace"]] {
+        let out = ws.run(args);
+        out.code(3).stderr_has("proxy: subnets: ");
+        commands(&out, &out.stderr);
+    }
+    for args in [&["plan"][..], &["plan", "--allow-replace"]] {
+        let out = ws.run(args);
+        out.code(3).stdout_has("replace (refused)");
+        commands(&out, &out.stdout);
+    }
+    // The role renamed alone: the proxy would switch roles in place; said
+    // at once, --allow-replace or not.
     let role = format!("name = \"{p}-proxy-role\"");
     ws.write_edited(&role, &format!("name = \"{p}-proxy-role-2\""));
-    ws.run(&["run", "--yes", "--allow-replace"])
+    for args in [&["run", "--yes"][..], &["run", "--yes", "--allow-replace"]] {
+        ws.run(args)
+            .code(3)
+            .stderr_has("proxy-role: role_name: ")
+            .stderr_has("only be made safely together with a new proxy")
+            .stderr_has("Give the proxy a new name as well (`proxy.name` at ")
+            .stderr_has("--allow-replace` and make it with `");
+    }
+    ws.run(&["plan"])
         .code(3)
-        .stderr_has("proxy-role: role_name: ")
-        .stderr_has("only be made safely together with a new proxy");
+        .stdout_has("Give the proxy a new name as well (`proxy.name` at ");
     // Part of the runbook only: a replacement is a whole run.
     ws.write_edited(NAME, RENAMED);
     ws.run(&["run", "--yes", "--allow-replace", "--step", "proxy"])
@@ -169,10 +195,20 @@ fn new_subnets_need_a_new_name_and_what_follows_the_proxy_needs_a_new_proxy() {
         let s = edit(&s, subnets.0, subnets.1);
         edit(&s, &role, &format!("name = \"{p}-proxy-role-2\""))
     });
+    // Every field the new proxy changes: the name, and the subnets that
+    // forced it.
+    let (old_subnets, new_subnets) = (
+        ws.env["ISOLATED_SUBNETS"].replace(' ', "\",\""),
+        ws.env["OTHER_SUBNETS"].replace(' ', "\",\""),
+    );
     ws.run(&["plan", "--allow-replace"])
         .ok()
         .stdout_has("-/+ proxy-role")
-        .stdout_has("-/+ proxy ");
+        .stdout_has("-/+ proxy ")
+        .stdout_has(&format!("name: {p}-db -> {p}-db-v2"))
+        .stdout_has(&format!(
+            "subnet_ids: [\"{old_subnets}\"] -> [\"{new_subnets}\"]"
+        ));
     let watch = HostWatch::start_with(
         &emu,
         std::slice::from_ref(&function),

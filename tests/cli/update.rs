@@ -447,3 +447,87 @@ fn a_saved_plan_runs_as_reviewed_or_not_at_all() {
     ws.run(&["run", "--yes", "--plan", plan_arg, "--step", "proxy"])
         .code(2);
 }
+
+/// A tag-only edit, then a trust-policy-only edit: the role and the group
+/// the check found are updated, never created again (a day-two operator
+/// may lack iam:CreateRole and ec2:CreateSecurityGroup, and a failed
+/// Create would be left in CloudTrail at every tag change), and the log
+/// says so.
+#[test]
+fn a_tag_or_trust_policy_edit_updates_what_exists_and_creates_nothing() {
+    let (emu, ws, before, _) = applied("update_no_create", &[]);
+    let creates = |since: &BTreeMap<String, usize>| -> Vec<String> {
+        let made = [
+            "CreateRole",
+            "CreateSecurityGroup",
+            "CreatePolicy",
+            "CreateDBProxy",
+        ];
+        writes(since, &emu.calls())
+            .into_iter()
+            .filter(|w| made.contains(&w.split(' ').next().unwrap_or_default()))
+            .collect()
+    };
+    let creating = |out: &Out| {
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("creating "))
+            .collect();
+        assert!(lines.is_empty(), "{lines:#?}\n{}", out.stdout);
+    };
+
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "Project = \"AWSCookbook403\"",
+            "Project = \"AWSCookbook403\"\nTeam = \"platform\"",
+        )
+    });
+    let calls = emu.calls();
+    let out = ws.run(&["run", "--yes"]);
+    out.ok()
+        .stdout_has("proxy-role: updating IAM role")
+        .stdout_has("proxy-security-group: updating the tags of security group")
+        .stdout_has("✓ proxy-role updated in place")
+        .stdout_has("✓ proxy-security-group updated in place");
+    creating(&out);
+    assert_eq!(creates(&calls), Vec::<String>::new(), "a tag added");
+    let written = writes(&calls, &emu.calls());
+    for call in ["TagRole", "CreateTags"] {
+        assert!(written.iter().any(|w| w.starts_with(call)), "{written:?}");
+    }
+
+    // The trust policy alone: another service trusted too.
+    let trust = ws.dir.join("policies/rds-proxy-trust-policy.json");
+    let text = std::fs::read_to_string(&trust).unwrap();
+    let wider = edit(
+        &text,
+        "\"Service\": \"rds.amazonaws.com\"",
+        "\"Service\": [\"rds.amazonaws.com\", \"lambda.amazonaws.com\"]",
+    );
+    std::fs::write(&trust, wider).unwrap();
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("~ proxy-role")
+        .stdout_has("trust policy: ");
+    let calls = emu.calls();
+    let out = ws.run(&["run", "--yes"]);
+    out.ok()
+        .stdout_has("proxy-role: updating IAM role")
+        .stdout_has("✓ proxy-role updated in place");
+    creating(&out);
+    assert_eq!(creates(&calls), Vec::<String>::new(), "the trust policy");
+    let written = writes(&calls, &emu.calls());
+    assert!(
+        written
+            .iter()
+            .any(|w| w.starts_with("UpdateAssumeRolePolicy")),
+        "{written:?}"
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+
+    std::fs::write(&trust, text).unwrap();
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback after the edits");
+}
