@@ -490,22 +490,33 @@ impl S3State {
         Ok(out)
     }
 
+    /// Whether the bucket keeps a new version at each write (versioning
+    /// `Enabled`; never turned on, or `Suspended`: it does not); `Err`: why
+    /// that cannot be read.
+    pub async fn versioned(&self) -> Result<bool, String> {
+        let b = &self.place.bucket;
+        match self.client.get_bucket_versioning().bucket(b).send().await {
+            Ok(v) => Ok(v.status().map(|s| s.as_str()) == Some("Enabled")),
+            Err(e) => Err(format!(
+                "cannot read the versioning of bucket {b}: {} (allow s3:GetBucketVersioning)",
+                describe_error(&e)
+            )),
+        }
+    }
+
     /// What the AWS and Terraform docs advise for a state bucket and this
     /// one lacks: versioning (history, recovery) and encryption.
     pub async fn advice(&self) -> Vec<String> {
         let b = &self.place.bucket;
         let mut out = Vec::new();
-        match self.client.get_bucket_versioning().bucket(b).send().await {
-            Ok(v) if v.status().map(|s| s.as_str()) == Some("Enabled") => {}
-            Ok(_) => out.push(format!(
+        match self.versioned().await {
+            Ok(true) => {}
+            Ok(false) => out.push(format!(
                 "bucket {b} does not keep versions of the state: turn versioning on \
-                 (`aws s3api put-bucket-versioning --bucket {b} --versioning-configuration \
-                 Status=Enabled`) for its history and to recover an earlier state"
+                 (`{}`) for its history and to recover an earlier state",
+                versioning_command(b)
             )),
-            Err(e) => out.push(format!(
-                "cannot read the versioning of bucket {b}: {} (allow s3:GetBucketVersioning)",
-                describe_error(&e)
-            )),
+            Err(e) => out.push(e),
         }
         let kms = self.place.kms_key.is_some();
         match self.client.get_bucket_encryption().bucket(b).send().await {
@@ -524,6 +535,14 @@ impl S3State {
         }
         out
     }
+}
+
+/// The command that turns versioning on for `bucket`.
+pub fn versioning_command(bucket: &str) -> String {
+    format!(
+        "aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration \
+         Status=Enabled"
+    )
 }
 
 /// The error a second process gets: who holds the lock, since when, its

@@ -175,6 +175,13 @@ fn a_local_state_moves_to_s3_and_back_and_keeps_its_history() {
     ws.run(&["state", "push", "--to", &url])
         .code(2)
         .stderr_has("there is no state at");
+    // One version so far, in a versioned bucket: its history starts here
+    // (the bucket's versioning decides the note, not the count).
+    let one = s3.run(&["status", "--history"]);
+    one.ok()
+        .stdout_has("state push")
+        .stdout_has("one version so far: the bucket is versioned");
+    assert!(!one.stdout.contains("keeps no history"), "{one:?}");
     s3.run(&["run", "--yes"]).ok().stdout_has("No changes");
     s3.run(&["status", "--history"])
         .ok()
