@@ -201,12 +201,18 @@ fn a_broken_state_is_refused_with_ways_on_that_work() {
         ws.run(cmd)
             .code(3)
             .stderr_has("is not readable as a state")
-            .stderr_has(&format!("1. put back the last state this tool wrote, kept beside it, written "))
+            .stderr_has("1. put back the last state this tool wrote, kept beside it, written ")
             .stderr_has(&restore)
             .stderr_has("`rollback` deletes what it records as made here")
             .stderr_has(&format!("2. start a new state from the account: {adopt}"))
-            .stderr_has("`rollback` leaves all of it in place and only `rollback --include-adopted` deletes it")
-            .stderr_has(&format!("3. delete by hand what carries the tag rds-proxy-runbook:runbook={}", ws.prefix));
+            .stderr_has(
+                "`rollback` leaves all of it in place and only `rollback --include-adopted` \
+                 deletes it",
+            )
+            .stderr_has(&format!(
+                "3. delete by hand what carries the tag rds-proxy-runbook:runbook={}",
+                ws.prefix
+            ));
     }
     assert_same(&applied, &snapshot(&emu, &ws), "refused");
     std::fs::copy(&backup, &ws.state).unwrap();
