@@ -26,7 +26,7 @@ pub fn local_restore(path: &Path, runbook: &str) -> Result<String, String> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
-                "there is no copy of it to put back ({} does not exist)",
+                "there is no copy of it to put back: {} does not exist",
                 backup.display()
             ));
         }

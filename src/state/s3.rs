@@ -297,10 +297,15 @@ impl S3State {
                  others"
             ));
         }
+        // The copy is encrypted as the tool writes the state.
+        let kms = match &self.place.kms_key {
+            Some(k) => format!(" --server-side-encryption aws:kms --ssekms-key-id {k}"),
+            None => String::new(),
+        };
         Ok(format!(
             "put back its previous version, {id} (`status --history` lists them, with who wrote \
              each and when): `aws s3api copy-object --bucket {bucket} --key {key} --copy-source \
-             {bucket}/{key}?versionId={id}`"
+             {bucket}/{key}?versionId={id}{kms}`"
         ))
     }
 
