@@ -99,7 +99,7 @@ pub async fn rollback(
             // Whatever its origin: what it recorded, it puts back.
             .filter(|(step, _)| step.sets_function_variables())
             .flat_map(|(step, rec)| match &rec.inputs {
-                Some(inputs) => step.restores(inputs, rec.before.as_ref()),
+                Some(inputs) => step.restores(inputs, rec.before.as_ref(), include_adopted),
                 None => Vec::new(),
             })
             .collect();
@@ -130,6 +130,15 @@ pub async fn rollback(
     ));
     let waits = undo_waits(&undo, &rb);
     let endpoints = our_endpoints(&state);
+    let adopted: BTreeSet<&str> = undo
+        .iter()
+        .copied()
+        .filter(|n| {
+            state
+                .record(n)
+                .is_some_and(|r| r.origin == Some(Origin::Adopted))
+        })
+        .collect();
     let store = Store::new(backend, state);
     let how = Undo {
         rb: &rb,
@@ -155,6 +164,11 @@ pub async fn rollback(
         |_| true,
     )
     .await;
+    let left: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(("left alone", _))))
+        .map(|(name, _)| *name)
+        .collect();
     let report = (opts.output == crate::cli::Output::Json).then(|| copy_results(&results));
     let ended = first_error(results, &rb, opts, "rollback");
     if let Some(steps) = report {
@@ -170,8 +184,28 @@ pub async fn rollback(
         );
     }
     ended?;
-    crate::say!("Rolled back {} step(s).", undo.len());
+    let left_adopted = !include_adopted && left.iter().any(|n| adopted.contains(n));
+    crate::say!("{}", summary(undo.len(), &left, left_adopted));
     Ok(())
+}
+
+/// The last line of a rollback of `count` steps: what it left in place
+/// (`left`: adopted, or a function's variable without a value to put
+/// back), and, when some of it is adopted (`left_adopted`), how to undo
+/// that too.
+fn summary(count: usize, left: &[&str], left_adopted: bool) -> String {
+    if left.is_empty() {
+        return format!("Rolled back {count} step(s).");
+    }
+    let hint = match left_adopted {
+        true => "; `rollback --include-adopted` undoes what this state adopted",
+        false => "",
+    };
+    format!(
+        "Rolled back {} of {count} step(s); left in place: {} (the lines above say why{hint}).",
+        count - left.len(),
+        left.join(", ")
+    )
 }
 
 /// What every step of one rollback shares.
@@ -226,7 +260,10 @@ impl Undo<'_> {
         // Taken over, not made here: the state forgets it, the account keeps
         // it. What a step that points the functions recorded of their old
         // values is put back whatever its origin: it only holds values it
-        // replaced, or the runbook's `restore_value`.
+        // replaced, or the runbook's `restore_value`; a function found on
+        // the proxy stays there, unless the runbook says where it goes back
+        // (`restore_value`, or with --include-adopted its
+        // `include_adopted_restore_value`).
         if adopted && !self.include_adopted && !step.sets_function_variables() {
             store
                 .advance(name, Event::RolledBack, |rec| {
@@ -243,6 +280,7 @@ impl Undo<'_> {
         // Rollback works from the recorded inputs and `before` alone.
         let cx = Ctx {
             adopted: adopted && self.include_adopted,
+            include_adopted: self.include_adopted,
             our_endpoints: self.endpoints,
             ..Ctx::new(aws, &self.rb.name, &bar, None)
         };

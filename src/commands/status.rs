@@ -132,12 +132,61 @@ async fn print_history(backend: &Backend, opts: &Options) -> Result<()> {
             if v.latest { "  (current)" } else { "" }
         );
     }
-    if versions.len() <= 1 {
-        crate::say!(
-            "  (one version: the bucket keeps no history unless versioning is on: \
-             `aws s3api put-bucket-versioning --bucket {} --versioning-configuration Status=Enabled`)",
-            s3.place.bucket
-        );
+    // The bucket's versioning says what the list means, not its length: a
+    // versioned bucket lists one version until the state's next write.
+    let versioned = s3.versioned().await;
+    if let Some(note) = history_note(versioned, versions.len(), &s3.place.bucket) {
+        crate::say!("  ({note})");
     }
     Ok(())
+}
+
+/// What a list of `count` versions means, from the bucket's versioning
+/// (`Err`: why it cannot be read); none when the list says it all.
+fn history_note(versioned: Result<bool, String>, count: usize, bucket: &str) -> Option<String> {
+    let turn_on = crate::state::s3::versioning_command(bucket);
+    match versioned {
+        Ok(true) if count <= 1 => Some(
+            "one version so far: the bucket is versioned, so each later write of the state \
+             adds one"
+                .into(),
+        ),
+        Ok(true) => None,
+        Ok(false) if count <= 1 => Some(format!(
+            "the bucket keeps no history unless versioning is on: `{turn_on}`"
+        )),
+        Ok(false) => Some(format!(
+            "versioning is suspended: the earlier versions listed were kept while it was on, \
+             and each write now replaces the latest; the bucket keeps no history unless \
+             versioning is on: `{turn_on}`"
+        )),
+        Err(why) => Some(format!(
+            "whether the bucket keeps versions is not known: {why}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::history_note;
+
+    #[test]
+    fn the_buckets_versioning_not_the_count_says_whether_it_keeps_history() {
+        let no_history = "keeps no history";
+        let one = history_note(Ok(true), 1, "b").unwrap();
+        assert!(
+            one.contains("one version so far") && !one.contains(no_history),
+            "{one}"
+        );
+        assert_eq!(history_note(Ok(true), 3, "b"), None);
+        let off = history_note(Ok(false), 1, "b").unwrap();
+        assert!(
+            off.contains(no_history) && off.contains("--bucket b"),
+            "{off}"
+        );
+        let suspended = history_note(Ok(false), 2, "b").unwrap();
+        assert!(suspended.contains("suspended"), "{suspended}");
+        let unknown = history_note(Err("AccessDenied".into()), 1, "b").unwrap();
+        assert!(unknown.contains("AccessDenied") && !unknown.contains(no_history));
+    }
 }

@@ -99,6 +99,9 @@ pub async fn push(runbook: &Path, to: &str, opts: &Options) -> Result<()> {
             kept.display()
         )
     })?;
+    // Its copy would offer, later, to put back a state that now lives in S3
+    // (the copy kept is `kept`).
+    let _ = std::fs::remove_file(crate::state::recovery::backup_path(&file));
     crate::say!(
         "Moved the state of `{}` to {} (the local copy is kept as {}). From now on, use it \
          with `--state {}`, or in the runbook:\n[state]\nbucket = \"{}\"\nkey = \"{}\"",

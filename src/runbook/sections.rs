@@ -612,6 +612,19 @@ impl Cx<'_> {
                 .unwrap_or_else(|| "DB_HOST".into());
             let restore_value = self.text(&mut t, "restore_value", false);
             self.shape(restore_value.as_ref(), validate::host);
+            let adopted_only = "include_adopted_restore_value";
+            let include_adopted_restore_value = self.text(&mut t, adopted_only, false);
+            self.shape(include_adopted_restore_value.as_ref(), validate::host);
+            if restore_value.is_some() && include_adopted_restore_value.is_some() {
+                let pos = self.value_pos(&t, adopted_only);
+                self.error(
+                    pos,
+                    &t.key_path(adopted_only),
+                    "give one of restore_value (every rollback puts it back) and \
+                     include_adopted_restore_value (only `rollback --include-adopted` does): \
+                     remove the other",
+                );
+            }
             let read_env_var = self.literal(&mut t, "read_env_var", false);
             if let Some(v) = read_env_var.as_ref().filter(|v| **v == env_var) {
                 let pos = t.pos;
@@ -640,6 +653,7 @@ impl Cx<'_> {
                     read_endpoint,
                     db_user,
                     restore_value,
+                    include_adopted_restore_value,
                     pos,
                 });
             }

@@ -394,6 +394,11 @@ pub struct Lambda {
     /// What rollback puts back in `env_var` when it already pointed at the
     /// proxy before this tool touched it (an adopted setup).
     pub restore_value: Option<Text>,
+    /// The same, but only for `rollback --include-adopted` (which deletes
+    /// the adopted proxy): what `init` writes for a function it found on a
+    /// proxy, so that a plain rollback leaves the function as found unless
+    /// the user writes `restore_value` themselves.
+    pub include_adopted_restore_value: Option<Text>,
 }
 
 #[derive(Debug, Clone)]

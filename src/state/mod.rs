@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub mod backend;
+pub mod recovery;
 pub mod s3;
 
 /// What a step hands to later steps (`${steps.NAME.OUTPUT}`).
@@ -228,12 +229,17 @@ pub struct State {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// `advice`: the ways on, from where the state is kept (see
+    /// [`recovery`]).
     #[error(
-        "state file {path} is not readable JSON ({why}); move it aside and `run` again \
-         (every step re-checks the account and adopts what this runbook tagged as its own), \
-         or restore a backup of it"
+        "state {path} is not readable as a state ({why}), so what this runbook made cannot be \
+         told from it; nothing was changed. {advice}"
     )]
-    Corrupt { path: PathBuf, why: String },
+    Corrupt {
+        path: PathBuf,
+        why: String,
+        advice: String,
+    },
     #[error(
         "state file {path} has schema version {found}, newer than this tool's {SCHEMA_VERSION}; \
          upgrade rds-proxy-runbook"
@@ -285,20 +291,31 @@ impl State {
         }
     }
 
-    /// Reads the state, or a fresh one if the file does not exist.
+    /// Reads the state, or a fresh one if the file does not exist. One
+    /// that cannot be read says the ways on, its backup first.
     pub fn load(path: &Path, runbook: &str) -> Result<State, StateError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(runbook)),
             Err(e) => return Err(io("read", path)(e)),
         };
-        State::parse(path, &text, runbook)
+        State::parse(path, &text, runbook).map_err(|e| match e {
+            StateError::Corrupt { path, why, .. } => StateError::Corrupt {
+                advice: recovery::local_advice(&path, runbook),
+                path,
+                why,
+            },
+            other => other,
+        })
     }
 
+    /// The state in `text`; one that cannot be read is `Corrupt` without
+    /// advice (the caller knows where it is kept, so how to get it back).
     pub fn parse(path: &Path, text: &str, runbook: &str) -> Result<State, StateError> {
         let corrupt = |why: String| StateError::Corrupt {
             path: path.to_path_buf(),
             why,
+            advice: String::new(),
         };
         let raw: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         let version = raw
@@ -359,34 +376,44 @@ impl State {
         Ok(record)
     }
 
-    /// Writes the state atomically: a temp file in the same folder, fsync,
-    /// rename, fsync of the folder. Mode 0600.
+    /// Writes the state atomically (a temp file in the same folder, fsync,
+    /// rename, fsync of the folder; mode 0600), then the same way its copy,
+    /// `<state>.backup`: the way back if the state is broken by something
+    /// else later (see [`recovery`]). The copy comes second, so it is never
+    /// ahead of the state.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         let dir = dir.unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("create the folder of", path))?;
-        let file_name = path
-            .file_name()
-            .map_or("state".into(), |n| n.to_string_lossy());
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
         let mut json = serde_json::to_vec_pretty(self).expect("state serializes");
         json.push(b'\n');
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("write", &tmp))?;
-        f.write_all(&json).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io("replace", path))?;
+        replace_atomically(dir, path, &json)?;
+        replace_atomically(dir, &recovery::backup_path(path), &json)?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     }
+}
+
+/// `path` (in `dir`) replaced by `bytes` at once: a temp file beside it,
+/// fsync, rename. Mode 0600.
+fn replace_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let file_name = path
+        .file_name()
+        .map_or("state".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("write", &tmp))?;
+    f.write_all(bytes).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("sync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io("replace", path))
 }
 
 pub fn now() -> String {
@@ -602,6 +629,14 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = State::load(&path, "rb").unwrap();
         assert_eq!(back, st);
+        // Its copy: the same text, as private.
+        let backup = recovery::backup_path(&path);
+        assert_eq!(
+            std::fs::read(&backup).unwrap(),
+            std::fs::read(&path).unwrap()
+        );
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())

@@ -17,7 +17,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use super::{State, StateError, recovery};
 use crate::aws::describe_error;
 use crate::error::Failure;
 
@@ -219,10 +219,94 @@ impl S3State {
             }
             Some((text, etag)) => {
                 *self.etag.lock().expect("etag") = etag;
-                State::parse(&pseudo, &text, runbook).map_err(super::as_failure)?
+                match State::parse(&pseudo, &text, runbook) {
+                    Ok(state) => state,
+                    Err(StateError::Corrupt { path, why, .. }) => {
+                        let advice = self.corrupt_advice(runbook).await;
+                        return Err(super::as_failure(StateError::Corrupt { path, why, advice }));
+                    }
+                    Err(e) => return Err(super::as_failure(e)),
+                }
             }
         };
         Ok(state)
+    }
+
+    /// The ways on from a state object that cannot be read (see
+    /// [`recovery::advice`]), its previous version first.
+    async fn corrupt_advice(&self, runbook: &str) -> String {
+        let here = self.place.to_string();
+        recovery::advice(
+            runbook,
+            self.previous_version(runbook).await,
+            &format!("aws s3 mv {here} {here}.broken"),
+            &format!("aws s3 rm {here}"),
+        )
+    }
+
+    /// How to put back the version of the state before the current one:
+    /// when the bucket keeps versions and that one reads as a state of
+    /// `runbook`; else why not.
+    async fn previous_version(&self, runbook: &str) -> Result<String, String> {
+        let (bucket, key) = (&self.place.bucket, &self.place.key);
+        if !self.versioned().await? {
+            return Err(format!(
+                "bucket {bucket} keeps no versions, so there is no earlier state to put back"
+            ));
+        }
+        let listed = self
+            .client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| format!("its versions cannot be listed: {}", describe_error(&e)))?;
+        // Newest first, as S3 lists a key's versions.
+        let previous = listed
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key.as_str()) && v.is_latest() != Some(true))
+            .find_map(|v| v.version_id());
+        let Some(id) = previous else {
+            return Err("the bucket holds no earlier version of it".into());
+        };
+        let text = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "its previous version {id} cannot be read: {}",
+                    describe_error(&e)
+                )
+            })?
+            .body
+            .collect()
+            .await
+            .map_err(|e| format!("its previous version {id} cannot be read: {e}"))?
+            .into_bytes();
+        let pseudo = std::path::PathBuf::from(format!("{}?versionId={id}", self.place));
+        if let Err(e) = State::parse(&pseudo, &String::from_utf8_lossy(&text), runbook) {
+            return Err(format!(
+                "its previous version cannot be used either ({e}); `status --history` lists the \
+                 others"
+            ));
+        }
+        // The copy is encrypted as the tool writes the state.
+        let kms = match &self.place.kms_key {
+            Some(k) => format!(" --server-side-encryption aws:kms --ssekms-key-id {k}"),
+            None => String::new(),
+        };
+        Ok(format!(
+            "put back its previous version, {id} (`status --history` lists them, with who wrote \
+             each and when): `aws s3api copy-object --bucket {bucket} --key {key} --copy-source \
+             {bucket}/{key}?versionId={id}{kms}`"
+        ))
     }
 
     /// Writes the state if the object is still the version this process
@@ -490,22 +574,33 @@ impl S3State {
         Ok(out)
     }
 
+    /// Whether the bucket keeps a new version at each write (versioning
+    /// `Enabled`; never turned on, or `Suspended`: it does not); `Err`: why
+    /// that cannot be read.
+    pub async fn versioned(&self) -> Result<bool, String> {
+        let b = &self.place.bucket;
+        match self.client.get_bucket_versioning().bucket(b).send().await {
+            Ok(v) => Ok(v.status().map(|s| s.as_str()) == Some("Enabled")),
+            Err(e) => Err(format!(
+                "cannot read the versioning of bucket {b}: {} (allow s3:GetBucketVersioning)",
+                describe_error(&e)
+            )),
+        }
+    }
+
     /// What the AWS and Terraform docs advise for a state bucket and this
     /// one lacks: versioning (history, recovery) and encryption.
     pub async fn advice(&self) -> Vec<String> {
         let b = &self.place.bucket;
         let mut out = Vec::new();
-        match self.client.get_bucket_versioning().bucket(b).send().await {
-            Ok(v) if v.status().map(|s| s.as_str()) == Some("Enabled") => {}
-            Ok(_) => out.push(format!(
+        match self.versioned().await {
+            Ok(true) => {}
+            Ok(false) => out.push(format!(
                 "bucket {b} does not keep versions of the state: turn versioning on \
-                 (`aws s3api put-bucket-versioning --bucket {b} --versioning-configuration \
-                 Status=Enabled`) for its history and to recover an earlier state"
+                 (`{}`) for its history and to recover an earlier state",
+                versioning_command(b)
             )),
-            Err(e) => out.push(format!(
-                "cannot read the versioning of bucket {b}: {} (allow s3:GetBucketVersioning)",
-                describe_error(&e)
-            )),
+            Err(e) => out.push(e),
         }
         let kms = self.place.kms_key.is_some();
         match self.client.get_bucket_encryption().bucket(b).send().await {
@@ -524,6 +619,14 @@ impl S3State {
         }
         out
     }
+}
+
+/// The command that turns versioning on for `bucket`.
+pub fn versioning_command(bucket: &str) -> String {
+    format!(
+        "aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration \
+         Status=Enabled"
+    )
 }
 
 /// The error a second process gets: who holds the lock, since when, its

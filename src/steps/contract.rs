@@ -91,6 +91,10 @@ pub struct Ctx<'a> {
     /// is the state's to manage (or, with `rollback --include-adopted`, to
     /// delete) though it lacks our tag: see [`Ctx::claims`].
     pub adopted: bool,
+    /// `rollback --include-adopted`: what this state adopted is undone too,
+    /// a function found on the proxy included (put back to the runbook's
+    /// `include_adopted_restore_value`). False outside a rollback.
+    pub include_adopted: bool,
     /// The endpoints of every proxy this state made and has not deleted
     /// (the current one, and one a replacement left until the functions
     /// moved): a variable holding one of them was set by us.
@@ -130,6 +134,7 @@ impl<'a> Ctx<'a> {
             removals: true,
             deferred: None,
             adopted: recorded.is_some_and(|r| r.origin == Some(crate::state::Origin::Adopted)),
+            include_adopted: false,
             our_endpoints: &[],
             reads: Default::default(),
             changed_in_run: Default::default(),
@@ -303,8 +308,14 @@ pub trait StepImpl: Send + Sync + 'static {
     }
 
     /// The `(function, variable)` pairs this step's rollback puts back,
-    /// from its recorded inputs and `before`.
-    fn restores(&self, _inputs: &Self::Inputs, _before: Option<&Value>) -> Vec<(String, String)> {
+    /// from its recorded inputs and `before` (and, `include_adopted`, the
+    /// values only `rollback --include-adopted` puts back).
+    fn restores(
+        &self,
+        _inputs: &Self::Inputs,
+        _before: Option<&Value>,
+        _include_adopted: bool,
+    ) -> Vec<(String, String)> {
         Vec::new()
     }
 
@@ -380,7 +391,12 @@ pub trait Step: Send + Sync {
     fn by_value(&self) -> Option<&'static str>;
     async fn existing(&self, cx: &Ctx, inputs: &Value) -> Result<Option<Outputs>>;
     fn settled_before(&self, inputs: &Value, before: Option<Value>) -> Option<Value>;
-    fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)>;
+    fn restores(
+        &self,
+        inputs: &Value,
+        before: Option<&Value>,
+        include_adopted: bool,
+    ) -> Vec<(String, String)>;
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value;
     fn describe(&self, inputs: &Value) -> Result<String>;
     async fn check(&self, cx: &Ctx, inputs: &Value) -> Result<Found>;
@@ -446,9 +462,14 @@ impl<T: StepImpl> Step for T {
             Err(_) => before,
         }
     }
-    fn restores(&self, inputs: &Value, before: Option<&Value>) -> Vec<(String, String)> {
+    fn restores(
+        &self,
+        inputs: &Value,
+        before: Option<&Value>,
+        include_adopted: bool,
+    ) -> Vec<(String, String)> {
         typed(T::NAME, inputs)
-            .map(|i| StepImpl::restores(self, &i, before))
+            .map(|i| StepImpl::restores(self, &i, before, include_adopted))
             .unwrap_or_default()
     }
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Value {

@@ -36,6 +36,11 @@ pub struct Function {
     /// value is unknown), from the runbook's `restore_value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restore: Option<String>,
+    /// The same for `rollback --include-adopted` only (the runbook's
+    /// `include_adopted_restore_value`, as `init` writes it for a function
+    /// it found on a proxy): a plain rollback leaves the variable as found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    include_adopted_restore: Option<String>,
     /// The host this variable gets when not the proxy's default endpoint:
     /// an `[[endpoint]]`'s (a reader variable such as DB_READ_HOST).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,10 +81,36 @@ fn by_function(functions: &[Function]) -> Vec<Vec<&Function>> {
 
 /// What rollback puts back in `f`: the value it had before the run, as
 /// recorded (see [`recorded_value`]), else the runbook's `restore_value`
-/// (a variable that was on the proxy already when adopted); `None`: not
-/// known, leave the variable alone.
-fn old_value<'a>(before: &'a Value, f: &'a Function, all: &[Function]) -> Option<Option<&'a str>> {
-    recorded_value(before, f, all).or_else(|| f.restore.as_deref().map(Some))
+/// (a variable that was on the proxy already when adopted), else, only when
+/// the rollback undoes what was adopted (`include_adopted`), its
+/// `include_adopted_restore_value`; `None`: not known or not asked for,
+/// leave the variable alone.
+fn old_value<'a>(
+    before: &'a Value,
+    f: &'a Function,
+    all: &[Function],
+    include_adopted: bool,
+) -> Option<Option<&'a str>> {
+    let adopted_only = f
+        .include_adopted_restore
+        .as_deref()
+        .filter(|_| include_adopted);
+    recorded_value(before, f, all).or_else(|| f.restore.as_deref().or(adopted_only).map(Some))
+}
+
+/// Why rollback leaves `f` as it is (it has no [`old_value`]).
+fn left_as_found(f: &Function) -> String {
+    match &f.include_adopted_restore {
+        Some(v) => format!(
+            "{}: on the proxy when adopted, so left there (`rollback --include-adopted` puts \
+             back {v})",
+            f.key()
+        ),
+        None => format!(
+            "{}: its old value was not recorded (nor a restore_value given)",
+            f.key()
+        ),
+    }
 }
 
 /// The value `f` had before the run as recorded: `Some(None)` it did not
@@ -128,6 +159,7 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
             name: f.name.clone(),
             variable: f.variable.clone(),
             restore: f.restore.clone(),
+            include_adopted_restore: f.include_adopted_restore.clone(),
             endpoint: f.endpoint.clone(),
         })
         .collect();
@@ -138,6 +170,7 @@ fn with_removed(i: &Inputs, before: &Value) -> Vec<Function> {
                 name,
                 variable,
                 restore: None,
+                include_adopted_restore: None,
                 endpoint: None,
             }),
     );
@@ -382,12 +415,17 @@ impl StepImpl for LambdaEnv {
 
     /// The variables whose old value was recorded (rollback leaves the
     /// others alone).
-    fn restores(&self, i: &Inputs, before: Option<&Value>) -> Vec<(String, String)> {
+    fn restores(
+        &self,
+        i: &Inputs,
+        before: Option<&Value>,
+        include_adopted: bool,
+    ) -> Vec<(String, String)> {
         let none = json!({});
         let before = before.unwrap_or(&none);
         let all = with_removed(i, before);
         all.iter()
-            .filter(|f| old_value(before, f, &all).is_some())
+            .filter(|f| old_value(before, f, &all, include_adopted).is_some())
             .map(|f| (f.name.clone(), f.variable.clone()))
             .collect()
     }
@@ -426,6 +464,10 @@ impl StepImpl for LambdaEnv {
                 name: name.clone(),
                 variable: l.env_var.clone(),
                 restore: l.restore_value.as_ref().map(|t| r.text(t)),
+                include_adopted_restore: l
+                    .include_adopted_restore_value
+                    .as_ref()
+                    .map(|t| r.text(t)),
                 endpoint: None,
             });
             if let Some(var) = &l.read_env_var {
@@ -433,6 +475,7 @@ impl StepImpl for LambdaEnv {
                     name,
                     variable: var.clone(),
                     restore: None,
+                    include_adopted_restore: None,
                     endpoint: Some(host_of(r, rb.reader_endpoint_name(l).unwrap_or_default())),
                 });
             }
@@ -647,12 +690,13 @@ impl StepImpl for LambdaEnv {
         let none = json!({});
         let before = before.unwrap_or(&none);
         let all = with_removed(i, before);
-        if !all.iter().any(|f| old_value(before, f, &all).is_some()) {
-            return Ok(Undone::LeftAlone(
-                "no previous value was recorded (nor a restore_value given), so there is \
-                 nothing to restore"
-                    .into(),
-            ));
+        let include_adopted = cx.include_adopted;
+        if !all
+            .iter()
+            .any(|f| old_value(before, f, &all, include_adopted).is_some())
+        {
+            let why: Vec<String> = all.iter().map(left_as_found).collect();
+            return Ok(Undone::LeftAlone(why.join("; ")));
         }
         let all = &all;
         let ours = ours(cx, &i.endpoint, i);
@@ -660,11 +704,8 @@ impl StepImpl for LambdaEnv {
         let outcomes = try_join_all(by_function(all).into_iter().map(|group| async move {
             let mut out = Vec::new();
             for f in group {
-                let Some(old) = old_value(before, f, all) else {
-                    out.push(Restore::Left(format!(
-                        "{}: its old value was not recorded",
-                        f.key()
-                    )));
+                let Some(old) = old_value(before, f, all, include_adopted) else {
+                    out.push(Restore::Left(left_as_found(f)));
                     continue;
                 };
                 // One the runbook no longer lists may be gone since.
@@ -718,6 +759,7 @@ mod tests {
             name: name.into(),
             variable: variable.into(),
             restore: None,
+            include_adopted_restore: None,
             endpoint: None,
         }
     }
@@ -747,18 +789,63 @@ mod tests {
             [vec!["api.DB_HOST", "api.DB_RO_HOST"], vec!["jobs.DB_HOST"]]
         );
         let before = json!({"api.DB_HOST": "db", "api.DB_RO_HOST": null});
-        assert_eq!(old_value(&before, &fs[0], &fs), Some(Some("db")));
-        assert_eq!(old_value(&before, &fs[2], &fs), Some(None), "did not exist");
+        assert_eq!(old_value(&before, &fs[0], &fs, false), Some(Some("db")));
         assert_eq!(
-            old_value(&before, &fs[1], &fs),
+            old_value(&before, &fs[2], &fs, false),
+            Some(None),
+            "did not exist"
+        );
+        assert_eq!(
+            old_value(&before, &fs[1], &fs, false),
             None,
             "not recorded: unknown"
         );
         // A state written before the keys named the variable: trusted only
         // for a function listed once.
         let old = json!({"api": "old", "jobs": "old2"});
-        assert_eq!(old_value(&old, &fs[1], &fs), Some(Some("old2")));
-        assert_eq!(old_value(&old, &fs[0], &fs), None);
+        assert_eq!(old_value(&old, &fs[1], &fs, false), Some(Some("old2")));
+        assert_eq!(old_value(&old, &fs[0], &fs, false), None);
+    }
+
+    /// A function found on the proxy goes back only where the user said:
+    /// their `restore_value` for every rollback; the value `init` wrote
+    /// (`include_adopted_restore_value`) for `rollback --include-adopted`
+    /// alone, else it is left as found.
+    #[test]
+    fn a_value_init_wrote_is_put_back_only_with_include_adopted() {
+        let none = json!({});
+        let by_init = Function {
+            include_adopted_restore: Some("db".into()),
+            ..entry("api", "DB_HOST")
+        };
+        let all = [by_init];
+        assert_eq!(old_value(&none, &all[0], &all, false), None);
+        assert_eq!(old_value(&none, &all[0], &all, true), Some(Some("db")));
+        assert!(left_as_found(&all[0]).contains("`rollback --include-adopted` puts back db"));
+        let by_user = Function {
+            restore: Some("db".into()),
+            ..entry("api", "DB_HOST")
+        };
+        let all = [by_user];
+        assert_eq!(old_value(&none, &all[0], &all, false), Some(Some("db")));
+        // What the state recorded comes first.
+        let before = json!({"api.DB_HOST": "recorded"});
+        assert_eq!(
+            old_value(&before, &all[0], &all, false),
+            Some(Some("recorded"))
+        );
+        let i = Inputs {
+            endpoint: "proxy".into(),
+            functions: vec![Function {
+                include_adopted_restore: Some("db".into()),
+                ..entry("api", "DB_HOST")
+            }],
+        };
+        assert!(StepImpl::restores(&LambdaEnv, &i, None, false).is_empty());
+        assert_eq!(
+            StepImpl::restores(&LambdaEnv, &i, None, true),
+            [("api".to_string(), "DB_HOST".to_string())]
+        );
     }
 
     #[test]
@@ -829,6 +916,7 @@ mod tests {
                     name: "f".into(),
                     variable: "DB_HOST".into(),
                     restore: None,
+                    include_adopted_restore: None,
                     endpoint: None,
                 }],
             }

@@ -113,7 +113,10 @@ fn a_setup_made_by_hand_is_adopted_managed_and_undone_only_on_request() {
     ws.run(&["run", "--yes"]).ok();
     ws.run(&["rollback", "--yes"])
         .ok()
-        .stdout_has("left alone: adopted");
+        .stdout_has("left alone: adopted")
+        .stdout_has("✓ lambda-env restored")
+        .stdout_has("Rolled back 3 of 10 step(s); left in place: ")
+        .stdout_has("`rollback --include-adopted` undoes what this state adopted");
     assert_eq!(
         function_variable(&emu, &function, "DB_HOST").as_deref(),
         Some(db_host.as_str()),

@@ -112,14 +112,17 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
 fn init_on_a_db_already_behind_a_proxy_writes_a_runbook_that_adopts_it() {
     let emu = Emulator::start();
     let mut ws = emu.workspace("init_adopt");
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let untouched = snapshot(&emu, &ws);
     super::adopt::made_by_hand(&emu, &ws);
     let proxy = ws.env["DB_NAME"].clone();
     let by_hand = snapshot(&emu, &ws);
+    let on_proxy = function_variable(&emu, &function, "DB_HOST").unwrap();
     ws.runbook = ws.dir.join("from-init.toml");
     let file = ws.runbook.to_str().unwrap().to_string();
     let out = Out::from(
         std::process::Command::new(BIN)
-            .args(["init", "--function", &ws.env["DB_APP_FUNCTION_NAME"]])
+            .args(["init", "--function", &function])
             .args([
                 "--db-instance",
                 &ws.env["RDS_ID"],
@@ -143,10 +146,12 @@ fn init_on_a_db_already_behind_a_proxy_writes_a_runbook_that_adopts_it() {
         format!("name = \"{}-proxy-role\"", ws.prefix),
         "description = \"Lambda Security Group\"".to_string(),
         "mode = \"managed\"".to_string(),
-        "restore_value = ".to_string(),
+        "\ninclude_adopted_restore_value = ".to_string(),
     ] {
         assert!(text.contains(&want), "lacks {want}:\n{text}");
     }
+    // What init wrote is not the user's word: no restore_value.
+    assert!(!text.contains("\nrestore_value"), "{text}");
     ws.run(&["adopt", "--yes"])
         .ok()
         .stdout_has("Adopted 9 step(s)");
@@ -158,13 +163,51 @@ fn init_on_a_db_already_behind_a_proxy_writes_a_runbook_that_adopts_it() {
         &snapshot(&emu, &ws),
         "init and adopt change nothing",
     );
-    // And managed from then on: rollback puts the function back on the DB
-    // (init wrote its endpoint as restore_value), leaving the rest.
-    ws.run(&["rollback", "--yes"]).ok();
-    let db = function_variable(&emu, &ws.env["DB_APP_FUNCTION_NAME"], "DB_HOST").unwrap();
+    // Managed from then on, and a plain rollback leaves all of it as found,
+    // the function on the hand-made proxy included; the summary says so.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!(
+            "{function}.DB_HOST: on the proxy when adopted, so left there \
+             (`rollback --include-adopted` puts back "
+        ))
+        .stdout_has("Rolled back 0 of 9 step(s); left in place: ")
+        .stdout_has("lambda-env")
+        .stdout_has("`rollback --include-adopted` undoes what this state adopted");
+    assert_eq!(
+        function_variable(&emu, &function, "DB_HOST"),
+        Some(on_proxy),
+        "the function stays on the proxy it was found on"
+    );
+    assert_same(&by_hand, &snapshot(&emu, &ws), "plain rollback");
+    // --include-adopted deletes it all and puts the function back on the
+    // DB, with the value init wrote.
+    ws.run(&["adopt", "--yes"])
+        .ok()
+        .stdout_has("Adopted 9 step(s)");
+    ws.run(&["rollback", "--yes", "--include-adopted"])
+        .ok()
+        .stdout_has("Rolled back 9 step(s).");
+    let db = function_variable(&emu, &function, "DB_HOST").unwrap();
     assert!(
         db.contains(".rds.amazonaws.com") && !db.contains("proxy"),
         "{db}"
     );
-    assert!(snapshot(&emu, &ws).contains_key(&format!("db proxy {proxy}")));
+    assert_same(
+        &untouched,
+        &snapshot(&emu, &ws),
+        "rollback --include-adopted",
+    );
+
+    // Only one of the two keys: which rollback puts it back is the
+    // user's to say.
+    let both = text.replace(
+        "\ninclude_adopted_restore_value = ",
+        &format!("\nrestore_value = \"{db}\"\ninclude_adopted_restore_value = "),
+    );
+    std::fs::write(&ws.runbook, both).unwrap();
+    ws.run(&["plan"])
+        .code(3)
+        .stderr_has("include_adopted_restore_value")
+        .stderr_has("give one of restore_value (every rollback puts it back) and");
 }

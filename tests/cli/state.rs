@@ -115,8 +115,11 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
 
     // Corrupt, truncated, newer, another runbook's: refused, never a panic.
     let cases = [
-        ("{ not json".to_string(), "is not readable JSON"),
-        (state[..state.len() / 2].to_string(), "is not readable JSON"),
+        ("{ not json".to_string(), "is not readable as a state"),
+        (
+            state[..state.len() / 2].to_string(),
+            "is not readable as a state",
+        ),
         (
             state.replace("\"schema_version\": 3", "\"schema_version\": 9"),
             "has schema version 9, newer than this tool's 3",
@@ -156,6 +159,110 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
     drop(child.stdout.take());
     let status = finish(child).status;
     assert_ne!(status.code(), Some(101), "panicked on a broken pipe");
+}
+
+/// A state broken by something else (here `{garbage`): every command
+/// refuses it, naming the ways on, and each works as it says: the copy the
+/// tool keeps put back (rollback then deletes everything), or a new state
+/// that adopts what carries the tag (plain rollback leaves it all,
+/// `--include-adopted` deletes it once the functions have a value to go
+/// back to).
+#[test]
+fn a_broken_state_is_refused_with_ways_on_that_work() {
+    let (emu, ws) = setup("broken");
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    let db_host = function_variable(&emu, &function, "DB_HOST").unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let applied = snapshot(&emu, &ws);
+    let state = std::fs::read_to_string(&ws.state).unwrap();
+    let backup = {
+        let mut s = ws.state.as_os_str().to_owned();
+        s.push(".backup");
+        std::path::PathBuf::from(s)
+    };
+    assert_eq!(
+        std::fs::read_to_string(&backup).unwrap(),
+        state,
+        "the last write"
+    );
+    let shown = ws.state.display().to_string();
+    let restore = format!("`cp -p {} {shown}`", backup.display());
+    let adopt =
+        format!("`mv {shown} {shown}.broken`, then `rds-proxy-runbook run RUNBOOK --adopt`");
+
+    // 1. The copy put back: as if nothing had happened.
+    std::fs::write(&ws.state, "{garbage").unwrap();
+    for cmd in [
+        &["run", "--yes"][..],
+        &["rollback", "--yes"][..],
+        &["status"][..],
+    ] {
+        ws.run(cmd)
+            .code(3)
+            .stderr_has("is not readable as a state")
+            .stderr_has("1. put back the last state this tool wrote, kept beside it, written ")
+            .stderr_has(&restore)
+            .stderr_has("`rollback` deletes what it records as made here")
+            .stderr_has(&format!("2. start a new state from the account: {adopt}"))
+            .stderr_has(
+                "`rollback` leaves all of it in place and only `rollback --include-adopted` \
+                 deletes it",
+            )
+            .stderr_has(&format!(
+                "3. delete by hand what carries the tag rds-proxy-runbook:runbook={}",
+                ws.prefix
+            ));
+    }
+    assert_same(&applied, &snapshot(&emu, &ws), "refused");
+    std::fs::copy(&backup, &ws.state).unwrap();
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    assert_same(&before, &snapshot(&emu, &ws), "rollback from the copy");
+
+    // 2. No copy (a state from before the tool kept one, or lost with it):
+    // a new state adopts what carries the tag.
+    ws.run(&["run", "--yes"]).ok();
+    let applied = snapshot(&emu, &ws);
+    std::fs::write(&ws.state, "{garbage").unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    ws.run(&["plan"])
+        .code(3)
+        .stderr_has("(there is no copy of it to put back")
+        .stderr_has(&format!("1. start a new state from the account: {adopt}"));
+    std::fs::rename(&ws.state, format!("{shown}.broken")).unwrap();
+    ws.run(&["run", "--yes"])
+        .code(3)
+        .stderr_has("never made it")
+        .stderr_has(" --adopt`");
+    ws.run(&["run", "--yes", "--adopt"]).ok();
+    let adopted = snapshot(&emu, &ws);
+    assert_same(&applied, &adopted, "adopting changes nothing");
+    ws.run(&["plan"]).ok().stdout_has("Nothing to change");
+    // Plain rollback leaves it all in place.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("left alone: adopted");
+    assert_same(
+        &adopted,
+        &snapshot(&emu, &ws),
+        "plain rollback of the adopted",
+    );
+    // --include-adopted deletes it, once the function has a value to go
+    // back to (the old one went with the state).
+    ws.run(&["run", "--yes", "--adopt"]).ok();
+    ws.run(&["rollback", "--yes", "--include-adopted"])
+        .code(5)
+        .stderr_has("still point(s) at proxy");
+    ws.write_edited(
+        "env_var = \"DB_HOST\"\n",
+        &format!("env_var = \"DB_HOST\"\nrestore_value = \"{db_host}\"\n"),
+    );
+    ws.run(&["run", "--yes"]).ok();
+    ws.run(&["rollback", "--yes", "--include-adopted"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback --include-adopted");
 }
 
 #[test]

@@ -171,10 +171,24 @@ fn a_local_state_moves_to_s3_and_back_and_keeps_its_history() {
         .ok()
         .stdout_has(&format!("Moved the state of `{}` to {url}", ws.prefix));
     assert!(!ws.state.exists(), "the local state is moved aside");
+    let mut backup = ws.state.clone().into_os_string();
+    backup.push(".backup");
+    let backup = std::path::PathBuf::from(backup);
+    assert!(
+        !backup.exists(),
+        "its copy would offer to put back a moved state"
+    );
     assert_eq!(s3.state_json(), local);
     ws.run(&["state", "push", "--to", &url])
         .code(2)
         .stderr_has("there is no state at");
+    // One version so far, in a versioned bucket: its history starts here
+    // (the bucket's versioning decides the note, not the count).
+    let one = s3.run(&["status", "--history"]);
+    one.ok()
+        .stdout_has("state push")
+        .stdout_has("one version so far: the bucket is versioned");
+    assert!(!one.stdout.contains("keeps no history"), "{one:?}");
     s3.run(&["run", "--yes"]).ok().stdout_has("No changes");
     s3.run(&["status", "--history"])
         .ok()
@@ -186,6 +200,7 @@ fn a_local_state_moves_to_s3_and_back_and_keeps_its_history() {
         .ok()
         .stdout_has("the object is deleted");
     assert_eq!(s3.state_text(), None);
+    assert!(backup.exists(), "written with the state");
     assert_eq!(s3_steps_after(&ws.state_json()), s3_steps_after(&local));
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     ws.run(&["rollback", "--yes"]).ok();
@@ -194,6 +209,79 @@ fn a_local_state_moves_to_s3_and_back_and_keeps_its_history() {
         &snapshot(&emu, &ws),
         "rollback after the round trip",
     );
+}
+
+/// A state object broken by something else (`{garbage` written over it):
+/// refused, naming its previous version and the copy that puts it back;
+/// put back, the state is as before and rollback deletes everything.
+#[test]
+fn a_broken_s3_state_names_the_version_that_puts_it_back() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("team_broken").in_s3();
+    let url = ws.s3.clone().unwrap();
+    let (bucket, key) = url
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .unwrap();
+    let before = snapshot(&emu, &ws);
+    ws.run(&["run", "--yes"]).ok();
+    let client = ws.s3_client();
+    let good = runtime().block_on(async {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body("{garbage".as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        let listed = client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await
+            .unwrap();
+        let ours: Vec<_> = listed
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .collect();
+        assert_eq!(ours[0].is_latest(), Some(true), "newest first");
+        ours[1].version_id().unwrap().to_string()
+    });
+    let copy = format!(
+        "`aws s3api copy-object --bucket {bucket} --key {key} --copy-source \
+         {bucket}/{key}?versionId={good}`"
+    );
+    for cmd in [&["run", "--yes"][..], &["status"][..]] {
+        ws.run(cmd)
+            .code(3)
+            .stderr_has("is not readable as a state")
+            .stderr_has(&format!("1. put back its previous version, {good}"))
+            .stderr_has(&copy)
+            .stderr_has(&format!(
+                "2. start a new state from the account: `aws s3 mv {url} {url}.broken`, then \
+                 `rds-proxy-runbook run RUNBOOK --adopt`"
+            ))
+            .stderr_has(&format!("`aws s3 rm {url}`"));
+    }
+    // Put back as the error says.
+    runtime().block_on(async {
+        client
+            .copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(format!("{bucket}/{key}?versionId={good}"))
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+    assert_same(&before, &snapshot(&emu, &ws), "rollback from the version");
 }
 
 /// The steps of a state as a later no-op run leaves them (the invoke
@@ -230,6 +318,38 @@ fn a_bucket_without_versioning_is_warned_about_and_the_runbook_can_name_it() {
     run(&["status", "--history"])
         .ok()
         .stdout_has("the bucket keeps no history unless versioning is on");
+    // Broken there, it has no earlier version to offer.
+    let key = format!("rds-proxy-runbook/{}.state.json", ws.prefix);
+    let put = |body: Vec<u8>| {
+        runtime().block_on(async {
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    let state = runtime().block_on(async {
+        let out = client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    });
+    put(b"{garbage".to_vec());
+    run(&["status"])
+        .code(3)
+        .stderr_has(&format!(
+            "(bucket {bucket} keeps no versions, so there is no earlier state to put back):"
+        ))
+        .stderr_has("1. start a new state from the account");
+    put(state);
     run(&["rollback", "--yes"]).ok();
 }
 

@@ -111,6 +111,31 @@ fn proxy_settings_and_pool_are_changed_in_place() {
     );
 }
 
+/// A pool that keeps no idle connections (`max_idle_connections_percent =
+/// 0`, which AWS accepts) is set, then found as the runbook says: a re-plan
+/// has nothing to change (moto took 0 for "not given" and reset it to half
+/// the maximum, so every later plan saw a change made outside the runbook;
+/// the emulator's rds.py mends that).
+#[test]
+fn a_pool_without_idle_connections_runs_and_stays_as_set() {
+    let (emu, ws, before, _) = applied("update_idle_zero", &[]);
+    ws.write_runbook(|s| format!("{s}\n[pool]\nmax_idle_connections_percent = 0\n"));
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("pool MaxIdleConnectionsPercent: 50 -> 0");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("✓ targets updated in place");
+    let proxy = proxy_line(&emu, &ws);
+    assert!(proxy.contains("idle=Some(0)"), "{proxy}");
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("Nothing to change: all 9 steps are done");
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "rollback of an idle-0 pool");
+}
+
 #[test]
 fn functions_are_added_and_removed_without_touching_the_others() {
     let (emu, ws, before, db_host) = applied("update_functions", &["reports"]);

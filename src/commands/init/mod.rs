@@ -622,10 +622,17 @@ pub fn render(r: &Rendered) -> String {
             others(&f.security_groups)
         );
         let _ = writeln!(w, "env_var = {}  # {}", q(&f.env_var), f.env_var_note);
+        // Found on the proxy: its way back is the user's to choose, so what
+        // is written here (the DB's endpoint) is for `--include-adopted`
+        // only, under a key of its own that tells it from a restore_value
+        // the user writes.
         if let (true, Some(address)) = (f.on_proxy, &db.address) {
             let _ = writeln!(
                 w,
-                "restore_value = {}  # what rollback puts back (the DB's endpoint): it is on the proxy now",
+                "# On the proxy now: `rollback` leaves it there, and `rollback --include-adopted`\n\
+                 # (which deletes the proxy) puts back the DB's endpoint; for every rollback to\n\
+                 # put it back, rename the key to restore_value.\n\
+                 include_adopted_restore_value = {}",
                 q(address)
             );
         }
@@ -899,6 +906,10 @@ mod tests {
         assert_eq!(rb.proxy.idle_client_timeout, 900);
         assert_eq!(rb.pool.max_connections_percent, 40);
         assert_eq!(rb.secret_access.as_str(), "managed");
+        // The DB's endpoint for --include-adopted only: a plain rollback
+        // leaves the function on the proxy it was found on.
+        assert!(rb.lambdas[0].restore_value.is_none(), "{text}");
+        assert!(rb.lambdas[0].include_adopted_restore_value.is_some());
         for want in [
             "adopt <this file>",
             "name = \"AWSCookbook403RDSProxy\"",
@@ -906,7 +917,7 @@ mod tests {
             "subnet_ids = [\"subnet-0cccccccccccccccc\", \"subnet-0dddddddddddddddd\"]",
             "secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:book-AbCdEf\"",
             "db_user = \"admin\"",
-            "restore_value = \"app-db.x.us-east-1.rds.amazonaws.com\"",
+            "\ninclude_adopted_restore_value = \"app-db.x.us-east-1.rds.amazonaws.com\"",
         ] {
             assert!(text.contains(want), "{want} in:\n{text}");
         }
