@@ -274,9 +274,10 @@ class MySQL(ProxyTest):
     def test_an_idle_client_is_cut_and_sees_error_2013(self):
         proxy = self.proxy(mysql_session, auth="clear", idle_timeout=0.3)
         conn = self.mysql_client(proxy)
+        # From before the last query: the proxy's clock starts after it.
+        started = time.monotonic()
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
-        started = time.monotonic()
         self.assertEqual(proxy.outcome(), wire.IDLE)  # the proxy has closed the client
         self.assertGreaterEqual(time.monotonic() - started, 0.3)
         with self.assertRaises(pymysql.err.OperationalError) as caught:
@@ -362,8 +363,8 @@ class PostgreSQL(ProxyTest):
     def test_an_idle_client_is_cut(self):
         proxy = self.proxy(pg_session, idle_timeout=0.3)
         conn = self.pg_client(proxy)
+        started = time.monotonic()  # before the last query, as above
         conn.run("SELECT 1")
-        started = time.monotonic()
         self.assertEqual(proxy.outcome(), wire.IDLE)  # the proxy has closed the client
         self.assertGreaterEqual(time.monotonic() - started, 0.3)
         with self.assertRaises(pg8000.exceptions.InterfaceError):
