@@ -19,6 +19,7 @@ mod fault_layer;
 mod fleet;
 mod help;
 mod init;
+mod least_privilege;
 mod network;
 mod ownership;
 mod plan;
