@@ -22,6 +22,7 @@ mod init;
 mod least_privilege;
 mod network;
 mod ownership;
+mod permissions;
 mod plan;
 mod preflight;
 mod replace;

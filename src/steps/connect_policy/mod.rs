@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::common::decode_policy;
 use super::common::{TagChanges, function_configuration, iam_tags, policy_attached, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
@@ -415,6 +415,50 @@ impl StepImpl for ConnectPolicy {
     const IDENTITY: &'static [&'static str] = &["policy_name"];
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["arn", "roles"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("iam:ListAttachedRolePolicies", On::FunctionRoles),
+            // The ARN of a role that leaves (a function removed).
+            ("iam:GetRole", On::FunctionRoles),
+        ],
+        apply: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("iam:ListAttachedRolePolicies", On::FunctionRoles),
+            ("iam:GetRole", On::FunctionRoles),
+            ("iam:CreatePolicy", On::ConnectPolicy),
+            ("iam:TagPolicy", On::ConnectPolicy),
+            ("iam:UntagPolicy", On::ConnectPolicy),
+            ("iam:ListPolicyVersions", On::ConnectPolicy),
+            ("iam:DeletePolicyVersion", On::ConnectPolicy),
+            ("iam:CreatePolicyVersion", On::ConnectPolicy),
+            ("iam:AttachRolePolicy", On::ConnectPolicyHolders),
+            ("iam:DetachRolePolicy", On::ConnectPolicyHolders),
+        ],
+        rollback: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("iam:ListPolicyVersions", On::ConnectPolicy),
+            ("iam:DeletePolicyVersion", On::ConnectPolicy),
+            ("iam:DeletePolicy", On::ConnectPolicy),
+            ("iam:DetachRolePolicy", On::ConnectPolicyHolders),
+            ("iam:DetachUserPolicy", On::ConnectPolicyHolders),
+            ("iam:DetachGroupPolicy", On::ConnectPolicyHolders),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {
