@@ -9,6 +9,17 @@ use crate::aws::{Aws, describe_error};
 use crate::db::Capacity;
 use crate::runbook::{EngineFamily, Runbook};
 
+/// The IAM actions the plan's budget reads need (`permissions`).
+pub const ACTIONS: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("lambda:GetAccountSettings", On::Any),
+        ("lambda:GetFunctionConcurrency", On::Functions),
+        ("lambda:ListProvisionedConcurrencyConfigs", On::Functions),
+        ("lambda:ListEventSourceMappings", On::Any),
+    ]
+};
+
 /// What Lambda lets one function run at once when nothing caps it: the
 /// account's concurrency (1,000 by default).
 const ACCOUNT_DEFAULT: i64 = 1000;

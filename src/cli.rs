@@ -191,6 +191,22 @@ pub enum Command {
         /// The runbook file (TOML).
         runbook: PathBuf,
     },
+    /// Print the IAM policy (JSON) that the person running a command needs
+    /// for this runbook: the actions its calls use, on the runbook's
+    /// resources where it names them (the proxy's role, the connect policy,
+    /// the functions, the secrets, the DB, the state's bucket and key) and
+    /// on `*` where AWS needs it. Reads the state and the account's id only.
+    Permissions {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// The command the policy is for.
+        #[arg(long = "for", value_enum, default_value_t)]
+        command: PermissionsFor,
+        /// With `--for run`: also what a replacement deletes once every
+        /// function has moved (`run --allow-replace`).
+        #[arg(long)]
+        allow_replace: bool,
+    },
     /// Remove the lock a killed process left on the runbook's state in S3:
     /// only the lock with this id (the one the error named), never one taken
     /// since by another process. Check that its holder is gone first.
@@ -340,6 +356,22 @@ pub struct InitArgs {
     /// Overwrite FILE if it exists.
     #[arg(long, requires = "out")]
     pub force: bool,
+}
+
+/// The command `permissions` prints a policy for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum PermissionsFor {
+    /// `plan` and `preflight`: reads only.
+    Plan,
+    /// `run` and `resume`.
+    #[default]
+    Run,
+    /// `rollback`.
+    Rollback,
+    /// `doctor`: reads only.
+    Doctor,
+    /// `status` (and `status --history`): a state in S3 only.
+    Status,
 }
 
 /// How a command prints what it found: for people, or one JSON document.

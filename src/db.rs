@@ -6,6 +6,19 @@ use anyhow::Result;
 use crate::aws::errors::{is_db_cluster_not_found, is_db_instance_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 
+/// The IAM actions of these reads (`permissions`): preflight, the plan's
+/// budget, end-to-end IAM's resource id and `doctor` make them.
+pub const ACTIONS: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("rds:DescribeDBInstances", On::Any),
+        ("rds:DescribeDBClusters", On::Any),
+        ("rds:DescribeDBSubnetGroups", On::Any),
+        ("rds:DescribeDBParameters", On::Any),
+        ("rds:DescribeDBClusterParameters", On::Any),
+    ]
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
     #[default]

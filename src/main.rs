@@ -1,3 +1,4 @@
+mod actions;
 mod answers;
 mod arn;
 mod aws;
@@ -162,6 +163,11 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
         Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, opts).await,
         Command::Preflight { runbook } => commands::preflight::preflight(runbook, opts).await,
         Command::Doctor { runbook } => doctor::doctor(runbook, opts).await,
+        Command::Permissions {
+            runbook,
+            command,
+            allow_replace,
+        } => commands::permissions::permissions(runbook, *command, *allow_replace, opts).await,
         Command::Run {
             runbooks,
             select,

@@ -18,6 +18,28 @@ use crate::runbook::{AuthScheme, EngineFamily, Runbook, Text};
 /// Proxies an account may have (AWS's quota).
 const PROXY_QUOTA: usize = 20;
 
+/// The IAM actions preflight's calls need (`permissions`), the state
+/// bucket's advice included; the DB's reads are [`crate::db::ACTIONS`].
+pub const ACTIONS: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("sts:GetCallerIdentity", On::Any),
+        ("rds:DescribeDBProxies", On::Any),
+        ("rds:ListTagsForResource", On::Proxy),
+        ("secretsmanager:DescribeSecret", On::Secrets),
+        // Read to check its username and password (never shown); a
+        // customer-managed key decrypts it through Secrets Manager.
+        ("secretsmanager:GetSecretValue", On::Secrets),
+        ("kms:Decrypt", On::SecretKeys),
+        ("ec2:DescribeSubnets", On::Any),
+        ("ec2:DescribeSecurityGroups", On::Any),
+        ("lambda:GetFunctionConfiguration", On::Functions),
+        ("iam:GetRole", On::FunctionRoles),
+        ("s3:GetBucketVersioning", On::StateBucket),
+        ("s3:GetEncryptionConfiguration", On::StateBucket),
+    ]
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub what: String,

@@ -84,6 +84,22 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The IAM actions the calls every command makes need (`permissions`):
+/// the account's id.
+pub const ACTIONS: crate::actions::Calls = &[("sts:GetCallerIdentity", crate::actions::On::Any)];
+
+/// The IAM actions of the guard that never leaves a function on a proxy
+/// being removed (rollback, and a replacement deleting the old proxy): every
+/// function's variables, whoever owns the function, and the proxies'.
+pub const GUARD: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("lambda:ListFunctions", On::Any),
+        ("lambda:GetFunctionConfiguration", On::AnyFunction),
+        ("rds:DescribeDBProxies", On::Any),
+    ]
+};
+
 pub struct Aws {
     pub region: String,
     /// Where the clients' calls go (see [`Place`]), with the region they

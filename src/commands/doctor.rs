@@ -10,6 +10,20 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 
 use crate::aws::{Aws, describe_error};
+
+/// The IAM actions `doctor`'s reads need (`permissions`), besides the DB's
+/// ([`crate::db::ACTIONS`]).
+pub const ACTIONS: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("sts:GetCallerIdentity", On::Any),
+        ("rds:DescribeDBProxies", On::Any),
+        ("rds:DescribeDBProxyTargets", On::Any),
+        ("rds:DescribeDBProxyTargetGroups", On::Any),
+        ("cloudwatch:GetMetricStatistics", On::Any),
+        ("logs:FilterLogEvents", On::ProxyLog),
+    ]
+};
 use crate::error::Failure;
 use crate::open::{EnvMode, Options, load_runbook};
 use crate::runbook::EngineFamily;

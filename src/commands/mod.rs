@@ -4,6 +4,7 @@ pub mod adopt;
 pub mod doctor;
 pub mod fleet;
 pub mod init;
+pub mod permissions;
 pub mod plan;
 pub mod preflight;
 pub mod rollback;

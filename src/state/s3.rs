@@ -21,6 +21,37 @@ use super::{State, StateError, recovery};
 use crate::aws::describe_error;
 use crate::error::Failure;
 
+/// The IAM actions a state in S3 needs (`permissions`): to read it (`plan`,
+/// `status`), to lock and write it (every command that changes the
+/// account), and to read its history (`status --history`). GetObject on a
+/// key that does not exist answers NoSuchKey only with s3:ListBucket.
+pub const READ: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("s3:GetObject", On::StateObject),
+        ("s3:ListBucket", On::StateBucket),
+        ("kms:Decrypt", On::StateKey),
+    ]
+};
+pub const WRITE: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("s3:GetObject", On::StateObject),
+        ("s3:ListBucket", On::StateBucket),
+        ("s3:PutObject", On::StateObject),
+        ("s3:DeleteObject", On::StateObject),
+        ("kms:Decrypt", On::StateKey),
+        ("kms:GenerateDataKey", On::StateKey),
+    ]
+};
+pub const HISTORY: crate::actions::Calls = {
+    use crate::actions::On;
+    &[
+        ("s3:ListBucketVersions", On::StateBucket),
+        ("s3:GetObjectVersion", On::StateObject),
+    ]
+};
+
 /// Where the state lives in S3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Place {

@@ -11,6 +11,7 @@ use crate::aws::Aws;
 use crate::runbook::{Runbook, Text};
 use crate::ui::progress::StepBar;
 
+pub use crate::actions::{Actions, On};
 pub use crate::state::{Outputs, StepRecord};
 
 /// What a step's check found in the account.
@@ -262,6 +263,11 @@ pub trait StepImpl: Send + Sync + 'static {
     /// The outputs later steps may reference as `${steps.NAME.OUTPUT}`.
     const OUTPUTS: &'static [&'static str];
 
+    /// The IAM actions its calls need, for its check, apply and rollback
+    /// (what `permissions` prints; the tests hold the emulator's record of
+    /// every call against it).
+    const ACTIONS: Actions = Actions::NONE;
+
     /// False for a step that only verifies (it changes nothing, so a run
     /// that only repeats it reports no change).
     const CHANGES_ACCOUNT: bool = true;
@@ -381,6 +387,7 @@ pub trait StepImpl: Send + Sync + 'static {
 pub trait Step: Send + Sync {
     fn name(&self) -> &'static str;
     fn outputs(&self) -> &'static [&'static str];
+    fn actions(&self) -> Actions;
     fn changes_account(&self) -> bool;
     fn after(&self) -> &'static [(&'static str, &'static str)];
     fn after_only_to_change(&self) -> &'static [&'static str];
@@ -428,6 +435,9 @@ impl<T: StepImpl> Step for T {
     }
     fn outputs(&self) -> &'static [&'static str] {
         T::OUTPUTS
+    }
+    fn actions(&self) -> Actions {
+        T::ACTIONS
     }
     fn changes_account(&self) -> bool {
         T::CHANGES_ACCOUNT

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use super::ingress;
 use crate::runbook::Runbook;
 
@@ -25,6 +25,19 @@ impl StepImpl for DbIngress {
     const NAME: &'static str = "db-ingress";
     const IDENTITY: &'static [&'static str] = &["db_security_group_id"];
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
+    const ACTIONS: Actions = Actions {
+        check: &[("ec2:DescribeSecurityGroupRules", On::Any)],
+        apply: &[
+            ("ec2:DescribeSecurityGroupRules", On::Any),
+            ("ec2:AuthorizeSecurityGroupIngress", On::Any),
+            // The rule is tagged as it is made.
+            ("ec2:CreateTags", On::Any),
+        ],
+        rollback: &[
+            ("ec2:DescribeSecurityGroupRules", On::Any),
+            ("ec2:RevokeSecurityGroupIngress", On::Any),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {

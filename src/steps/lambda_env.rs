@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::common::function_configuration;
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_update_in_progress;
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait, sleep, wait_for};
@@ -400,6 +400,17 @@ impl StepImpl for LambdaEnv {
     const NAME: &'static str = "lambda-env";
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["endpoint"];
+    const ACTIONS: Actions = Actions {
+        check: &[("lambda:GetFunctionConfiguration", On::Functions)],
+        apply: &[
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("lambda:UpdateFunctionConfiguration", On::Functions),
+        ],
+        rollback: &[
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("lambda:UpdateFunctionConfiguration", On::Functions),
+        ],
+    };
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (
             "targets",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::function_configuration;
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use super::ingress;
 use crate::runbook::Runbook;
 
@@ -173,6 +173,24 @@ impl StepImpl for LambdaIngress {
     };
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["rule_ids"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("ec2:DescribeSecurityGroupRules", On::Any),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+        ],
+        apply: &[
+            ("ec2:DescribeSecurityGroupRules", On::Any),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("ec2:AuthorizeSecurityGroupIngress", On::Any),
+            ("ec2:CreateTags", On::Any),
+            // Rules in a group no longer named, in the run's last pass.
+            ("ec2:RevokeSecurityGroupIngress", On::Any),
+        ],
+        rollback: &[
+            ("ec2:DescribeSecurityGroupRules", On::Any),
+            ("ec2:RevokeSecurityGroupIngress", On::Any),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         let proxy_groups = r.list(&rb.proxy.security_group_ids);

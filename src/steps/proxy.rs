@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{TagChanges, rds_tags, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_proxy_exists, is_proxy_not_found};
 use crate::aws::rds::find;
 use crate::aws::{describe_error, error_code};
@@ -624,6 +624,30 @@ impl StepImpl for Proxy {
     const IDENTITY: &'static [&'static str] = &["name"];
     const BY_VALUE: Option<&'static str> = Some("proxy.name");
     const OUTPUTS: &'static [&'static str] = &["arn", "id", "endpoint", "name"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("rds:DescribeDBProxies", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+        ],
+        apply: &[
+            ("rds:DescribeDBProxies", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+            ("rds:CreateDBProxy", On::Proxy),
+            ("rds:ModifyDBProxy", On::Proxy),
+            ("rds:AddTagsToResource", On::Proxy),
+            ("rds:RemoveTagsFromResource", On::Proxy),
+            // CreateDBProxy and ModifyDBProxy hand RDS the proxy's role;
+            // not a call of its own, so no emulator records it.
+            ("iam:PassRole", On::ProxyRoleToRds),
+            // A subnet AWS left out of the proxy, named with its zone.
+            ("ec2:DescribeSubnets", On::Any),
+        ],
+        rollback: &[
+            ("rds:DescribeDBProxies", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+            ("rds:DeleteDBProxy", On::Proxy),
+        ],
+    };
     const AFTER: &'static [(&'static str, &'static str)] = &[(
         "secret-access",
         "the proxy logs in with what it grants: a proxy moved to another secret or to IAM \

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::rds_tags;
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_endpoint_not_found;
 use crate::aws::{describe_error, error_code};
 use crate::poll::Wait;
@@ -226,6 +226,27 @@ impl StepImpl for ProxyEndpoints {
     type Inputs = Inputs;
     const NAME: &'static str = "proxy-endpoints";
     const OUTPUTS: &'static [&'static str] = &["endpoints"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("rds:DescribeDBProxyEndpoints", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+        ],
+        apply: &[
+            ("rds:DescribeDBProxyEndpoints", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+            ("rds:CreateDBProxyEndpoint", On::Proxy),
+            ("rds:ModifyDBProxyEndpoint", On::Proxy),
+            ("rds:AddTagsToResource", On::Proxy),
+            ("rds:RemoveTagsFromResource", On::Proxy),
+            // One the runbook drops, in the run's last pass.
+            ("rds:DeleteDBProxyEndpoint", On::Proxy),
+        ],
+        rollback: &[
+            ("rds:DescribeDBProxyEndpoints", On::Any),
+            ("rds:ListTagsForResource", On::Proxy),
+            ("rds:DeleteDBProxyEndpoint", On::Proxy),
+        ],
+    };
     const IDENTITY: &'static [&'static str] = &["proxy"];
     const REPLACEMENT: Replacement = Replacement::WithProxy {
         why: "endpoints belong to their proxy",

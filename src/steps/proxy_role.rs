@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{TagChanges, decode_policy, iam_tags, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_already_exists, is_delete_conflict, is_no_such_entity};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
@@ -200,6 +200,30 @@ impl StepImpl for ProxyRole {
         follows: &[],
     };
     const OUTPUTS: &'static [&'static str] = &["arn", "name"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("iam:GetRole", On::ProxyRole),
+            ("iam:ListRoleTags", On::ProxyRole),
+        ],
+        apply: &[
+            ("iam:GetRole", On::ProxyRole),
+            ("iam:ListRoleTags", On::ProxyRole),
+            ("iam:CreateRole", On::ProxyRole),
+            ("iam:TagRole", On::ProxyRole),
+            ("iam:UntagRole", On::ProxyRole),
+            ("iam:UpdateAssumeRolePolicy", On::ProxyRole),
+        ],
+        rollback: &[
+            ("iam:GetRole", On::ProxyRole),
+            ("iam:ListRoleTags", On::ProxyRole),
+            // An adopted role goes with the policies it had then.
+            ("iam:ListAttachedRolePolicies", On::ProxyRole),
+            ("iam:ListRolePolicies", On::ProxyRole),
+            ("iam:DetachRolePolicy", On::ProxyRole),
+            ("iam:DeleteRolePolicy", On::ProxyRole),
+            ("iam:DeleteRole", On::ProxyRole),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::{TagChanges, ec2_tags, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::{is_dependency_violation, is_duplicate_group, is_group_not_found};
 use crate::aws::{describe_error, error_code};
 use crate::poll::{Backoff, Deadline, Wait};
@@ -236,6 +236,23 @@ impl StepImpl for ProxySecurityGroup {
         follows: &[],
     };
     const OUTPUTS: &'static [&'static str] = &["group_id"];
+    const ACTIONS: Actions = Actions {
+        check: &[("ec2:DescribeSecurityGroups", On::Any)],
+        apply: &[
+            ("ec2:DescribeSecurityGroups", On::Any),
+            ("ec2:CreateSecurityGroup", On::Any),
+            ("ec2:CreateTags", On::Any),
+            ("ec2:DeleteTags", On::Any),
+        ],
+        rollback: &[
+            ("ec2:DescribeSecurityGroups", On::Any),
+            // The proxy's leftover interfaces, waited on (and deleted once
+            // detached) before the group.
+            ("ec2:DescribeNetworkInterfaces", On::Any),
+            ("ec2:DeleteNetworkInterface", On::Any),
+            ("ec2:DeleteSecurityGroup", On::Any),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::common::decode_policy;
 use super::common::policy_attached;
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::{AuthScheme, Runbook};
@@ -309,6 +309,34 @@ impl StepImpl for SecretAccess {
         follows: &[],
     };
     const OUTPUTS: &'static [&'static str] = &["policy"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("iam:GetRolePolicy", On::ProxyRole),
+            ("iam:ListAttachedRolePolicies", On::ProxyRole),
+            ("secretsmanager:DescribeSecret", On::Secrets),
+            // End-to-end IAM: the DB's resource id.
+            ("rds:DescribeDBInstances", On::Any),
+            ("rds:DescribeDBClusters", On::Any),
+            ("rds:DescribeDBSubnetGroups", On::Any),
+            ("sts:GetCallerIdentity", On::Any),
+        ],
+        apply: &[
+            ("iam:GetRolePolicy", On::ProxyRole),
+            ("iam:ListAttachedRolePolicies", On::ProxyRole),
+            ("iam:PutRolePolicy", On::ProxyRole),
+            ("iam:AttachRolePolicy", On::ProxyRoleManagedPolicy),
+            ("secretsmanager:DescribeSecret", On::Secrets),
+            ("rds:DescribeDBInstances", On::Any),
+            ("rds:DescribeDBClusters", On::Any),
+            ("rds:DescribeDBSubnetGroups", On::Any),
+            ("sts:GetCallerIdentity", On::Any),
+        ],
+        rollback: &[
+            ("iam:PutRolePolicy", On::ProxyRole),
+            ("iam:DeleteRolePolicy", On::ProxyRole),
+            ("iam:DetachRolePolicy", On::ProxyRole),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         let db = &rb.database;

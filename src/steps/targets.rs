@@ -13,7 +13,7 @@ use aws_sdk_rds::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::contract::{Ctx, Found, Outputs, Replacement, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_proxy_part_gone;
 use crate::aws::rds::{DEFAULT_TARGET_GROUP, health_text, pool_now};
 use crate::aws::{describe_error, error_code};
@@ -201,6 +201,22 @@ impl StepImpl for Targets {
         follows: &["proxy_name"],
     };
     const OUTPUTS: &'static [&'static str] = &["target", "health"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("rds:DescribeDBProxyTargets", On::Any),
+            ("rds:DescribeDBProxyTargetGroups", On::Any),
+        ],
+        apply: &[
+            ("rds:DescribeDBProxyTargets", On::Any),
+            ("rds:DescribeDBProxyTargetGroups", On::Any),
+            ("rds:RegisterDBProxyTargets", On::Proxy),
+            ("rds:ModifyDBProxyTargetGroup", On::Proxy),
+        ],
+        rollback: &[
+            ("rds:DescribeDBProxyTargets", On::Any),
+            ("rds:DeregisterDBProxyTargets", On::Proxy),
+        ],
+    };
     const AFTER: &'static [(&'static str, &'static str)] = &[
         (
             "secret-access",

@@ -19,8 +19,10 @@ mod fault_layer;
 mod fleet;
 mod help;
 mod init;
+mod least_privilege;
 mod network;
 mod ownership;
+mod permissions;
 mod plan;
 #[cfg(feature = "failpoints")]
 mod plan_after_kill;

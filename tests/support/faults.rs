@@ -46,6 +46,10 @@ struct Plan {
     throttled: usize,
     /// When recording: each call's arrival and action.
     timeline: Option<Vec<(std::time::Instant, String)>>,
+    /// Each call of a REST protocol (S3's, Lambda's): its service (from
+    /// its signature's scope), method, path and query, which name the
+    /// operation.
+    rest: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -126,6 +130,11 @@ impl FaultProxy {
             .get(action)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The REST calls so far (`SERVICE METHOD /path?query`), in order.
+    pub fn rest_calls(&self) -> Vec<String> {
+        self.plan.lock().unwrap().rest.clone()
     }
 
     pub fn all_calls(&self) -> BTreeMap<String, usize> {
@@ -275,6 +284,23 @@ fn action_of(req: &Request) -> String {
         })
 }
 
+/// A REST protocol's call (no `Action=`, no `X-Amz-Target`): its service,
+/// from the SigV4 scope of its `Authorization`, then its method, path and
+/// query.
+fn rest_call(req: &Request) -> Option<String> {
+    let body = String::from_utf8_lossy(&req.body);
+    if header(&req.head, "x-amz-target").is_some() || body.contains("Action=") {
+        return None;
+    }
+    let scope = header(&req.head, "authorization")?
+        .split("Credential=")
+        .nth(1)?;
+    let service = scope.split('/').nth(3)?;
+    let line = req.head.lines().next()?;
+    let mut parts = line.split(' ');
+    Some(format!("{service} {} {}", parts.next()?, parts.next()?))
+}
+
 fn fault_response(req: &Request, fault: Fault) -> Option<Vec<u8>> {
     let (status, extra, body) = match fault {
         Fault::Reset => return None,
@@ -329,6 +355,9 @@ fn answer(mut conn: TcpStream, upstream: &str, plan: &Arc<Mutex<Plan>>) -> std::
     let (latency, fault) = {
         let mut p = plan.lock().unwrap();
         *p.calls.entry(action.clone()).or_default() += 1;
+        if let Some(call) = rest_call(&req) {
+            p.rest.push(call);
+        }
         if let Some(t) = p.timeline.as_mut() {
             t.push((std::time::Instant::now(), action.clone()));
         }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
 use crate::proxy_logs::Read;
 use crate::runbook::{DEFAULT_AUTH_RETRY_SECONDS, Runbook};
@@ -262,6 +262,15 @@ impl StepImpl for InvokeCheck {
     const NAME: &'static str = "invoke-check";
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["response"];
+    const ACTIONS: Actions = Actions {
+        check: &[],
+        apply: &[
+            ("lambda:InvokeFunction", On::Functions),
+            // A failure's cause, from the proxy's log.
+            ("logs:FilterLogEvents", On::ProxyLog),
+        ],
+        rollback: &[],
+    };
     const AFTER: &'static [(&'static str, &'static str)] = &[
         ("lambda-env", "it checks the function through the proxy"),
         ("targets", "it checks the function through the proxy"),

@@ -4,162 +4,28 @@
 //! old versions to stay within five) and attach it to each target Lambda's
 //! execution role.
 
-use std::collections::BTreeMap;
+mod document;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use aws_sdk_iam::types::PolicyVersion;
 use futures_util::future::try_join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::common::decode_policy;
 use super::common::{TagChanges, function_configuration, iam_tags, policy_attached, tag_changes};
-use super::contract::{Ctx, Found, Outputs, Resolver, StepImpl, Undone};
+use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
-use crate::template::fill_placeholders;
+use document::{Inputs, document, transitional};
 
 pub struct ConnectPolicy;
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
-
-#[derive(Serialize, Deserialize)]
-pub struct Inputs {
-    policy_name: String,
-    template: String,
-    proxy_id: String,
-    db_user: String,
-    functions: Vec<String>,
-    /// The functions that name the DB user they connect as (`[[lambda]]
-    /// db_user`), each with it; left out when none does.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    users: BTreeMap<String, String>,
-    tags: BTreeMap<String, String>,
-}
-
-impl Inputs {
-    /// Each user the functions connect as, with the functions.
-    fn by_user(&self) -> BTreeMap<&str, Vec<&str>> {
-        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for f in &self.functions {
-            let user = self.users.get(f).unwrap_or(&self.db_user);
-            out.entry(user).or_default().push(f);
-        }
-        out
-    }
-}
-
-/// The cookbook's `sed` over the template, for one user.
-fn filled(i: &Inputs, user: &str, region: &str, account: &str) -> Result<Value> {
-    let text = fill_placeholders(
-        &i.template,
-        &[
-            ("AWS_REGION", region),
-            ("AWS_ACCOUNT_ID", account),
-            ("RDSProxyID", &i.proxy_id),
-            ("DB_USER", user),
-        ],
-    );
-    serde_json::from_str(&text).context("the filled connect-policy template is not JSON")
-}
-
-/// The policy's document. When the functions connect as one user (the
-/// book's case), the template filled with it. When they connect as several,
-/// one policy still serves them all: the template filled once per user,
-/// each statement allowed only to the execution roles (`roles`: each
-/// function's role ARN) of the functions that connect as that user, so a
-/// function may connect as its own user only.
-pub fn document(
-    i: &Inputs,
-    region: &str,
-    account: &str,
-    roles: &BTreeMap<String, String>,
-) -> Result<Value> {
-    let by_user = i.by_user();
-    if by_user.len() <= 1 {
-        let user = by_user.keys().next().copied().unwrap_or(&i.db_user);
-        return filled(i, user, region, account);
-    }
-    let mut all = Vec::new();
-    let mut doc = Value::Null;
-    for (n, (user, functions)) in by_user.into_iter().enumerate() {
-        let mut principals: Vec<&str> = functions
-            .iter()
-            .map(|f| {
-                roles
-                    .get(*f)
-                    .map(String::as_str)
-                    .with_context(|| format!("the execution role of {f} is not known"))
-            })
-            .collect::<Result<_>>()?;
-        principals.sort();
-        principals.dedup();
-        let principals = match principals.as_slice() {
-            [one] => Value::from(*one),
-            many => Value::from(many.to_vec()),
-        };
-        doc = filled(i, user, region, account)?;
-        for mut st in statements(&doc) {
-            let Some(obj) = st.as_object_mut() else {
-                continue;
-            };
-            if let Some(Value::String(sid)) = obj.get_mut("Sid") {
-                sid.push_str(&n.to_string());
-            }
-            let condition = obj
-                .entry("Condition")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if let Some(c) = condition.as_object_mut() {
-                c.insert(
-                    "ArnEquals".into(),
-                    serde_json::json!({"aws:PrincipalArn": principals}),
-                );
-            }
-            all.push(st);
-        }
-    }
-    doc["Statement"] = Value::Array(all);
-    Ok(doc)
-}
-
-/// A document's statements, as a list (IAM accepts one as an object).
-fn statements(doc: &Value) -> Vec<Value> {
-    match doc.get("Statement") {
-        Some(Value::Array(list)) => list.clone(),
-        Some(one @ Value::Object(_)) => vec![one.clone()],
-        _ => Vec::new(),
-    }
-}
-
-/// `want` widened with what `old` allows that it does not (`None` when it
-/// allows nothing more): the document for the run's first pass, so that a
-/// function still on the old proxy (a replacement) or as the old user keeps
-/// its access until every function has moved; the second pass narrows it.
-pub fn widened(old: &Value, want: &Value) -> Option<Value> {
-    let mut all = statements(want);
-    // A kept statement loses its Sid: IAM refuses two statements with one.
-    let extra: Vec<Value> = statements(old)
-        .into_iter()
-        .filter(|s| !all.contains(s))
-        .map(|mut s| {
-            if let Some(o) = s.as_object_mut() {
-                o.remove("Sid");
-            }
-            s
-        })
-        .filter(|s| !all.contains(s))
-        .collect();
-    if extra.is_empty() {
-        return None;
-    }
-    all.extend(extra);
-    let mut doc = want.clone();
-    doc["Statement"] = Value::Array(all);
-    Some(doc)
-}
 
 /// Which versions to delete so that one more fits: the oldest non-default.
 pub fn versions_to_prune(versions: &[PolicyVersion]) -> Vec<String> {
@@ -396,31 +262,143 @@ async fn roles(
     Ok((arns, names))
 }
 
+/// Where the policy stands and where a run takes it: read once per pass.
+struct Wiring {
+    /// The execution role of each function, by function (ARNs).
+    arns: BTreeMap<String, String>,
+    /// The functions' roles (names, sorted, once each), and whether the
+    /// policy is attached to each now.
+    roles: Vec<String>,
+    attached: Vec<bool>,
+    /// The roles it is attached to that no function of the runbook uses.
+    detach: Vec<String>,
+}
+
+impl Wiring {
+    async fn read(cx: &Ctx<'_>, i: &Inputs, arn: &str) -> Result<Wiring> {
+        let (arns, roles) = roles(cx, &i.functions).await?;
+        let (attached, detach) = tokio::try_join!(
+            try_join_all(roles.iter().map(|r| attached_once(cx, r, arn))),
+            detach_needed(cx, arn, &roles)
+        )?;
+        Ok(Wiring {
+            arns,
+            roles,
+            attached,
+            detach,
+        })
+    }
+
+    /// The roles the runbook's functions use (ARNs).
+    fn new_roles(&self) -> BTreeSet<String> {
+        self.arns.values().cloned().collect()
+    }
+
+    /// The roles the policy is attached to now (ARNs): the functions' that
+    /// have it, and those of functions that left (read by name).
+    async fn old_roles(&self, cx: &Ctx<'_>) -> Result<BTreeSet<String>> {
+        let mut out: BTreeSet<String> = self
+            .arns
+            .values()
+            .filter(|arn| {
+                let name = crate::arn::role_name(arn).unwrap_or_default();
+                self.roles
+                    .iter()
+                    .zip(&self.attached)
+                    .any(|(r, a)| *a && r == name)
+            })
+            .cloned()
+            .collect();
+        let leaving = try_join_all(self.detach.iter().map(|r| role_arn(cx, r))).await?;
+        out.extend(leaving.into_iter().flatten());
+        Ok(out)
+    }
+}
+
+/// A role's ARN (its path is in it), read once in this pass; None when the
+/// role is gone (nothing to grant it then).
+async fn role_arn(cx: &Ctx<'_>, name: &str) -> Result<Option<String>> {
+    let read = async {
+        match cx.aws.iam.get_role().role_name(name).send().await {
+            Ok(out) => Ok(out.role.map(|r| r.arn)),
+            Err(e) if is_no_such_entity(error_code(&e)) => Ok(None),
+            Err(e) => anyhow::bail!("cannot read IAM role {name}: {}", describe_error(&e)),
+        }
+    };
+    cx.read_once(format!("arn of role {name}"), read).await
+}
+
+/// The documents of a run over a found policy: what the runbook wants, and
+/// what its first pass writes while functions still move (see
+/// [`transitional`]): the same when nothing has to wait.
+struct Documents {
+    want: Value,
+    during: Value,
+}
+
+async fn documents(
+    cx: &Ctx<'_>,
+    i: &Inputs,
+    found: &PolicyFound,
+    wiring: &Wiring,
+) -> Result<Documents> {
+    let account = cx.aws.account_id().await?;
+    let want = document(i, &cx.aws.region, account, &wiring.arns)?;
+    let old = found.document.clone().unwrap_or(Value::Null);
+    let during = transitional(
+        &old,
+        &wiring.old_roles(cx).await?,
+        &want,
+        &wiring.new_roles(),
+    );
+    Ok(Documents { want, during })
+}
+
+/// Whether this is a run's last pass, which narrows the policy to the
+/// runbook once every function has moved (a plan shows both passes).
+fn last_pass(cx: &Ctx<'_>) -> bool {
+    cx.removals && cx.deferred.is_some()
+}
+
 /// How the policy differs from the runbook (each `what: old -> new`) and
-/// the tags to change, for one found policy and the functions' roles.
+/// the tags to change: the document the run's first pass writes, then the
+/// one its last pass narrows it to, when they differ.
 fn differences(
     cx: &Ctx<'_>,
     i: &Inputs,
     found: &PolicyFound,
-    want: &Value,
-    roles: &[String],
-    attached: &[bool],
-    detach: &[String],
+    docs: &Documents,
+    wiring: &Wiring,
 ) -> Vec<String> {
     let mut d = Vec::new();
-    if found.document.as_ref() != Some(want) {
+    let have = found
+        .document
+        .as_ref()
+        .map_or("(unreadable)".to_string(), Value::to_string);
+    let (want, during) = (&docs.want, &docs.during);
+    if last_pass(cx) || during == want {
+        if found.document.as_ref() != Some(want) {
+            d.push(format!(
+                "policy document: {have} -> {want} (a new default version)"
+            ));
+        }
+    } else {
+        if found.document.as_ref() != Some(during) {
+            d.push(format!(
+                "policy document: {have} -> {during} (a new default version that keeps each \
+                 grant of the old one for the roles it had, while the functions move)"
+            ));
+        }
         d.push(format!(
-            "policy document: {} -> {want} (a new default version)",
-            found
-                .document
-                .as_ref()
-                .map_or("(unreadable)".to_string(), Value::to_string)
+            "policy document: then, once every function has moved, -> {want} (the run's last \
+             pass)"
         ));
     }
-    for (role, _) in roles.iter().zip(attached).filter(|(_, a)| !**a) {
+    let unattached = wiring.roles.iter().zip(&wiring.attached);
+    for (role, _) in unattached.filter(|(_, a)| !**a) {
         d.push(format!("role {role}: not attached -> attached"));
     }
-    for role in detach {
+    for role in &wiring.detach {
         d.push(format!(
             "role {role}: attached -> detached (no function of the runbook uses it)"
         ));
@@ -437,6 +415,50 @@ impl StepImpl for ConnectPolicy {
     const IDENTITY: &'static [&'static str] = &["policy_name"];
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["arn", "roles"];
+    const ACTIONS: Actions = Actions {
+        check: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("iam:ListAttachedRolePolicies", On::FunctionRoles),
+            // The ARN of a role that leaves (a function removed).
+            ("iam:GetRole", On::FunctionRoles),
+        ],
+        apply: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            ("iam:ListAttachedRolePolicies", On::FunctionRoles),
+            ("iam:GetRole", On::FunctionRoles),
+            ("iam:CreatePolicy", On::ConnectPolicy),
+            ("iam:TagPolicy", On::ConnectPolicy),
+            ("iam:UntagPolicy", On::ConnectPolicy),
+            ("iam:ListPolicyVersions", On::ConnectPolicy),
+            ("iam:DeletePolicyVersion", On::ConnectPolicy),
+            ("iam:CreatePolicyVersion", On::ConnectPolicy),
+            ("iam:AttachRolePolicy", On::ConnectPolicyHolders),
+            ("iam:DetachRolePolicy", On::ConnectPolicyHolders),
+        ],
+        rollback: &[
+            ("sts:GetCallerIdentity", On::Any),
+            ("iam:GetPolicy", On::ConnectPolicy),
+            ("iam:GetPolicyVersion", On::ConnectPolicy),
+            ("iam:ListPolicyTags", On::ConnectPolicy),
+            ("iam:ListEntitiesForPolicy", On::ConnectPolicy),
+            ("iam:ListPolicyVersions", On::ConnectPolicy),
+            ("iam:DeletePolicyVersion", On::ConnectPolicy),
+            ("iam:DeletePolicy", On::ConnectPolicy),
+            ("iam:DetachRolePolicy", On::ConnectPolicyHolders),
+            ("iam:DetachUserPolicy", On::ConnectPolicyHolders),
+            ("iam:DetachGroupPolicy", On::ConnectPolicyHolders),
+        ],
+    };
 
     fn inputs(&self, rb: &Runbook, r: &mut Resolver) -> Inputs {
         Inputs {
@@ -486,27 +508,18 @@ impl StepImpl for ConnectPolicy {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);
         // The policy, and where it is attached, read at once.
-        let attachments = async {
-            let (arns, roles) = roles(cx, &i.functions).await?;
-            let (attached, detach) = tokio::try_join!(
-                try_join_all(roles.iter().map(|r| attached_once(cx, r, &arn))),
-                detach_needed(cx, &arn, &roles)
-            )?;
-            anyhow::Ok((arns, roles, attached, detach))
-        };
-        let (found, (arns, roles, attached, detach)) =
-            tokio::try_join!(find_once(cx, &arn), attachments)?;
+        let (found, wiring) = tokio::try_join!(find_once(cx, &arn), Wiring::read(cx, i, &arn))?;
         let Some(found) = found else {
             return Ok(Found::Missing);
         };
         if !found.ours {
             return Ok(Found::Foreign(cx.not_ours(&format!("IAM policy {arn}"))));
         }
-        let want = document(i, &cx.aws.region, account, &arns)?;
-        let diffs = differences(cx, i, &found, &want, &roles, &attached, &detach);
+        let docs = documents(cx, i, &found, &wiring).await?;
+        let diffs = differences(cx, i, &found, &docs, &wiring);
         let outputs = Outputs::from([
             ("arn".to_string(), arn),
-            ("roles".to_string(), roles.join(",")),
+            ("roles".to_string(), wiring.roles.join(",")),
         ]);
         if !diffs.is_empty() {
             return Ok(Found::Update(diffs, outputs));
@@ -529,10 +542,10 @@ impl StepImpl for ConnectPolicy {
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);
-        let (arns, roles) = roles(cx, &i.functions).await?;
-        let want = document(i, &cx.aws.region, account, &arns)?;
+        let wiring = Wiring::read(cx, i, &arn).await?;
         match find_once(cx, &arn).await? {
             None => {
+                let want = document(i, &cx.aws.region, account, &wiring.arns)?;
                 cx.bar.set(format!("creating IAM policy {}", i.policy_name));
                 let tags = iam_tags(&i.tags)?;
                 cx.aws
@@ -556,51 +569,59 @@ impl StepImpl for ConnectPolicy {
             }
             Some(f) if !f.ours => anyhow::bail!(cx.not_ours(&format!("IAM policy {arn}"))),
             Some(f) => {
-                // What the old document allows goes last (the second pass).
-                let wider = f.document.as_ref().and_then(|old| widened(old, &want));
-                let doc = match wider {
-                    Some(wider) if !cx.may_remove(Self::NAME) => wider,
-                    _ => want.clone(),
-                };
-                update(cx, i, &arn, &f, &doc).await?;
-            }
-        }
-        try_join_all(roles.iter().map(|role| {
-            let arn = &arn;
-            async move {
-                if attached_once(cx, role, arn).await? {
-                    return Ok(());
+                let docs = documents(cx, i, &f, &wiring).await?;
+                // Removals wait for the run's last pass: a function leaving
+                // keeps its policy until its variable is put back, one
+                // moving keeps its old grants until every function moved.
+                let waiting = docs.during != docs.want || !wiring.detach.is_empty();
+                if waiting && cx.may_remove(Self::NAME) {
+                    // Detached first: the narrowed document never reaches a
+                    // role that is leaving.
+                    for role in &wiring.detach {
+                        detach(cx, &arn, role).await?;
+                    }
+                    update(cx, i, &arn, &f, &docs.want).await?;
+                } else {
+                    update(cx, i, &arn, &f, &docs.during).await?;
                 }
-                cx.bar
-                    .set(format!("attaching {} to role {role}", i.policy_name));
-                cx.aws
-                    .iam
-                    .attach_role_policy()
-                    .role_name(role)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot attach {arn} to role {role}: {}",
-                            describe_error(&e)
-                        )
-                    })
-            }
-        }))
-        .await?;
-        // In the run's second pass: a function leaving keeps its policy
-        // until its variable is put back.
-        let to_detach = detach_needed(cx, &arn, &roles).await?;
-        if !to_detach.is_empty() && cx.may_remove(Self::NAME) {
-            for role in to_detach {
-                detach(cx, &arn, &role).await?;
             }
         }
+        // Attached once the document is written: a role joining never
+        // meets the old one's grants for everyone.
+        try_join_all(
+            wiring
+                .roles
+                .iter()
+                .zip(&wiring.attached)
+                .map(|(role, attached)| {
+                    let arn = &arn;
+                    async move {
+                        if *attached {
+                            return Ok(());
+                        }
+                        cx.bar
+                            .set(format!("attaching {} to role {role}", i.policy_name));
+                        cx.aws
+                            .iam
+                            .attach_role_policy()
+                            .role_name(role)
+                            .policy_arn(arn)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| {
+                                anyhow::anyhow!(
+                                    "cannot attach {arn} to role {role}: {}",
+                                    describe_error(&e)
+                                )
+                            })
+                    }
+                }),
+        )
+        .await?;
         Ok(Outputs::from([
             ("arn".to_string(), arn),
-            ("roles".to_string(), roles.join(",")),
+            ("roles".to_string(), wiring.roles.join(",")),
         ]))
     }
 
@@ -686,102 +707,6 @@ impl StepImpl for ConnectPolicy {
 mod tests {
     use super::*;
     use aws_sdk_iam::primitives::DateTime;
-
-    #[test]
-    fn the_first_pass_keeps_what_the_old_document_allowed() {
-        let mut new_proxy = inputs("*");
-        new_proxy.proxy_id = "prx-0new".into();
-        let old = document(&inputs("*"), "r", "1", &BTreeMap::new()).unwrap();
-        let want = document(&new_proxy, "r", "1", &BTreeMap::new()).unwrap();
-        let wide = widened(&old, &want).expect("the old proxy is still allowed");
-        let text = wide.to_string();
-        assert!(
-            text.contains("prx-0abc") && text.contains("prx-0new"),
-            "{text}"
-        );
-        assert_eq!(statements(&wide).len(), 2);
-        assert_eq!(widened(&want, &want), None, "nothing more to keep");
-        assert_eq!(widened(&wide, &wide), None);
-        // The second pass narrows the widened one to what the runbook says.
-        assert!(widened(&wide, &want).is_some());
-        // Statements with Sids (a template's): the kept one has none.
-        let sid =
-            |user: &str| serde_json::json!({"Statement": [{"Sid": "Connect0", "Resource": user}]});
-        let wide = widened(&sid("a"), &sid("b")).unwrap();
-        assert_eq!(wide["Statement"][1], serde_json::json!({"Resource": "a"}));
-        let single = serde_json::json!({"Statement": {"Effect": "Allow"}});
-        assert_eq!(statements(&single).len(), 1);
-    }
-
-    fn inputs(db_user: &str) -> Inputs {
-        Inputs {
-            policy_name: "p".into(),
-            template: include_str!("../../runbooks/policies/rds-connect-policy-template.json")
-                .into(),
-            proxy_id: "prx-0abc".into(),
-            db_user: db_user.into(),
-            functions: vec!["f".into()],
-            users: BTreeMap::new(),
-            tags: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn the_template_is_filled_like_the_book() {
-        let doc = document(&inputs("*"), "us-east-1", "123456789012", &BTreeMap::new()).unwrap();
-        assert_eq!(
-            doc["Statement"][0]["Resource"][0],
-            "arn:aws:rds-db:us-east-1:123456789012:dbuser:prx-0abc/*"
-        );
-        assert_eq!(doc["Statement"][0]["Action"][0], "rds-db:connect");
-        let doc = document(&inputs("admin"), "eu-west-1", "1", &BTreeMap::new()).unwrap();
-        assert_eq!(
-            doc["Statement"][0]["Resource"][0],
-            "arn:aws:rds-db:eu-west-1:1:dbuser:prx-0abc/admin"
-        );
-    }
-
-    #[test]
-    fn functions_of_several_users_each_get_their_own_user_only() {
-        let mut i = inputs("*");
-        i.functions = vec!["api".into(), "report".into(), "cron".into()];
-        i.users = BTreeMap::from([
-            ("api".to_string(), "app".to_string()),
-            ("report".to_string(), "reader".to_string()),
-        ]);
-        let roles = BTreeMap::from([
-            ("api".to_string(), "arn:aws:iam::1:role/api".to_string()),
-            (
-                "report".to_string(),
-                "arn:aws:iam::1:role/service-role/rep".to_string(),
-            ),
-            ("cron".to_string(), "arn:aws:iam::1:role/api".to_string()),
-        ]);
-        let doc = document(&i, "r", "1", &roles).unwrap();
-        let st = statements(&doc);
-        assert_eq!(st.len(), 3, "{doc}");
-        let who = |user: &str| {
-            st.iter()
-                .find(|s| s["Resource"][0] == format!("arn:aws:rds-db:r:1:dbuser:prx-0abc/{user}"))
-                .map(|s| s["Condition"]["ArnEquals"]["aws:PrincipalArn"].clone())
-                .unwrap_or_else(|| panic!("no statement for {user}: {doc}"))
-        };
-        assert_eq!(who("app"), "arn:aws:iam::1:role/api");
-        assert_eq!(who("reader"), "arn:aws:iam::1:role/service-role/rep");
-        // cron names no user: the connect policy's (`*`), on its role only.
-        assert_eq!(who("*"), "arn:aws:iam::1:role/api");
-        // A role missing is an error, never a statement for everyone.
-        assert!(document(&i, "r", "1", &BTreeMap::new()).is_err());
-        // All of one user: the template filled with it, no condition (the
-        // book's document with the user in it).
-        i.users.insert("cron".into(), "app".into());
-        i.users.insert("report".into(), "app".into());
-        let one = document(&i, "r", "1", &roles).unwrap();
-        assert_eq!(one, filled(&i, "app", "r", "1").unwrap());
-        // Inputs without users record as before.
-        let v = serde_json::to_value(inputs("*")).unwrap();
-        assert!(v.get("users").is_none(), "{v}");
-    }
 
     fn version(id: &str, default: bool, secs: i64) -> PolicyVersion {
         PolicyVersion::builder()
