@@ -188,3 +188,22 @@ fn missing_credentials_or_region_are_named() {
     .stdout_has("Plan: 9 to create");
     assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
 }
+
+/// `run --plan FILE`: a file that is not there is named as missing; one
+/// that is there but no plan keeps its own message.
+#[test]
+fn a_saved_plan_that_does_not_exist_is_named_missing() {
+    let (emu, ws) = setup("plan_missing");
+    let calls = emu.calls();
+    let missing = ws.dir.join("missing.json");
+    ws.run(&["run", "--yes", "--plan", &missing.display().to_string()])
+        .code(3)
+        .stderr_has(&format!("there is no plan at {}", missing.display()))
+        .stderr_has("the file does not exist; write one with `rds-proxy-runbook plan RUNBOOK -o");
+    let other = ws.dir.join("other.json");
+    std::fs::write(&other, "{\"format\": \"something else\"}").unwrap();
+    ws.run(&["run", "--yes", "--plan", &other.display().to_string()])
+        .code(3)
+        .stderr_has("is not a plan written by `rds-proxy-runbook plan -o`");
+    assert_eq!(calls, emu.calls(), "a call was made");
+}
