@@ -1,6 +1,8 @@
 //! Bad input: runbook problems with their positions, missing credentials or region.
 
 use super::*;
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn bad_input_is_reported_with_positions_and_creates_nothing() {
@@ -206,4 +208,54 @@ fn a_saved_plan_that_does_not_exist_is_named_missing() {
         .code(3)
         .stderr_has("is not a plan written by `rds-proxy-runbook plan -o`");
     assert_eq!(calls, emu.calls(), "a call was made");
+}
+
+/// localstack/demo.sh takes `--port N` (or `--port=N`) to start.sh and
+/// refuses anything else with its usage.
+#[test]
+fn the_demo_takes_a_port_and_refuses_other_arguments() {
+    let demo = Path::new(ROOT).join("localstack/demo.sh");
+    let run = |args: &[&str]| {
+        Out::from(
+            Command::new(&demo)
+                .args(args)
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("MOTO_PORT")
+                .bounded_output(),
+        )
+    };
+    for args in [
+        &["--bogus"][..],
+        &["--port"][..],
+        &["--port", "x1"][..],
+        &["4566"][..],
+    ] {
+        run(args)
+            .code(2)
+            .stderr_has("usage: localstack/demo.sh [--port N]");
+    }
+    // Something that is not the emulator answers on the port: start.sh,
+    // given the port, says so (and the demo stops there).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in taken.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            );
+        }
+    });
+    for args in [
+        vec!["--port".to_string(), port.to_string()],
+        vec![format!("--port={port}")],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args).code(1).stderr_has(&format!(
+            "port {port} is taken by something this script did not start"
+        ));
+    }
 }
