@@ -259,3 +259,54 @@ fn the_demo_takes_a_port_and_refuses_other_arguments() {
         ));
     }
 }
+
+/// ARNs of another region than the one the command works in (a secret, an
+/// `[[auth]]` secret, a function by ARN): the region is in the ARN, so the
+/// mismatch is refused before any call, each at its position with the fix.
+#[test]
+fn arns_of_another_region_are_refused_before_any_call() {
+    let (emu, ws) = setup("other_region");
+    let secret = &ws.env["RDS_SECRET_ARN"];
+    let elsewhere = secret.replace(":us-east-1:", ":eu-west-1:");
+    assert_ne!(&elsewhere, secret, "the seed's secret is in us-east-1");
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "function_name = \"${env.DB_APP_FUNCTION_NAME}\"",
+            "function_name = \"arn:aws:lambda:eu-west-1:123456789012:function:${env.DB_APP_FUNCTION_NAME}\"",
+        )
+        .replace("${env.RDS_SECRET_ARN}", &elsewhere)
+    });
+    // Where the secret's value is written: line and column of its quote.
+    let text = std::fs::read_to_string(&ws.runbook).unwrap();
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.starts_with("secret_arn = ")
+                .then(|| (i + 1, l.find('"').unwrap() + 1))
+        })
+        .unwrap();
+    let before = snapshot(&emu, &ws);
+    for cmd in [&["run", "--yes"][..], &["plan"][..], &["preflight"][..]] {
+        let calls = emu.calls();
+        let out = ws.run(cmd);
+        assert_eq!(calls, emu.calls(), "{cmd:?} made a call");
+        out.code(3)
+            .stderr_has("nothing was changed")
+            .stderr_has(&format!(
+                "{}:{line}:{col}: `database.secret_arn`: the secret is in region eu-west-1 (its \
+                 ARN says so), but this command works in us-east-1",
+                ws.runbook.display()
+            ))
+            .stderr_has(
+                "run in eu-west-1 (--region eu-west-1, or `region = \"eu-west-1\"` in the runbook)",
+            )
+            .stderr_has("replicate-secret-to-regions")
+            .stderr_has("`lambda[0].function_name`: the function is in region eu-west-1");
+    }
+    // The same secret in the region the command works in: on its way.
+    ws.write_runbook(|s| s);
+    ws.run(&["plan"]).ok();
+    assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
+}
