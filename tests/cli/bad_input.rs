@@ -101,11 +101,91 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
             "`proxy_security_group.name`",
             "may not start with `sg-`",
         ),
+        // AWS's own limits (src/limits), each refused before any call.
+        (
+            |s| match s.contains("[pool]\n") {
+                true => edit(&s, "[pool]\n", "[pool]\nconnection_borrow_timeout = 301\n"),
+                false => s + "\n[pool]\nconnection_borrow_timeout = 301\n",
+            },
+            "`pool.connection_borrow_timeout`",
+            "301 is out of range: use 0 to 300",
+        ),
+        (
+            |s| {
+                let long = format!("(AWS Cookbook 4.3){}\"", "a".repeat(220));
+                edit(&s, "(AWS Cookbook 4.3)\"", &long)
+            },
+            "`proxy_security_group.description`",
+            "is 263 characters long: EC2 takes a security group description of up to 255",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "RDS Proxy security group (",
+                    "RDS Proxy sécurité group (",
+                )
+            },
+            "`proxy_security_group.description`",
+            "holds `é`, which EC2 does not take in a security group description",
+        ),
+        (
+            |s| {
+                s + "\n[[auth]]\nsecret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:x\"\n\
+                     description = \"the app\\nand the reports\"\n"
+            },
+            "`auth[0].description`",
+            "holds a line break, which RDS does not take in a description",
+        ),
+        (
+            |s| edit(&s, "[tags]\n", "[tags]\nTeam = \"a, b (team)\"\n"),
+            "`tags.Team`",
+            "a tag value may hold letters, digits, spaces and _ . : / = + - @ only",
+        ),
+        (
+            |s| {
+                let key = "k".repeat(128);
+                edit(&s, "[tags]\n", &format!("[tags]\n{key} = \"x\"\n"))
+            },
+            "`tags.kkkk",
+            "a tag key of 128 characters: AWS takes 1 to 127",
+        ),
+        (
+            |s| edit(&s, "[tags]\n", "[tags]\n\"aws:owner\" = \"x\"\n"),
+            "`tags.aws:owner`",
+            "a tag key may not start with `aws:`",
+        ),
+        (
+            |s| {
+                let many: String = (0..49).map(|i| format!("T{i} = \"v\"\n")).collect();
+                edit(&s, "[tags]\n", &format!("[tags]\n{many}"))
+            },
+            "`tags`",
+            "50 tags and the tool's own ownership tag make 51: IAM takes at most 50",
+        ),
+        (
+            |s| edit(&s, "env_var = \"DB_HOST\"", "env_var = \"AWS_REGION\""),
+            "`lambda[0].env_var`",
+            "`AWS_REGION` is set by Lambda itself",
+        ),
+        (
+            |s| {
+                edit(
+                    &s,
+                    "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\n",
+                    "function_name = \"${env.DB_APP_FUNCTION_NAME}\"\nread_env_var = \"DB-READ-HOST\"\n",
+                )
+            },
+            "`lambda[0].read_env_var`",
+            "is not a name Lambda takes for a variable",
+        ),
     ];
     for (edit, key, message) in &cases {
         ws.write_runbook(edit);
         for cmd in [&["run", "--yes"][..], &["plan"][..]] {
+            let calls = emu.calls();
             let out = ws.run(cmd);
+            assert_eq!(calls, emu.calls(), "{key}: a call was made");
             out.code(3)
                 .stderr_has(key)
                 .stderr_has(message)
@@ -309,4 +389,20 @@ fn arns_of_another_region_are_refused_before_any_call() {
     ws.write_runbook(|s| s);
     ws.run(&["plan"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
+}
+
+/// src/limits/model.rs is what localstack/tools/constraints.py makes from
+/// AWS's models (botocore's, pinned in localstack/requirements.txt).
+#[test]
+fn the_limits_table_is_what_awss_models_say() {
+    install_emulator();
+    let out = Command::new(Path::new(ROOT).join("localstack/.venv/bin/python"))
+        .arg(Path::new(ROOT).join("localstack/tools/constraints.py"))
+        .arg("--check")
+        .bounded_output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
