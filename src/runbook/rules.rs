@@ -1,17 +1,65 @@
 //! Rules across the entries of a section, which no one value breaks alone:
-//! tags that AWS refuses together (too many, one key twice in IAM's eyes)
-//! or one by one.
+//! a function's variable set by two `[[lambda]]` tables, and tags that AWS
+//! refuses together (too many, one key twice in IAM's eyes) or one by one.
 
 use std::collections::BTreeMap;
 
 use toml_edit::Item;
 
 use super::reader::{Cx, Tbl};
-use super::types::OWNER_TAG;
+use super::types::*;
 use crate::limits::model;
 use crate::validate;
 
+/// The function a `[[lambda]]` names, by name: an ARN
+/// (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`) and the bare
+/// name are the same function.
+pub(super) fn function_key(name: &str) -> &str {
+    name.strip_prefix("arn:")
+        .and_then(|_| name.split(':').nth(6))
+        .unwrap_or(name)
+}
+
 impl Cx<'_> {
+    /// A function's variable set by two `[[lambda]]` tables: both would move
+    /// it and the last would win (a run and every line of its log would
+    /// name the function twice). Refused at the second table. A function
+    /// may have a table per variable.
+    pub(super) fn lambda_duplicates(&mut self, lambdas: &[Lambda]) {
+        let mut seen: BTreeMap<(String, &str), usize> = BTreeMap::new();
+        for (i, l) in lambdas.iter().enumerate() {
+            let Some(name) = l
+                .function_name
+                .literal()
+                .filter(|_| !l.function_name.unset_env)
+            else {
+                continue;
+            };
+            let function = function_key(&name).to_string();
+            for var in std::iter::once(&l.env_var).chain(&l.read_env_var) {
+                match seen.get(&(function.clone(), var.as_str())) {
+                    Some(&first) if first != i => {
+                        let line = lambdas[first].pos.line;
+                        self.error(
+                            l.pos,
+                            &format!("lambda[{i}].function_name"),
+                            format!(
+                                "lambda[{first}] (line {line}) sets {var} of Lambda {function} \
+                                 already: both would set it and the last to run would win; keep \
+                                 the function in one [[lambda]] table (another table of the \
+                                 same function may set another variable)"
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert((function.clone(), var.as_str()), i);
+                    }
+                }
+            }
+        }
+    }
+
     /// `[tags]` as AWS takes them on every resource the tool tags: each key
     /// and value (see [`validate::tag_key`]), no two keys that differ only
     /// in case (IAM: "Tag keys are case insensitive"), and at most 50 with
@@ -75,5 +123,23 @@ impl Cx<'_> {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_key;
+
+    #[test]
+    fn a_function_is_the_same_by_name_or_arn() {
+        assert_eq!(function_key("app"), "app");
+        assert_eq!(
+            function_key("arn:aws:lambda:us-east-1:123456789012:function:app"),
+            "app"
+        );
+        assert_eq!(
+            function_key("arn:aws:lambda:us-east-1:123456789012:function:app:live"),
+            "app"
+        );
     }
 }

@@ -40,6 +40,7 @@ impl Cx<'_> {
             self.auth_rules(db, proxy, *scheme_pos, secret_access, !auth.is_empty());
         }
         let lambdas = self.lambdas(&mut top);
+        self.lambda_duplicates(&lambdas);
         self.lambda_users(&lambdas, &auth, proxy.as_ref().map(|p| &p.0));
         let endpoints = self.endpoints(&mut top, database.as_ref(), &lambdas, &steps);
         let invoke_check = self.invoke_check(&mut top);

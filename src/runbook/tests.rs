@@ -794,6 +794,36 @@ fn a_function_connects_as_a_user_some_secret_logs_in_as() {
 }
 
 #[test]
+fn a_function_variable_set_by_two_tables_is_refused_at_the_second() {
+    let two = |second: &str| format!("{MINIMAL}[[lambda]]\nfunction_name = \"app\"\n\n{second}");
+    let d = errors(&two("[[lambda]]\nfunction_name = \"app\"\n"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].key, "lambda[1].function_name");
+    assert_eq!(d[0].pos, Pos { line: 22, col: 1 }, "the second table");
+    assert!(
+        d[0].message
+            .contains("lambda[0] (line 19) sets DB_HOST of Lambda app already"),
+        "{}",
+        d[0].message
+    );
+    // By ARN, it is the same function; a reader variable counts too.
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:app";
+    let d = errors(&two(&format!(
+        "[[lambda]]\nfunction_name = \"{arn}\"\nenv_var = \"OTHER\"\nread_env_var = \"DB_HOST\"\n"
+    )));
+    assert!(
+        d.iter().any(|d| d.key == "lambda[1].function_name"),
+        "{d:?}"
+    );
+    // Another variable of the same function is another table's to set.
+    let rb = parse(&two(
+        "[[lambda]]\nfunction_name = \"app\"\nenv_var = \"DATABASE_HOST\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rb.lambdas.len(), 2);
+}
+
+#[test]
 fn tags_are_checked_as_a_whole_too() {
     let tags = |lines: &str| format!("{MINIMAL}[tags]\n{lines}");
     // 49 of the user's and the tool's own: 50, IAM's most.

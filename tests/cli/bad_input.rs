@@ -179,6 +179,20 @@ fn bad_input_is_reported_with_positions_and_creates_nothing() {
             "`lambda[0].read_env_var`",
             "is not a name Lambda takes for a variable",
         ),
+        // The same function's variable twice (whatever the edits above
+        // made of the first table's).
+        (
+            |s| {
+                let var = s
+                    .lines()
+                    .find(|l| l.starts_with("env_var = "))
+                    .expect("an env_var")
+                    .to_string();
+                s + "\n[[lambda]]\nfunction_name = \"${env.DB_APP_FUNCTION_NAME}\"\n" + &var + "\n"
+            },
+            "`lambda[1].function_name`",
+            "lambda[0] (line ",
+        ),
     ];
     for (edit, key, message) in &cases {
         ws.write_runbook(edit);
