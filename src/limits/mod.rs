@@ -185,6 +185,18 @@ pub const LAMBDA_RESERVED_VARIABLES: [&str; 18] = [
     "LAMBDA_RUNTIME_DIR",
 ];
 
+/// A function's variables, all together: "The total size of all
+/// environment variables doesn't exceed 4 KB" (AWS Lambda Developer Guide;
+/// "Lambda quotas": 4 KB, not adjustable). Lambda measures the variables
+/// as one JSON object (its refusal quotes the "String measured").
+pub const LAMBDA_ENVIRONMENT_BYTES: usize = 4096;
+
+/// The size Lambda measures of a function's variables.
+pub fn environment_size<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    let map: std::collections::BTreeMap<&str, &str> = variables.into_iter().collect();
+    serde_json::to_string(&map).map_or(0, |s| s.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::model::*;
@@ -273,5 +285,13 @@ mod tests {
         assert_eq!(AUTH_DESCRIPTION.misfit("a\nb"), Some(Misfit::Pattern(".*")));
         // Characters, not bytes.
         assert_eq!(AUTH_DESCRIPTION.misfit(&"é".repeat(1000)), None);
+    }
+
+    #[test]
+    fn the_environment_is_measured_as_lambda_does() {
+        assert_eq!(environment_size([]), 2);
+        assert_eq!(environment_size([("A", "b")]), r#"{"A":"b"}"#.len());
+        // Quotes in a value count escaped.
+        assert_eq!(environment_size([("A", "\"")]), r#"{"A":"\""}"#.len());
     }
 }

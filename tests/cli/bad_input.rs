@@ -420,3 +420,28 @@ fn the_limits_table_is_what_awss_models_say() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A function whose variables would outgrow Lambda's 4 KB once they point
+/// at the proxy: found by preflight (it needs the function's variables),
+/// before any change, naming the function, its table and the room needed.
+#[test]
+fn a_function_environment_over_4_kb_after_the_swap_is_refused_before_any_change() {
+    let (emu, ws) = setup("env_4kb");
+    let function = &ws.env["DB_APP_FUNCTION_NAME"];
+    set_function_variable(&emu, function, "BIG", Some(&"v".repeat(4000)));
+    let before = snapshot(&emu, &ws);
+    for cmd in [&["run", "--yes"][..], &["plan"][..]] {
+        ws.run(cmd)
+            .code(5)
+            .stdout_has(&format!(
+                "Lambda function {function} (`lambda[0].function_name`, {}:",
+                ws.runbook.display()
+            ))
+            .stdout_has("over Lambda's 4 KB (4096 bytes, measured as JSON)")
+            .stdout_has("bytes of room in");
+    }
+    assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
+    // With room made, the same runbook goes on.
+    set_function_variable(&emu, function, "BIG", Some("v"));
+    ws.run(&["preflight"]).ok();
+}
