@@ -4,9 +4,31 @@
 # build the CLI, then
 # plan / run / status / run again (the second run must change nothing).
 # Works from any directory. Leaves the emulator running.
+#
+#   localstack/demo.sh [--port N]     # the emulator's port (default: $MOTO_PORT or 4566)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+USAGE="usage: localstack/demo.sh [--port N]"
+
+# The port goes to start.sh (which starts or reuses the emulator there) and
+# to the hint for stop.sh; nothing else is taken.
+PORT_ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port)
+      [ $# -ge 2 ] || { echo "demo.sh: --port needs a value; $USAGE" >&2; exit 2; }
+      PORT_ARGS=(--port "$2"); shift 2 ;;
+    --port=*) PORT_ARGS=(--port "${1#--port=}"); shift ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    *) echo "demo.sh: unknown argument: $1; $USAGE" >&2; exit 2 ;;
+  esac
+done
+if [ ${#PORT_ARGS[@]} -gt 0 ]; then
+  case "${PORT_ARGS[1]}" in
+    ''|*[!0-9]*) echo "demo.sh: bad port: ${PORT_ARGS[1]}; $USAGE" >&2; exit 2 ;;
+  esac
+fi
 ROOT="$(dirname "$HERE")"
 RUN="$HERE/.run"
 RUNBOOK=runbooks/cookbook-4.3-mysql.toml
@@ -15,7 +37,7 @@ SEED_ENV="$RUN/seed.env"
 
 user_endpoint="${AWS_ENDPOINT_URL:-}"
 # Assign first, then eval: `eval "$(start.sh)"` alone would hide a failure.
-start_out="$("$HERE/start.sh")"
+start_out="$("$HERE/start.sh" "${PORT_ARGS[@]}")"
 eval "$start_out"
 
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
@@ -70,5 +92,6 @@ Done. The emulator is still running at $AWS_ENDPOINT_URL. To continue by hand:
 EOF
 if [ -z "$user_endpoint" ]; then
   echo
-  echo "Stop the emulator with: $HERE/stop.sh${MOTO_PORT:+ --port $MOTO_PORT}"
+  port="${PORT_ARGS[1]:-${MOTO_PORT:-}}"
+  echo "Stop the emulator with: $HERE/stop.sh${port:+ --port $port}"
 fi

@@ -9,6 +9,7 @@ mod db;
 mod engine;
 mod error;
 mod failpoint;
+mod limits;
 mod open;
 mod poll;
 mod preflight;

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::aws::{Aws, AwsOptions};
 use crate::error::Failure;
-use crate::runbook::{Runbook, RunbookError};
+use crate::runbook::{Diagnostic, Runbook, RunbookError, Text};
 use crate::state::State;
 use crate::state::backend::{Backend, Place};
 use crate::state::s3::{S3Place, S3State};
@@ -35,6 +35,76 @@ pub enum EnvMode {
 pub fn load_runbook(path: &Path, mode: EnvMode) -> Result<Runbook, RunbookError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     Runbook::load(path, &env, mode == EnvMode::Lenient, &steps::Catalogue)
+}
+
+/// The SDK clients for the runbook's calls, once the runbook's values that
+/// name a region (a secret's ARN, a function's) are checked against the
+/// region the calls go to: the mismatch is known without a call, and would
+/// otherwise surface later as a secret that "does not exist".
+pub async fn connect(rb: &Runbook, opts: &Options) -> Result<Aws> {
+    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
+    let diagnostics = region_mismatches(rb, &aws.region);
+    if !diagnostics.is_empty() {
+        return Err(RunbookError {
+            path: rb.path.clone(),
+            source: std::fs::read_to_string(&rb.path).ok(),
+            diagnostics,
+        }
+        .into());
+    }
+    Ok(aws)
+}
+
+/// Each ARN of the runbook in another region than `region`. Pure.
+pub fn region_mismatches(rb: &Runbook, region: &str) -> Vec<Diagnostic> {
+    let arn_region = |t: &Text| {
+        let value = t.literal().filter(|_| !t.unset_env)?;
+        let r = value.strip_prefix("arn:")?.split(':').nth(2)?.to_string();
+        (!r.is_empty() && r != region).then_some(r)
+    };
+    let elsewhere = |r: &str| {
+        format!(
+            "if the setup is there, run in {r} (--region {r}, or `region = \"{r}\"` in the \
+             runbook), else give the ARN of one in {region}"
+        )
+    };
+    let mut out = Vec::new();
+    let secrets = rb
+        .database
+        .secret_arn
+        .iter()
+        .chain(rb.auth.iter().map(|a| &a.secret_arn));
+    for t in secrets {
+        if let Some(r) = arn_region(t) {
+            out.push(Diagnostic {
+                pos: t.pos,
+                key: t.key.clone(),
+                message: format!(
+                    "the secret is in region {r} (its ARN says so), but this command works in \
+                     {region}, where the proxy is made and reads its secrets: {} (a replica: \
+                     aws secretsmanager replicate-secret-to-regions --secret-id ARN \
+                     --add-replica-regions Region={region})",
+                    elsewhere(&r)
+                ),
+            });
+        }
+    }
+    for l in &rb.lambdas {
+        if let Some(r) = arn_region(&l.function_name) {
+            out.push(Diagnostic {
+                pos: l.function_name.pos,
+                key: l.function_name.key.clone(),
+                message: format!(
+                    "the function is in region {r} (its ARN says so), but this command works \
+                     in {region}, where the proxy is made: a function reaches a proxy of its \
+                     own region; {}",
+                    elsewhere(&r)
+                ),
+            });
+        }
+    }
+    out.sort_by_key(|d| d.pos);
+    out
 }
 
 /// The state file beside the runbook: `.rds-proxy-runbook/<name>.state.json`.
@@ -142,4 +212,47 @@ pub(crate) fn record_place(
     state.account = Some(account.to_string());
     state.region = Some(region.to_string());
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_of_another_region_are_named_at_their_keys() {
+        let src = std::fs::read_to_string("runbooks/template.toml").unwrap();
+        let path = std::path::Path::new("runbooks/template.toml");
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db";
+        let env = |_: &str| None;
+        let rb =
+            Runbook::parse(path, &src, &env, &steps::Catalogue).unwrap_or_else(|e| panic!("{e}"));
+        let secret = rb
+            .database
+            .secret_arn
+            .as_ref()
+            .and_then(Text::literal)
+            .unwrap();
+        let home = secret.split(':').nth(3).unwrap().to_string();
+        assert!(region_mismatches(&rb, &home).is_empty());
+        let d = region_mismatches(&rb, "ap-south-1");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].key, "database.secret_arn");
+        assert!(
+            d[0].message.contains(&format!("in region {home}")),
+            "{}",
+            d[0].message
+        );
+        let moved = src.replace(&secret, arn).replace(
+            "function_name = \"my-app\"",
+            "function_name = \"arn:aws:lambda:eu-west-1:123456789012:function:my-app\"",
+        );
+        let rb =
+            Runbook::parse(path, &moved, &env, &steps::Catalogue).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<String> = region_mismatches(&rb, "us-east-1")
+            .into_iter()
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, ["database.secret_arn", "lambda[0].function_name"]);
+        assert!(region_mismatches(&rb, "eu-west-1").is_empty());
+    }
 }

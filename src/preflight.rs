@@ -198,7 +198,73 @@ pub async fn run(
     for part in parts {
         r.absorb(part);
     }
+    environment_room(rb, state, &aws.region, &variables, &mut r);
     Ok(r)
+}
+
+/// Whether each function's variables still fit Lambda's 4 KB once
+/// `lambda-env` points its runbook's variables at the proxy (before any
+/// change: AWS would refuse the update half-way through the run). The
+/// proxy's host is its own when known, else one as long as AWS would give.
+fn environment_room(
+    rb: &Runbook,
+    state: &crate::state::State,
+    region: &str,
+    variables: &[(String, HashMap<String, String>)],
+    r: &mut Report,
+) {
+    let known = crate::engine::lookup_in(state, rb);
+    let proxy_name = rb.proxy.name.literal().unwrap_or_default();
+    let proxy_host = known("proxy", "endpoint")
+        .unwrap_or_else(|| host_like(&format!("{proxy_name}.proxy"), region));
+    for (function, vars) in variables {
+        let mut after: HashMap<&str, String> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let mut first = None;
+        for (i, l) in rb.lambdas.iter().enumerate() {
+            if l.function_name.literal().as_deref() != Some(function.as_str()) {
+                continue;
+            }
+            first.get_or_insert((i, l.pos));
+            after.insert(&l.env_var, proxy_host.clone());
+            if let (Some(var), Some(endpoint)) = (&l.read_env_var, rb.reader_endpoint_name(l)) {
+                after.insert(
+                    var,
+                    host_like(&format!("{endpoint}.endpoint.proxy"), region),
+                );
+            }
+        }
+        let size = crate::limits::environment_size(after.iter().map(|(k, v)| (*k, v.as_str())));
+        let most = crate::limits::LAMBDA_ENVIRONMENT_BYTES;
+        if let Some((i, pos)) = first.filter(|_| size > most) {
+            r.problem(
+                format!(
+                    "Lambda function {function} (`lambda[{i}].function_name`, {}): its variables \
+                     would take {size} bytes once they point at the proxy, over Lambda's 4 KB \
+                     ({most} bytes, measured as JSON): AWS would refuse the change",
+                    rb.at(pos)
+                ),
+                format!(
+                    "make {} bytes of room in {function}'s variables (remove or shorten some: \
+                     aws lambda get-function-configuration --function-name {function} --query \
+                     Environment), then run again",
+                    size - most
+                ),
+            );
+        }
+    }
+}
+
+/// A host as long as the one AWS gives a proxy (`NAME.proxy-ID.REGION.
+/// rds.amazonaws.com`, the ID 12 characters) or one of its endpoints
+/// (`NAME.endpoint.proxy-ID...`), for a host not made yet.
+fn host_like(prefix: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "rds.amazonaws.com.cn"
+    } else {
+        "rds.amazonaws.com"
+    };
+    format!("{prefix}-{}.{region}.{suffix}", "x".repeat(12))
 }
 
 /// The DB's VPC and endpoint address, when it can be read.
@@ -943,6 +1009,45 @@ mod tests {
             (batch.num_calls(), first.num_calls(), second.num_calls()),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn a_function_whose_variables_would_outgrow_4_kb_is_a_problem() {
+        use crate::runbook::Runbook;
+        let path = std::path::Path::new("runbooks/template.toml");
+        let rb = Runbook::load(path, &|_| None, true, &crate::steps::Catalogue).unwrap();
+        let function = rb.lambdas[0].function_name.literal().unwrap();
+        let state = crate::state::State::new(&rb.name);
+        let room = |filler: usize| {
+            let vars = HashMap::from([
+                (
+                    rb.lambdas[0].env_var.clone(),
+                    "db.rds.amazonaws.com".to_string(),
+                ),
+                ("BIG".to_string(), "v".repeat(filler)),
+            ]);
+            let mut r = Report::default();
+            environment_room(
+                &rb,
+                &state,
+                "us-east-1",
+                &[(function.clone(), vars)],
+                &mut r,
+            );
+            r.problems
+        };
+        assert!(room(3000).is_empty());
+        let problems = room(4050);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].what.contains("lambda[0].function_name"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].what.contains("template.toml:134:1"),
+            "{problems:?}"
+        );
+        assert!(problems[0].fix.contains("bytes of room"), "{problems:?}");
     }
 
     #[test]

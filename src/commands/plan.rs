@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::aws::Aws;
 use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
@@ -129,10 +128,10 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         allow_replace,
     } = how;
     let rb = load_runbook(runbook, EnvMode::Strict)?;
+    let aws = crate::open::connect(&rb, opts).await?;
     // Read without the lock: a plan writes nothing.
     let backend = open_state(&rb, opts, "plan").await?;
     let mut state = backend.load(&rb.name).await?;
-    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     crate::engine::read_external(&rb, &aws).await?;
     check_place(&mut state, &aws, &backend).await?;
     let preflight = crate::preflight::run(&rb, &aws, &state, &backend).await?;

@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::aws::Aws;
 use crate::cli::Selection;
 use crate::engine::guard::{Guard, retired_proxies};
 use crate::engine::report::{copy_results, emit_report, first_error};
@@ -24,7 +23,9 @@ use crate::engine::{
     replacements, resolve, select,
 };
 use crate::error::Failure;
-use crate::open::{EnvMode, Options, command_hint, load_runbook, open_state, record_place};
+use crate::open::{
+    EnvMode, Options, command_hint, connect, load_runbook, open_state, record_place,
+};
 use crate::preflight::{preflight_verdict, print_preflight};
 use crate::state::{self, Status};
 use crate::steps::{self, Ctx, Found};
@@ -53,6 +54,8 @@ pub async fn run(
     // it is the consent.
     let allow_replace = allow_replace || saved.as_ref().is_some_and(|p| p.allow_replace);
     let selected = select(&rb, sel)?;
+    // Before any call: the clients, and what the region settles without one.
+    let aws = connect(&rb, opts).await?;
     let backend = open_state(&rb, opts, if resume { "resume" } else { "run" }).await?;
     if resume && !backend.exists().await? {
         return Err(Failure::usage(format!(
@@ -109,7 +112,6 @@ pub async fn run(
             yes,
         )?;
     }
-    let aws = Aws::connect(&opts.aws, rb.aws()).await?;
     read_external(&rb, &aws).await?;
 
     // The first round, all at once: who we are, every step that can be

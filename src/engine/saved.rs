@@ -84,7 +84,22 @@ impl SavedPlan {
                 path.display()
             ))
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Failure::bad_input(format!(
+                    "there is no plan at {}: the file does not exist; write one with \
+                     `rds-proxy-runbook plan RUNBOOK -o {}` (and review it), or give the path \
+                     of the one you reviewed",
+                    path.display(),
+                    path.display()
+                ))
+            } else {
+                Failure::bad_input(format!(
+                    "cannot read the plan {}: {e}; check the path and its permissions",
+                    path.display()
+                ))
+            }
+        })?;
         let plan: SavedPlan = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         if plan.format != FORMAT {
             return Err(bad(format!("its format is {:?}", plan.format)));
@@ -197,6 +212,21 @@ mod tests {
         let fewer = now(&[("a", "i1", Some("f1"))]);
         assert!(plan.moved("rb", "1", "r", &fewer)[0].contains("steps changed"));
         assert_eq!(plan.moved("other", "2", "r", &same).len(), 2);
+    }
+
+    #[test]
+    fn a_missing_plan_is_named_missing_and_a_file_that_is_no_plan_is_not_a_plan() {
+        let dir = std::env::temp_dir().join(format!("rpr-saved-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.json");
+        let e = SavedPlan::load(&missing).unwrap_err().to_string();
+        assert!(e.contains("the file does not exist"), "{e}");
+        assert!(!e.contains("is not a plan"), "{e}");
+        let other = dir.join("other.json");
+        std::fs::write(&other, "{}").unwrap();
+        let e = SavedPlan::load(&other).unwrap_err().to_string();
+        assert!(e.contains("is not a plan written by"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

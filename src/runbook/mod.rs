@@ -11,6 +11,7 @@ use std::path::Path;
 mod names;
 mod reader;
 mod render;
+mod rules;
 mod sections;
 mod types;
 

@@ -2,6 +2,7 @@
 //! typo.
 
 use super::types::StepCatalogue;
+use crate::limits::model;
 
 /// The runbook name goes into tags, file names and resource names.
 pub fn check_runbook_name(name: &str) -> Result<(), String> {
@@ -23,26 +24,38 @@ pub fn check_runbook_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// AWS's rules for a DB proxy name.
+/// AWS's rules for a DB proxy's or a proxy endpoint's name: RDS's model
+/// (DBProxyName, DBProxyEndpointName: 1 to 63 characters, pattern
+/// `[a-zA-Z](?:-?[a-zA-Z0-9]+)*`), which AWS's API reference for
+/// CreateDBProxy and ModifyDBProxy repeats ("Length Constraints: Minimum
+/// length of 1. Maximum length of 63."); no AWS text says 60. Each rule of
+/// the pattern is named, the model's pattern has the last word.
 pub fn check_proxy_name(name: &str) -> Result<(), String> {
+    let shape = &model::DB_PROXY_NAME;
+    let max = shape.max.unwrap_or(63);
     let problem = if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > 60 {
-        Some("is longer than 60 characters")
+        Some("is empty".to_string())
+    } else if name.chars().count() as u64 > max {
+        Some(format!("is longer than {max} characters"))
     } else if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        Some("must start with a letter")
+        Some("must start with a letter".into())
     } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        Some("may hold only letters, digits and hyphens")
+        Some("may hold only letters, digits and hyphens".into())
     } else if name.contains("--") {
-        Some("must not contain two hyphens in a row")
+        Some("must not contain two hyphens in a row".into())
     } else if name.ends_with('-') {
-        Some("must not end with a hyphen")
+        Some("must not end with a hyphen".into())
+    } else if shape.misfit(name).is_some() {
+        Some(format!(
+            "does not match AWS's pattern {}",
+            shape.pattern.unwrap_or_default()
+        ))
     } else {
         None
     };
     match problem {
         Some(p) => Err(format!(
-            "proxy name `{name}` {p} (AWS: 1 to 60 letters, digits and single hyphens, starting with a letter, not ending with a hyphen)"
+            "proxy name `{name}` {p} (AWS: 1 to {max} letters, digits and single hyphens, starting with a letter, not ending with a hyphen)"
         )),
         None => Ok(()),
     }

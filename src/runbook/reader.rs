@@ -231,7 +231,20 @@ impl<'s> Cx<'s> {
         key: &'static str,
         required: bool,
     ) -> Option<String> {
+        self.literal_shaped(tbl, key, required, |_| Ok(()))
+    }
+
+    /// [`Cx::literal`], its value checked by `check` (unless it holds an
+    /// unset variable of a lenient load: its value is not known).
+    pub(super) fn literal_shaped(
+        &mut self,
+        tbl: &mut Tbl,
+        key: &'static str,
+        required: bool,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
         let text = self.text(tbl, key, required)?;
+        self.shape(Some(&text), check);
         match text.literal() {
             Some(s) => Some(s),
             None => {

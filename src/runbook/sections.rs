@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::names::{check_proxy_name, check_runbook_name, closest};
 use super::reader::{Cx, Tbl};
 use super::types::*;
-use crate::validate;
+use crate::{limits, validate};
 
 impl Cx<'_> {
     /// The whole runbook: every section is read (so every problem is
@@ -40,6 +40,7 @@ impl Cx<'_> {
             self.auth_rules(db, proxy, *scheme_pos, secret_access, !auth.is_empty());
         }
         let lambdas = self.lambdas(&mut top);
+        self.lambda_duplicates(&lambdas);
         self.lambda_users(&lambdas, &auth, proxy.as_ref().map(|p| &p.0));
         let endpoints = self.endpoints(&mut top, database.as_ref(), &lambdas, &steps);
         let invoke_check = self.invoke_check(&mut top);
@@ -96,6 +97,7 @@ impl Cx<'_> {
     /// `[tags]`: added to everything we create, beside our own.
     fn tags(&mut self, top: &mut Tbl) -> BTreeMap<String, String> {
         let tags = self.string_map(top, "tags");
+        self.tag_rules(top, &tags);
         if tags.contains_key(OWNER_TAG) {
             let tbl_pos = top.table.get("tags").and_then(|i| i.span());
             let pos = self.pos_of(tbl_pos);
@@ -287,18 +289,8 @@ impl Cx<'_> {
                     ),
                 );
             }
-            let description = self.literal(&mut t, "description", false);
-            if description
-                .as_ref()
-                .is_some_and(|d| !(1..=1000).contains(&d.len()))
-            {
-                let pos = self.value_pos(&t, "description");
-                self.error(
-                    pos,
-                    &t.key_path("description"),
-                    "AWS takes 1 to 1000 characters: shorten it, or remove the line",
-                );
-            }
+            let description =
+                self.literal_shaped(&mut t, "description", false, validate::auth_description);
             let user_pos = self.value_pos(&t, "user");
             let user_key = t.key_path("user");
             self.finish(t);
@@ -372,7 +364,7 @@ impl Cx<'_> {
     fn proxy_role(&mut self, top: &mut Tbl) -> Option<ProxyRole> {
         let mut t = self.table(top, "proxy_role", true)?;
         let name = self.text(&mut t, "name", true);
-        self.shape(name.as_ref(), |v| validate::iam_name(v, 64));
+        self.shape(name.as_ref(), validate::role_name);
         let doc = self.file(&mut t, "trust_policy", DEFAULT_TRUST_POLICY);
         self.finish(t);
         Some(ProxyRole {
@@ -387,6 +379,7 @@ impl Cx<'_> {
         let name = self.text(&mut t, "name", true);
         self.shape(name.as_ref(), validate::group_name);
         let description = self.text_or(&mut t, "description", "RDS Proxy security group");
+        self.shape(Some(&description), validate::group_description);
         self.finish(t);
         Some(ProxySecurityGroup {
             name: name?,
@@ -450,8 +443,8 @@ impl Cx<'_> {
             &mut t,
             "idle_client_timeout",
             1800,
-            1..=28_800,
-            "AWS allows 1 second to 8 hours",
+            limits::IDLE_CLIENT_TIMEOUT,
+            "seconds: RDS's IdleClientTimeout, up to 8 hours",
         );
         let debug_logging = self.bool(&mut t, "debug_logging", false);
         let wait = self.int(
@@ -499,22 +492,22 @@ impl Cx<'_> {
             self,
             "max_connections_percent",
             100,
-            1..=100,
+            limits::MAX_CONNECTIONS_PERCENT,
             "a percentage",
         );
         let max_idle = int(
             self,
             "max_idle_connections_percent",
             50,
-            0..=100,
+            limits::MAX_IDLE_CONNECTIONS_PERCENT,
             "a percentage",
         );
         let borrow = int(
             self,
             "connection_borrow_timeout",
             120,
-            0..=3600,
-            "seconds; AWS allows 0 to 3600",
+            limits::CONNECTION_BORROW_TIMEOUT,
+            "seconds a client waits for a DB connection: RDS's ConnectionBorrowTimeout",
         );
         let (init_query, filters) = match t.as_mut() {
             Some(t) => {
@@ -568,7 +561,7 @@ impl Cx<'_> {
     fn connect_policy(&mut self, top: &mut Tbl) -> Option<ConnectPolicy> {
         let mut t = self.table(top, "connect_policy", true)?;
         let name = self.text(&mut t, "name", true);
-        self.shape(name.as_ref(), |v| validate::iam_name(v, 128));
+        self.shape(name.as_ref(), validate::policy_name);
         let template = self.file(&mut t, "template", DEFAULT_CONNECT_POLICY);
         let db_user = self.text_or(&mut t, "db_user", "*");
         self.finish(t);
@@ -608,7 +601,7 @@ impl Cx<'_> {
                 validate::resource_id("sg", v)
             });
             let env_var = self
-                .literal(&mut t, "env_var", false)
+                .literal_shaped(&mut t, "env_var", false, validate::variable_name)
                 .unwrap_or_else(|| "DB_HOST".into());
             let restore_value = self.text(&mut t, "restore_value", false);
             self.shape(restore_value.as_ref(), validate::host);
@@ -625,7 +618,8 @@ impl Cx<'_> {
                      remove the other",
                 );
             }
-            let read_env_var = self.literal(&mut t, "read_env_var", false);
+            let read_env_var =
+                self.literal_shaped(&mut t, "read_env_var", false, validate::variable_name);
             if let Some(v) = read_env_var.as_ref().filter(|v| **v == env_var) {
                 let pos = t.pos;
                 self.error(

@@ -1,0 +1,297 @@
+//! AWS's limits on the values a runbook holds, so that they are checked
+//! before any call instead of discovered as an AWS error half-way through a
+//! run. Where AWS's API models state a limit as data (a length, a pattern),
+//! it comes from [`model`], generated from them by
+//! `localstack/tools/constraints.py` (and checked against them by the
+//! tests); where the models state it only in words, or only the service's
+//! guide does, it is written here with its source, and the unit tests below
+//! hold each number to the model's words.
+
+// Every field the runbook feeds is in the table; those whose limits are
+// in words only are read by the tests below, which hold the limits written
+// here to them.
+#[allow(dead_code)]
+pub mod model;
+
+use std::ops::RangeInclusive;
+
+/// One field of one AWS request as the model describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// The service, API version and member in the model.
+    pub model: &'static str,
+    /// Length bounds, in characters (Unicode scalar values, as AWS counts).
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    /// A Java regular expression the whole value must match.
+    pub pattern: Option<&'static str>,
+    /// The member's documentation, when it gives the limits in words.
+    #[allow(dead_code)] // read by the tests
+    pub words: &'static str,
+}
+
+/// How a value misses its shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misfit {
+    TooShort(u64),
+    TooLong(u64),
+    /// Does not match the pattern (given as the model writes it).
+    Pattern(&'static str),
+}
+
+impl Shape {
+    /// How `value` misses the model's length and pattern, if it does.
+    pub fn misfit(&self, value: &str) -> Option<Misfit> {
+        let len = value.chars().count() as u64;
+        if let Some(min) = self.min.filter(|m| len < *m) {
+            return Some(Misfit::TooShort(min));
+        }
+        if let Some(max) = self.max.filter(|m| len > *m) {
+            return Some(Misfit::TooLong(max));
+        }
+        let pattern = self.pattern?;
+        (!full_match(pattern, value)).then_some(Misfit::Pattern(pattern))
+    }
+}
+
+/// Whether the whole of `value` matches `pattern`, a Java regular
+/// expression as AWS's models write them. Each pattern is compiled once.
+pub fn full_match(pattern: &'static str, value: &str) -> bool {
+    // An NFA simulation: built in microseconds, where a DFA of the tag
+    // pattern's Unicode classes takes most of a second in a debug build.
+    use regex_automata::nfa::thompson::pikevm::PikeVM;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static COMPILED: OnceLock<Mutex<HashMap<&'static str, &'static PikeVM>>> = OnceLock::new();
+    let regex: &'static PikeVM = {
+        let mut cache = COMPILED
+            .get_or_init(Default::default)
+            .lock()
+            .expect("poisoned");
+        cache.entry(pattern).or_insert_with(|| {
+            let anchored = format!(r"\A(?:{})\z", java_classes(pattern));
+            let regex = PikeVM::new(&anchored)
+                .unwrap_or_else(|e| panic!("AWS's pattern {pattern:?} does not compile: {e}"));
+            Box::leak(Box::new(regex))
+        })
+    };
+    regex.is_match(&mut regex.create_cache(), value)
+}
+
+/// `pattern` with Java's ASCII-only `\w`, `\d` and `\s` spelled out (in
+/// Rust's regular expressions they are Unicode classes); `\p{..}` classes
+/// mean the same in both.
+fn java_classes(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let ascii = match next {
+                    'w' => Some("a-zA-Z0-9_"),
+                    'd' => Some("0-9"),
+                    's' => Some(r" \t\n\x0B\f\r"),
+                    _ => None,
+                };
+                match ascii {
+                    Some(set) if in_class => out.push_str(set),
+                    Some(set) => out.push_str(&format!("[{set}]")),
+                    None => {
+                        out.push(c);
+                        out.push(next);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+// --- Limits the models give in words only -------------------------------
+
+/// IdleClientTimeout, seconds: "Constraints: 1 to 28,800" (RDS's model,
+/// DBProxy.IdleClientTimeout: the request's member says no more).
+pub const IDLE_CLIENT_TIMEOUT: RangeInclusive<i64> = 1..=28_800;
+/// MaxConnectionsPercent: "Must be between 1 and 100" (RDS's model).
+pub const MAX_CONNECTIONS_PERCENT: RangeInclusive<i64> = 1..=100;
+/// MaxIdleConnectionsPercent: "between 0 and the value of
+/// MaxConnectionsPercent" (RDS's model; the parser compares the two).
+pub const MAX_IDLE_CONNECTIONS_PERCENT: RangeInclusive<i64> = 0..=100;
+/// ConnectionBorrowTimeout, seconds: "Must be between 0 and 300" (RDS's
+/// model).
+pub const CONNECTION_BORROW_TIMEOUT: RangeInclusive<i64> = 0..=300;
+
+/// A security group's name and description: "Up to 255 characters in
+/// length ... Valid characters: a-z, A-Z, 0-9, spaces, and
+/// ._-:/()#,@[]+=&;{}!$*" (EC2's model, CreateSecurityGroup; AWS's EC2
+/// API reference says the same for a group in a VPC).
+pub const GROUP_TEXT_MAX: usize = 255;
+pub const GROUP_TEXT_SYMBOLS: &str = "._-:/()#,@[]+=&;{}!$*";
+
+/// Whether `c` may be in a security group's name or description.
+pub fn group_text_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == ' ' || GROUP_TEXT_SYMBOLS.contains(c)
+}
+
+/// The tags the tool puts on a proxy, its endpoints, its role, its policy
+/// and its security group must fit all three services: keys 1 to 127
+/// characters (EC2's model: "a maximum of 127"; IAM's and RDS's 128),
+/// values 0 to 256 (IAM's model; RDS takes empty values although its words
+/// say 1 to 256), both in IAM's pattern (RDS's words give the same one).
+pub const TAG_KEY_MAX: u64 = 127;
+/// "can't be prefixed with aws: or rds:" (RDS's model, of keys and values);
+/// "May not begin with aws:" (EC2's model). AWS refuses `aws:` in any case.
+pub const TAG_RESERVED_PREFIXES: [&str; 2] = ["aws:", "rds:"];
+
+/// The names a function's variables may not have: Lambda sets them itself
+/// (AWS Lambda Developer Guide, "Working with Lambda environment
+/// variables", "Defined runtime environment variables": "The keys for these
+/// environment variables are reserved and cannot be set in your function
+/// configuration"). Not reserved there, although older lists have them:
+/// TZ, AWS_XRAY_CONTEXT_MISSING and AWS_XRAY_DAEMON_ADDRESS (the guide's
+/// "Unreserved environment variables").
+pub const LAMBDA_RESERVED_VARIABLES: [&str; 18] = [
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+/// A function's variables, all together: "The total size of all
+/// environment variables doesn't exceed 4 KB" (AWS Lambda Developer Guide;
+/// "Lambda quotas": 4 KB, not adjustable). Lambda measures the variables
+/// as one JSON object (its refusal quotes the "String measured").
+pub const LAMBDA_ENVIRONMENT_BYTES: usize = 4096;
+
+/// The size Lambda measures of a function's variables.
+pub fn environment_size<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    let map: std::collections::BTreeMap<&str, &str> = variables.into_iter().collect();
+    serde_json::to_string(&map).map_or(0, |s| s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model::*;
+    use super::*;
+
+    #[test]
+    fn the_numbers_written_here_are_the_models_words() {
+        let said = |s: &Shape, words: &str| {
+            assert!(
+                s.words.contains(words),
+                "{}: the model now says {:?}: update src/limits/mod.rs",
+                s.model,
+                s.words
+            )
+        };
+        // On the response's member: the request's says nothing of its range.
+        said(&model::IDLE_CLIENT_TIMEOUT, "1 to 28,800");
+        assert_eq!(super::IDLE_CLIENT_TIMEOUT, 1..=28_800);
+        said(&model::MAX_CONNECTIONS_PERCENT, "between 1 and 100");
+        assert_eq!(super::MAX_CONNECTIONS_PERCENT, 1..=100);
+        said(
+            &model::MAX_IDLE_CONNECTIONS_PERCENT,
+            "between 0 and the value of MaxConnectionsPercent",
+        );
+        assert_eq!(*super::MAX_IDLE_CONNECTIONS_PERCENT.start(), 0);
+        said(&model::CONNECTION_BORROW_TIMEOUT, "between 0 and 300");
+        assert_eq!(super::CONNECTION_BORROW_TIMEOUT, 0..=300);
+        for s in [&EC2_GROUP_NAME, &EC2_GROUP_DESCRIPTION] {
+            said(s, &format!("Up to {GROUP_TEXT_MAX} characters"));
+            said(s, &format!("spaces, and {GROUP_TEXT_SYMBOLS}"));
+        }
+        said(&EC2_TAG_KEY, &format!("a maximum of {TAG_KEY_MAX} "));
+        said(&EC2_TAG_KEY, "May not begin with aws:");
+        said(&RDS_TAG_KEY, "can't be prefixed with aws: or rds:");
+        said(&RDS_TAG_VALUE, "can't be prefixed with aws: or rds:");
+        said(&EC2_TAG_VALUE, "a maximum of 256 ");
+        // One check serves both names: it must stay one rule.
+        let endpoint = (DB_PROXY_ENDPOINT_NAME.min, DB_PROXY_ENDPOINT_NAME.max);
+        assert_eq!((DB_PROXY_NAME.min, DB_PROXY_NAME.max), endpoint);
+        assert_eq!(DB_PROXY_NAME.pattern, DB_PROXY_ENDPOINT_NAME.pattern);
+        // IAM's model, as data: the tightest of the three but for EC2's 127.
+        assert_eq!((IAM_TAG_KEY.min, IAM_TAG_KEY.max), (Some(1), Some(128)));
+        assert_eq!(IAM_TAG_VALUE.max, Some(256));
+    }
+
+    #[test]
+    fn patterns_are_read_as_java_reads_them() {
+        // \w is ASCII in Java: an IAM name with an accented letter is refused.
+        assert!(full_match(
+            IAM_ROLE_NAME.pattern.unwrap(),
+            "AWSCookbook403RDSProxy"
+        ));
+        assert!(!full_match(IAM_ROLE_NAME.pattern.unwrap(), "rôle"));
+        assert!(!full_match(IAM_ROLE_NAME.pattern.unwrap(), "a b"));
+        // \p{L}: any letter; no comma, no parenthesis.
+        let key = IAM_TAG_KEY.pattern.unwrap();
+        assert!(full_match(key, "Équipe 2/a=b+c-d@e:f_g.h"));
+        assert!(!full_match(key, "a, b (team)"));
+        assert!(!full_match(key, ""));
+        assert!(full_match(IAM_TAG_VALUE.pattern.unwrap(), ""));
+        // `.*`: one line.
+        let one_line = AUTH_DESCRIPTION.pattern.unwrap();
+        assert!(full_match(one_line, "the app's secret"));
+        assert!(!full_match(one_line, "two\nlines"));
+        // The whole value, not a part of it.
+        let name = DB_PROXY_NAME.pattern.unwrap();
+        assert!(full_match(name, "my-proxy-1"));
+        for bad in ["9-proxy", "my--proxy", "proxy-", "my_proxy"] {
+            assert!(!full_match(name, bad), "{bad}");
+        }
+        let var = LAMBDA_VARIABLE_NAME.pattern.unwrap();
+        assert!(full_match(var, "DB_HOST"));
+        for bad in ["DB-HOST", "D", "1DB", "_HANDLER"] {
+            assert!(!full_match(var, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_shape_names_how_a_value_misses_it() {
+        assert_eq!(DB_PROXY_NAME.misfit(&"a".repeat(63)), None);
+        assert_eq!(
+            DB_PROXY_NAME.misfit(&"a".repeat(64)),
+            Some(Misfit::TooLong(63))
+        );
+        assert_eq!(AUTH_DESCRIPTION.misfit(""), Some(Misfit::TooShort(1)));
+        assert_eq!(AUTH_DESCRIPTION.misfit("a\nb"), Some(Misfit::Pattern(".*")));
+        // Characters, not bytes.
+        assert_eq!(AUTH_DESCRIPTION.misfit(&"é".repeat(1000)), None);
+    }
+
+    #[test]
+    fn the_environment_is_measured_as_lambda_does() {
+        assert_eq!(environment_size([]), 2);
+        assert_eq!(environment_size([("A", "b")]), r#"{"A":"b"}"#.len());
+        // Quotes in a value count escaped.
+        assert_eq!(environment_size([("A", "\"")]), r#"{"A":"\""}"#.len());
+    }
+}
