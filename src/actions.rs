@@ -27,6 +27,11 @@ pub enum On {
     /// The functions' execution roles, read only: the runbook does not
     /// name them (each function's configuration does).
     FunctionRoles,
+    /// The functions' execution roles, passed to Lambda for a probe
+    /// function of the tool's own (`probe`).
+    FunctionRolesToLambda,
+    /// The probe functions (`probe`): named after the runbook.
+    ProbeFunctions,
     /// The proxy, its target group and its endpoints (AWS chooses their
     /// ids, so any of the account and region), and the DB.
     Proxy,

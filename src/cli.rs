@@ -184,6 +184,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Prove the wiring without invoking the runbook's functions: in each of
+    /// their configurations (execution role, subnets, security groups) a
+    /// short-lived function of the tool's own connects to every endpoint of
+    /// the proxy as the runbook configures clients (IAM token or secret,
+    /// TLS), runs a query twice, and is deleted. Each failure names the
+    /// step that owns it and the fix.
+    Probe {
+        /// The runbook file (TOML).
+        runbook: PathBuf,
+        /// `json`: one JSON document on stdout; the lines for people go to
+        /// stderr.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// How a running proxy is doing: status, target health, pool settings,
     /// the idle client timeout, the last hour of its CloudWatch metrics,
     /// and what they call for. Changes nothing.
@@ -370,6 +384,8 @@ pub enum PermissionsFor {
     Rollback,
     /// `doctor`: reads only.
     Doctor,
+    /// `probe`: a function of the tool's own, created, invoked, deleted.
+    Probe,
     /// `status` (and `status --history`): a state in S3 only.
     Status,
 }

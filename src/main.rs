@@ -13,6 +13,7 @@ mod limits;
 mod open;
 mod poll;
 mod preflight;
+mod probe;
 mod proxy_logs;
 mod rounds;
 mod runbook;
@@ -105,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Run { output, .. }
             | Command::Resume { output, .. }
             | Command::Status { output, .. }
+            | Command::Probe { output, .. }
             | Command::Rollback { output, .. } => *output,
             _ => Default::default(),
         },
@@ -164,6 +166,7 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
         Command::Adopt { runbook, yes, tag } => adopt::adopt(runbook, *yes, *tag, opts).await,
         Command::Preflight { runbook } => commands::preflight::preflight(runbook, opts).await,
         Command::Doctor { runbook } => doctor::doctor(runbook, opts).await,
+        Command::Probe { runbook, .. } => commands::probe::probe(runbook, opts).await,
         Command::Permissions {
             runbook,
             command,

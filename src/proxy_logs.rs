@@ -56,7 +56,7 @@ const KNOWN: &[(&[&str], &str, &str)] = &[
             "kms:decrypt",
             "not authorized to read the aws secrets manager secret",
         ],
-        "the proxy cannot read its credentials",
+        CREDENTIALS_UNREADABLE,
         "let the proxy's role read the secret (the secret-access step; kms:Decrypt for a \
          customer-managed key); the secret must be JSON with username and password",
     ),
@@ -104,6 +104,8 @@ const KNOWN: &[(&[&str], &str, &str)] = &[
     ),
 ];
 
+/// What the log calls the proxy unable to read its own secret.
+pub const CREDENTIALS_UNREADABLE: &str = "the proxy cannot read its credentials";
 /// What the log calls an IAM token refused (a refusal IAM's propagation
 /// may explain, unlike a user the proxy holds no secret for).
 pub const IAM_REFUSED: &str = "an IAM token was refused";

@@ -7,6 +7,7 @@ pub mod init;
 pub mod permissions;
 pub mod plan;
 pub mod preflight;
+pub mod probe;
 pub mod rollback;
 pub mod run;
 pub mod status;

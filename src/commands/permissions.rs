@@ -115,6 +115,12 @@ pub fn calls_for(
         }
         For::Run => {
             parts.extend([crate::preflight::ACTIONS, crate::db::ACTIONS]);
+            if rb.invoke_check.probe {
+                parts.push(crate::probe::lambda::ACTIONS);
+            }
+            if rb.invoke_check.probe || state.is_some_and(|s| !s.probes.is_empty()) {
+                parts.push(crate::probe::lambda::SWEEP);
+            }
             parts.push(crate::state::s3::WRITE);
             parts.extend(checks);
             parts.extend(listed.iter().map(|s| s.actions().apply));
@@ -127,6 +133,9 @@ pub fn calls_for(
         }
         For::Rollback => {
             parts.push(crate::state::s3::WRITE);
+            if rb.invoke_check.probe || state.is_some_and(|s| !s.probes.is_empty()) {
+                parts.push(crate::probe::lambda::SWEEP);
+            }
             parts.push(crate::aws::GUARD);
             // The runbook's steps, and any its state recorded.
             let recorded = state
@@ -141,6 +150,10 @@ pub fn calls_for(
             parts.extend(all.map(|s| s.actions().rollback));
         }
         For::Doctor => parts.extend([crate::commands::doctor::ACTIONS, crate::db::ACTIONS]),
+        For::Probe => {
+            parts.push(crate::state::s3::WRITE);
+            parts.extend([crate::probe::lambda::ACTIONS, crate::probe::lambda::SWEEP]);
+        }
         For::Status => {
             parts = vec![crate::state::s3::READ, crate::state::s3::HISTORY];
         }
@@ -160,6 +173,8 @@ pub struct Names {
     proxies: BTreeSet<String>,
     db: Option<String>,
     functions: BTreeSet<String>,
+    /// The start of the name of every probe function of the runbook.
+    probe_prefix: String,
     secrets: BTreeSet<String>,
     /// The book's managed secrets policy (`secret_access.mode`).
     managed_secrets: bool,
@@ -234,6 +249,7 @@ impl Names {
             proxies,
             db,
             functions,
+            probe_prefix: crate::probe::plan::prefix(&rb.name),
             secrets,
             managed_secrets: rb.secret_access == crate::runbook::SecretAccess::Managed,
             state,
@@ -264,6 +280,17 @@ impl Names {
                 Some(json!({"ArnEquals": {"iam:PolicyARN": list(&self.policies)}})),
             ),
             On::FunctionRoles => (vec![format!("arn:aws:iam::{a}:role/*")], None),
+            On::FunctionRolesToLambda => (
+                vec![format!("arn:aws:iam::{a}:role/*")],
+                Some(json!({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})),
+            ),
+            On::ProbeFunctions => (
+                vec![format!(
+                    "arn:aws:lambda:{r}:{a}:function:{}*",
+                    self.probe_prefix
+                )],
+                None,
+            ),
             On::Proxy => {
                 let mut out: Vec<String> = ["db-proxy", "target-group", "db-proxy-endpoint"]
                     .iter()
@@ -354,6 +381,8 @@ fn sid(on: On) -> &'static str {
         On::ConnectPolicy => "ConnectPolicy",
         On::ConnectPolicyHolders => "ConnectPolicyAttachments",
         On::FunctionRoles => "FunctionRolesRead",
+        On::FunctionRolesToLambda => "PassFunctionRolesToProbe",
+        On::ProbeFunctions => "ProbeFunctions",
         On::Proxy => "Proxy",
         On::Functions => "Functions",
         On::AnyFunction => "AnyFunctionRead",

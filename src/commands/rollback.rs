@@ -88,6 +88,7 @@ pub async fn rollback(
     if check_place(&mut state, &aws, &backend).await? {
         backend.save(&state).await?;
     }
+    crate::commands::probe::sweep_recorded(&aws, &rb, &backend, &mut state).await?;
     let rollback_hint = command_hint("rollback", &rb, opts);
     let guard = Guard::read(&rb, &state, &undo, include_adopted, &aws).await?;
     if let Some(guard) = &guard {

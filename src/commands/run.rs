@@ -175,6 +175,7 @@ pub async fn run(
     if record_place(&mut state, &account?, &aws.region, &backend)? && !state.steps.is_empty() {
         backend.save(&state).await?;
     }
+    crate::commands::probe::sweep_recorded(&aws, &rb, &backend, &mut state).await?;
     let prechecked: BTreeMap<String, (String, Found)> = prechecks
         .into_iter()
         .filter_map(|(name, sum, found)| match found {

@@ -18,8 +18,8 @@ protocols. The event:
                   "auth": "iam" | "secret", "secret_arn": "...",
                   "tls": true, "database": null, "timeout": 5}]}
 
-The answer: {"results": [{"name", "host", "steps": {"resolve", "connect",
-"tls", "auth", "query"}, "verdict": "ok" | "failed", "failed_at",
+The answer: {"results": [{"endpoint", "host", "port", "user", "resolve",
+"connect", "tls", "auth", "query", "verdict": "ok" | "failed", "failed_at",
 "error"}]}, each step with its milliseconds and what it found.
 """
 
@@ -286,7 +286,8 @@ def _password(target):
 
 def probe(target, context=None):
     """The report for one endpoint: each step's time and what it found."""
-    report = {"name": target.get("name"), "host": target["host"], "port": target["port"]}
+    report = {"endpoint": target.get("name"), "host": target["host"], "port": target["port"],
+              "user": target["user"]}
     timeout = float(target.get("timeout", 5))
     sock = None
     try:

@@ -770,6 +770,7 @@ impl Cx<'_> {
                 payload: "{}".into(),
                 expect: None,
                 auth_retry_seconds: DEFAULT_AUTH_RETRY_SECONDS,
+                probe: false,
             };
         };
         let payload = self
@@ -791,11 +792,22 @@ impl Cx<'_> {
             0..=900,
             "how long a refused login is tried again after this run changed an IAM grant",
         ) as u64;
+        let probe = self.bool(&mut t, "probe", false);
+        if probe && (t.table.contains_key("payload") || expect.is_some()) {
+            let pos = self.value_pos(&t, "probe");
+            self.error(
+                pos,
+                "invoke_check.probe",
+                "with probe = true the check invokes the tool's probe, not the functions: \
+                 remove payload and expect, or set probe = false",
+            );
+        }
         self.finish(t);
         InvokeCheck {
             payload,
             expect,
             auth_retry_seconds,
+            probe,
         }
     }
 

@@ -409,6 +409,9 @@ pub struct InvokeCheck {
     /// policy or the secret access is tried again: IAM takes seconds
     /// (rarely a minute) to honour a change.
     pub auth_retry_seconds: u64,
+    /// The check runs the tool's probe (`probe`) in each function's
+    /// configuration instead of invoking the functions themselves.
+    pub probe: bool,
 }
 
 /// IAM honours a new grant within seconds, rarely a minute.

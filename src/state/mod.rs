@@ -225,6 +225,11 @@ pub struct State {
     pub region: Option<String>,
     #[serde(default)]
     pub steps: BTreeMap<String, StepRecord>,
+    /// Probe functions (`probe`) written down before each was created and
+    /// struck off once deleted: one a kill left is deleted by the next
+    /// `probe`, `run` or `rollback`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +293,7 @@ impl State {
             account: None,
             region: None,
             steps: BTreeMap::new(),
+            probes: Vec::new(),
         }
     }
 

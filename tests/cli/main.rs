@@ -27,6 +27,7 @@ mod plan;
 #[cfg(feature = "failpoints")]
 mod plan_after_kill;
 mod preflight;
+mod probe;
 mod replace;
 mod run;
 mod safety;

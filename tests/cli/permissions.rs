@@ -39,6 +39,9 @@ fn iam_action(call: &str) -> String {
         "Invoke" => return "lambda:InvokeFunction".into(),
         "GetCallerIdentity" => "sts",
         "GetFunctionConfiguration"
+        | "CreateFunction"
+        | "DeleteFunction"
+        | "ListTags"
         | "UpdateFunctionConfiguration"
         | "ListFunctions"
         | "GetFunctionConcurrency"
@@ -302,4 +305,53 @@ fn the_run_policy_passes_the_proxy_role_to_rds_only_and_writes_only_the_runbooks
         !text.contains("SecretsManagerReadWrite") && !text.contains("s3:"),
         "{run:#}"
     );
+}
+
+/// The probe's calls, alone and as the run's last check, are in the
+/// policies printed for them; its role is passed to Lambda only.
+#[test]
+fn every_call_of_the_probe_is_in_the_policy_printed_for_it() {
+    let (emu, ws) = setup("perm_probe");
+    if !emu.has_rules("every_call_of_the_probe_is_in_the_policy_printed_for_it") {
+        return;
+    }
+    ws.run(&["run", "--yes"]).ok();
+    let probe = policy(&ws, &["--for", "probe"]);
+    let pass = probe["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "PassFunctionRolesToProbe")
+        .unwrap_or_else(|| panic!("no PassRole statement: {probe:#}"));
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"], "lambda.amazonaws.com",
+        "{pass:#}"
+    );
+    assert!(
+        probe
+            .to_string()
+            .contains(&format!("function:{}-probe-*", ws.prefix)),
+        "{probe:#}"
+    );
+    covered(&emu, &ws, None, &["probe"], &["--for", "probe"]).ok();
+    assert!(
+        !actions(&policy(&ws, &["--for", "run"])).contains("lambda:CreateFunction"),
+        "a runbook that does not probe needs no CreateFunction"
+    );
+    ws.write_runbook(|s| {
+        edit(
+            &s,
+            "[invoke_check]\npayload = \"{}\"",
+            "[invoke_check]\nprobe = true",
+        )
+    });
+    covered(&emu, &ws, None, &["run", "--yes"], &["--for", "run"]).ok();
+    covered(
+        &emu,
+        &ws,
+        None,
+        &["rollback", "--yes"],
+        &["--for", "rollback"],
+    )
+    .ok();
 }

@@ -98,20 +98,25 @@ fn another_region_or_a_broken_state_is_refused_before_any_change() {
     let after = snapshot(&emu, &ws);
 
     // A rollback in another region would find nothing and call it undone.
+    // (The state says us-west-2 here: the runbook's secret, in us-east-1,
+    // refuses a command in another region before the state is read.)
+    let elsewhere = state.replace("\"region\": \"us-east-1\"", "\"region\": \"us-west-2\"");
+    assert_ne!(elsewhere, state, "the state records its region");
+    std::fs::write(&ws.state, &elsewhere).unwrap();
     for cmd in [
         &["rollback", "--yes"][..],
         &["run", "--yes"][..],
         &["plan"][..],
     ] {
-        let mut c = ws.cmd(cmd);
-        c.arg("--region").arg("us-west-2");
-        Out::from(c.bounded_output())
+        Out::from(ws.cmd(cmd).bounded_output())
             .code(3)
-            .stderr_has("records steps in account 123456789012, region us-east-1")
-            .stderr_has("would act in account 123456789012, region us-west-2")
-            .stderr_has("pass --region us-east-1");
+            .stderr_has("records steps in account 123456789012, region us-west-2")
+            .stderr_has("would act in account 123456789012, region us-east-1")
+            .stderr_has("pass --region us-west-2");
     }
-    assert_eq!(state, std::fs::read_to_string(&ws.state).unwrap());
+    assert_eq!(elsewhere, std::fs::read_to_string(&ws.state).unwrap());
+    assert_eq!(snapshot(&emu, &ws), after, "nothing was changed");
+    std::fs::write(&ws.state, &state).unwrap();
 
     // Corrupt, truncated, newer, another runbook's: refused, never a panic.
     let cases = [

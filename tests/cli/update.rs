@@ -468,6 +468,11 @@ fn a_saved_plan_runs_as_reviewed_or_not_at_all() {
         .stderr_has("the account changed since the plan");
     ws.run(&["run", "--yes", "--plan", "/nonexistent/plan.json"])
         .code(3)
+        .stderr_has("there is no plan at /nonexistent/plan.json: the file does not exist");
+    let not_a_plan = ws.dir.join("not-a-plan.json");
+    std::fs::write(&not_a_plan, "{}").unwrap();
+    ws.run(&["run", "--yes", "--plan", not_a_plan.to_str().unwrap()])
+        .code(3)
         .stderr_has("is not a plan written by");
     ws.run(&["run", "--yes", "--plan", plan_arg, "--step", "proxy"])
         .code(2);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
+use crate::probe::run::{Subject, Unrecorded};
 use crate::proxy_logs::Read;
 use crate::runbook::{DEFAULT_AUTH_RETRY_SECONDS, Runbook};
 use failure::Kind;
@@ -49,6 +50,10 @@ pub struct Inputs {
     proxy: Option<String>,
     #[serde(default = "default_retry", skip_serializing_if = "is_default_retry")]
     auth_retry_seconds: u64,
+    /// `[invoke_check] probe`: the tool's probe runs in the functions'
+    /// configurations instead of invoking them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe: Option<Subject>,
 }
 
 fn default_retry() -> u64 {
@@ -256,6 +261,36 @@ fn explain(
     out
 }
 
+/// The check as a probe: passes when every configuration connected and
+/// queried through every endpoint. The probe functions are found by their
+/// tag if a kill leaves one: this step's record says a probe ran.
+async fn probe(
+    cx: &Ctx<'_>,
+    subject: &Subject,
+    proxy: &str,
+    retry_until: Option<Instant>,
+) -> Result<Outputs> {
+    let findings =
+        crate::probe::run::probe(cx.aws, subject, proxy, cx.bar, &mut Unrecorded, retry_until)
+            .await?;
+    let lines = crate::probe::render::render(&findings);
+    if !findings.passed() {
+        anyhow::bail!("{}", lines.join("\n"));
+    }
+    let rows: usize = findings
+        .configurations
+        .iter()
+        .map(|c| c.results.len())
+        .sum();
+    Ok(Outputs::from([(
+        "response".into(),
+        format!(
+            "the probe passed in {} configuration(s), {rows} connection(s)",
+            findings.configurations.len()
+        ),
+    )]))
+}
+
 #[async_trait]
 impl StepImpl for InvokeCheck {
     type Inputs = Inputs;
@@ -290,10 +325,21 @@ impl StepImpl for InvokeCheck {
             expect: rb.invoke_check.expect.clone(),
             proxy: Some(r.text(&rb.proxy.name)),
             auth_retry_seconds: rb.invoke_check.auth_retry_seconds,
+            probe: rb
+                .invoke_check
+                .probe
+                .then(|| Subject::of(rb, |t| r.text(t))),
         }
     }
 
     fn describe(&self, i: &Inputs) -> String {
+        if i.probe.is_some() {
+            return format!(
+                "probe the proxy from the configurations of {} (a function of the tool's own, \
+                 created, invoked and deleted), without invoking them",
+                i.functions.join(", ")
+            );
+        }
         let expect = i
             .expect
             .as_ref()
@@ -310,12 +356,21 @@ impl StepImpl for InvokeCheck {
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
-        cx.bar.set(format!("invoking {}", i.functions.join(", ")));
-        // A minute of slack: the log's clock and ours differ.
-        let since = SystemTime::now() - Duration::from_secs(60);
         let iam_changed = IAM_CHANGES.iter().any(|s| cx.changed_in_run.contains(*s));
         let retry_until =
             iam_changed.then(|| Instant::now() + Duration::from_secs(i.auth_retry_seconds));
+        if let Some(subject) = &i.probe {
+            return probe(
+                cx,
+                subject,
+                i.proxy.as_deref().unwrap_or_default(),
+                retry_until,
+            )
+            .await;
+        }
+        cx.bar.set(format!("invoking {}", i.functions.join(", ")));
+        // A minute of slack: the log's clock and ours differ.
+        let since = SystemTime::now() - Duration::from_secs(60);
         let answers =
             try_join_all(i.functions.iter().map(|f| invoke(cx, f, i, retry_until))).await?;
         let (mut passed, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
