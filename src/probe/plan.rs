@@ -104,6 +104,7 @@ pub struct Secret {
 /// What the proxy says of how clients reach and log in to it.
 #[derive(Debug, Clone)]
 pub struct Proxy {
+    pub arn: String,
     pub family: EngineFamily,
     pub require_tls: bool,
     /// End-to-end IAM (DefaultAuthScheme IAM_AUTH): every login is a token.
@@ -215,6 +216,7 @@ mod tests {
 
     fn proxy(iam_default: bool, secrets: Vec<Secret>) -> Proxy {
         Proxy {
+            arn: String::new(),
             family: EngineFamily::Postgresql,
             require_tls: false,
             iam_default,

@@ -209,6 +209,7 @@ async fn read_proxy(aws: &Aws, name: &str, wanted: &[String]) -> Result<Proxy> {
         }
     }
     Ok(Proxy {
+        arn: p.db_proxy_arn().unwrap_or_default().to_string(),
         family,
         require_tls: p.require_tls() == Some(true),
         iam_default: p.default_auth_scheme() == Some("IAM_AUTH"),
@@ -367,8 +368,35 @@ pub async fn probe(
             }
         }
         findings.proxy_log.extend(crate::proxy_logs::lines(&found));
+        for c in &mut findings.configurations {
+            let role = c.configuration.role.clone();
+            let refused = c
+                .results
+                .iter_mut()
+                .filter(|v| v.step == Some("connect-policy"));
+            for v in refused {
+                let user = v.report.user.as_deref().unwrap_or("*");
+                if let Some(fix) = grant_needed(&proxy.arn, &role, user) {
+                    v.fix = Some(fix);
+                }
+            }
+        }
     }
     Ok(findings)
+}
+
+/// The grant a role lacks for an IAM token refused: `rds-db:connect` on
+/// the proxy's `prx-` id for the user, named whole.
+fn grant_needed(proxy_arn: &str, role: &str, user: &str) -> Option<String> {
+    let id = crate::arn::proxy_id(proxy_arn)?;
+    let mut parts = proxy_arn.split(':').skip(1);
+    let (partition, _, region, account) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(format!(
+        "the function's role ({role}) needs rds-db:connect on \
+         arn:{partition}:rds-db:{region}:{account}:dbuser:{id}/{user} (this proxy's id is {id}): \
+         the connect policy must name that id, and be attached to the role"
+    ))
 }
 
 /// Who owns a refused login, when the proxy's log says why it refused:
@@ -399,6 +427,21 @@ fn judge(report: Report, iam: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_token_names_the_grant_it_lacks() {
+        let fix = grant_needed(
+            "arn:aws:rds:us-east-1:123456789012:db-proxy:prx-0abc",
+            "arn:aws:iam::123456789012:role/app",
+            "admin",
+        )
+        .unwrap();
+        assert!(
+            fix.contains("on arn:aws:rds-db:us-east-1:123456789012:dbuser:prx-0abc/admin (this"),
+            "{fix}"
+        );
+        assert_eq!(grant_needed("", "r", "u"), None);
+    }
 
     #[test]
     fn a_probe_has_time_for_every_target() {

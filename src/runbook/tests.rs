@@ -889,3 +889,20 @@ fn aws_limits_on_names_descriptions_and_variables() {
     assert!(Runbook::load(&path, &lookup, false, &Catalogue).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_invoke_check_probes_or_invokes_never_both() {
+    let rb = parse(&format!("{MINIMAL}[invoke_check]\nprobe = true\n")).unwrap();
+    assert!(rb.invoke_check.probe);
+    assert!(!parse(MINIMAL).unwrap().invoke_check.probe);
+    let errs = errors(&format!(
+        "{MINIMAL}[invoke_check]\npayload = \"{{}}\"\nprobe = true\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "invoke_check.probe");
+    assert_eq!((errs[0].pos.line, errs[0].pos.col), (21, 9), "{errs:?}");
+    assert!(
+        errs[0].message.contains("remove payload and expect"),
+        "{errs:?}"
+    );
+}

@@ -64,12 +64,26 @@ fn the_probe_passes_on_the_recipe_for_each_engine_and_leaves_nothing() {
             &["default"][..],
         ),
         (
+            "cookbook-4.3-mysql.toml",
+            &["--engine", "aurora-mysql"][..],
+            &["default"][..],
+        ),
+        (
             "aurora-postgresql-iam.toml",
             &["--engine", "aurora-postgresql", "--iam-db-auth"][..],
             &["default", "-db-ro"][..],
         ),
     ] {
         let ws = emu.workspace_for(&format!("probe_{}", seed.len()), runbook, seed);
+        if seed.contains(&"aurora-mysql") {
+            ws.write_runbook(|s| {
+                edit(
+                    &s,
+                    "instance_id = \"${env.RDS_ID}\"",
+                    "cluster_id = \"${env.RDS_CLUSTER_ID}\"",
+                )
+            });
+        }
         ws.run(&["run", "--yes"]).ok();
         passes(&emu, &ws, endpoints);
         // As JSON: each result with its parts' times.
@@ -127,6 +141,36 @@ fn a_broken_wiring_fails_the_probe_at_the_step_that_owns_it() {
     assert!(out.contains("an IAM token was refused"), "{out}");
     ws.run(&["run", "--yes"]).ok();
     passes(&emu, &ws, &["default"]);
+
+    // A connect policy for another proxy's id: the log names the resource
+    // the role lacks, this proxy's.
+    let proxy_id = ws.output("proxy", "id");
+    let text = std::fs::read_to_string(ws.dir.join("policies/rds-connect-policy-template.json"))
+        .unwrap()
+        .replace("RDSProxyID", "prx-0123456789abcdef0");
+    std::fs::write(ws.dir.join("policies/other-proxy.json"), text).unwrap();
+    let other = |s: String| {
+        edit(
+            &s,
+            "policies/rds-connect-policy-template.json",
+            "policies/other-proxy.json",
+        )
+    };
+    // The run's invoke check comes before its last pass narrows the
+    // policy to the other id (docs/limits.md).
+    ws.write_runbook(other);
+    ws.run(&["run", "--yes"]).ok();
+    // IAM honours the narrowed policy after its propagation delay.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = fails("connect-policy", "auth failed");
+    assert!(
+        out.contains(&format!(
+            "needs rds-db:connect on arn:aws:rds-db:us-east-1:123456789012:dbuser:{proxy_id}/admin"
+        )),
+        "{out}"
+    );
+    ws.write_runbook(|s| s);
+    ws.run(&["run", "--yes"]).ok();
 
     // The function's security group no longer admitted by the proxy's.
     let proxy_sg = ws.output("proxy-security-group", "group_id");
