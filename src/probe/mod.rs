@@ -191,8 +191,9 @@ pub fn owner(failed_at: &str, error: &str, iam: bool) -> (&'static str, &'static
         ),
         "auth" if lower.contains("requires tls") || lower.contains("only with ssl") => (
             "proxy",
-            "the proxy requires TLS (proxy.require_tls, and IAM authentication always): \
-             connect with TLS",
+            "the proxy requires TLS (RequireTLS, and IAM authentication always) but clients \
+             connect as the runbook says, without it: `run` puts proxy.require_tls back on the \
+             proxy, or set it to true and connect with TLS",
         ),
         "auth" if lower.contains("no credentials") || lower.contains("password that was") => (
             "secret-access",

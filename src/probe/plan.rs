@@ -106,6 +106,8 @@ pub struct Secret {
 pub struct Proxy {
     pub arn: String,
     pub family: EngineFamily,
+    /// Clients connect with TLS: the runbook's `proxy.require_tls` (the
+    /// probe connects as the runbook configures clients).
     pub require_tls: bool,
     /// End-to-end IAM (DefaultAuthScheme IAM_AUTH): every login is a token.
     pub iam_default: bool,

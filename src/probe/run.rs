@@ -31,6 +31,8 @@ pub struct Subject {
     /// The runbook's `[[endpoint]]`s, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// `proxy.require_tls`: clients connect with TLS (always with a token).
+    pub require_tls: bool,
 }
 
 impl Subject {
@@ -54,6 +56,7 @@ impl Subject {
             tags: rb.tags.clone(),
             functions,
             endpoints: rb.endpoints.iter().map(|e| e.name.clone()).collect(),
+            require_tls: rb.proxy.require_tls,
         }
     }
 }
@@ -250,7 +253,10 @@ pub async fn probe(
     retry_logins_until: Option<Instant>,
 ) -> Result<Findings> {
     let since = SystemTime::now();
-    let proxy = read_proxy(aws, proxy_name, &rb.endpoints).await?;
+    let mut proxy = read_proxy(aws, proxy_name, &rb.endpoints).await?;
+    // Clients connect as the runbook configures them: a proxy changed by
+    // hand to require TLS refuses them, as it would the functions.
+    proxy.require_tls = rb.require_tls;
     if proxy.family == EngineFamily::Sqlserver {
         return Err(crate::error::Failure::usage(
             "the probe has no SQL Server client: check a SQL Server proxy with the invoke check \

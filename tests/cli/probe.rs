@@ -301,3 +301,54 @@ fn the_run_can_end_with_the_probe_instead_of_invoking_the_functions() {
     );
     assert_eq!(functions(&emu), before, "nothing of the probe remains");
 }
+
+/// A proxy made to require TLS by hand refuses clients the runbook
+/// configures without it: the probe, connecting as they do, fails at the
+/// proxy step; the run puts it back.
+#[test]
+fn tls_required_by_hand_refuses_the_clients_the_runbook_configures_without_it() {
+    let (emu, ws) = setup("probe_tls");
+    if !emu.has_rules("tls_required_by_hand_refuses_the_clients_the_runbook_configures") {
+        return;
+    }
+    let no_tls = |s: String| {
+        let s = edit(&s, "require_tls = true", "require_tls = false");
+        let s = edit(&s, "iam_auth = \"REQUIRED\"", "iam_auth = \"DISABLED\"");
+        edit(
+            &s,
+            "[invoke_check]\npayload = \"{}\"",
+            "[invoke_check]\nprobe = true",
+        )
+    };
+    ws.write_runbook(no_tls);
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("the probe passed");
+    let out = ws.run(&["probe"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(" off ") && l.ends_with("  ok")),
+        "the probe connected without TLS, as the runbook configures clients:\n{}",
+        out.stdout
+    );
+    let proxy = format!("{}-db", ws.prefix);
+    by_hand(&emu, |c| async move {
+        let rds = aws_sdk_rds::Client::new(&c);
+        rds.modify_db_proxy()
+            .db_proxy_name(proxy)
+            .require_tls(true)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["probe"])
+        .code(1)
+        .stdout_has("auth failed: (3159)")
+        .stdout_has("owner: proxy: the proxy requires TLS");
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("the probe passed");
+    ws.run(&["probe"]).ok();
+}
