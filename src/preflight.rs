@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::Result;
 use aws_sdk_ec2::types::SecurityGroup;
 
-use crate::aws::errors::{is_function_not_found, is_no_such_entity, is_subnet_not_found};
+use crate::aws::errors::{is_no_such_entity, is_secret_not_found, is_subnet_not_found};
 use crate::aws::{Aws, describe_error, error_code};
 use crate::error::Failure;
 use crate::runbook::{AuthScheme, EngineFamily, Runbook, Text};
@@ -444,7 +444,7 @@ async fn one_secret(
     );
     let kms = match described {
         Ok(d) => d.kms_key_id().map(String::from),
-        Err(e) if is_function_not_found(error_code(&e)) => {
+        Err(e) if is_secret_not_found(error_code(&e)) => {
             return Ok(vec![(
                 format!("secret {arn} does not exist"),
                 Some(format!("check {key} and the region")),
