@@ -27,7 +27,7 @@ mod validate;
 
 use crate::cli::{Cli, Command};
 use crate::commands::fleet::{self, Job};
-use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer};
+use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer, unlock};
 use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
 use crate::open::Options;
@@ -265,7 +265,7 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
                 fleet::fleet(runbooks, Job::Status { history: *history }, *together, opts).await
             }
         },
-        Command::Unlock { runbook, force } => transfer::unlock(runbook, force, opts).await,
+        Command::Unlock { runbook, force } => unlock::unlock(runbook, force, opts).await,
         Command::State(cli::StateCommand::Push { runbook, to }) => {
             transfer::push(runbook, to, opts).await
         }

@@ -19,7 +19,7 @@ use crate::aws::Aws;
 use crate::open::{EnvMode, Options, load_runbook, open_state, state_place};
 use crate::runbook::{Runbook, Text};
 use crate::state::State;
-use crate::state::backend::Place;
+use crate::state::backend::StatePlace;
 use crate::steps::{self, Step};
 
 pub use crate::cli::PermissionsFor as For;
@@ -193,7 +193,7 @@ impl Names {
     pub fn of(
         rb: &Runbook,
         state: Option<&State>,
-        place: &Place,
+        place: &StatePlace,
         account: String,
         region: String,
     ) -> Names {
@@ -238,8 +238,8 @@ impl Names {
             .map(value)
             .collect();
         let state = match place {
-            Place::S3(p) => Some(p.clone()),
-            Place::File(_) => None,
+            StatePlace::S3(p) => Some(p.clone()),
+            StatePlace::File(_) => None,
         };
         Names {
             account,
@@ -477,7 +477,7 @@ mod tests {
     }
 
     fn names(rb: &Runbook, state: Option<&State>) -> Names {
-        let file = Place::File("s.json".into());
+        let file = StatePlace::File("s.json".into());
         Names::of(rb, state, &file, "1".into(), "r".into())
     }
 
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn a_state_in_s3_is_named_with_its_lock_and_key() {
         let rb = book();
-        let place = Place::S3(crate::state::s3::S3Place {
+        let place = StatePlace::S3(crate::state::s3::S3Place {
             bucket: "b".into(),
             key: "k/s.json".into(),
             region: Some("eu-west-1".into()),
