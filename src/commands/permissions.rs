@@ -161,6 +161,7 @@ pub struct Names {
     db: Option<String>,
     functions: BTreeSet<String>,
     secrets: BTreeSet<String>,
+    alarms: BTreeSet<String>,
     /// The book's managed secrets policy (`secret_access.mode`).
     managed_secrets: bool,
     state: Option<crate::state::s3::S3Place>,
@@ -222,6 +223,16 @@ impl Names {
             .chain(rb.auth.iter().map(|a| &a.secret_arn))
             .map(value)
             .collect();
+        let mut alarms: BTreeSet<String> = rb
+            .alarms
+            .iter()
+            .flat_map(|a| a.alarms.iter().map(|s| s.name.clone()))
+            .collect();
+        alarms.extend(
+            outputs("alarms", "alarms")
+                .iter()
+                .flat_map(|o| o.split_whitespace().map(String::from)),
+        );
         let state = match place {
             Place::S3(p) => Some(p.clone()),
             Place::File(_) => None,
@@ -235,6 +246,7 @@ impl Names {
             db,
             functions,
             secrets,
+            alarms,
             managed_secrets: rb.secret_access == crate::runbook::SecretAccess::Managed,
             state,
         }
@@ -295,6 +307,13 @@ impl Names {
                         let group = format!("arn:aws:logs:{r}:{a}:log-group:/aws/rds/proxy/{p}");
                         [format!("{group}:*"), group]
                     })
+                    .collect(),
+                None,
+            ),
+            On::Alarms => (
+                self.alarms
+                    .iter()
+                    .map(|n| format!("arn:aws:cloudwatch:{r}:{a}:alarm:{n}"))
                     .collect(),
                 None,
             ),
@@ -360,6 +379,7 @@ fn sid(on: On) -> &'static str {
         On::Secrets => "Secrets",
         On::SecretKeys => "SecretKeysThroughSecretsManager",
         On::ProxyLog => "ProxyLog",
+        On::Alarms => "ProxyAlarms",
         On::StateBucket => "StateBucket",
         On::StateObject => "StateObject",
         On::StateKey => "StateKey",
