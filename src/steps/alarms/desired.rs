@@ -127,14 +127,17 @@ pub fn desired(
                     format!("{percent}% of the DB's max_connections {max} ({from})"),
                 )
             }
+            // Maximum: the proxy also publishes its zeros within a period;
+            // pinning in every one of several periods in a row is what lasts.
             AlarmKind::SessionPinned => (
                 Rule::Threshold {
-                    statistic: "Minimum",
+                    statistic: "Maximum",
                     operator: "GreaterThanThreshold",
                     value: 0.0,
                 },
                 format!(
-                    "connections pinned all along for {} minutes",
+                    "connections pinned in {} periods in a row: {} minutes",
+                    s.datapoints_to_alarm,
                     s.period * s.datapoints_to_alarm / 60
                 ),
             ),

@@ -459,6 +459,7 @@ impl StepImpl for Alarms {
             ("cloudwatch:DeleteAlarms", On::Alarms),
         ],
     };
+    const SERVES_FUNCTIONS: bool = false;
     const AFTER: &'static [(&'static str, &'static str)] = &[(
         "targets",
         "the proxy publishes its connection metrics once its target is registered",
