@@ -176,6 +176,7 @@ pub struct Names {
     /// The start of the name of every probe function of the runbook.
     probe_prefix: String,
     secrets: BTreeSet<String>,
+    alarms: BTreeSet<String>,
     /// The book's managed secrets policy (`secret_access.mode`).
     managed_secrets: bool,
     state: Option<crate::state::s3::S3Place>,
@@ -237,6 +238,16 @@ impl Names {
             .chain(rb.auth.iter().map(|a| &a.secret_arn))
             .map(value)
             .collect();
+        let mut alarms: BTreeSet<String> = rb
+            .alarms
+            .iter()
+            .flat_map(|a| a.alarms.iter().map(|s| s.name.clone()))
+            .collect();
+        alarms.extend(
+            outputs("alarms", "alarms")
+                .iter()
+                .flat_map(|o| o.split_whitespace().map(String::from)),
+        );
         let state = match place {
             StatePlace::S3(p) => Some(p.clone()),
             StatePlace::File(_) => None,
@@ -251,6 +262,7 @@ impl Names {
             functions,
             probe_prefix: crate::probe::plan::prefix(&rb.name),
             secrets,
+            alarms,
             managed_secrets: rb.secret_access == crate::runbook::SecretAccess::Managed,
             state,
         }
@@ -325,6 +337,13 @@ impl Names {
                     .collect(),
                 None,
             ),
+            On::Alarms => (
+                self.alarms
+                    .iter()
+                    .map(|n| format!("arn:aws:cloudwatch:{r}:{a}:alarm:{n}"))
+                    .collect(),
+                None,
+            ),
             On::StateBucket => match &self.state {
                 Some(s) => (vec![format!("arn:aws:s3:::{}", s.bucket)], None),
                 None => (Vec::new(), None),
@@ -389,6 +408,7 @@ fn sid(on: On) -> &'static str {
         On::Secrets => "Secrets",
         On::SecretKeys => "SecretKeysThroughSecretsManager",
         On::ProxyLog => "ProxyLog",
+        On::Alarms => "ProxyAlarms",
         On::StateBucket => "StateBucket",
         On::StateObject => "StateObject",
         On::StateKey => "StateKey",
