@@ -3,7 +3,7 @@
     localstack/.venv/bin/python localstack/seed.py [--prefix P] [--out FILE]
         [--engine mysql|postgres|sqlserver-ex|aurora-mysql|aurora-postgresql]
         [--extra-function NAME[:USER] ...] [--extra-secret USER ...]
-        [--iam-db-auth] [--dual-stack]
+        [--iam-db-auth] [--dual-stack] [--system seed-000]
 
 The DB is an RDS instance by default; an `aurora-*` engine makes an Aurora
 cluster with one instance and an RDS-managed master secret. On the
@@ -14,6 +14,12 @@ function), and the DB users the extra secrets and end-to-end IAM name. Each
 security group), exported as NAME_FUNCTION_NAME, NAME_FUNCTION_ROLE_NAME and
 NAME_FUNCTION_SG_ID (NAME upper-cased, '-' as '_'), connecting as DB user
 USER if given.
+
+--system seed-000 makes seed 000's own system (runbooks/seed-000-mass-emailing.toml,
+default prefix mass-emailing, MySQL or --engine postgres): a db.t3.medium, the
+secret PREFIX/rds-credentials of DB user app_user (exported as
+APP_USER_SECRET_ARN), and its five functions, all connecting as app_user,
+each capped as seed 000 caps it (SEED_000_FUNCTIONS below).
 
 Needs AWS_ENDPOINT_URL (it refuses to run against real AWS). Idempotent: every
 resource is looked up by name/tag first, so a second run creates nothing and
@@ -52,6 +58,22 @@ DATABASE = "appdb"
 NOTE = "hello from {db_id}"
 # The DB user of end-to-end IAM (--iam-db-auth): the shipped IAM runbook's.
 IAM_USER = "app_user"
+
+# Seed 000's system (--system seed-000): its DB class, and its functions
+# with what caps how many of each run at once, as (name, reserved
+# concurrency, SQS maximum concurrency). The CSV import runs in a Step
+# Functions Map of MaxConcurrency 5: reserved concurrency 5 stands in for
+# it; the mail sender reads an SQS queue with MaximumConcurrency 4; the
+# three small ones (workflow completion, completion polling, DLQ) hold one
+# connection each. At worst 5 + 4 + 3 = 12 client connections.
+SEED_000_CLASS = "db.t3.medium"
+SEED_000_FUNCTIONS = [
+    ("csv-import", 5, None),
+    ("mail-send", None, 4),
+    ("workflow-complete", 1, None),
+    ("completion-poll", 1, None),
+    ("dlq", 1, None),
+]
 
 
 def log(msg):
@@ -207,7 +229,7 @@ def find_secret_password(sm, name):
 
 
 def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_id,
-                         iam_db_auth=False, network_type="IPV4"):
+                         iam_db_auth=False, network_type="IPV4", instance_class=None):
     """DB instance + secret holding its credentials; returns (endpoint, secret ARN).
 
     The password comes from the secret when one exists; otherwise a new one is
@@ -225,7 +247,8 @@ def ensure_db_and_secret(rds, sm, db_id, engine, secret_name, subnet_group, sg_i
         # SQL Server takes no DBName.
         named = {} if engine.startswith("sqlserver") else {"DBName": DATABASE}
         rds.create_db_instance(
-            DBInstanceIdentifier=db_id, DBInstanceClass=ENGINES[engine][1], Engine=engine,
+            DBInstanceIdentifier=db_id, DBInstanceClass=instance_class or ENGINES[engine][1],
+            Engine=engine,
             MasterUsername="admin", MasterUserPassword=password, AllocatedStorage=20, **named,
             DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=[sg_id],
             PubliclyAccessible=False, EnableIAMDatabaseAuthentication=iam_db_auth,
@@ -406,9 +429,33 @@ def ensure_function(lam, name, role_arn, subnet_ids, sg_id, db_host, engine, db_
     wait_for(f"Lambda function {name} to be Active", ready)
 
 
+def ensure_caps(lam, sqs, name, reserved, sqs_max):
+    """How many of the function `name` may run at once: its reserved
+    concurrency, or an SQS queue of its own mapped to it with a maximum
+    concurrency (what the connection budget reads)."""
+    if reserved is not None:
+        current = lam.get_function_concurrency(FunctionName=name).get(
+            "ReservedConcurrentExecutions")
+        if current != reserved:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+            log(f"set the reserved concurrency of {name} to {reserved}")
+    if sqs_max is not None:
+        url = sqs.create_queue(QueueName=f"{name}-queue")["QueueUrl"]  # idempotent
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        found = lam.list_event_source_mappings(FunctionName=name, EventSourceArn=arn)
+        if found["EventSourceMappings"]:
+            log(f"found the SQS event source of {name}")
+        else:
+            lam.create_event_source_mapping(FunctionName=name, EventSourceArn=arn, BatchSize=10,
+                                            ScalingConfig={"MaximumConcurrency": sqs_max})
+            log(f"mapped SQS queue {name}-queue to {name} (maximum concurrency {sqs_max})")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prefix", default="awscookbook403", help="prefix of every name")
+    p.add_argument("--prefix", help="prefix of every name (default: awscookbook403; "
+                   "mass-emailing with --system seed-000)")
     p.add_argument("--out", help="write the exports to this file instead of stdout")
     p.add_argument("--engine", default="mysql", choices=sorted(ENGINES),
                    help="the DB engine; aurora-* makes a cluster (default: mysql)")
@@ -423,8 +470,16 @@ def main():
     p.add_argument("--dual-stack", action="store_true",
                    help="IPv6 CIDR blocks on the VPC and subnets, and a DB of network type "
                         "DUAL (for the proxy's IPv6 network types)")
+    p.add_argument("--system", choices=["seed-000"],
+                   help="seed 000's own system: a db.t3.medium, the secret of app_user and its "
+                        "five functions with their concurrency (runbooks/seed-000-mass-emailing.toml)")
     args = p.parse_args()
-    prefix = args.prefix
+    seed_000 = args.system == "seed-000"
+    if seed_000 and args.engine not in ("mysql", "postgres"):
+        p.error("--system seed-000 is MySQL (the default) or --engine postgres")
+    prefix = args.prefix or ("mass-emailing" if seed_000 else "awscookbook403")
+    if seed_000:
+        args.extra_function += [f"{name}:{IAM_USER}" for name, _, _ in SEED_000_FUNCTIONS]
 
     endpoint_url = os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint_url:
@@ -439,8 +494,8 @@ def main():
     def client(name):
         return session.client(name, endpoint_url=endpoint_url)
 
-    ec2, rds, sm, iam, lam, sts = (client(n) for n in
-                                   ("ec2", "rds", "secretsmanager", "iam", "lambda", "sts"))
+    ec2, rds, sm, iam, lam, sts, sqs = (client(n) for n in ("ec2", "rds", "secretsmanager", "iam",
+                                                            "lambda", "sts", "sqs"))
     log(f"seeding recipe 4.3 preconditions (prefix {prefix}) at {endpoint_url}, region {region}")
 
     account_id = sts.get_caller_identity()["Account"]
@@ -470,24 +525,32 @@ def main():
     else:
         db_host, secret_arn = ensure_db_and_secret(rds, sm, db_id, args.engine,
                                                    f"{prefix}-db-secret", subnet_group, db_sg,
-                                                   args.iam_db_auth, network_type)
+                                                   args.iam_db_auth, network_type,
+                                                   SEED_000_CLASS if seed_000 else None)
         db_export = {"RDS_ID": db_id}
 
     # The master user as the DB's secret holds it (RDS's own for a cluster).
     master = json.loads(sm.get_secret_value(SecretId=secret_arn)["SecretString"])
+    port = ENGINES[args.engine][0]
     extra_secrets = {}
-    for user in args.extra_secret:
-        name = f"{prefix}-{user}-secret"
+    # (user, secret name, what else the secret holds)
+    wanted = [(user, f"{prefix}-{user}-secret", {}) for user in args.extra_secret]
+    if seed_000:
+        # Seed 000's secret (its step 1), the DB user the proxy logs in as.
+        wanted.append((IAM_USER, f"{prefix}/rds-credentials",
+                       {"engine": args.engine, "host": db_host, "port": port,
+                        "dbname": DATABASE}))
+    for user, name, more in wanted:
         try:
             arn = sm.describe_secret(SecretId=name)["ARN"]
             log(f"found secret {name}")
         except sm.exceptions.ResourceNotFoundException:
-            value = json.dumps({"username": user, "password": secrets.token_urlsafe(24)})
+            value = json.dumps({"username": user, "password": secrets.token_urlsafe(24),
+                                **more})
             arn = sm.create_secret(Name=name, SecretString=value,
                                    Description=f"credentials of DB user {user}")["ARN"]
             log(f"created secret {name}")
         extra_secrets[user] = (arn, json.loads(sm.get_secret_value(SecretId=arn)["SecretString"]))
-    port = ENGINES[args.engine][0]
     prepare_database(endpoint_url, db_host, port, args.engine, db_id, master["username"],
                      master["password"],
                      {user: value["password"] for user, (_, value) in extra_secrets.items()},
@@ -513,6 +576,9 @@ def main():
                         sg, db_host, args.engine, user or db_user)
         extra.update({f"{key}_FUNCTION_NAME": f"{prefix}-{name}",
                       f"{key}_FUNCTION_ROLE_NAME": role, f"{key}_FUNCTION_SG_ID": sg})
+    if seed_000:
+        for name, reserved, sqs_max in SEED_000_FUNCTIONS:
+            ensure_caps(lam, sqs, f"{prefix}-{name}", reserved, sqs_max)
 
     for user, (arn, _) in extra_secrets.items():
         extra[f"{user.upper().replace('-', '_')}_SECRET_ARN"] = arn

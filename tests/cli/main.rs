@@ -32,6 +32,7 @@ mod probe;
 mod replace;
 mod run;
 mod safety;
+mod seed000;
 mod state;
 mod team;
 mod update;
