@@ -53,6 +53,12 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
         "engine_family = \"MYSQL\"".to_string(),
         "port = 3306".to_string(),
         "env_var = \"DB_HOST\"  # holds the DB's endpoint now".to_string(),
+        // The alarms step and its section commented, with the figure read:
+        // the writer's class (the emulator's default parameter group).
+        "  # \"alarms\",  # CloudWatch alarms on the proxy".to_string(),
+        "# [alarms]  # DatabaseConnections alarm at 80% of max_connections = 1270 \
+         (db.r5.large estimate) -> 1016"
+            .to_string(),
     ] {
         assert!(text.contains(&want), "lacks {want}:\n{text}");
     }
@@ -98,6 +104,18 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
     ws.runbook = out;
     ws.state = ws.dir.join("instance.state.json");
     ws.run(&["plan"]).ok().stdout_has("Plan: 9 to create");
+    // Its [alarms] comment gives the threshold the step will set: both
+    // uncommented, `plan` works out the same figure.
+    let text = std::fs::read_to_string(&ws.runbook).unwrap();
+    let figure = "# [alarms]  # DatabaseConnections alarm at 80% of max_connections = 60 \
+                  (db.t3.micro estimate) -> 48";
+    assert!(text.contains(figure), "lacks {figure}:\n{text}");
+    let text = edit(&text, "  # \"alarms\",", "  \"alarms\",");
+    std::fs::write(&ws.runbook, edit(&text, "# [alarms]", "[alarms]")).unwrap();
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has("DatabaseConnections Maximum >= 48 ")
+        .stdout_has("(80% of the DB's max_connections 60 (");
 
     // Unknown names: every problem at once, before anything is written.
     init(&["--function", "nope", "--db-instance", "nodb"])

@@ -177,6 +177,9 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         .collect();
     let mut seen = std::collections::HashSet::new();
     functions.retain(|f| seen.insert(f.name.clone()));
+    // The figure the [alarms] comment gives; a read that fails leaves it
+    // to `plan` (init writes the section commented either way).
+    let capacity = crate::db::capacity(&aws, &db).await.ok().flatten();
     let text = render(&Rendered {
         name: &name,
         region: &aws.region,
@@ -186,6 +189,7 @@ pub async fn init(args: &InitArgs, opts: &Options) -> Result<()> {
         secret_given: args.secret.is_some(),
         functions: &functions,
         existing: existing.as_ref(),
+        capacity: capacity.as_ref(),
     });
     // Our own output must load: a failure here is a bug, not the user's.
     let check_path = args
@@ -328,6 +332,34 @@ pub struct Rendered<'a> {
     pub functions: &'a [Function],
     /// A proxy already in front of the DB: the runbook describes it.
     pub existing: Option<&'a Existing>,
+    /// The DB's class and max_connections as read, for the `[alarms]`
+    /// comment; None: not read.
+    pub capacity: Option<&'a crate::db::Capacity>,
+}
+
+/// The DatabaseConnections alarm's threshold with the figures it comes
+/// from, as the `alarms` step works it out (its default percent).
+fn connections_alarm(capacity: Option<&crate::db::Capacity>, family: EngineFamily) -> String {
+    let percent = crate::runbook::DEFAULT_PERCENT;
+    let (max, from) = match capacity {
+        Some(c) => match &c.max_connections_set {
+            Some((v, by)) => (Some(*v), format!("set by {by}")),
+            None => (
+                crate::budget::max_connections(&c.class, family),
+                format!("{} estimate", c.class),
+            ),
+        },
+        None => (None, String::new()),
+    };
+    match max {
+        Some(max) => format!(
+            "DatabaseConnections alarm at {percent}% of max_connections = {max} ({from}) -> {}",
+            max * i64::from(percent) / 100
+        ),
+        None => format!(
+            "DatabaseConnections alarm at {percent}% of max_connections (not read: `plan` works it out)"
+        ),
+    }
 }
 
 /// A TOML string literal.
@@ -411,10 +443,12 @@ pub fn render(r: &Rendered) -> String {
         w,
         "  \"proxy-role\", \"secret-access\", \"proxy-security-group\", \"proxy\", \"connect-policy\","
     );
+    let _ = writeln!(w, "  \"db-ingress\", \"targets\",");
     let _ = writeln!(
         w,
-        "  \"db-ingress\", \"targets\", \"lambda-ingress\", \"lambda-env\", \"invoke-check\","
+        "  # \"alarms\",  # CloudWatch alarms on the proxy: uncomment with [alarms] below"
     );
+    let _ = writeln!(w, "  \"lambda-ingress\", \"lambda-env\", \"invoke-check\",");
     let _ = writeln!(w, "]");
     let _ = writeln!(w);
     let _ = writeln!(w, "[network]");
@@ -606,6 +640,14 @@ pub fn render(r: &Rendered) -> String {
             "mode = \"managed\"  # the role has SecretsManagerReadWrite now (\"least-privilege\" narrows it)"
         );
     }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "# CloudWatch alarms on the proxy, as seed 000 prescribes (docs/alarms.md): uncomment\n\
+         # \"alarms\" in `steps` and this section to make them, each with its defaults."
+    );
+    let _ = writeln!(w, "# [alarms]  # {}", connections_alarm(r.capacity, family));
+    let _ = writeln!(w, "# sns_topic_arn = \"arn:aws:sns:REGION:ACCOUNT:TOPIC\"");
     for f in r.functions {
         let _ = writeln!(w);
         let _ = writeln!(w, "[[lambda]]");
@@ -752,6 +794,7 @@ mod tests {
             secret_given: true,
             functions: &functions,
             existing: None,
+            capacity: None,
         });
         let rb = parsed(&text);
         assert_eq!(rb.name, "orders-proxy");
@@ -806,6 +849,7 @@ mod tests {
                 secret_given: !secret.is_empty(),
                 functions: &functions,
                 existing: None,
+                capacity: None,
             });
             let rb = parsed(&text);
             (text, rb)
@@ -899,6 +943,7 @@ mod tests {
             secret_given: false,
             functions: &functions,
             existing: Some(&existing),
+            capacity: None,
         });
         let rb = parsed(&text);
         let none = |_: &str, _: &str| None;
@@ -950,6 +995,7 @@ mod tests {
             secret_given: false,
             functions: &functions,
             existing: Some(&two),
+            capacity: None,
         });
         let rb = parsed(&text);
         assert!(rb.database.secret_arn.is_none(), "{text}");
