@@ -1003,8 +1003,39 @@ pub fn ingress_rules(line: &str) -> usize {
 pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, what: &str) {
     let p = &ws.prefix;
     let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    // The cookbook's alarms (its `alarms` step): each of the five once,
+    // tagged as ours (CloudWatch keys alarms by name: a second of the same
+    // name would have replaced the first, not sat beside it).
+    let alarms: Vec<&String> = added
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("alarm "))
+        .collect();
+    let want_alarms: Vec<String> = [
+        "availability",
+        "client-connections",
+        "database-connections",
+        "query-requests",
+        "session-pinned",
+    ]
+    .iter()
+    .map(|kind| format!("alarm {p}-proxy-{kind}"))
+    .collect();
+    assert_eq!(
+        alarms,
+        want_alarms.iter().collect::<Vec<_>>(),
+        "{what}: alarms added"
+    );
+    for a in &alarms {
+        assert!(
+            after[*a].contains(&format!("rds-proxy-runbook:runbook={p}")),
+            "{what}: {a} is not tagged as ours: {}",
+            after[*a]
+        );
+    }
     let mut kinds: Vec<String> = added
         .iter()
+        .filter(|k| !k.starts_with("alarm "))
         .map(|k| {
             k.rsplit_once(' ')
                 .map_or(k.to_string(), |(a, _)| a.to_string())
