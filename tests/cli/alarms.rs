@@ -297,3 +297,89 @@ fn bad_alarm_settings_are_named_at_their_place_before_any_call() {
         .stderr_has("has 256");
     assert_eq!(emu.calls(), calls, "no call was made");
 }
+
+/// Alarms a colleague made by hand under the runbook's names, once the
+/// runbook turns the step on: refused as not ours and the way named,
+/// taken over by `adopt` without a change, then brought to the runbook in
+/// place and never tagged as ours unasked; a plain rollback leaves them,
+/// and adopted again, `rollback --include-adopted` deletes them.
+#[test]
+fn hand_made_alarms_of_the_same_names_are_adopted() {
+    let (emu, ws) = setup("alarms_adopt");
+    let p = ws.prefix.clone();
+    let before = snapshot(&emu, &ws);
+    let without_alarms = |s: String| {
+        let s = edit(&s, "  \"alarms\",", "  #\"alarms\",");
+        with_alarms(&s, "")
+    };
+    ws.write_runbook(without_alarms);
+    ws.run(&["run", "--yes"]).ok();
+    let proxy = ws.output("proxy", "name");
+    let kinds = [
+        "availability",
+        "client-connections",
+        "database-connections",
+        "query-requests",
+        "session-pinned",
+    ];
+    for kind in kinds {
+        put_by_hand(&emu, &format!("{p}-proxy-{kind}"), &proxy);
+    }
+    let by_hand = snapshot(&emu, &ws);
+
+    // The step turned on: refused, the way named, nothing changed.
+    ws.write_runbook(|s| s);
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has(&format!(
+            "CloudWatch alarm {p}-proxy-database-connections exists but was not created by \
+             runbook `{p}`"
+        ))
+        .stderr_has("take it over with `rds-proxy-runbook adopt RUNBOOK`");
+    assert_same(&by_hand, &snapshot(&emu, &ws), "a refused run");
+    ws.run(&["adopt", "--yes"])
+        .ok()
+        .stdout_has("~ alarms ")
+        .stdout_has(&format!(
+            "alarm {p}-proxy-database-connections threshold: 99 -> 48"
+        ));
+    assert_same(&by_hand, &snapshot(&emu, &ws), "adopt changes nothing");
+
+    // Managed: brought to the runbook in place, not tagged as ours.
+    ws.run(&["run", "--yes"])
+        .ok()
+        .stdout_has("alarms: updating in place");
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    let managed = snapshot(&emu, &ws);
+    let db = alarm(&managed, &ws, "database-connections").unwrap();
+    assert!(db.contains("threshold=Some(48.0)"), "{db}");
+    for kind in kinds {
+        let a = alarm(&managed, &ws, kind).unwrap();
+        assert!(
+            !a.contains("rds-proxy-runbook:runbook="),
+            "tagged unasked: {a}"
+        );
+    }
+
+    // A plain rollback leaves them, as the runbook brought them.
+    ws.run(&["rollback", "--yes"])
+        .ok()
+        .stdout_has("alarms left alone: adopted");
+    let mut expected = before.clone();
+    for kind in kinds {
+        let key = format!("alarm {p}-proxy-{kind}");
+        expected.insert(key.clone(), managed[&key].clone());
+    }
+    assert_same(&expected, &snapshot(&emu, &ws), "a plain rollback");
+
+    // Run again, adopted again: undone with --include-adopted.
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("take it over with `rds-proxy-runbook adopt RUNBOOK`");
+    ws.run(&["adopt", "--yes"]).ok();
+    ws.run(&["run", "--yes"]).ok();
+    ws.run(&["rollback", "--yes", "--include-adopted"])
+        .ok()
+        .stdout_has("✓ alarms");
+    assert_same(&before, &snapshot(&emu, &ws), "rollback --include-adopted");
+}
