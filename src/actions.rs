@@ -47,6 +47,9 @@ pub enum On {
     SecretKeys,
     /// The proxy's log group, `/aws/rds/proxy/NAME`.
     ProxyLog,
+    /// The proxy's CloudWatch alarms (`[alarms]`, and those the state
+    /// records).
+    Alarms,
     /// The bucket of a state in S3.
     StateBucket,
     /// The state's object and its lock object.

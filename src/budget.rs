@@ -176,6 +176,30 @@ pub async fn run(rb: &Runbook, aws: &Aws, capacity: Option<&Capacity>) -> Result
     let Some(capacity) = capacity else {
         return Ok(None); // No DB read (a missing DB, a cluster without a writer).
     };
+    let names: Vec<String> = rb
+        .lambdas
+        .iter()
+        .filter_map(|l| l.function_name.literal())
+        .collect();
+    let (functions, unread) = loads(aws, &names).await;
+    let mut budget = assess(
+        capacity,
+        rb.database.engine_family,
+        rb.pool.max_connections_percent,
+        rb.pool.connection_borrow_timeout,
+        rb.proxy.idle_client_timeout,
+        functions,
+    );
+    if let Some(b) = &mut budget {
+        b.notes.extend(unread);
+    }
+    Ok(budget)
+}
+
+/// How many environments each function can run at once at worst, and why
+/// (with the notes of what could not be read); the `alarms` step reads
+/// them too, for its static surge thresholds.
+pub async fn loads(aws: &Aws, names: &[String]) -> (Vec<FunctionLoad>, Vec<String>) {
     // A read that fails counts as "no limit" (the worst case), and says so.
     let mut unread = Vec::new();
     let account = readable(
@@ -191,10 +215,8 @@ pub async fn run(rb: &Runbook, aws: &Aws, capacity: Option<&Capacity>) -> Result
     .filter(|n| *n > 0)
     .unwrap_or(ACCOUNT_DEFAULT);
     let mut functions = Vec::new();
-    for l in &rb.lambdas {
-        let Some(name) = l.function_name.literal() else {
-            continue;
-        };
+    for name in names {
+        let name = name.clone();
         let reserved = readable(
             aws.lambda
                 .get_function_concurrency()
@@ -258,18 +280,7 @@ pub async fn run(rb: &Runbook, aws: &Aws, capacity: Option<&Capacity>) -> Result
             provisioned,
         });
     }
-    let mut budget = assess(
-        capacity,
-        rb.database.engine_family,
-        rb.pool.max_connections_percent,
-        rb.pool.connection_borrow_timeout,
-        rb.proxy.idle_client_timeout,
-        functions,
-    );
-    if let Some(b) = &mut budget {
-        b.notes.extend(unread);
-    }
-    Ok(budget)
+    (functions, unread)
 }
 
 /// The answer of a read the budget can do without; a failure becomes a

@@ -4,29 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0    success (including: nothing to change)
-  1    a step failed (AWS error, drift, something not ours in the way,
-       timeout), or a confirmation was declined
-  2    command-line misuse: an unknown step, `resume` without a state, a step
-       whose inputs or the steps it waits on are not applied and verified in
-       the account yet, no --yes when stdin is not a terminal
-  3    bad input: the runbook or the state file is invalid, an edit needs a
-       new resource and --allow-replace was not given (or it cannot be
-       replaced safely), the state belongs to another account or region, or
-       the account holds what this state never made (another state's; `run
-       --adopt` takes it over); nothing was changed
-  4    the state is locked by another rds-proxy-runbook process
-  5    preflight found problems in the account (or, for rollback, a function
-       still points at the proxy and would be stranded); nothing was changed
-  6    `plan --detailed-exitcode`: there are changes to apply
-  130  interrupted (Ctrl-C); the state is saved: `resume` continues";
-
 /// Put Amazon RDS Proxy in front of an RDS database for AWS Lambda, as a
 /// runbook you can run step by step, resume, and roll back.
 #[derive(Debug, Parser)]
-#[command(name = "rds-proxy-runbook", version, after_help = EXIT_CODES)]
+// (`main` adds the exit codes to the help, from `error::EXIT_CODES`.)
+#[command(name = "rds-proxy-runbook", version)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -154,12 +136,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["step", "from", "until", "adopt"])]
         plan: Option<PathBuf>,
         /// Carry out edits that need a new resource (a proxy's name, engine
-        /// family or subnets; see the README): the new one is made beside
+        /// family or subnets; see docs/updates.md): the new one is made beside
         /// the old, made healthy, the functions move to it, and only then
         /// is the old one deleted. Without it such an edit is refused.
         #[arg(long)]
         allow_replace: bool,
-        /// `json`: one JSON document on stdout (see the README); the lines
+        /// `json`: one JSON document on stdout (docs/usage.md); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -179,7 +161,7 @@ pub enum Command {
         /// As `run --allow-replace` (to finish a replacement that stopped).
         #[arg(long)]
         allow_replace: bool,
-        /// `json`: one JSON document on stdout (see the README); the lines
+        /// `json`: one JSON document on stdout (docs/usage.md); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -256,7 +238,7 @@ pub enum Command {
         /// from which host, with which command.
         #[arg(long)]
         history: bool,
-        /// `json`: one JSON document on stdout (see the README); the lines
+        /// `json`: one JSON document on stdout (docs/usage.md); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -282,7 +264,7 @@ pub enum Command {
         /// resources stay as they are.
         #[arg(long)]
         include_adopted: bool,
-        /// `json`: one JSON document on stdout (see the README); the lines
+        /// `json`: one JSON document on stdout (docs/usage.md); the lines
         /// for people go to stderr.
         #[arg(long, value_enum, default_value_t)]
         output: Output,

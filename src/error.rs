@@ -13,6 +13,68 @@ pub const EXIT_PREFLIGHT: i32 = 5;
 pub const EXIT_CHANGES: i32 = 6;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// Every exit code and what it means: the one source of the `--help`
+/// text (`exit_codes_help`) and of the README's table, which a test holds
+/// to it.
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (0, "success (including: nothing to change)"),
+    (
+        EXIT_STEP_FAILED,
+        "a step failed (AWS error, drift, something not ours in the way, timeout), or a \
+         confirmation was declined",
+    ),
+    (
+        EXIT_USAGE,
+        "command-line misuse: an unknown step, `resume` without a state, a step whose inputs or \
+         the steps it waits on are not applied and verified in the account yet, no `--yes` when \
+         stdin is not a terminal",
+    ),
+    (
+        EXIT_BAD_INPUT,
+        "bad input: the runbook or the state file is invalid, an edit needs a new resource and \
+         `--allow-replace` was not given (or it cannot be replaced safely), a proxy named by \
+         value does not exist, the state belongs to another account or region, or the account \
+         holds what this state never made (another state's; `run --adopt` takes it over); \
+         nothing was changed",
+    ),
+    (
+        EXIT_LOCKED,
+        "the state is locked by another `rds-proxy-runbook` process, or (in S3) was written by \
+         another since this process read it: nothing was overwritten",
+    ),
+    (
+        EXIT_PREFLIGHT,
+        "preflight (or `init`) found problems in the account, or a rollback would strand a \
+         function on the proxy; nothing was changed (or written)",
+    ),
+    (
+        EXIT_CHANGES,
+        "`plan --detailed-exitcode`: there are changes to apply",
+    ),
+    (
+        EXIT_INTERRUPTED,
+        "interrupted (Ctrl-C); the state is saved: `resume` continues",
+    ),
+];
+
+/// The exit codes as `--help` shows them, wrapped.
+pub fn exit_codes_help() -> String {
+    let mut out = String::from("Exit codes:");
+    for (code, meaning) in EXIT_CODES {
+        let mut line = format!("\n  {code:<5}");
+        for word in meaning.split(' ') {
+            if line.len() + word.len() > 78 {
+                out.push_str(line.trim_end());
+                line = format!("\n{:7}", "");
+            }
+            line.push_str(word);
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+    }
+    out
+}
+
 /// Why a command ended without success, each with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -113,5 +175,37 @@ mod tests {
         assert_eq!(code_of(&Failure::interrupted("x")), 130);
         assert_eq!(code_of(&Interrupted.into()), 130);
         assert_eq!(code_of(&anyhow::anyhow!("AccessDenied")), 1);
+    }
+
+    /// The README's table of exit codes is this one, row for row.
+    #[test]
+    fn the_readmes_exit_codes_are_the_tools() {
+        let readme = include_str!("../README.md");
+        let rows: Vec<(i32, &str)> = readme
+            .split("### Exit codes")
+            .nth(1)
+            .expect("the README has an exit codes section")
+            .split("\n#")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| ")?.strip_suffix(" |")?.split(" | ");
+                Some((cells.next()?.parse().ok()?, cells.next()?))
+            })
+            .collect();
+        assert_eq!(
+            rows, EXIT_CODES,
+            "README.md's exit codes differ from error::EXIT_CODES"
+        );
+    }
+
+    #[test]
+    fn the_help_lists_every_code_within_80_columns() {
+        let help = exit_codes_help();
+        for (code, _) in EXIT_CODES {
+            assert!(help.contains(&format!("\n  {code} ")), "{help}");
+        }
+        assert!(help.lines().all(|l| l.len() <= 80), "{help}");
     }
 }

@@ -15,6 +15,8 @@ mod poll;
 mod preflight;
 mod probe;
 mod proxy_logs;
+#[cfg(test)]
+mod reference;
 mod rounds;
 mod runbook;
 mod state;
@@ -23,15 +25,18 @@ mod template;
 mod ui;
 mod validate;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 use crate::commands::fleet::{self, Job};
-use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer};
+use crate::commands::{adopt, doctor, init, plan, rollback, run, status, transfer, unlock};
 use crate::engine::runner::RunHow;
 use crate::error::{EXIT_INTERRUPTED, Failure};
 use crate::open::Options;
 use crate::ui::progress;
+
+/// The command tree, with the exit codes in its help.
+fn command_tree() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(error::exit_codes_help())
+}
 
 fn main() {
     // Die quietly when the reader goes away (`status | head`), as Unix
@@ -40,7 +45,11 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = {
+        use clap::FromArgMatches;
+        let matches = command_tree().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
     init_tracing(cli.global.verbose);
     let code = match run(cli) {
         Ok(()) => 0,
@@ -117,13 +126,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // No AWS call and no runtime needed: keeps these fast.
     match &cli.command {
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = command_tree();
             let name = cmd.get_name().to_string();
             clap_complete::generate(*shell, &mut cmd, name, &mut std::io::stdout());
             return Ok(());
         }
         Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
+            let cmd = command_tree();
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             return Ok(());
         }
@@ -256,7 +265,7 @@ async fn command(command: &Command, opts: &Options) -> anyhow::Result<()> {
                 fleet::fleet(runbooks, Job::Status { history: *history }, *together, opts).await
             }
         },
-        Command::Unlock { runbook, force } => transfer::unlock(runbook, force, opts).await,
+        Command::Unlock { runbook, force } => unlock::unlock(runbook, force, opts).await,
         Command::State(cli::StateCommand::Push { runbook, to }) => {
             transfer::push(runbook, to, opts).await
         }

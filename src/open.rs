@@ -10,7 +10,7 @@ use crate::aws::{Aws, AwsOptions};
 use crate::error::Failure;
 use crate::runbook::{Diagnostic, Runbook, RunbookError, Text};
 use crate::state::State;
-use crate::state::backend::{Backend, Place};
+use crate::state::backend::{Backend, StatePlace};
 use crate::state::s3::{S3Place, S3State};
 use crate::steps;
 
@@ -118,17 +118,17 @@ pub fn default_state_path(rb: &Runbook) -> PathBuf {
 
 /// Where the runbook's state lives: --state (a path, or s3://BUCKET/KEY),
 /// else the runbook's `[state]`, else the file beside the runbook.
-pub fn state_place(rb: &Runbook, opts: &Options) -> Result<Place> {
+pub fn state_place(rb: &Runbook, opts: &Options) -> Result<StatePlace> {
     if let Some(given) = &opts.state {
         let text = given.to_string_lossy();
         return match S3Place::parse(&text) {
-            Some(Ok(p)) => Ok(Place::S3(p)),
+            Some(Ok(p)) => Ok(StatePlace::S3(p)),
             Some(Err(why)) => Err(Failure::usage(format!("--state: {why}"))),
-            None => Ok(Place::File(given.clone())),
+            None => Ok(StatePlace::File(given.clone())),
         };
     }
     let Some(t) = &rb.state else {
-        return Ok(Place::File(default_state_path(rb)));
+        return Ok(StatePlace::File(default_state_path(rb)));
     };
     let none = |_: &str, _: &str| None;
     let fill = |t: &crate::runbook::Text| {
@@ -147,7 +147,7 @@ pub fn state_place(rb: &Runbook, opts: &Options) -> Result<Place> {
             rb.at(t.bucket.pos)
         )));
     }
-    Ok(Place::S3(S3Place {
+    Ok(StatePlace::S3(S3Place {
         bucket: fill(&t.bucket)?,
         key: match &t.key {
             Some(k) => fill(k)?,
@@ -162,8 +162,8 @@ pub fn state_place(rb: &Runbook, opts: &Options) -> Result<Place> {
 /// in each S3 write).
 pub async fn open_state(rb: &Runbook, opts: &Options, command: &str) -> Result<Backend> {
     Ok(match state_place(rb, opts)? {
-        Place::File(p) => Backend::File(p),
-        Place::S3(p) => {
+        StatePlace::File(p) => Backend::File(p),
+        StatePlace::S3(p) => {
             let client = crate::aws::s3_client(&opts.aws, rb.aws(), p.region.as_deref()).await?;
             Backend::S3(Box::new(S3State::new(p, client, command)))
         }

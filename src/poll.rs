@@ -9,6 +9,10 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::ui::progress::StepBar;
 
+/// Global: Ctrl-C's flag. The signal handler (`main`) sets it once, and
+/// every wait and the engine's scheduler read it, in whatever task they
+/// run: a signal has no context to pass, and one Ctrl-C stops every
+/// runbook of a fleet alike.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Set by the first Ctrl-C: the call in flight finishes, the state is

@@ -240,6 +240,9 @@ struct Place {
     looks: Pacer,
 }
 
+/// The shared rounds of `aws`'s place. Global: every runbook of a fleet
+/// connects its own clients, and the point of a place is that they find
+/// the same rounds without being handed them; one map for the process.
 fn place(aws: &Aws) -> Arc<Place> {
     static PLACES: OnceLock<Mutex<BTreeMap<crate::aws::Place, Arc<Place>>>> = OnceLock::new();
     let mut places = PLACES

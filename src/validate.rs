@@ -44,6 +44,43 @@ pub fn secret_arn(value: &str) -> Result<(), String> {
     })
 }
 
+/// An SNS topic ARN (where alarms notify).
+pub fn sns_topic_arn(value: &str) -> Result<(), String> {
+    let ok = arn_parts(value).is_some_and(|p| {
+        let name = p[5].strip_suffix(".fifo").unwrap_or(p[5]);
+        p[2] == "sns"
+            && !p[3].is_empty()
+            && is_account(p[4])
+            && (1..=256).contains(&p[5].len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !name.is_empty()
+    });
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "`{value}` is not an SNS topic ARN: it looks like \
+             `arn:aws:sns:REGION:ACCOUNT:NAME` (`aws sns list-topics`)"
+        )
+    })
+}
+
+/// A CloudWatch alarm name: 1 to 255 characters (AlarmName in the API
+/// model), no control characters (CloudWatch's documentation).
+pub fn alarm_name(value: &str) -> Result<(), String> {
+    let n = value.chars().count();
+    if !(1..=255).contains(&n) {
+        return Err(format!(
+            "a CloudWatch alarm name has 1 to 255 characters, and `{value}` has {n}: \
+             choose a shorter name"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("a CloudWatch alarm name may not hold control characters".into());
+    }
+    Ok(())
+}
+
 /// An IAM role ARN.
 pub fn role_arn(value: &str) -> Result<(), String> {
     let ok = arn_parts(value).is_some_and(|p| {

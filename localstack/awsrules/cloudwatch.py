@@ -9,6 +9,11 @@ least `DatapointsToAlarm` of them breach, OK when enough have data and do
 not, INSUFFICIENT_DATA otherwise, missing data treated as the alarm says
 (`TreatMissingData`). The reason reads as AWS words it.
 
+Tags as AWS keeps them: given on creation only (PutMetricAlarm on an
+existing alarm ignores its Tags), and gone with the alarm (moto keeps a
+deleted alarm's tags, which a new alarm of the same name made by hand would
+then carry: a tool that trusts its tag would take it for its own).
+
 Not modelled: the periods are counted back from now, not aligned to the
 minute; percentiles and metric math (an anomaly detection band: such an
 alarm stays INSUFFICIENT_DATA, saying so); alarm actions are not sent."""
@@ -128,6 +133,8 @@ def install() -> None:
     def put_metric_alarm(self, *args, **kwargs):
         name = kwargs.get("name") or (args[0] if args else None)
         known = name in self.alarms
+        if known:
+            kwargs["tags"] = None  # AWS ignores an update's tags
         alarm = put(self, *args, **kwargs)
         if not known:
             # AWS's first state; moto's is OK.
@@ -135,6 +142,17 @@ def install() -> None:
         return alarm
 
     CloudWatchBackend.put_metric_alarm = put_metric_alarm
+
+    delete = CloudWatchBackend.delete_alarms
+
+    def delete_alarms(self, alarm_names):
+        for name in alarm_names:
+            alarm = self.alarms.get(name)
+            if alarm is not None:
+                self.tagger.delete_all_tags_for_resource(alarm.alarm_arn)
+        return delete(self, alarm_names)
+
+    CloudWatchBackend.delete_alarms = delete_alarms
 
     for getter in (
         "describe_alarms",

@@ -60,7 +60,8 @@ pub fn is_proxy_part_gone(code: Option<&str>) -> bool {
     )
 }
 
-/// RDS: no proxy of that name.
+/// RDS: no proxy endpoint of that name (DescribeDBProxyEndpoints; a
+/// missing proxy is [`is_proxy_not_found`]).
 pub fn is_endpoint_not_found(code: Option<&str>) -> bool {
     code == Some("DBProxyEndpointNotFoundFault")
 }
@@ -76,6 +77,11 @@ pub fn is_proxy_exists(code: Option<&str>) -> bool {
 
 /// Lambda: no function of that name.
 pub fn is_function_not_found(code: Option<&str>) -> bool {
+    code == Some("ResourceNotFoundException")
+}
+
+/// Secrets Manager: no secret of that id (the same code as Lambda's).
+pub fn is_secret_not_found(code: Option<&str>) -> bool {
     code == Some("ResourceNotFoundException")
 }
 

@@ -523,7 +523,10 @@ fn unnamed_answer(raw: &aws_sdk_ec2::config::http::HttpResponse) -> String {
     format!("HTTP {status} without an AWS error code: {likely}{shown}")
 }
 
-/// --profile, for error messages.
+/// Global: --profile, set once by `main`, for error messages that name it
+/// (an SDK error knows no profile; passing it to every call site that
+/// words an error would thread it through every step). A fleet's runbook
+/// with a profile of its own says so through [`TASK_PROFILE`].
 static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 tokio::task_local! {

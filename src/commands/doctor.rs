@@ -21,6 +21,7 @@ pub const ACTIONS: crate::actions::Calls = {
         ("rds:DescribeDBProxyTargets", On::Any),
         ("rds:DescribeDBProxyTargetGroups", On::Any),
         ("cloudwatch:GetMetricStatistics", On::Any),
+        ("cloudwatch:DescribeAlarms", On::Any),
         ("logs:FilterLogEvents", On::ProxyLog),
     ]
 };
@@ -192,6 +193,48 @@ async fn last_hour(aws: &Aws, proxy: &str, metric: &str) -> Result<Option<Hour>>
     }))
 }
 
+/// Each alarm of `[alarms]`: its state and the reason CloudWatch gives.
+async fn alarms(rb: &crate::runbook::Runbook, aws: &Aws) {
+    let Some(section) = rb.alarms.as_ref().filter(|a| !a.alarms.is_empty()) else {
+        return;
+    };
+    let names: Vec<String> = section.alarms.iter().map(|a| a.name.clone()).collect();
+    let found = aws
+        .cloudwatch
+        .describe_alarms()
+        .set_alarm_names(Some(names))
+        .send()
+        .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            println!("Alarms: cannot read them: {}", describe_error(&e));
+            return;
+        }
+    };
+    println!("Alarms:");
+    for a in &section.alarms {
+        match found
+            .metric_alarms()
+            .iter()
+            .find(|m| m.alarm_name() == Some(a.name.as_str()))
+        {
+            Some(m) => println!(
+                "  {} ({}): {}: {}",
+                a.name,
+                a.kind.metric(),
+                m.state_value().map_or("?", |s| s.as_str()),
+                m.state_reason().unwrap_or("")
+            ),
+            None => println!(
+                "  {} ({}): not made yet (run the `alarms` step)",
+                a.name,
+                a.kind.metric()
+            ),
+        }
+    }
+}
+
 pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
     let rb = load_runbook(runbook, EnvMode::Strict)?;
     let aws = Aws::connect(&opts.aws, rb.aws()).await?;
@@ -315,6 +358,7 @@ pub async fn doctor(runbook: &std::path::Path, opts: &Options) -> Result<()> {
         }
         metrics.push((*metric, hour));
     }
+    alarms(&rb, &aws).await;
     let advice = advice(
         rb.database.engine_family,
         &filters,

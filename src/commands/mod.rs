@@ -12,3 +12,4 @@ pub mod rollback;
 pub mod run;
 pub mod status;
 pub mod transfer;
+pub mod unlock;

@@ -19,7 +19,7 @@ use crate::aws::Aws;
 use crate::open::{EnvMode, Options, load_runbook, open_state, state_place};
 use crate::runbook::{Runbook, Text};
 use crate::state::State;
-use crate::state::backend::Place;
+use crate::state::backend::StatePlace;
 use crate::steps::{self, Step};
 
 pub use crate::cli::PermissionsFor as For;
@@ -176,6 +176,7 @@ pub struct Names {
     /// The start of the name of every probe function of the runbook.
     probe_prefix: String,
     secrets: BTreeSet<String>,
+    alarms: BTreeSet<String>,
     /// The book's managed secrets policy (`secret_access.mode`).
     managed_secrets: bool,
     state: Option<crate::state::s3::S3Place>,
@@ -193,7 +194,7 @@ impl Names {
     pub fn of(
         rb: &Runbook,
         state: Option<&State>,
-        place: &Place,
+        place: &StatePlace,
         account: String,
         region: String,
     ) -> Names {
@@ -237,9 +238,19 @@ impl Names {
             .chain(rb.auth.iter().map(|a| &a.secret_arn))
             .map(value)
             .collect();
+        let mut alarms: BTreeSet<String> = rb
+            .alarms
+            .iter()
+            .flat_map(|a| a.alarms.iter().map(|s| s.name.clone()))
+            .collect();
+        alarms.extend(
+            outputs("alarms", "alarms")
+                .iter()
+                .flat_map(|o| o.split_whitespace().map(String::from)),
+        );
         let state = match place {
-            Place::S3(p) => Some(p.clone()),
-            Place::File(_) => None,
+            StatePlace::S3(p) => Some(p.clone()),
+            StatePlace::File(_) => None,
         };
         Names {
             account,
@@ -251,6 +262,7 @@ impl Names {
             functions,
             probe_prefix: crate::probe::plan::prefix(&rb.name),
             secrets,
+            alarms,
             managed_secrets: rb.secret_access == crate::runbook::SecretAccess::Managed,
             state,
         }
@@ -325,6 +337,13 @@ impl Names {
                     .collect(),
                 None,
             ),
+            On::Alarms => (
+                self.alarms
+                    .iter()
+                    .map(|n| format!("arn:aws:cloudwatch:{r}:{a}:alarm:{n}"))
+                    .collect(),
+                None,
+            ),
             On::StateBucket => match &self.state {
                 Some(s) => (vec![format!("arn:aws:s3:::{}", s.bucket)], None),
                 None => (Vec::new(), None),
@@ -389,6 +408,7 @@ fn sid(on: On) -> &'static str {
         On::Secrets => "Secrets",
         On::SecretKeys => "SecretKeysThroughSecretsManager",
         On::ProxyLog => "ProxyLog",
+        On::Alarms => "ProxyAlarms",
         On::StateBucket => "StateBucket",
         On::StateObject => "StateObject",
         On::StateKey => "StateKey",
@@ -477,7 +497,7 @@ mod tests {
     }
 
     fn names(rb: &Runbook, state: Option<&State>) -> Names {
-        let file = Place::File("s.json".into());
+        let file = StatePlace::File("s.json".into());
         Names::of(rb, state, &file, "1".into(), "r".into())
     }
 
@@ -583,7 +603,7 @@ mod tests {
     #[test]
     fn a_state_in_s3_is_named_with_its_lock_and_key() {
         let rb = book();
-        let place = Place::S3(crate::state::s3::S3Place {
+        let place = StatePlace::S3(crate::state::s3::S3Place {
             bucket: "b".into(),
             key: "k/s.json".into(),
             region: Some("eu-west-1".into()),

@@ -11,7 +11,7 @@ use crate::engine::retire::with_retired;
 use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
 use crate::engine::{
-    Hints, alone, edited_since_applied, identity_edited, needs, new_name_advice, pending,
+    Action, Hints, alone, edited_since_applied, identity_edited, needs, new_name_advice, pending,
     record_for, replacement_changes, resolve, with_new_proxy,
 };
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
@@ -49,7 +49,7 @@ struct PlanStep {
     /// create, finish, update (in place, the runbook edited), drift (in
     /// place, changed outside the runbook: put back), replace (needs a new
     /// resource: refused), none, blocked, verify.
-    action: &'static str,
+    action: Action,
     what: String,
     /// Steps whose outputs this one waits for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -167,7 +167,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         // preflight, which names the usual causes).
         let mut failed = |e: anyhow::Error| {
             block(EXIT_STEP_FAILED, format!("its check failed: {e:#}"));
-            ("blocked", Vec::new())
+            (Action::Blocked, Vec::new())
         };
         let identity = identity_edited(name, &rb, &state);
         // `run` refuses what needs a new resource from the state as it
@@ -179,26 +179,28 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         let changes = replacement_changes(name, &rb, &state);
         let alone = alone(step, &identity, &rb, &original);
         let (action, details) = if !step.changes_account() {
-            ("verify", Vec::new())
+            (Action::Verify, Vec::new())
         } else if let (false, Some(why)) = (identity.is_empty(), alone) {
             // With --allow-replace or without: the whole way on at once.
             let advice = with_new_proxy(&rb, &hints);
             block(EXIT_BAD_INPUT, format!("alone, {why}. {advice}"));
-            ("replace", changes)
+            (Action::Replace, changes)
         } else if refused {
             block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
-            ("replace", changes)
+            (Action::Replace, changes)
         } else if !after.is_empty() && !identity.is_empty() {
             // A new one, made with what a replacement before it makes.
             forget_applied(&mut state, name);
             let mut lines = changes;
             lines.extend(replacement_lines(name));
-            ("replace", lines)
+            (Action::Replace, lines)
         } else if !after.is_empty() {
             match pending(step, &cx, &inputs, &Found::Missing).await {
                 // What it made stays, changed by what it waits for (a
                 // replaced proxy's new id and endpoint).
-                Ok(("create", d)) if original.status(name) == Status::Applied => ("update", d),
+                Ok((Action::Create, d)) if original.status(name) == Status::Applied => {
+                    (Action::Update, d)
+                }
                 Ok(p) => p,
                 Err(e) => failed(e),
             }
@@ -219,10 +221,10 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                             // Later steps are checked (and blocked the same
                             // way) rather than shown waiting.
                             record_found(&mut state, name, outputs);
-                            ("blocked", Vec::new())
+                            (Action::Blocked, Vec::new())
                         }
-                        Found::Incomplete(why, _) => ("blocked", vec![why]),
-                        _ => ("blocked", Vec::new()),
+                        Found::Incomplete(why, _) => (Action::Blocked, vec![why]),
+                        _ => (Action::Blocked, Vec::new()),
                     }
                 }
                 Ok(Found::Missing) if !identity.is_empty() => {
@@ -232,11 +234,11 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                     lines.extend(replacement_lines(name));
                     lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
                     forget_applied(&mut state, name);
-                    ("replace", lines)
+                    (Action::Replace, lines)
                 }
                 Ok(Found::Done(outputs)) => {
                     record_found(&mut state, name, outputs);
-                    ("none", Vec::new())
+                    (Action::None, Vec::new())
                 }
                 Ok(Found::Update(diffs, outputs)) => {
                     // Changed in place, it keeps what it gives the steps
@@ -254,9 +256,9 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                                     format!("(runbook edited since applied: {})", edits.join("; "))
                                 }
                             });
-                            ("update", lines)
+                            (Action::Update, lines)
                         }
-                        None => ("drift", diffs),
+                        None => (Action::Drift, diffs),
                     }
                 }
                 Ok(Found::Replace(why)) => {
@@ -269,11 +271,11 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
                              match. {advice}"
                         ),
                     );
-                    ("replace", why)
+                    (Action::Replace, why)
                 }
                 Ok(Found::Foreign(why)) => {
                     block(EXIT_STEP_FAILED, why.clone());
-                    ("blocked", vec![why])
+                    (Action::Blocked, vec![why])
                 }
                 Ok(found) => {
                     // Unfinished, with what it gives the steps after it
@@ -292,20 +294,20 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         };
         match action {
             _ if blocked.is_some() => summary.blocked += 1,
-            "create" => summary.create += 1,
-            "finish" => summary.finish += 1,
-            "update" | "drift" => summary.update += 1,
-            "replace" => summary.replace += 1,
-            "none" => summary.done += 1,
-            "verify" => summary.verify += 1,
-            _ => summary.blocked += 1,
+            Action::Create => summary.create += 1,
+            Action::Finish => summary.finish += 1,
+            Action::Update | Action::Drift => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::None => summary.done += 1,
+            Action::Verify => summary.verify += 1,
+            Action::Blocked => summary.blocked += 1,
         }
         // What `run --plan` compares: the inputs as it resolves them, and
         // what was found with those same inputs.
         let planned = state::checksum(&resolve(step, &rb, &original).0);
         saved_steps.push(SavedStep {
             name: name.to_string(),
-            action: action.to_string(),
+            action: action.as_str().to_string(),
             found: found.filter(|_| planned == state::checksum(&inputs)),
             inputs: planned,
             details: details.clone(),
@@ -455,15 +457,15 @@ fn print_text(r: &PlanReport) {
     );
     for s in &r.steps {
         let (mark, label) = match s.action {
-            "create" => ("+", "to create"),
-            "finish" => ("~", "to finish"),
-            "update" => ("~", "update in place"),
-            "drift" => ("~", "changed outside the runbook, to put back"),
-            "replace" if s.blocked.is_some() => ("-/+", "replace (refused)"),
-            "replace" => ("-/+", "replace: a new one beside the old"),
-            "none" => ("=", "done"),
-            "verify" => ("?", "will verify"),
-            _ => ("!", "blocked"),
+            Action::Create => ("+", "to create"),
+            Action::Finish => ("~", "to finish"),
+            Action::Update => ("~", "update in place"),
+            Action::Drift => ("~", "changed outside the runbook, to put back"),
+            Action::Replace if s.blocked.is_some() => ("-/+", "replace (refused)"),
+            Action::Replace => ("-/+", "replace: a new one beside the old"),
+            Action::None => ("=", "done"),
+            Action::Verify => ("?", "will verify"),
+            Action::Blocked => ("!", "blocked"),
         };
         let after = if s.after.is_empty() {
             String::new()

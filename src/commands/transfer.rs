@@ -1,37 +1,14 @@
-//! `unlock` (a lock a killed process left in S3) and `state push` / `state
-//! pull` (a state moved between a local file and S3, each side locked).
+//! `state push` / `state pull`: a state moved between a local file and S3,
+//! each side locked.
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::error::Failure;
-use crate::open::{EnvMode, Options, default_state_path, load_runbook, open_state};
+use crate::open::{EnvMode, Options, default_state_path, load_runbook};
 use crate::state::backend::Backend;
 use crate::state::s3::{S3Place, S3State};
-
-/// `unlock RUNBOOK --force LOCK_ID`.
-pub async fn unlock(runbook: &Path, id: &str, opts: &Options) -> Result<()> {
-    let rb = load_runbook(runbook, EnvMode::Lenient)?;
-    let Backend::S3(s3) = open_state(&rb, opts, "unlock").await? else {
-        return Err(Failure::usage(
-            "the state is a local file: its lock is released by the system when its holder \
-             exits (there is nothing to remove)",
-        ));
-    };
-    let holder = s3.unlock(id).await?;
-    crate::say!(
-        "Removed lock {} of {} (held by {} on {}, pid {}, `{}`, since {}).",
-        holder.id,
-        s3.place,
-        holder.who,
-        holder.host,
-        holder.pid,
-        holder.command,
-        holder.since
-    );
-    Ok(())
-}
 
 /// The runbook's local state file: --state PATH, else the default.
 fn local(rb: &crate::runbook::Runbook, opts: &Options) -> Result<std::path::PathBuf> {

@@ -24,7 +24,7 @@ impl Guard {
     /// cannot serve it: every step that changed the account, but the ones
     /// that point the functions (undone first).
     pub(crate) fn covers(step: &dyn Step) -> bool {
-        step.changes_account() && !step.sets_function_variables()
+        step.changes_account() && !step.sets_function_variables() && step.serves_functions()
     }
 
     /// The guard for undoing `undo` (what this state adopted too, with

@@ -506,6 +506,50 @@ pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
     names
 }
 
+/// What `plan` says a step will do (and `run --confirm` asks about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Make it.
+    Create,
+    /// Finish what a run left (a proxy still creating, a target registering).
+    Finish,
+    /// Change in place: the runbook was edited since it was applied.
+    Update,
+    /// Change in place: the account was changed outside the runbook.
+    Drift,
+    /// A new resource beside the old (or refused: see the step's block).
+    Replace,
+    /// Done: nothing to change.
+    None,
+    /// Only checks (the invoke check).
+    Verify,
+    /// `run` would refuse or fail here.
+    Blocked,
+}
+
+impl Action {
+    /// As the JSON plan and the saved plan spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Finish => "finish",
+            Action::Update => "update",
+            Action::Drift => "drift",
+            Action::Replace => "replace",
+            Action::None => "none",
+            Action::Verify => "verify",
+            Action::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a step that is not done would do, from what its check found
 /// (`Missing`, `Incomplete` or `Update`; a step that only verifies was not
 /// checked):
@@ -516,15 +560,15 @@ pub async fn pending(
     cx: &Ctx<'_>,
     inputs: &serde_json::Value,
     found: &Found,
-) -> Result<(&'static str, Vec<String>)> {
+) -> Result<(Action, Vec<String>)> {
     if !step.changes_account() {
-        return Ok(("verify", Vec::new()));
+        return Ok((Action::Verify, Vec::new()));
     }
     let (action, mut details) = match found {
-        Found::Incomplete(why, _) => ("finish", vec![why.clone()]),
+        Found::Incomplete(why, _) => (Action::Finish, vec![why.clone()]),
         // What changes in place, as the check said.
-        Found::Update(diffs, _) => return Ok(("update", diffs.clone())),
-        _ => ("create", Vec::new()),
+        Found::Update(diffs, _) => return Ok((Action::Update, diffs.clone())),
+        _ => (Action::Create, Vec::new()),
     };
     details.extend(step.details(cx, inputs).await?);
     Ok((action, details))

@@ -228,7 +228,7 @@ impl Runner<'_> {
                 .and_then(|r| r.inputs.clone())
         });
         if let Some(old) = old {
-            action = "replace";
+            action = super::Action::Replace;
             details.insert(
                 0,
                 format!(

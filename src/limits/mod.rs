@@ -62,6 +62,8 @@ pub fn full_match(pattern: &'static str, value: &str) -> bool {
     use regex_automata::nfa::thompson::pikevm::PikeVM;
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
+    // Global: AWS's patterns, each compiled once per process (and leaked:
+    // a few dozen, for the process's life) whoever checks a value.
     static COMPILED: OnceLock<Mutex<HashMap<&'static str, &'static PikeVM>>> = OnceLock::new();
     let regex: &'static PikeVM = {
         let mut cache = COMPILED

@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::report::Report;
-use crate::aws::errors::is_function_not_found;
+use crate::aws::errors::is_secret_not_found;
 use crate::aws::{Aws, describe_error, error_code};
 use crate::runbook::{Runbook, Text};
 
@@ -73,7 +73,7 @@ async fn one_secret(
     );
     let kms = match described {
         Ok(d) => d.kms_key_id().map(String::from),
-        Err(e) if is_function_not_found(error_code(&e)) => {
+        Err(e) if is_secret_not_found(error_code(&e)) => {
             return Ok(vec![(
                 format!("secret {arn} does not exist"),
                 Some(format!("check {key} and the region")),

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+mod alarms;
 mod names;
 mod reader;
 mod render;
@@ -15,6 +16,12 @@ mod rules;
 mod sections;
 mod types;
 
+#[cfg(test)]
+pub use alarms::defaults as alarm_defaults;
+pub use alarms::{
+    AlarmKind, AlarmSettings, DEFAULT_AVAILABILITY, DEFAULT_BAND, DEFAULT_PER_CLIENT_PER_SECOND,
+    DEFAULT_PERCENT, SurgeMode,
+};
 pub(crate) use names::closest;
 pub use names::{check_proxy_name, check_runbook_name};
 use reader::Cx;

@@ -44,6 +44,7 @@ impl Cx<'_> {
         self.lambda_users(&lambdas, &auth, proxy.as_ref().map(|p| &p.0));
         let endpoints = self.endpoints(&mut top, database.as_ref(), &lambdas, &steps);
         let invoke_check = self.invoke_check(&mut top);
+        let alarms = self.alarms(&mut top, name.as_deref(), &steps);
         let state = self.state(&mut top);
         self.finish(top);
 
@@ -67,6 +68,7 @@ impl Cx<'_> {
             lambdas,
             endpoints,
             invoke_check,
+            alarms,
             steps,
             state,
             external: Default::default(),

@@ -160,7 +160,7 @@ impl Text {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EngineFamily {
     #[serde(rename = "MYSQL")]
     Mysql,
@@ -446,6 +446,8 @@ pub struct Runbook {
     pub lambdas: Vec<Lambda>,
     pub endpoints: Vec<Endpoint>,
     pub invoke_check: InvokeCheck,
+    /// `[alarms]`, or the defaults when only the `alarms` step is listed.
+    pub alarms: Option<super::alarms::Alarms>,
     pub steps: Vec<StepEntry>,
     /// Where the state lives when the team shares it (`--state` wins).
     pub state: Option<StateTable>,

@@ -11,16 +11,16 @@ use super::{Lock, State, as_failure};
 /// or --state PATH), or an S3 object a team shares (--state s3://BUCKET/KEY,
 /// or the runbook's `[state]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
+pub enum StatePlace {
     File(PathBuf),
     S3(S3Place),
 }
 
-impl std::fmt::Display for Place {
+impl std::fmt::Display for StatePlace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Place::File(p) => write!(f, "{}", p.display()),
-            Place::S3(s) => write!(f, "{s}"),
+            StatePlace::File(p) => write!(f, "{}", p.display()),
+            StatePlace::S3(s) => write!(f, "{s}"),
         }
     }
 }

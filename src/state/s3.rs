@@ -199,7 +199,7 @@ impl S3State {
             "cannot {what} the state at {}: {e} (the backend needs s3:GetObject, \
              s3:PutObject and s3:DeleteObject on the key and its .lock, s3:ListBucket on \
              the bucket; kms:GenerateDataKey and kms:Decrypt on its key, if one is set: see \
-             the README's \"A state shared by a team\")",
+             docs/state.md, \"A state shared by a team\")",
             self.place
         ))
     }

@@ -289,6 +289,11 @@ pub trait StepImpl: Send + Sync + 'static {
     /// function on a proxy that cannot serve it.
     const SETS_FUNCTION_VARIABLES: bool = false;
 
+    /// False for a step whose undoing cannot leave a function on a proxy
+    /// that cannot serve it (alarms watch the proxy, they do not serve
+    /// it): rollback undoes it while variables still point at the proxy.
+    const SERVES_FUNCTIONS: bool = true;
+
     /// True for a step that acts on the runbook's `[[lambda]]` functions
     /// (a runbook that lists it needs one).
     const ACTS_ON_LAMBDAS: bool = false;
@@ -392,6 +397,7 @@ pub trait Step: Send + Sync {
     fn after(&self) -> &'static [(&'static str, &'static str)];
     fn after_only_to_change(&self) -> &'static [&'static str];
     fn sets_function_variables(&self) -> bool;
+    fn serves_functions(&self) -> bool;
     fn acts_on_lambdas(&self) -> bool;
     fn identity(&self) -> &'static [&'static str];
     fn replacement(&self) -> Replacement;
@@ -450,6 +456,9 @@ impl<T: StepImpl> Step for T {
     }
     fn sets_function_variables(&self) -> bool {
         T::SETS_FUNCTION_VARIABLES
+    }
+    fn serves_functions(&self) -> bool {
+        T::SERVES_FUNCTIONS
     }
     fn acts_on_lambdas(&self) -> bool {
         T::ACTS_ON_LAMBDAS

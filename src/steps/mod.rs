@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::runbook::{Diagnostic, Runbook};
 
+mod alarms;
 mod common;
 mod connect_policy;
 mod contract;
@@ -43,6 +44,7 @@ static STEPS: &[&dyn Step] = &[
     &db_ingress::DbIngress,
     &targets::Targets,
     &proxy_endpoints::ProxyEndpoints,
+    &alarms::Alarms,
     &lambda_ingress::LambdaIngress,
     &lambda_env::LambdaEnv,
     &invoke_check::InvokeCheck,

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Global: whether the lines for people go to stderr (stdout carries a
+/// JSON document). Set once by `main` from --output before any line; read
+/// by every `say!` and progress bar, deep in steps that know nothing of
+/// the output's format.
 static TO_STDERR: AtomicBool = AtomicBool::new(false);
 
 /// With `--output json`, stdout carries the one JSON document: the lines
@@ -20,6 +24,8 @@ pub fn to_stderr() -> bool {
     TO_STDERR.load(Ordering::SeqCst)
 }
 
+/// Global: whether the command's JSON document went out, so that `main`
+/// prints one carrying the error when a command stopped before its own.
 static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
 
 /// Prints the command's one JSON document (a fleet's runbook hands it to

@@ -6,6 +6,7 @@
 mod support;
 
 mod adopt;
+mod alarms;
 mod auth;
 mod bad_input;
 mod confirm;
@@ -51,4 +52,4 @@ fn edit(s: &str, from: &str, to: &str) -> String {
     s.replace(from, to)
 }
 
-const ALL_STEPS: usize = 10;
+const ALL_STEPS: usize = 11;

@@ -49,7 +49,12 @@ fn iam_action(call: &str) -> String {
         | "GetAccountSettings"
         | "ListProvisionedConcurrencyConfigs" => "lambda",
         "DescribeSecret" | "GetSecretValue" => "secretsmanager",
-        "GetMetricStatistics" => "cloudwatch",
+        "GetMetricStatistics"
+        | "DescribeAlarms"
+        | "PutMetricAlarm"
+        | "DeleteAlarms"
+        | "DescribeAnomalyDetectors"
+        | "TagResource" => "cloudwatch",
         "FilterLogEvents" => "logs",
         c if c.contains("DB")
             || c.ends_with("TagsToResource")

@@ -896,6 +896,36 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                 );
             }
         }
+        // CloudWatch alarms named after this test, with their tags.
+        let cw = aws_sdk_cloudwatch::Client::new(&config);
+        let alarms = cw.describe_alarms().send().await.unwrap();
+        for a in alarms.metric_alarms() {
+            let name = a.alarm_name().unwrap_or_default();
+            if !name.contains(&p) {
+                continue;
+            }
+            let tags = cw
+                .list_tags_for_resource()
+                .resource_arn(a.alarm_arn().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+            let mut tags: Vec<_> = tags
+                .tags()
+                .iter()
+                .map(|t| format!("{}={}", t.key().unwrap_or(""), t.value().unwrap_or("")))
+                .collect();
+            tags.sort();
+            snap.insert(
+                format!("alarm {name}"),
+                format!(
+                    "metric={:?} threshold={:?} actions={:?} tags={tags:?}",
+                    a.metric_name(),
+                    a.threshold(),
+                    a.alarm_actions()
+                ),
+            );
+        }
         let lambda = aws_sdk_lambda::Client::new(&config);
         let functions = lambda.list_functions().send().await.unwrap();
         for f in functions.functions() {

@@ -75,3 +75,19 @@ class Alarms(AwsTest):
         self.assertEqual(self.state("quiet")[0], "OK")
         self.alarm(name="loud", TreatMissingData="breaching", MetricName="QueryRequests")
         self.assertEqual(self.state("loud")[0], "ALARM")
+
+    def tags(self, name="pinned"):
+        arn = self.cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+        return {t["Key"]: t["Value"] for t in
+                self.cw.list_tags_for_resource(ResourceARN=arn)["Tags"]}
+
+    @unittest.skipIf(PLAIN, "plain moto keeps a deleted alarm's tags")
+    def test_tags_come_on_creation_only_and_go_with_the_alarm(self):
+        self.alarm(Tags=[{"Key": "owner", "Value": "tool"}])
+        # An update's tags are ignored, as AWS does.
+        self.alarm(Threshold=1.0, Tags=[{"Key": "other", "Value": "x"}])
+        self.assertEqual(self.tags(), {"owner": "tool"})
+        # Deleted and made again by hand without tags: it carries none.
+        self.cw.delete_alarms(AlarmNames=["pinned"])
+        self.alarm()
+        self.assertEqual(self.tags(), {})

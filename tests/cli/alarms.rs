@@ -1,0 +1,299 @@
+//! The `alarms` step (`[alarms]`): the CloudWatch alarms seed 000
+//! prescribes, made, kept and undone through the binary on the emulator,
+//! which evaluates them from the metrics it holds.
+
+use super::*;
+
+/// Sets the DB's max_connections with a parameter group of its own (made
+/// the first time).
+pub fn set_max_connections(emu: &Emulator, ws: &Workspace, value: i64) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        use aws_sdk_rds::types::{ApplyMethod, Parameter};
+        let rds = aws_sdk_rds::Client::new(&config);
+        let group = format!("{}-params", ws.prefix.to_lowercase());
+        let _ = rds
+            .create_db_parameter_group()
+            .db_parameter_group_name(&group)
+            .db_parameter_group_family("mysql8.0")
+            .description("the alarms test's")
+            .send()
+            .await;
+        rds.modify_db_parameter_group()
+            .db_parameter_group_name(&group)
+            .parameters(
+                Parameter::builder()
+                    .parameter_name("max_connections")
+                    .parameter_value(value.to_string())
+                    .apply_method(ApplyMethod::Immediate)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        rds.modify_db_instance()
+            .db_instance_identifier(&ws.env["RDS_ID"])
+            .db_parameter_group_name(&group)
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// The shipped runbook with `section` as its `[alarms]` (the cookbook's
+/// own replaced).
+fn with_alarms(s: &str, section: &str) -> String {
+    let start = s
+        .find("\n[alarms]")
+        .expect("the cookbook runbook has [alarms]");
+    let end = s[start + 1..]
+        .find("\n[")
+        .map_or(s.len(), |e| start + 1 + e);
+    // Sub-tables of [alarms] go with it.
+    let mut end = end;
+    while s[end..].starts_with("\n[alarms.") {
+        end = s[end + 1..].find("\n[").map_or(s.len(), |e| end + 1 + e);
+    }
+    format!("{}\n{section}\n{}", &s[..start], &s[end..])
+}
+
+/// The pinned alarm evaluated over one minute, so a test can drive it.
+const QUICK_PINNED: &str = "[alarms]\n[alarms.session_pinned]\nperiod = 60\n\
+                            evaluation_periods = 1\ndatapoints_to_alarm = 1\n";
+
+fn alarm<'s>(snap: &'s Snapshot, ws: &Workspace, kind: &str) -> Option<&'s String> {
+    snap.get(&format!("alarm {}-proxy-{kind}", ws.prefix))
+}
+
+fn put_by_hand(emu: &Emulator, name: &str, proxy: &str) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_cloudwatch::Client::new(&config)
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/RDS")
+            .metric_name("AvailabilityPercentage")
+            .dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name("ProxyName")
+                    .value(proxy)
+                    .build(),
+            )
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+            .period(300)
+            .evaluation_periods(1)
+            .threshold(99.0)
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::LessThanThreshold)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn publish(emu: &Emulator, proxy: &str, metric: &str, value: f64) {
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_cloudwatch::Client::new(&config)
+            .put_metric_data()
+            .namespace("AWS/RDS")
+            .metric_data(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name(metric)
+                    .value(value)
+                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(
+                        std::time::SystemTime::now(),
+                    ))
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("ProxyName")
+                            .value(proxy)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// Made with thresholds from the account, re-run without a change, a
+/// threshold edited in the runbook and one moved by the DB's
+/// max_connections updated in place, one deleted by hand put back, one
+/// dropped from the runbook deleted, a pinned-connections alarm driven
+/// into ALARM and shown by doctor, rollback leaving a hand-made alarm.
+#[test]
+fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
+    let (emu, ws) = setup("alarms");
+    set_max_connections(&emu, &ws, 40);
+    ws.write_runbook(|s| with_alarms(&s, QUICK_PINNED));
+    let before = snapshot(&emu, &ws);
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!(
+            "alarm {}-proxy-database-connections: DatabaseConnections Maximum >= 32 in 3 of 5 \
+             periods of 60s (80% of the DB's max_connections 40 (set by DB parameter group {}-params))",
+            ws.prefix,
+            ws.prefix.to_lowercase()
+        ))
+        .stdout_has("ClientConnections Maximum > 1000 ")
+        .stdout_has("anomaly detection is not offered here: DescribeAnomalyDetectors answered");
+    ws.run(&["run", "--yes"]).ok();
+    let snap = snapshot(&emu, &ws);
+    let db = alarm(&snap, &ws, "database-connections").expect("the connections alarm");
+    assert!(db.contains("threshold=Some(32.0)"), "{db}");
+    assert!(
+        db.contains(&format!("rds-proxy-runbook:runbook={}", ws.prefix)),
+        "tagged as ours: {db}"
+    );
+    for kind in [
+        "session-pinned",
+        "availability",
+        "client-connections",
+        "query-requests",
+    ] {
+        assert!(alarm(&snap, &ws, kind).is_some(), "{kind}: {snap:?}");
+    }
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    ws.run(&["status"])
+        .ok()
+        .stdout_has(&format!("{}-proxy-availability", ws.prefix));
+
+    // A threshold edited in the runbook: updated in place.
+    ws.write_runbook(|s| {
+        with_alarms(
+            &s,
+            &format!("{QUICK_PINNED}[alarms.database_connections]\npercent = 50\n"),
+        )
+    });
+    ws.run(&["plan"]).ok().stdout_has(&format!(
+        "alarm {}-proxy-database-connections threshold: 32 -> 20",
+        ws.prefix
+    ));
+    ws.run(&["run", "--yes"]).ok();
+    let snap = snapshot(&emu, &ws);
+    assert!(
+        alarm(&snap, &ws, "database-connections")
+            .unwrap()
+            .contains("threshold=Some(20.0)")
+    );
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+
+    // The DB's max_connections moves: so does the threshold, and why.
+    set_max_connections(&emu, &ws, 60);
+    ws.run(&["plan"]).ok().stdout_has(&format!(
+        "alarm {}-proxy-database-connections threshold: 20 -> 30",
+        ws.prefix
+    ));
+    ws.run(&["run", "--yes"]).ok();
+
+    // Deleted by hand: put back.
+    let pinned = format!("{}-proxy-session-pinned", ws.prefix);
+    let config = emu.sdk_config();
+    runtime().block_on(async {
+        aws_sdk_cloudwatch::Client::new(&config)
+            .delete_alarms()
+            .alarm_names(&pinned)
+            .send()
+            .await
+            .unwrap();
+    });
+    ws.run(&["plan"])
+        .ok()
+        .stdout_has(&format!("to create: {pinned}"));
+    ws.run(&["run", "--yes"]).ok();
+    assert!(alarm(&snapshot(&emu, &ws), &ws, "session-pinned").is_some());
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+
+    // Pinned connections published: the alarm goes off, doctor says so.
+    let proxy = ws.output("proxy", "name");
+    publish(
+        &emu,
+        &proxy,
+        "DatabaseConnectionsCurrentlySessionPinned",
+        2.0,
+    );
+    ws.run(&["doctor"])
+        .ok()
+        .stdout_has(&format!(
+            "{pinned} (DatabaseConnectionsCurrentlySessionPinned): ALARM: Threshold Crossed"
+        ))
+        .stdout_has("greater than the threshold (0.0)");
+
+    // Turned off in the runbook: deleted in the run's last pass.
+    ws.write_runbook(|s| {
+        with_alarms(
+            &s,
+            &format!(
+                "{QUICK_PINNED}[alarms.database_connections]\npercent = 50\n\
+                 [alarms.availability]\nenabled = false\n"
+            ),
+        )
+    });
+    ws.run(&["plan"]).ok().stdout_has(&format!(
+        "alarm {}-proxy-availability: to delete (no longer in the runbook",
+        ws.prefix
+    ));
+    ws.run(&["run", "--yes"]).ok();
+    assert_eq!(alarm(&snapshot(&emu, &ws), &ws, "availability"), None);
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+
+    // One made by hand under that name: not ours, left by rollback.
+    let by_hand = format!("{}-proxy-availability", ws.prefix);
+    put_by_hand(&emu, &by_hand, &proxy);
+    ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
+    let with_hand_made = snapshot(&emu, &ws);
+    ws.run(&["rollback", "--yes"]).ok();
+    let after = snapshot(&emu, &ws);
+    assert_eq!(
+        after.get(&format!("alarm {by_hand}")),
+        with_hand_made.get(&format!("alarm {by_hand}")),
+        "the hand-made alarm is left"
+    );
+    let mut expected = before.clone();
+    expected.insert(
+        format!("alarm {by_hand}"),
+        with_hand_made[&format!("alarm {by_hand}")].clone(),
+    );
+    assert_same(&expected, &after, "rollback left a difference");
+}
+
+/// Bad `[alarms]` values are refused before any call, each at its key and
+/// position.
+#[test]
+fn bad_alarm_settings_are_named_at_their_place_before_any_call() {
+    let (emu, ws) = setup("alarms_bad");
+    let calls = emu.calls();
+    ws.write_runbook(|s| {
+        with_alarms(
+            &s,
+            "[alarms]\nsns_topic_arn = \"arn:aws:sqs:us-east-1:123456789012:q\"\n\
+             [alarms.database_connections]\npercent = 120\n\
+             [alarms.session_pinned]\nperiod = 45\n\
+             [alarms.availability]\nname = \"\"\n\
+             [alarms.query_request]\nenabled = false\n",
+        )
+    });
+    let out = ws.run(&["plan"]);
+    out.code(3)
+        .stderr_has("`alarms.sns_topic_arn`: `arn:aws:sqs:us-east-1:123456789012:q` is not an SNS topic ARN")
+        .stderr_has("`alarms.database_connections.percent`: 120 is out of range: use 1 to 100")
+        .stderr_has("`alarms.session_pinned.period`: 45 is not a CloudWatch alarm period")
+        .stderr_has("`alarms.availability.name`: a CloudWatch alarm name has 1 to 255 characters")
+        .stderr_has("`alarms.query_request`: unknown key; did you mean `query_requests`?");
+    let long = "a".repeat(256);
+    ws.write_runbook(|s| {
+        with_alarms(
+            &s,
+            &format!("[alarms]\n[alarms.availability]\nname = \"{long}\"\n"),
+        )
+    });
+    ws.run(&["plan"])
+        .code(3)
+        .stderr_has(
+            "`alarms.availability.name`: a CloudWatch alarm name has 1 to 255 characters, and",
+        )
+        .stderr_has("has 256");
+    assert_eq!(emu.calls(), calls, "no call was made");
+}
