@@ -1,7 +1,7 @@
 //! The engine: a step's inputs from the runbook and the state, the steps
 //! a command selects, the graph they run on ([`schedule`]), the one writer
 //! of the state ([`store`]), the runner of each step ([`runner`]) and the
-//! JSON report ([`report`]).
+//! rules it obeys ([`rules`]), and the JSON report ([`report`]).
 
 use anyhow::Result;
 use serde_json::Value;
@@ -15,6 +15,7 @@ use crate::steps::{self, Ctx, Found, Resolver, Step};
 pub mod guard;
 pub mod report;
 pub mod retire;
+pub mod rules;
 pub mod runner;
 pub mod saved;
 pub mod schedule;

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+mod alarm_settings;
 mod alarms;
 mod names;
 mod reader;
@@ -17,8 +18,8 @@ mod sections;
 mod types;
 
 #[cfg(test)]
-pub use alarms::defaults as alarm_defaults;
-pub use alarms::{
+pub use alarm_settings::defaults as alarm_defaults;
+pub use alarm_settings::{
     AlarmKind, AlarmSettings, DEFAULT_AVAILABILITY, DEFAULT_BAND, DEFAULT_PER_CLIENT_PER_SECOND,
     DEFAULT_PERCENT, SurgeMode,
 };

@@ -447,7 +447,7 @@ pub struct Runbook {
     pub endpoints: Vec<Endpoint>,
     pub invoke_check: InvokeCheck,
     /// `[alarms]`, or the defaults when only the `alarms` step is listed.
-    pub alarms: Option<super::alarms::Alarms>,
+    pub alarms: Option<Alarms>,
     pub steps: Vec<StepEntry>,
     /// Where the state lives when the team shares it (`--state` wins).
     pub state: Option<StateTable>,
@@ -499,4 +499,17 @@ impl Runbook {
             profile: self.profile.as_deref(),
         }
     }
+}
+
+/// `[alarms]` (its alarms: `alarm_settings.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarms {
+    pub sns_topic_arn: Option<String>,
+    /// Notify the topic when an alarm is back to OK too.
+    pub notify_ok: bool,
+    /// ... and when it lacks data.
+    pub notify_insufficient_data: bool,
+    /// The alarms turned on, in `AlarmKind::ALL`'s order.
+    pub alarms: Vec<super::alarm_settings::AlarmSettings>,
+    pub pos: Pos,
 }

@@ -307,7 +307,11 @@ impl State {
         };
         State::parse(path, &text, runbook).map_err(|e| match e {
             StateError::Corrupt { path, why, .. } => StateError::Corrupt {
-                advice: recovery::local_advice(&path, runbook),
+                advice: recovery::local_advice(&path, runbook, &|p: &Path, t: &str| {
+                    State::parse(p, t, runbook)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }),
                 path,
                 why,
             },

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::State;
+/// Whether a text at a path reads as a state of the runbook (the state's
+/// own parser, handed in: this module does not import the state back).
+pub type Readable<'a> = &'a dyn Fn(&Path, &str) -> Result<(), String>;
 
 /// The copy of the last state this tool wrote, beside a local state file:
 /// `<state>.backup`. Written after the state at each save (so never ahead
@@ -19,8 +21,8 @@ pub fn backup_path(state_path: &Path) -> PathBuf {
 }
 
 /// How to put back the backup of the local state `path`: `Ok(what to do)`
-/// when it reads as a state of `runbook`; `Err(why there is none)`.
-pub fn local_restore(path: &Path, runbook: &str) -> Result<String, String> {
+/// when it is `readable`; `Err(why there is none)`.
+pub fn local_restore(path: &Path, readable: Readable) -> Result<String, String> {
     let backup = backup_path(path);
     let text = match std::fs::read_to_string(&backup) {
         Ok(text) => text,
@@ -32,7 +34,7 @@ pub fn local_restore(path: &Path, runbook: &str) -> Result<String, String> {
         }
         Err(e) => return Err(format!("its copy {} cannot be read: {e}", backup.display())),
     };
-    if let Err(e) = State::parse(&backup, &text, runbook) {
+    if let Err(e) = readable(&backup, &text) {
         return Err(format!("its copy cannot be used either: {e}"));
     }
     let written = std::fs::metadata(&backup)
@@ -83,11 +85,11 @@ pub fn advice(runbook: &str, restore: Result<String, String>, aside: &str, remov
 }
 
 /// [`advice`] for the local state file `path`.
-pub fn local_advice(path: &Path, runbook: &str) -> String {
+pub fn local_advice(path: &Path, runbook: &str, readable: Readable) -> String {
     let shown = path.display();
     advice(
         runbook,
-        local_restore(path, runbook),
+        local_restore(path, readable),
         &format!("mv {shown} {shown}.broken"),
         &format!("rm {shown}"),
     )
@@ -96,6 +98,15 @@ pub fn local_advice(path: &Path, runbook: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::State;
+
+    fn as_state(runbook: &str) -> impl Fn(&Path, &str) -> Result<(), String> + '_ {
+        move |p, t| {
+            State::parse(p, t, runbook)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rpr-recovery-{name}-{}", std::process::id()));
@@ -125,19 +136,19 @@ mod tests {
     fn the_backup_is_offered_only_when_it_reads_as_this_runbooks_state() {
         let dir = tmpdir("backup");
         let path = dir.join("s.json");
-        let missing = local_restore(&path, "rb").unwrap_err();
+        let missing = local_restore(&path, &as_state("rb")).unwrap_err();
         assert!(
             missing.contains("s.json.backup does not exist"),
             "{missing}"
         );
         std::fs::write(backup_path(&path), "{garbage").unwrap();
-        let broken = local_restore(&path, "rb").unwrap_err();
+        let broken = local_restore(&path, &as_state("rb")).unwrap_err();
         assert!(broken.contains("cannot be used either"), "{broken}");
         State::new("other").save(&path).unwrap();
-        let foreign = local_restore(&path, "rb").unwrap_err();
+        let foreign = local_restore(&path, &as_state("rb")).unwrap_err();
         assert!(foreign.contains("belongs to runbook `other`"), "{foreign}");
         State::new("rb").save(&path).unwrap();
-        let how = local_restore(&path, "rb").unwrap();
+        let how = local_restore(&path, &as_state("rb")).unwrap();
         assert!(
             how.contains(&format!(
                 "`cp -p {} {}`",

@@ -44,6 +44,9 @@ pub fn set_max_connections(emu: &Emulator, ws: &Workspace, value: i64) {
 /// The shipped runbook with `section` as its `[alarms]` (the cookbook's
 /// own replaced).
 fn with_alarms(s: &str, section: &str) -> String {
+    // The cookbook runbook lists the step and the section commented out.
+    let s = &edit(s, "  # \"alarms\",", "  \"alarms\",");
+    let s = &edit(s, "\n# [alarms]\n", "\n[alarms]\n");
     let start = s
         .find("\n[alarms]")
         .expect("the cookbook runbook has [alarms]");

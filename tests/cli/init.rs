@@ -75,8 +75,7 @@ fn init_writes_a_runbook_from_the_account_that_runs() {
     // What it wrote runs as it is, and rolls back to what was there.
     ws.run(&["run", "--yes"])
         .ok()
-        // The recipe's steps but the check (init leaves [alarms] commented).
-        .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 2));
+        .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "rollback after init");
