@@ -126,7 +126,7 @@ pub fn markdown(cmd: &Command) -> String {
 fn the_command_reference_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md");
     let page = markdown(&crate::command_tree());
-    if std::env::var_os("RDS_PROXY_RUNBOOK_WRITE_DOCS").is_some() {
+    if std::env::var("RDS_PROXY_RUNBOOK_WRITE_DOCS").is_ok_and(|v| !v.is_empty()) {
         std::fs::write(path, &page).unwrap();
         return;
     }
