@@ -366,7 +366,41 @@ impl Aws {
     }
 }
 
+/// What one synchronous invocation answered, decoded: its status, the
+/// function's error kind (Unhandled, Handled) if any, its payload and the
+/// tail of its log.
+pub struct Invoked {
+    pub status: i32,
+    pub function_error: Option<String>,
+    pub body: String,
+    pub tail: String,
+}
+
 impl Aws {
+    /// Invokes a Lambda function with `payload`, asking for its log's tail.
+    pub async fn invoke(&self, function: &str, payload: &[u8]) -> anyhow::Result<Invoked> {
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(function)
+            .log_type(aws_sdk_lambda::types::LogType::Tail)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot invoke {function}: {}", describe_error(&e)))?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(Invoked {
+            status: out.status_code(),
+            function_error: out.function_error().map(String::from),
+            body: out.payload().map(|p| text(p.as_ref())).unwrap_or_default(),
+            tail: out
+                .log_result()
+                .and_then(|t| aws_smithy_types::base64::decode(t).ok())
+                .map(|b| text(&b))
+                .unwrap_or_default(),
+        })
+    }
+
     /// A Lambda function's configuration; None when there is no such
     /// function.
     pub async fn function_if_any(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, LogType, Runtime, State as FnState, VpcConfig};
+use aws_sdk_lambda::types::{FunctionCode, Runtime, State as FnState, VpcConfig};
 
 use super::plan::{self, Configuration};
 use super::{Answer, HANDLER, Target, code_zip};
@@ -191,25 +191,13 @@ pub async fn create(
 /// error with its log's tail.
 pub async fn invoke(aws: &Aws, name: &str, targets: &[Target]) -> Result<Answer> {
     let event = serde_json::json!({ "targets": targets });
-    let out = aws
-        .lambda
-        .invoke()
-        .function_name(name)
-        .log_type(LogType::Tail)
-        .payload(Blob::new(event.to_string()))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot invoke the probe {name}: {}", describe_error(&e)))?;
-    let body = out
-        .payload()
-        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
-        .unwrap_or_default();
-    if let Some(kind) = out.function_error() {
-        let tail = out
-            .log_result()
-            .and_then(|t| aws_smithy_types::base64::decode(t).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+    let crate::aws::Invoked {
+        function_error,
+        body,
+        tail,
+        ..
+    } = aws.invoke(name, event.to_string().as_bytes()).await?;
+    if let Some(kind) = function_error {
         let last: Vec<&str> = tail.lines().rev().take(6).collect();
         anyhow::bail!(
             "the probe {name} failed ({kind}): {}{}",

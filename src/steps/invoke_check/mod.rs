@@ -13,8 +13,6 @@ mod failure;
 
 use anyhow::Result;
 use async_trait::async_trait;
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::LogType;
 use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,7 +20,6 @@ use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
-use crate::aws::describe_error;
 use crate::probe::run::{Subject, Unrecorded};
 use crate::proxy_logs::Read;
 use crate::runbook::{DEFAULT_AUTH_RETRY_SECONDS, Runbook};
@@ -124,26 +121,13 @@ enum Answer {
 }
 
 async fn invoke_once(cx: &Ctx<'_>, function: &str, i: &Inputs) -> Result<Answer> {
-    let out = cx
-        .aws
-        .lambda
-        .invoke()
-        .function_name(function)
-        .log_type(LogType::Tail)
-        .payload(Blob::new(i.payload.as_bytes()))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot invoke {function}: {}", describe_error(&e)))?;
-    let body = out
-        .payload()
-        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
-        .unwrap_or_default();
-    let tail = out
-        .log_result()
-        .and_then(|t| aws_smithy_types::base64::decode(t).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    if out.function_error().is_none()
+    let crate::aws::Invoked {
+        status,
+        function_error,
+        body,
+        tail,
+    } = cx.aws.invoke(function, i.payload.as_bytes()).await?;
+    if function_error.is_none()
         && let Some(why) = not_exercised(&body)
     {
         return Ok(Answer::NotExercised(format!("{function}: {why}")));
@@ -151,8 +135,8 @@ async fn invoke_once(cx: &Ctx<'_>, function: &str, i: &Inputs) -> Result<Answer>
     Ok(
         match judge(
             function,
-            out.status_code(),
-            out.function_error(),
+            status,
+            function_error.as_deref(),
             &body,
             i.expect.as_deref(),
         ) {
