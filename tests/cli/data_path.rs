@@ -8,8 +8,9 @@
 use super::*;
 use std::time::Duration;
 
-/// A by-hand change to the account, through the SDK; its answer.
-fn by_hand<T, F, Fut>(emu: &Emulator, change: F) -> T
+/// A by-hand change to the account, through the SDK; its answer (the
+/// probe's tests break the wiring with it too).
+pub(crate) fn by_hand<T, F, Fut>(emu: &Emulator, change: F) -> T
 where
     F: FnOnce(aws_config::SdkConfig) -> Fut,
     Fut: std::future::Future<Output = T>,

@@ -3,6 +3,7 @@
 //! passes on the recipe, names the owning step of each broken part, and
 //! leaves nothing behind (killed half way, the next command deletes it).
 
+use super::data_path::by_hand;
 use super::*;
 
 /// The emulator's Lambda functions, by name.
@@ -19,14 +20,6 @@ fn functions(emu: &Emulator) -> Vec<String> {
         names.sort();
         names
     })
-}
-
-fn by_hand<T, F, Fut>(emu: &Emulator, change: F) -> T
-where
-    F: FnOnce(aws_config::SdkConfig) -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    runtime().block_on(change(emu.sdk_config()))
 }
 
 /// `probe` on a working setup: passes, through every endpoint, and leaves
