@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 /// runbook you can run step by step, resume, and roll back.
 #[derive(Debug, Parser)]
 // (`main` adds the exit codes to the help, from `error::EXIT_CODES`.)
-#[command(name = "rds-proxy-runbook", version)]
+// The version names the commit it was built from (see build.rs).
+#[command(name = "rds-proxy-runbook", version = env!("RDS_PROXY_RUNBOOK_VERSION"))]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

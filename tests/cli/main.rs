@@ -36,6 +36,7 @@ mod seed000;
 mod state;
 mod team;
 mod update;
+mod version;
 
 use support::*;
 
