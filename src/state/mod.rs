@@ -1,6 +1,11 @@
 //! The state file: what each step did, its outputs and the inputs it ran
 //! with. Saved atomically after every transition; guarded by a lock so two
 //! processes never drive the same state.
+//!
+//! Here: the records, origins, transitions and the atomic save; lock.rs:
+//! the local file's lock; checksum.rs: the inputs' checksum; backend.rs:
+//! a file or S3; s3/: the state a team shares; recovery.rs: the backup
+//! copy and the ways on from a broken state.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -10,9 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 pub mod backend;
+mod checksum;
+mod lock;
+pub use checksum::checksum;
+pub use lock::Lock;
 pub mod recovery;
 pub mod s3;
 
@@ -429,117 +437,6 @@ fn replace_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), State
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
-
-/// sha256 of the inputs in canonical JSON (object keys sorted at every
-/// level: serde_json keeps insertion order here, a dependency enables
-/// `preserve_order`). Top-level fields whose names start with `_` tune how a
-/// step runs (how long it waits), not what it makes: they are left out.
-pub fn checksum(inputs: &Value) -> String {
-    let mut text = String::new();
-    canonical(&resource_inputs(inputs), &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (n, k) in keys.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (n, item) in a.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// The inputs without the `_` settings.
-pub fn resource_inputs(inputs: &Value) -> Value {
-    match inputs {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !k.starts_with('_'))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// Holds the state's lock for as long as it lives.
-pub struct Lock {
-    _file: File,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Holder {
-    pid: u32,
-    host: String,
-    since: String,
-}
-
-impl Lock {
-    /// Takes the lock beside the state file (`<state>.lock`), or names the
-    /// process that holds it.
-    pub fn acquire(state_path: &Path) -> Result<Lock, StateError> {
-        let path = lock_path(state_path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create the folder of", &path))?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io("open", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder: Option<Holder> = serde_json::from_str(&text).ok();
-                return Err(StateError::Locked {
-                    path: state_path.to_path_buf(),
-                    pid: holder.as_ref().map_or("?".into(), |h| h.pid.to_string()),
-                    host: holder.as_ref().map_or("?".into(), |h| h.host.clone()),
-                    since: holder.map_or("?".into(), |h| h.since),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
-        }
-        let holder = Holder {
-            pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            since: now(),
-        };
-        file.set_len(0).map_err(io("write", &path))?;
-        file.write_all(&serde_json::to_vec(&holder).expect("holder serializes"))
-            .map_err(io("write", &path))?;
-        file.sync_all().map_err(io("write", &path))?;
-        Ok(Lock { _file: file })
-    }
-}
-
 /// A state error as the command's failure: a lock held elsewhere exits 4,
 /// anything else is bad input (3).
 pub fn as_failure(e: StateError) -> anyhow::Error {
@@ -549,167 +446,5 @@ pub fn as_failure(e: StateError) -> anyhow::Error {
     }
 }
 
-pub fn lock_path(state_path: &Path) -> PathBuf {
-    let mut s = state_path.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rpr-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn transitions() {
-        use Status::*;
-        assert_eq!(transition(Pending, Event::Start), Ok(Started));
-        assert_eq!(transition(Started, Event::Applied), Ok(Applied));
-        assert_eq!(transition(Started, Event::Fail), Ok(Failed));
-        assert_eq!(transition(Failed, Event::Start), Ok(Started));
-        assert_eq!(transition(Applied, Event::RolledBack), Ok(RolledBack));
-        assert_eq!(transition(RolledBack, Event::Start), Ok(Started));
-        assert_eq!(transition(Pending, Event::Applied), Ok(Applied));
-        assert!(transition(Pending, Event::RolledBack).is_err());
-        assert!(transition(RolledBack, Event::RolledBack).is_err());
-        assert_eq!(transition(Pending, Event::Fail), Ok(Failed));
-    }
-
-    #[test]
-    fn a_step_is_ours_from_its_start_until_it_is_rolled_back() {
-        let mut st = State::new("rb");
-        // Found done without a start: not ours (another state made it).
-        assert_eq!(st.advance("a", Event::Applied).unwrap().origin, None);
-        assert_eq!(st.advance("b", Event::Fail).unwrap().origin, None);
-        assert_eq!(
-            st.advance("a", Event::Start).unwrap().origin,
-            Some(Origin::Created)
-        );
-        assert_eq!(
-            st.advance("a", Event::Fail).unwrap().origin,
-            Some(Origin::Created),
-            "a create that failed may have left something of ours"
-        );
-        assert_eq!(
-            st.advance("a", Event::Applied).unwrap().origin,
-            Some(Origin::Created)
-        );
-        assert_eq!(st.advance("a", Event::RolledBack).unwrap().origin, None);
-    }
-
-    #[test]
-    fn a_version_1_state_counts_the_steps_that_acted_as_ours() {
-        let text = r#"{"schema_version": 1, "runbook": "rb", "steps": {
-            "a": {"status": "applied", "inputs": {}},
-            "b": {"status": "failed"},
-            "c": {"status": "rolled_back", "inputs": {}}}}"#;
-        let st = State::parse(Path::new("s"), text, "rb").unwrap();
-        assert_eq!(st.steps["a"].origin, Some(Origin::Created));
-        assert_eq!(st.steps["b"].origin, None, "failed before it started");
-        assert_eq!(st.steps["c"].origin, None);
-        assert_eq!(st.schema_version, SCHEMA_VERSION);
-    }
-
-    #[test]
-    fn only_steps_that_may_have_acted_roll_back() {
-        assert!(Status::Applied.may_have_changed_account());
-        assert!(Status::Started.may_have_changed_account());
-        assert!(Status::Failed.may_have_changed_account());
-        assert!(!Status::Pending.may_have_changed_account());
-        assert!(!Status::RolledBack.may_have_changed_account());
-    }
-
-    #[test]
-    fn save_is_atomic_private_and_round_trips() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tmpdir("save");
-        let path = dir.join("sub/x.state.json");
-        let mut st = State::new("rb");
-        let rec = st.advance("proxy-role", Event::Start).unwrap();
-        rec.outputs
-            .insert("arn".into(), "arn:aws:iam::1:role/r".into());
-        st.save(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let back = State::load(&path, "rb").unwrap();
-        assert_eq!(back, st);
-        // Its copy: the same text, as private.
-        let backup = recovery::backup_path(&path);
-        assert_eq!(
-            std::fs::read(&backup).unwrap(),
-            std::fs::read(&path).unwrap()
-        );
-        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
-            .collect();
-        assert!(leftovers.is_empty());
-    }
-
-    #[test]
-    fn missing_file_is_a_fresh_state() {
-        let dir = tmpdir("missing");
-        let st = State::load(&dir.join("none.json"), "rb").unwrap();
-        assert!(st.steps.is_empty());
-    }
-
-    #[test]
-    fn corrupt_newer_and_foreign_states_are_refused() {
-        let p = Path::new("s.json");
-        assert!(matches!(
-            State::parse(p, "{\"schema_version\": 1, \"runb", "rb"),
-            Err(StateError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            State::parse(p, "{\"schema_version\": 99, \"runbook\": \"rb\"}", "rb"),
-            Err(StateError::Newer { found: 99, .. })
-        ));
-        let err =
-            State::parse(p, "{\"schema_version\": 1, \"runbook\": \"other\"}", "rb").unwrap_err();
-        assert!(err.to_string().contains("belongs to runbook `other`"));
-        assert!(matches!(
-            State::parse(p, "[]", "rb"),
-            Err(StateError::Corrupt { .. })
-        ));
-    }
-
-    #[test]
-    fn checksum_ignores_key_order_and_sees_changes() {
-        let a: Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
-        let c: Value = serde_json::from_str(r#"{"b":[2,1],"a":1}"#).unwrap();
-        assert_eq!(checksum(&a), checksum(&b));
-        assert_ne!(checksum(&a), checksum(&c));
-        assert_eq!(checksum(&a).len(), 64);
-        let nested_a: Value = serde_json::from_str(r#"{"x":{"p":1,"q":2}}"#).unwrap();
-        let nested_b: Value = serde_json::from_str(r#"{"x":{"q":2,"p":1}}"#).unwrap();
-        assert_eq!(checksum(&nested_a), checksum(&nested_b));
-        let waits: Value = serde_json::from_str(r#"{"a":1,"b":[1,2],"_wait":9}"#).unwrap();
-        assert_eq!(checksum(&a), checksum(&waits), "settings are not inputs");
-    }
-
-    #[test]
-    fn second_lock_names_the_holder() {
-        let dir = tmpdir("lock");
-        let path = dir.join("x.state.json");
-        let held = Lock::acquire(&path).unwrap();
-        match Lock::acquire(&path) {
-            Err(StateError::Locked { pid, host, .. }) => {
-                assert_eq!(pid, std::process::id().to_string());
-                assert!(!host.is_empty());
-            }
-            other => panic!("expected Locked, got {:?}", other.err()),
-        }
-        drop(held);
-        Lock::acquire(&path).unwrap();
-    }
-}
+mod tests;
