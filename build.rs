@@ -21,7 +21,11 @@ fn main() {
     };
     println!("cargo:rustc-env=RDS_PROXY_RUNBOOK_VERSION={full}");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=.cargo_vcs_info.json");
+    // (Only a file that exists: one that does not would rerun this script,
+    // and rebuild the crate, at every build.)
+    if dir.join(".cargo_vcs_info.json").exists() {
+        println!("cargo:rerun-if-changed=.cargo_vcs_info.json");
+    }
 }
 
 /// The short commit of the checkout whose top is `dir`, and the files to
