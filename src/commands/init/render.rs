@@ -184,6 +184,9 @@ fn intro(r: &Rendered) -> Vec<String> {
 fn top(t: &mut Filled, r: &Rendered) {
     let mut steps = Vec::new();
     for line in t.template_lines("", "steps") {
+        // "alarms" is offered commented, after "targets", whether the
+        // template lists it or not.
+        let line = line.replace("\"alarms\", ", "");
         match line.split_once("\"targets\", ") {
             Some((head, tail)) => {
                 steps.push(format!("{head}\"targets\","));
