@@ -286,6 +286,7 @@ impl Filled {
         let trailing_blank = body.iter().rev().take_while(|l| l.is_empty()).count();
         let lines = &body[..body.len() - trailing_blank];
         let mut i = 0;
+        let mut seen = Vec::new();
         while i < lines.len() {
             let line = &lines[i];
             let Some((key, commented)) = key_of(line) else {
@@ -293,6 +294,7 @@ impl Filled {
                 i += 1;
                 continue;
             };
+            seen.push(key);
             let span = value_span(&lines[i..]);
             if let Some(before) = fill.before.get(key) {
                 out.extend(before.iter().cloned());
@@ -310,6 +312,21 @@ impl Filled {
                 None => out.extend(lines[i..i + span].iter().cloned()),
             }
             i += span;
+        }
+        // A value for a key the template does not have (any more) is still
+        // written, at the table's end, rather than lost.
+        let mut missing: Vec<_> = fill
+            .keys
+            .iter()
+            .filter(|(k, _)| !seen.contains(k))
+            .collect();
+        missing.sort_by_key(|(k, _)| **k);
+        for (key, set) in missing {
+            match set {
+                Set::Value(value, Some(note)) => out.push(format!("{key} = {value}  # {note}")),
+                Set::Value(value, None) => out.push(format!("{key} = {value}")),
+                Set::Lines(with) => out.extend(with.iter().cloned()),
+            }
         }
         if last {
             out.extend(std::iter::repeat_n(String::new(), trailing_blank));

@@ -374,3 +374,19 @@ fn what_init_writes_is_the_template_filled_in() {
     assert!(!text.contains("instance_id = "), "{text}");
     assert_eq!(parsed(&text).lambdas.len(), 2);
 }
+
+/// A value for a key the template lacks is written at its table's end,
+/// not lost.
+#[test]
+fn a_key_the_template_lacks_is_not_lost() {
+    let mut t = template::Filled::new();
+    t.section("proxy").value("no_such_key", "1");
+    t.section("invoke_check").noted("another", "\"x\"", "why");
+    let text = t.render();
+    assert!(text.contains("\nno_such_key = 1\n"), "{text}");
+    assert!(text.contains("\nanother = \"x\"  # why\n"), "{text}");
+    let proxy = text.find("[proxy]\n").unwrap();
+    let pool = text.find("[pool]\n").unwrap();
+    let at = text.find("no_such_key").unwrap();
+    assert!(proxy < at && at < pool, "in [proxy]:\n{text}");
+}
