@@ -8,12 +8,12 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::cli::Selection;
+use crate::engine::decide::{Block, Checked, Decision, Facts, Flags, decide};
 use crate::engine::guard::{Guard, retired_proxies};
 use crate::engine::report::{copy_results, emit_report, first_error};
 use crate::engine::retire::{retire_pass, with_retired};
 use crate::engine::runner::{
-    Outcome, RunHow, Runner, StepFailed, made_elsewhere, needs_outputs, not_this_states, unmet,
-    waits_unmet,
+    Outcome, RunHow, Runner, StepFailed, needs_outputs, not_this_states, unmet, waits_unmet,
 };
 use crate::engine::saved::{SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
@@ -215,33 +215,45 @@ pub async fn run(
         );
     }
 
-    // Before any change: what this state never made is refused (unless
-    // adopted), and so is a step whose waits are not in place.
-    let foreign: Vec<(&str, String, bool)> = selected
+    // Before any change, each step's decision from the first round, as
+    // `plan` shows it: what this state never made is refused (unless
+    // adopted), and so is what only a new resource would match (with
+    // --allow-replace or without, what is needed said at once).
+    let flags = Flags {
+        allow_replace,
+        adopt,
+    };
+    let decided: BTreeMap<&str, (&dyn steps::Step, Value, Decision)> = selected
         .iter()
+        .chain(&outside)
         .filter_map(|n| {
             let step = steps::get(n).expect("validated");
-            let inputs = resolve(step, &rb, &state).0;
-            // A replacement's new resource has no origin yet (see record_for).
-            let origin = record_for(&state, step, &inputs).and_then(|r| r.origin);
-            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
-            let what = step.describe(&inputs).ok()?;
-            Some((*n, what, unfinished))
+            let (inputs, missing) = resolve(step, &rb, &state);
+            let facts = Facts::of(step, &rb, &state, &state, &inputs, &missing);
+            let found = Checked::Found(&prechecked.get(*n)?.1);
+            Some((*n, (step, inputs.clone(), decide(&facts, found, flags))))
+        })
+        .collect();
+    let foreign: Vec<(&str, String, bool)> = selected
+        .iter()
+        .filter_map(|n| match decided.get(n)? {
+            (step, inputs, Decision::Blocked(Block::MadeElsewhere { unfinished })) => {
+                Some((*n, step.describe(inputs).ok()?, unfinished.is_some()))
+            }
+            _ => None,
         })
         .collect();
     if !foreign.is_empty() {
         return Err(not_this_states(&foreign, &backend, &run_hint));
     }
-    let replaced: Vec<(String, Vec<String>)> = selected
+    let replaced: Vec<(String, Vec<String>)> = decided
         .iter()
-        .chain(&outside)
-        .filter_map(|n| match &prechecked.get(*n)?.1 {
-            Found::Replace(why) => Some((n.to_string(), why.clone())),
+        .filter_map(|(n, (_, _, d))| match d {
+            Decision::Blocked(Block::NeedsNewName(why)) => Some((n.to_string(), why.clone())),
             _ => None,
         })
         .collect();
     if !replaced.is_empty() {
-        // With --allow-replace or without: what is needed, said at once.
         return Err(needs_new_name(
             &replaced,
             &rb,
@@ -274,7 +286,10 @@ pub async fn run(
     }
     let all_done = selected.iter().all(|n| {
         !steps::get(n).expect("validated").changes_account()
-            || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
+            || matches!(
+                decided.get(n),
+                Some((_, _, Decision::Nothing { .. } | Decision::Adopt { .. }))
+            )
     });
     if report.is_none() && !all_done {
         report = Some(crate::preflight::run(&rb, &aws, &state, &backend).await);
@@ -291,6 +306,7 @@ pub async fn run(
         "{verb} of runbook `{}` in {}; state: {backend}",
         rb.name, aws.region
     ));
+    let loaded = state.clone();
     let store = Store::new(backend, state);
     let runner = Runner {
         rb: &rb,
@@ -303,7 +319,8 @@ pub async fn run(
         run_hint,
         hints: Hints::new(&rb, opts),
         asker: ask.then(Asker::new),
-        adopt,
+        flags,
+        loaded,
         verified: Default::default(),
         removals: Default::default(),
         deferred: Default::default(),

@@ -10,8 +10,10 @@ use crate::cli::Selection;
 use crate::error::Failure;
 use crate::runbook::Runbook;
 use crate::state::{self, State, Status};
-use crate::steps::{self, Ctx, Found, Resolver, Step};
+use crate::steps::{self, Ctx, Resolver, Step};
 
+pub mod decide;
+pub mod explain;
 pub mod guard;
 pub mod report;
 pub mod retire;
@@ -20,6 +22,8 @@ pub mod runner;
 pub mod saved;
 pub mod schedule;
 pub mod store;
+
+pub use decide::{Action, Decision};
 
 /// The outputs of applied steps, for `${steps.*}` references, and of the
 /// steps the runbook uses by value (read from the account: see
@@ -79,6 +83,14 @@ pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result
     }
     let _ = rb.external.set(external);
     Ok(())
+}
+
+/// The runbook's steps, in its order, resolved once (reading the runbook
+/// validated every name it lists).
+pub(crate) fn listed(rb: &Runbook) -> Vec<&'static dyn Step> {
+    rb.step_names()
+        .map(|n| steps::get(n).expect("the runbook lists only known steps"))
+        .collect()
 }
 
 pub(crate) fn resolve(
@@ -325,38 +337,43 @@ pub(crate) fn replacements(
     allow: bool,
     opts: &crate::open::Options,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    let edits: Vec<(String, Vec<String>)> = rb
-        .step_names()
-        .map(|n| (n.to_string(), identity_edited(n, rb, state)))
-        .filter(|(_, why)| !why.is_empty())
-        .collect();
-    if edits.is_empty() {
-        return Ok(edits);
-    }
+    use decide::{Block, Checked, Facts, Flags};
+    let flags = Flags {
+        allow_replace: allow,
+        adopt: false,
+    };
     let shown = |name: &str| replacement_changes(name, rb, state).join("; ");
     // What can be made only with a new proxy is said first, with or
     // without --allow-replace: the whole way on in one message.
-    let refused: Vec<String> = edits
-        .iter()
-        .filter_map(|(name, what)| {
-            let why = alone(steps::get(name)?, what, rb, state)?;
-            Some(format!("  {name}: {} (alone, {why})", shown(name)))
-        })
-        .collect();
-    if !refused.is_empty() {
+    let (mut edits, mut alone, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for step in listed(rb) {
+        let name = step.name();
+        let (inputs, missing) = resolve(step, rb, state);
+        let facts = Facts::of(step, rb, state, state, &inputs, &missing);
+        if !facts.replacing() {
+            continue;
+        }
+        match decide::decide(&facts, Checked::Not, flags) {
+            Decision::Blocked(Block::Alone(why)) => {
+                alone.push(format!("  {name}: {} (alone, {why})", shown(name)));
+            }
+            Decision::Blocked(Block::ReplaceRefused) => {
+                refused.push((name.to_string(), replacement_changes(name, rb, state)));
+            }
+            _ => {}
+        }
+        edits.push((name.to_string(), facts.identity));
+    }
+    if !alone.is_empty() {
         return Err(Failure::bad_input(format!(
             "these changes need a new resource, which can only be made safely together with a \
              new proxy:\n{}\nNothing was changed. {}",
-            refused.join("\n"),
+            alone.join("\n"),
             with_new_proxy(rb, &Hints::new(rb, opts))
         )));
     }
-    if !allow {
-        let all: Vec<(String, Vec<String>)> = edits
-            .iter()
-            .map(|(name, _)| (name.clone(), replacement_changes(name, rb, state)))
-            .collect();
-        return Err(replacement_refused(&all, rb, opts));
+    if !refused.is_empty() {
+        return Err(replacement_refused(&refused, rb, opts));
     }
     Ok(edits)
 }
@@ -504,74 +521,6 @@ pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
         }
     }
     names
-}
-
-/// What `plan` says a step will do (and `run --confirm` asks about).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Make it.
-    Create,
-    /// Finish what a run left (a proxy still creating, a target registering).
-    Finish,
-    /// Change in place: the runbook was edited since it was applied.
-    Update,
-    /// Change in place: the account was changed outside the runbook.
-    Drift,
-    /// A new resource beside the old (or refused: see the step's block).
-    Replace,
-    /// Done: nothing to change.
-    None,
-    /// Only checks (the invoke check).
-    Verify,
-    /// `run` would refuse or fail here.
-    Blocked,
-}
-
-impl Action {
-    /// As the JSON plan and the saved plan spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Finish => "finish",
-            Action::Update => "update",
-            Action::Drift => "drift",
-            Action::Replace => "replace",
-            Action::None => "none",
-            Action::Verify => "verify",
-            Action::Blocked => "blocked",
-        }
-    }
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a step that is not done would do, from what its check found
-/// (`Missing`, `Incomplete` or `Update`; a step that only verifies was not
-/// checked):
-/// the plan's action and the lines that say exactly what would change.
-/// `run --confirm` asks with the same facts.
-pub async fn pending(
-    step: &dyn Step,
-    cx: &Ctx<'_>,
-    inputs: &serde_json::Value,
-    found: &Found,
-) -> Result<(Action, Vec<String>)> {
-    if !step.changes_account() {
-        return Ok((Action::Verify, Vec::new()));
-    }
-    let (action, mut details) = match found {
-        Found::Incomplete(why, _) => (Action::Finish, vec![why.clone()]),
-        // What changes in place, as the check said.
-        Found::Update(diffs, _) => return Ok((Action::Update, diffs.clone())),
-        _ => (Action::Create, Vec::new()),
-    };
-    details.extend(step.details(cx, inputs).await?);
-    Ok((action, details))
 }
 
 #[cfg(test)]
