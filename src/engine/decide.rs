@@ -197,7 +197,7 @@ impl Facts {
         missing: &[(String, String)],
     ) -> Facts {
         let name = step.name();
-        let identity = identity_edited(name, rb, state);
+        let identity = identity_edited(step, rb, state);
         let recorded = record_for(state, step, inputs);
         let checksum = state::checksum(inputs);
         let edits = match &recorded {
@@ -217,7 +217,7 @@ impl Facts {
                 false => alone(step, &identity, rb, loaded),
             },
             identity,
-            identity_as_loaded: !identity_edited(name, rb, loaded).is_empty(),
+            identity_as_loaded: !identity_edited(step, rb, loaded).is_empty(),
             waits_for_outputs: !missing.is_empty(),
             applied: state.status(name) == Status::Applied,
             origin: recorded.as_ref().and_then(|r| r.origin),

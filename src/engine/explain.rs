@@ -51,7 +51,7 @@ pub(crate) async fn details(
     let name = step.name();
     // What a replacement changes, every field of it (the name, and the
     // subnets that forced it).
-    let changes = || replacement_changes(name, rb, state);
+    let changes = || replacement_changes(step, rb, state);
     Ok(match decision {
         Decision::Verify | Decision::Nothing { .. } | Decision::Adopt { .. } => Vec::new(),
         Decision::Blocked(Block::Alone(_) | Block::ReplaceRefused) => changes(),

@@ -45,24 +45,25 @@ pub(crate) fn lookup_in<'a>(
 /// but whose resource it names by value (see `StepImpl::BY_VALUE`), as far
 /// as a listed step reads them; an error names the key when it is not there.
 pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result<()> {
-    let listed: Vec<&str> = rb.step_names().collect();
+    let listed = listed(rb);
     let none = |_: &str, _: &str| None;
-    let mut wanted: Vec<&str> = Vec::new();
-    for name in &listed {
+    let mut wanted: Vec<&dyn Step> = Vec::new();
+    for step in &listed {
         let mut r = Resolver::new(&none);
-        steps::get(name).expect("validated").inputs(rb, &mut r);
-        for (step, _, _) in r.used {
-            let Some(step) = steps::get(&step).map(|s| s.name()) else {
+        step.inputs(rb, &mut r);
+        for (used, _, _) in r.used {
+            let Some(used) = steps::get(&used) else {
                 continue;
             };
-            if !listed.contains(&step) && !wanted.contains(&step) {
-                wanted.push(step);
+            let known = |s: &&dyn Step| s.name() == used.name();
+            if !listed.iter().any(known) && !wanted.iter().any(known) {
+                wanted.push(used);
             }
         }
     }
     let mut external = std::collections::BTreeMap::new();
-    for name in wanted {
-        let step = steps::get(name).expect("validated");
+    for step in wanted {
+        let name = step.name();
         let Some(key) = step.by_value() else { continue };
         let (inputs, _) = resolve(step, rb, &State::new(&rb.name));
         let bar = crate::ui::progress::StepBar::silent(name);
@@ -208,15 +209,12 @@ pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> O
         .then(|| changed_fields(rec.inputs.as_ref(), &inputs))
 }
 
-/// The fields naming what `name` made that the runbook changed since the
+/// The fields naming what `step` made that the runbook changed since the
 /// state recorded them (`field: old -> new`): applying the new ones would
 /// make another resource and leave the recorded one behind.
-pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
-    let Some(step) = steps::get(name) else {
-        return Vec::new();
-    };
+pub(crate) fn identity_edited(step: &dyn Step, rb: &Runbook, state: &State) -> Vec<String> {
     let Some(old) = state
-        .record(name)
+        .record(step.name())
         .filter(|r| r.status.may_have_changed_account())
         .and_then(|r| r.inputs.as_ref())
     else {
@@ -238,16 +236,16 @@ pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<St
         .collect()
 }
 
-/// Every input a replacement of `name` changes (`field: old -> new`), for
+/// Every input a replacement of `step` changes (`field: old -> new`), for
 /// what `plan` shows and `run` says: the identity edits that make it a new
 /// resource first, then every other field the new one gets (the subnets
 /// that forced it, say). Empty when the runbook does not replace it.
-pub(crate) fn replacement_changes(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
-    let identity = identity_edited(name, rb, state);
-    let (Some(step), false) = (steps::get(name), identity.is_empty()) else {
+pub(crate) fn replacement_changes(step: &dyn Step, rb: &Runbook, state: &State) -> Vec<String> {
+    let identity = identity_edited(step, rb, state);
+    if identity.is_empty() {
         return identity;
-    };
-    let old = state.record(name).and_then(|r| r.inputs.as_ref());
+    }
+    let old = state.record(step.name()).and_then(|r| r.inputs.as_ref());
     let (new, _) = resolve(step, rb, state);
     let of_identity = |line: &str| {
         step.identity()
@@ -278,7 +276,7 @@ pub(crate) fn record_for(
 /// replacement of it is under way and the new one not made yet (a resume).
 pub(crate) fn proxy_replaced(rb: &Runbook, state: &State) -> bool {
     rb.step_names().any(|n| n == "proxy")
-        && (!identity_edited("proxy", rb, state).is_empty()
+        && (steps::get("proxy").is_some_and(|p| !identity_edited(p, rb, state).is_empty())
             || state
                 .record("proxy")
                 .is_some_and(|r| !r.retired.is_empty() && r.status != Status::Applied))
@@ -327,8 +325,8 @@ pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
         .collect()
 }
 
-/// The identity edits of the runbook (each step and `field: old -> new`),
-/// if `run` may carry them out: with `allow` (`--allow-replace`), and each
+/// The replacements of the runbook (each step and what it changes,
+/// `field: old -> new`, as [`replacement_changes`]), if `run` may carry them out: with `allow` (`--allow-replace`), and each
 /// one a replacement the step supports, else the error that refuses them
 /// all before any AWS call.
 pub(crate) fn replacements(
@@ -342,7 +340,6 @@ pub(crate) fn replacements(
         allow_replace: allow,
         adopt: false,
     };
-    let shown = |name: &str| replacement_changes(name, rb, state).join("; ");
     // What can be made only with a new proxy is said first, with or
     // without --allow-replace: the whole way on in one message.
     let (mut edits, mut alone, mut refused) = (Vec::new(), Vec::new(), Vec::new());
@@ -353,16 +350,17 @@ pub(crate) fn replacements(
         if !facts.replacing() {
             continue;
         }
+        let changes = replacement_changes(step, rb, state);
         match decide::decide(&facts, Checked::Not, flags) {
             Decision::Blocked(Block::Alone(why)) => {
-                alone.push(format!("  {name}: {} (alone, {why})", shown(name)));
+                alone.push(format!("  {name}: {} (alone, {why})", changes.join("; ")));
             }
             Decision::Blocked(Block::ReplaceRefused) => {
-                refused.push((name.to_string(), replacement_changes(name, rb, state)));
+                refused.push((name.to_string(), changes.clone()));
             }
             _ => {}
         }
-        edits.push((name.to_string(), facts.identity));
+        edits.push((name.to_string(), changes));
     }
     if !alone.is_empty() {
         return Err(Failure::bad_input(format!(
