@@ -322,3 +322,85 @@ fn actions_are_spelt_as_the_json_plan_has_them() {
         assert_eq!(serde_json::to_value(a).unwrap(), s);
     }
 }
+
+/// A runbook of two steps, with `extra` appended (a `[tags]` table).
+fn runbook(role: &str, extra: &str) -> Runbook {
+    let src = format!(
+        "name = \"t\"\nsteps = [\"proxy-role\", \"proxy-security-group\"]\n[network]\n\
+         vpc_id = \"vpc-0123456789abcdef0\"\nsubnet_ids = [\"subnet-0123456789abcdef0\", \"subnet-0123456789abcdef1\"]\n[database]\n\
+         instance_id = \"db1\"\nsecurity_group_id = \"sg-0dddddddddddddddd\"\n\
+         secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:s\"\n\
+         engine_family = \"MYSQL\"\n[proxy_role]\nname = \"{role}\"\n\
+         [proxy_security_group]\nname = \"sg\"\n[proxy]\nname = \"p1\"\n[connect_policy]\nname = \"pol\"\n{extra}"
+    );
+    let none = |_: &str| None;
+    Runbook::parse(
+        std::path::Path::new("runbooks/t.toml"),
+        &src,
+        &none,
+        &crate::steps::Catalogue,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The state after `rb`'s proxy-role was created and applied.
+fn applied(rb: &Runbook) -> State {
+    let step = crate::steps::get("proxy-role").unwrap();
+    let mut state = State::new(&rb.name);
+    let (inputs, _) = super::super::resolve(step, rb, &state);
+    let rec = state.steps.entry("proxy-role".into()).or_default();
+    rec.status = Status::Applied;
+    rec.origin = Some(Origin::Created);
+    rec.checksum = Some(state::checksum(&inputs));
+    rec.inputs = Some(inputs);
+    state
+}
+
+fn facts_of(rb: &Runbook, state: &State) -> Facts {
+    let step = crate::steps::get("proxy-role").unwrap();
+    let (inputs, missing) = super::super::resolve(step, rb, state);
+    Facts::of(step, rb, state, state, &inputs, &missing)
+}
+
+#[test]
+fn facts_tell_a_tag_edit_from_a_rename_and_from_no_edit() {
+    let rb = runbook("role", "");
+    let state = applied(&rb);
+    let same = facts_of(&rb, &state);
+    assert_eq!(same.edits, None);
+    assert!(!same.replacing());
+    assert!(same.applied);
+    assert_eq!(same.origin, Some(Origin::Created));
+    // A tag added: an edit of the inputs, not of the role's name.
+    let tagged = facts_of(&runbook("role", "[tags]\nteam = \"a\"\n"), &state);
+    assert!(!tagged.replacing(), "{tagged:?}");
+    let edits = tagged.edits.clone().expect("edited");
+    assert!(
+        edits.iter().any(|e| e.starts_with("tags.team")),
+        "{edits:?}"
+    );
+    let diffs = vec!["tag team: (none) -> a".to_string()];
+    assert_eq!(
+        decide(
+            &tagged,
+            Checked::Found(&Found::Update(diffs, outputs("r"))),
+            NO
+        )
+        .action(),
+        Action::Update
+    );
+    // Renamed: a replacement, which a role gets only with a new proxy,
+    // refused alone with or without --allow-replace.
+    let renamed = facts_of(&runbook("role2", ""), &state);
+    assert_eq!(renamed.identity, ["role_name: role -> role2"]);
+    assert!(renamed.identity_as_loaded);
+    assert!(renamed.alone.is_some());
+    for flags in [NO, ALLOW] {
+        let d = decide(&renamed, Checked::Not, flags);
+        assert!(matches!(d, Decision::Blocked(Block::Alone(_))), "{d:?}");
+    }
+    // Never applied: made elsewhere if the account has it.
+    let fresh = facts_of(&rb, &State::new("t"));
+    assert_eq!(fresh.origin, None);
+    assert!(!fresh.applied);
+}
