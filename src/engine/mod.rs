@@ -1,7 +1,10 @@
 //! The engine: a step's inputs from the runbook and the state, the steps
-//! a command selects, the graph they run on ([`schedule`]), the one writer
-//! of the state ([`store`]), the runner of each step ([`runner`]) and the
-//! rules it obeys ([`rules`]), and the JSON report ([`report`]).
+//! a command selects, what each step will do ([`decide`]: one typed
+//! decision that `plan` shows, `run` carries out, `--confirm` asks about
+//! and a saved plan records; [`explain`] says it), the graph they run on
+//! ([`schedule`]), the one writer of the state ([`store`]), the runner of
+//! each step ([`runner`]) and the rules it obeys ([`rules`]), and the JSON
+//! report ([`report`]).
 
 use anyhow::Result;
 use serde_json::Value;
