@@ -7,18 +7,15 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::engine::decide::{Block, Checked, Decision, Facts, Flags, decide, gives, needs_check};
 use crate::engine::retire::with_retired;
-use crate::engine::runner::{made_elsewhere, made_elsewhere_reason};
 use crate::engine::saved::{SavedPlan, SavedStep, found_digest};
-use crate::engine::{
-    Action, Hints, alone, edited_since_applied, identity_edited, needs, new_name_advice, pending,
-    record_for, replacement_changes, resolve, with_new_proxy,
-};
+use crate::engine::{Action, Hints, explain, listed, needs, record_for, resolve};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHANGES, EXIT_PREFLIGHT, EXIT_STEP_FAILED, Failure};
 use crate::open::{EnvMode, Options, check_place, load_runbook, open_state};
 use crate::preflight::preflight_verdict;
 use crate::state::{self, Origin, State, Status};
-use crate::steps::{self, Ctx, Found};
+use crate::steps::{self, Ctx};
 use crate::ui::progress::StepBar;
 
 #[derive(Serialize)]
@@ -71,11 +68,6 @@ struct Blocked {
     exit_code: i32,
 }
 
-/// Why a step that needs a new resource is blocked without --allow-replace.
-const REPLACE_REFUSED: &str = "only a new resource would match: `run` refuses, changing \
-     nothing, unless --allow-replace; `plan --allow-replace` shows how the new one would be \
-     made beside the old";
-
 /// How `plan` goes about it.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanHow {
@@ -84,26 +76,6 @@ pub struct PlanHow {
     pub detailed_exitcode: bool,
     /// Plan replacements as `run --allow-replace` makes them.
     pub allow_replace: bool,
-}
-
-/// What a replacement of `step` does, for the plan: how it goes, and what
-/// it interrupts.
-fn replacement_lines(step: &str) -> Vec<String> {
-    let mut lines = vec![
-        "the new one is made beside the old one, which is deleted only once every function \
-         has moved (and the invoke check passed)"
-            .to_string(),
-    ];
-    if step == "proxy" {
-        lines.push(
-            "interrupts: nothing while the new proxy is made and its target becomes healthy \
-             (the functions keep the old one); then each function's variable moves to the new \
-             endpoint (new connections go there), and the connections still open on the old \
-             proxy are closed when it is deleted"
-                .to_string(),
-        );
-    }
-    lines
 }
 
 #[derive(Serialize, Default)]
@@ -145,8 +117,12 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     // The order `run` keeps (a new proxy does not wait on secret-access).
     let mut graph = crate::engine::schedule::run_graph(&rb, &state, false);
     let hints = Hints::new(&rb, opts);
-    for name in rb.step_names() {
-        let step = steps::get(name).expect("validated");
+    let flags = Flags {
+        allow_replace,
+        adopt: false,
+    };
+    for step in listed(&rb) {
+        let name = step.name();
         let (inputs, missing) = resolve(step, &rb, &state);
         let what = step.describe(&inputs)?;
         let bar = StepBar::silent(name);
@@ -154,144 +130,55 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
         let recorded = record_for(&state, step, &inputs);
         let cx = Ctx::new(&aws, &rb.name, &bar, recorded.as_ref());
         let after: Vec<String> = needs(&missing).into_iter().map(String::from).collect();
-        let mut found = None;
-        let origin = recorded.as_ref().and_then(|r| r.origin);
-        let mut blocked = None;
-        let mut block = |code: i32, reason: String| {
-            blocked = Some(Blocked {
-                reason,
-                exit_code: code,
-            })
-        };
+        // What `run` decides, from the state as it loads it (an edit of
+        // what an unfinished step will give is not one: the replacement
+        // under way makes it).
+        let facts = Facts::of(step, &rb, &state, &original, &inputs, &missing);
         // As `run` meets them: a failed read fails the step (after
         // preflight, which names the usual causes).
-        let mut failed = |e: anyhow::Error| {
-            block(EXIT_STEP_FAILED, format!("its check failed: {e:#}"));
-            (Action::Blocked, Vec::new())
+        let checked = match needs_check(&facts, flags) {
+            true => Some(step.check(&cx, &inputs).await.map_err(|e| format!("{e:#}"))),
+            false => None,
         };
-        let identity = identity_edited(name, &rb, &state);
-        // `run` refuses what needs a new resource from the state as it
-        // loads it (an edit of what an unfinished step will give is not
-        // one: the replacement under way makes it).
-        let refused = !identity_edited(name, &rb, &original).is_empty() && !allow_replace;
-        // What a replacement changes, every field of it (the name, and the
-        // subnets that forced it).
-        let changes = replacement_changes(name, &rb, &state);
-        let alone = alone(step, &identity, &rb, &original);
-        let (action, details) = if !step.changes_account() {
-            (Action::Verify, Vec::new())
-        } else if let (false, Some(why)) = (identity.is_empty(), alone) {
-            // With --allow-replace or without: the whole way on at once.
-            let advice = with_new_proxy(&rb, &hints);
-            block(EXIT_BAD_INPUT, format!("alone, {why}. {advice}"));
-            (Action::Replace, changes)
-        } else if refused {
-            block(EXIT_BAD_INPUT, REPLACE_REFUSED.into());
-            (Action::Replace, changes)
-        } else if !after.is_empty() && !identity.is_empty() {
-            // A new one, made with what a replacement before it makes.
+        // A failed check is saved as such: no answer `run` finds matches
+        // it, so a plan that was blocked never runs.
+        let found = checked.as_ref().map(|c| {
+            c.as_ref()
+                .map_or_else(|_| "check failed".into(), found_digest)
+        });
+        let decided = decide(
+            &facts,
+            match &checked {
+                None => Checked::Not,
+                Some(Ok(found)) => Checked::Found(found),
+                Some(Err(why)) => Checked::Failed(why),
+            },
+            flags,
+        );
+        let (decision, details) =
+            match explain::details(step, &cx, &inputs, &decided, &rb, &state).await {
+                Ok(details) => (decided.clone(), details),
+                Err(e) => (
+                    Decision::Blocked(Block::CheckFailed(format!("{e:#}"))),
+                    Vec::new(),
+                ),
+            };
+        // The steps after it read what it gives (found done, changed in
+        // place, or unfinished with its outputs known), as `run` will meet
+        // them; a step being replaced gives what the new one will.
+        if let Some(Ok(found)) = &checked
+            && let Some(outputs) = gives(&decided, found)
+        {
+            record_found(&mut state, name, outputs.clone());
+        }
+        if let Decision::Replace { .. } = decided {
             forget_applied(&mut state, name);
-            let mut lines = changes;
-            lines.extend(replacement_lines(name));
-            (Action::Replace, lines)
-        } else if !after.is_empty() {
-            match pending(step, &cx, &inputs, &Found::Missing).await {
-                // What it made stays, changed by what it waits for (a
-                // replaced proxy's new id and endpoint).
-                Ok((Action::Create, d)) if original.status(name) == Status::Applied => {
-                    (Action::Update, d)
-                }
-                Ok(p) => p,
-                Err(e) => failed(e),
-            }
-        } else {
-            let checked = step.check(&cx, &inputs).await;
-            // A failed check is saved as such: no answer `run` finds
-            // matches it, so a plan that was blocked never runs.
-            found = Some(
-                checked
-                    .as_ref()
-                    .map_or_else(|_| "check failed".into(), found_digest),
-            );
-            match checked {
-                Ok(found) if made_elsewhere(origin, &found, false).is_some() => {
-                    block(EXIT_BAD_INPUT, made_elsewhere_reason(&backend));
-                    match found {
-                        Found::Done(outputs) => {
-                            // Later steps are checked (and blocked the same
-                            // way) rather than shown waiting.
-                            record_found(&mut state, name, outputs);
-                            (Action::Blocked, Vec::new())
-                        }
-                        Found::Incomplete(why, _) => (Action::Blocked, vec![why]),
-                        _ => (Action::Blocked, Vec::new()),
-                    }
-                }
-                Ok(Found::Missing) if !identity.is_empty() => {
-                    // The new one, beside the old: the steps after it wait
-                    // for its outputs.
-                    let mut lines = changes;
-                    lines.extend(replacement_lines(name));
-                    lines.extend(step.details(&cx, &inputs).await.unwrap_or_default());
-                    forget_applied(&mut state, name);
-                    (Action::Replace, lines)
-                }
-                Ok(Found::Done(outputs)) => {
-                    record_found(&mut state, name, outputs);
-                    (Action::None, Vec::new())
-                }
-                Ok(Found::Update(diffs, outputs)) => {
-                    // Changed in place, it keeps what it gives the steps
-                    // after it (the proxy's id and endpoint).
-                    record_found(&mut state, name, outputs);
-                    // Whether the runbook moved, or only the account did.
-                    match edited_since_applied(name, &rb, &state) {
-                        Some(edits) => {
-                            let mut lines = diffs;
-                            lines.push(match edits.is_empty() {
-                                true => {
-                                    "(adopted as found: `run` brings it to the runbook)".to_string()
-                                }
-                                false => {
-                                    format!("(runbook edited since applied: {})", edits.join("; "))
-                                }
-                            });
-                            (Action::Update, lines)
-                        }
-                        None => (Action::Drift, diffs),
-                    }
-                }
-                Ok(Found::Replace(why)) => {
-                    // As `run` refuses it, with or without --allow-replace.
-                    let advice = new_name_advice(&[name], &rb, &original, &hints);
-                    block(
-                        EXIT_BAD_INPUT,
-                        format!(
-                            "AWS cannot change this in place, so only a new resource would \
-                             match. {advice}"
-                        ),
-                    );
-                    (Action::Replace, why)
-                }
-                Ok(Found::Foreign(why)) => {
-                    block(EXIT_STEP_FAILED, why.clone());
-                    (Action::Blocked, vec![why])
-                }
-                Ok(found) => {
-                    // Unfinished, with what it gives the steps after it
-                    // already known (a proxy still modifying or creating):
-                    // they are planned from it, as `run` will meet them.
-                    if let Found::Incomplete(_, Some(outputs)) = &found {
-                        record_found(&mut state, name, outputs.clone());
-                    }
-                    match pending(step, &cx, &inputs, &found).await {
-                        Ok(p) => p,
-                        Err(e) => failed(e),
-                    }
-                }
-                Err(e) => failed(e),
-            }
-        };
+        }
+        let blocked = decision.blocked().map(|b| Blocked {
+            reason: explain::reason(b, name, &rb, &original, &hints, &backend),
+            exit_code: b.exit_code(),
+        });
+        let action = decision.action();
         match action {
             _ if blocked.is_some() => summary.blocked += 1,
             Action::Create => summary.create += 1,

@@ -8,19 +8,19 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::cli::Selection;
+use crate::engine::decide::{Block, Checked, Decision, Facts, Flags, decide};
 use crate::engine::guard::{Guard, retired_proxies};
 use crate::engine::report::{copy_results, emit_report, first_error};
 use crate::engine::retire::{retire_pass, with_retired};
 use crate::engine::runner::{
-    Outcome, RunHow, Runner, StepFailed, made_elsewhere, needs_outputs, not_this_states, unmet,
-    waits_unmet,
+    Outcome, RunHow, Runner, StepFailed, needs_outputs, not_this_states, unmet, waits_unmet,
 };
-use crate::engine::saved::{SavedPlan, found_digest};
+use crate::engine::saved::{Now, SavedPlan, found_digest};
 use crate::engine::schedule::{schedule, waits_on};
 use crate::engine::store::Store;
 use crate::engine::{
-    Hints, edited_since_applied, needs_new_name, read_external, record_for, replacement_changes,
-    replacements, resolve, select,
+    Hints, edited_since_applied, needs_new_name, read_external, record_for, replacements, resolve,
+    select,
 };
 use crate::error::Failure;
 use crate::open::{
@@ -31,6 +31,10 @@ use crate::state::{self, Status};
 use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::{Progress, StepBar};
 use crate::ui::prompt::{Asker, confirm};
+
+/// A step of this run, resolved once: the step, its inputs as the state
+/// gives them, and the outputs (step, output) they still miss.
+type Resolved = (&'static dyn steps::Step, Value, Vec<(String, String)>);
 
 /// `run` and `resume`; `ask`: `--confirm`, a question before each step;
 /// `saved`: `--plan FILE`, what a saved plan says (or nothing at all).
@@ -81,11 +85,11 @@ pub async fn run(
     }
 
     let verb = if resume { "Resume" } else { "Run" };
-    for (name, _) in &replacing {
+    for (name, changes) in &replacing {
         crate::say!(
             "Replacing {name} ({}): the new one is made beside the old, the functions move to \
              it once it is ready, then the old one is deleted.",
-            replacement_changes(name, &rb, &state).join("; ")
+            changes.join("; ")
         );
     }
     if resume
@@ -131,23 +135,26 @@ pub async fn run(
             }
         }
     }
-    let checkable: Vec<(&str, Value)> = selected
+    // Each step this run reads, resolved once: the step, its inputs as the
+    // state gives them, and the outputs they still miss.
+    let resolved: BTreeMap<&str, Resolved> = selected
         .iter()
         .chain(&outside)
-        .filter_map(|name| {
-            let step = steps::get(name).expect("validated");
+        .map(|n| {
+            let step = steps::get(n).expect("validated");
             let (inputs, missing) = resolve(step, &rb, &state);
-            (step.changes_account() && missing.is_empty()).then_some((*name, inputs))
+            (*n, (step, inputs, missing))
         })
         .collect();
-    let prechecks = futures_util::future::join_all(checkable.iter().map(|(name, inputs)| {
+    let checkable = resolved
+        .iter()
+        .filter(|(_, (step, _, missing))| step.changes_account() && missing.is_empty());
+    let prechecks = futures_util::future::join_all(checkable.map(|(name, (step, inputs, _))| {
         let (aws, rb_name) = (&aws, &rb.name);
-        let recorded = record_for(&state, steps::get(name).expect("validated"), inputs);
+        let recorded = record_for(&state, *step, inputs);
         async move {
-            let recorded = recorded.as_ref();
             let bar = StepBar::silent(name);
-            let cx = Ctx::new(aws, rb_name, &bar, recorded);
-            let step = steps::get(name).expect("validated");
+            let cx = Ctx::new(aws, rb_name, &bar, recorded.as_ref());
             let found = step.check(&cx, inputs).await;
             (name.to_string(), state::checksum(inputs), found)
         }
@@ -187,61 +194,60 @@ pub async fn run(
         })
         .collect();
     let run_hint = command_hint("run", &rb, opts);
+    // Before any change, each step's decision from the first round, as
+    // `plan` shows it: what this state never made is refused (unless
+    // adopted), and so is what only a new resource would match (with
+    // --allow-replace or without, what is needed said at once).
+    let flags = Flags {
+        allow_replace,
+        adopt,
+    };
+    let decided: BTreeMap<&str, Decision> = resolved
+        .iter()
+        .filter_map(|(n, (step, inputs, missing))| {
+            let facts = Facts::of(*step, &rb, &state, &state, inputs, missing);
+            let found = Checked::Found(&prechecked.get(*n)?.1);
+            Some((*n, decide(&facts, found, flags)))
+        })
+        .collect();
     if let Some(saved) = &saved {
-        // Exactly what was reviewed, or nothing.
-        let now: Vec<(String, String, Option<String>)> = selected
+        // Exactly what was reviewed, or nothing: the same inputs, the same
+        // answers from the account, the same decisions.
+        let now: Vec<Now> = selected
             .iter()
-            .map(|n| {
-                let step = steps::get(n).expect("validated");
-                let inputs = state::checksum(&resolve(step, &rb, &state).0);
-                let found = prechecked.get(*n).map(|(_, f)| found_digest(f));
-                (n.to_string(), inputs, found)
+            .map(|n| Now {
+                name: n.to_string(),
+                inputs: state::checksum(&resolved[n].1),
+                found: prechecked.get(*n).map(|(_, f)| found_digest(f)),
+                action: decided.get(n).map(Decision::action),
             })
             .collect();
         let account = aws.account_id().await?;
-        let moved = saved.moved(&rb.name, account, &aws.region, &now);
-        if !moved.is_empty() {
-            return Err(Failure::bad_input(format!(
-                "the saved plan (made {}) no longer holds:\n  {}\nNothing was changed. Make a \
-                 new plan, review it, and run that: `{} -o PLAN` then `{run_hint} --plan PLAN`",
-                saved.created_at,
-                moved.join("\n  "),
-                command_hint("plan", &rb, opts)
-            )));
-        }
-        crate::say!(
-            "The saved plan (made {}) still holds: the runbook and the account are as it found them.",
-            saved.created_at
-        );
+        let plan_hint = command_hint("plan", &rb, opts);
+        saved.holds(&rb.name, account, &aws.region, &now, &plan_hint, &run_hint)?;
     }
 
-    // Before any change: what this state never made is refused (unless
-    // adopted), and so is a step whose waits are not in place.
     let foreign: Vec<(&str, String, bool)> = selected
         .iter()
-        .filter_map(|n| {
-            let step = steps::get(n).expect("validated");
-            let inputs = resolve(step, &rb, &state).0;
-            // A replacement's new resource has no origin yet (see record_for).
-            let origin = record_for(&state, step, &inputs).and_then(|r| r.origin);
-            let unfinished = made_elsewhere(origin, &prechecked.get(*n)?.1, adopt)?;
-            let what = step.describe(&inputs).ok()?;
-            Some((*n, what, unfinished))
+        .filter_map(|n| match decided.get(n)? {
+            Decision::Blocked(Block::MadeElsewhere { unfinished }) => {
+                let (step, inputs, _) = &resolved[n];
+                Some((*n, step.describe(inputs).ok()?, unfinished.is_some()))
+            }
+            _ => None,
         })
         .collect();
     if !foreign.is_empty() {
         return Err(not_this_states(&foreign, &backend, &run_hint));
     }
-    let replaced: Vec<(String, Vec<String>)> = selected
+    let replaced: Vec<(String, Vec<String>)> = decided
         .iter()
-        .chain(&outside)
-        .filter_map(|n| match &prechecked.get(*n)?.1 {
-            Found::Replace(why) => Some((n.to_string(), why.clone())),
+        .filter_map(|(n, d)| match d {
+            Decision::Blocked(Block::NeedsNewName(why)) => Some((n.to_string(), why.clone())),
             _ => None,
         })
         .collect();
     if !replaced.is_empty() {
-        // With --allow-replace or without: what is needed, said at once.
         return Err(needs_new_name(
             &replaced,
             &rb,
@@ -250,11 +256,11 @@ pub async fn run(
         ));
     }
     for name in &selected {
-        let step = steps::get(name).expect("validated");
-        let missing: Vec<(String, String)> = resolve(step, &rb, &state)
-            .1
-            .into_iter()
+        let missing: Vec<(String, String)> = resolved[name]
+            .2
+            .iter()
             .filter(|(dep, _)| !selected.contains(&dep.as_str()))
+            .cloned()
             .collect();
         if !missing.is_empty() {
             return Err(needs_outputs(name, &missing, &run_hint));
@@ -273,8 +279,11 @@ pub async fn run(
         }
     }
     let all_done = selected.iter().all(|n| {
-        !steps::get(n).expect("validated").changes_account()
-            || matches!(prechecked.get(*n), Some((_, Found::Done(_))))
+        !resolved[n].0.changes_account()
+            || matches!(
+                decided.get(n),
+                Some(Decision::Nothing { .. } | Decision::Adopt { .. })
+            )
     });
     if report.is_none() && !all_done {
         report = Some(crate::preflight::run(&rb, &aws, &state, &backend).await);
@@ -291,6 +300,7 @@ pub async fn run(
         "{verb} of runbook `{}` in {}; state: {backend}",
         rb.name, aws.region
     ));
+    let loaded = state.clone();
     let store = Store::new(backend, state);
     let runner = Runner {
         rb: &rb,
@@ -303,7 +313,8 @@ pub async fn run(
         run_hint,
         hints: Hints::new(&rb, opts),
         asker: ask.then(Asker::new),
-        adopt,
+        flags,
+        loaded,
         verified: Default::default(),
         removals: Default::default(),
         deferred: Default::default(),

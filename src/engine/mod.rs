@@ -1,7 +1,10 @@
 //! The engine: a step's inputs from the runbook and the state, the steps
-//! a command selects, the graph they run on ([`schedule`]), the one writer
-//! of the state ([`store`]), the runner of each step ([`runner`]) and the
-//! rules it obeys ([`rules`]), and the JSON report ([`report`]).
+//! a command selects, what each step will do ([`decide`]: one typed
+//! decision that `plan` shows, `run` carries out, `--confirm` asks about
+//! and a saved plan records; [`explain`] says it), the graph they run on
+//! ([`schedule`]), the one writer of the state ([`store`]), the runner of
+//! each step ([`runner`]) and the rules it obeys ([`rules`]), and the JSON
+//! report ([`report`]).
 
 use anyhow::Result;
 use serde_json::Value;
@@ -10,8 +13,10 @@ use crate::cli::Selection;
 use crate::error::Failure;
 use crate::runbook::Runbook;
 use crate::state::{self, State, Status};
-use crate::steps::{self, Ctx, Found, Resolver, Step};
+use crate::steps::{self, Ctx, Resolver, Step};
 
+pub mod decide;
+pub mod explain;
 pub mod guard;
 pub mod report;
 pub mod retire;
@@ -20,6 +25,8 @@ pub mod runner;
 pub mod saved;
 pub mod schedule;
 pub mod store;
+
+pub use decide::{Action, Decision};
 
 /// The outputs of applied steps, for `${steps.*}` references, and of the
 /// steps the runbook uses by value (read from the account: see
@@ -41,24 +48,25 @@ pub(crate) fn lookup_in<'a>(
 /// but whose resource it names by value (see `StepImpl::BY_VALUE`), as far
 /// as a listed step reads them; an error names the key when it is not there.
 pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result<()> {
-    let listed: Vec<&str> = rb.step_names().collect();
+    let listed = listed(rb);
     let none = |_: &str, _: &str| None;
-    let mut wanted: Vec<&str> = Vec::new();
-    for name in &listed {
+    let mut wanted: Vec<&dyn Step> = Vec::new();
+    for step in &listed {
         let mut r = Resolver::new(&none);
-        steps::get(name).expect("validated").inputs(rb, &mut r);
-        for (step, _, _) in r.used {
-            let Some(step) = steps::get(&step).map(|s| s.name()) else {
+        step.inputs(rb, &mut r);
+        for (used, _, _) in r.used {
+            let Some(used) = steps::get(&used) else {
                 continue;
             };
-            if !listed.contains(&step) && !wanted.contains(&step) {
-                wanted.push(step);
+            let known = |s: &&dyn Step| s.name() == used.name();
+            if !listed.iter().any(known) && !wanted.iter().any(known) {
+                wanted.push(used);
             }
         }
     }
     let mut external = std::collections::BTreeMap::new();
-    for name in wanted {
-        let step = steps::get(name).expect("validated");
+    for step in wanted {
+        let name = step.name();
         let Some(key) = step.by_value() else { continue };
         let (inputs, _) = resolve(step, rb, &State::new(&rb.name));
         let bar = crate::ui::progress::StepBar::silent(name);
@@ -79,6 +87,14 @@ pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result
     }
     let _ = rb.external.set(external);
     Ok(())
+}
+
+/// The runbook's steps, in its order, resolved once (reading the runbook
+/// validated every name it lists).
+pub(crate) fn listed(rb: &Runbook) -> Vec<&'static dyn Step> {
+    rb.step_names()
+        .map(|n| steps::get(n).expect("the runbook lists only known steps"))
+        .collect()
 }
 
 pub(crate) fn resolve(
@@ -196,15 +212,12 @@ pub(crate) fn edited_since_applied(name: &str, rb: &Runbook, state: &State) -> O
         .then(|| changed_fields(rec.inputs.as_ref(), &inputs))
 }
 
-/// The fields naming what `name` made that the runbook changed since the
+/// The fields naming what `step` made that the runbook changed since the
 /// state recorded them (`field: old -> new`): applying the new ones would
 /// make another resource and leave the recorded one behind.
-pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
-    let Some(step) = steps::get(name) else {
-        return Vec::new();
-    };
+pub(crate) fn identity_edited(step: &dyn Step, rb: &Runbook, state: &State) -> Vec<String> {
     let Some(old) = state
-        .record(name)
+        .record(step.name())
         .filter(|r| r.status.may_have_changed_account())
         .and_then(|r| r.inputs.as_ref())
     else {
@@ -226,16 +239,16 @@ pub(crate) fn identity_edited(name: &str, rb: &Runbook, state: &State) -> Vec<St
         .collect()
 }
 
-/// Every input a replacement of `name` changes (`field: old -> new`), for
+/// Every input a replacement of `step` changes (`field: old -> new`), for
 /// what `plan` shows and `run` says: the identity edits that make it a new
 /// resource first, then every other field the new one gets (the subnets
 /// that forced it, say). Empty when the runbook does not replace it.
-pub(crate) fn replacement_changes(name: &str, rb: &Runbook, state: &State) -> Vec<String> {
-    let identity = identity_edited(name, rb, state);
-    let (Some(step), false) = (steps::get(name), identity.is_empty()) else {
+pub(crate) fn replacement_changes(step: &dyn Step, rb: &Runbook, state: &State) -> Vec<String> {
+    let identity = identity_edited(step, rb, state);
+    if identity.is_empty() {
         return identity;
-    };
-    let old = state.record(name).and_then(|r| r.inputs.as_ref());
+    }
+    let old = state.record(step.name()).and_then(|r| r.inputs.as_ref());
     let (new, _) = resolve(step, rb, state);
     let of_identity = |line: &str| {
         step.identity()
@@ -266,7 +279,7 @@ pub(crate) fn record_for(
 /// replacement of it is under way and the new one not made yet (a resume).
 pub(crate) fn proxy_replaced(rb: &Runbook, state: &State) -> bool {
     rb.step_names().any(|n| n == "proxy")
-        && (!identity_edited("proxy", rb, state).is_empty()
+        && (steps::get("proxy").is_some_and(|p| !identity_edited(p, rb, state).is_empty())
             || state
                 .record("proxy")
                 .is_some_and(|r| !r.retired.is_empty() && r.status != Status::Applied))
@@ -315,8 +328,8 @@ pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
         .collect()
 }
 
-/// The identity edits of the runbook (each step and `field: old -> new`),
-/// if `run` may carry them out: with `allow` (`--allow-replace`), and each
+/// The replacements of the runbook (each step and what it changes,
+/// `field: old -> new`, as [`replacement_changes`]), if `run` may carry them out: with `allow` (`--allow-replace`), and each
 /// one a replacement the step supports, else the error that refuses them
 /// all before any AWS call.
 pub(crate) fn replacements(
@@ -325,38 +338,43 @@ pub(crate) fn replacements(
     allow: bool,
     opts: &crate::open::Options,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    let edits: Vec<(String, Vec<String>)> = rb
-        .step_names()
-        .map(|n| (n.to_string(), identity_edited(n, rb, state)))
-        .filter(|(_, why)| !why.is_empty())
-        .collect();
-    if edits.is_empty() {
-        return Ok(edits);
-    }
-    let shown = |name: &str| replacement_changes(name, rb, state).join("; ");
+    use decide::{Block, Checked, Facts, Flags};
+    let flags = Flags {
+        allow_replace: allow,
+        adopt: false,
+    };
     // What can be made only with a new proxy is said first, with or
     // without --allow-replace: the whole way on in one message.
-    let refused: Vec<String> = edits
-        .iter()
-        .filter_map(|(name, what)| {
-            let why = alone(steps::get(name)?, what, rb, state)?;
-            Some(format!("  {name}: {} (alone, {why})", shown(name)))
-        })
-        .collect();
-    if !refused.is_empty() {
+    let (mut edits, mut alone, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for step in listed(rb) {
+        let name = step.name();
+        let (inputs, missing) = resolve(step, rb, state);
+        let facts = Facts::of(step, rb, state, state, &inputs, &missing);
+        if !facts.replacing() {
+            continue;
+        }
+        let changes = replacement_changes(step, rb, state);
+        match decide::decide(&facts, Checked::Not, flags) {
+            Decision::Blocked(Block::Alone(why)) => {
+                alone.push(format!("  {name}: {} (alone, {why})", changes.join("; ")));
+            }
+            Decision::Blocked(Block::ReplaceRefused) => {
+                refused.push((name.to_string(), changes.clone()));
+            }
+            _ => {}
+        }
+        edits.push((name.to_string(), changes));
+    }
+    if !alone.is_empty() {
         return Err(Failure::bad_input(format!(
             "these changes need a new resource, which can only be made safely together with a \
              new proxy:\n{}\nNothing was changed. {}",
-            refused.join("\n"),
+            alone.join("\n"),
             with_new_proxy(rb, &Hints::new(rb, opts))
         )));
     }
-    if !allow {
-        let all: Vec<(String, Vec<String>)> = edits
-            .iter()
-            .map(|(name, _)| (name.clone(), replacement_changes(name, rb, state)))
-            .collect();
-        return Err(replacement_refused(&all, rb, opts));
+    if !refused.is_empty() {
+        return Err(replacement_refused(&refused, rb, opts));
     }
     Ok(edits)
 }
@@ -504,74 +522,6 @@ pub(crate) fn order_for_status(rb: &Runbook, state: &State) -> Vec<String> {
         }
     }
     names
-}
-
-/// What `plan` says a step will do (and `run --confirm` asks about).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Make it.
-    Create,
-    /// Finish what a run left (a proxy still creating, a target registering).
-    Finish,
-    /// Change in place: the runbook was edited since it was applied.
-    Update,
-    /// Change in place: the account was changed outside the runbook.
-    Drift,
-    /// A new resource beside the old (or refused: see the step's block).
-    Replace,
-    /// Done: nothing to change.
-    None,
-    /// Only checks (the invoke check).
-    Verify,
-    /// `run` would refuse or fail here.
-    Blocked,
-}
-
-impl Action {
-    /// As the JSON plan and the saved plan spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Finish => "finish",
-            Action::Update => "update",
-            Action::Drift => "drift",
-            Action::Replace => "replace",
-            Action::None => "none",
-            Action::Verify => "verify",
-            Action::Blocked => "blocked",
-        }
-    }
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a step that is not done would do, from what its check found
-/// (`Missing`, `Incomplete` or `Update`; a step that only verifies was not
-/// checked):
-/// the plan's action and the lines that say exactly what would change.
-/// `run --confirm` asks with the same facts.
-pub async fn pending(
-    step: &dyn Step,
-    cx: &Ctx<'_>,
-    inputs: &serde_json::Value,
-    found: &Found,
-) -> Result<(Action, Vec<String>)> {
-    if !step.changes_account() {
-        return Ok((Action::Verify, Vec::new()));
-    }
-    let (action, mut details) = match found {
-        Found::Incomplete(why, _) => (Action::Finish, vec![why.clone()]),
-        // What changes in place, as the check said.
-        Found::Update(diffs, _) => return Ok((Action::Update, diffs.clone())),
-        _ => (Action::Create, Vec::new()),
-    };
-    details.extend(step.details(cx, inputs).await?);
-    Ok((action, details))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! The rules every step of a run obeys, decided without a call: what this
-//! state never made is not ours (refused, or taken over with `--adopt`);
-//! never act before what a step waits on is applied here and in place in
+//! The rules every step of a run obeys, decided without a call (what this
+//! state never made is not ours: see [`super::decide`]); never act before what a step waits on is applied here and in place in
 //! the account; never run a step whose inputs need outputs not applied yet.
 //! Each with the error that says so and how to go on.
 
@@ -44,22 +43,8 @@ pub(crate) fn not_this_states(
     ))
 }
 
-/// Whether what the account holds for a step (`found`) is someone else's
-/// although it carries our tag: this state never acted on the step (no
-/// `origin`) and it is there, done or unfinished. `Some(unfinished)` is
-/// refused; `adopt` takes over what is done.
-pub(crate) fn made_elsewhere(origin: Option<Origin>, found: &Found, adopt: bool) -> Option<bool> {
-    match (origin, found) {
-        (Some(_), _) => None,
-        // There and finished, as the runbook says or to be changed in
-        // place once taken over.
-        (None, Found::Done(_) | Found::Update(..) | Found::Replace(_)) => (!adopt).then_some(false),
-        (None, Found::Incomplete(..)) => Some(true),
-        (None, _) => None,
-    }
-}
-
-/// For `plan`: why a step whose resource [`made_elsewhere`] is blocked.
+/// For `plan`: why a step whose resource another state made is blocked
+/// (see [`super::decide`]).
 pub(crate) fn made_elsewhere_reason(state: &dyn std::fmt::Display) -> String {
     format!(
         "the account holds it with this runbook's tag, but this state ({state}) never made it: \
@@ -140,24 +125,6 @@ pub(crate) fn waits_unmet(name: &str, waits: &[(String, String)], run_hint: &str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_this_state_never_acted_on_is_someone_elses() {
-        let done = Found::Done(Default::default());
-        let unfinished = Found::Incomplete("creating".into(), None);
-        for origin in [Some(Origin::Created), Some(Origin::Adopted)] {
-            assert_eq!(made_elsewhere(origin, &done, false), None);
-            assert_eq!(made_elsewhere(origin, &unfinished, false), None);
-        }
-        assert_eq!(made_elsewhere(None, &done, false), Some(false));
-        assert_eq!(made_elsewhere(None, &done, true), None, "adopted");
-        assert_eq!(
-            made_elsewhere(None, &unfinished, true),
-            Some(true),
-            "an unfinished one is never adopted"
-        );
-        assert_eq!(made_elsewhere(None, &Found::Missing, false), None);
-    }
 
     #[test]
     fn a_step_waited_on_must_be_applied_here_and_done_in_the_account() {

@@ -7,16 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use serde_json::Value;
 
-pub(crate) use super::rules::{
-    made_elsewhere, made_elsewhere_reason, needs_outputs, not_this_states, unmet, waits_unmet,
-};
+use super::decide::{Block, Checked, Decision, Facts, Flags, decide, needs_check};
+pub(crate) use super::rules::{needs_outputs, not_this_states, unmet, waits_unmet};
 use super::store::Store;
-use super::{our_endpoints, pending, record_for, resolve, schedule::ancestors};
+use super::{our_endpoints, record_for, resolve, schedule::ancestors};
 use crate::aws::Aws;
 use crate::error::Failure;
 use crate::poll::{self, Interrupted};
 use crate::runbook::Runbook;
-use crate::state::{self, Event, Origin, Status};
+use crate::state::{self, Event, Origin, State, Status};
 use crate::steps::{self, Ctx, Found};
 use crate::ui::progress::{Progress, StepBar};
 use crate::ui::prompt::{Answer, Asker};
@@ -70,8 +69,11 @@ pub(crate) struct Runner<'a> {
     pub(crate) hints: super::Hints,
     /// `--confirm`: ask before each step.
     pub(crate) asker: Option<Asker>,
-    /// `--adopt`: take over what this state did not make.
-    pub(crate) adopt: bool,
+    /// `--adopt` and `--allow-replace`, for each step's decision.
+    pub(crate) flags: Flags,
+    /// The state as the run loaded it (what `run` refused or allowed
+    /// before any step, decided again the same way).
+    pub(crate) loaded: State,
     /// The steps this run found done or applied: a step that waits on one
     /// of them acts without checking it again.
     pub(crate) verified: std::sync::Mutex<BTreeSet<String>>,
@@ -211,24 +213,25 @@ impl Runner<'_> {
     }
 
     /// `--confirm`'s question for a step that would act: what it does and
-    /// what the account holds, as `plan` shows them.
+    /// what the account holds, the lines `plan` shows for the decision.
     pub(crate) async fn ask(
         &self,
-        name: &str,
         step: &dyn steps::Step,
         cx: &Ctx<'_>,
         inputs: &Value,
-        found: &Found,
+        decision: &Decision,
     ) -> Result<Answer> {
-        let (mut action, mut details) = pending(step, cx, inputs, found).await?;
+        let name = step.name();
+        let state = self.store.read(|s| s.clone());
+        let mut details =
+            super::explain::details(step, cx, inputs, decision, self.rb, &state).await?;
         // A replacement is asked for by name, with what it replaces.
         let old = self.store.read(|s| {
             s.record(name)
                 .filter(|r| r.replaced_by(step.identity(), inputs))
                 .and_then(|r| r.inputs.clone())
         });
-        if let Some(old) = old {
-            action = super::Action::Replace;
+        if let (Decision::Replace { .. }, Some(old)) = (decision, old) {
             details.insert(
                 0,
                 format!(
@@ -237,6 +240,11 @@ impl Runner<'_> {
                 ),
             );
         }
+        // What changes in place is asked as an update, whoever moved.
+        let action = match decision.action() {
+            super::Action::Drift => super::Action::Update,
+            a => a,
+        };
         let mut what = format!("\n{name} (to {action}): {}", step.describe(inputs)?);
         for d in details {
             what.push_str(&format!("\n    {d}"));
@@ -251,7 +259,6 @@ impl Runner<'_> {
             return Err(needs_outputs(name, &missing, &self.run_hint));
         }
         let checksum = state::checksum(&inputs);
-        let was = self.store.read(|s| s.status(name));
         let mut turn = match &self.asker {
             Some(a) => a.turn().await,
             None => None,
@@ -268,8 +275,11 @@ impl Runner<'_> {
             changed_in_run: self.changed.lock().expect("lock").clone(),
             ..Ctx::new(self.aws, &self.rb.name, &bar, recorded.as_ref())
         };
+        let facts = self
+            .store
+            .read(|s| Facts::of(step, self.rb, s, &self.loaded, &inputs, &missing));
         // A verification changes nothing, so it has nothing to check first.
-        let found = if !step.changes_account() {
+        let found = if !needs_check(&facts, self.flags) {
             bar.set(format!("running {}", step.describe(&inputs)?));
             Found::Missing
         } else if let Some(found) = self.first_answer(name, &checksum) {
@@ -281,23 +291,13 @@ impl Runner<'_> {
             })?
         };
         tracing::debug!(step = %name, ?found, "checked the account");
-        // What this state never acted on is not ours, though it carries
-        // our tag: refused, or taken over on request.
-        let origin = recorded.as_ref().and_then(|r| r.origin);
-        if let Some(unfinished) = made_elsewhere(origin, &found, self.adopt) {
-            bar.finish("✗", "not made by this state");
-            return Err(not_this_states(
-                &[(name, step.describe(&inputs)?, unfinished)],
-                &self.store.backend,
-                &self.run_hint,
-            ));
-        }
-        match found {
-            Found::Done(outputs) if origin.is_none() => {
-                let identity = step.identity();
+        let decision = decide(&facts, Checked::Found(&found), self.flags);
+        match decision {
+            Decision::Blocked(block) => Err(self.refuse(name, step, &inputs, block, &bar)?),
+            Decision::Adopt { outputs } => {
                 let to = inputs.clone();
                 self.store
-                    .advance_to(name, Event::Applied, identity, &to, |rec| {
+                    .advance_to(name, Event::Applied, step.identity(), &to, |rec| {
                         rec.origin = Some(Origin::Adopted);
                         rec.outputs = outputs;
                         rec.inputs = Some(inputs);
@@ -311,19 +311,13 @@ impl Runner<'_> {
                 );
                 Ok(Outcome::Unchanged)
             }
-            Found::Done(outputs) => {
-                let unchanged = was == Status::Applied
+            Decision::Nothing { outputs, back } => {
+                let unchanged = facts.applied
                     && self.store.read(|s| {
                         s.record(name).is_some_and(|r| {
                             r.outputs == outputs && r.checksum.as_ref() == Some(&checksum)
                         })
                     });
-                // Named again after a replacement began (the edit undone):
-                // the retired one is current again, the new one retired.
-                let back = self.store.read(|s| {
-                    s.record(name)
-                        .is_some_and(|r| r.replaced_by(step.identity(), &inputs))
-                });
                 if !unchanged {
                     let to = inputs.clone();
                     self.store
@@ -335,10 +329,12 @@ impl Runner<'_> {
                         })
                         .await?;
                 }
+                // Named again after a replacement began (the edit undone):
+                // the retired one is current again, the new one retired.
                 let note = if back {
                     "back to the one a replacement left (the newer one is deleted once every \
                      function has moved)"
-                } else if was == Status::Applied {
+                } else if facts.applied {
                     "already done, no change"
                 } else {
                     "found done in the account, recorded, no change"
@@ -346,153 +342,225 @@ impl Runner<'_> {
                 bar.finish("=", note);
                 Ok(Outcome::Unchanged)
             }
-            Found::Missing | Found::Incomplete(..) | Found::Update(..) => {
-                // Never act before what this step waits on is in place in
-                // the account (a --step or --from past its order).
-                let waits = self.unmet_waits(name).await.inspect_err(|_| {
-                    bar.finish("✗", "check failed");
-                })?;
-                if !waits.is_empty() {
-                    bar.finish("✗", "waits on steps not in place");
-                    return Err(waits_unmet(name, &waits, &self.run_hint));
-                }
-                if turn.is_some() {
-                    let answer = self.ask(name, step, &cx, &inputs, &found).await?;
-                    // The answer may have taken a while: what the step read
-                    // is read again before it acts.
-                    cx.reads.clear();
-                    if poll::interrupted() {
-                        // Ctrl-C while the question was open.
-                        bar.finish("✗", "interrupted");
-                        return Err(Interrupted.into());
-                    }
-                    match answer {
-                        Answer::No => {
-                            bar.finish("-", "skipped (answered no)");
-                            return Ok(Outcome::Skipped);
-                        }
-                        // No more questions: the other steps may start now.
-                        Answer::Continue => drop(turn.take()),
-                        Answer::Yes => {}
-                    }
-                }
-                let verb = match &found {
-                    Found::Incomplete(why, _) => {
-                        self.progress.line(format!("  {name}: {why}"));
-                        "finished"
-                    }
-                    Found::Update(diffs, _) => {
-                        let edited = recorded.as_ref().and_then(|r| r.checksum.as_deref())
-                            != Some(checksum.as_str());
-                        let removing = self.removals.load(std::sync::atomic::Ordering::Relaxed);
-                        let (how, verb) = if removing {
-                            (
-                                "now that every function has moved, removing what the \
-                                 runbook no longer wants",
-                                "updated in place",
-                            )
-                        } else if edited {
-                            ("updating in place", "updated in place")
-                        } else {
-                            ("changed outside the runbook, putting it back", "put back")
-                        };
-                        self.progress
-                            .line(format!("  {name}: {how}: {}", diffs.join("; ")));
-                        verb
-                    }
-                    _ => "created",
+            decision => {
+                let acting = Acting {
+                    name,
+                    step,
+                    cx: &cx,
+                    inputs,
+                    checksum,
+                    bar: &bar,
+                    origin: facts.origin,
                 };
-                let replacing = self.store.read(|s| {
-                    s.record(name)
-                        .is_some_and(|r| r.replaced_by(step.identity(), &inputs))
-                });
-                if replacing && recorded.is_some() {
-                    self.progress.line(format!(
-                        "  {name}: back to the one a replacement left; the newer one is deleted \
-                         once every function has moved"
-                    ));
-                } else if replacing {
-                    self.progress.line(format!(
-                        "  {name}: replacing: a new one beside the old, which is deleted once \
-                         every function has moved"
-                    ));
-                } else if verb == "created" && was == Status::Applied && step.changes_account() {
-                    self.progress.line(format!(
-                        "  note: step `{name}` was applied but is missing from the account \
-                         (deleted by hand?); creating it again"
-                    ));
-                }
-                if !step.changes_account() {
-                    return self.verify(name, step, &cx, &inputs, checksum, &bar).await;
-                }
-                // What the step replaces, read once before it first acts: a
-                // retry must not mistake our own change for the original.
-                let recorded_before = recorded.as_ref().and_then(|r| r.before.clone());
-                let before = step
-                    .before(&cx, &inputs, recorded_before)
-                    .await
-                    .inspect_err(|_| {
-                        bar.finish("✗", "failed");
-                    })?;
-                // An update or a finish keeps what was adopted adopted (or,
-                // with --adopt, takes it over); only a create makes it ours.
-                let keeps = match found {
-                    Found::Missing => None,
-                    _ if origin.is_none() => Some(Origin::Adopted),
-                    _ => origin,
-                };
-                // A replaced resource is kept until every function has moved
-                // to the new one.
-                let identity = step.identity();
-                self.store
-                    .advance_to(name, Event::Start, identity, &inputs, |rec| {
-                        if let Some(o) = keeps {
-                            rec.origin = Some(o);
-                        }
-                        rec.inputs = Some(inputs.clone());
-                        rec.checksum = Some(checksum);
-                        rec.before = before;
-                        rec.outputs.clear();
-                        rec.error = None;
-                    })
-                    .await?;
-                crate::failpoint::hit(name, "before-apply");
-                let outputs = match step.apply(&cx, &inputs).await {
-                    Ok(outputs) => outputs,
-                    Err(e) => {
-                        // Interrupted, the step stays `started`: resume
-                        // re-checks it.
-                        let interrupted = e.downcast_ref::<Interrupted>().is_some();
-                        bar.finish("✗", if interrupted { "interrupted" } else { "failed" });
-                        return Err(e);
-                    }
-                };
-                crate::failpoint::hit(name, "after-apply");
-                self.store
-                    .advance_later(name, Event::Applied, |rec| {
-                        rec.outputs = outputs;
-                        rec.before = step.settled_before(&inputs, rec.before.take());
-                    })
-                    .await?;
-                let what = step.describe(&inputs)?;
-                self.changed.lock().expect("lock").insert(name.to_string());
-                bar.finish("✓", format!("{verb}: {what}"));
-                Ok(Outcome::Changed)
-            }
-            // Seen only now (the first round found otherwise): refused as the
-            // first round refuses it.
-            Found::Replace(why) => {
-                bar.finish("✗", "needs replacing");
-                let replaced = [(name.to_string(), why)];
-                let advice = self
-                    .store
-                    .read(|s| super::needs_new_name(&replaced, self.rb, s, &self.hints));
-                Err(advice)
-            }
-            Found::Foreign(why) => {
-                bar.finish("✗", "blocked");
-                anyhow::bail!(why)
+                self.act(acting, &facts, decision, &mut turn).await
             }
         }
+    }
+}
+
+/// A step about to act, as [`Runner::step_inner`] found it.
+struct Acting<'c> {
+    name: &'c str,
+    step: &'static dyn steps::Step,
+    cx: &'c Ctx<'c>,
+    inputs: Value,
+    checksum: String,
+    bar: &'c StepBar,
+    origin: Option<Origin>,
+}
+
+impl Runner<'_> {
+    /// The error for a step `run` does not act on, as `plan` blocks it.
+    fn refuse(
+        &self,
+        name: &str,
+        step: &dyn steps::Step,
+        inputs: &Value,
+        block: Block,
+        bar: &StepBar,
+    ) -> Result<anyhow::Error> {
+        Ok(match block {
+            Block::MadeElsewhere { unfinished } => {
+                // What this state never acted on is not ours, though it
+                // carries our tag.
+                bar.finish("✗", "not made by this state");
+                not_this_states(
+                    &[(name, step.describe(inputs)?, unfinished.is_some())],
+                    &self.store.backend,
+                    &self.run_hint,
+                )
+            }
+            // Seen only now (the first round found otherwise): refused as
+            // the first round refuses it.
+            Block::NeedsNewName(why) => {
+                bar.finish("✗", "needs replacing");
+                let replaced = [(name.to_string(), why)];
+                self.store
+                    .read(|s| super::needs_new_name(&replaced, self.rb, s, &self.hints))
+            }
+            Block::Foreign(why) => {
+                bar.finish("✗", "blocked");
+                anyhow::anyhow!(why)
+            }
+            // Refused for the whole runbook before any step (see
+            // `replacements`); a failed check is its error.
+            other => {
+                bar.finish("✗", "blocked");
+                let reason = self.store.read(|s| {
+                    super::explain::reason(
+                        &other,
+                        name,
+                        self.rb,
+                        s,
+                        &self.hints,
+                        &self.store.backend,
+                    )
+                });
+                Failure::bad_input(reason)
+            }
+        })
+    }
+
+    /// Carries out `decision` (one that acts): never before what the step
+    /// waits on is in place; asked first under `--confirm`; its start, its
+    /// change and its end recorded.
+    async fn act(
+        &self,
+        a: Acting<'_>,
+        facts: &Facts,
+        decision: Decision,
+        turn: &mut Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) -> Result<Outcome> {
+        let Acting {
+            name,
+            step,
+            cx,
+            inputs,
+            checksum,
+            bar,
+            origin,
+        } = a;
+        // Never act before what this step waits on is in place in the
+        // account (a --step or --from past its order).
+        let waits = self.unmet_waits(name).await.inspect_err(|_| {
+            bar.finish("✗", "check failed");
+        })?;
+        if !waits.is_empty() {
+            bar.finish("✗", "waits on steps not in place");
+            return Err(waits_unmet(name, &waits, &self.run_hint));
+        }
+        if turn.is_some() {
+            let answer = self.ask(step, cx, &inputs, &decision).await?;
+            // The answer may have taken a while: what the step read is read
+            // again before it acts.
+            cx.reads.clear();
+            if poll::interrupted() {
+                // Ctrl-C while the question was open.
+                bar.finish("✗", "interrupted");
+                return Err(Interrupted.into());
+            }
+            match answer {
+                Answer::No => {
+                    bar.finish("-", "skipped (answered no)");
+                    return Ok(Outcome::Skipped);
+                }
+                // No more questions: the other steps may start now.
+                Answer::Continue => drop(turn.take()),
+                Answer::Yes => {}
+            }
+        }
+        let verb = match &decision {
+            Decision::Finish { why } => {
+                self.progress.line(format!("  {name}: {why}"));
+                "finished"
+            }
+            Decision::Update { diffs: lines, .. } | Decision::PutBack { drift: lines } => {
+                let (how, verb) = if cx.removals {
+                    (
+                        "now that every function has moved, removing what the runbook no \
+                         longer wants",
+                        "updated in place",
+                    )
+                } else if let Decision::Update { .. } = decision {
+                    ("updating in place", "updated in place")
+                } else {
+                    ("changed outside the runbook, putting it back", "put back")
+                };
+                self.progress
+                    .line(format!("  {name}: {how}: {}", lines.join("; ")));
+                verb
+            }
+            _ => "created",
+        };
+        if facts.back {
+            self.progress.line(format!(
+                "  {name}: back to the one a replacement left; the newer one is deleted once \
+                 every function has moved"
+            ));
+        } else if facts.replacing() {
+            self.progress.line(format!(
+                "  {name}: replacing: a new one beside the old, which is deleted once every \
+                 function has moved"
+            ));
+        } else if let Decision::Create { again: true } = decision {
+            self.progress.line(format!(
+                "  note: step `{name}` was applied but is missing from the account (deleted \
+                 by hand?); creating it again"
+            ));
+        }
+        if let Decision::Verify = decision {
+            return self.verify(name, step, cx, &inputs, checksum, bar).await;
+        }
+        // What the step replaces, read once before it first acts: a retry
+        // must not mistake our own change for the original.
+        let recorded_before = cx.recorded.and_then(|r| r.before.clone());
+        let before = step
+            .before(cx, &inputs, recorded_before)
+            .await
+            .inspect_err(|_| {
+                bar.finish("✗", "failed");
+            })?;
+        // An update or a finish keeps what was adopted adopted (or, with
+        // --adopt, takes it over); only a create makes it ours.
+        let keeps = match decision {
+            Decision::Create { .. } | Decision::Replace { .. } => None,
+            _ if origin.is_none() => Some(Origin::Adopted),
+            _ => origin,
+        };
+        // A replaced resource is kept until every function has moved to
+        // the new one.
+        self.store
+            .advance_to(name, Event::Start, step.identity(), &inputs, |rec| {
+                if let Some(o) = keeps {
+                    rec.origin = Some(o);
+                }
+                rec.inputs = Some(inputs.clone());
+                rec.checksum = Some(checksum);
+                rec.before = before;
+                rec.outputs.clear();
+                rec.error = None;
+            })
+            .await?;
+        crate::failpoint::hit(name, "before-apply");
+        let outputs = match step.apply(cx, &inputs).await {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                // Interrupted, the step stays `started`: resume re-checks it.
+                let interrupted = e.downcast_ref::<Interrupted>().is_some();
+                bar.finish("✗", if interrupted { "interrupted" } else { "failed" });
+                return Err(e);
+            }
+        };
+        crate::failpoint::hit(name, "after-apply");
+        self.store
+            .advance_later(name, Event::Applied, |rec| {
+                rec.outputs = outputs;
+                rec.before = step.settled_before(&inputs, rec.before.take());
+            })
+            .await?;
+        let what = step.describe(&inputs)?;
+        self.changed.lock().expect("lock").insert(name.to_string());
+        bar.finish("✓", format!("{verb}: {what}"));
+        Ok(Outcome::Changed)
     }
 }

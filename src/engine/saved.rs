@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::engine::Action;
 use crate::error::Failure;
 use crate::steps::Found;
 
@@ -44,6 +45,17 @@ pub struct SavedStep {
     /// What it would change, as the plan showed it (never a secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+}
+
+/// A step as `run` finds it, to compare with the plan: the checksum of its
+/// inputs, the digest of what its first round found (none when it was not
+/// checked) and what it decides from that.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Now {
+    pub name: String,
+    pub inputs: String,
+    pub found: Option<String>,
+    pub action: Option<Action>,
 }
 
 /// What a check found, as a checksum: any difference in the account that
@@ -113,17 +125,39 @@ impl SavedPlan {
         Ok(plan)
     }
 
-    /// How the runbook and the account moved since the plan, step by step
-    /// (empty: `run` may do what it says). `now` is each step of the
-    /// runbook with its inputs' checksum and, when `run`'s first round
-    /// checked it, the digest of what it found.
-    pub fn moved(
+    /// Whether `run` may do what the plan says: the error that names what
+    /// moved otherwise, with the commands (`plan_hint`, `run_hint`) that
+    /// make and run a new plan.
+    pub fn holds(
         &self,
         runbook: &str,
         account: &str,
         region: &str,
-        now: &[(String, String, Option<String>)],
-    ) -> Vec<String> {
+        now: &[Now],
+        plan_hint: &str,
+        run_hint: &str,
+    ) -> Result<()> {
+        let moved = self.moved(runbook, account, region, now);
+        if !moved.is_empty() {
+            return Err(Failure::bad_input(format!(
+                "the saved plan (made {}) no longer holds:\n  {}\nNothing was changed. Make a \
+                 new plan, review it, and run that: `{plan_hint} -o PLAN` then `{run_hint} --plan \
+                 PLAN`",
+                self.created_at,
+                moved.join("\n  "),
+            )));
+        }
+        crate::say!(
+            "The saved plan (made {}) still holds: the runbook and the account are as it found them.",
+            self.created_at
+        );
+        Ok(())
+    }
+
+    /// How the runbook, the account and the state moved since the plan,
+    /// step by step (empty: `run` may do what it says). `now` is each step
+    /// of the runbook as `run` finds it.
+    pub fn moved(&self, runbook: &str, account: &str, region: &str, now: &[Now]) -> Vec<String> {
         let mut out = Vec::new();
         if self.runbook != runbook {
             out.push(format!(
@@ -138,7 +172,7 @@ impl SavedPlan {
             ));
         }
         let planned: Vec<&str> = self.steps.iter().map(|s| s.name.as_str()).collect();
-        let listed: Vec<&str> = now.iter().map(|(n, _, _)| n.as_str()).collect();
+        let listed: Vec<&str> = now.iter().map(|n| n.name.as_str()).collect();
         if planned != listed {
             out.push(format!(
                 "the runbook's steps changed: the plan has {}, the runbook {}",
@@ -147,7 +181,16 @@ impl SavedPlan {
             ));
             return out;
         }
-        for (saved, (name, inputs, found)) in self.steps.iter().zip(now) {
+        for (
+            saved,
+            Now {
+                name,
+                inputs,
+                found,
+                action,
+            },
+        ) in self.steps.iter().zip(now)
+        {
             if saved.inputs != *inputs {
                 out.push(format!("{name}: the runbook changed what it makes"));
             } else if let Some(planned) = &saved.found
@@ -155,6 +198,16 @@ impl SavedPlan {
             {
                 out.push(format!(
                     "{name}: the account changed since the plan (it was {})",
+                    saved.action
+                ));
+            } else if let (Some(_), Some(action)) = (&saved.found, action)
+                && action.as_str() != saved.action
+            {
+                // The same inputs and the same account, but the state
+                // moved (another run recorded the step, say).
+                out.push(format!(
+                    "{name}: the plan said {}, `run` now decides {action} (the state changed \
+                     since the plan)",
                     saved.action
                 ));
             }
@@ -177,9 +230,14 @@ mod tests {
         }
     }
 
-    fn now(list: &[(&str, &str, Option<&str>)]) -> Vec<(String, String, Option<String>)> {
+    fn now(list: &[(&str, &str, Option<&str>)]) -> Vec<Now> {
         list.iter()
-            .map(|(n, i, f)| (n.to_string(), i.to_string(), f.map(String::from)))
+            .map(|(n, i, f)| Now {
+                name: n.to_string(),
+                inputs: i.to_string(),
+                found: f.map(String::from),
+                action: f.map(|_| Action::Update),
+            })
             .collect()
     }
 
@@ -212,6 +270,13 @@ mod tests {
         let fewer = now(&[("a", "i1", Some("f1"))]);
         assert!(plan.moved("rb", "1", "r", &fewer)[0].contains("steps changed"));
         assert_eq!(plan.moved("other", "2", "r", &same).len(), 2);
+        // The same inputs and answer, another decision: the state moved.
+        let mut decided = now(&[("a", "i1", Some("f1")), ("b", "i2", None)]);
+        decided[0].action = Some(Action::Drift);
+        assert_eq!(
+            plan.moved("rb", "1", "r", &decided),
+            ["a: the plan said update, `run` now decides drift (the state changed since the plan)"]
+        );
     }
 
     #[test]
