@@ -303,10 +303,10 @@ async fn put(cx: &Ctx<'_>, i: &Inputs, want: &Alarm, create: bool) -> Result<()>
         .cloudwatch
         .put_metric_alarm()
         .alarm_name(&want.name)
-        .alarm_description(format!(
+        .alarm_description(crate::limits::alarm_description(format!(
             "RDS Proxy {}: {} (made by rds-proxy-runbook {})",
             i.proxy, want.why, cx.runbook
-        ))
+        )))
         .evaluation_periods(want.evaluation_periods as i32)
         .datapoints_to_alarm(want.datapoints_to_alarm as i32)
         .treat_missing_data(TREAT_MISSING)
