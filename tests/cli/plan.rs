@@ -14,7 +14,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         .stdout_has("+ proxy-security-group")
         .stdout_has("+ proxy                  to create, after proxy-role")
         .stdout_has("? invoke-check           will verify")
-        .stdout_has("Plan: 9 to create, 0 to finish, 0 to update in place, 0 done, 0 blocked (1 verification step(s) will run).");
+        .stdout_has("Plan: 10 to create, 0 to finish, 0 to update in place, 0 done, 0 blocked (1 verification step(s) will run).");
     // Old -> new, what is left alone (names, never values), the documents.
     ws.run(&["plan"])
         .ok()
