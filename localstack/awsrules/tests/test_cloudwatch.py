@@ -101,14 +101,18 @@ class Alarms(AwsTest):
         # three datapoints seconds apart fall in one period: one breach of
         # three.
         self.alarm(Period=300, EvaluationPeriods=3, DatapointsToAlarm=3)
-        for ago in (6, 18, 30):
-            self.publish(1, ago=ago)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cw.put_metric_data(Namespace=NAMESPACE, MetricData=[{
+            "MetricName": METRIC, "Value": 1,
+            "Dimensions": [{"Name": "ProxyName", "Value": self.proxy}],
+            "Timestamp": now - datetime.timedelta(seconds=ago),
+        } for ago in (15, 45, 75)])
         state, reason = self.state()
         self.assertEqual(state, "OK", reason)
         self.assertIn("1 out of the last 3 datapoints", reason)
-        # At 2.4 s a minute a period lasts 12 s: each falls in the middle
-        # of its own (6 s of slack for a slow machine).
-        settings.update({"alarm_minute": 2.4})
+        # At 6 s a minute a period lasts 30 s: each falls in the middle of
+        # its own (15 s of slack for a slow machine).
+        settings.update({"alarm_minute": 6})
         self.addCleanup(settings.reset)
         state, reason = self.state()
         self.assertEqual(state, "ALARM", reason)
