@@ -68,21 +68,6 @@ pub async fn rollback(
             }
             None => crate::say!("Nothing to roll back: no step has changed the account."),
         }
-        // What --include-adopted would have undone, had an earlier plain
-        // rollback not let go of it (it leaves what was adopted in place).
-        let let_go: Vec<&str> = order[keep..]
-            .iter()
-            .filter(|n| {
-                state.status(n) == crate::state::Status::RolledBack
-                    && state
-                        .record(n)
-                        .is_some_and(|r| r.origin == Some(Origin::Adopted))
-            })
-            .map(String::as_str)
-            .collect();
-        if include_adopted && !let_go.is_empty() {
-            crate::say!("{}", let_go_hint(&let_go));
-        }
         return Ok(());
     }
     confirm(
@@ -224,20 +209,6 @@ fn summary(count: usize, left: &[&str], left_adopted: bool) -> String {
         "Rolled back {} of {count} step(s); left in place: {} (the lines above say why{hint}).",
         count - left.len(),
         left.join(", ")
-    )
-}
-
-/// Says what `--include-adopted` would undo of `steps`, adopted and let go
-/// of by an earlier plain rollback (which leaves them in place).
-fn let_go_hint(steps: &[&str]) -> String {
-    format!(
-        "{} {} adopted and left in place by an earlier plain rollback, which let go of {}: \
-         `rollback --include-adopted` would delete or restore what was adopted (for alarms, \
-         the hand-made alarms taken over) once it is adopted again: `rds-proxy-runbook adopt \
-         RUNBOOK`, then `rollback --include-adopted`.",
-        steps.join(", "),
-        if steps.len() == 1 { "was" } else { "were" },
-        if steps.len() == 1 { "it" } else { "them" },
     )
 }
 

@@ -38,7 +38,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         .iter()
         .map(|s| s["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, [vec!["create"; 9], vec!["verify"]].concat());
+    assert_eq!(actions, [vec!["create"; 10], vec!["verify"]].concat());
     assert_eq!(
         plan["steps"][3]["after"],
         serde_json::json!(["proxy-role", "proxy-security-group"])
