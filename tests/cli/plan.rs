@@ -55,7 +55,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         proxy["waits_on"],
         serde_json::json!(["proxy-role", "proxy-security-group"])
     );
-    assert_eq!(plan["summary"]["create"], 9);
+    assert_eq!(plan["summary"]["create"], 10);
     assert!(
         !out.stdout.contains("\"info\""),
         "variable values never appear"
@@ -65,7 +65,7 @@ fn plan_on_an_empty_account_changes_nothing() {
     ws.run(&["run", "--yes"]).ok();
     let out = ws.run(&["plan", "--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(plan["summary"]["done"], 9);
+    assert_eq!(plan["summary"]["done"], 10);
     assert!(
         plan["steps"]
             .as_array()
