@@ -285,9 +285,9 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     // The query requests alarm's model, made by CloudWatch with our alarm.
     let ours = format!("anomaly model QueryRequests Sum ProxyName={proxy}");
     assert!(with_hand_made.contains_key(&ours), "{with_hand_made:?}");
-    ws.run(&["rollback", "--yes"])
-        .ok()
-        .stdout_has("deleted the anomaly detection model(s) of QueryRequests Sum they made");
+    ws.run(&["rollback", "--yes"]).ok().stdout_has(&format!(
+        "deleted the anomaly detection model(s) of QueryRequests Sum on {proxy} they made"
+    ));
     let after = snapshot(&emu, &ws);
     assert_eq!(
         after.get(&format!("alarm {by_hand}")),

@@ -557,14 +557,11 @@ impl StepImpl for Alarms {
     }
 
     async fn before(&self, cx: &Ctx, i: &Inputs, recorded: Option<Value>) -> Result<Option<Value>> {
-        if recorded.is_some() {
-            return Ok(recorded);
-        }
-        Ok(Some(anomaly::found(cx, &i.proxy).await?))
+        Ok(Some(anomaly::found(cx, &i.proxy, recorded).await?))
     }
 
     async fn adopted(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Option<Value>> {
-        Ok(Some(anomaly::found(cx, &i.proxy).await?))
+        Ok(Some(anomaly::found(cx, &i.proxy, None).await?))
     }
 
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
