@@ -66,16 +66,18 @@ pub fn sns_topic_arn(value: &str) -> Result<(), String> {
 }
 
 /// A CloudWatch alarm name: 1 to 255 characters (AlarmName in the API
-/// model), no control characters (CloudWatch's documentation).
+/// model), no ASCII control characters (the model's words).
 pub fn alarm_name(value: &str) -> Result<(), String> {
-    let n = value.chars().count();
-    if !(1..=255).contains(&n) {
+    let shape = crate::limits::model::CLOUDWATCH_ALARM_NAME;
+    if shape.misfit(value).is_some() {
+        let (min, max) = (shape.min.unwrap_or(1), shape.max.unwrap_or(255));
         return Err(format!(
-            "a CloudWatch alarm name has 1 to 255 characters, and `{value}` has {n}: \
-             choose a shorter name"
+            "a CloudWatch alarm name has {min} to {max} characters, and `{value}` has {}: \
+             choose a shorter name",
+            value.chars().count()
         ));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(|c| c.is_ascii_control()) {
         return Err("a CloudWatch alarm name may not hold control characters".into());
     }
     Ok(())

@@ -18,7 +18,7 @@ clears the counts, and stops the data path's servers and listeners.
 import json
 import urllib.parse
 
-from . import calls, lambda_, settings
+from . import calls, cloudwatch, lambda_, settings
 from . import dataplane
 from .dataplane import databases, network
 
@@ -35,6 +35,7 @@ class Control:
         if path == "/moto-api/reset" and method == "POST":
             settings.reset()
             calls.clear()
+            cloudwatch.reset()
             dataplane.reset()
         if not path.startswith("/awsrules/"):
             extra = lambda_.answer(environ)

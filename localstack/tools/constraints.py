@@ -35,7 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OUT = os.path.join(ROOT, "src", "limits", "model.rs")
 
 # (Rust name, service, API version, "Shape.Member" or "Shape.Member.key",
-#  whether the limits are in the documentation's words)
+#  whether the limits are in the documentation's words: True for its
+#  "Constraints", or the words that start the sentences that give them)
 ENTRIES = [
     # RDS: the proxy, its endpoints, its pool, its secrets, its tags.
     ("DB_PROXY_NAME", "rds", "2014-10-31", "CreateDBProxyRequest.DBProxyName", False),
@@ -67,6 +68,23 @@ ENTRIES = [
     ("EC2_TAG_VALUE", "ec2", "2016-11-15", "Tag.Value", True),
     # Lambda: the names of the variables the runbook sets.
     ("LAMBDA_VARIABLE_NAME", "lambda", "2015-03-31", "Environment.Variables.key", False),
+    # CloudWatch: the proxy's alarms (PutMetricAlarm), their actions and tags.
+    ("CLOUDWATCH_ALARM_NAME", "cloudwatch", "2010-08-01", "PutMetricAlarmInput.AlarmName",
+     ("The name must contain",)),
+    ("CLOUDWATCH_ALARM_DESCRIPTION", "cloudwatch", "2010-08-01",
+     "PutMetricAlarmInput.AlarmDescription", False),
+    ("CLOUDWATCH_PERIOD", "cloudwatch", "2010-08-01", "PutMetricAlarmInput.Period",
+     ("Valid values are", "An alarm's total current evaluation period", "For alarms with a period")),
+    ("CLOUDWATCH_EVALUATION_PERIODS", "cloudwatch", "2010-08-01",
+     "PutMetricAlarmInput.EvaluationPeriods", False),
+    ("CLOUDWATCH_DATAPOINTS_TO_ALARM", "cloudwatch", "2010-08-01",
+     "PutMetricAlarmInput.DatapointsToAlarm", False),
+    ("CLOUDWATCH_ALARM_ACTIONS", "cloudwatch", "2010-08-01", "PutMetricAlarmInput.AlarmActions",
+     False),
+    ("CLOUDWATCH_TAGS", "cloudwatch", "2010-08-01", "PutMetricAlarmInput.Tags",
+     ("You can associate as many as",)),
+    ("CLOUDWATCH_TAG_KEY", "cloudwatch", "2010-08-01", "Tag.Key", False),
+    ("CLOUDWATCH_TAG_VALUE", "cloudwatch", "2010-08-01", "Tag.Value", False),
 ]
 
 
@@ -80,12 +98,23 @@ def model(service, version):
         return json.load(f)
 
 
-def words(doc):
-    """The documentation as plain text, from its "Constraints" on if it has some."""
+def words(doc, starts=None):
+    """The documentation as plain text, from its "Constraints" on if it has
+    some; with `starts`, only its sentences (up to a full stop, or the next
+    of them) that begin with one of those words."""
     # Paragraphs and list items part words; inline tags (code, i) do not.
     text = re.sub(r"</?(p|li|ul|ol|br)\b[^>]*>", " ", doc or "")
     text = re.sub(r"<[^>]+>", "", text)
     text = " ".join(html.unescape(text).split())
+    if starts:
+        kept = []
+        for start in starts:
+            at = text.find(start)
+            if at < 0:
+                raise SystemExit(f"the model's words no longer say {start!r}")
+            end = text.find(". ", at)
+            kept.append(text[at:] if end < 0 else text[at:end + 1])
+        return " ".join(kept)
     at = text.find("Constraints")
     return text[at:] if at >= 0 else text
 
@@ -103,7 +132,8 @@ def entry(models, name, service, version, path, in_words):
         "min": target.get("min"),
         "max": target.get("max"),
         "pattern": target.get("pattern"),
-        "words": words(ref.get("documentation")) if in_words else "",
+        "words": (words(ref.get("documentation"), None if in_words is True else in_words)
+                  if in_words else ""),
     }
 
 

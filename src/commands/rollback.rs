@@ -199,7 +199,10 @@ fn summary(count: usize, left: &[&str], left_adopted: bool) -> String {
         return format!("Rolled back {count} step(s).");
     }
     let hint = match left_adopted {
-        true => "; `rollback --include-adopted` undoes what this state adopted",
+        true => {
+            "; `rollback --include-adopted` undoes what this state adopted, in place of a plain \
+             rollback: this one has let go of it, so adopt it again first"
+        }
         false => "",
     };
     format!(

@@ -199,6 +199,65 @@ pub fn environment_size<'a>(variables: impl IntoIterator<Item = (&'a str, &'a st
     serde_json::to_string(&map).map_or(0, |s| s.len())
 }
 
+// --- CloudWatch: the proxy's alarms (PutMetricAlarm) ---------------------
+
+/// An alarm's period, seconds: "Valid values are 10, 20, 30, and any
+/// multiple of 60" (CloudWatch's model, PutMetricAlarm's Period).
+pub const ALARM_SHORT_PERIODS: [i64; 3] = [10, 20, 30];
+/// "Period multiplied by EvaluationPeriods can't be more than 604,800
+/// seconds. For alarms with a period of less than one hour (3,600
+/// seconds), the total evaluation period can't be longer than one day
+/// (86,400 seconds)" (the same member's words).
+pub const ALARM_SPAN_MAX: i64 = 604_800;
+pub const ALARM_SPAN_MAX_SHORT: i64 = 86_400;
+pub const ALARM_SHORT_BELOW: i64 = 3_600;
+
+/// Why an alarm of `period` seconds over `evaluation_periods` periods is
+/// refused by CloudWatch, with the fix; None: it is not.
+pub fn alarm_period_problem(period: i64, evaluation_periods: i64) -> Option<String> {
+    if !(ALARM_SHORT_PERIODS.contains(&period) || (period > 0 && period % 60 == 0)) {
+        return Some(format!(
+            "{period} is not a CloudWatch alarm period: use 10, 20, 30 or a multiple of 60 \
+             seconds"
+        ));
+    }
+    let most = if period < ALARM_SHORT_BELOW {
+        ALARM_SPAN_MAX_SHORT
+    } else {
+        ALARM_SPAN_MAX
+    };
+    let span = period * evaluation_periods;
+    (span > most).then(|| {
+        let why = if most == ALARM_SPAN_MAX_SHORT {
+            "a day, for periods under an hour"
+        } else {
+            "seven days"
+        };
+        format!(
+            "{evaluation_periods} periods of {period}s cover {span}s, more than CloudWatch \
+             evaluates ({most}s: {why}): use fewer periods ({} at most) or longer ones",
+            most / period
+        )
+    })
+}
+
+/// An alarm's tags: "as many as 50" (the model's words of
+/// PutMetricAlarm's Tags).
+pub const ALARM_TAGS_MAX: usize = 50;
+
+/// The description the tool writes on an alarm, cut to what CloudWatch
+/// takes (AlarmDescription: 0 to 1024 characters, the model's data): it
+/// holds the functions' names, which a long list can push past it.
+pub fn alarm_description(text: String) -> String {
+    let max = model::CLOUDWATCH_ALARM_DESCRIPTION.max.unwrap_or(1024) as usize;
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::model::*;
@@ -242,6 +301,73 @@ mod tests {
         // IAM's model, as data: the tightest of the three but for EC2's 127.
         assert_eq!((IAM_TAG_KEY.min, IAM_TAG_KEY.max), (Some(1), Some(128)));
         assert_eq!(IAM_TAG_VALUE.max, Some(256));
+        // CloudWatch's alarms.
+        said(
+            &CLOUDWATCH_PERIOD,
+            &format!(
+                "Valid values are {}, {}, {}, and any multiple of 60.",
+                ALARM_SHORT_PERIODS[0], ALARM_SHORT_PERIODS[1], ALARM_SHORT_PERIODS[2]
+            ),
+        );
+        said(&CLOUDWATCH_PERIOD, "can't be more than 604,800 seconds");
+        assert_eq!(ALARM_SPAN_MAX, 604_800);
+        said(
+            &CLOUDWATCH_PERIOD,
+            "less than one hour (3,600 seconds), the total evaluation period can't be longer \
+             than one day (86,400 seconds)",
+        );
+        assert_eq!((ALARM_SHORT_BELOW, ALARM_SPAN_MAX_SHORT), (3_600, 86_400));
+        said(
+            &CLOUDWATCH_TAGS,
+            &format!("as many as {ALARM_TAGS_MAX} tags"),
+        );
+        said(
+            &CLOUDWATCH_ALARM_NAME,
+            "can't contain ASCII control characters",
+        );
+        // The tags the tool checks (EC2's 127, IAM's 256) fit CloudWatch's,
+        // and IAM's count of 50 is CloudWatch's.
+        assert!(CLOUDWATCH_TAG_KEY.max >= Some(TAG_KEY_MAX));
+        assert!(CLOUDWATCH_TAG_VALUE.max >= IAM_TAG_VALUE.max);
+        assert_eq!(IAM_TAGS.max, Some(ALARM_TAGS_MAX as u64));
+        // PutMetricAlarm's counts, as data.
+        assert_eq!(CLOUDWATCH_EVALUATION_PERIODS.min, Some(1));
+        assert_eq!(CLOUDWATCH_DATAPOINTS_TO_ALARM.min, Some(1));
+        assert_eq!(CLOUDWATCH_PERIOD.min, Some(1));
+    }
+
+    #[test]
+    fn alarm_periods_follow_cloudwatch() {
+        assert_eq!(alarm_period_problem(60, 5), None);
+        assert_eq!(alarm_period_problem(20, 6), None);
+        for bad in [0, 45, 90, -60] {
+            assert!(
+                alarm_period_problem(bad, 1)
+                    .unwrap()
+                    .contains("use 10, 20, 30 or a multiple of 60"),
+                "{bad}"
+            );
+        }
+        // Under an hour: a day at most.
+        assert_eq!(alarm_period_problem(300, 288), None);
+        let why = alarm_period_problem(300, 289).unwrap();
+        assert!(
+            why.contains("86700s") && why.contains("288 at most"),
+            "{why}"
+        );
+        assert!(alarm_period_problem(30, 2881).unwrap().contains("86400s"));
+        // An hour and more: seven days.
+        assert_eq!(alarm_period_problem(3600, 168), None);
+        assert!(alarm_period_problem(3600, 169).unwrap().contains("604800s"));
+    }
+
+    #[test]
+    fn an_alarm_description_is_cut_to_what_cloudwatch_takes() {
+        assert_eq!(alarm_description("short".into()), "short");
+        let long = alarm_description("é".repeat(2000));
+        assert_eq!(long.chars().count(), 1024);
+        assert!(long.ends_with('…'));
+        assert_eq!(CLOUDWATCH_ALARM_DESCRIPTION.misfit(&long), None);
     }
 
     #[test]

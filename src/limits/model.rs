@@ -168,3 +168,75 @@ pub const LAMBDA_VARIABLE_NAME: Shape = Shape {
     pattern: Some(r"[a-zA-Z]([a-zA-Z0-9_])+"),
     words: r"",
 };
+
+pub const CLOUDWATCH_ALARM_NAME: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.AlarmName",
+    min: Some(1),
+    max: Some(255),
+    pattern: None,
+    words: r"The name must contain only UTF-8 characters, and can't contain ASCII control characters",
+};
+
+pub const CLOUDWATCH_ALARM_DESCRIPTION: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.AlarmDescription",
+    min: Some(0),
+    max: Some(1024),
+    pattern: None,
+    words: r"",
+};
+
+pub const CLOUDWATCH_PERIOD: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.Period",
+    min: Some(1),
+    max: None,
+    pattern: None,
+    words: r"Valid values are 10, 20, 30, and any multiple of 60. An alarm's total current evaluation period can be no longer than seven days, so Period multiplied by EvaluationPeriods can't be more than 604,800 seconds. For alarms with a period of less than one hour (3,600 seconds), the total evaluation period can't be longer than one day (86,400 seconds).",
+};
+
+pub const CLOUDWATCH_EVALUATION_PERIODS: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.EvaluationPeriods",
+    min: Some(1),
+    max: None,
+    pattern: None,
+    words: r"",
+};
+
+pub const CLOUDWATCH_DATAPOINTS_TO_ALARM: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.DatapointsToAlarm",
+    min: Some(1),
+    max: None,
+    pattern: None,
+    words: r"",
+};
+
+pub const CLOUDWATCH_ALARM_ACTIONS: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.AlarmActions",
+    min: None,
+    max: Some(5),
+    pattern: None,
+    words: r"",
+};
+
+pub const CLOUDWATCH_TAGS: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 PutMetricAlarmInput.Tags",
+    min: None,
+    max: None,
+    pattern: None,
+    words: r"You can associate as many as 50 tags with an alarm.",
+};
+
+pub const CLOUDWATCH_TAG_KEY: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 Tag.Key",
+    min: Some(1),
+    max: Some(128),
+    pattern: None,
+    words: r"",
+};
+
+pub const CLOUDWATCH_TAG_VALUE: Shape = Shape {
+    model: r"cloudwatch 2010-08-01 Tag.Value",
+    min: Some(0),
+    max: Some(256),
+    pattern: None,
+    words: r"",
+};

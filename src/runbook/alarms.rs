@@ -7,26 +7,10 @@ use toml_edit::{Item, Value};
 use super::alarm_settings::*;
 use super::reader::{Cx, Tbl};
 use super::types::{Alarms, Pos, StepEntry};
+// CloudWatch's periods (10, 20, 30 seconds or whole minutes) and what they
+// may cover together, from its model's words.
+use crate::limits::alarm_period_problem as period_problem;
 use crate::validate;
-
-/// CloudWatch's periods: 10 and 30 seconds (high resolution) or whole
-/// minutes; what they cover together at most (PutMetricAlarm's
-/// documentation: a day for the short ones, seven days otherwise).
-fn period_problem(period: i64, evaluation_periods: i64) -> Option<String> {
-    if !(period == 10 || period == 30 || period % 60 == 0) {
-        return Some(format!(
-            "{period} is not a CloudWatch alarm period: use 10, 30 or a multiple of 60 seconds"
-        ));
-    }
-    let most = if period < 60 { 86_400 } else { 604_800 };
-    (period * evaluation_periods > most).then(|| {
-        format!(
-            "{evaluation_periods} periods of {period}s cover {}s, more than CloudWatch evaluates \
-             ({most}s): fewer or shorter periods",
-            period * evaluation_periods
-        )
-    })
-}
 
 impl Cx<'_> {
     /// `[alarms]`, optional; `runbook` names the alarms by default.
@@ -230,23 +214,4 @@ impl Cx<'_> {
 /// The default name as a text positioned at `[alarms]`, for its check.
 fn fixed_name(name: &str, top: &Tbl, kind: AlarmKind) -> super::types::Text {
     super::types::Text::fixed(name, &top.key_path(kind.key()), top.pos)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_follow_cloudwatch() {
-        assert_eq!(period_problem(60, 5), None);
-        assert_eq!(period_problem(10, 6), None);
-        assert!(
-            period_problem(45, 1)
-                .unwrap()
-                .contains("10, 30 or a multiple of 60")
-        );
-        assert!(period_problem(30, 3000).unwrap().contains("86400s"));
-        assert_eq!(period_problem(3600, 168), None);
-        assert!(period_problem(3600, 169).is_some());
-    }
 }

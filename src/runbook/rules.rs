@@ -107,7 +107,7 @@ impl Cx<'_> {
             }
             keys.insert(folded, key);
         }
-        let most = model::IAM_TAGS.max.unwrap_or(50) as usize;
+        let most = (model::IAM_TAGS.max.unwrap_or(50) as usize).min(crate::limits::ALARM_TAGS_MAX);
         let count = keys.len() + usize::from(!keys.contains_key(&OWNER_TAG.to_lowercase()));
         if count > most {
             let pos = self.pos_of(top.table.get("tags").and_then(Item::span));
@@ -117,8 +117,9 @@ impl Cx<'_> {
                 format!(
                     "{} tags and the tool's own ownership tag make {count}: IAM takes at most \
                      {most} on a role or policy (AWS's model; EC2 and RDS also allow {most} per \
-                     resource): remove {}",
+                     resource, CloudWatch {} on an alarm): remove {}",
                     count - 1,
+                    crate::limits::ALARM_TAGS_MAX,
                     count - most
                 ),
             );

@@ -115,7 +115,9 @@ fn a_setup_made_by_hand_is_adopted_managed_and_undone_only_on_request() {
         .ok()
         .stdout_has("left alone: adopted")
         .stdout_has("✓ lambda-env restored")
-        .stdout_has("Rolled back 3 of 10 step(s); left in place: ")
+        // The alarms were made by the run after the adoption: ours.
+        .stdout_has("✓ alarms deleted CloudWatch alarm(s)")
+        .stdout_has("Rolled back 4 of 11 step(s); left in place: ")
         .stdout_has("`rollback --include-adopted` undoes what this state adopted");
     assert_eq!(
         function_variable(&emu, &function, "DB_HOST").as_deref(),

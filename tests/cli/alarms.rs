@@ -44,9 +44,6 @@ pub fn set_max_connections(emu: &Emulator, ws: &Workspace, value: i64) {
 /// The shipped runbook with `section` as its `[alarms]` (the cookbook's
 /// own replaced).
 fn with_alarms(s: &str, section: &str) -> String {
-    // The cookbook runbook lists the step and the section commented out.
-    let s = &edit(s, "  # \"alarms\",", "  \"alarms\",");
-    let s = &edit(s, "\n# [alarms]\n", "\n[alarms]\n");
     let start = s
         .find("\n[alarms]")
         .expect("the cookbook runbook has [alarms]");
@@ -61,9 +58,8 @@ fn with_alarms(s: &str, section: &str) -> String {
     format!("{}\n{section}\n{}", &s[..start], &s[end..])
 }
 
-/// The pinned alarm evaluated over one minute, so a test can drive it.
-const QUICK_PINNED: &str = "[alarms]\n[alarms.session_pinned]\nperiod = 60\n\
-                            evaluation_periods = 1\ndatapoints_to_alarm = 1\n";
+/// `[alarms]` with every default.
+const ALARMS: &str = "[alarms]\n";
 
 fn alarm<'s>(snap: &'s Snapshot, ws: &Workspace, kind: &str) -> Option<&'s String> {
     snap.get(&format!("alarm {}-proxy-{kind}", ws.prefix))
@@ -94,25 +90,19 @@ fn put_by_hand(emu: &Emulator, name: &str, proxy: &str) {
     });
 }
 
-fn publish(emu: &Emulator, proxy: &str, metric: &str, value: f64) {
+/// Puts an anomaly detection model on the proxy's `metric` by hand.
+fn put_model(emu: &Emulator, proxy: &str, metric: &str, stat: &str) {
     let config = emu.sdk_config();
     runtime().block_on(async {
+        use aws_sdk_cloudwatch::types::{Dimension, SingleMetricAnomalyDetector};
         aws_sdk_cloudwatch::Client::new(&config)
-            .put_metric_data()
-            .namespace("AWS/RDS")
-            .metric_data(
-                aws_sdk_cloudwatch::types::MetricDatum::builder()
+            .put_anomaly_detector()
+            .single_metric_anomaly_detector(
+                SingleMetricAnomalyDetector::builder()
+                    .namespace("AWS/RDS")
                     .metric_name(metric)
-                    .value(value)
-                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(
-                        std::time::SystemTime::now(),
-                    ))
-                    .dimensions(
-                        aws_sdk_cloudwatch::types::Dimension::builder()
-                            .name("ProxyName")
-                            .value(proxy)
-                            .build(),
-                    )
+                    .dimensions(Dimension::builder().name("ProxyName").value(proxy).build())
+                    .stat(stat)
                     .build(),
             )
             .send()
@@ -121,16 +111,47 @@ fn publish(emu: &Emulator, proxy: &str, metric: &str, value: f64) {
     });
 }
 
+/// The book's function invoked in the background: it connects through
+/// the proxy, sets a session variable (which pins its session) and holds
+/// the connection `seconds`.
+fn pin_for(emu: &Emulator, ws: &Workspace, seconds: u32) -> std::thread::JoinHandle<()> {
+    let config = emu.sdk_config();
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    std::thread::spawn(move || {
+        runtime().block_on(async {
+            let out = aws_sdk_lambda::Client::new(&config)
+                .invoke()
+                .function_name(&function)
+                .payload(aws_sdk_lambda::primitives::Blob::new(format!(
+                    r#"{{"set_session": true, "idle_seconds": {seconds}}}"#
+                )))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.function_error().is_none(), "{:?}", out.payload());
+        });
+    })
+}
+
 /// Made with thresholds from the account, re-run without a change, a
 /// threshold edited in the runbook and one moved by the DB's
 /// max_connections updated in place, one deleted by hand put back, one
-/// dropped from the runbook deleted, a pinned-connections alarm driven
-/// into ALARM and shown by doctor, rollback leaving a hand-made alarm.
+/// dropped from the runbook deleted, the pinned-connections alarm (15
+/// minutes) driven into ALARM by a real pinned session through the proxy
+/// and shown by doctor, rollback leaving a hand-made alarm and a hand-made
+/// anomaly detection model and deleting the one our alarm made.
 #[test]
 fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     let (emu, ws) = setup("alarms");
+    // A CloudWatch minute lasts 0.2 s: the pinned alarm's 3 periods of 5
+    // minutes pass in 3 s.
+    emu.configure(r#"{"alarm_minute": 0.2}"#);
     set_max_connections(&emu, &ws, 40);
-    ws.write_runbook(|s| with_alarms(&s, QUICK_PINNED));
+    // A model made by hand on the metric and statistic our client
+    // connections alarm will use: not ours, though our alarm uses it.
+    let proxy_name = ws.env["DB_NAME"].clone();
+    put_model(&emu, &proxy_name, "ClientConnections", "Maximum");
+    ws.write_runbook(|s| with_alarms(&s, ALARMS));
     let before = snapshot(&emu, &ws);
     ws.run(&["plan"])
         .ok()
@@ -140,8 +161,15 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
             ws.prefix,
             ws.prefix.to_lowercase()
         ))
-        .stdout_has("ClientConnections Maximum > 1000 ")
-        .stdout_has("anomaly detection is not offered here: DescribeAnomalyDetectors answered");
+        .stdout_has(&format!(
+            "alarm {}-proxy-session-pinned: DatabaseConnectionsCurrentlySessionPinned Maximum > 0 \
+             in 3 of 3 periods of 300s (connections pinned in 3 periods in a row: 15 minutes)",
+            ws.prefix
+        ))
+        .stdout_has(
+            "ClientConnections Maximum above its anomaly band in 3 of 5 periods of 60s \
+             (CloudWatch anomaly detection, a band of 2 standard deviations (the account offers it",
+        );
     ws.run(&["run", "--yes"]).ok();
     let snap = snapshot(&emu, &ws);
     let db = alarm(&snap, &ws, "database-connections").expect("the connections alarm");
@@ -167,7 +195,7 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     ws.write_runbook(|s| {
         with_alarms(
             &s,
-            &format!("{QUICK_PINNED}[alarms.database_connections]\npercent = 50\n"),
+            &format!("{ALARMS}[alarms.database_connections]\npercent = 50\n"),
         )
     });
     ws.run(&["plan"]).ok().stdout_has(&format!(
@@ -209,27 +237,34 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     assert!(alarm(&snapshot(&emu, &ws), &ws, "session-pinned").is_some());
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
 
-    // Pinned connections published: the alarm goes off, doctor says so.
+    // A session pinned by a real SET through the proxy, held past the
+    // alarm's three periods: the proxy publishes its pinned connection each
+    // minute, the alarm goes off, doctor says so while it lasts.
     let proxy = ws.output("proxy", "name");
-    publish(
-        &emu,
-        &proxy,
-        "DatabaseConnectionsCurrentlySessionPinned",
-        2.0,
-    );
-    ws.run(&["doctor"])
-        .ok()
-        .stdout_has(&format!(
-            "{pinned} (DatabaseConnectionsCurrentlySessionPinned): ALARM: Threshold Crossed"
-        ))
+    assert_eq!(proxy, proxy_name);
+    let pinning = pin_for(&emu, &ws, 10);
+    let wanted =
+        format!("{pinned} (DatabaseConnectionsCurrentlySessionPinned): ALARM: Threshold Crossed");
+    let doctor = loop {
+        let out = ws.run(&["doctor"]);
+        out.ok();
+        if out.stdout.contains(&wanted) || pinning.is_finished() {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    doctor
+        .stdout_has(&wanted)
+        .stdout_has("3 out of the last 3 datapoints")
         .stdout_has("greater than the threshold (0.0)");
+    pinning.join().unwrap();
 
     // Turned off in the runbook: deleted in the run's last pass.
     ws.write_runbook(|s| {
         with_alarms(
             &s,
             &format!(
-                "{QUICK_PINNED}[alarms.database_connections]\npercent = 50\n\
+                "{ALARMS}[alarms.database_connections]\npercent = 50\n\
                  [alarms.availability]\nenabled = false\n"
             ),
         )
@@ -247,7 +282,12 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     put_by_hand(&emu, &by_hand, &proxy);
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     let with_hand_made = snapshot(&emu, &ws);
-    ws.run(&["rollback", "--yes"]).ok();
+    // The query requests alarm's model, made by CloudWatch with our alarm.
+    let ours = format!("anomaly model QueryRequests Sum ProxyName={proxy}");
+    assert!(with_hand_made.contains_key(&ours), "{with_hand_made:?}");
+    ws.run(&["rollback", "--yes"]).ok().stdout_has(&format!(
+        "deleted the anomaly detection model(s) of QueryRequests Sum on {proxy} they made"
+    ));
     let after = snapshot(&emu, &ws);
     assert_eq!(
         after.get(&format!("alarm {by_hand}")),
@@ -311,8 +351,15 @@ fn hand_made_alarms_of_the_same_names_are_adopted() {
     let (emu, ws) = setup("alarms_adopt");
     let p = ws.prefix.clone();
     let before = snapshot(&emu, &ws);
-    // The cookbook runbook leaves the step out.
-    ws.write_runbook(|s| s);
+    // The cookbook runbook without the step.
+    ws.write_runbook(|s| {
+        let s = edit(
+            &s,
+            "  \"alarms\",                # watch: CloudWatch alarms (seed 000, section 5; docs/alarms.md)\n",
+            "",
+        );
+        edit(&s, "\n[alarms]\n", "\n")
+    });
     ws.run(&["run", "--yes"]).ok();
     let proxy = ws.output("proxy", "name");
     let kinds = [
@@ -362,13 +409,25 @@ fn hand_made_alarms_of_the_same_names_are_adopted() {
     }
 
     // A plain rollback leaves them, as the runbook brought them.
+    // It says what --include-adopted would have done: in place of this
+    // rollback, which lets go of them.
     ws.run(&["rollback", "--yes"])
         .ok()
-        .stdout_has("alarms left alone: adopted");
+        .stdout_has("alarms left alone: adopted")
+        .stdout_has(
+            "`rollback --include-adopted` undoes what this state adopted, in place of a plain \
+             rollback: this one has let go of it, so adopt it again first",
+        );
     let mut expected = before.clone();
     for kind in kinds {
         let key = format!("alarm {p}-proxy-{kind}");
         expected.insert(key.clone(), managed[&key].clone());
+    }
+    // And the anomaly detection models the adopted surge alarms use.
+    for (k, v) in &managed {
+        if k.starts_with("anomaly model ") {
+            expected.insert(k.clone(), v.clone());
+        }
     }
     assert_same(&expected, &snapshot(&emu, &ws), "a plain rollback");
 

@@ -18,7 +18,7 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
         .stdout_has("Run it? [y]es / [n]o, skip it / [c]ontinue without asking: ")
         .stdout_has("- db-ingress skipped (answered no)")
         .stdout_has("✓ proxy created")
-        .stdout_has("4 step(s) not run (1 answered no, the rest wait on them)");
+        .stdout_has("5 step(s) not run (1 answered no, the rest wait on them)");
     let status = |s: &str| {
         ws.state_json()["steps"][s]["status"]
             .as_str()
@@ -28,6 +28,7 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
     assert_eq!(status("proxy"), "applied");
     assert_eq!(status("db-ingress"), "pending");
     assert_eq!(status("targets"), "pending", "targets needs db-ingress");
+    assert_eq!(status("alarms"), "pending", "alarms come after targets");
     assert_eq!(status("lambda-env"), "pending");
 
     // Nobody answers: it stops before acting.
@@ -40,7 +41,7 @@ fn confirm_asks_before_each_step_and_skips_on_no() {
     answering("y,c")
         .ok()
         .stdout_has("db-ingress (to create)")
-        .stdout_has("Done: 3 step(s) applied, 6 already done; 1 verification(s) passed.");
+        .stdout_has("Done: 4 step(s) applied, 6 already done; 1 verification(s) passed.");
 
     // A replacement is asked for by name, with what it replaces.
     ws.write_edited("name = \"${env.DB_NAME}\"", "name = \"${env.DB_NAME}-v2\"");

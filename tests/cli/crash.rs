@@ -19,6 +19,12 @@ const POINTS: &[(&str, &[&str])] = &[
     ("connect-policy", &["before-apply", "after-apply"]),
     ("db-ingress", &["before-apply", "after-apply"]),
     ("targets", &["before-apply", "wait", "after-apply"]),
+    // Between the first alarm made and the rest: the resume makes the
+    // others, and no alarm twice.
+    (
+        "alarms",
+        &["before-apply", "after-first-alarm", "after-apply"],
+    ),
     ("lambda-ingress", &["before-apply", "after-apply"]),
     // The emulator applies the update at once: lambda-env has no wait.
     ("lambda-env", &["before-apply", "after-apply"]),
@@ -154,6 +160,7 @@ crash_tests! {
     crash_connect_policy, crash_connect_policy_s3 => "connect-policy",
     crash_db_ingress, crash_db_ingress_s3 => "db-ingress",
     crash_targets, crash_targets_s3 => "targets",
+    crash_alarms, crash_alarms_s3 => "alarms",
     crash_lambda_ingress, crash_lambda_ingress_s3 => "lambda-ingress",
     crash_lambda_env, crash_lambda_env_s3 => "lambda-env",
     crash_invoke_check, crash_invoke_check_s3 => "invoke-check",

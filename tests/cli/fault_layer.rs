@@ -61,9 +61,12 @@ fn independent_steps_overlap_and_a_rerun_is_one_round_of_checks() {
     let made = |action: &str| {
         calls.get(action).copied().unwrap_or(0) - calls_before.get(action).copied().unwrap_or(0)
     };
-    for preflight_only in ["DescribeDBInstances", "GetSecretValue", "DescribeSubnets"] {
+    for preflight_only in ["GetSecretValue", "DescribeSubnets"] {
         assert_eq!(made(preflight_only), 0, "{preflight_only}: preflight ran");
     }
+    // The DB is read once, by the alarms' check (its max_connections sets
+    // a threshold), not by a preflight.
+    assert_eq!(made("DescribeDBInstances"), 1, "preflight ran: {calls:?}");
     assert_eq!(made("DescribeDBProxies"), 1, "one look at the proxy");
     assert_eq!(made("DescribeDBProxyTargets"), 1, "one look at the target");
     let together = layer.take_max_in_flight();
@@ -85,7 +88,7 @@ fn throttling_5xx_and_resets_are_retried() {
     layer.fail("PUT configuration", Throttle, 2);
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("Done: 9 step(s) applied");
+        .stdout_has("Done: 10 step(s) applied");
     assert_eq!(layer.calls("CreateRole"), 3, "two throttled, then created");
     assert!(layer.calls("PUT configuration") >= 3);
     assert_one_of_each(&before, &snapshot(&emu, &ws), &ws, "after transient faults");
@@ -163,7 +166,21 @@ fn an_unavailable_target_fails_with_reason_and_fix_then_resumes() {
         .ok()
         .stdout_has("= targets found done in the account")
         .stdout_has("✓ lambda-env created");
-    assert_eq!(before_resume.len(), snapshot(&emu, &ws).len());
+    // The resume makes what comes after targets: the alarms (and their
+    // anomaly detection models) are all it adds, and nothing goes.
+    let after = snapshot(&emu, &ws);
+    let added: Vec<&String> = after
+        .keys()
+        .filter(|k| !before_resume.contains_key(*k))
+        .collect();
+    assert!(
+        added
+            .iter()
+            .all(|k| k.starts_with("alarm ") || k.starts_with("anomaly model ")),
+        "{added:?}"
+    );
+    assert_eq!(added.iter().filter(|k| k.starts_with("alarm ")).count(), 5);
+    assert_eq!(before_resume.len() + added.len(), after.len());
 }
 
 #[test]

@@ -54,4 +54,4 @@ fn edit(s: &str, from: &str, to: &str) -> String {
     s.replace(from, to)
 }
 
-const ALL_STEPS: usize = 10;
+const ALL_STEPS: usize = 11;

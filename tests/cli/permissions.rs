@@ -54,6 +54,7 @@ fn iam_action(call: &str) -> String {
         | "PutMetricAlarm"
         | "DeleteAlarms"
         | "DescribeAnomalyDetectors"
+        | "DeleteAnomalyDetector"
         | "TagResource" => "cloudwatch",
         "FilterLogEvents" => "logs",
         c if c.contains("DB")

@@ -14,7 +14,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         .stdout_has("+ proxy-security-group")
         .stdout_has("+ proxy                  to create, after proxy-role")
         .stdout_has("? invoke-check           will verify")
-        .stdout_has("Plan: 9 to create, 0 to finish, 0 to update in place, 0 done, 0 blocked (1 verification step(s) will run).");
+        .stdout_has("Plan: 10 to create, 0 to finish, 0 to update in place, 0 done, 0 blocked (1 verification step(s) will run).");
     // Old -> new, what is left alone (names, never values), the documents.
     ws.run(&["plan"])
         .ok()
@@ -38,7 +38,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         .iter()
         .map(|s| s["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, [vec!["create"; 9], vec!["verify"]].concat());
+    assert_eq!(actions, [vec!["create"; 10], vec!["verify"]].concat());
     assert_eq!(
         plan["steps"][3]["after"],
         serde_json::json!(["proxy-role", "proxy-security-group"])
@@ -55,7 +55,7 @@ fn plan_on_an_empty_account_changes_nothing() {
         proxy["waits_on"],
         serde_json::json!(["proxy-role", "proxy-security-group"])
     );
-    assert_eq!(plan["summary"]["create"], 9);
+    assert_eq!(plan["summary"]["create"], 10);
     assert!(
         !out.stdout.contains("\"info\""),
         "variable values never appear"
@@ -65,7 +65,7 @@ fn plan_on_an_empty_account_changes_nothing() {
     ws.run(&["run", "--yes"]).ok();
     let out = ws.run(&["plan", "--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(plan["summary"]["done"], 9);
+    assert_eq!(plan["summary"]["done"], 10);
     assert!(
         plan["steps"]
             .as_array()

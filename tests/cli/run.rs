@@ -17,10 +17,11 @@ fn run_rerun_and_rollback() {
         .stdout_has("✓ connect-policy created")
         .stdout_has("✓ db-ingress created")
         .stdout_has("✓ targets created")
+        .stdout_has("✓ alarms created")
         .stdout_has("✓ lambda-ingress created")
         .stdout_has("✓ lambda-env created")
         .stdout_has("✓ invoke-check verified")
-        .stdout_has("Done: 9 step(s) applied, 0 already done; 1 verification(s) passed.");
+        .stdout_has("Done: 10 step(s) applied, 0 already done; 1 verification(s) passed.");
     let after_run = snapshot(&emu, &ws);
     let state = ws.state_json();
     let out = |step: &str, key: &str| {
@@ -122,7 +123,7 @@ fn run_rerun_and_rollback() {
         .ok()
         .stdout_has("= proxy-role already done, no change")
         .stdout_has("= lambda-env already done, no change")
-        .stdout_has("No changes: 10 step(s) checked, all already done; 1 verification(s) passed.");
+        .stdout_has("No changes: 11 step(s) checked, all already done; 1 verification(s) passed.");
     assert_same(
         &after_run,
         &snapshot(&emu, &ws),
@@ -137,7 +138,7 @@ fn run_rerun_and_rollback() {
     // Plan of a finished runbook: nothing to change.
     ws.run(&["plan"])
         .ok()
-        .stdout_has("Nothing to change: all 9 steps are done (1 verification step(s) will run).");
+        .stdout_has("Nothing to change: all 10 steps are done (1 verification step(s) will run).");
 
     // Status shows each step, its outputs and when.
     ws.run(&["status"])
@@ -159,6 +160,7 @@ fn run_rerun_and_rollback() {
     out.ok()
         .stdout_has("✓ lambda-env restored")
         .stdout_has("✓ lambda-ingress revoked")
+        .stdout_has("✓ alarms deleted CloudWatch alarm(s)")
         .stdout_has("✓ targets deregistered")
         .stdout_has("✓ db-ingress revoked")
         .stdout_has("✓ connect-policy detached and deleted IAM policy")
@@ -178,6 +180,7 @@ fn run_rerun_and_rollback() {
         ("lambda-env", "lambda-ingress"),
         ("lambda-env", "targets"),
         ("lambda-env", "connect-policy"),
+        ("alarms", "targets"),
         ("targets", "db-ingress"),
         ("targets", "secret-access"),
         ("targets", "proxy"),
@@ -209,7 +212,7 @@ fn run_rerun_and_rollback() {
     // And it runs again after a rollback.
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("Done: 9 step(s) applied");
+        .stdout_has("Done: 10 step(s) applied");
     let again = snapshot(&emu, &ws);
     assert_eq!(again.len(), after_run.len());
 }
@@ -286,14 +289,14 @@ fn output_json_is_one_document_per_command() {
     assert_eq!(doc["command"], "run");
     assert_eq!(doc["result"], "ok");
     assert_eq!(doc["exit_code"], 0);
-    assert_eq!(doc["summary"]["changed"], 9);
+    assert_eq!(doc["summary"]["changed"], 10);
     assert_eq!(doc["summary"]["verified"], 1);
     assert_eq!(doc["steps"].as_array().unwrap().len(), ALL_STEPS);
     assert_eq!(doc["steps"][0]["name"], "proxy-role");
     assert!(doc["steps"][0]["seconds"].as_f64().is_some());
 
     let doc = json(ws.run(&["run", "--yes", "--output", "json"]).ok());
-    assert_eq!(doc["summary"]["unchanged"], 9);
+    assert_eq!(doc["summary"]["unchanged"], 10);
 
     let doc = json(ws.run(&["status", "--output", "json"]).ok());
     assert_eq!(doc["exists"], true);
@@ -303,7 +306,7 @@ fn output_json_is_one_document_per_command() {
 
     let doc = json(ws.run(&["rollback", "--yes", "--output", "json"]).ok());
     assert_eq!(doc["command"], "rollback");
-    assert_eq!(doc["summary"]["undone"], 9);
+    assert_eq!(doc["summary"]["undone"], 10);
     assert_eq!(doc["steps"].as_array().unwrap().len(), ALL_STEPS);
     let doc = json(ws.run(&["rollback", "--yes", "--output", "json"]).ok());
     assert_eq!(doc["steps"].as_array().unwrap().len(), 0);
@@ -458,7 +461,7 @@ fn managed_secret_access_and_a_new_variable_are_undone_exactly() {
     });
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("No changes: 9 step(s) checked");
+        .stdout_has("No changes: 10 step(s) checked");
     let after = snapshot(&emu, &ws);
     let role = &after[&format!("iam role {}-proxy-role", ws.prefix)];
     assert!(
@@ -557,7 +560,7 @@ fn a_subnet_aws_leaves_out_is_reported_once_and_never_a_change() {
     let proxy = snapshot(&emu, &ws);
     let plan = ws.run(&["plan"]);
     plan.ok()
-        .stdout_has("Nothing to change: all 9 steps are done");
+        .stdout_has("Nothing to change: all 10 steps are done");
     assert!(!plan.stdout.contains(&said), "said once: {plan:?}");
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     assert_same(

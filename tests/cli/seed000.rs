@@ -51,8 +51,9 @@ fn seed_000_plans_its_own_figures_runs_reruns_and_rolls_back() {
     );
     assert_seed_000_budget(&ws, 320);
     // The alarms seed 000 prescribes, from the same figures: 80% of 320,
-    // the static surge thresholds from the 12 clients (the emulator offers
-    // no anomaly detection).
+    // the static surge thresholds from the 12 clients (in a region without
+    // anomaly detection, as the emulator is told to be here).
+    emu.configure(r#"{"anomaly_detection": false}"#);
     ws.run(&["plan"])
         .ok()
         .stdout_has(
@@ -60,7 +61,8 @@ fn seed_000_plans_its_own_figures_runs_reruns_and_rolls_back() {
         )
         .stdout_has("at worst 12 Lambda environments, each with a connection, against a pool of 160; headroom 148")
         .stdout_has("DatabaseConnections Maximum >= 256 ")
-        .stdout_has("ClientConnections Maximum > 12 ");
+        .stdout_has("ClientConnections Maximum > 12 ")
+        .stdout_has("anomaly detection is not offered here: DescribeAnomalyDetectors answered");
 
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"])

@@ -86,7 +86,7 @@ fn a_name_edited_after_apply_is_caught_before_any_change() {
     );
     ws.run(&["run", "--yes"])
         .ok()
-        .stdout_has("Done: 9 step(s) applied");
+        .stdout_has("Done: 10 step(s) applied");
 }
 
 #[test]

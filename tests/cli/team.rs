@@ -53,7 +53,7 @@ fn two_laptops_race_for_one_s3_state_and_exactly_one_runs() {
         (4, 0) => (&b, &a),
         _ => panic!("exactly one must run: {a:?} {b:?}"),
     };
-    won.stdout_has("Done: 9 step(s) applied");
+    won.stdout_has("Done: 10 step(s) applied");
     // A versioned bucket draws no warning about its versions (the emulator
     // answers GetBucketVersioning as AWS does, which the SDK parses).
     assert!(

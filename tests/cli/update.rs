@@ -130,7 +130,7 @@ fn a_pool_without_idle_connections_runs_and_stays_as_set() {
     assert!(proxy.contains("idle=Some(0)"), "{proxy}");
     ws.run(&["plan"])
         .ok()
-        .stdout_has("Nothing to change: all 9 steps are done");
+        .stdout_has("Nothing to change: all 10 steps are done");
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(&before, &snapshot(&emu, &ws), "rollback of an idle-0 pool");

@@ -40,7 +40,7 @@ import traceback
 from moto.ec2.models import ec2_backends
 from moto.rds.models import rds_backends
 
-from .. import policy, rds
+from .. import policy, rds, settings
 from ..ec2 import group_admits
 from . import databases, dbservers, network, pinning, telemetry, tls, tokens
 from .fronts import FRONTS, PORTS
@@ -53,27 +53,49 @@ _figures: dict = {}  # (account, region, proxy owner) -> Stats
 _connection_ids = itertools.count(1000)
 
 class Stats:
-    """A proxy's figures, published as its CloudWatch metrics."""
+    """A proxy's figures, published as its CloudWatch metrics: at each
+    change, and, as RDS Proxy publishes them each minute, every minute
+    (settings.py's `alarm_minute` long) while a client is connected, so a
+    session pinned for fifteen minutes shows in each of them."""
 
     def __init__(self, account_id, region, proxy_name):
         self.where = (account_id, region, proxy_name)
         self.clients = self.pinned = self.queries = 0
         self.lock = threading.Lock()
+        self.ticking = False
+
+    def _gauges(self) -> dict:
+        return {
+            "ClientConnections": self.clients,
+            "DatabaseConnectionsCurrentlySessionPinned": self.pinned,
+        }
 
     def change(self, pool=None, **deltas) -> None:
         with self.lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
-            values = {
-                "ClientConnections": self.clients,
-                "DatabaseConnectionsCurrentlySessionPinned": self.pinned,
-            }
+            values = self._gauges()
             if "queries" in deltas:
                 values["QueryRequests"] = deltas["queries"]
             if pool is not None:
                 values["DatabaseConnections"] = pool.open
                 values["MaxDatabaseConnectionsAllowed"] = pool.limit()
+            start = self.clients > 0 and not self.ticking
+            self.ticking = self.ticking or start
         telemetry.metrics(*self.where, values)
+        if start:
+            threading.Thread(target=self._tick, daemon=True, name="proxy metrics").start()
+
+    def _tick(self) -> None:
+        """Each minute while a client is connected: the gauges again."""
+        while True:
+            time.sleep(settings.scale("alarm_minute"))
+            with self.lock:
+                if self.clients <= 0:
+                    self.ticking = False
+                    return
+                values = self._gauges()
+            telemetry.metrics(*self.where, values)
 
 
 def _stats(account_id, region, proxy) -> Stats:

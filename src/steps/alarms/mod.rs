@@ -5,6 +5,7 @@
 //! class or a parameter group edit moves the next plan's threshold. One the
 //! runbook drops is deleted in the run's last pass; rollback deletes ours.
 
+mod anomaly;
 mod desired;
 
 use std::collections::BTreeMap;
@@ -303,10 +304,10 @@ async fn put(cx: &Ctx<'_>, i: &Inputs, want: &Alarm, create: bool) -> Result<()>
         .cloudwatch
         .put_metric_alarm()
         .alarm_name(&want.name)
-        .alarm_description(format!(
+        .alarm_description(crate::limits::alarm_description(format!(
             "RDS Proxy {}: {} (made by rds-proxy-runbook {})",
             i.proxy, want.why, cx.runbook
-        ))
+        )))
         .evaluation_periods(want.evaluation_periods as i32)
         .datapoints_to_alarm(want.datapoints_to_alarm as i32)
         .treat_missing_data(TREAT_MISSING)
@@ -448,6 +449,8 @@ impl StepImpl for Alarms {
             ("lambda:ListEventSourceMappings", On::Any),
         ],
         apply: &[
+            // `before`: the anomaly detection models already there.
+            ("cloudwatch:DescribeAnomalyDetectors", On::Any),
             ("cloudwatch:PutMetricAlarm", On::Alarms),
             ("cloudwatch:TagResource", On::Alarms),
             // One the runbook drops, in the run's last pass.
@@ -457,6 +460,9 @@ impl StepImpl for Alarms {
             ("cloudwatch:DescribeAlarms", On::Any),
             ("cloudwatch:ListTagsForResource", On::Alarms),
             ("cloudwatch:DeleteAlarms", On::Alarms),
+            // The models our band alarms made (not those found before).
+            ("cloudwatch:DescribeAnomalyDetectors", On::Any),
+            ("cloudwatch:DeleteAnomalyDetector", On::Any),
         ],
     };
     const SERVES_FUNCTIONS: bool = false;
@@ -550,6 +556,14 @@ impl StepImpl for Alarms {
         })
     }
 
+    async fn before(&self, cx: &Ctx, i: &Inputs, recorded: Option<Value>) -> Result<Option<Value>> {
+        Ok(Some(anomaly::found(cx, &i.proxy, recorded).await?))
+    }
+
+    async fn adopted(&self, cx: &Ctx, i: &Inputs, _: &Outputs) -> Result<Option<Value>> {
+        Ok(Some(anomaly::found(cx, &i.proxy, None).await?))
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let want = wanted(cx, i).await?;
         let found = find(cx, &self.names(cx, i)).await?;
@@ -586,7 +600,7 @@ impl StepImpl for Alarms {
         Ok(output(&present))
     }
 
-    async fn rollback(&self, cx: &Ctx, i: &Inputs, _: Option<&Value>) -> Result<Undone> {
+    async fn rollback(&self, cx: &Ctx, i: &Inputs, before: Option<&Value>) -> Result<Undone> {
         let found = find(cx, &self.names(cx, i)).await?;
         let (mut mine, mut left) = (Vec::new(), Vec::new());
         for (name, a) in &found {
@@ -596,7 +610,12 @@ impl StepImpl for Alarms {
                 left.push(name.clone());
             }
         }
-        if mine.is_empty() {
+        if !mine.is_empty() {
+            self.delete(cx, &mine).await?;
+        }
+        // Once no alarm of ours uses them: the models they made.
+        let models = anomaly::delete_ours(cx, &i.proxy, before).await?;
+        if mine.is_empty() && models.is_empty() {
             return Ok(if left.is_empty() {
                 Undone::AlreadyGone("the proxy's alarms are already gone".into())
             } else {
@@ -606,10 +625,16 @@ impl StepImpl for Alarms {
                 ))
             });
         }
-        self.delete(cx, &mine).await?;
-        Ok(Undone::Done(format!(
-            "deleted CloudWatch alarm(s) {}",
-            mine.join(", ")
-        )))
+        let mut done = Vec::new();
+        if !mine.is_empty() {
+            done.push(format!("deleted CloudWatch alarm(s) {}", mine.join(", ")));
+        }
+        if !models.is_empty() {
+            done.push(format!(
+                "deleted the anomaly detection model(s) of {} they made",
+                models.join(", ")
+            ));
+        }
+        Ok(Undone::Done(done.join("; ")))
     }
 }
