@@ -337,9 +337,31 @@ fn tag_text(text: &str, what: &str, shape: &Shape) -> Result<(), String> {
     }
 }
 
+/// The description the tool writes on an alarm, cut to what CloudWatch
+/// takes (AlarmDescription: 0 to 1024 characters, the model's data): it
+/// holds the functions' names, which a long list can push past it.
+pub fn alarm_description(text: String) -> String {
+    let max = model::CLOUDWATCH_ALARM_DESCRIPTION.max.unwrap_or(1024) as usize;
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alarm_description_is_cut_to_what_cloudwatch_takes() {
+        assert_eq!(alarm_description("short".into()), "short");
+        let long = alarm_description("é".repeat(2000));
+        assert_eq!(long.chars().count(), 1024);
+        assert!(long.ends_with('…'));
+        assert_eq!(model::CLOUDWATCH_ALARM_DESCRIPTION.misfit(&long), None);
+    }
 
     #[test]
     fn a_db_user_is_one_name() {

@@ -144,7 +144,7 @@ async fn print_history(backend: &Backend, opts: &Options) -> Result<()> {
 /// What a list of `count` versions means, from the bucket's versioning
 /// (`Err`: why it cannot be read); none when the list says it all.
 fn history_note(versioned: Result<bool, String>, count: usize, bucket: &str) -> Option<String> {
-    let turn_on = crate::state::s3::versioning_command(bucket);
+    let turn_on = crate::state::s3::history::versioning_command(bucket);
     match versioned {
         Ok(true) if count <= 1 => Some(
             "one version so far: the bucket is versioned, so each later write of the state \

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{alone, changed_fields, identity_edited, record_for};
+use super::inputs::{alone, changed_fields, identity_edited, record_for};
 use crate::error::{EXIT_BAD_INPUT, EXIT_STEP_FAILED};
 use crate::runbook::Runbook;
 use crate::state::{self, Origin, Outputs, State, Status};

@@ -245,19 +245,6 @@ pub fn alarm_period_problem(period: i64, evaluation_periods: i64) -> Option<Stri
 /// PutMetricAlarm's Tags).
 pub const ALARM_TAGS_MAX: usize = 50;
 
-/// The description the tool writes on an alarm, cut to what CloudWatch
-/// takes (AlarmDescription: 0 to 1024 characters, the model's data): it
-/// holds the functions' names, which a long list can push past it.
-pub fn alarm_description(text: String) -> String {
-    let max = model::CLOUDWATCH_ALARM_DESCRIPTION.max.unwrap_or(1024) as usize;
-    if text.chars().count() <= max {
-        return text;
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
-}
-
 #[cfg(test)]
 mod tests {
     use super::model::*;
@@ -359,15 +346,6 @@ mod tests {
         // An hour and more: seven days.
         assert_eq!(alarm_period_problem(3600, 168), None);
         assert!(alarm_period_problem(3600, 169).unwrap().contains("604800s"));
-    }
-
-    #[test]
-    fn an_alarm_description_is_cut_to_what_cloudwatch_takes() {
-        assert_eq!(alarm_description("short".into()), "short");
-        let long = alarm_description("é".repeat(2000));
-        assert_eq!(long.chars().count(), 1024);
-        assert!(long.ends_with('…'));
-        assert_eq!(CLOUDWATCH_ALARM_DESCRIPTION.misfit(&long), None);
     }
 
     #[test]

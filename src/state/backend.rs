@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
+use super::lock::Lock;
 use super::s3::{self, S3Place};
-use super::{Lock, State, as_failure};
+use super::{State, as_failure};
 
 /// Where a runbook's state lives: a file beside the runbook (the default,
 /// or --state PATH), or an S3 object a team shares (--state s3://BUCKET/KEY,

@@ -18,9 +18,8 @@ use serde_json::Value;
 
 pub mod backend;
 mod checksum;
-mod lock;
+pub mod lock;
 pub use checksum::checksum;
-pub use lock::Lock;
 pub mod recovery;
 pub mod s3;
 

@@ -1,3 +1,4 @@
+use super::lock::Lock;
 use super::*;
 
 fn tmpdir(name: &str) -> PathBuf {

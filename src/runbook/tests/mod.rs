@@ -1,5 +1,5 @@
 //! The runbook's reader: the shipped runbooks, defaults, problems reported
-//! with their positions and fixes. By topic in the sibling files: steps.rs,
+//! with their positions and fixes. By topic in the sibling files: step_list.rs,
 //! auth.rs, lambdas.rs, names.rs; the helpers here.
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ fn cookbook_env() -> HashMap<&'static str, &'static str> {
 mod auth;
 mod lambdas;
 mod names;
-mod steps;
+mod step_list;
 
 fn parse_with(src: &str, env: &HashMap<&str, &str>) -> Result<Runbook, RunbookError> {
     let lookup = |name: &str| env.get(name).map(|v| v.to_string());

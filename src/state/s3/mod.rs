@@ -26,9 +26,8 @@ use super::{State, StateError, recovery};
 use crate::aws::describe_error;
 use crate::error::Failure;
 
-mod history;
+pub mod history;
 mod lock;
-pub use history::versioning_command;
 pub use lock::{Holder, release_all};
 
 /// The IAM actions a state in S3 needs (`permissions`): to read it (`plan`,

@@ -304,7 +304,7 @@ async fn put(cx: &Ctx<'_>, i: &Inputs, want: &Alarm, create: bool) -> Result<()>
         .cloudwatch
         .put_metric_alarm()
         .alarm_name(&want.name)
-        .alarm_description(crate::limits::alarm_description(format!(
+        .alarm_description(crate::validate::alarm_description(format!(
             "RDS Proxy {}: {} (made by rds-proxy-runbook {})",
             i.proxy, want.why, cx.runbook
         )))
