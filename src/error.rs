@@ -75,32 +75,72 @@ pub fn exit_codes_help() -> String {
     out
 }
 
+/// What a failure says: what happened, and what to do about it, kept
+/// apart. The terminal shows the fix as its own `help:` line (as miette
+/// draws a diagnostic's help) and a JSON document as its own field;
+/// anywhere else the error is one text (`Display`: the two joined), so a
+/// state's recorded error or a fleet's summary loses nothing.
+#[derive(Debug)]
+pub struct Said {
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{} {fix}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl From<String> for Said {
+    fn from(what: String) -> Said {
+        Said { what, fix: None }
+    }
+}
+
+impl From<&str> for Said {
+    fn from(what: &str) -> Said {
+        what.to_string().into()
+    }
+}
+
+/// What happened and, apart, the fix (each a sentence or more).
+pub fn fixed(what: impl Into<String>, fix: impl Into<String>) -> Said {
+    Said {
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
 /// Why a command ended without success, each with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// A step failed (AWS error, drift, something not ours in the way,
     /// timeout), or a confirmation was declined.
     #[error("{0}")]
-    StepsFailed(String),
+    StepsFailed(Said),
     /// Command-line misuse.
     #[error("{0}")]
-    Usage(String),
+    Usage(Said),
     /// The runbook or the state does not allow the command; nothing changed.
     #[error("{0}")]
-    BadInput(String),
+    BadInput(Said),
     /// Another process holds the state's lock.
     #[error("{0}")]
-    Locked(String),
+    Locked(Said),
     /// The account is not ready; nothing changed.
     #[error("{0}")]
-    Preflight(String),
+    Preflight(Said),
     /// Not a failure but an answer (`plan --detailed-exitcode`): the plan
     /// printed says what, so nothing more is said.
     #[error("there are changes to apply")]
     Changes,
     /// Ctrl-C; the state is saved.
     #[error("{0}")]
-    Interrupted(String),
+    Interrupted(Said),
     /// A fleet where not every runbook succeeded, with the fleet's code:
     /// its summary said which and why.
     #[error("not every runbook of the fleet succeeded (see the summary)")]
@@ -121,28 +161,59 @@ impl Failure {
         }
     }
 
+    /// What it says, apart from its fix (none for an answer).
+    pub fn said(&self) -> Option<&Said> {
+        match self {
+            Failure::StepsFailed(s)
+            | Failure::Usage(s)
+            | Failure::BadInput(s)
+            | Failure::Locked(s)
+            | Failure::Preflight(s)
+            | Failure::Interrupted(s) => Some(s),
+            Failure::Changes | Failure::Fleet(_) => None,
+        }
+    }
+
     /// Whether the error line is left out (the code is the answer).
     pub fn is_answer(&self) -> bool {
         matches!(self, Failure::Changes | Failure::Fleet(_))
     }
 
-    pub fn steps_failed(m: impl Into<String>) -> anyhow::Error {
+    pub fn steps_failed(m: impl Into<Said>) -> anyhow::Error {
         Failure::StepsFailed(m.into()).into()
     }
-    pub fn usage(m: impl Into<String>) -> anyhow::Error {
+    pub fn usage(m: impl Into<Said>) -> anyhow::Error {
         Failure::Usage(m.into()).into()
     }
-    pub fn bad_input(m: impl Into<String>) -> anyhow::Error {
+    pub fn bad_input(m: impl Into<Said>) -> anyhow::Error {
         Failure::BadInput(m.into()).into()
     }
-    pub fn locked(m: impl Into<String>) -> anyhow::Error {
+    pub fn locked(m: impl Into<Said>) -> anyhow::Error {
         Failure::Locked(m.into()).into()
     }
-    pub fn preflight(m: impl Into<String>) -> anyhow::Error {
+    pub fn preflight(m: impl Into<Said>) -> anyhow::Error {
         Failure::Preflight(m.into()).into()
     }
-    pub fn interrupted(m: impl Into<String>) -> anyhow::Error {
+    pub fn interrupted(m: impl Into<Said>) -> anyhow::Error {
         Failure::Interrupted(m.into()).into()
+    }
+}
+
+/// An error as the terminal shows it: `error: ` and what happened, then a
+/// failure's fix on its own `help:` line (miette's word for it), each long
+/// line as it is (the terminal wraps). An error with context above the
+/// failure is shown whole, on one line.
+pub fn for_terminal(e: &anyhow::Error) -> String {
+    let said = e
+        .downcast_ref::<Failure>()
+        .filter(|_| e.chain().count() == 1)
+        .and_then(Failure::said);
+    match said {
+        Some(Said {
+            what,
+            fix: Some(fix),
+        }) => format!("error: {what}\n  help: {fix}\n"),
+        _ => format!("error: {e:#}\n"),
     }
 }
 
@@ -164,6 +235,22 @@ pub fn code_of(e: &anyhow::Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fix_is_its_own_help_line_on_the_terminal_and_joined_elsewhere() {
+        let e = Failure::usage(fixed("step `b` needs `a`.", "Run `a` first."));
+        assert_eq!(
+            for_terminal(&e),
+            "error: step `b` needs `a`.\n  help: Run `a` first.\n"
+        );
+        assert_eq!(e.to_string(), "step `b` needs `a`. Run `a` first.");
+        assert_eq!(for_terminal(&Failure::usage("no fix")), "error: no fix\n");
+        let above = e.context("while planning");
+        assert_eq!(
+            for_terminal(&above),
+            "error: while planning: step `b` needs `a`. Run `a` first.\n"
+        );
+    }
 
     #[test]
     fn each_failure_has_its_code() {

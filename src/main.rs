@@ -67,7 +67,7 @@ fn main() {
                             && std::env::var_os("NO_COLOR").is_none();
                         eprint!("error: {}", runbook::render(rb, color));
                     }
-                    None => eprintln!("error: {e:#}"),
+                    None => eprint!("{}", error::for_terminal(&e)),
                 }
             }
             if progress::to_stderr() && !progress::json_printed() {

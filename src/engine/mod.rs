@@ -9,7 +9,7 @@
 use anyhow::Result;
 
 use crate::cli::Selection;
-use crate::error::Failure;
+use crate::error::{Failure, fixed};
 use crate::runbook::Runbook;
 use crate::state::State;
 use crate::steps::{self, Ctx, Resolver, Step};
@@ -180,11 +180,13 @@ pub(crate) fn replacements(
         edits.push((name.to_string(), changes));
     }
     if !alone.is_empty() {
-        return Err(Failure::bad_input(format!(
-            "these changes need a new resource, which can only be made safely together with a \
-             new proxy:\n{}\nNothing was changed. {}",
-            alone.join("\n"),
-            with_new_proxy(rb, &Hints::new(rb, opts))
+        return Err(Failure::bad_input(fixed(
+            format!(
+                "these changes need a new resource, which can only be made safely together \
+                 with a new proxy:\n{}\nNothing was changed.",
+                alone.join("\n"),
+            ),
+            with_new_proxy(rb, &Hints::new(rb, opts)),
         )));
     }
     if !refused.is_empty() {
@@ -219,15 +221,20 @@ pub(crate) fn replacement_refused(
         .iter()
         .map(|(step, what)| format!("  {step}: {}", what.join("; ")))
         .collect();
-    Failure::bad_input(format!(
-        "these changes need a new resource, which AWS cannot make from the old one in \
-         place:\n{}\nNothing was changed. A replacement is never made without asking: \
-         review it with `{} --allow-replace`, then run `{} --allow-replace`: the new one is \
-         made beside the old, the functions move to it once it is ready, and only then is the \
-         old one deleted. Or undo the edit.",
-        list.join("\n"),
-        command_hint("plan", rb, opts),
-        command_hint("run", rb, opts)
+    Failure::bad_input(fixed(
+        format!(
+            "these changes need a new resource, which AWS cannot make from the old one in \
+             place:\n{}\nNothing was changed.",
+            list.join("\n"),
+        ),
+        format!(
+            "A replacement is never made without asking: review it with `{} --allow-replace`, \
+             then run `{} --allow-replace`: the new one is made beside the old, the functions \
+             move to it once it is ready, and only then is the old one deleted. Or undo the \
+             edit.",
+            command_hint("plan", rb, opts),
+            command_hint("run", rb, opts)
+        ),
     ))
 }
 
@@ -246,11 +253,13 @@ pub(crate) fn needs_new_name(
         .map(|(step, what)| format!("  {step}: {}", what.join("; ")))
         .collect();
     let names: Vec<&str> = why.iter().map(|(step, _)| step.as_str()).collect();
-    Failure::bad_input(format!(
-        "these changes need a new resource, since AWS cannot make them in place (only a new \
-         resource would match the runbook):\n{}\n{} Nothing was changed.",
-        list.join("\n"),
-        new_name_advice(&names, rb, state, hints)
+    Failure::bad_input(fixed(
+        format!(
+            "these changes need a new resource, since AWS cannot make them in place (only a \
+             new resource would match the runbook):\n{}\nNothing was changed.",
+            list.join("\n"),
+        ),
+        new_name_advice(&names, rb, state, hints),
     ))
 }
 

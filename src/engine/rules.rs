@@ -4,7 +4,7 @@
 //! Each with the error that says so and how to go on.
 
 use super::needs;
-use crate::error::Failure;
+use crate::error::{Failure, fixed};
 use crate::state::{Origin, Status};
 use crate::steps::{self, Found};
 
@@ -32,14 +32,17 @@ pub(crate) fn not_this_states(
     } else {
         " What is unfinished can only be finished by the state that started it.".to_string()
     };
-    Failure::bad_input(format!(
-        "the account already holds what these steps make, with this runbook's tag, but \
-             this state ({}) never made it:\n{}\nAnother state of this runbook probably \
-             exists (a colleague's checkout, a CI runner, a mistyped --state; by default it \
-             is .rds-proxy-runbook/<name>.state.json beside the runbook that made it): \
-             point --state at it and run again.{adopt} Nothing was changed.",
-        path,
-        list.join("\n")
+    Failure::bad_input(fixed(
+        format!(
+            "the account already holds what these steps make, with this runbook's tag, but \
+             this state ({path}) never made it:\n{}\nNothing was changed.",
+            list.join("\n")
+        ),
+        format!(
+            "Another state of this runbook probably exists (a colleague's checkout, a CI \
+             runner, a mistyped --state; by default it is .rds-proxy-runbook/<name>.state.json \
+             beside the runbook that made it): point --state at it and run again.{adopt}"
+        ),
     ))
 }
 
@@ -88,10 +91,13 @@ pub(crate) fn needs_outputs(
     run_hint: &str,
 ) -> anyhow::Error {
     let (first, output) = &missing[0];
-    Failure::usage(format!(
-        "step `{name}` needs outputs of {} (such as `{first}.{output}`), which are not \
-             applied: run them first, e.g. `{run_hint} --step {first}`",
-        needs(missing).join(", "),
+    Failure::usage(fixed(
+        format!(
+            "step `{name}` needs outputs of {} (such as `{first}.{output}`), which are not \
+             applied.",
+            needs(missing).join(", "),
+        ),
+        format!("Run them first, e.g. `{run_hint} --step {first}`."),
     ))
 }
 
@@ -114,11 +120,13 @@ pub(crate) fn waits_unmet(name: &str, waits: &[(String, String)], run_hint: &str
     } else {
         format!(" ({})", reasons.join("; "))
     };
-    Failure::usage(format!(
-        "step `{name}` must wait for steps that are not applied and verified in the \
-             account{why}: {}. Step `{name}` was not applied; run them first: \
-             `{run_hint} --until {name}`",
-        list.join(", ")
+    Failure::usage(fixed(
+        format!(
+            "step `{name}` must wait for steps that are not applied and verified in the \
+             account{why}: {}. Step `{name}` was not applied.",
+            list.join(", ")
+        ),
+        format!("Run them first: `{run_hint} --until {name}`."),
     ))
 }
 
