@@ -328,6 +328,8 @@ fn output_json_is_one_document_per_command() {
 /// and security groups.
 #[test]
 fn each_engine_runbook_runs_reruns_and_rolls_back() {
+    // These runbooks leave the alarms step out (the cookbook's turns it on).
+    const STEPS: usize = ALL_STEPS - 1;
     let emu = Emulator::start();
     for (runbook, seed, family, port, functions) in [
         (
@@ -362,7 +364,7 @@ fn each_engine_runbook_runs_reruns_and_rolls_back() {
         let before = snapshot(&emu, &ws);
         let out = ws.run(&["run", "--yes"]);
         out.ok()
-            .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
+            .stdout_has(&format!("Done: {} step(s) applied", STEPS - 1));
         // Each function read the seed's row from the DB's real server through
         // the proxy; SQL Server has no server in the emulator, and says so.
         if family == "SQLSERVER" {
@@ -413,7 +415,7 @@ fn each_engine_runbook_runs_reruns_and_rolls_back() {
             );
         }
         ws.run(&["run", "--yes"]).ok().stdout_has(&format!(
-            "No changes: {ALL_STEPS} step(s) checked, all already done"
+            "No changes: {STEPS} step(s) checked, all already done"
         ));
         assert_same(
             &after,
@@ -422,7 +424,7 @@ fn each_engine_runbook_runs_reruns_and_rolls_back() {
         );
         ws.run(&["rollback", "--yes"])
             .ok()
-            .stdout_has(&format!("Rolled back {ALL_STEPS} step(s)."));
+            .stdout_has(&format!("Rolled back {STEPS} step(s)."));
         assert_same(
             &before,
             &snapshot(&emu, &ws),
