@@ -7,7 +7,11 @@
 //! - every Lambda function's configuration, environment included
 //!   (ListFunctions);
 //! - every security group (DescribeSecurityGroups, no filter);
-//! - every security group rule (DescribeSecurityGroupRules, no filter).
+//! - every security group rule (DescribeSecurityGroupRules, no filter);
+//! - every IAM role (trust policy, inline policies, attached policies,
+//!   tags) and every customer-managed policy (its versions' documents):
+//!   GetAccountAuthorizationDetails;
+//! - every secret's ARN and KMS key (ListSecrets).
 //!
 //! A page that AWS throttles is asked again after a growing pause (on top
 //! of the SDK's own retries): the place slows down, no runbook fails.
@@ -30,6 +34,44 @@ pub type Functions = Arc<BTreeMap<String, FunctionConfiguration>>;
 pub type Groups = Arc<BTreeMap<String, SecurityGroup>>;
 /// Every security group rule of the place, by the group it belongs to.
 pub type Rules = Arc<BTreeMap<String, Vec<SecurityGroupRule>>>;
+
+/// The account's IAM roles by name and customer-managed policies by ARN.
+#[derive(Default)]
+pub struct IamDetails {
+    pub roles: BTreeMap<String, aws_sdk_iam::types::RoleDetail>,
+    pub policies: BTreeMap<String, aws_sdk_iam::types::ManagedPolicyDetail>,
+}
+
+impl IamDetails {
+    /// The default version's document of the policy `arn`, decoded.
+    pub fn policy_document(&self, arn: &str) -> Option<serde_json::Value> {
+        self.policies
+            .get(arn)?
+            .policy_version_list()
+            .iter()
+            .find(|v| v.is_default_version())
+            .and_then(|v| v.document())
+            .and_then(super::decode_policy)
+    }
+
+    /// Whether the policy `arn` is attached to the role `role`.
+    pub fn attached(&self, role: &str, arn: &str) -> bool {
+        self.roles.get(role).is_some_and(|r| {
+            r.attached_managed_policies()
+                .iter()
+                .any(|p| p.policy_arn() == Some(arn))
+        })
+    }
+
+    /// The roles the policy `arn` is attached to.
+    pub fn roles_with(&self, arn: &str) -> Vec<String> {
+        self.roles
+            .keys()
+            .filter(|r| self.attached(r, arn))
+            .cloned()
+            .collect()
+    }
+}
 
 /// How often a throttled page is asked again before the listing fails.
 const THROTTLED_TRIES: u32 = 8;
@@ -170,6 +212,85 @@ pub async fn group_rules(aws: &Aws) -> Result<Rules> {
         }
     };
     crate::rounds::shared(aws, "every security group rule".into(), read).await
+}
+
+/// Every IAM role and customer-managed policy of the account (shared for
+/// a few seconds by the place's runbooks).
+pub async fn iam(aws: &Aws) -> Result<Arc<IamDetails>> {
+    use aws_sdk_iam::types::EntityType;
+    let read = async {
+        let mut all = IamDetails::default();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = page(|| {
+                aws.iam
+                    .get_account_authorization_details()
+                    .filter(EntityType::Role)
+                    .filter(EntityType::LocalManagedPolicy)
+                    .set_marker(marker.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list the IAM roles and policies: {} (allow iam:GetAccountAuthorizationDetails)",
+                    describe_error(&e)
+                )
+            })?;
+            for r in out.role_detail_list() {
+                all.roles
+                    .insert(r.role_name().unwrap_or_default().to_string(), r.clone());
+            }
+            for p in out.policies() {
+                all.policies
+                    .insert(p.arn().unwrap_or_default().to_string(), p.clone());
+            }
+            marker = out
+                .marker()
+                .filter(|m| out.is_truncated() && !m.is_empty())
+                .map(String::from);
+            if marker.is_none() {
+                return Ok(Arc::new(all));
+            }
+        }
+    };
+    crate::rounds::shared(aws, "every IAM role and policy".into(), read).await
+}
+
+/// Every secret of the place by ARN: its KMS key id, if any (shared for a
+/// few seconds).
+pub async fn secrets(aws: &Aws) -> Result<Arc<BTreeMap<String, Option<String>>>> {
+    let read = async {
+        let mut all = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = page(|| {
+                aws.secrets
+                    .list_secrets()
+                    .set_next_token(token.clone())
+                    .max_results(100)
+                    .send()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list the secrets: {} (allow secretsmanager:ListSecrets)",
+                    describe_error(&e)
+                )
+            })?;
+            for s in out.secret_list() {
+                all.insert(
+                    s.arn().unwrap_or_default().to_string(),
+                    s.kms_key_id().map(String::from),
+                );
+            }
+            token = out.next_token().filter(|t| !t.is_empty()).map(String::from);
+            if token.is_none() {
+                return Ok(Arc::new(all));
+            }
+        }
+    };
+    crate::rounds::shared(aws, "every secret".into(), read).await
 }
 
 #[cfg(test)]
