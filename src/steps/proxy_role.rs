@@ -224,6 +224,8 @@ impl StepImpl for ProxyRole {
         check: &[
             ("iam:GetRole", On::ProxyRole),
             ("iam:ListRoleTags", On::ProxyRole),
+            // Its check reads the place's listing of every role.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
         ],
         apply: &[
             ("iam:GetRole", On::ProxyRole),

@@ -42,6 +42,10 @@ impl StepImpl for ConnectPolicy {
     const ACTIONS: Actions = Actions {
         check: &[
             ("sts:GetCallerIdentity", On::Any),
+            // Its check reads the place's listings of every role, policy and
+            // function.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
+            ("lambda:ListFunctions", On::Any),
             ("iam:GetPolicy", On::ConnectPolicy),
             ("iam:GetPolicyVersion", On::ConnectPolicy),
             ("iam:ListPolicyTags", On::ConnectPolicy),

@@ -36,7 +36,11 @@ impl StepImpl for LambdaEnv {
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["endpoint"];
     const ACTIONS: Actions = Actions {
-        check: &[("lambda:GetFunctionConfiguration", On::Functions)],
+        check: &[
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            // Its check reads the place's listing of every function.
+            ("lambda:ListFunctions", On::Any),
+        ],
         apply: &[
             ("lambda:GetFunctionConfiguration", On::Functions),
             ("lambda:UpdateFunctionConfiguration", On::Functions),

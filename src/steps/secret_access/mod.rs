@@ -48,6 +48,9 @@ impl StepImpl for SecretAccess {
     const OUTPUTS: &'static [&'static str] = &["policy"];
     const ACTIONS: Actions = Actions {
         check: &[
+            // Its check reads the place's listings of every role and secret.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
+            ("secretsmanager:ListSecrets", On::Any),
             ("iam:GetRolePolicy", On::ProxyRole),
             ("iam:ListAttachedRolePolicies", On::ProxyRole),
             ("secretsmanager:DescribeSecret", On::Secrets),
