@@ -22,7 +22,19 @@ done
 for eni in $(aws ec2 describe-network-interfaces \
   --filters "Name=group-id,Values=$RDS_PROXY_SG_ID" \
   --query 'NetworkInterfaces[*].NetworkInterfaceId'); do
-  aws ec2 delete-network-interface --network-interface-id "$eni"
+  # Still "currently in use" while the deleted proxy releases it: try
+  # again every POLL seconds, as a person would, until it is deleted or
+  # gone by itself.
+  until out=$(aws ec2 delete-network-interface --network-interface-id "$eni" 2>&1); do
+    case "$out" in
+    *NotFound*) break ;;
+    *"in use"*) sleep "$POLL" ;;
+    *)
+      echo "$out" >&2
+      exit 1
+      ;;
+    esac
+  done
 done
 aws ec2 revoke-security-group-ingress --protocol tcp --port 3306 \
   --source-group "$DB_APP_FUNCTION_SG_ID" --group-id "$RDS_PROXY_SG_ID" > /dev/null

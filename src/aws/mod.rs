@@ -3,6 +3,7 @@
 //! SSO, ...), and the clients built from it.
 
 pub mod errors;
+pub mod listings;
 pub mod rds;
 
 use std::time::Duration;

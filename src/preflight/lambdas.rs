@@ -70,10 +70,10 @@ async fn check_lambda(
     vpc: &str,
     r: &mut Report,
 ) -> Result<Option<HashMap<String, String>>> {
-    // Shared with the fleet's runbooks that name the same function.
-    let read = aws.function_if_any(name);
-    let key = format!("Lambda function {name}");
-    let Some(conf) = crate::rounds::shared(aws, key, read).await? else {
+    // Out of the place's listing of every function, which the fleet's
+    // runbooks and their checks share.
+    let all = crate::aws::listings::functions(aws).await?;
+    let Some(conf) = all.get(name) else {
         r.problem(
             format!("Lambda function {name} does not exist"),
             "check [[lambda]] function_name and the region",

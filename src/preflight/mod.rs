@@ -49,6 +49,8 @@ pub const ACTIONS: crate::actions::Calls = {
         ("ec2:DescribeSubnets", On::Any),
         ("ec2:DescribeSecurityGroups", On::Any),
         ("lambda:GetFunctionConfiguration", On::Functions),
+        // The functions, out of the place's listing of every function.
+        ("lambda:ListFunctions", On::Any),
         ("iam:GetRole", On::FunctionRoles),
         ("s3:GetBucketVersioning", On::StateBucket),
         ("s3:GetEncryptionConfiguration", On::StateBucket),

@@ -42,6 +42,23 @@ async fn rules_once(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRul
         .await
 }
 
+/// The ingress rules of a group as the place's listing of every rule has
+/// them (a check's: shared by a fleet's runbooks); the apply reads the
+/// group's rules on its own ([`rules_once`]) before it writes.
+async fn listed_rules(cx: &Ctx<'_>, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+    let all = crate::aws::listings::group_rules(cx.aws).await?;
+    Ok(all
+        .get(group_id)
+        .map(|rules| {
+            rules
+                .iter()
+                .filter(|r| r.is_egress() == Some(false))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Whether `rule` admits TCP `port` from `source`.
 pub fn admits(rule: &SecurityGroupRule, port: u16, source: &str) -> bool {
     let port = i32::from(port);
@@ -106,7 +123,7 @@ pub async fn check(
     port: u16,
     sources: &[String],
 ) -> Result<Found> {
-    let rules = rules_once(cx, group_id).await?;
+    let rules = listed_rules(cx, group_id).await?;
     let missing: Vec<&String> = sources
         .iter()
         .filter(|s| !rules.iter().any(|r| admits(r, port, s)))

@@ -88,6 +88,26 @@ async fn find_once(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
     cx.read_once(role_key(name), find_role(cx, name)).await
 }
 
+/// The role as the place's IAM listing has it (a check's: shared by a
+/// fleet's runbooks); the apply reads it on its own ([`find_once`]).
+async fn find_listed(cx: &Ctx<'_>, name: &str) -> Result<Option<RoleFound>> {
+    let iam = crate::aws::listings::iam(cx.aws).await?;
+    let Some(role) = iam.roles.get(name) else {
+        return Ok(None);
+    };
+    let tags: Vec<(String, String)> = role
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Ok(Some(RoleFound {
+        arn: role.arn().unwrap_or_default().to_string(),
+        ours: cx.claims(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        trust_policy: role.assume_role_policy_document().and_then(decode_policy),
+        tags,
+    }))
+}
+
 fn role_key(name: &str) -> String {
     format!("role {name}")
 }
@@ -204,6 +224,8 @@ impl StepImpl for ProxyRole {
         check: &[
             ("iam:GetRole", On::ProxyRole),
             ("iam:ListRoleTags", On::ProxyRole),
+            // Its check reads the place's listing of every role.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
         ],
         apply: &[
             ("iam:GetRole", On::ProxyRole),
@@ -242,7 +264,7 @@ impl StepImpl for ProxyRole {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(role) = find_once(cx, &i.role_name).await? else {
+        let Some(role) = find_listed(cx, &i.role_name).await? else {
             return Ok(Found::Missing);
         };
         if !role.ours {

@@ -132,6 +132,19 @@ async fn find_once(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
     cx.read_once(group_key(i), find_group(cx, i)).await
 }
 
+/// The group as the place's listing of every group has it (a check's:
+/// shared by a fleet's runbooks); the apply reads it on its own
+/// ([`find_once`]) before it writes.
+async fn find_listed(cx: &Ctx<'_>, i: &Inputs) -> Result<Option<SecurityGroup>> {
+    let all = crate::aws::listings::security_groups(cx.aws).await?;
+    Ok(all
+        .values()
+        .find(|g| {
+            g.group_name() == Some(i.group_name.as_str()) && g.vpc_id() == Some(i.vpc_id.as_str())
+        })
+        .cloned())
+}
+
 fn group_key(i: &Inputs) -> String {
     format!("security group {} in {}", i.group_name, i.vpc_id)
 }
@@ -271,7 +284,7 @@ impl StepImpl for ProxySecurityGroup {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(group) = find_once(cx, i).await? else {
+        let Some(group) = find_listed(cx, i).await? else {
             return Ok(Found::Missing);
         };
         let id = group.group_id().unwrap_or_default().to_string();

@@ -18,6 +18,7 @@ mod emulator;
 mod endpoints;
 mod fault_layer;
 mod fleet;
+mod fleet_reads;
 mod help;
 mod init;
 mod least_privilege;

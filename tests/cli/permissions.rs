@@ -48,7 +48,8 @@ fn iam_action(call: &str) -> String {
         | "ListEventSourceMappings"
         | "GetAccountSettings"
         | "ListProvisionedConcurrencyConfigs" => "lambda",
-        "DescribeSecret" | "GetSecretValue" => "secretsmanager",
+        "DescribeSecret" | "GetSecretValue" | "ListSecrets" => "secretsmanager",
+        "GetAccountAuthorizationDetails" => "iam",
         "GetMetricStatistics"
         | "DescribeAlarms"
         | "PutMetricAlarm"

@@ -31,6 +31,30 @@ async fn attached_once(cx: &Ctx<'_>, role: &str, arn: &str) -> Result<bool> {
     .await
 }
 
+/// The policy as the place's IAM listing has it (a check's: shared by a
+/// fleet's runbooks), with its tags (which the listing lacks); the apply
+/// reads it on its own ([`find_once`]).
+pub(super) async fn find_listed(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
+    let iam = crate::aws::listings::iam(cx.aws).await?;
+    if !iam.policies.contains_key(arn) {
+        return Ok(None);
+    }
+    let tags = match cx.aws.iam.list_policy_tags().policy_arn(arn).send().await {
+        Ok(t) => t,
+        Err(e) if is_no_such_entity(error_code(&e)) => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read the tags of {arn}: {}", describe_error(&e)),
+    };
+    Ok(Some(PolicyFound {
+        ours: cx.claims(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        tags: tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        document: iam.policy_document(arn),
+    }))
+}
+
 pub(super) async fn find(cx: &Ctx<'_>, arn: &str) -> Result<Option<PolicyFound>> {
     // The policy and its tags at once; its document then needs the
     // default version's id.
@@ -210,10 +234,18 @@ pub(super) async fn roles(
         )
     }))
     .await?;
+    named_roles(functions, confs.iter().map(|c| c.role()))
+}
+
+/// Each function's role ARN, and the roles' names (sorted, once each).
+fn named_roles<'a>(
+    functions: &[String],
+    roles: impl Iterator<Item = Option<&'a str>>,
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
     let mut arns = BTreeMap::new();
     let mut names = Vec::new();
-    for (f, conf) in functions.iter().zip(confs) {
-        let arn = conf.role().context("a function without a role")?;
+    for (f, role) in functions.iter().zip(roles) {
+        let arn = role.context("a function without a role")?;
         let name = crate::arn::role_name(arn)
             .with_context(|| format!("cannot read the role name in {arn}"))?;
         names.push(name.to_string());
@@ -225,6 +257,41 @@ pub(super) async fn roles(
 }
 
 impl Wiring {
+    /// As the place's listings have it (a check's): the functions' roles
+    /// out of the listing of every function, the attachments out of the
+    /// IAM listing.
+    pub(super) async fn read_listed(cx: &Ctx<'_>, i: &Inputs, arn: &str) -> Result<Wiring> {
+        let (functions, iam) = tokio::try_join!(
+            crate::aws::listings::functions(cx.aws),
+            crate::aws::listings::iam(cx.aws)
+        )?;
+        let confs = i
+            .functions
+            .iter()
+            .map(|f| {
+                functions.get(f).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "Lambda function {f} does not exist in {}: check [[lambda]] function_name and the region",
+                        cx.aws.region
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (arns, roles) = named_roles(&i.functions, confs.iter().map(|c| c.role()))?;
+        let attached = roles.iter().map(|r| iam.attached(r, arn)).collect();
+        let detach = iam
+            .roles_with(arn)
+            .into_iter()
+            .filter(|r| !roles.contains(r))
+            .collect();
+        Ok(Wiring {
+            arns,
+            roles,
+            attached,
+            detach,
+        })
+    }
+
     pub(super) async fn read(cx: &Ctx<'_>, i: &Inputs, arn: &str) -> Result<Wiring> {
         let (arns, roles) = roles(cx, &i.functions).await?;
         let (attached, detach) = tokio::try_join!(

@@ -24,7 +24,9 @@ use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undo
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::Runbook;
-use calls::{delete_version, detach, documents, find, find_once, roles, update, versions};
+use calls::{
+    delete_version, detach, documents, find, find_listed, find_once, roles, update, versions,
+};
 use diff::{Wiring, differences, policy_arn};
 use document::{Inputs, document};
 
@@ -40,6 +42,10 @@ impl StepImpl for ConnectPolicy {
     const ACTIONS: Actions = Actions {
         check: &[
             ("sts:GetCallerIdentity", On::Any),
+            // Its check reads the place's listings of every role, policy and
+            // function.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
+            ("lambda:ListFunctions", On::Any),
             ("iam:GetPolicy", On::ConnectPolicy),
             ("iam:GetPolicyVersion", On::ConnectPolicy),
             ("iam:ListPolicyTags", On::ConnectPolicy),
@@ -130,7 +136,8 @@ impl StepImpl for ConnectPolicy {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);
         // The policy, and where it is attached, read at once.
-        let (found, wiring) = tokio::try_join!(find_once(cx, &arn), Wiring::read(cx, i, &arn))?;
+        let (found, wiring) =
+            tokio::try_join!(find_listed(cx, &arn), Wiring::read_listed(cx, i, &arn))?;
         let Some(found) = found else {
             return Ok(Found::Missing);
         };

@@ -34,6 +34,25 @@ fn config_key(name: &str) -> String {
     format!("configuration of {name}")
 }
 
+/// A function's variables as the place's listing of every function has
+/// them (for a check and the plan: shared by a fleet's runbooks); the
+/// apply and `before` read the function on its own ([`variables`]).
+pub(super) async fn listed_variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
+    let all = crate::aws::listings::functions(cx.aws).await?;
+    let conf = all.get(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "Lambda function {name} does not exist in {}: check [[lambda]] function_name and the region",
+            cx.aws.region
+        )
+    })?;
+    Ok(conf
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// A function's variables, read on their own (once this pass).
 pub(super) async fn variables(cx: &Ctx<'_>, name: &str) -> Result<HashMap<String, String>> {
     let conf = config_once(cx, name).await?;
     Ok(conf
@@ -82,8 +101,10 @@ pub(super) async fn set_variable(
     let deadline = Deadline::after(CONFLICT_LIMIT);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(15));
     loop {
-        let conf = config_once(cx, name).await?;
-        // Whatever this try does, the next read is a new one.
+        // Read on its own right before the write (never the listing a
+        // check read, nor what `before` read moments ago): the write
+        // keeps every other variable as the function has them now.
+        let conf = function_configuration(cx, name).await?;
         cx.forget(&config_key(name));
         if let Wait::Pending(_) =
             update_decision(conf.last_update_status(), conf.last_update_status_reason())?

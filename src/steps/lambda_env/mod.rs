@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::runbook::Runbook;
-use calls::{Set, set_variable, to_restore, variables};
+use calls::{Set, listed_variables, set_variable, to_restore, variables};
 use diff::{
     Restore, by_function, host_like, left_as_found, old_value, ours, recorded_value, removed,
     with_removed,
@@ -36,7 +36,11 @@ impl StepImpl for LambdaEnv {
     const ACTS_ON_LAMBDAS: bool = true;
     const OUTPUTS: &'static [&'static str] = &["endpoint"];
     const ACTIONS: Actions = Actions {
-        check: &[("lambda:GetFunctionConfiguration", On::Functions)],
+        check: &[
+            ("lambda:GetFunctionConfiguration", On::Functions),
+            // Its check reads the place's listing of every function.
+            ("lambda:ListFunctions", On::Any),
+        ],
         apply: &[
             ("lambda:GetFunctionConfiguration", On::Functions),
             ("lambda:UpdateFunctionConfiguration", On::Functions),
@@ -149,7 +153,7 @@ impl StepImpl for LambdaEnv {
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let mut pending = Vec::new();
-        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        let all = try_join_all(i.functions.iter().map(|f| listed_variables(cx, &f.name))).await?;
         let earlier: Option<Inputs> = cx.recorded_inputs();
         for (f, vars) in i.functions.iter().zip(all) {
             match vars.get(&f.variable) {
@@ -215,7 +219,7 @@ impl StepImpl for LambdaEnv {
     /// the variables left alone.
     async fn details(&self, cx: &Ctx, i: &Inputs) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let all = try_join_all(i.functions.iter().map(|f| variables(cx, &f.name))).await?;
+        let all = try_join_all(i.functions.iter().map(|f| listed_variables(cx, &f.name))).await?;
         for (f, vars) in i.functions.iter().zip(all) {
             let old = match vars.get(&f.variable) {
                 None => "(unset)",

@@ -85,6 +85,13 @@ pub(super) async fn modify(cx: &Ctx<'_>, i: &Inputs, p: &DbProxy, tags: TagChang
     Ok(())
 }
 
+/// The proxy as the place's listing of every proxy has it (a check's:
+/// shared by a fleet's runbooks for a few seconds); the apply reads it
+/// again ([`find_once`]) before it writes.
+pub(super) async fn find_listed(cx: &Ctx<'_>, name: &str) -> Result<Option<DbProxy>> {
+    Ok(rounds::proxies_now(cx.aws).await?.get(name).cloned())
+}
+
 /// The proxy by its name, read once in this pass of the step. One this
 /// state has no record of is looked up in the place's listing of the last
 /// few seconds (preflight's, for a run), which a fleet's runbooks share.

@@ -27,7 +27,7 @@ use crate::aws::{describe_error, error_code};
 use crate::poll::Wait;
 use crate::rounds::{self, wait_in_rounds};
 use crate::runbook::Runbook;
-use calls::{create, find_once, modify, owned, tags_of, wait_available};
+use calls::{create, find_listed, find_once, modify, owned, tags_of, wait_available};
 pub use diff::{Differences, differences, status_decision};
 use diff::{outputs, proxy_tags, status_of};
 pub use inputs::{AuthInput, Inputs};
@@ -163,7 +163,7 @@ impl StepImpl for Proxy {
     }
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
-        let Some(p) = find_once(cx, &i.name).await? else {
+        let Some(p) = find_listed(cx, &i.name).await? else {
             return Ok(Found::Missing);
         };
         let (ours, tags) = tags_of(cx, &p).await?;

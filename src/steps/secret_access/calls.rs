@@ -24,7 +24,17 @@ pub(super) async fn wanted(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
 async fn wanted_now(cx: &Ctx<'_>, i: &Inputs) -> Result<Value> {
     let secrets = i.secrets();
     // Each secret's customer-managed key, read at once.
+    // Out of the place's listing of every secret; one it does not name as
+    // given (a name, a partial ARN) is read on its own.
+    let listed = crate::aws::listings::secrets(cx.aws).await?;
+    let listed = &listed;
     let kms_keys = try_join_all(secrets.iter().map(|arn| async move {
+        if let Some(key) = listed.get(*arn) {
+            return anyhow::Ok(
+                key.clone()
+                    .filter(|k| customer_key(Some(k.as_str())).is_some()),
+            );
+        }
         let out = cx
             .aws
             .secrets
@@ -81,6 +91,19 @@ async fn resource_id(cx: &Ctx<'_>, c: &DbConnect) -> Result<String> {
     let what = db.what();
     db.resource_id
         .with_context(|| format!("{what} has no resource id to grant rds-db:connect on"))
+}
+
+/// The role's inline policy of ours as the place's IAM listing has it (a
+/// check's); the apply and `before` read it on their own.
+pub(super) async fn listed_inline_document(cx: &Ctx<'_>, role: &str) -> Result<Option<Value>> {
+    let iam = crate::aws::listings::iam(cx.aws).await?;
+    Ok(iam.roles.get(role).and_then(|r| {
+        r.role_policy_list()
+            .iter()
+            .find(|p| p.policy_name() == Some(INLINE_POLICY))
+            .and_then(|p| p.policy_document())
+            .and_then(decode_policy)
+    }))
 }
 
 /// The role's inline policy of ours, read once in this pass of the step.

@@ -28,7 +28,7 @@ use super::contract::{Actions, Ctx, Found, On, Outputs, Replacement, Resolver, S
 use crate::aws::errors::is_no_such_entity;
 use crate::aws::{describe_error, error_code};
 use crate::runbook::{AuthScheme, Runbook};
-use calls::{inline_document, wanted};
+use calls::{inline_document, listed_inline_document, wanted};
 pub use document::{DbConnect, Inputs, keeping};
 use document::{INLINE_POLICY, role_name};
 
@@ -48,6 +48,9 @@ impl StepImpl for SecretAccess {
     const OUTPUTS: &'static [&'static str] = &["policy"];
     const ACTIONS: Actions = Actions {
         check: &[
+            // Its check reads the place's listings of every role and secret.
+            ("iam:GetAccountAuthorizationDetails", On::Any),
+            ("secretsmanager:ListSecrets", On::Any),
             ("iam:GetRolePolicy", On::ProxyRole),
             ("iam:ListAttachedRolePolicies", On::ProxyRole),
             ("secretsmanager:DescribeSecret", On::Secrets),
@@ -128,13 +131,14 @@ impl StepImpl for SecretAccess {
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let role = role_name(i)?;
         if i.mode == "managed" {
-            return Ok(if policy_attached(cx, role, MANAGED_POLICY).await? {
+            let iam = crate::aws::listings::iam(cx.aws).await?;
+            return Ok(if iam.attached(role, MANAGED_POLICY) {
                 Found::Done(Outputs::from([("policy".into(), MANAGED_POLICY.into())]))
             } else {
                 Found::Missing
             });
         }
-        let (want, doc) = tokio::try_join!(wanted(cx, i), inline_document(cx, role))?;
+        let (want, doc) = tokio::try_join!(wanted(cx, i), listed_inline_document(cx, role))?;
         let outputs = Outputs::from([("policy".into(), format!("inline:{INLINE_POLICY}"))]);
         let Some(doc) = doc else {
             return Ok(Found::Missing);

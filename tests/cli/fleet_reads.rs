@@ -1,0 +1,172 @@
+//! A fleet reads the account once per place: its checks read the place's
+//! shared listings (every function, every security group and rule, every
+//! proxy), and a write still acts on the resource read on its own right
+//! before it.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::data_path::by_hand;
+use super::support::*;
+
+/// Most calls of its own a runbook of a fleet may make in a no-op re-run
+/// (its proxy's targets and pool, the invoke, its proxy's and its
+/// policy's tags: AWS lists none of them), besides the place's listings,
+/// each made once for the fleet. Main before the shared listings made 18
+/// to 19 per runbook (54 for three); now 22 for three (5 each, and 7
+/// listings).
+const MOST_PER_RUNBOOK: usize = 5;
+
+/// The place's listings, one call each for the whole fleet.
+const LISTINGS: [&str; 7] = [
+    "ListFunctions",
+    "DescribeSecurityGroups",
+    "DescribeSecurityGroupRules",
+    "DescribeDBProxies",
+    "GetAccountAuthorizationDetails",
+    "ListSecrets",
+    "GetCallerIdentity",
+];
+
+fn fleet(emu: &Emulator, args: &[&str], books: &[Workspace]) -> Out {
+    Out::from(
+        Command::new(BIN)
+            .args(args)
+            .args(books.iter().map(|w| &w.runbook))
+            .args(["--yes", "--no-progress"])
+            .env_remove("AWS_PROFILE")
+            .envs(emu.aws_env())
+            .stdin(Stdio::null())
+            .bounded_output(),
+    )
+}
+
+fn since(
+    before: &BTreeMap<String, usize>,
+    after: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
+    after
+        .iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+#[test]
+fn a_no_op_rerun_of_three_runbooks_reads_shared_listings() {
+    let emu = Emulator::start();
+    let books: Vec<Workspace> = ["reads-a", "reads-b", "reads-c"]
+        .iter()
+        .map(|t| emu.workspace(t).standalone())
+        .collect();
+    fleet(&emu, &["run"], &books).code(0);
+    let before = emu.calls();
+    let out = fleet(&emu, &["run"], &books);
+    out.code(0);
+    let calls = since(&before, &emu.calls());
+    for listing in LISTINGS {
+        let n = calls.get(listing).copied().unwrap_or(0);
+        assert!(n <= 1, "{listing} {n} times: {calls:?}");
+    }
+    let own: usize = calls
+        .iter()
+        .filter(|(k, _)| !LISTINGS.contains(&k.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        own <= MOST_PER_RUNBOOK * books.len(),
+        "{own} calls of their own for {} runbooks (at most {MOST_PER_RUNBOOK} each): {calls:?}",
+        books.len()
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_function_changed_after_the_check_keeps_the_change_when_the_write_comes() {
+    let emu = Emulator::start();
+    let ws = emu.workspace("reads-fresh").standalone();
+    let function = ws.env["DB_APP_FUNCTION_NAME"].clone();
+    // The run stops 4 s before lambda-env's write, after its check read
+    // the listing of every function.
+    let run = Command::new(BIN)
+        .args(["run", "--yes", "--no-progress"])
+        .arg(&ws.runbook)
+        .env_remove("AWS_PROFILE")
+        .envs(emu.aws_env())
+        .env(
+            "RDS_PROXY_RUNBOOK_FAILPOINT",
+            "lambda-env:before-apply:sleep4000",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let text = ws.state_text().unwrap_or_default();
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if state["steps"]["lambda-env"]["status"] == "started" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "lambda-env never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Meanwhile a colleague adds a variable to the function.
+    let f = function.clone();
+    by_hand(&emu, |c| async move {
+        let lambda = aws_sdk_lambda::Client::new(&c);
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(&f)
+            .send()
+            .await
+            .unwrap();
+        let mut vars = conf
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        vars.insert("ADDED_BY_HAND".into(), "yes".into());
+        lambda
+            .update_function_configuration()
+            .function_name(&f)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = Out::from(run.wait_with_output().unwrap());
+    out.code(0);
+    let vars = by_hand(&emu, |c| async move {
+        let lambda = aws_sdk_lambda::Client::new(&c);
+        let conf = lambda
+            .get_function_configuration()
+            .function_name(&function)
+            .send()
+            .await
+            .unwrap();
+        conf.environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default()
+    });
+    assert_eq!(
+        vars.get("ADDED_BY_HAND").map(String::as_str),
+        Some("yes"),
+        "the write acted on the function as it was then: {vars:?}"
+    );
+    let endpoint = ws.output("lambda-env", "endpoint");
+    assert!(
+        vars.values().any(|v| *v == endpoint),
+        "and pointed it at the proxy: {vars:?}"
+    );
+}
