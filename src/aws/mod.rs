@@ -3,6 +3,7 @@
 //! SSO, ...), and the clients built from it.
 
 pub mod errors;
+pub mod lambda;
 pub mod listings;
 pub mod rds;
 
@@ -367,105 +368,6 @@ impl Aws {
     }
 }
 
-/// What one synchronous invocation answered, decoded: its status, the
-/// function's error kind (Unhandled, Handled) if any, its payload and the
-/// tail of its log.
-pub struct Invoked {
-    pub status: i32,
-    pub function_error: Option<String>,
-    pub body: String,
-    pub tail: String,
-}
-
-impl Aws {
-    /// Invokes a Lambda function with `payload`, asking for its log's tail.
-    pub async fn invoke(&self, function: &str, payload: &[u8]) -> anyhow::Result<Invoked> {
-        let out = self
-            .lambda
-            .invoke()
-            .function_name(function)
-            .log_type(aws_sdk_lambda::types::LogType::Tail)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot invoke {function}: {}", describe_error(&e)))?;
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        Ok(Invoked {
-            status: out.status_code(),
-            function_error: out.function_error().map(String::from),
-            body: out.payload().map(|p| text(p.as_ref())).unwrap_or_default(),
-            tail: out
-                .log_result()
-                .and_then(|t| aws_smithy_types::base64::decode(t).ok())
-                .map(|b| text(&b))
-                .unwrap_or_default(),
-        })
-    }
-
-    /// A Lambda function's configuration; None when there is no such
-    /// function.
-    pub async fn function_if_any(
-        &self,
-        name: &str,
-    ) -> anyhow::Result<
-        Option<
-            aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
-        >,
-    > {
-        match self
-            .lambda
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-        {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if errors::is_function_not_found(error_code(&e)) => Ok(None),
-            Err(e) => anyhow::bail!("cannot read Lambda function {name}: {}", describe_error(&e)),
-        }
-    }
-
-    /// Every `(function, variable)` in the account and region whose value
-    /// names one of `hosts` (as the whole value or inside it, such as a
-    /// `DATABASE_URL`). Every function is read, not only the runbook's: a
-    /// colleague may have pointed another one at the proxy by hand.
-    pub async fn variables_naming(
-        &self,
-        hosts: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let hosts: Vec<String> = hosts
-            .iter()
-            .filter(|h| !h.is_empty())
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
-        let mut found = Vec::new();
-        if hosts.is_empty() {
-            return Ok(found);
-        }
-        let mut pages = self.lambda.list_functions().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the Lambda functions to see which point at the proxy: {} \
-                     (allow lambda:ListFunctions)",
-                    describe_error(&e)
-                )
-            })?;
-            for f in page.functions() {
-                let vars = f.environment().and_then(|e| e.variables());
-                for (k, v) in vars.into_iter().flatten() {
-                    let v = v.to_ascii_lowercase();
-                    if hosts.iter().any(|h| v.contains(h.as_str())) {
-                        found.push((f.function_name().unwrap_or_default().to_string(), k.clone()));
-                    }
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
-    }
-}
-
 /// The AWS error code of a failed call (`NoSuchEntity`,
 /// `InvalidGroup.NotFound`, ...), if the service sent one.
 pub fn error_code<E: ProvideErrorMetadata, R>(
@@ -653,81 +555,4 @@ fn percent_decode(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_sdk_ec2::config::http::HttpResponse;
-
-    #[test]
-    fn a_place_is_told_by_profile_endpoint_and_region() {
-        let none = AwsOptions {
-            profile: None,
-            region: None,
-            endpoint_url: None,
-        };
-        let env = |k: &str| match k {
-            "AWS_PROFILE" => Some("team".to_string()),
-            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:4566".to_string()),
-            _ => None,
-        };
-        let rb = RunbookAws {
-            region: Some("eu-west-1"),
-            profile: None,
-        };
-        let here = Place::expected(&none, rb, &env);
-        assert_eq!(
-            here.to_string(),
-            "profile team, region eu-west-1, endpoint http://127.0.0.1:4566"
-        );
-        // The same profile and region at another endpoint: elsewhere.
-        let no_endpoint = |k: &str| env(k).filter(|_| k != "AWS_ENDPOINT_URL");
-        assert_ne!(here, Place::expected(&none, rb, &no_endpoint));
-        // The runbook's profile before the environment's; --region first.
-        let opts = AwsOptions {
-            region: Some("us-east-1".into()),
-            ..none.clone()
-        };
-        let rb = RunbookAws {
-            profile: Some("other"),
-            ..rb
-        };
-        assert_eq!(
-            Place::expected(&opts, rb, &no_endpoint).to_string(),
-            "profile other, region us-east-1"
-        );
-    }
-    use aws_sdk_lambda::primitives::SdkBody;
-
-    fn answer(status: u16, body: &str) -> String {
-        unnamed_answer(&HttpResponse::new(
-            status.try_into().unwrap(),
-            SdkBody::from(body),
-        ))
-    }
-
-    #[test]
-    fn an_answer_without_a_code_is_still_named() {
-        let page =
-            "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>";
-        assert_eq!(
-            answer(404, page),
-            "HTTP 404 without an AWS error code: the endpoint does not offer this call (an \
-             emulator without it?); an HTML page \"404 Not Found\""
-        );
-        assert!(answer(403, "").starts_with("HTTP 403 without an AWS error code: access denied"));
-        let unreadable = answer(
-            200,
-            "<GetBucketVersioningResponse>\n  <Status>Enabled</Status>",
-        );
-        assert!(
-            unreadable.contains("a form the AWS SDK cannot read"),
-            "{unreadable}"
-        );
-        assert!(
-            unreadable.ends_with(
-                "the answer began: <GetBucketVersioningResponse> <Status>Enabled</Status>"
-            ),
-            "{unreadable}"
-        );
-        assert_eq!(answer(500, &"x".repeat(500)).matches('x').count(), 200);
-    }
-}
+mod tests;

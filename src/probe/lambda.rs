@@ -191,7 +191,7 @@ pub async fn create(
 /// error with its log's tail.
 pub async fn invoke(aws: &Aws, name: &str, targets: &[Target]) -> Result<Answer> {
     let event = serde_json::json!({ "targets": targets });
-    let crate::aws::Invoked {
+    let crate::aws::lambda::Invoked {
         function_error,
         body,
         tail,

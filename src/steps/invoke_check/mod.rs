@@ -121,7 +121,7 @@ enum Answer {
 }
 
 async fn invoke_once(cx: &Ctx<'_>, function: &str, i: &Inputs) -> Result<Answer> {
-    let crate::aws::Invoked {
+    let crate::aws::lambda::Invoked {
         status,
         function_error,
         body,
