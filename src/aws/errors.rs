@@ -104,3 +104,14 @@ pub fn is_db_instance_not_found(code: Option<&str>) -> bool {
 pub fn is_db_cluster_not_found(code: Option<&str>) -> bool {
     code == Some("DBClusterNotFoundFault")
 }
+
+/// An action the region does not offer (CloudWatch's anomaly detection
+/// where it is not available): the Query protocol's `InvalidAction`, or
+/// the JSON protocols' unknown operation. Anything else (a throttle, a
+/// timeout, a denial) is no answer to whether it is offered.
+pub fn is_not_offered(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidAction" | "UnknownOperationException" | "UnsupportedOperation")
+    )
+}

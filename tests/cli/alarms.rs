@@ -442,3 +442,37 @@ fn hand_made_alarms_of_the_same_names_are_adopted() {
         .stdout_has("✓ alarms");
     assert_same(&before, &snapshot(&emu, &ws), "rollback --include-adopted");
 }
+
+/// A listing of anomaly detection models that fails (CloudWatch
+/// unavailable, past the SDK's retries) is no answer: the step fails
+/// rather than take it for "the region has none" (which would choose
+/// static thresholds and record a model made by hand as not there
+/// before, for rollback to delete). Once CloudWatch answers, the run
+/// records the hand-made model, and rollback leaves it.
+#[test]
+fn a_failed_listing_of_models_is_no_answer_and_a_hand_made_model_survives() {
+    let (emu, mut ws) = setup("alarms_models_fail");
+    let layer = support::faults::FaultProxy::start(&emu.url);
+    ws.set_endpoint(&layer.url);
+    let proxy = ws.env["DB_NAME"].clone();
+    put_model(&emu, &proxy, "ClientConnections", "Maximum");
+    let model = format!("anomaly model ClientConnections Maximum ProxyName={proxy}");
+    let with_model = snapshot(&emu, &ws);
+    assert!(with_model.contains_key(&model), "{with_model:?}");
+    layer.fail(
+        "DescribeAnomalyDetectors",
+        support::faults::Fault::Unavailable,
+        1000,
+    );
+    ws.run(&["run", "--yes"])
+        .code(1)
+        .stderr_has("anomaly detection");
+    layer.clear_faults();
+    ws.run(&["run", "--yes"]).ok();
+    ws.run(&["rollback", "--yes"]).ok();
+    assert_same(
+        &with_model,
+        &snapshot(&emu, &ws),
+        "rollback left exactly what was there, the hand-made model with it",
+    );
+}

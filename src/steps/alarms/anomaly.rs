@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::super::contract::Ctx;
 use crate::aws::describe_error;
+use crate::aws::errors::is_not_offered;
 use crate::runbook::AlarmKind;
 
 /// The key under `before`: for each proxy the alarms watched, the models
@@ -44,12 +45,15 @@ async fn models(cx: &Ctx<'_>, proxy: &str) -> Result<Option<Vec<String>>> {
             .await;
         let answer = match answer {
             Ok(a) => a,
-            Err(e) if crate::aws::error_code(&e) == Some("AccessDenied") => anyhow::bail!(
+            // Not offered here: no model can be.
+            Err(e) if is_not_offered(crate::aws::error_code(&e)) => return Ok(None),
+            // Any other failure is no answer: taking it for "none there"
+            // would record a model made by hand as not there before, and
+            // rollback would delete it.
+            Err(e) => anyhow::bail!(
                 "cannot list the anomaly detection models of DB proxy {proxy}: {}",
                 describe_error(&e)
             ),
-            // Not offered here: no model can be.
-            Err(_) => return Ok(None),
         };
         for d in answer.anomaly_detectors() {
             let Some(m) = d.single_metric_anomaly_detector() else {

@@ -107,14 +107,16 @@ pub(super) async fn anomaly_offered(cx: &Ctx<'_>) -> Result<Result<(), String>> 
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("AccessDenied") => anyhow::bail!(
-                "cannot ask CloudWatch whether it offers anomaly detection: {}",
-                describe_error(&e)
-            ),
-            Err(e) => Err(format!(
+            Err(e) if crate::aws::errors::is_not_offered(error_code(&e)) => Err(format!(
                 "DescribeAnomalyDetectors answered {}",
                 describe_error(&e)
             )),
+            // A throttle or a denial says nothing of what the region
+            // offers: the thresholds must not flip to static for it.
+            Err(e) => anyhow::bail!(
+                "cannot ask CloudWatch whether it offers anomaly detection: {}",
+                describe_error(&e)
+            ),
         },
     )
 }
