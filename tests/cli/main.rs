@@ -36,6 +36,7 @@ mod safety;
 mod seed000;
 mod state;
 mod team;
+mod test_index;
 mod update;
 mod version;
 
