@@ -89,6 +89,19 @@ fn a_renamed_proxy_is_made_beside_the_old_which_goes_once_the_functions_moved() 
         [&format!("db proxy {p}-db-v2")],
         "the old one is gone"
     );
+    // And the anomaly detection models our alarms made on it: the alarms
+    // watch the new proxy now, and the run's last pass deleted them.
+    let old_models: Vec<&String> = snap
+        .keys()
+        .filter(|k| k.starts_with("anomaly model ") && k.ends_with(&format!("ProxyName={p}-db")))
+        .collect();
+    assert!(old_models.is_empty(), "left behind: {old_models:?}");
+    assert!(
+        snap.keys().any(
+            |k| k.starts_with("anomaly model ") && k.ends_with(&format!("ProxyName={p}-db-v2"))
+        ),
+        "the new proxy's models: {snap:?}"
+    );
     let policy = &snap[&format!("iam policy {p}-connect")];
     let id = ws.output("proxy", "id");
     assert!(policy.contains(&id), "{policy}");

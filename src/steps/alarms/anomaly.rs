@@ -6,7 +6,9 @@
 //! those are not ours. Each proxy the alarms have watched is recorded (a
 //! replacement moves them to the new proxy, whose models CloudWatch makes
 //! anew). Rollback deletes, for each, its models of the metrics the step
-//! watches that were not there then, and no other.
+//! watches that were not there then, and no other; once a replacement has
+//! moved the alarms to a new proxy, the run's last pass deletes those the
+//! alarms made on the old one.
 
 use anyhow::Result;
 use aws_sdk_cloudwatch::types::{Dimension, SingleMetricAnomalyDetector};
@@ -119,6 +121,53 @@ pub async fn delete_ours(cx: &Ctx<'_>, proxy: &str, before: Option<&Value>) -> R
                 .unwrap_or_default(),
         };
         deleted.extend(delete_on(cx, proxy, &there).await?);
+    }
+    Ok(deleted)
+}
+
+/// The proxies recorded besides `proxy` (those a replacement left), each
+/// with the models found there before the step first acted on it.
+fn others<'v>(before: Option<&'v Value>, proxy: &str) -> Vec<(&'v str, Vec<&'v str>)> {
+    let Some(all) = before.and_then(|b| b.get(FOUND)).and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter(|(p, _)| p.as_str() != proxy)
+        .map(|(p, there)| {
+            let there = there
+                .as_array()
+                .map(|t| t.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            (p.as_str(), there)
+        })
+        .collect()
+}
+
+/// The models our alarms made on the proxies a replacement left (no alarm
+/// of ours watches those any more), as `KEY on PROXY`: what the run's last
+/// pass deletes.
+pub async fn left_behind(cx: &Ctx<'_>, proxy: &str, before: Option<&Value>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (old, there) in others(before, proxy) {
+        let now = models(cx, old).await?.unwrap_or_default();
+        out.extend(
+            now.into_iter()
+                .filter(|k| !there.contains(&k.as_str()))
+                .map(|k| format!("{k} on {old}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Deletes what [`left_behind`] finds; returns what it deleted.
+pub async fn delete_left_behind(
+    cx: &Ctx<'_>,
+    proxy: &str,
+    before: Option<&Value>,
+) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for (old, there) in others(before, proxy) {
+        deleted.extend(delete_on(cx, old, &there).await?);
     }
     Ok(deleted)
 }

@@ -31,6 +31,12 @@ pub struct Alarms;
 /// (so that pass, and rollback, still find them).
 const OUTPUT: &str = "alarms";
 
+/// What the step recorded before it first acted on each proxy (see
+/// [`anomaly`]).
+fn recorded_before<'c>(cx: &'c Ctx<'_>) -> Option<&'c Value> {
+    cx.recorded?.before.as_ref()
+}
+
 fn recorded_names(cx: &Ctx<'_>) -> Vec<String> {
     cx.recorded_output(OUTPUT)
         .map(|o| o.split_whitespace().map(String::from).collect())
@@ -211,6 +217,12 @@ impl StepImpl for Alarms {
             ));
             present.push(name);
         }
+        for model in anomaly::left_behind(cx, &i.proxy, recorded_before(cx)).await? {
+            lines.push(format!(
+                "anomaly detection model {model}: to delete (made by our alarms on a proxy \
+                 since replaced; in the run's last pass)"
+            ));
+        }
         Ok(if !missing.is_empty() && present.is_empty() {
             Found::Missing
         } else if !missing.is_empty() {
@@ -262,6 +274,16 @@ impl StepImpl for Alarms {
             } else {
                 present.extend(dropped);
             }
+        }
+        let before = recorded_before(cx);
+        if !anomaly::left_behind(cx, &i.proxy, before).await?.is_empty()
+            && cx.may_remove(Self::NAME)
+        {
+            let deleted = anomaly::delete_left_behind(cx, &i.proxy, before).await?;
+            cx.bar.set(format!(
+                "deleted the anomaly detection model(s) of {} (their proxy was replaced)",
+                deleted.join(", ")
+            ));
         }
         Ok(output(&present))
     }
