@@ -281,7 +281,7 @@ fn missing_credentials_or_region_are_named() {
         ],
     )
     .ok()
-    .stdout_has("Plan: 9 to create");
+    .stdout_has(&format!("Plan: {} to create", ALL_STEPS - 1));
     assert_same(&before, &snapshot(&emu, &ws), "nothing was changed");
 }
 
