@@ -127,6 +127,9 @@ impl StepImpl for Alarms {
             ("cloudwatch:TagResource", On::Alarms),
             // One the runbook drops, in the run's last pass.
             ("cloudwatch:DeleteAlarms", On::Alarms),
+            // The models the alarms made on a proxy since replaced, in the
+            // run's last pass.
+            ("cloudwatch:DeleteAnomalyDetector", On::Any),
         ],
         rollback: &[
             ("cloudwatch:DescribeAlarms", On::Any),
