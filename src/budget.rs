@@ -214,6 +214,12 @@ pub async fn loads(aws: &Aws, names: &[String]) -> (Vec<FunctionLoad>, Vec<Strin
     })
     .filter(|n| *n > 0)
     .unwrap_or(ACCOUNT_DEFAULT);
+    let mappings = crate::aws::listings::event_sources(aws).await;
+    if let Err(e) = &mappings {
+        unread.push(format!(
+            "{e:#}: the SQS event sources' maximum concurrency is counted as no limit"
+        ));
+    }
     let mut functions = Vec::new();
     for name in names {
         let name = name.clone();
@@ -228,24 +234,20 @@ pub async fn loads(aws: &Aws, names: &[String]) -> (Vec<FunctionLoad>, Vec<Strin
             &mut unread,
         )
         .and_then(|c| c.reserved_concurrent_executions());
-        let sqs: Option<i64> = readable(
-            aws.lambda
-                .list_event_source_mappings()
-                .function_name(&name)
-                .send()
-                .await,
-            &format!("the event source mappings of {name}"),
-            "lambda:ListEventSourceMappings",
-            &mut unread,
-        )
-        .map(|m| {
-            m.event_source_mappings()
-                .iter()
-                .filter(|e| e.event_source_arn().is_some_and(|a| a.contains(":sqs:")))
-                .filter_map(|e| e.scaling_config().and_then(|s| s.maximum_concurrency()))
-                .map(i64::from)
-                .sum()
-        })
+        // The place's listing of every mapping (one call for a fleet).
+        let sqs: Option<i64> = match &mappings {
+            Ok(all) => Some(
+                all.get(&name)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|e| e.event_source_arn().is_some_and(|a| a.contains(":sqs:")))
+                    .filter_map(|e| e.scaling_config().and_then(|s| s.maximum_concurrency()))
+                    .map(i64::from)
+                    .sum(),
+            ),
+            Err(_) => None,
+        }
         .filter(|n: &i64| *n > 0);
         let provisioned: i64 = readable(
             aws.lambda

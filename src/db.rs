@@ -208,11 +208,26 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
         Err(e) if is_db_instance_not_found(error_code(&e)) => None,
         Err(e) => anyhow::bail!("cannot read DB instance {id}: {}", describe_error(&e)),
     };
-    let Some(d) = d else {
-        return Ok(None);
-    };
+    Ok(d.map(|d| instance(&d, id)))
+}
+
+/// The runbook's DB as the place's shared listing of DB instances has it
+/// (a check's read: one call answers every runbook of a fleet); a cluster
+/// is read on its own.
+pub async fn listed(aws: &Aws, kind: Kind, id: &str) -> Result<Option<Db>> {
+    match kind {
+        Kind::Instance => {
+            let all = crate::aws::listings::db_instances(aws).await?;
+            // RDS keeps identifiers in lowercase and finds them in any case.
+            Ok(all.get(&id.to_ascii_lowercase()).map(|d| instance(d, id)))
+        }
+        Kind::Cluster => read_cluster(aws, id).await,
+    }
+}
+
+fn instance(d: &aws_sdk_rds::types::DbInstance, id: &str) -> Db {
     let group = d.db_subnet_group();
-    Ok(Some(Db {
+    Db {
         kind: Kind::Instance,
         id: d.db_instance_identifier().unwrap_or(id).to_string(),
         engine: d.engine().unwrap_or_default().to_string(),
@@ -243,7 +258,7 @@ async fn read_instance(aws: &Aws, id: &str) -> Result<Option<Db>> {
             .and_then(|g| g.db_parameter_group_name())
             .map(String::from),
         instances: Vec::new(),
-    }))
+    }
 }
 
 async fn read_cluster(aws: &Aws, id: &str) -> Result<Option<Db>> {

@@ -11,7 +11,10 @@
 //! - every IAM role (trust policy, inline policies, attached policies,
 //!   tags) and every customer-managed policy (its versions' documents):
 //!   GetAccountAuthorizationDetails;
-//! - every secret's ARN and KMS key (ListSecrets).
+//! - every secret's ARN and KMS key (ListSecrets);
+//! - every CloudWatch metric alarm (DescribeAlarms), every DB instance
+//!   (DescribeDBInstances) and every event source mapping
+//!   (ListEventSourceMappings): the alarms step's check.
 //!
 //! A page that AWS throttles is asked again after a growing pause (on top
 //! of the SDK's own retries): the place slows down, no runbook fails.
@@ -22,9 +25,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+use aws_sdk_cloudwatch::types::MetricAlarm;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::describe_security_group_rules::DescribeSecurityGroupRulesOutput;
+use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
 use aws_sdk_ec2::types::{SecurityGroup, SecurityGroupRule};
-use aws_sdk_lambda::types::FunctionConfiguration;
+use aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsOutput;
+use aws_sdk_lambda::operation::list_event_source_mappings::ListEventSourceMappingsOutput;
+use aws_sdk_lambda::operation::list_functions::ListFunctionsOutput;
+use aws_sdk_lambda::types::{EventSourceMappingConfiguration, FunctionConfiguration};
+use aws_sdk_rds::operation::describe_db_instances::DescribeDbInstancesOutput;
+use aws_sdk_rds::types::DbInstance;
+use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput;
 
 use super::{Aws, describe_error};
 
@@ -94,13 +108,11 @@ pub fn is_throttled(code: Option<&str>) -> bool {
 
 /// One page, asked again while AWS throttles it: 0.5 s, 1 s, 2 s, ... (at
 /// most 8 s) apart.
-async fn page<T, E, R, F, Fut>(
-    mut ask: F,
-) -> std::result::Result<T, aws_sdk_ec2::error::SdkError<E, R>>
+async fn page<T, E, R, F, Fut>(mut ask: F) -> std::result::Result<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata,
     F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, aws_sdk_ec2::error::SdkError<E, R>>>,
+    Fut: Future<Output = std::result::Result<T, SdkError<E, R>>>,
 {
     let mut pause = Duration::from_millis(500);
     let mut tries = 1;
@@ -117,36 +129,50 @@ where
     }
 }
 
+/// Every item of a paged listing, `what` (as messages name it) made by
+/// the IAM action `allow`: `ask(token)` asks one page (again while AWS
+/// throttles it), `take` keeps a page's items and gives the next page's
+/// token.
+async fn every<O, E, F, Fut>(
+    what: &str,
+    allow: &str,
+    mut ask: F,
+    mut take: impl FnMut(&O) -> Option<String>,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = std::result::Result<O, SdkError<E, HttpResponse>>>,
+{
+    let mut token: Option<String> = None;
+    loop {
+        let out = page(|| ask(token.clone())).await.map_err(|e| {
+            anyhow::anyhow!("cannot list {what}: {} (allow {allow})", describe_error(&e))
+        })?;
+        token = take(&out).filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 /// Every Lambda function of the place (shared for a few seconds).
 pub async fn functions(aws: &Aws) -> Result<Functions> {
     let read = async {
         let mut all = BTreeMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = page(|| {
-                aws.lambda
-                    .list_functions()
-                    .set_marker(marker.clone())
-                    .send()
-            })
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the Lambda functions: {} (allow lambda:ListFunctions)",
-                    describe_error(&e)
-                )
-            })?;
-            for f in out.functions() {
-                all.insert(f.function_name().unwrap_or_default().to_string(), f.clone());
-            }
-            marker = out
-                .next_marker()
-                .filter(|m| !m.is_empty())
-                .map(String::from);
-            if marker.is_none() {
-                return Ok(Arc::new(all));
-            }
-        }
+        every(
+            "the Lambda functions",
+            "lambda:ListFunctions",
+            |m| aws.lambda.list_functions().set_marker(m).send(),
+            |out: &ListFunctionsOutput| {
+                for f in out.functions() {
+                    all.insert(f.function_name().unwrap_or_default().to_string(), f.clone());
+                }
+                out.next_marker().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
     };
     crate::rounds::shared(aws, "every Lambda function".into(), read).await
 }
@@ -155,27 +181,22 @@ pub async fn functions(aws: &Aws) -> Result<Functions> {
 pub async fn security_groups(aws: &Aws) -> Result<Groups> {
     let read = async {
         let mut all = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = page(|| {
-                aws.ec2
-                    .describe_security_groups()
-                    .set_next_token(token.clone())
-                    .max_results(1000)
-                    .send()
-            })
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot list the security groups: {}", describe_error(&e))
-            })?;
-            for g in out.security_groups() {
-                all.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
-            }
-            token = out.next_token().filter(|t| !t.is_empty()).map(String::from);
-            if token.is_none() {
-                return Ok(Arc::new(all));
-            }
-        }
+        every(
+            "the security groups",
+            "ec2:DescribeSecurityGroups",
+            |t| {
+                let call = aws.ec2.describe_security_groups().set_next_token(t);
+                call.max_results(1000).send()
+            },
+            |out: &DescribeSecurityGroupsOutput| {
+                for g in out.security_groups() {
+                    all.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
+                }
+                out.next_token().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
     };
     crate::rounds::shared(aws, "every security group".into(), read).await
 }
@@ -185,31 +206,23 @@ pub async fn security_groups(aws: &Aws) -> Result<Groups> {
 pub async fn group_rules(aws: &Aws) -> Result<Rules> {
     let read = async {
         let mut all: BTreeMap<String, Vec<SecurityGroupRule>> = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = page(|| {
-                aws.ec2
-                    .describe_security_group_rules()
-                    .set_next_token(token.clone())
-                    .max_results(1000)
-                    .send()
-            })
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the security group rules: {}",
-                    describe_error(&e)
-                )
-            })?;
-            for r in out.security_group_rules() {
-                let group = r.group_id().unwrap_or_default().to_string();
-                all.entry(group).or_default().push(r.clone());
-            }
-            token = out.next_token().filter(|t| !t.is_empty()).map(String::from);
-            if token.is_none() {
-                return Ok(Arc::new(all));
-            }
-        }
+        every(
+            "the security group rules",
+            "ec2:DescribeSecurityGroupRules",
+            |t| {
+                let call = aws.ec2.describe_security_group_rules().set_next_token(t);
+                call.max_results(1000).send()
+            },
+            |out: &DescribeSecurityGroupRulesOutput| {
+                for r in out.security_group_rules() {
+                    let group = r.group_id().unwrap_or_default().to_string();
+                    all.entry(group).or_default().push(r.clone());
+                }
+                out.next_token().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
     };
     crate::rounds::shared(aws, "every security group rule".into(), read).await
 }
@@ -220,39 +233,32 @@ pub async fn iam(aws: &Aws) -> Result<Arc<IamDetails>> {
     use aws_sdk_iam::types::EntityType;
     let read = async {
         let mut all = IamDetails::default();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = page(|| {
-                aws.iam
-                    .get_account_authorization_details()
-                    .filter(EntityType::Role)
-                    .filter(EntityType::LocalManagedPolicy)
-                    .set_marker(marker.clone())
+        every(
+            "the IAM roles and policies",
+            "iam:GetAccountAuthorizationDetails",
+            |m| {
+                let call = aws.iam.get_account_authorization_details();
+                let call = call.filter(EntityType::Role);
+                call.filter(EntityType::LocalManagedPolicy)
+                    .set_marker(m)
                     .send()
-            })
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the IAM roles and policies: {} (allow iam:GetAccountAuthorizationDetails)",
-                    describe_error(&e)
-                )
-            })?;
-            for r in out.role_detail_list() {
-                all.roles
-                    .insert(r.role_name().unwrap_or_default().to_string(), r.clone());
-            }
-            for p in out.policies() {
-                all.policies
-                    .insert(p.arn().unwrap_or_default().to_string(), p.clone());
-            }
-            marker = out
-                .marker()
-                .filter(|m| out.is_truncated() && !m.is_empty())
-                .map(String::from);
-            if marker.is_none() {
-                return Ok(Arc::new(all));
-            }
-        }
+            },
+            |out: &GetAccountAuthorizationDetailsOutput| {
+                for r in out.role_detail_list() {
+                    all.roles
+                        .insert(r.role_name().unwrap_or_default().to_string(), r.clone());
+                }
+                for p in out.policies() {
+                    all.policies
+                        .insert(p.arn().unwrap_or_default().to_string(), p.clone());
+                }
+                out.marker()
+                    .filter(|_| out.is_truncated())
+                    .map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
     };
     crate::rounds::shared(aws, "every IAM role and policy".into(), read).await
 }
@@ -262,35 +268,109 @@ pub async fn iam(aws: &Aws) -> Result<Arc<IamDetails>> {
 pub async fn secrets(aws: &Aws) -> Result<Arc<BTreeMap<String, Option<String>>>> {
     let read = async {
         let mut all = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = page(|| {
-                aws.secrets
-                    .list_secrets()
-                    .set_next_token(token.clone())
-                    .max_results(100)
-                    .send()
-            })
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the secrets: {} (allow secretsmanager:ListSecrets)",
-                    describe_error(&e)
-                )
-            })?;
-            for s in out.secret_list() {
-                all.insert(
-                    s.arn().unwrap_or_default().to_string(),
-                    s.kms_key_id().map(String::from),
-                );
-            }
-            token = out.next_token().filter(|t| !t.is_empty()).map(String::from);
-            if token.is_none() {
-                return Ok(Arc::new(all));
-            }
-        }
+        every(
+            "the secrets",
+            "secretsmanager:ListSecrets",
+            |t| {
+                let call = aws.secrets.list_secrets().set_next_token(t);
+                call.max_results(100).send()
+            },
+            |out: &ListSecretsOutput| {
+                for s in out.secret_list() {
+                    all.insert(
+                        s.arn().unwrap_or_default().to_string(),
+                        s.kms_key_id().map(String::from),
+                    );
+                }
+                out.next_token().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
     };
     crate::rounds::shared(aws, "every secret".into(), read).await
+}
+
+/// Every CloudWatch metric alarm of the place, by name (shared for a few
+/// seconds).
+pub async fn alarms(aws: &Aws) -> Result<Arc<BTreeMap<String, MetricAlarm>>> {
+    let read = async {
+        let mut all = BTreeMap::new();
+        every(
+            "the CloudWatch alarms",
+            "cloudwatch:DescribeAlarms",
+            |t| {
+                let call = aws.cloudwatch.describe_alarms().set_next_token(t);
+                call.max_records(100).send()
+            },
+            |out: &DescribeAlarmsOutput| {
+                for a in out.metric_alarms() {
+                    all.insert(a.alarm_name().unwrap_or_default().to_string(), a.clone());
+                }
+                out.next_token().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
+    };
+    crate::rounds::shared(aws, "every CloudWatch alarm".into(), read).await
+}
+
+/// Every RDS DB instance of the place, by identifier (shared for a few
+/// seconds).
+pub async fn db_instances(aws: &Aws) -> Result<Arc<BTreeMap<String, DbInstance>>> {
+    let read = async {
+        let mut all = BTreeMap::new();
+        every(
+            "the DB instances",
+            "rds:DescribeDBInstances",
+            |m| {
+                let call = aws.rds.describe_db_instances().set_marker(m);
+                call.max_records(100).send()
+            },
+            |out: &DescribeDbInstancesOutput| {
+                for d in out.db_instances() {
+                    let id = d.db_instance_identifier().unwrap_or_default();
+                    all.insert(id.to_string(), d.clone());
+                }
+                out.marker().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
+    };
+    crate::rounds::shared(aws, "every DB instance".into(), read).await
+}
+
+/// Every Lambda event source mapping of the place, by the name of the
+/// function it invokes (shared for a few seconds).
+pub async fn event_sources(
+    aws: &Aws,
+) -> Result<Arc<BTreeMap<String, Vec<EventSourceMappingConfiguration>>>> {
+    let read = async {
+        let mut all: BTreeMap<String, Vec<EventSourceMappingConfiguration>> = BTreeMap::new();
+        every(
+            "the Lambda event source mappings",
+            "lambda:ListEventSourceMappings",
+            |m| {
+                let call = aws.lambda.list_event_source_mappings().set_marker(m);
+                call.max_items(100).send()
+            },
+            |out: &ListEventSourceMappingsOutput| {
+                for e in out.event_source_mappings() {
+                    // arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+                    let name = e.function_arn().and_then(|a| a.split(':').nth(6));
+                    all.entry(name.unwrap_or_default().to_string())
+                        .or_default()
+                        .push(e.clone());
+                }
+                out.next_marker().map(String::from)
+            },
+        )
+        .await?;
+        Ok(Arc::new(all))
+    };
+    crate::rounds::shared(aws, "every event source mapping".into(), read).await
 }
 
 #[cfg(test)]

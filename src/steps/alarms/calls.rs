@@ -16,16 +16,33 @@ use super::inputs::{DbRef, Inputs};
 use crate::aws::{describe_error, error_code};
 use crate::runbook::SurgeMode;
 
-/// The figures the thresholds come from, read once in a pass.
+/// The figures the thresholds come from, read once in a pass, and only
+/// those a threshold uses: the functions' worst case only for a static
+/// surge threshold the runbook leaves to the budget.
 pub(super) async fn figures(cx: &Ctx<'_>, i: &Inputs) -> Result<Figures> {
-    let needs_clients = i
-        .alarms
-        .iter()
-        .any(|a| a.kind.is_surge() && a.threshold.is_none() && a.mode != Some(SurgeMode::Anomaly));
     let needs_anomaly = i
         .alarms
         .iter()
         .any(|a| a.kind.is_surge() && a.mode != Some(SurgeMode::Static));
+    let anomaly = if needs_anomaly {
+        let offered = crate::rounds::shared(
+            cx.aws,
+            "whether CloudWatch offers anomaly detection".into(),
+            anomaly_offered(cx.aws),
+        );
+        cx.read_once("anomaly detection".into(), offered).await?
+    } else {
+        Err("not asked".into())
+    };
+    let needs_clients = i.alarms.iter().any(|a| {
+        a.kind.is_surge()
+            && a.threshold.is_none()
+            && match a.mode.unwrap_or(SurgeMode::Auto) {
+                SurgeMode::Static => true,
+                SurgeMode::Auto => anomaly.is_err(),
+                SurgeMode::Anomaly => false,
+            }
+    });
     let max_connections = match &i.db {
         Some(db) if i.alarms.iter().any(|a| a.percent.is_some()) => {
             cx.read_once(
@@ -42,12 +59,6 @@ pub(super) async fn figures(cx: &Ctx<'_>, i: &Inputs) -> Result<Figures> {
     } else {
         None
     };
-    let anomaly = if needs_anomaly {
-        cx.read_once("anomaly detection".into(), anomaly_offered(cx))
-            .await?
-    } else {
-        Err("not asked".into())
-    };
     Ok(Figures {
         max_connections,
         clients,
@@ -63,7 +74,7 @@ pub(super) async fn max_connections(cx: &Ctx<'_>, db: &DbRef) -> Result<Option<(
     } else {
         Kind::Instance
     };
-    let Some(found) = crate::db::read(cx.aws, kind, &db.id).await? else {
+    let Some(found) = crate::db::listed(cx.aws, kind, &db.id).await? else {
         anyhow::bail!(
             "{} {} does not exist: the DatabaseConnections alarm's threshold is a share of its \
              max_connections",
@@ -96,10 +107,10 @@ pub(super) async fn clients(cx: &Ctx<'_>, functions: &[String]) -> Result<Option
 
 /// Whether the account offers anomaly detection: it answers
 /// DescribeAnomalyDetectors (a region or an emulator without it does not).
-pub(super) async fn anomaly_offered(cx: &Ctx<'_>) -> Result<Result<(), String>> {
+/// Asked once for the place (`rounds::shared`).
+async fn anomaly_offered(aws: &crate::aws::Aws) -> Result<Result<(), String>> {
     Ok(
-        match cx
-            .aws
+        match aws
             .cloudwatch
             .describe_anomaly_detectors()
             .max_results(1)
@@ -119,6 +130,19 @@ pub(super) async fn anomaly_offered(cx: &Ctx<'_>) -> Result<Result<(), String>> 
             ),
         },
     )
+}
+
+/// The alarms named, out of the place's shared listing of every alarm (a
+/// check's read: one call answers a fleet).
+pub(super) async fn listed(
+    cx: &Ctx<'_>,
+    names: &[String],
+) -> Result<BTreeMap<String, MetricAlarm>> {
+    let all = crate::aws::listings::alarms(cx.aws).await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| Some((n.clone(), all.get(n)?.clone())))
+        .collect())
 }
 
 /// The alarms named, as the account holds them.
@@ -144,7 +168,18 @@ pub(super) async fn find(cx: &Ctx<'_>, names: &[String]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-pub(super) async fn ours(cx: &Ctx<'_>, alarm: &MetricAlarm) -> Result<bool> {
+/// Whether `alarm` is ours. A check trusts the state: an alarm it records
+/// as the step's (made, so tagged, or adopted) is taken as ours without a
+/// call (CloudWatch lists no tags: one read per alarm and run otherwise);
+/// any other's tags are read. A write, and rollback, trust nothing
+/// (`trusted` empty): they read the alarm and its tags afresh.
+pub(super) async fn ours(cx: &Ctx<'_>, alarm: &MetricAlarm, trusted: &[String]) -> Result<bool> {
+    if alarm
+        .alarm_name()
+        .is_some_and(|n| trusted.iter().any(|t| t == n))
+    {
+        return Ok(true);
+    }
     let Some(arn) = alarm.alarm_arn() else {
         return Ok(cx.adopted);
     };

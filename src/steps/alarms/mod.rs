@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::contract::{Actions, Ctx, Found, On, Outputs, Resolver, StepImpl, Undone};
 use crate::aws::describe_error;
 use crate::runbook::Runbook;
-use calls::{find, ours, put, shape_of, wanted};
+use calls::{find, listed, ours, put, shape_of, wanted};
 use desired::{Alarm, Notify, differences};
 pub use inputs::{DbRef, Inputs};
 
@@ -51,12 +51,14 @@ fn output(names: &[String]) -> Outputs {
 }
 
 impl Alarms {
-    /// The recorded alarms the runbook no longer wants that are ours.
+    /// The recorded alarms the runbook no longer wants that are ours
+    /// (`trusted`: see [`ours`]).
     async fn dropped(
         &self,
         cx: &Ctx<'_>,
         i: &Inputs,
         found: &BTreeMap<String, MetricAlarm>,
+        trusted: &[String],
     ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for name in recorded_names(cx) {
@@ -64,7 +66,7 @@ impl Alarms {
                 continue;
             }
             if let Some(a) = found.get(&name)
-                && ours(cx, a).await?
+                && ours(cx, a, trusted).await?
             {
                 out.push(name);
             }
@@ -199,14 +201,15 @@ impl StepImpl for Alarms {
 
     async fn check(&self, cx: &Ctx, i: &Inputs) -> Result<Found> {
         let want = wanted(cx, i).await?;
-        let found = find(cx, &self.names(cx, i)).await?;
+        let found = listed(cx, &self.names(cx, i)).await?;
+        let trusted = recorded_names(cx);
         let (mut missing, mut lines, mut present) = (Vec::new(), Vec::new(), Vec::new());
         for w in &want {
             let Some(a) = found.get(&w.name) else {
                 missing.push(w.name.clone());
                 continue;
             };
-            if !ours(cx, a).await? {
+            if !ours(cx, a, &trusted).await? {
                 return Ok(Found::Foreign(
                     cx.not_ours(&format!("CloudWatch alarm {}", w.name)),
                 ));
@@ -214,7 +217,7 @@ impl StepImpl for Alarms {
             lines.extend(differences(&w.name, &shape_of(a), &w.shape(&i.proxy)));
             present.push(w.name.clone());
         }
-        for name in self.dropped(cx, i, &found).await? {
+        for name in self.dropped(cx, i, &found, &trusted).await? {
             lines.push(format!(
                 "alarm {name}: to delete (no longer in the runbook; in the run's last pass)"
             ));
@@ -256,7 +259,7 @@ impl StepImpl for Alarms {
                     put(cx, i, w, true).await?;
                 }
                 Some(a) => {
-                    if !ours(cx, a).await? {
+                    if !ours(cx, a, &[]).await? {
                         anyhow::bail!(cx.not_ours(&format!("CloudWatch alarm {}", w.name)));
                     }
                     if !differences(&w.name, &shape_of(a), &w.shape(&i.proxy)).is_empty() {
@@ -270,7 +273,7 @@ impl StepImpl for Alarms {
             }
             present.push(w.name.clone());
         }
-        let dropped = self.dropped(cx, i, &found).await?;
+        let dropped = self.dropped(cx, i, &found, &[]).await?;
         if !dropped.is_empty() {
             if cx.may_remove(Self::NAME) {
                 self.delete(cx, &dropped).await?;
@@ -295,7 +298,7 @@ impl StepImpl for Alarms {
         let found = find(cx, &self.names(cx, i)).await?;
         let (mut mine, mut left) = (Vec::new(), Vec::new());
         for (name, a) in &found {
-            if ours(cx, a).await? {
+            if ours(cx, a, &[]).await? {
                 mine.push(name.clone());
             } else {
                 left.push(name.clone());
