@@ -452,8 +452,7 @@ fn hand_made_alarms_of_the_same_names_are_adopted() {
 #[test]
 fn a_failed_listing_of_models_is_no_answer_and_a_hand_made_model_survives() {
     let (emu, mut ws) = setup("alarms_models_fail");
-    let layer = support::faults::FaultProxy::start(&emu.url);
-    ws.set_endpoint(&layer.url);
+    let layer = ws.behind_fault_layer(&emu);
     let proxy = ws.env["DB_NAME"].clone();
     put_model(&emu, &proxy, "ClientConnections", "Maximum");
     let model = format!("anomaly model ClientConnections Maximum ProxyName={proxy}");

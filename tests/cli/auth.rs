@@ -177,9 +177,8 @@ fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
     // wrong order would leave the proxy without a login is wide enough
     // for the watch to see.
     set_function_variable(&emu, &function, "DB_USER", Some("app_user"));
-    let layer = faults::FaultProxy::start(&emu.url);
+    let layer = ws.behind_fault_layer(&emu);
     layer.latency(Duration::from_millis(60));
-    ws.set_endpoint(&layer.url);
     let watch = HealthWatch::start(&emu, &format!("{}-db", ws.prefix));
     let out = ws.run(&["run", "--yes"]);
     watch.assert_always_healthy("the move to end-to-end IAM");

@@ -8,8 +8,7 @@ use support::faults;
 /// A workspace whose calls go through a fault layer in front of the emulator.
 fn faulty(test: &str) -> (Emulator, Workspace, faults::FaultProxy) {
     let (emu, mut ws) = setup(test);
-    let layer = faults::FaultProxy::start(&emu.url);
-    ws.set_endpoint(&layer.url);
+    let layer = ws.behind_fault_layer(&emu);
     (emu, ws, layer)
 }
 
@@ -204,9 +203,8 @@ fn sigkill_at_random_moments_then_resume_or_rollback() {
         rng
     };
     let slowed = |ws: &mut Workspace| {
-        let layer = faults::FaultProxy::start(&emu.url);
+        let layer = ws.behind_fault_layer(&emu);
         layer.latency(Duration::from_millis(40));
-        ws.set_endpoint(&layer.url);
         layer
     };
     // How long a whole run takes at this latency: kills land inside it.

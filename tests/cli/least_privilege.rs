@@ -191,9 +191,8 @@ fn no_role_may_connect_as_a_user_it_had_neither_before_nor_after_a_change_of_use
     // detached before the narrowed version is written (each call slowed
     // down, so that a version written first would be seen).
     ws.write_runbook(|s| s);
-    let layer = faults::FaultProxy::start(&emu.url);
+    let layer = ws.behind_fault_layer(&emu);
     layer.latency(std::time::Duration::from_millis(150));
-    ws.set_endpoint(&layer.url);
     let watch = GrantsWatch::start(&emu, &roles, &[&id], &users);
     ws.run(&["run", "--yes"]).ok();
     ws.set_endpoint(&emu.url);

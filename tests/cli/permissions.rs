@@ -239,8 +239,7 @@ fn the_aurora_runbook_with_its_state_in_s3_calls_nothing_its_policies_leave_out(
         &["--engine", "aurora-postgresql", "--iam-db-auth"],
     );
     let mut ws = ws.in_s3();
-    let layer = faults::FaultProxy::start(&emu.url);
-    ws.set_endpoint(&layer.url);
+    let layer = ws.behind_fault_layer(&emu);
     let l = Some(&layer);
     let run = policy(&ws, &["--for", "run"]);
     let bucket = format!("rpr-{}", ws.prefix.to_ascii_lowercase());

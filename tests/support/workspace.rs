@@ -145,6 +145,14 @@ impl Workspace {
             .push(("AWS_ENDPOINT_URL".into(), url.to_string()));
     }
 
+    /// Puts the tests' fault layer between this workspace and `emu`: the
+    /// layer returned slows or fails its calls as a test asks.
+    pub fn behind_fault_layer(&mut self, emu: &Emulator) -> faults::FaultProxy {
+        let layer = faults::FaultProxy::start(&emu.url);
+        self.set_endpoint(&layer.url);
+        layer
+    }
+
     pub fn run(&self, args: &[&str]) -> Out {
         Out::from(self.cmd(args).bounded_output())
     }

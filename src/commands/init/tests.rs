@@ -66,16 +66,14 @@ fn the_variable_holding_the_db_endpoint_is_chosen() {
     assert!(f.env_var_note.starts_with("not set"));
 }
 
-#[test]
-fn what_init_writes_loads_and_carries_the_account_values() {
-    let db = Db {
+/// An Aurora PostgreSQL cluster with two members in two subnets.
+fn orders_cluster() -> Db {
+    Db {
         kind: Kind::Cluster,
         id: "orders".into(),
         engine: "aurora-postgresql".into(),
         engine_version: "16.1".into(),
         status: "available".into(),
-        instance_class: None,
-        cluster: None,
         members: 2,
         port: Some(5432),
         address: Some("orders.cluster-x.us-east-1.rds.amazonaws.com".into()),
@@ -85,28 +83,36 @@ fn what_init_writes_loads_and_carries_the_account_values() {
             ("subnet-0bbbbbbbbbbbbbbbb".into(), "us-east-1b".into()),
         ],
         security_groups: vec!["sg-0123456789abcdef0".into(), "sg-0fedcba9876543210".into()],
-        managed_secret: None,
-        resource_id: None,
-        iam_auth: false,
         network_type: "IPV4".into(),
         ..Db::default()
-    };
+    }
+}
+
+/// What init writes for `db` and `functions` as runbook `orders-proxy`,
+/// the secret given.
+fn render_orders(db: &Db, functions: &[Function]) -> String {
+    render(&Rendered {
+        name: "orders-proxy",
+        region: "us-east-1",
+        account: "123456789012",
+        db,
+        secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf",
+        secret_given: true,
+        functions,
+        existing: None,
+        capacity: None,
+    })
+}
+
+#[test]
+fn what_init_writes_loads_and_carries_the_account_values() {
+    let db = orders_cluster();
     let functions = [with_env_var(
         function(&[("DB_HOST", "leak-canary-7f3")]),
         db.address.as_slice(),
         None,
     )];
-    let text = render(&Rendered {
-        name: "orders-proxy",
-        region: "us-east-1",
-        account: "123456789012",
-        db: &db,
-        secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf",
-        secret_given: true,
-        functions: &functions,
-        existing: None,
-        capacity: None,
-    });
+    let text = render_orders(&db, &functions);
     let rb = parsed(&text);
     assert_eq!(rb.name, "orders-proxy");
     assert_eq!(rb.database.port, 5432);
@@ -315,23 +321,7 @@ fn a_proxy_already_in_front_is_described_for_adopt() {
 
 #[test]
 fn what_init_writes_is_the_template_filled_in() {
-    let db = Db {
-        kind: Kind::Cluster,
-        id: "orders".into(),
-        engine: "aurora-postgresql".into(),
-        engine_version: "16.1".into(),
-        members: 2,
-        port: Some(5432),
-        address: Some("orders.cluster-x.us-east-1.rds.amazonaws.com".into()),
-        vpc_id: Some("vpc-0123456789abcdef0".into()),
-        subnets: vec![
-            ("subnet-0aaaaaaaaaaaaaaaa".into(), "us-east-1a".into()),
-            ("subnet-0bbbbbbbbbbbbbbbb".into(), "us-east-1b".into()),
-        ],
-        security_groups: vec!["sg-0123456789abcdef0".into(), "sg-0fedcba9876543210".into()],
-        network_type: "IPV4".into(),
-        ..Db::default()
-    };
+    let db = orders_cluster();
     let functions = [
         with_env_var(function(&[("DB_HOST", "x")]), db.address.as_slice(), None),
         with_env_var(
@@ -343,17 +333,7 @@ fn what_init_writes_is_the_template_filled_in() {
             None,
         ),
     ];
-    let text = render(&Rendered {
-        name: "orders-proxy",
-        region: "us-east-1",
-        account: "123456789012",
-        db: &db,
-        secret: "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1-AbCdEf",
-        secret_given: true,
-        functions: &functions,
-        existing: None,
-        capacity: None,
-    });
+    let text = render_orders(&db, &functions);
     // Every explanation of the template is there as it stands, every
     // section too: init cannot drift from the template (nor restate it).
     for line in template::TEMPLATE.lines().skip_while(|l| *l != "#") {
