@@ -229,7 +229,9 @@ pub type Interfaces = BTreeMap<String, Vec<(String, String)>>;
 /// many waits look at it.
 type Groups = Arc<Mutex<BTreeMap<String, usize>>>;
 
-struct Place {
+/// What the runbooks of one place (`aws::Place`) share: the waits'
+/// rounds, the checks' listings, the pacer of the looks.
+struct Shared {
     proxies: Arc<Rounds<Proxies>>,
     endpoints: Arc<Rounds<Endpoints>>,
     interfaces: Arc<Rounds<Interfaces>>,
@@ -243,8 +245,8 @@ struct Place {
 /// The shared rounds of `aws`'s place. Global: every runbook of a fleet
 /// connects its own clients, and the point of a place is that they find
 /// the same rounds without being handed them; one map for the process.
-fn place(aws: &Aws) -> Arc<Place> {
-    static PLACES: OnceLock<Mutex<BTreeMap<crate::aws::Place, Arc<Place>>>> = OnceLock::new();
+fn place(aws: &Aws) -> Arc<Shared> {
+    static PLACES: OnceLock<Mutex<BTreeMap<crate::aws::Place, Arc<Shared>>>> = OnceLock::new();
     let mut places = PLACES
         .get_or_init(Default::default)
         .lock()
@@ -275,7 +277,7 @@ fn place(aws: &Aws) -> Arc<Place> {
                     .collect();
                 Box::pin(async move { list_interfaces(&ec2, groups).await })
             }));
-            Arc::new(Place {
+            Arc::new(Shared {
                 proxies,
                 endpoints,
                 interfaces,
