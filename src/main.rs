@@ -1,3 +1,7 @@
+//! The binary: parses the command line (`cli`), sets up tracing and the
+//! output, runs the command (one runbook or a fleet) and exits with the
+//! code of its failure (`error::code_of`).
+
 mod actions;
 mod answers;
 mod arn;

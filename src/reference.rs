@@ -1,8 +1,10 @@
-//! `docs/commands.md`, the command reference, written from the clap tree
-//! (`crate::command_tree`): every command with its help, usage and
-//! options, and the exit codes. A test holds the page to the tree, so it
-//! cannot drift; `RDS_PROXY_RUNBOOK_WRITE_DOCS=1 cargo test reference`
-//! writes it again after a change.
+//! The pages of docs/ written from the code, each held to it by a test so
+//! that it cannot drift (`RDS_PROXY_RUNBOOK_WRITE_DOCS=1 cargo test
+//! reference` writes them again after a change): `docs/commands.md`, the
+//! command reference, from the clap tree (`crate::command_tree`): every
+//! command with its help, usage and options, and the exit codes; and the
+//! table of every source file in `docs/layout.md`, from each file's own
+//! `//!` header.
 
 use clap::{Arg, Command};
 
@@ -126,7 +128,7 @@ pub fn markdown(cmd: &Command) -> String {
 fn the_command_reference_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/commands.md");
     let page = markdown(&crate::command_tree());
-    if std::env::var("RDS_PROXY_RUNBOOK_WRITE_DOCS").is_ok_and(|v| !v.is_empty()) {
+    if writing() {
         std::fs::write(path, &page).unwrap();
         return;
     }
@@ -134,6 +136,106 @@ fn the_command_reference_is_current() {
     assert!(
         now == page,
         "docs/commands.md is not what the command tree says: run \
+         `RDS_PROXY_RUNBOOK_WRITE_DOCS=1 cargo test --features failpoints reference` and commit it"
+    );
+}
+
+/// Whether `RDS_PROXY_RUNBOOK_WRITE_DOCS` asks for the pages to be written.
+fn writing() -> bool {
+    std::env::var("RDS_PROXY_RUNBOOK_WRITE_DOCS").is_ok_and(|v| !v.is_empty())
+}
+
+/// Where the table of files begins and ends in docs/layout.md.
+const FILES_START: &str = "<!-- files: written by `RDS_PROXY_RUNBOOK_WRITE_DOCS=1 cargo test \
+                           reference` from each file's `//!` header; edit the headers, not \
+                           this table -->";
+const FILES_END: &str = "<!-- end of files -->";
+
+/// A file's header: the first paragraph of its `//!` lines, on one line.
+fn header(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    lines.join(" ").replace('|', "\\|")
+}
+
+/// Whether `path` (under src/) holds only tests.
+fn only_tests(path: &std::path::Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || path.components().any(|c| c.as_os_str() == "tests")
+}
+
+/// Every source file under `dir` but the tests', a folder's mod.rs first.
+fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort_by_key(|p| (p.file_name().is_none_or(|n| n != "mod.rs"), p.clone()));
+    for p in entries {
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") && !only_tests(&p) {
+            out.push(p);
+        }
+    }
+}
+
+/// The table of every source file with its header.
+fn files_table(root: &std::path::Path) -> String {
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    let mut out = String::from("| file | what it holds |\n|---|---|\n");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        out.push_str(&format!("| `{rel}` | {} |\n", header(&text)));
+    }
+    out
+}
+
+#[test]
+fn every_source_file_says_what_it_holds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    let bare: Vec<String> = files
+        .iter()
+        .filter(|f| header(&std::fs::read_to_string(f).unwrap()).is_empty())
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(bare.is_empty(), "files without a `//!` header: {bare:?}");
+}
+
+#[test]
+fn the_layouts_table_of_files_is_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("docs/layout.md");
+    let page = std::fs::read_to_string(&path).unwrap();
+    let (Some(start), Some(end)) = (page.find(FILES_START), page.find(FILES_END)) else {
+        panic!("docs/layout.md lacks the markers of its table of files");
+    };
+    let now = format!(
+        "{}{FILES_START}\n\n{}\n{}",
+        &page[..start],
+        files_table(root),
+        &page[end..]
+    );
+    if writing() {
+        std::fs::write(&path, &now).unwrap();
+        return;
+    }
+    assert!(
+        now == page,
+        "docs/layout.md's table of files is not what the files' headers say: run \
          `RDS_PROXY_RUNBOOK_WRITE_DOCS=1 cargo test --features failpoints reference` and commit it"
     );
 }

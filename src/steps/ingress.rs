@@ -81,7 +81,9 @@ fn ours(cx: &Ctx, rule: &SecurityGroupRule) -> bool {
 const STEP_TAG: &str = "rds-proxy-runbook:step";
 
 /// Our rules that `step` added and no longer wants: another port, or a
-/// source no longer listed (a function removed). A rule of ours from before
+/// source no longer listed. So a removed function's rule is revoked only
+/// when no remaining function shares its security group: the group is
+/// still among the sources (docs/updates.md). A rule of ours from before
 /// rules carried the step tag is never taken for one.
 fn stale<'r>(
     cx: &Ctx,

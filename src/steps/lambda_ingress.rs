@@ -1,7 +1,10 @@
 //! Recipe step 8: the proxy's security group admits each Lambda function's
 //! security group (from the function's VpcConfig unless the runbook names
 //! one) on the DB port; an `[[endpoint]]` in groups of its own admits the
-//! functions that read it (its `read_env_var`'s), the same way.
+//! functions that read it (its `read_env_var`'s), the same way. The rules
+//! are added and revoked by `ingress.rs`, with `db-ingress`'s: a removed
+//! function's rule is revoked only when no remaining function shares its
+//! group (`ingress::stale`, from the sources [`sources`] lists).
 
 use std::collections::BTreeMap;
 
