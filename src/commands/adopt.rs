@@ -52,7 +52,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
     let mut working = state.clone();
     let mut seen: Vec<Seen> = Vec::new();
     for name in rb.step_names() {
-        let step = steps::get(name).expect("validated");
+        let step = steps::named(name);
         if !step.changes_account() {
             continue;
         }
@@ -109,7 +109,7 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
                 );
                 continue;
             }
-            Ok(Found::Incomplete(why, _)) if name == "proxy" => {
+            Ok(Found::Incomplete(why, _)) if name == steps::PROXY => {
                 line(
                     "!",
                     format!("{what}: {why}; adopt it once it is available (nothing recorded)"),

@@ -225,7 +225,7 @@ pub async fn plan(runbook: &Path, how: PlanHow, out: Option<&Path>, opts: &Optio
     let to_delete: Vec<String> = with_retired(&rb, &original)
         .into_iter()
         .flat_map(|name| {
-            let step = steps::get(&name).expect("known step");
+            let step = steps::named(&name);
             let rec = original.record(&name).expect("has retired");
             rec.retired
                 .iter()

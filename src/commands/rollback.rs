@@ -232,7 +232,7 @@ impl Undo<'_> {
     /// to undo.
     async fn step(&self, name: &str) -> Result<&'static str> {
         let (store, aws) = (self.store, self.aws);
-        let step = steps::get(name).expect("known step");
+        let step = steps::named(name);
         let rec = store.read(|s| s.record(name).cloned().unwrap_or_default());
         let bar = self.progress.step(name);
         let retired = if rec.retired.is_empty() {

@@ -141,7 +141,7 @@ pub async fn run(
         .iter()
         .chain(&outside)
         .map(|n| {
-            let step = steps::get(n).expect("validated");
+            let step = steps::named(n);
             let (inputs, missing) = resolve(step, &rb, &state);
             (*n, (step, inputs, missing))
         })
@@ -440,7 +440,7 @@ async fn later_passes<'n>(
                     &hint,
                 );
                 let now = std::time::Instant::now();
-                merge(results, "proxy", Err(StepFailed(e).into()), now);
+                merge(results, steps::PROXY, Err(StepFailed(e).into()), now);
                 all_done = false;
             }
         }
@@ -480,7 +480,7 @@ async fn later_passes<'n>(
         store.backend.hold().await?;
         let started = std::time::Instant::now();
         for (name, second) in retire_pass(&names, rb, aws, store, progress, &hint).await? {
-            let name = steps::get(name).expect("known").name();
+            let name = steps::named(name).name();
             merge(results, name, second.map(|_| Outcome::Changed), started);
         }
     }

@@ -24,7 +24,7 @@ fn replacement_lines(step: &str) -> Vec<String> {
          has moved (and the invoke check passed)"
             .to_string(),
     ];
-    if step == "proxy" {
+    if step == crate::steps::PROXY {
         lines.push(
             "interrupts: nothing while the new proxy is made and its target becomes healthy \
              (the functions keep the old one); then each function's variable moves to the new \

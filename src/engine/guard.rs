@@ -178,7 +178,7 @@ fn recorded_functions(state: &State) -> Vec<String> {
 /// made (an adopted one is left to its owner).
 pub(crate) fn retired_proxies(state: &State) -> Vec<String> {
     state
-        .record("proxy")
+        .record(steps::PROXY)
         .into_iter()
         .flat_map(|r| &r.retired)
         .filter(|r| r.origin == Origin::Created)

@@ -174,10 +174,10 @@ pub(crate) fn record_for(
 /// Whether this run replaces the proxy: the runbook renamed it, or a
 /// replacement of it is under way and the new one not made yet (a resume).
 pub(crate) fn proxy_replaced(rb: &Runbook, state: &State) -> bool {
-    rb.step_names().any(|n| n == "proxy")
-        && (steps::get("proxy").is_some_and(|p| !identity_edited(p, rb, state).is_empty())
+    rb.step_names().any(|n| n == steps::PROXY)
+        && (!identity_edited(steps::named(steps::PROXY), rb, state).is_empty()
             || state
-                .record("proxy")
+                .record(steps::PROXY)
                 .is_some_and(|r| !r.retired.is_empty() && r.status != Status::Applied))
 }
 

@@ -80,9 +80,7 @@ pub(crate) async fn read_external(rb: &Runbook, aws: &crate::aws::Aws) -> Result
 /// The runbook's steps, in its order, resolved once (reading the runbook
 /// validated every name it lists).
 pub(crate) fn listed(rb: &Runbook) -> Vec<&'static dyn Step> {
-    rb.step_names()
-        .map(|n| steps::get(n).expect("the runbook lists only known steps"))
-        .collect()
+    rb.step_names().map(steps::named).collect()
 }
 
 pub(crate) fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str>> {
@@ -122,7 +120,7 @@ pub(crate) fn select<'a>(rb: &'a Runbook, sel: &Selection) -> Result<Vec<&'a str
 /// current one, and those a replacement retired): a variable that holds
 /// one is on a proxy of ours.
 pub(crate) fn our_endpoints(state: &State) -> Vec<String> {
-    let Some(rec) = state.record("proxy") else {
+    let Some(rec) = state.record(steps::PROXY) else {
         return Vec::new();
     };
     // The proxy's other endpoints (`[[endpoint]]`): a reader variable
@@ -294,7 +292,7 @@ pub(crate) fn new_name_advice(
     let mut rename: Vec<String> = Vec::new();
     for step in replaced {
         let key = match *step {
-            "proxy" => proxy_key.clone(),
+            steps::PROXY => proxy_key.clone(),
             "proxy-security-group" => format!(
                 "`proxy_security_group.name` ({})",
                 rb.at(rb.proxy_security_group.name.pos)
@@ -312,7 +310,9 @@ pub(crate) fn new_name_advice(
     let with_proxy = replaced
         .iter()
         .find_map(|step| match steps::get(step)?.replacement() {
-            steps::Replacement::WithProxy { why, .. } if *step != "proxy" => Some((*step, why)),
+            steps::Replacement::WithProxy { why, .. } if *step != steps::PROXY => {
+                Some((*step, why))
+            }
             _ => None,
         });
     if let Some((step, why)) = with_proxy

@@ -37,7 +37,7 @@ pub(crate) async fn undo_retired(
     guard: Option<&Guard>,
     hint: &str,
 ) -> Result<Vec<String>> {
-    let step = steps::get(name).expect("known step");
+    let step = steps::named(name);
     let mut done = Vec::new();
     while let Some(entry) = store.read(|s| s.record(name).and_then(|r| r.retired.first().cloned()))
     {

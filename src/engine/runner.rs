@@ -189,7 +189,7 @@ impl Runner<'_> {
             if self.verified.lock().expect("lock").contains(dep) {
                 continue;
             }
-            let step = steps::get(dep).expect("validated");
+            let step = steps::named(dep);
             let (status, origin) = self
                 .store
                 .read(|s| (s.status(dep), s.record(dep).and_then(|r| r.origin)));
@@ -253,7 +253,7 @@ impl Runner<'_> {
     }
 
     pub(crate) async fn step_inner(&self, name: &str) -> Result<Outcome> {
-        let step = steps::get(name).expect("validated");
+        let step = steps::named(name);
         let (inputs, missing) = self.store.read(|s| resolve(step, self.rb, s));
         if !missing.is_empty() {
             return Err(needs_outputs(name, &missing, &self.run_hint));

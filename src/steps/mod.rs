@@ -32,6 +32,9 @@ pub use proxy::name_for_guard as proxy_name;
 pub use proxy_endpoints::hosts as endpoint_hosts;
 pub use secret_access::MANAGED_POLICY as MANAGED_SECRETS_POLICY;
 
+/// The proxy's step: a replacement of the others follows from one of it.
+pub const PROXY: &str = <proxy::Proxy as StepImpl>::NAME;
+
 /// Every step the tool knows, in the recipe's order. A run follows the
 /// graph of [`dependencies`], independent steps at once; a rollback follows
 /// it backwards (DB_HOST first, the role last).
@@ -71,6 +74,13 @@ pub fn names() -> Vec<&'static str> {
 
 pub fn get(name: &str) -> Option<&'static dyn Step> {
     STEPS.iter().copied().find(|s| s.name() == name)
+}
+
+/// The step a runbook lists, or a state of its records, by name: each name
+/// was checked against [`STEPS`] when the runbook was read, so an unknown
+/// one is a bug.
+pub fn named(name: &str) -> &'static dyn Step {
+    get(name).unwrap_or_else(|| panic!("no step `{name}`: the runbook's names are checked"))
 }
 
 /// The steps each listed step waits on, among those the runbook lists: the
