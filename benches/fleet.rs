@@ -75,6 +75,8 @@ struct Phase {
     throttled: usize,
     /// The emulator's CPU time meanwhile.
     emulator_cpu: Option<Duration>,
+    /// Its children's meanwhile: the functions' invocations.
+    functions_cpu: Option<Duration>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -112,7 +114,7 @@ fn main() -> std::process::ExitCode {
             ("rollback", &["rollback"][..]),
         ] {
             let throttled = faults.throttled();
-            let cpu = emu.cpu();
+            let (cpu, children_cpu) = (emu.cpu(), emu.children_cpu());
             faults.record_timeline();
             let started = std::time::Instant::now();
             let mut cmd = fleet(&books[..n], &faults, args);
@@ -135,6 +137,10 @@ fn main() -> std::process::ExitCode {
                 m,
                 throttled: faults.throttled() - throttled,
                 emulator_cpu: emu.cpu().zip(cpu).map(|(after, before)| after - before),
+                functions_cpu: emu
+                    .children_cpu()
+                    .zip(children_cpu)
+                    .map(|(after, before)| after - before),
             });
         }
     }
@@ -149,7 +155,7 @@ fn main() -> std::process::ExitCode {
         setting("BENCH_DELETING_S", 20)
     );
     println!(
-        "{:>5} {:<9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>8} {:>6} {:>8}",
+        "{:>5} {:<9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>10} {:>8} {:>6} {:>8} {:>8}",
         "fleet",
         "phase",
         "wall s",
@@ -160,7 +166,8 @@ fn main() -> std::process::ExitCode {
         "throttled",
         "peak MB",
         "CPU s",
-        "emu CPU"
+        "emu CPU",
+        "fn CPU"
     );
     let one = |what: &str| {
         phases
@@ -174,7 +181,7 @@ fn main() -> std::process::ExitCode {
         });
         let describes = p.m.by_action.get("DescribeDBProxies").copied().unwrap_or(0);
         println!(
-            "{:>5} {:<9} {:>8.2} {:>8} {:>9.1} {:>7} {:>8} {:>10} {:>8.1} {:>6.2} {:>8}",
+            "{:>5} {:<9} {:>8.2} {:>8} {:>9.1} {:>7} {:>8} {:>10} {:>8.1} {:>6.2} {:>8} {:>8}",
             p.size,
             p.what,
             p.m.wall.as_secs_f64(),
@@ -186,13 +193,15 @@ fn main() -> std::process::ExitCode {
             p.m.peak_kb.unwrap_or(0) as f64 / 1024.0,
             p.m.cpu.as_secs_f64(),
             p.emulator_cpu
+                .map_or("-".into(), |c| format!("{:.2}", c.as_secs_f64())),
+            p.functions_cpu
                 .map_or("-".into(), |c| format!("{:.2}", c.as_secs_f64()))
         );
     }
     println!(
         "rounds: DescribeDBProxies listings (every proxy of the place, shared by every wait); by name: \
          each runbook's own reads of its proxy (its checks); CPU s: the tool's own CPU time; emu CPU: the \
-         emulator's meanwhile (one core at most: Python)"
+         emulator's meanwhile (one core at most: Python); fn CPU: the functions' invocations, each a child process of the emulator"
     );
     for p in phases.iter().filter(|p| p.throttled > 0) {
         let which: Vec<String> =

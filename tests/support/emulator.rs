@@ -13,13 +13,27 @@ impl Emulator {
     /// The CPU time (user and system) the emulator's process has used so
     /// far; None when it runs elsewhere (RDS_PROXY_RUNBOOK_TEST_ENDPOINT).
     pub fn cpu(&self) -> Option<std::time::Duration> {
-        let pid = self.child.as_ref()?.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // After the command's name in parentheses: utime and stime are the
         // 12th and 13th fields, in clock ticks.
+        self.cpu_fields(11)
+    }
+
+    /// The CPU time of the emulator's children it has waited for so far:
+    /// each Lambda invocation runs in a child process of its own (a cold
+    /// start), which `cpu` does not count.
+    pub fn children_cpu(&self) -> Option<std::time::Duration> {
+        // cutime and cstime follow utime and stime.
+        self.cpu_fields(13)
+    }
+
+    /// The two fields of /proc/PID/stat from `first` (counted after the
+    /// command's name), in clock ticks, as a duration.
+    fn cpu_fields(&self, first: usize) -> Option<std::time::Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            fields.get(first)?.parse::<u64>().ok()? + fields.get(first + 1)?.parse::<u64>().ok()?;
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Some(std::time::Duration::from_secs_f64(ticks as f64 / hz))
