@@ -239,7 +239,9 @@ pub async fn iam(aws: &Aws) -> Result<Arc<IamDetails>> {
             |m| {
                 let call = aws.iam.get_account_authorization_details();
                 let call = call.filter(EntityType::Role);
+                // 1000 a page, IAM's most (100 by default).
                 call.filter(EntityType::LocalManagedPolicy)
+                    .max_items(1000)
                     .set_marker(m)
                     .send()
             },
