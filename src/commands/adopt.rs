@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::aws::{Aws, describe_error};
+use crate::aws::Aws;
 use crate::engine::{needs, resolve};
 use crate::error::Failure;
 use crate::open::{EnvMode, Options, check_place, command_hint, load_runbook, open_state};
@@ -173,7 +173,12 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
     for s in &taken {
         let (inputs, outputs, before) = s.take.clone().expect("taken");
         if tag {
-            tag_owned(&aws, &rb.name, &s.name, &outputs).await?;
+            let bar = StepBar::silent(&s.name);
+            let cx = Ctx::new(&aws, &rb.name, &bar, None);
+            let step = steps::named(&s.name);
+            step.tag_owned(&cx, &outputs)
+                .await
+                .map_err(|e| Failure::steps_failed(format!("{e:#}; nothing more was recorded")))?;
         }
         let rec = state
             .advance(&s.name, Event::Applied)
@@ -194,68 +199,5 @@ pub async fn adopt(runbook: &Path, yes: bool, tag: bool, opts: &Options) -> Resu
         taken.len(),
         command_hint("plan", &rb, opts)
     );
-    Ok(())
-}
-
-/// Tags what `step` adopted with our ownership tag (`adopt --tag`): the
-/// role, the group, the proxy, the policy, the rules. Targets, the role's
-/// secret access and the functions' variables take no tags.
-async fn tag_owned(aws: &Aws, runbook: &str, step: &str, outputs: &Outputs) -> Result<()> {
-    let (k, v) = (crate::runbook::OWNER_TAG, runbook);
-    let out = |key: &str| outputs.get(key).filter(|s| !s.is_empty()).cloned();
-    let failed = |what: String| {
-        move |e: String| {
-            Failure::steps_failed(format!("cannot tag {what}: {e}; nothing more was recorded"))
-        }
-    };
-    match step {
-        "proxy-role" => {
-            let Some(role) = out("name") else {
-                return Ok(());
-            };
-            let tag = aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?;
-            let sent = aws.iam.tag_role().role_name(&role).tags(tag).send().await;
-            sent.map_err(|e| failed(format!("IAM role {role}"))(describe_error(&e)))?;
-        }
-        "connect-policy" => {
-            let Some(arn) = out("arn") else { return Ok(()) };
-            let tag = aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?;
-            let sent = aws.iam.tag_policy().policy_arn(&arn).tags(tag).send().await;
-            sent.map_err(|e| failed(format!("IAM policy {arn}"))(describe_error(&e)))?;
-        }
-        "proxy" => {
-            let Some(arn) = out("arn") else { return Ok(()) };
-            let tag = aws_sdk_rds::types::Tag::builder().key(k).value(v).build();
-            let sent = aws
-                .rds
-                .add_tags_to_resource()
-                .resource_name(&arn)
-                .tags(tag)
-                .send();
-            sent.await
-                .map_err(|e| failed(format!("DB proxy {arn}"))(describe_error(&e)))?;
-        }
-        "proxy-security-group" | "db-ingress" | "lambda-ingress" => {
-            let ids: Vec<String> = ["group_id", "rule_ids"]
-                .iter()
-                .filter_map(|key| out(key))
-                .flat_map(|s| s.split(',').map(String::from).collect::<Vec<_>>())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if ids.is_empty() {
-                return Ok(());
-            }
-            let tag = aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
-            let sent = aws
-                .ec2
-                .create_tags()
-                .set_resources(Some(ids.clone()))
-                .tags(tag)
-                .send();
-            sent.await
-                .map_err(|e| failed(ids.join(", "))(describe_error(&e)))?;
-        }
-        _ => {}
-    }
     Ok(())
 }

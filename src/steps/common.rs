@@ -8,6 +8,35 @@ use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurat
 use super::contract::Ctx;
 use crate::aws::describe_error;
 
+/// The output `key`, if set and not empty.
+pub fn output(outputs: &super::contract::Outputs, key: &str) -> Option<String> {
+    outputs.get(key).filter(|s| !s.is_empty()).cloned()
+}
+
+/// Tags the security group and rules a step adopted (`group_id`,
+/// `rule_ids`) with our ownership tag (`adopt --tag`).
+pub async fn tag_owned_ec2(cx: &Ctx<'_>, outputs: &super::contract::Outputs) -> Result<()> {
+    let ids: Vec<String> = ["group_id", "rule_ids"]
+        .iter()
+        .filter_map(|key| output(outputs, key))
+        .flat_map(|s| s.split(',').map(String::from).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let tag = aws_sdk_ec2::types::Tag::builder()
+        .key(crate::runbook::OWNER_TAG)
+        .value(cx.runbook)
+        .build();
+    let sent = cx.aws.ec2.create_tags().set_resources(Some(ids.clone()));
+    sent.tags(tag)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot tag {}: {}", ids.join(", "), describe_error(&e)))?;
+    Ok(())
+}
+
 /// A Lambda function's configuration (role, VpcConfig, environment, update
 /// status).
 pub async fn function_configuration(

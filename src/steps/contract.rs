@@ -365,6 +365,12 @@ pub trait StepImpl: Send + Sync + 'static {
     ) -> Result<Option<Value>> {
         Ok(None)
     }
+    /// Tags what the step adopted (its `outputs`) with our ownership tag,
+    /// for `adopt --tag`. None by default: targets, the role's secret
+    /// access, the alarms and the functions' variables take none.
+    async fn tag_owned(&self, _cx: &Ctx, _outputs: &Outputs) -> Result<()> {
+        Ok(())
+    }
     /// What of `before` to keep once an apply with `inputs` succeeded (an
     /// update may have put back what the runbook no longer lists).
     fn settled_before(&self, _inputs: &Self::Inputs, before: Option<Value>) -> Option<Value> {
@@ -421,6 +427,7 @@ pub trait Step: Send + Sync {
         recorded: Option<Value>,
     ) -> Result<Option<Value>>;
     async fn adopted(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Option<Value>>;
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()>;
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs>;
     async fn rollback(&self, cx: &Ctx, inputs: &Value, before: Option<&Value>) -> Result<Undone>;
 }
@@ -513,6 +520,9 @@ impl<T: StepImpl> Step for T {
     }
     async fn adopted(&self, cx: &Ctx, inputs: &Value, outputs: &Outputs) -> Result<Option<Value>> {
         StepImpl::adopted(self, cx, &typed(T::NAME, inputs)?, outputs).await
+    }
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        StepImpl::tag_owned(self, cx, outputs).await
     }
     async fn apply(&self, cx: &Ctx, inputs: &Value) -> Result<Outputs> {
         StepImpl::apply(self, cx, &typed(T::NAME, inputs)?).await

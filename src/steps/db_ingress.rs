@@ -67,6 +67,10 @@ impl StepImpl for DbIngress {
         .await
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        super::common::tag_owned_ec2(cx, outputs).await
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let description = format!("RDS Proxy to DB ({})", cx.runbook);
         ingress::apply(

@@ -286,6 +286,10 @@ impl StepImpl for LambdaIngress {
         Ok(combine(proxy, endpoints, &groups))
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        super::common::tag_owned_ec2(cx, outputs).await
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let all = sources(cx, i.functions.iter()).await?;
         let description = format!("Lambda to RDS Proxy ({})", cx.runbook);

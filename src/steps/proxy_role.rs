@@ -283,6 +283,20 @@ impl StepImpl for ProxyRole {
         Ok(vec![format!("trust policy: {}", i.trust_policy)])
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        let Some(role) = super::common::output(outputs, "name") else {
+            return Ok(());
+        };
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(crate::runbook::OWNER_TAG)
+            .value(cx.runbook)
+            .build()?;
+        let sent = cx.aws.iam.tag_role().role_name(&role).tags(tag).send();
+        sent.await
+            .map_err(|e| anyhow::anyhow!("cannot tag IAM role {role}: {}", describe_error(&e)))?;
+        Ok(())
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         // The role the check found is updated, never created again (a
         // CreateRole would need iam:CreateRole of a day-two operator, and

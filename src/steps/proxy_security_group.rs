@@ -309,6 +309,10 @@ impl StepImpl for ProxySecurityGroup {
         Ok(Found::Done(outputs))
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        super::common::tag_owned_ec2(cx, outputs).await
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         // The group the check found is updated, never created again (a
         // CreateSecurityGroup would need ec2:CreateSecurityGroup of a

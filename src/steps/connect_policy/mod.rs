@@ -168,6 +168,24 @@ impl StepImpl for ConnectPolicy {
         ])
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        let Some(arn) = super::common::output(outputs, "arn") else {
+            return Ok(());
+        };
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(crate::runbook::OWNER_TAG)
+            .value(cx.runbook)
+            .build()?;
+        let sent = cx.aws.iam.tag_policy().policy_arn(&arn).tags(tag).send();
+        sent.await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot tag IAM policy {arn}: {}",
+                crate::aws::describe_error(&e)
+            )
+        })?;
+        Ok(())
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         let account = cx.aws.account_id().await?;
         let arn = policy_arn(account, &i.policy_name);

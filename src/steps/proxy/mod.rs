@@ -190,6 +190,24 @@ impl StepImpl for Proxy {
         }
     }
 
+    async fn tag_owned(&self, cx: &Ctx, outputs: &Outputs) -> Result<()> {
+        let Some(arn) = super::common::output(outputs, "arn") else {
+            return Ok(());
+        };
+        let tag = aws_sdk_rds::types::Tag::builder()
+            .key(crate::runbook::OWNER_TAG)
+            .value(cx.runbook)
+            .build();
+        let sent = cx.aws.rds.add_tags_to_resource().resource_name(&arn);
+        sent.tags(tag).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot tag DB proxy {arn}: {}",
+                crate::aws::describe_error(&e)
+            )
+        })?;
+        Ok(())
+    }
+
     async fn apply(&self, cx: &Ctx, i: &Inputs) -> Result<Outputs> {
         // The engine has just checked: the proxy is missing, or ours and
         // unfinished or differing in what ModifyDBProxy changes. Whether it
