@@ -202,16 +202,30 @@ pub async fn run(rb: &Runbook, aws: &Aws, capacity: Option<&Capacity>) -> Result
 pub async fn loads(aws: &Aws, names: &[String]) -> (Vec<FunctionLoad>, Vec<String>) {
     // A read that fails counts as "no limit" (the worst case), and says so.
     let mut unread = Vec::new();
-    let account = readable(
-        aws.lambda.get_account_settings().send().await,
-        "the account's Lambda concurrency",
-        "lambda:GetAccountSettings",
-        &mut unread,
-    )
-    .and_then(|s| {
-        s.account_limit()
-            .map(|l| i64::from(l.concurrent_executions()))
+    // The account's, so one read for every runbook of the place; a failed
+    // read is not kept.
+    let limit = crate::rounds::shared(aws, "the account's Lambda concurrency".into(), async {
+        aws.lambda
+            .get_account_settings()
+            .send()
+            .await
+            .map(|s| {
+                s.account_limit()
+                    .map(|l| i64::from(l.concurrent_executions()))
+            })
+            .map_err(|e| anyhow::anyhow!(describe_error(&e)))
     })
+    .await;
+    let account = match limit {
+        Ok(limit) => limit,
+        Err(e) => {
+            unread.push(format!(
+                "cannot read the account's Lambda concurrency ({e}): counted as no limit; allow \
+                 lambda:GetAccountSettings for an exact budget"
+            ));
+            None
+        }
+    }
     .filter(|n| *n > 0)
     .unwrap_or(ACCOUNT_DEFAULT);
     let mappings = crate::aws::listings::event_sources(aws).await;
