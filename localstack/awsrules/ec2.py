@@ -112,6 +112,9 @@ def install() -> None:
     original_delete_eni = NetworkInterfaceBackend.delete_network_interface
 
     def delete_network_interface(self, eni_id):
+        # As AWS: an interface its proxy released is gone, whether or not
+        # anyone listed the interfaces since (then: NotFound).
+        _proxy_interfaces(self)
         eni = self.enis.get(eni_id)
         if eni is not None and getattr(eni, "_awsr_owner", None) is not None:
             raise InvalidParameterValue(

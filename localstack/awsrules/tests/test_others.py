@@ -62,6 +62,31 @@ class SecurityGroups(AwsTest):
         wait_until(lambda: not enis())
         self.assertTrue(self._deleted(r["proxy_sg"]))
 
+    def test_an_interface_of_a_deleted_proxy_is_gone_once_released_without_a_listing(self):
+        # The book's cleanup deletes each interface until it is not found,
+        # and lists them only once, before: DeleteNetworkInterface alone
+        # must see the interfaces go.
+        r = self.recipe()
+        self.create_proxy(r)
+        ec2 = self.c["ec2"]
+        eni = ec2.describe_network_interfaces(
+            Filters=[{"Name": "group-id", "Values": [r["proxy_sg"]]}]
+        )["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        self.c["rds"].delete_db_proxy(DBProxyName="p1")
+        wait_until(lambda: not self.c["rds"].describe_db_proxies()["DBProxies"])
+
+        def not_found():
+            try:
+                ec2.delete_network_interface(NetworkInterfaceId=eni)
+            except ClientError as e:
+                code = e.response["Error"]["Code"]
+                if code == "InvalidParameterValue":
+                    return False
+                return code == "InvalidNetworkInterfaceID.NotFound"
+            return True
+
+        wait_until(not_found)
+
     def _deleted(self, group_id):
         try:
             self.c["ec2"].delete_security_group(GroupId=group_id)
