@@ -154,10 +154,13 @@ impl Guard {
 }
 
 /// The functions the state's steps acted on (their variables, their roles'
-/// policy, their groups' rules), each once.
+/// policy, their groups' rules, the invoke), each once.
 fn recorded_functions(state: &State) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for step in ["lambda-env", "connect-policy", "lambda-ingress"] {
+    let acting = steps::names()
+        .into_iter()
+        .filter(|n| steps::named(n).acts_on_lambdas());
+    for step in acting {
         let Some(list) = state
             .record(step)
             .and_then(|r| r.inputs.as_ref()?.get("functions")?.as_array().cloned())

@@ -61,7 +61,7 @@ fn with_alarms(s: &str, section: &str) -> String {
 /// `[alarms]` with every default.
 const ALARMS: &str = "[alarms]\n";
 
-fn alarm<'s>(snap: &'s Snapshot, ws: &Workspace, kind: &str) -> Option<&'s String> {
+fn alarm<'s>(snap: &'s Snapshot, ws: &Workspace, kind: &str) -> Option<&'s Resource> {
     snap.get(&format!("alarm {}-proxy-{kind}", ws.prefix))
 }
 
@@ -173,9 +173,10 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     ws.run(&["run", "--yes"]).ok();
     let snap = snapshot(&emu, &ws);
     let db = alarm(&snap, &ws, "database-connections").expect("the connections alarm");
-    assert!(db.contains("threshold=Some(32.0)"), "{db}");
+    assert_eq!(db.field("threshold"), "Some(32.0)", "{db}");
     assert!(
-        db.contains(&format!("rds-proxy-runbook:runbook={}", ws.prefix)),
+        db.field("tags")
+            .contains(&format!("rds-proxy-runbook:runbook={}", ws.prefix)),
         "tagged as ours: {db}"
     );
     for kind in [
@@ -207,7 +208,8 @@ fn alarms_follow_the_runbook_and_the_dbs_max_connections() {
     assert!(
         alarm(&snap, &ws, "database-connections")
             .unwrap()
-            .contains("threshold=Some(20.0)")
+            .field("threshold")
+            == "Some(20.0)"
     );
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
 
@@ -399,11 +401,11 @@ fn hand_made_alarms_of_the_same_names_are_adopted() {
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     let managed = snapshot(&emu, &ws);
     let db = alarm(&managed, &ws, "database-connections").unwrap();
-    assert!(db.contains("threshold=Some(48.0)"), "{db}");
+    assert_eq!(db.field("threshold"), "Some(48.0)", "{db}");
     for kind in kinds {
         let a = alarm(&managed, &ws, kind).unwrap();
         assert!(
-            !a.contains("rds-proxy-runbook:runbook="),
+            !a.field("tags").contains("rds-proxy-runbook:runbook="),
             "tagged unasked: {a}"
         );
     }

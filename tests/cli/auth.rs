@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::*;
 
-fn proxy_line(emu: &Emulator, ws: &Workspace) -> String {
+fn proxy_line(emu: &Emulator, ws: &Workspace) -> Resource {
     snapshot(emu, ws)[&format!("db proxy {}-db", ws.prefix)].clone()
 }
 
-fn role_line(emu: &Emulator, ws: &Workspace, role: &str) -> String {
+fn role_line(emu: &Emulator, ws: &Workspace, role: &str) -> Resource {
     let snap = snapshot(emu, ws);
     snap.iter()
         .find(|(k, _)| k.starts_with("iam role ") && k.ends_with(role))
@@ -49,20 +49,20 @@ fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
         .stdout_has("end-to-end IAM")
         .stdout_has(&format!("Done: {} step(s) applied", STEPS - 1));
     let proxy = proxy_line(&emu, &ws);
-    assert!(
-        proxy.contains("auth_scheme=Some(\"IAM_AUTH\") secrets=[]"),
-        "{proxy}"
-    );
+    assert_eq!(proxy.field("auth_scheme"), "Some(\"IAM_AUTH\")", "{proxy}");
+    assert_eq!(proxy.field("secrets"), "[]", "{proxy}");
     let role = role_line(&emu, &ws, "-proxy-role");
+    let inline = role.field("inline");
     assert!(
-        role.contains("rds-db:connect")
-            && role.contains(":dbuser:cluster-")
-            && role.contains("/app_user"),
+        inline.contains("rds-db:connect")
+            && inline.contains(":dbuser:cluster-")
+            && inline.contains("/app_user"),
         "{role}"
     );
     // The reader endpoint, and its host in DB_READ_HOST beside DB_HOST.
     let p = ws.prefix.to_lowercase();
-    let env = &snapshot(&emu, &ws)[&format!("lambda {}-db-app", ws.prefix)];
+    let env = snapshot(&emu, &ws)[&format!("lambda {}-db-app", ws.prefix)].clone();
+    let env = env.field("env");
     assert!(
         env.contains(&format!("\"DB_READ_HOST\": \"{p}-db-ro.endpoint.proxy-"))
             && env.contains("\"DB_HOST\": \"")
@@ -70,7 +70,7 @@ fn the_aurora_runbook_logs_in_with_iam_reruns_and_rolls_back() {
         "{env}"
     );
     assert!(
-        !role.contains("secretsmanager"),
+        !role.to_string().contains("secretsmanager"),
         "no secret to read: {role}"
     );
     ws.run(&["doctor"]).ok().stdout_has("end-to-end IAM");
@@ -159,7 +159,7 @@ fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
     let before = snapshot(&emu, &ws);
     ws.run(&["run", "--yes"]).ok();
     let first = proxy_line(&emu, &ws);
-    assert!(first.contains("auth_scheme=Some(\"NONE\")"), "{first}");
+    assert_eq!(first.field("auth_scheme"), "Some(\"NONE\")", "{first}");
     ws.write_runbook(|s| {
         let s = edit(&s, "secret_arn = \"${env.RDS_SECRET_ARN}\"\n", "");
         edit(
@@ -190,18 +190,20 @@ fn the_books_proxy_moves_to_end_to_end_iam_in_place_without_losing_its_login() {
              no longer wants",
         );
     let now = proxy_line(&emu, &ws);
-    assert!(
-        now.contains("auth_scheme=Some(\"IAM_AUTH\") secrets=[]"),
-        "{now}"
+    assert_eq!(now.field("auth_scheme"), "Some(\"IAM_AUTH\")", "{now}");
+    assert_eq!(now.field("secrets"), "[]", "{now}");
+    assert_eq!(
+        first.field("arn"),
+        now.field("arn"),
+        "the same proxy, not a new one"
     );
-    let arn = |line: &str| line.split(" arn=").nth(1).unwrap().to_string();
-    assert_eq!(arn(&first), arn(&now), "the same proxy, not a new one");
     let role = role_line(&emu, &ws, "-proxy-role");
+    let inline = role.field("inline");
     assert!(
-        role.contains("rds-db:connect") && role.contains(":dbuser:db-"),
+        inline.contains("rds-db:connect") && inline.contains(":dbuser:db-"),
         "{role}"
     );
-    assert!(!role.contains("GetSecretValue"), "{role}");
+    assert!(!role.to_string().contains("GetSecretValue"), "{role}");
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     ws.run(&["rollback", "--yes"]).ok();
     set_function_variable(&emu, &function, "DB_USER", Some("admin"));
@@ -302,15 +304,20 @@ fn a_second_db_user_gets_its_secret_and_each_function_its_own_user() {
         .ok()
         .stdout_has("proxy: updating in place: secrets: ");
     let now = proxy_line(&emu, &ws);
-    let arn = |line: &str| line.split(" arn=").nth(1).unwrap().to_string();
-    assert_eq!(arn(&first), arn(&now), "the same proxy, not a new one");
+    assert_eq!(
+        first.field("arn"),
+        now.field("arn"),
+        "the same proxy, not a new one"
+    );
+    let secrets = now.field("secrets");
     assert!(
-        now.contains("-db-secret") && now.contains("-reader-secret"),
+        secrets.contains("-db-secret") && secrets.contains("-reader-secret"),
         "{now}"
     );
     let role = role_line(&emu, &ws, "-proxy-role");
+    let inline = role.field("inline");
     assert!(
-        role.contains("-db-secret") && role.contains("-reader-secret"),
+        inline.contains("-db-secret") && inline.contains("-reader-secret"),
         "the proxy's role reads both secrets: {role}"
     );
     // The connect policy: admin for the book's function's role, reader for
@@ -322,6 +329,7 @@ fn a_second_db_user_gets_its_secret_and_each_function_its_own_user() {
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no connect policy: {snap:?}"));
     let default = policy
+        .field("versions")
         .split("default=true ")
         .nth(1)
         .unwrap_or_else(|| panic!("no default version: {policy}"));

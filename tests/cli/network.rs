@@ -27,7 +27,7 @@ fn a_dual_stack_proxy_runs_reruns_and_a_network_change_needs_a_new_proxy() {
         .stdout_has(&format!("Done: {} step(s) applied", ALL_STEPS - 1));
     let line = &snapshot(&emu, &ws)[&format!("db proxy {}-db", ws.prefix)];
     assert!(
-        line.contains("network=Some(\"DUAL\")/Some(\"IPV6\")"),
+        line.field("network") == "Some(\"DUAL\")/Some(\"IPV6\")",
         "{line}"
     );
     ws.run(&["run", "--yes"]).ok().stdout_has(&format!(

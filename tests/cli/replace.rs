@@ -104,7 +104,7 @@ fn a_renamed_proxy_is_made_beside_the_old_which_goes_once_the_functions_moved() 
     );
     let policy = &snap[&format!("iam policy {p}-connect")];
     let id = ws.output("proxy", "id");
-    assert!(policy.contains(&id), "{policy}");
+    assert!(policy.field("versions").contains(&id), "{policy}");
     let state = ws.state_json();
     assert!(state["steps"]["proxy"].get("retired").is_none(), "{state}");
     assert_eq!(
@@ -282,7 +282,7 @@ fn a_function_left_on_the_old_proxy_keeps_it_and_its_way_in() {
         .stderr_has("the replaced proxy and its way in were kept");
     let snap = snapshot(&emu, &ws);
     assert_eq!(proxies(&snap).len(), 2, "both proxies: {snap:#?}");
-    let policy = &snap[&format!("iam policy {p}-connect")];
+    let policy = snap[&format!("iam policy {p}-connect")].field("versions");
     let default = policy.split("default=true").nth(1).unwrap_or_default();
     assert!(
         default.contains(&old_id),

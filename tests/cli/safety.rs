@@ -7,7 +7,7 @@ use super::support::*;
 
 /// The runbook's function and its value of `DB_HOST` in a snapshot.
 fn db_host(snap: &Snapshot, ws: &Workspace) -> String {
-    let line = &snap[&format!("lambda {}-db-app", ws.prefix)];
+    let line = snap[&format!("lambda {}-db-app", ws.prefix)].field("env");
     let at = line.find("\"DB_HOST\": \"").expect("DB_HOST is set") + 12;
     line[at..].split('"').next().unwrap().to_string()
 }

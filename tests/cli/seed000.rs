@@ -72,7 +72,7 @@ fn seed_000_plans_its_own_figures_runs_reruns_and_rolls_back() {
     let after = snapshot(&emu, &ws);
     let endpoint = ws.output("proxy", "endpoint");
     for (name, _, _) in CAPS {
-        let function = &after[&format!("lambda {}-{name}", ws.prefix)];
+        let function = after[&format!("lambda {}-{name}", ws.prefix)].field("env");
         assert!(
             function.contains(&format!(r#""DB_HOST": "{endpoint}""#))
                 && function.contains(r#""DB_USER": "app_user""#),
@@ -80,7 +80,7 @@ fn seed_000_plans_its_own_figures_runs_reruns_and_rolls_back() {
         );
     }
     let db = &after[&format!("alarm {}-proxy-database-connections", ws.prefix)];
-    assert!(db.contains("threshold=Some(256.0)"), "{db}");
+    assert_eq!(db.field("threshold"), "Some(256.0)", "{db}");
     ws.run(&["run", "--yes"]).ok().stdout_has("No changes");
     assert_same(&after, &snapshot(&emu, &ws), "a re-run changed something");
     ws.run(&["rollback", "--yes"]).ok();

@@ -24,7 +24,7 @@ pub(super) fn applied(test: &str, extra: &[&str]) -> (Emulator, Workspace, Snaps
     (emu, ws, before, db_host)
 }
 
-fn proxy_line(emu: &Emulator, ws: &Workspace) -> String {
+fn proxy_line(emu: &Emulator, ws: &Workspace) -> Resource {
     snapshot(emu, ws)[&format!("db proxy {}-db", ws.prefix)].clone()
 }
 
@@ -34,7 +34,7 @@ fn proxy_settings_and_pool_are_changed_in_place() {
     let functions = vec![ws.env["DB_APP_FUNCTION_NAME"].clone()];
     let endpoint = ws.output("proxy", "endpoint");
     let first = proxy_line(&emu, &ws);
-    assert!(first.contains("idle_client_timeout=Some(1800)"), "{first}");
+    assert_eq!(first.field("idle_client_timeout"), "Some(1800)", "{first}");
     ws.write_runbook(|s| {
         let s = edit(
             &s,
@@ -71,20 +71,24 @@ fn proxy_settings_and_pool_are_changed_in_place() {
         .stdout_has("✓ proxy-role updated in place");
     watch.assert_always_working("the update in place");
     let now = proxy_line(&emu, &ws);
+    assert_eq!(now.field("idle_client_timeout"), "Some(300)", "{now}");
+    assert_eq!(now.field("debug_logging"), "Some(true)", "{now}");
     assert!(
-        now.contains("idle_client_timeout=Some(300)") && now.contains("debug_logging=Some(true)"),
+        now.field("pool").starts_with("Some(\"max=Some(50)"),
         "{now}"
     );
-    assert!(now.contains("pool=Some(\"max=Some(50)"), "{now}");
-    let arn = |line: &str| line.split(" arn=").nth(1).unwrap().to_string();
-    assert_eq!(arn(&first), arn(&now), "the same proxy, not a new one");
+    assert_eq!(
+        first.field("arn"),
+        now.field("arn"),
+        "the same proxy, not a new one"
+    );
     assert_eq!(ws.output("proxy", "endpoint"), endpoint);
     assert_eq!(
         function_variable(&emu, &functions[0], "DB_HOST").as_deref(),
         Some(endpoint.as_str())
     );
     let role = &snapshot(&emu, &ws)[&format!("iam role {}-proxy-role", ws.prefix)];
-    assert!(role.contains("Team=platform"), "{role}");
+    assert!(role.field("tags").contains("Team=platform"), "{role}");
 
     // Applied: a re-run changes nothing, and the tag goes when the runbook
     // drops it (a tag set by hand stays).
@@ -101,7 +105,7 @@ fn proxy_settings_and_pool_are_changed_in_place() {
         .ok()
         .stdout_has("proxy-role updated in place");
     let role = &snapshot(&emu, &ws)[&format!("iam role {}-proxy-role", ws.prefix)];
-    assert!(!role.contains("Team="), "{role}");
+    assert!(!role.field("tags").contains("Team="), "{role}");
 
     ws.run(&["rollback", "--yes"]).ok();
     assert_same(
@@ -127,7 +131,7 @@ fn a_pool_without_idle_connections_runs_and_stays_as_set() {
         .ok()
         .stdout_has("✓ targets updated in place");
     let proxy = proxy_line(&emu, &ws);
-    assert!(proxy.contains("idle=Some(0)"), "{proxy}");
+    assert!(proxy.field("pool").contains("idle=Some(0)"), "{proxy}");
     ws.run(&["plan"])
         .ok()
         .stdout_has("Nothing to change: all 10 steps are done");
@@ -181,14 +185,22 @@ fn functions_are_added_and_removed_without_touching_the_others() {
     let snap = snapshot(&emu, &ws);
     for f in [&app, &reports] {
         assert!(
-            snap[&format!("lambda {f}")].contains(&endpoint),
+            snap[&format!("lambda {f}")]
+                .field("env")
+                .contains(&endpoint),
             "{f}: {snap:#?}"
         );
     }
-    assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
+    assert!(
+        snap[&format!("iam role {p}-reports-role")]
+            .field("attached")
+            .contains(&format!("policy/{p}-connect"))
+    );
     let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
-        proxy_sg.contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
+        proxy_sg
+            .field("ingress")
+            .contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
         "{proxy_sg}"
     );
     let recorded = ws.state_json()["steps"]["lambda-env"]["before"].clone();
@@ -223,7 +235,9 @@ fn functions_are_added_and_removed_without_touching_the_others() {
     let snap = snapshot(&emu, &ws);
     let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
-        proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
+        proxy_sg
+            .field("ingress")
+            .contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
         "{proxy_sg}"
     );
     let watch = HostWatch::start_with(&emu, &both, "DB_HOST", &db_host, Some(paths));
@@ -248,16 +262,32 @@ fn functions_are_added_and_removed_without_touching_the_others() {
         before[&format!("lambda {app}")],
         "restored whole"
     );
-    assert!(snap[&format!("lambda {reports}")].contains(&endpoint));
-    assert!(!snap[&format!("iam role {p}-lambda-role")].contains(&format!("policy/{p}-connect")));
-    assert!(snap[&format!("iam role {p}-reports-role")].contains(&format!("policy/{p}-connect")));
+    assert!(
+        snap[&format!("lambda {reports}")]
+            .field("env")
+            .contains(&endpoint)
+    );
+    assert!(
+        !snap[&format!("iam role {p}-lambda-role")]
+            .field("attached")
+            .contains(&format!("policy/{p}-connect"))
+    );
+    assert!(
+        snap[&format!("iam role {p}-reports-role")]
+            .field("attached")
+            .contains(&format!("policy/{p}-connect"))
+    );
     let proxy_sg = proxy_sg_line(&snap, &ws);
     assert!(
-        !proxy_sg.contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
+        !proxy_sg
+            .field("ingress")
+            .contains(&ws.env["DB_APP_FUNCTION_SG_ID"]),
         "{proxy_sg}"
     );
     assert!(
-        proxy_sg.contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
+        proxy_sg
+            .field("ingress")
+            .contains(&ws.env["REPORTS_FUNCTION_SG_ID"]),
         "{proxy_sg}"
     );
     let recorded = ws.state_json()["steps"]["lambda-env"]["before"].clone();

@@ -3,9 +3,42 @@
 
 use super::*;
 
-/// Everything in the emulator that the recipe could touch, as sorted text
-/// lines keyed by resource, restricted to this test's names and VPC.
-pub type Snapshot = BTreeMap<String, String>;
+/// Everything in the emulator that the recipe could touch, keyed by
+/// resource (`iam role NAME`, `db proxy NAME`, ...), restricted to this
+/// test's names and VPC.
+pub type Snapshot = BTreeMap<String, Resource>;
+
+/// One resource as the emulator holds it: its fields by name, each as
+/// sorted text, so a test asks for the field it means (`field("tags")`)
+/// instead of searching the whole resource.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Resource(Vec<(&'static str, String)>);
+
+impl Resource {
+    fn of<const N: usize>(fields: [(&'static str, String); N]) -> Resource {
+        Resource(fields.to_vec())
+    }
+
+    /// The field `name`; a test that asks for a field the resource lacks
+    /// is wrong, and says which it has.
+    pub fn field(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = self.0.iter().map(|(k, _)| *k).collect();
+                panic!("no field {name:?} in a resource of fields {names:?}")
+            })
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let each: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&each.join(" "))
+    }
+}
 
 pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
     let config = emu.sdk_config();
@@ -58,7 +91,11 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
             tags.sort();
             snap.insert(
                 format!("iam role {name}"),
-                format!("attached={arns:?} inline={inline_docs:?} tags={tags:?}"),
+                Resource::of([
+                    ("attached", format!("{arns:?}")),
+                    ("inline", format!("{inline_docs:?}")),
+                    ("tags", format!("{tags:?}")),
+                ]),
             );
         }
         let policies = iam
@@ -97,7 +134,10 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                 vs.push(format!("{id} default={} {doc}", v.is_default_version()));
             }
             vs.sort();
-            snap.insert(format!("iam policy {name}"), format!("{vs:?}"));
+            snap.insert(
+                format!("iam policy {name}"),
+                Resource::of([("versions", format!("{vs:?}"))]),
+            );
         }
         let ec2 = aws_sdk_ec2::Client::new(&config);
         let groups = ec2
@@ -156,11 +196,11 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                     g.group_name().unwrap_or_default(),
                     g.group_id().unwrap_or_default()
                 ),
-                format!(
-                    "ingress={:?} egress={:?} tags={tags:?}",
-                    rules(g.ip_permissions()),
-                    rules(g.ip_permissions_egress())
-                ),
+                Resource::of([
+                    ("ingress", format!("{:?}", rules(g.ip_permissions()))),
+                    ("egress", format!("{:?}", rules(g.ip_permissions_egress()))),
+                    ("tags", format!("{tags:?}")),
+                ]),
             );
         }
         let rds = aws_sdk_rds::Client::new(&config);
@@ -201,24 +241,38 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                     });
                 snap.insert(
                     format!("db proxy {name}"),
-                    format!(
-                        "status={:?} engine={:?} tls={:?} targets={targets:?} \
-                         idle_client_timeout={:?} debug_logging={:?} pool={pool:?} \
-                         auth_scheme={:?} secrets={:?} network={:?}/{:?} arn={:?}",
-                        px.status(),
-                        px.engine_family(),
-                        px.require_tls(),
-                        px.idle_client_timeout(),
-                        px.debug_logging(),
-                        px.default_auth_scheme(),
-                        px.auth()
-                            .iter()
-                            .filter_map(|a| a.secret_arn())
-                            .collect::<Vec<_>>(),
-                        px.endpoint_network_type().map(|t| t.as_str()),
-                        px.target_connection_network_type().map(|t| t.as_str()),
-                        px.db_proxy_arn(),
-                    ),
+                    Resource::of([
+                        ("status", format!("{:?}", px.status())),
+                        ("engine", format!("{:?}", px.engine_family())),
+                        ("tls", format!("{:?}", px.require_tls())),
+                        ("targets", format!("{targets:?}")),
+                        (
+                            "idle_client_timeout",
+                            format!("{:?}", px.idle_client_timeout()),
+                        ),
+                        ("debug_logging", format!("{:?}", px.debug_logging())),
+                        ("pool", format!("{pool:?}")),
+                        ("auth_scheme", format!("{:?}", px.default_auth_scheme())),
+                        (
+                            "secrets",
+                            format!(
+                                "{:?}",
+                                px.auth()
+                                    .iter()
+                                    .filter_map(|a| a.secret_arn())
+                                    .collect::<Vec<_>>()
+                            ),
+                        ),
+                        (
+                            "network",
+                            format!(
+                                "{:?}/{:?}",
+                                px.endpoint_network_type().map(|t| t.as_str()),
+                                px.target_connection_network_type().map(|t| t.as_str())
+                            ),
+                        ),
+                        ("arn", format!("{:?}", px.db_proxy_arn())),
+                    ]),
                 );
             }
         }
@@ -234,13 +288,13 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                 groups.sort();
                 snap.insert(
                     format!("db proxy endpoint {name}"),
-                    format!(
-                        "proxy={:?} role={:?} groups={groups:?} subnets={} status={:?}",
-                        ep.db_proxy_name(),
-                        ep.target_role(),
-                        ep.vpc_subnet_ids().len(),
-                        ep.status(),
-                    ),
+                    Resource::of([
+                        ("proxy", format!("{:?}", ep.db_proxy_name())),
+                        ("role", format!("{:?}", ep.target_role())),
+                        ("groups", format!("{groups:?}")),
+                        ("subnets", ep.vpc_subnet_ids().len().to_string()),
+                        ("status", format!("{:?}", ep.status())),
+                    ]),
                 );
             }
         }
@@ -266,12 +320,12 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
             tags.sort();
             snap.insert(
                 format!("alarm {name}"),
-                format!(
-                    "metric={:?} threshold={:?} actions={:?} tags={tags:?}",
-                    a.metric_name(),
-                    a.threshold(),
-                    a.alarm_actions()
-                ),
+                Resource::of([
+                    ("metric", format!("{:?}", a.metric_name())),
+                    ("threshold", format!("{:?}", a.threshold())),
+                    ("actions", format!("{:?}", a.alarm_actions())),
+                    ("tags", format!("{tags:?}")),
+                ]),
             );
         }
         // Anomaly detection models on this test's proxies (none where the
@@ -297,7 +351,7 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                         m.stat().unwrap_or_default(),
                         dims
                     ),
-                    format!("namespace={:?}", m.namespace()),
+                    Resource::of([("namespace", format!("{:?}", m.namespace()))]),
                 );
             }
         }
@@ -315,7 +369,10 @@ pub fn snapshot(emu: &Emulator, ws: &Workspace) -> Snapshot {
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
-            snap.insert(format!("lambda {name}"), format!("env={env:?}"));
+            snap.insert(
+                format!("lambda {name}"),
+                Resource::of([("env", format!("{env:?}"))]),
+            );
         }
         snap
     })
@@ -364,12 +421,9 @@ pub fn assert_same(before: &Snapshot, after: &Snapshot, what: &str) {
     assert!(before == after, "{what}:\n{}", diff(before, after));
 }
 
-pub fn ingress_rules(line: &str) -> usize {
-    line.split(" egress=")
-        .next()
-        .unwrap()
-        .matches("tcp:")
-        .count()
+/// How many TCP ingress rules a security group has.
+pub fn ingress_rules(group: &Resource) -> usize {
+    group.field("ingress").matches("tcp:").count()
 }
 
 /// Exactly one of each resource the recipe makes, and the function
@@ -411,7 +465,9 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
     }
     for a in &alarms {
         assert!(
-            after[*a].contains(&format!("rds-proxy-runbook:runbook={p}")),
+            after[*a]
+                .field("tags")
+                .contains(&format!("rds-proxy-runbook:runbook={p}")),
             "{what}: {a} is not tagged as ours: {}",
             after[*a]
         );
@@ -452,19 +508,21 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
     assert_eq!(kinds, want, "{what}: resources added: {added:?}");
     let policy = &after[&format!("iam policy {p}-connect")];
     assert_eq!(
-        policy.matches(" default=").count(),
+        policy.field("versions").matches(" default=").count(),
         1,
         "{what}: policy versions: {policy}"
     );
     let role = &after[&format!("iam role {p}-proxy-role")];
     assert_eq!(
-        role.matches("rds-proxy-runbook-secret-access=").count(),
+        role.field("inline")
+            .matches("rds-proxy-runbook-secret-access=")
+            .count(),
         1,
         "{what}: {role}"
     );
     let proxy = &after[&format!("db proxy {p}-db")];
     assert!(
-        proxy.contains(&format!("targets=[\"{p}-db\"]")),
+        proxy.field("targets") == format!("[\"{p}-db\"]"),
         "{what}: {proxy}"
     );
     for (k, v) in after
@@ -481,17 +539,20 @@ pub fn assert_one_of_each(before: &Snapshot, after: &Snapshot, ws: &Workspace, w
     }
     let lambda_role = &after[&format!("iam role {p}-lambda-role")];
     assert_eq!(
-        lambda_role.matches(&format!("policy/{p}-connect")).count(),
+        lambda_role
+            .field("attached")
+            .matches(&format!("policy/{p}-connect"))
+            .count(),
         1,
         "{what}"
     );
     let function = &after[&format!("lambda {p}-db-app")];
     assert!(
-        function.contains(".db-proxy-"),
+        function.field("env").contains(".db-proxy-"),
         "{what}: DB_HOST not on the proxy: {function}"
     );
     assert!(
-        function.contains("\"DB_USER\": \"admin\""),
+        function.field("env").contains("\"DB_USER\": \"admin\""),
         "{what}: {function}"
     );
 }
@@ -522,12 +583,12 @@ pub async fn wait_available(config: &aws_config::SdkConfig, name: &str) {
     }
 }
 
-/// The snapshot line of the workspace's proxy security group.
+/// The workspace's proxy security group in the snapshot.
 #[track_caller]
-pub fn proxy_sg_line<'s>(snap: &'s Snapshot, ws: &Workspace) -> &'s str {
+pub fn proxy_sg_line<'s>(snap: &'s Snapshot, ws: &Workspace) -> &'s Resource {
     let key = format!("security group {}-proxy-sg ", ws.prefix);
     snap.iter()
         .find(|(k, _)| k.starts_with(&key))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no {key} in the snapshot"))
 }
