@@ -144,30 +144,32 @@ fn others<'v>(before: Option<&'v Value>, proxy: &str) -> Vec<(&'v str, Vec<&'v s
 }
 
 /// The models our alarms made on the proxies a replacement left (no alarm
-/// of ours watches those any more), as `KEY on PROXY`: what the run's last
-/// pass deletes.
-pub async fn left_behind(cx: &Ctx<'_>, proxy: &str, before: Option<&Value>) -> Result<Vec<String>> {
+/// of ours watches those any more), each `(proxy, key)`: what the run's
+/// last pass deletes ([`delete_models`]).
+pub async fn left_behind(
+    cx: &Ctx<'_>,
+    proxy: &str,
+    before: Option<&Value>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (old, there) in others(before, proxy) {
         let now = models(cx, old).await?.unwrap_or_default();
         out.extend(
             now.into_iter()
                 .filter(|k| !there.contains(&k.as_str()))
-                .map(|k| format!("{k} on {old}")),
+                .map(|k| (old.to_string(), k)),
         );
     }
     Ok(out)
 }
 
-/// Deletes what [`left_behind`] finds; returns what it deleted.
-pub async fn delete_left_behind(
-    cx: &Ctx<'_>,
-    proxy: &str,
-    before: Option<&Value>,
-) -> Result<Vec<String>> {
+/// Deletes the models `(proxy, key)`; returns them as `KEY on PROXY`.
+pub async fn delete_models(cx: &Ctx<'_>, models: &[(String, String)]) -> Result<Vec<String>> {
     let mut deleted = Vec::new();
-    for (old, there) in others(before, proxy) {
-        deleted.extend(delete_on(cx, old, &there).await?);
+    for (proxy, key) in models {
+        if delete_model(cx, proxy, key).await? {
+            deleted.push(format!("{key} on {proxy}"));
+        }
     }
     Ok(deleted)
 }
@@ -176,30 +178,37 @@ async fn delete_on(cx: &Ctx<'_>, proxy: &str, there: &[&str]) -> Result<Vec<Stri
     let Some(now) = models(cx, proxy).await? else {
         return Ok(Vec::new());
     };
-    let mut deleted = Vec::new();
-    for k in now.into_iter().filter(|k| !there.contains(&k.as_str())) {
-        let (metric, stat) = k.split_once(' ').unwrap_or((&k, ""));
-        let model = SingleMetricAnomalyDetector::builder()
-            .namespace("AWS/RDS")
-            .metric_name(metric)
-            .dimensions(Dimension::builder().name("ProxyName").value(proxy).build())
-            .stat(stat)
-            .build();
-        match cx
-            .aws
-            .cloudwatch
-            .delete_anomaly_detector()
-            .single_metric_anomaly_detector(model)
-            .send()
-            .await
-        {
-            Ok(_) => deleted.push(format!("{k} on {proxy}")),
-            Err(e) if crate::aws::error_code(&e) == Some("ResourceNotFoundException") => {}
-            Err(e) => anyhow::bail!(
-                "cannot delete the anomaly detection model of {k} on DB proxy {proxy}: {}",
-                describe_error(&e)
-            ),
-        }
+    let ours: Vec<(String, String)> = now
+        .into_iter()
+        .filter(|k| !there.contains(&k.as_str()))
+        .map(|k| (proxy.to_string(), k))
+        .collect();
+    delete_models(cx, &ours).await
+}
+
+/// Deletes the model `key` (`METRIC STAT`) on `proxy`; false when it was
+/// already gone.
+async fn delete_model(cx: &Ctx<'_>, proxy: &str, key: &str) -> Result<bool> {
+    let (metric, stat) = key.split_once(' ').unwrap_or((key, ""));
+    let model = SingleMetricAnomalyDetector::builder()
+        .namespace("AWS/RDS")
+        .metric_name(metric)
+        .dimensions(Dimension::builder().name("ProxyName").value(proxy).build())
+        .stat(stat)
+        .build();
+    match cx
+        .aws
+        .cloudwatch
+        .delete_anomaly_detector()
+        .single_metric_anomaly_detector(model)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if crate::aws::error_code(&e) == Some("ResourceNotFoundException") => Ok(false),
+        Err(e) => anyhow::bail!(
+            "cannot delete the anomaly detection model of {key} on DB proxy {proxy}: {}",
+            describe_error(&e)
+        ),
     }
-    Ok(deleted)
 }

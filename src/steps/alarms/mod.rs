@@ -223,7 +223,8 @@ impl StepImpl for Alarms {
             ));
             present.push(name);
         }
-        for model in anomaly::left_behind(cx, &i.proxy, recorded_before(cx)).await? {
+        for (proxy, model) in anomaly::left_behind(cx, &i.proxy, recorded_before(cx)).await? {
+            let model = format!("{model} on {proxy}");
             lines.push(format!(
                 "anomaly detection model {model}: to delete (made by our alarms on a proxy \
                  since replaced; in the run's last pass)"
@@ -282,10 +283,9 @@ impl StepImpl for Alarms {
             }
         }
         let before = recorded_before(cx);
-        if !anomaly::left_behind(cx, &i.proxy, before).await?.is_empty()
-            && cx.may_remove(Self::NAME)
-        {
-            let deleted = anomaly::delete_left_behind(cx, &i.proxy, before).await?;
+        let left = anomaly::left_behind(cx, &i.proxy, before).await?;
+        if !left.is_empty() && cx.may_remove(Self::NAME) {
+            let deleted = anomaly::delete_models(cx, &left).await?;
             cx.bar.set(format!(
                 "deleted the anomaly detection model(s) of {} (their proxy was replaced)",
                 deleted.join(", ")
