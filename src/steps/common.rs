@@ -13,6 +13,14 @@ pub fn output(outputs: &super::contract::Outputs, key: &str) -> Option<String> {
     outputs.get(key).filter(|s| !s.is_empty()).cloned()
 }
 
+/// Our ownership tag, as `adopt --tag` puts it on what a step adopted.
+pub fn owner_tag(cx: &Ctx<'_>) -> (String, String) {
+    (
+        crate::runbook::OWNER_TAG.to_string(),
+        cx.runbook.to_string(),
+    )
+}
+
 /// Tags the security group and rules a step adopted (`group_id`,
 /// `rule_ids`) with our ownership tag (`adopt --tag`).
 pub async fn tag_owned_ec2(cx: &Ctx<'_>, outputs: &super::contract::Outputs) -> Result<()> {
@@ -25,12 +33,9 @@ pub async fn tag_owned_ec2(cx: &Ctx<'_>, outputs: &super::contract::Outputs) -> 
     if ids.is_empty() {
         return Ok(());
     }
-    let tag = aws_sdk_ec2::types::Tag::builder()
-        .key(crate::runbook::OWNER_TAG)
-        .value(cx.runbook)
-        .build();
+    let (k, v) = owner_tag(cx);
     let sent = cx.aws.ec2.create_tags().set_resources(Some(ids.clone()));
-    sent.tags(tag)
+    sent.set_tags(Some(ec2_tags([(&k, &v)])))
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot tag {}: {}", ids.join(", "), describe_error(&e)))?;

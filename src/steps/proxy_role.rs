@@ -287,11 +287,15 @@ impl StepImpl for ProxyRole {
         let Some(role) = super::common::output(outputs, "name") else {
             return Ok(());
         };
-        let tag = aws_sdk_iam::types::Tag::builder()
-            .key(crate::runbook::OWNER_TAG)
-            .value(cx.runbook)
-            .build()?;
-        let sent = cx.aws.iam.tag_role().role_name(&role).tags(tag).send();
+        let (k, v) = super::common::owner_tag(cx);
+        let tags = iam_tags([(&k, &v)])?;
+        let sent = cx
+            .aws
+            .iam
+            .tag_role()
+            .role_name(&role)
+            .set_tags(Some(tags))
+            .send();
         sent.await
             .map_err(|e| anyhow::anyhow!("cannot tag IAM role {role}: {}", describe_error(&e)))?;
         Ok(())

@@ -172,11 +172,15 @@ impl StepImpl for ConnectPolicy {
         let Some(arn) = super::common::output(outputs, "arn") else {
             return Ok(());
         };
-        let tag = aws_sdk_iam::types::Tag::builder()
-            .key(crate::runbook::OWNER_TAG)
-            .value(cx.runbook)
-            .build()?;
-        let sent = cx.aws.iam.tag_policy().policy_arn(&arn).tags(tag).send();
+        let (k, v) = super::common::owner_tag(cx);
+        let tags = iam_tags([(&k, &v)])?;
+        let sent = cx
+            .aws
+            .iam
+            .tag_policy()
+            .policy_arn(&arn)
+            .set_tags(Some(tags));
+        let sent = sent.send();
         sent.await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot tag IAM policy {arn}: {}",

@@ -194,12 +194,10 @@ impl StepImpl for Proxy {
         let Some(arn) = super::common::output(outputs, "arn") else {
             return Ok(());
         };
-        let tag = aws_sdk_rds::types::Tag::builder()
-            .key(crate::runbook::OWNER_TAG)
-            .value(cx.runbook)
-            .build();
+        let (k, v) = super::common::owner_tag(cx);
         let sent = cx.aws.rds.add_tags_to_resource().resource_name(&arn);
-        sent.tags(tag).send().await.map_err(|e| {
+        let sent = sent.set_tags(Some(super::common::rds_tags([(&k, &v)])));
+        sent.send().await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot tag DB proxy {arn}: {}",
                 crate::aws::describe_error(&e)
